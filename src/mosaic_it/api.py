@@ -1,0 +1,285 @@
+"""The Python API: the same engine the command line runs, over any iterable of records."""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from collections.abc import Iterable, Iterator
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any
+
+from .engine import Counts, Grouper, Reject
+from .io import InputError, InvalidRecord, record_from_alpaca
+from .records import Record, Sample
+from .rulepack import RulePack, load_rule_pack
+from .sizing import WRAP_MODES
+from .strategies import STRATEGIES
+from .templates import get_template
+from .tokenizer import Tokenizer, load_tokenizer
+
+COUNT_BATCH = 8192  # texts per tokenizer call in the counting pass
+
+
+@dataclass(frozen=True)
+class MosaicConfig:
+    """Every option of a run. The same config, input and seed give the same output."""
+
+    epochs: int = 4
+    wrap_mode: str = "uniform"
+    max_instructions: int = 10
+    max_tokens: int = 2048
+    template: str = "vicuna"
+    tokenizer: str | None = None  # None: the bundled Llama-family 32k tokenizer
+    strategies: tuple[str, ...] = STRATEGIES
+    rules: str | None = None  # a rule pack file; None: the bundled one
+    seed: int = 42
+
+    def __post_init__(self) -> None:
+        def bad(name: str, why: str) -> None:
+            raise ValueError(f"{name}: {why}")
+
+        if self.epochs < 1:
+            bad("epochs", f"must be at least 1, got {self.epochs}")
+        if self.max_instructions < 1:
+            bad("max_instructions", f"must be at least 1, got {self.max_instructions}")
+        if self.max_tokens < 1:
+            bad("max_tokens", f"must be at least 1, got {self.max_tokens}")
+        if self.wrap_mode not in WRAP_MODES:
+            bad("wrap_mode", f"unknown mode {self.wrap_mode!r}; choose from {', '.join(WRAP_MODES)}")
+        get_template(self.template)
+        strategies = tuple(self.strategies)
+        object.__setattr__(self, "strategies", strategies)
+        if not strategies:
+            bad("strategies", "name at least one of format, permute, maskout")
+        for s in strategies:
+            if s not in STRATEGIES:
+                bad("strategies", f"unknown strategy {s!r}; choose from {', '.join(STRATEGIES)}")
+        if len(set(strategies)) != len(strategies):
+            bad("strategies", f"{'+'.join(strategies)} names a strategy twice")
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["strategies"] = list(self.strategies)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> MosaicConfig:
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise ValueError(f"unknown option(s): {', '.join(unknown)}")
+        return cls(**d)
+
+
+@dataclass
+class RunSummary:
+    """What a run read, wrote, left out and why."""
+
+    records_read: int = 0
+    records_mosaicked: int = 0
+    samples_written: int = 0
+    epochs: int = 0
+    invalid: list[dict[str, Any]] = field(default_factory=list)
+    rejected: list[dict[str, Any]] = field(default_factory=list)
+    duplicate_ids: int = 0
+    instructions_per_sample: Counter[int] = field(default_factory=Counter)
+    strategies: Counter[str] = field(default_factory=Counter)
+    rules: Counter[str] = field(default_factory=Counter)
+    formats: Counter[str] = field(default_factory=Counter)
+    wrap_mode: str = ""
+    max_tokens: int = 0
+    tokens_in_records: int = 0
+    tokens_in_samples: int = 0
+    max_sample_tokens: int = 0
+    exact_checks: int = 0
+    margin_misses: int = 0
+    plain_fallbacks: int = 0
+    rule_fallbacks: int = 0
+    tokenizer: str = ""
+    template: str = ""
+    rule_pack: str = ""
+    seconds: dict[str, float] = field(default_factory=dict)
+
+    def add(self, sample: Sample) -> None:
+        spec = sample.spec
+        self.samples_written += 1
+        self.instructions_per_sample[spec.instructions] += 1
+        self.strategies[spec.strategy] += 1
+        if spec.rule:
+            self.rules[f"{spec.strategy}.{spec.rule}"] += 1
+        self.formats[spec.format] += 1
+        self.tokens_in_samples += spec.tokens
+        self.max_sample_tokens = max(self.max_sample_tokens, spec.tokens)
+
+    @property
+    def mean_instructions(self) -> float:
+        n = sum(self.instructions_per_sample.values())
+        return sum(k * c for k, c in self.instructions_per_sample.items()) / n if n else 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["instructions_per_sample"] = {
+            str(k): self.instructions_per_sample[k] for k in sorted(self.instructions_per_sample)
+        }
+        for key in ("strategies", "rules", "formats"):
+            d[key] = dict(sorted(getattr(self, key).items()))
+        d["mean_instructions_per_sample"] = round(self.mean_instructions, 4)
+        d["mean_sample_tokens"] = (
+            round(self.tokens_in_samples / self.samples_written, 2) if self.samples_written else 0
+        )
+        d["seconds"] = {k: round(v, 3) for k, v in self.seconds.items()}
+        return d
+
+    def render(self) -> str:
+        """A short human-readable report."""
+        lines = [
+            f"records read        {self.records_read}",
+            f"records mosaicked   {self.records_mosaicked}",
+            f"left out (invalid)  {sum(1 for r in self.invalid if r['reason'] == 'invalid')}",
+            f"left out (multi-turn) {sum(1 for r in self.invalid if r['reason'] == 'multi-turn')}",
+            f"rejected (too long) {len(self.rejected)}",
+            f"samples written     {self.samples_written} over {self.epochs} epoch(s)",
+            f"instructions/sample mean {self.mean_instructions:.2f}, histogram "
+            + " ".join(f"{k}:{c}" for k, c in sorted(self.instructions_per_sample.items())),
+            "strategies          " + " ".join(f"{k}:{v}" for k, v in sorted(self.strategies.items())),
+            "formats             " + " ".join(f"{k}:{v}" for k, v in sorted(self.formats.items())),
+            "rules               " + " ".join(f"{k}:{v}" for k, v in sorted(self.rules.items())),
+            f"tokens              {self.tokens_in_samples} in samples (max {self.max_sample_tokens}"
+            f" of budget {self.max_tokens}, {self.template} template, {self.tokenizer})",
+        ]
+        if self.duplicate_ids:
+            lines.append(f"warning: {self.duplicate_ids} record id(s) occur more than once")
+        for r in (self.rejected + self.invalid)[:10]:
+            lines.append(f"  left out: {r['reason']}: {r['detail']}")
+        more = len(self.rejected) + len(self.invalid) - 10
+        if more > 0:
+            lines.append(f"  ... and {more} more (see --stats / --rejects)")
+        return "\n".join(lines)
+
+
+def _as_record(obj: Record | dict[str, Any], index: int) -> Record:
+    if isinstance(obj, Record):
+        return obj
+    try:
+        return record_from_alpaca(obj, index)
+    except ValueError as exc:
+        raise InputError(f"record {index}: {exc}") from None
+
+
+class Mosaicker:
+    """Runs Mosaic-IT over records: ``for sample in Mosaicker(config).run(records): ...``.
+
+    After (or during) a run, ``summary`` holds the counts and everything left out.
+    """
+
+    def __init__(
+        self,
+        config: MosaicConfig | None = None,
+        *,
+        tokenizer: Tokenizer | None = None,
+        rule_pack: RulePack | None = None,
+        progress: bool = False,
+    ) -> None:
+        self.config = config or MosaicConfig()
+        self.tokenizer = tokenizer or load_tokenizer(self.config.tokenizer)
+        self.pack = rule_pack or load_rule_pack(self.config.rules)
+        self.template = get_template(self.config.template)
+        self.progress = progress
+        self.summary = RunSummary()
+
+    def run(
+        self, records: Iterable[Record | dict[str, Any]], invalid: list[InvalidRecord] | None = None
+    ) -> Iterator[Sample]:
+        """Yield the samples of every epoch, in order. ``invalid`` lists records a reader skipped."""
+        cfg, summary = self.config, RunSummary()
+        self.summary = summary
+        summary.wrap_mode, summary.max_tokens, summary.epochs = cfg.wrap_mode, cfg.max_tokens, cfg.epochs
+        summary.tokenizer, summary.template, summary.rule_pack = (
+            self.tokenizer.name, self.template.name, self.pack.id)
+        t0 = time.perf_counter()
+        items = [_as_record(r, i) for i, r in enumerate(records)]
+        summary.invalid = [r.to_dict() for r in invalid or []]
+        summary.records_read = len(items) + len(summary.invalid)
+        ids = Counter(r.id for r in items)
+        summary.duplicate_ids = sum(1 for c in ids.values() if c > 1)
+        t1 = time.perf_counter()
+        counts = self._count(items)
+        summary.tokens_in_records = sum(counts.prompt) + sum(counts.output)
+        t2 = time.perf_counter()
+        grouper = Grouper(
+            items,
+            counts,
+            pack=self.pack,
+            tokenizer=self.tokenizer,
+            template=self.template,
+            strategies=cfg.strategies,
+            wrap_mode=cfg.wrap_mode,
+            max_instructions=cfg.max_instructions,
+            max_tokens=cfg.max_tokens,
+            seed=cfg.seed,
+        )
+        admitted: list[int] = []
+        for i in range(len(items)):
+            ok, n = grouper.fits_alone(i)
+            if ok:
+                admitted.append(i)
+            else:
+                summary.rejected.append(
+                    Reject(i, items[i].id, "too_long",
+                           f"needs {n} tokens alone, budget {cfg.max_tokens}", n).to_dict()
+                )
+        summary.records_mosaicked = len(admitted)
+        bar = self._bar(len(admitted) * cfg.epochs)
+        try:
+            for epoch in range(cfg.epochs):
+                for sample in grouper.run_epoch(admitted, epoch):
+                    summary.add(sample)
+                    if bar is not None:
+                        bar.update(sample.spec.instructions)
+                    yield sample
+        finally:
+            if bar is not None:
+                bar.close()
+            for i in grouper.late_rejects:
+                summary.rejected.append(
+                    Reject(i, items[i].id, "too_long", "too long once counted exactly").to_dict()
+                )
+            g = grouper.stats
+            summary.exact_checks, summary.margin_misses = g.exact_checks, g.margin_misses
+            summary.plain_fallbacks, summary.rule_fallbacks = g.plain_fallbacks, g.rule_fallbacks
+            summary.seconds = {
+                "validate": t1 - t0, "count_tokens": t2 - t1, "group": time.perf_counter() - t2
+            }
+
+    def _count(self, items: list[Record]) -> Counts:
+        prompts: list[int] = []
+        outputs: list[int] = []
+        bar = self._bar(len(items), desc="counting tokens", unit="rec")
+        for start in range(0, len(items), COUNT_BATCH):
+            chunk = items[start : start + COUNT_BATCH]
+            counts = self.tokenizer.count_batch([t for r in chunk for t in (r.prompt, r.output)])
+            prompts.extend(counts[0::2])
+            outputs.extend(counts[1::2])
+            if bar is not None:
+                bar.update(len(chunk))
+        if bar is not None:
+            bar.close()
+        return Counts(prompts, outputs)
+
+    def _bar(self, total: int, desc: str = "mosaic", unit: str = "rec") -> Any:
+        if not self.progress:
+            return None
+        from tqdm import tqdm
+
+        return tqdm(total=total, desc=desc, unit=unit, dynamic_ncols=True, leave=False)
+
+
+def mosaic(
+    records: Iterable[Record | dict[str, Any]], config: MosaicConfig | None = None, **options: Any
+) -> Iterator[Sample]:
+    """Mosaic samples of ``records``: ``mosaic(records, epochs=2, seed=7)``."""
+    if options:
+        base = (config or MosaicConfig()).to_dict()
+        base.update(options)
+        config = MosaicConfig.from_dict(base)
+    return Mosaicker(config).run(records)

@@ -1,0 +1,260 @@
+"""The grouping engine: epochs, wrap modes and the exact token budget.
+
+Each epoch shuffles every admitted record and walks the shuffled order. A sample is offered k
+records (the wrap mode) and grows one record at a time while its *rendered training sequence*
+(template, BOS/EOS, labels, tags and meta-instructions included) fits the budget; the first
+record that does not fit starts the next sample. Every admitted record thus appears exactly once
+per epoch. A record that cannot fit even alone, with the smallest layout, is rejected once, up
+front, and reported.
+
+Fitting is decided on token counts, not on text: every record's prompt and response are
+tokenized once, the small layout strings are counted once and cached, and a candidate whose
+summed count is clearly inside (or outside) the budget is decided without tokenizing it. Only
+candidates near the budget are tokenized whole. Joining texts can change their token count by a
+token or so per seam, so "clearly" means beyond a margin per seam. The final count of every
+sample is exact: samples are re-tokenized in batches, and if a margin ever proves too small the
+samples from that point on are rebuilt with exact counts throughout, so no sample exceeds the
+budget whatever the tokenizer.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+
+from .compose import SamplePlan, compose, plan_sample
+from .records import Record, Sample
+from .rng import Rng
+from .rulepack import RulePack
+from .sizing import draw_k
+from .strategies.format import Layout, label, plain_layout
+from .templates import Template
+from .tokenizer import Tokenizer
+
+SEAM_MARGIN = 2  # tokens a seam between two separately counted texts may add or remove
+BATCH_SAMPLES = 256  # samples re-tokenized together
+
+
+@dataclass
+class Reject:
+    index: int
+    id: object
+    reason: str
+    detail: str
+    tokens: int | None = None
+
+    def to_dict(self) -> dict[str, object]:
+        d = {"index": self.index, "id": self.id, "reason": self.reason, "detail": self.detail}
+        if self.tokens is not None:
+            d["tokens"] = self.tokens
+        return d
+
+
+@dataclass
+class Counts:
+    """Token counts of the records, computed once."""
+
+    prompt: list[int]
+    output: list[int]
+
+
+@dataclass
+class _Built:
+    sample: Sample
+    start: int  # position in the epoch order of its first record
+    number: int  # sample number within the epoch
+    exact: int | None  # exact token count when already known
+
+
+@dataclass
+class GroupingStats:
+    exact_checks: int = 0
+    margin_misses: int = 0
+    plain_fallbacks: int = 0
+    rule_fallbacks: int = 0
+    by_epoch: dict[int, int] = field(default_factory=dict)
+
+
+class Grouper:
+    """Builds the samples of one run from records whose token counts are known."""
+
+    def __init__(
+        self,
+        records: Sequence[Record],
+        counts: Counts,
+        *,
+        pack: RulePack,
+        tokenizer: Tokenizer,
+        template: Template,
+        strategies: tuple[str, ...],
+        wrap_mode: str,
+        max_instructions: int,
+        max_tokens: int,
+        seed: int,
+    ) -> None:
+        self.records = records
+        self.counts = counts
+        self.pack = pack
+        self.tokenizer = tokenizer
+        self.template = template
+        self.strategies = strategies
+        self.wrap_mode = wrap_mode
+        self.max_instructions = max_instructions
+        self.budget = max_tokens
+        self.seed = seed
+        self.stats = GroupingStats()
+        self.late_rejects: list[int] = []
+        self._cache: dict[str, int] = {}
+        self._plain = plain_layout(pack)
+        self._base = self._count(template.prefix + template.middle + template.suffix) + (
+            template.special_count(tokenizer)
+        )
+        self._rule_meta_max = max(
+            self._count(text)
+            for strategy in (pack.permute, pack.maskout)
+            for rule in strategy["rules"].values()
+            for text in (rule if isinstance(rule, list) else rule["one"] + rule["many"])
+        ) + max(self._count(t) for t in pack.permute["tie_break"])
+
+    # ------------------------------------------------------------------ counting
+
+    def _count(self, text: str) -> int:
+        n = self._cache.get(text)
+        if n is None:
+            n = self._cache[text] = self.tokenizer.count(text) if text else 0
+        return n
+
+    def _exact(self, sample: Sample) -> int:
+        self.stats.exact_checks += 1
+        return self.template.count(self.tokenizer, sample.instruction, sample.output)
+
+    def single_bounds(self, index: int) -> tuple[int, int]:
+        """Lower and upper bounds of one record alone in the plain layout."""
+        est = self._base + self.counts.prompt[index] + self.counts.output[index]
+        return est - 3 * SEAM_MARGIN, est + 3 * SEAM_MARGIN
+
+    def fits_alone(self, index: int) -> tuple[bool, int | None]:
+        """Whether a record fits the budget alone with the smallest layout (exact near the edge)."""
+        low, high = self.single_bounds(index)
+        if high <= self.budget:
+            return True, None
+        if low > self.budget:
+            return False, low
+        plan = SamplePlan((), self._plain, "format")
+        n = self._exact(compose(self.pack, plan, [self.records[index]], 0, layout=self._plain,
+                                template=self.template.name))
+        return n <= self.budget, n
+
+    # ------------------------------------------------------------------ grouping
+
+    def epoch_order(self, admitted: Sequence[int], epoch: int) -> list[int]:
+        order = list(admitted)
+        Rng(self.seed, "epoch", epoch, "shuffle").shuffle(order)
+        return order
+
+    def run_epoch(self, admitted: Sequence[int], epoch: int) -> Iterator[Sample]:
+        order = self.epoch_order(admitted, epoch)
+        pos, number, exact_until = 0, 0, -1
+        while pos < len(order):
+            built: list[_Built] = []
+            p, s = pos, number
+            while len(built) < BATCH_SAMPLES and p < len(order):
+                b, p = self._build(order, p, s, epoch, exact=s <= exact_until)
+                if b is not None:
+                    built.append(b)
+                    s += 1
+            pending = [b for b in built if b.exact is None]
+            for b, n in zip(pending, self.template.count_batch(
+                self.tokenizer, [(b.sample.instruction, b.sample.output) for b in pending]
+            )):
+                b.exact = n
+            for b in built:
+                if b.exact > self.budget:
+                    # a seam moved more than the margin: rebuild from here with exact counts
+                    self.stats.margin_misses += 1
+                    pos, number = b.start, b.number
+                    exact_until = number + BATCH_SAMPLES
+                    break
+                b.sample.spec.tokens = b.exact
+                self.stats.by_epoch[epoch] = self.stats.by_epoch.get(epoch, 0) + 1
+                yield b.sample
+            else:
+                pos, number = p, s
+
+    def _bounds(self, plan: SamplePlan, group: list[int]) -> tuple[int, int]:
+        """Bounds on the token count of the rendered sample, without rendering it."""
+        layout = plan.layout
+        c = self._count
+        j = len(group)
+        fixed = self._base + c(layout.meta) + c(layout.meta_separator)
+        per_item = c(layout.instruction_separator) + c(layout.response_separator)
+        if layout.tags:
+            per_item += c(layout.tags.begin) + c(layout.tags.end)
+        labels = sum(c(label(layout, n)) for n in range(1, j + 1)) if layout.numbering else 0
+        prompts = sum(self.counts.prompt[i] for i in group)
+        outputs = sum(self.counts.output[i] for i in group)
+        seams = 4 * j + 4
+        total = fixed + j * per_item + 2 * labels + prompts + outputs
+        rule_meta = self._rule_meta_max + 3 * j if plan.strategy != "format" else 0
+        low = total - SEAM_MARGIN * seams
+        if plan.strategy == "maskout":
+            low -= outputs  # skipped answers are not rendered
+        return low, total + rule_meta + SEAM_MARGIN * seams
+
+    def _fits(
+        self, plan: SamplePlan, group: list[int], epoch: int, exact: bool
+    ) -> tuple[bool, Sample | None, int | None]:
+        low, high = self._bounds(plan, group)
+        if not exact:
+            if high <= self.budget:
+                return True, None, None
+            if low > self.budget:
+                return False, None, None
+        sample = self._compose(plan, group, epoch)
+        n = self._exact(sample)
+        return n <= self.budget, sample, n
+
+    def _compose(
+        self, plan: SamplePlan, group: list[int], epoch: int, layout: Layout | None = None
+    ) -> Sample:
+        return compose(
+            self.pack,
+            plan,
+            [self.records[i] for i in group],
+            epoch,
+            layout=layout,
+            template=self.template.name,
+        )
+
+    def _build(
+        self, order: list[int], pos: int, number: int, epoch: int, exact: bool
+    ) -> tuple[_Built | None, int]:
+        path = (self.seed, "epoch", epoch, "sample", number)
+        k = draw_k(Rng(*path, "k"), self.wrap_mode, self.max_instructions)
+        plan = plan_sample(self.pack, self.strategies, path)
+        end = min(len(order), pos + k)
+        group: list[int] = []
+        best: tuple[Sample | None, int | None] = (None, None)
+        for i in order[pos:end]:
+            ok, sample, n = self._fits(plan, group + [i], epoch, exact)
+            if not ok:
+                break
+            group.append(i)
+            best = (sample, n)
+        if not group:
+            # the first record does not fit with this sample's layout: use the smallest layout
+            self.stats.plain_fallbacks += 1
+            group = [order[pos]]
+            sample = self._compose(plan, group, epoch, layout=self._plain)
+            n = self._exact(sample) if exact else None
+            if n is not None and n > self.budget:
+                # admitted on bounds, but too long once counted exactly: report, never loop
+                self.late_rejects.append(order[pos])
+                return None, pos + 1
+            return _Built(sample, pos, number, n), pos + 1
+        sample, n = best
+        if sample is None:
+            sample = self._compose(plan, group, epoch)
+        if plan.strategy != "format" and len(group) > 1 and sample.spec.strategy == "format":
+            self.stats.rule_fallbacks += 1
+        return _Built(sample, pos, number, n), pos + len(group)

@@ -1,0 +1,112 @@
+"""The two data types of the project: a source pair and a mosaic sample with its spec.
+
+Readers turn every input format into :class:`Record`; writers turn :class:`Sample` into every
+output format. Nothing in between knows about file formats.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+RecordId = str | int
+
+
+@dataclass(slots=True, frozen=True)
+class Record:
+    """One single-turn instruction/response pair."""
+
+    id: RecordId
+    instruction: str
+    output: str
+    input: str = ""
+
+    @property
+    def prompt(self) -> str:
+        """The instruction as the model sees it: the instruction, then its input if any."""
+        return f"{self.instruction}\n{self.input}" if self.input else self.instruction
+
+
+@dataclass(slots=True, frozen=True)
+class Numbering:
+    """A number label such as ``"(3): "``: ``label`` holds ``{n}``; a space or newline follows."""
+
+    label: str
+    punctuation: str
+    newline: bool
+
+    def render(self, number: int) -> str:
+        return self.label.format(n=number) + self.punctuation + ("\n" if self.newline else " ")
+
+
+@dataclass(slots=True, frozen=True)
+class Tags:
+    """Begin/end tags written around every answer, e.g. ``[START]`` ... ``[END]``."""
+
+    begin: str
+    end: str
+
+
+@dataclass(slots=True)
+class MosaicSpec:
+    """Everything that was decided for one sample: enough to re-render and to verify it.
+
+    Positions are 1-based instruction numbers as shown in the prompt. ``answer_order`` lists
+    the numbers that must be answered, in the order they must appear; numbers in ``masked``
+    must not be answered at all.
+    """
+
+    sources: list[RecordId]
+    epoch: int
+    strategy: str  # "format" | "permute" | "maskout"
+    rule: str | None  # e.g. "REVERSE", "WORD_LONG"; None for format only
+    format: str  # "tags" | "generic" | "plain"
+    numbering: Numbering | None
+    tags: Tags | None
+    meta: str  # the whole meta-instruction text ("" when there is none)
+    meta_position: str | None  # "before" | "after" | None
+    answer_order: list[int]
+    masked: list[int]
+    rule_params: dict[str, Any] = field(default_factory=dict)
+    tokens: int = 0
+    template: str = "vicuna"
+    rule_pack: str = ""
+    version: int = 1
+
+    @property
+    def instructions(self) -> int:
+        return len(self.sources)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["instructions"] = self.instructions
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> MosaicSpec:
+        d = dict(d)
+        d.pop("instructions", None)
+        numbering = d.pop("numbering", None)
+        tags = d.pop("tags", None)
+        return cls(
+            numbering=Numbering(**numbering) if numbering else None,
+            tags=Tags(**tags) if tags else None,
+            **d,
+        )
+
+
+@dataclass(slots=True)
+class Sample:
+    """One mosaic training sample: the rendered instruction and response, and its spec."""
+
+    instruction: str
+    output: str
+    spec: MosaicSpec
+
+    def to_record(self) -> dict[str, Any]:
+        return {
+            "instruction": self.instruction,
+            "input": "",
+            "output": self.output,
+            "mosaic": self.spec.to_dict(),
+        }

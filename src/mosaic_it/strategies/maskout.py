@@ -1,0 +1,69 @@
+"""Maskout: some instructions must be left unanswered; the rest keep their order.
+
+For FIX, WORD_LONG and WORD_SHORT the number of skipped instructions is
+``n = max(int(k * r), 1)`` with ``r ~ Uniform(0.1, 0.5)``. WORD_LONG/WORD_SHORT apply only
+when the n longest (shortest) instructions are unambiguous, i.e. no tie at the cut.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..rng import Rng
+from ..rulepack import MASKOUT_RULES, RulePack
+from .base import Item, RuleChoice, join_numbers, word_count
+
+NEEDS_NUMBERS = frozenset({"FIX", "ODD", "EVEN"})
+
+
+def skip_count(rng: Rng, k: int) -> int:
+    return max(int(k * rng.uniform(0.1, 0.5)), 1)
+
+
+def expected_masked(rule: str, items: list[Item], params: dict[str, Any]) -> list[int] | None:
+    """The instruction numbers the rule says to skip (None: rule not applicable)."""
+    numbers = [it.number for it in items]
+    if rule == "FIX":
+        masked = sorted(params["positions"])
+    elif rule == "ODD":
+        masked = [n for n in numbers if n % 2]
+    elif rule == "EVEN":
+        masked = [n for n in numbers if not n % 2]
+    else:
+        n = params["n"]
+        counts = sorted(((word_count(it.text), it.number) for it in items), reverse=rule == "WORD_LONG")
+        if n >= len(items) or counts[n - 1][0] == counts[n][0]:
+            return None  # a tie at the cut: "the n longest" would not name one set
+        masked = sorted(number for _, number in counts[:n])
+    if not masked or len(masked) >= len(items):
+        return None  # something must be skipped and something answered
+    return masked
+
+
+def choose(rng: Rng, pack: RulePack, items: list[Item], numbered: bool) -> RuleChoice | None:
+    """Pick a maskout rule uniformly among those that apply to these instructions."""
+    cfg = pack.maskout
+    candidates = [r for r in MASKOUT_RULES if numbered or r not in NEEDS_NUMBERS]
+    rng.shuffle(candidates)
+    k = len(items)
+    for rule in candidates:
+        params: dict[str, Any] = {}
+        if rule == "FIX":
+            params["positions"] = sorted(rng.sample([it.number for it in items], skip_count(rng, k)))
+        elif rule in ("WORD_LONG", "WORD_SHORT"):
+            params["n"] = skip_count(rng, k)
+        masked = expected_masked(rule, items, params)
+        if masked is None:
+            continue
+        many = len(masked) > 1
+        phrasing = rng.choice(cfg["rules"][rule]["many" if many else "one"])
+        fields: dict[str, Any] = {}
+        if rule == "FIX":
+            fields["positions"] = join_numbers(
+                masked, cfg["list_separator"], cfg["list_last_separator"]
+            )
+        elif rule in ("WORD_LONG", "WORD_SHORT") and many:
+            fields["n"] = params["n"]
+        order = [it.number for it in items if it.number not in masked]
+        return RuleChoice("maskout", rule, phrasing.format(**fields), order, masked, params)
+    return None

@@ -1,0 +1,67 @@
+"""Shared fixtures: small record sets the tests make themselves."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from mosaic_it import Record, load_rule_pack, load_tokenizer
+
+REAL_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "alpaca_en_demo.json"
+
+WORDS = (
+    "apple river stone bright quiet garden number seven travel window music simple "
+    "history energy planet ocean forest market letter silver winter summer engine"
+).split()
+VERBS = ["Write", "List", "Explain", "Give", "Name", "Describe", "Suggest", "Create", "Compare",
+         "Outline", "Translate", "Summarize", "Identify", "Convert", "Find", "Sort", "Tell"]
+
+
+def make_records(n: int, seed: int = 0, long_every: int = 0, max_words: int = 220) -> list[Record]:
+    """Deterministic synthetic Alpaca records of varied length (some with input)."""
+    import random
+
+    rnd = random.Random(seed)
+    records = []
+    for i in range(n):
+        verb = VERBS[rnd.randrange(len(VERBS))]
+        instruction = f"{verb} " + " ".join(rnd.choice(WORDS) for _ in range(rnd.randint(2, 25)))
+        text_input = " ".join(rnd.choice(WORDS) for _ in range(rnd.randint(3, 40))) if i % 3 == 0 else ""
+        words = rnd.randint(1, max_words)
+        if long_every and i % long_every == long_every - 1:
+            words = 3000
+        output = " ".join(rnd.choice(WORDS) for _ in range(words)) + "."
+        records.append(Record(id=f"r{i}", instruction=instruction, input=text_input, output=output))
+    return records
+
+
+@pytest.fixture(scope="session")
+def tokenizer():
+    return load_tokenizer()
+
+
+@pytest.fixture(scope="session")
+def pack():
+    return load_rule_pack()
+
+
+@pytest.fixture
+def alpaca_file(tmp_path):
+    def write(records, name="data.json"):
+        path = tmp_path / name
+        if name.endswith(".jsonl"):
+            path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records), encoding="utf-8")
+        else:
+            path.write_text(json.dumps(records, ensure_ascii=False), encoding="utf-8")
+        return path
+
+    return write
+
+
+def real_data_or_skip() -> Path:
+    if not REAL_DATA.exists() or os.environ.get("MOSAIC_IT_REAL_DATA", "1") == "0":
+        pytest.skip("real data not available")
+    return REAL_DATA
