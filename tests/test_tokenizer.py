@@ -138,37 +138,12 @@ def test_property_random_unicode(tok, sp, text):
 
 # Random unicode rarely produces the interesting cases (runs of spaces, words that merge
 # into long pieces), so also draw from a vocabulary-like alphabet.
-_FRAGMENTS = st.sampled_from(
-    [
-        " ",
-        "  ",
-        "    ",
-        "\t",
-        "\n",
-        "\r\n",
-        "the",
-        "ing",
-        "tion",
-        "a",
-        "e",
-        "=",
-        "-",
-        "{",
-        "}",
-        "\\",
-        "0",
-        "9",
-        ".",
-        "é",
-        "中",
-        "😀",
-        "▁",
-        "<s>",
-        "</s>",
-        "\u200d",
-        "\u0301",
-    ]
-)
+# fmt: off
+_FRAGMENTS = st.sampled_from([
+    " ", "  ", "    ", "\t", "\n", "\r\n", "the", "ing", "tion", "a", "e", "=", "-", "{", "}",
+    "\\", "0", "9", ".", "é", "中", "😀", "▁", "<s>", "</s>", "\u200d", "\u0301",
+])
+# fmt: on
 
 
 @settings(max_examples=500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -311,6 +286,21 @@ def test_precompiled_charsmap_grapheme_difference(text):
         tokmod._parse_sentencepiece_model(data, "trained"), "trained"
     )
     assert backend.encode(text, add_special_tokens=False).ids == reference.encode(text)
+
+
+def test_user_defined_pieces_are_rejected_clearly(tmp_path):
+    path = tmp_path / "gemma-like.model"
+    with path.open("wb") as fh:
+        spm.SentencePieceTrainer.train(
+            sentence_iterator=iter(_TRAIN_TEXT),
+            model_writer=fh,
+            model_type="bpe",
+            vocab_size=150,
+            user_defined_symbols=["<start_of_turn>"],
+            minloglevel=2,
+        )
+    with pytest.raises(TokenizerError, match=r"gemma-like.model.*user-defined.*tokenizer.json"):
+        load_tokenizer(path)
 
 
 def test_unigram_model_is_rejected_clearly(tmp_path):

@@ -33,7 +33,8 @@ Known limit of the conversion: SentencePiece models with a normalization charsma
 ``tokenizers``' Precompiled normalizer, which rewrites multi-codepoint grapheme clusters
 differently from sentencepiece (``"\\r\\n"``, a compatibility character followed by a
 combining mark, half-width kana with a voicing mark).  That is also what ``transformers``'
-fast tokenizers do.  Only BPE SentencePiece models are converted.
+fast tokenizers do.  Only BPE SentencePiece models without user-defined or unused pieces
+are converted (others raise :class:`TokenizerError` pointing at their tokenizer.json).
 """
 
 from __future__ import annotations
@@ -47,6 +48,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
 import tokenizers
 from tokenizers import AddedToken, Regex, decoders, normalizers
@@ -379,6 +381,7 @@ def _iter_fields(buf: bytes) -> Iterator[tuple[int, int, int | bytes]]:
     fixed64/fixed32 fields (1/5, raw little-endian).  Groups (3/4) are not supported.
     """
     pos, end = 0, len(buf)
+    value: int | bytes
     while pos < end:
         key, pos = _read_varint(buf, pos)
         number, wire = key >> 3, key & 7
@@ -401,26 +404,39 @@ def _iter_fields(buf: bytes) -> Iterator[tuple[int, int, int | bytes]]:
         yield number, wire, value
 
 
-def _int32(value: int) -> int:
-    """Varints encode negative int32 as 64-bit two's complement."""
-    return value - (1 << 64) if value >= 1 << 63 else value
+def _varint(wire: int, value: int | bytes, what: str) -> int:
+    """A varint field's value; a wrong wire type means the file is not what we think."""
+    if wire != 0 or not isinstance(value, int):
+        raise _ProtoError(f"{what} has wire type {wire}, expected a varint")
+    return value
 
 
-def _expect(wire: int, expected: int, what: str) -> None:
-    if wire != expected:
-        raise _ProtoError(f"{what} has wire type {wire}, expected {expected}")
+def _int32(wire: int, value: int | bytes, what: str) -> int:
+    """An int32 varint; negative values are encoded as 64-bit two's complement."""
+    number = _varint(wire, value, what)
+    return number - (1 << 64) if number >= 1 << 63 else number
+
+
+def _bytes(wire: int, value: int | bytes, what: str) -> bytes:
+    """A length-delimited field's payload (string, bytes or sub-message)."""
+    if wire != 2 or not isinstance(value, bytes):
+        raise _ProtoError(f"{what} has wire type {wire}, expected length-delimited")
+    return value
 
 
 @dataclass(frozen=True)
 class _SentencePieceModel:
-    """The parts of a SentencePiece ModelProto that tokenization depends on."""
+    """The parts of a SentencePiece ModelProto that tokenization depends on.
+
+    Defaults are the proto defaults, used when a field is absent from the file.
+    """
 
     pieces: list[tuple[str, float, int]]  # (piece, score, type), in id order
     model_type: int = _UNIGRAM
     byte_fallback: bool = False
     treat_whitespace_as_suffix: bool = False
     unk_id: int = 0
-    bos_id: int = 1
+    bos_id: int = 1  # -1: the model has no BOS
     eos_id: int = 2
     normalizer_name: str = ""
     precompiled_charsmap: bytes = b""
@@ -441,60 +457,63 @@ def _parse_sentencepiece_model(data: bytes, origin: str) -> _SentencePieceModel:
         raise TokenizerError(f"{origin}: not a valid SentencePiece model ({exc})") from exc
 
 
+# Fields read from ModelProto.trainer_spec (2) and ModelProto.normalizer_spec (3):
+# field number -> (attribute of _SentencePieceModel, decoder).  Everything else is skipped.
+_TRAINER_FIELDS = {
+    3: ("model_type", _varint),
+    24: ("treat_whitespace_as_suffix", lambda w, v, what: bool(_varint(w, v, what))),
+    35: ("byte_fallback", lambda w, v, what: bool(_varint(w, v, what))),
+    40: ("unk_id", _int32),
+    41: ("bos_id", _int32),
+    42: ("eos_id", _int32),
+}
+_NORMALIZER_FIELDS = {
+    1: ("normalizer_name", lambda w, v, what: _utf8(_bytes(w, v, what), what)),
+    2: ("precompiled_charsmap", _bytes),
+    3: ("add_dummy_prefix", lambda w, v, what: bool(_varint(w, v, what))),
+    4: ("remove_extra_whitespaces", lambda w, v, what: bool(_varint(w, v, what))),
+    5: ("escape_whitespaces", lambda w, v, what: bool(_varint(w, v, what))),
+}
+
+
 def _parse_model_proto(data: bytes) -> _SentencePieceModel:
     pieces: list[tuple[str, float, int]] = []
-    fields: dict[str, object] = {}
+    fields: dict[str, Any] = {}
     for number, wire, value in _iter_fields(data):
         if number == 1:  # repeated SentencePiece pieces
-            _expect(wire, 2, "ModelProto.pieces")
-            pieces.append(_parse_piece(value))  # type: ignore[arg-type]
-        elif number == 2:  # TrainerSpec
-            _expect(wire, 2, "ModelProto.trainer_spec")
-            for n, w, v in _iter_fields(value):  # type: ignore[arg-type]
-                if n == 3 and w == 0:
-                    fields["model_type"] = v
-                elif n == 24 and w == 0:
-                    fields["treat_whitespace_as_suffix"] = bool(v)
-                elif n == 35 and w == 0:
-                    fields["byte_fallback"] = bool(v)
-                elif n in (40, 41, 42) and w == 0:
-                    fields[{40: "unk_id", 41: "bos_id", 42: "eos_id"}[n]] = _int32(v)  # type: ignore[arg-type]
-        elif number == 3:  # NormalizerSpec
-            _expect(wire, 2, "ModelProto.normalizer_spec")
-            for n, w, v in _iter_fields(value):  # type: ignore[arg-type]
-                if n == 1 and w == 2:
-                    fields["normalizer_name"] = _utf8(v, "NormalizerSpec.name")  # type: ignore[arg-type]
-                elif n == 2 and w == 2:
-                    fields["precompiled_charsmap"] = bytes(v)  # type: ignore[arg-type]
-                elif n == 3 and w == 0:
-                    fields["add_dummy_prefix"] = bool(v)
-                elif n == 4 and w == 0:
-                    fields["remove_extra_whitespaces"] = bool(v)
-                elif n == 5 and w == 0:
-                    fields["escape_whitespaces"] = bool(v)
+            pieces.append(_parse_piece(_bytes(wire, value, "ModelProto.pieces")))
+        elif number in (2, 3):
+            spec, known = (
+                ("TrainerSpec", _TRAINER_FIELDS)
+                if number == 2
+                else ("NormalizerSpec", _NORMALIZER_FIELDS)
+            )
+            for n, w, v in _iter_fields(_bytes(wire, value, f"ModelProto.{spec}")):
+                if n in known:
+                    attribute, decode = known[n]
+                    fields[attribute] = decode(w, v, f"{spec}.{attribute}")
         # 4 = SelfTestData, 5 = denormalizer_spec: irrelevant for encoding.
     if not pieces:
         raise _ProtoError("no pieces")
-    return _SentencePieceModel(pieces=pieces, **fields)  # type: ignore[arg-type]
+    return _SentencePieceModel(pieces=pieces, **fields)
 
 
 def _parse_piece(buf: bytes) -> tuple[str, float, int]:
-    piece, score, kind = None, 0.0, _NORMAL
+    piece, score, kind = "", 0.0, _NORMAL
     for number, wire, value in _iter_fields(buf):
         if number == 1:
-            _expect(wire, 2, "SentencePiece.piece")
-            piece = _utf8(value, "SentencePiece.piece")  # type: ignore[arg-type]
+            piece = _utf8(_bytes(wire, value, "SentencePiece.piece"), "SentencePiece.piece")
         elif number == 2:
-            _expect(wire, 5, "SentencePiece.score")
+            if wire != 5 or not isinstance(value, bytes):
+                raise _ProtoError(f"SentencePiece.score has wire type {wire}, expected float")
             (score,) = struct.unpack("<f", value)
         elif number == 3:
-            _expect(wire, 0, "SentencePiece.type")
-            kind = value  # type: ignore[assignment]
+            kind = _varint(wire, value, "SentencePiece.type")
     if not piece:
         raise _ProtoError("a piece without text")
     if kind not in (_NORMAL, _UNKNOWN, _CONTROL, _USER_DEFINED, _UNUSED, _BYTE):
         raise _ProtoError(f"piece {piece!r} has unknown type {kind}")
-    return piece, score, kind  # type: ignore[return-value]
+    return piece, score, kind
 
 
 def _utf8(value: bytes, what: str) -> str:
@@ -513,12 +532,27 @@ def _sentencepiece_bpe_to_tokenizers(
         return TokenizerError(f"{origin}: unsupported SentencePiece model ({what})")
 
     if model.model_type != _BPE:
-        kind = {1: "unigram", 3: "word", 4: "char"}.get(model.model_type, str(model.model_type))
-        raise fail(f"model type {kind}; only BPE models can be converted, use a tokenizer.json")
+        type_name = {1: "unigram", 3: "word", 4: "char"}.get(
+            model.model_type, str(model.model_type)
+        )
+        raise fail(
+            f"model type {type_name}; only BPE models can be converted, use a tokenizer.json"
+        )
     if model.treat_whitespace_as_suffix:
         raise fail("treat_whitespace_as_suffix")
     if not 0 <= model.unk_id < len(model.pieces) or model.pieces[model.unk_id][2] != _UNKNOWN:
         raise fail(f"unk_id {model.unk_id} is not an <unk> piece")
+    # SentencePiece matches user-defined pieces atomically in the *normalized* text and
+    # re-splits unused pieces after merging; neither maps exactly onto tokenizers' added
+    # tokens / BPE (the counts would drift), so refuse rather than count approximately.
+    # Llama and Mistral models have neither; Gemma has user-defined pieces.
+    for kind, label in ((_USER_DEFINED, "user-defined"), (_UNUSED, "unused")):
+        found = [piece for piece, _, k in model.pieces if k == kind]
+        if found:
+            raise fail(
+                f"{len(found)} {label} pieces such as {found[0]!r} cannot be converted exactly; "
+                "use the model's tokenizer.json"
+            )
 
     vocab: dict[str, int] = {}
     for index, (piece, _, _) in enumerate(model.pieces):
@@ -545,8 +579,7 @@ def _sentencepiece_bpe_to_tokenizers(
     backend.pre_tokenizer = None  # SentencePiece BPE merges across the whole text
     backend.decoder = _decoder(model)
 
-    # Control pieces (<s>, </s>) and <unk> are special tokens; user-defined pieces are
-    # atomic (SentencePiece matches them in the input before merging), so add them too.
+    # Control pieces (<s>, </s>) and <unk> are the special tokens.
     backend.add_special_tokens(
         [
             AddedToken(piece, special=True, normalized=False)
@@ -554,11 +587,6 @@ def _sentencepiece_bpe_to_tokenizers(
             if kind in (_CONTROL, _UNKNOWN)
         ]
     )
-    user_defined = [piece for piece, _, kind in model.pieces if kind == _USER_DEFINED]
-    if user_defined:
-        backend.add_tokens(
-            [AddedToken(piece, special=False, normalized=False) for piece in user_defined]
-        )
     # SentencePiece treats the text "<s>" as ordinary characters; so do we.  (Without this
     # the added-token matcher would turn it into the BOS id.)
     if hasattr(backend, "encode_special_tokens"):
@@ -577,14 +605,14 @@ def _merges_from_pieces(
     the score of the piece it produces (highest first; ties keep vocabulary order, then
     the ids of the two halves) - the rule of transformers' ``SentencePieceExtractor``.
 
-    Only normal (and user-defined) pieces are ever produced by merging in SentencePiece:
-    control pieces such as ``</s>`` and byte pieces such as ``<0x0A>`` are not, even
-    when their halves exist ("</" + "s>"), so they get no merge here either.
+    Only normal pieces are ever produced by merging in SentencePiece: control pieces such
+    as ``</s>`` and byte pieces such as ``<0x0A>`` are not, even when their halves exist
+    ("</" + "s>"), so they get no merge here either.
     """
-    mergeable = {piece for piece, _, kind in pieces if kind in (_NORMAL, _USER_DEFINED)}
+    mergeable = {piece for piece, _, kind in pieces if kind == _NORMAL}
     candidates: list[tuple[float, int, int, int, str, str]] = []
     for index, (piece, score, kind) in enumerate(pieces):
-        if kind not in (_NORMAL, _USER_DEFINED):
+        if kind != _NORMAL:
             continue
         for cut in range(1, len(piece)):
             left, right = piece[:cut], piece[cut:]
