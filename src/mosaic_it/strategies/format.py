@@ -7,7 +7,9 @@ where the meta-instruction goes and which separators join the parts.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TypeVar
 
 from ..records import Numbering, Tags
 from ..rng import Rng
@@ -27,6 +29,7 @@ class Layout:
 
 
 PLAIN = "plain"
+T = TypeVar("T")
 
 
 def choose_layout(rng: Rng, pack: RulePack) -> Layout:
@@ -81,26 +84,44 @@ def label(layout: Layout, number: int) -> str:
     return layout.numbering.render(number) if layout.numbering else ""
 
 
+def instruction_parts(layout: Layout, prompts: Sequence[T], meta: str) -> list[str | T]:
+    """The instruction block, with the meta-instruction before or after it, as a list of parts.
+
+    ``prompts`` may be texts (to render) or anything standing for them (to count), so the text
+    and its token count come from this one description of the layout.
+    """
+    parts: list[str | T] = []
+    if meta and not layout.meta_after:
+        parts += [meta, layout.meta_separator]
+    for number, prompt in enumerate(prompts, start=1):
+        if number > 1:
+            parts.append(layout.instruction_separator)
+        if layout.numbering:
+            parts.append(layout.numbering.render(number))
+        parts.append(prompt)
+    if meta and layout.meta_after:
+        parts += [layout.meta_separator, meta]
+    return parts
+
+
+def response_parts(layout: Layout, outputs: Sequence[T], answer_order: list[int]) -> list[str | T]:
+    """The answers in the order given by instruction number, each with its own label."""
+    parts: list[str | T] = []
+    for position, number in enumerate(answer_order):
+        if position:
+            parts.append(layout.response_separator)
+        if layout.numbering:
+            parts.append(layout.numbering.render(number))
+        if layout.tags:
+            parts += [layout.tags.begin, outputs[number - 1], layout.tags.end]
+        else:
+            parts.append(outputs[number - 1])
+    return parts
+
+
 def render_instruction(layout: Layout, prompts: list[str], meta: str) -> str:
-    """The instruction block with the meta-instruction before or after it."""
-    block = layout.instruction_separator.join(
-        label(layout, i) + prompt for i, prompt in enumerate(prompts, start=1)
-    )
-    if not meta:
-        return block
-    if layout.meta_after:
-        return block + layout.meta_separator + meta
-    return meta + layout.meta_separator + block
-
-
-def render_answer(layout: Layout, number: int, output: str) -> str:
-    if layout.tags:
-        output = layout.tags.begin + output + layout.tags.end
-    return label(layout, number) + output
+    return "".join(instruction_parts(layout, prompts, meta))
 
 
 def render_response(layout: Layout, outputs: list[str], answer_order: list[int]) -> str:
-    """The answers, in the order given by instruction number, each with its own label."""
-    return layout.response_separator.join(
-        render_answer(layout, n, outputs[n - 1]) for n in answer_order
-    )
+    return "".join(response_parts(layout, outputs, answer_order))
