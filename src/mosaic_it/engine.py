@@ -9,12 +9,17 @@ front, and reported.
 
 Fitting is decided on token counts, not on text: every record's prompt and response are
 tokenized once, the small layout strings are counted once and cached, and a candidate whose
-summed count is clearly inside (or outside) the budget is decided without tokenizing it. Only
-candidates near the budget are tokenized whole. Joining texts can change their token count by a
-token or so per seam, so "clearly" means beyond a margin per seam. The final count of every
-sample is exact: samples are re-tokenized in batches, and if a margin ever proves too small the
-samples from that point on are rebuilt with exact counts throughout, so no sample exceeds the
-budget whatever the tokenizer.
+summed count is clearly inside (or outside) the budget is decided without counting it exactly.
+Joining texts can change their token count by a token or so per seam, so "clearly" means
+beyond a margin per seam. Exact counts come from one of two places:
+
+* word-local tokenizers (Llama-family SentencePiece BPE, the bundled one included): folded from
+  the records' counts by :mod:`.counting`, without tokenizing the sample;
+* any other tokenizer: the sample is tokenized whole; samples decided on bounds alone are
+  counted in batches, and if a margin ever proves too small the samples from that point on are
+  rebuilt with exact counts throughout.
+
+Either way every sample's count is exact and none exceeds the budget, whatever the tokenizer.
 """
 
 from __future__ import annotations
@@ -23,11 +28,12 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
 from .compose import SamplePlan, compose, plan_sample
+from .counting import Summary, WordCounter, supports
 from .records import Record, Sample
 from .rng import Rng
 from .rulepack import RulePack
 from .sizing import draw_k
-from .strategies.format import Layout, label, plain_layout
+from .strategies.format import Layout, instruction_parts, label, plain_layout, response_parts
 from .templates import Template
 from .tokenizer import Tokenizer
 
@@ -61,6 +67,7 @@ class Counts:
 @dataclass
 class _Built:
     sample: Sample
+    layout: Layout
     start: int  # position in the epoch order of its first record
     number: int  # sample number within the epoch
     exact: int | None  # exact token count when already known
@@ -106,6 +113,11 @@ class Grouper:
         self.late_rejects: list[int] = []
         self._cache: dict[str, int] = {}
         self._plain = plain_layout(pack)
+        self.words = WordCounter(tokenizer) if supports(tokenizer) else None
+        self._prompt_words: list[Summary] = []
+        self._output_words: list[Summary] = []
+        if self.words is not None:
+            self._summarize_records()
         self._base = self._count(template.prefix + template.middle + template.suffix) + (
             template.special_count(tokenizer)
         )
@@ -124,9 +136,38 @@ class Grouper:
             n = self._cache[text] = self.tokenizer.count(text) if text else 0
         return n
 
-    def _exact(self, sample: Sample) -> int:
+    def _summarize_records(self) -> None:
+        wc = self.words
+        assert wc is not None
+        texts = [t for r in self.records for t in (r.prompt, r.output)]
+        if any(wc.unsafe(t) for t in texts):
+            self.words = None  # special-token strings in the data: count samples whole
+            return
+        wc.prime_texts(texts)
+        self._prompt_words = [wc.summarize(r.prompt, n) for r, n in zip(self.records, self.counts.prompt)]
+        self._output_words = [wc.summarize(r.output, n) for r, n in zip(self.records, self.counts.output)]
+
+    def _exact(self, sample: Sample, layout: Layout, group: list[int]) -> int:
         self.stats.exact_checks += 1
-        return self.template.count(self.tokenizer, sample.instruction, sample.output)
+        if self.words is None:
+            return self.template.count(self.tokenizer, sample.instruction, sample.output)
+        wc, t, spec = self.words, self.template, sample.spec
+        glue = wc.glue
+        instruction = [
+            p if isinstance(p, tuple) else glue(p)
+            for p in instruction_parts(layout, [self._prompt_words[i] for i in group], spec.meta)
+        ]
+        response = [
+            p if isinstance(p, tuple) else glue(p)
+            for p in response_parts(layout, [self._output_words[i] for i in group], spec.answer_order)
+        ]
+        special = t.special_count(self.tokenizer)
+        # a leading space stands for the "▁" the tokenizer prepends to a whole text
+        if t.joined:
+            return special + wc.fold(
+                [glue(" " + t.prefix), *instruction, glue(t.middle), *response, glue(t.suffix)]
+            )
+        return special + wc.fold([glue(" "), *instruction]) + wc.fold([glue(" "), *response])
 
     def single_bounds(self, index: int) -> tuple[int, int]:
         """Lower and upper bounds of one record alone in the plain layout."""
@@ -141,8 +182,10 @@ class Grouper:
         if low > self.budget:
             return False, low
         plan = SamplePlan((), self._plain, "format")
-        n = self._exact(compose(self.pack, plan, [self.records[index]], 0, layout=self._plain,
-                                template=self.template.name))
+        sample = compose(
+            self.pack, plan, [self.records[index]], 0, layout=self._plain, template=self.template.name
+        )
+        n = self._exact(sample, self._plain, [index])
         return n <= self.budget, n
 
     # ------------------------------------------------------------------ grouping
@@ -211,7 +254,7 @@ class Grouper:
             if low > self.budget:
                 return False, None, None
         sample = self._compose(plan, group, epoch)
-        n = self._exact(sample)
+        n = self._exact(sample, plan.layout, group)
         return n <= self.budget, sample, n
 
     def _compose(
@@ -246,15 +289,17 @@ class Grouper:
             self.stats.plain_fallbacks += 1
             group = [order[pos]]
             sample = self._compose(plan, group, epoch, layout=self._plain)
-            n = self._exact(sample) if exact else None
+            n = self._exact(sample, self._plain, group) if exact or self.words else None
             if n is not None and n > self.budget:
                 # admitted on bounds, but too long once counted exactly: report, never loop
                 self.late_rejects.append(order[pos])
                 return None, pos + 1
-            return _Built(sample, pos, number, n), pos + 1
+            return _Built(sample, self._plain, pos, number, n), pos + 1
         sample, n = best
         if sample is None:
             sample = self._compose(plan, group, epoch)
+            if self.words is not None:
+                n = self._exact(sample, plan.layout, group)
         if plan.strategy != "format" and len(group) > 1 and sample.spec.strategy == "format":
             self.stats.rule_fallbacks += 1
-        return _Built(sample, pos, number, n), pos + len(group)
+        return _Built(sample, plan.layout, pos, number, n), pos + len(group)

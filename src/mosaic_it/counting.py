@@ -1,0 +1,164 @@
+"""Exact token counts of a concatenation without tokenizing it: word-local tokenizers.
+
+Llama-family SentencePiece BPE models (the bundled one included) run BPE over the whole text,
+with no pre-tokenizer, after writing spaces as "▁" and prepending one "▁". Their pieces hold
+"▁" only as a leading run and no "\\n" except the byte piece ``<0x0A>``. So no token can cross
+the start of a run of spaces that follows another character, nor either side of a newline:
+the text splits into *words* (``\\n``, or spaces followed by other characters) that are
+tokenized independently, and the count of a text is the sum of its words' counts.
+
+A text is then summarised by ``(total, head, tail, single)``: its count in the middle of a
+longer text, its first and last words, and whether it is one word. Joining two summaries only
+needs the count of the one word that may span the seam. Record texts are tokenized once; each
+sample's exact count is folded from the summaries of its parts, in microseconds.
+
+:func:`supports` checks the properties above on the tokenizer itself; for any other tokenizer
+the engine tokenizes each sample whole instead.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Sequence
+
+from .tokenizer import Tokenizer
+
+WORD = re.compile(r"\n| *[^ \n]+| +")
+Summary = tuple[int, str, str, bool]  # (count in context, first word, last word, one word)
+EMPTY: Summary = (0, "", "", True)
+
+
+def supports(tokenizer: Tokenizer) -> bool:
+    """Whether the tokenizer is word-local in the sense above (checked, not assumed)."""
+    try:
+        config = json.loads(tokenizer.backend.to_str())
+    except Exception:  # noqa: BLE001 - any tokenizer we cannot inspect is not supported
+        return False
+    model, normalizer = config.get("model") or {}, config.get("normalizer") or {}
+    if model.get("type") != "BPE" or config.get("pre_tokenizer") is not None:
+        return False
+    if model.get("dropout") not in (None, 0, 0.0):
+        return False
+    steps = normalizer.get("normalizers") if normalizer.get("type") == "Sequence" else None
+    expected = [
+        {"type": "Prepend", "prepend": "▁"},
+        {"type": "Replace", "pattern": {"String": " "}, "content": "▁"},
+    ]
+    if steps != expected:
+        return False
+    for piece in model.get("vocab", {}):
+        if "\n" in piece or "▁" in piece.lstrip("▁"):
+            return False
+    return True
+
+
+class WordCounter:
+    """Folds exact counts from word summaries; one per tokenizer and run."""
+
+    def __init__(self, tokenizer: Tokenizer) -> None:
+        self.tokenizer = tokenizer
+        self._words: dict[str, int] = {"\n": 1}
+        self._glue: dict[str, Summary] = {"": EMPTY}
+        self._newline = tokenizer.count("\n")  # the prepended "▁" and the newline byte
+        specials = [t.content for t in tokenizer.backend.get_added_tokens_decoder().values()]
+        if getattr(tokenizer.backend, "encode_special_tokens", False):
+            specials = []  # special-token strings in the text are read as plain text
+        self._specials = re.compile("|".join(map(re.escape, specials))) if specials else None
+
+    def unsafe(self, text: str) -> bool:
+        """Text holding a special-token string may be split there: count it whole instead."""
+        return bool(self._specials and self._specials.search(text))
+
+    # --------------------------------------------------------------- words
+
+    def prime(self, words: Sequence[str]) -> None:
+        """Count many words in one batched call."""
+        missing = sorted({w for w in words if w not in self._words})
+        if missing:
+            counts = self.tokenizer.count_batch(["\n" + w for w in missing])
+            for w, c in zip(missing, counts):
+                self._words[w] = c - self._newline
+
+    def word(self, w: str) -> int:
+        n = self._words.get(w)
+        if n is None:
+            n = self._words[w] = self.tokenizer.count("\n" + w) - self._newline
+        return n
+
+    # --------------------------------------------------------------- summaries
+
+    @staticmethod
+    def edges(text: str) -> tuple[str, str, bool]:
+        """First and last word of a non-empty text, and whether it is a single word."""
+        first = WORD.match(text)
+        assert first is not None
+        head = first.group()
+        if first.end() == len(text):
+            return head, head, True
+        # the last word: scan back from the end
+        if text.endswith("\n"):
+            return head, "\n", False
+        stripped = text.rstrip(" ")
+        if len(stripped) < len(text):
+            if stripped.endswith("\n") or not stripped:
+                return head, text[len(stripped):], False
+            # trailing spaces after a character form their own word
+            return head, text[len(stripped):], False
+        cut = max(text.rfind("\n"), -1)
+        last_space = text.rfind(" ")
+        if last_space > cut:
+            start = last_space
+            while start > 0 and text[start - 1] == " ":
+                start -= 1
+            if start > cut:
+                return head, text[start:], False
+        return head, text[cut + 1:], False
+
+    def summarize(self, text: str, standalone: int | None = None) -> Summary:
+        """Summary of a text; ``standalone`` is its count tokenized alone, when known."""
+        if not text:
+            return EMPTY
+        if "▁" in text:
+            text = text.replace("▁", " ")  # the normalizer makes both the same symbol
+        head, tail, single = self.edges(text)
+        if standalone is None:
+            total = sum(self.word(w) for w in WORD.findall(text))
+        elif head == "\n":
+            total = standalone - self.word(" ")  # alone, the prepended "▁" was its own word
+        else:
+            total = standalone - self.word(" " + head) + self.word(head)
+        return total, head, tail, single
+
+    def glue(self, text: str) -> Summary:
+        s = self._glue.get(text)
+        if s is None:
+            s = self._glue[text] = self.summarize(text)
+        return s
+
+    def join(self, a: Summary, b: Summary) -> Summary:
+        if not a[1]:
+            return b
+        if not b[1]:
+            return a
+        left, right = a[2][-1], b[1][0]
+        if right == "\n" or left == "\n" or (right == " " and left != " "):
+            return a[0] + b[0], a[1], b[2], False
+        w = a[2] + b[1]
+        total = a[0] + b[0] - self.word(a[2]) - self.word(b[1]) + self.word(w)
+        return total, (w if a[3] else a[1]), (w if b[3] else b[2]), a[3] and b[3]
+
+    def fold(self, parts: Sequence[Summary]) -> int:
+        acc = EMPTY
+        for p in parts:
+            acc = self.join(acc, p)
+        return acc[0]
+
+    def prime_texts(self, texts: Sequence[str]) -> None:
+        """Count the edge words of many texts in one batch (before summarizing them)."""
+        words: list[str] = []
+        for t in texts:
+            if t:
+                head, tail, _ = self.edges(t.replace("▁", " "))
+                words += (head, " " + head, tail)
+        self.prime(words)

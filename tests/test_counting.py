@@ -1,0 +1,47 @@
+"""Word-local counting: folded counts equal tokenizing the whole text."""
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from mosaic_it import load_tokenizer
+from mosaic_it.counting import WordCounter, supports
+
+TOK = load_tokenizer()
+WC = WordCounter(TOK)
+PIECES = ["a", "Give", " ", "  ", "\n", "\n\n", "(1)", "[START]", "**", "]", ":", ".", "é",
+          "😀", "中文", "\t", "\r", "1.", "x y", " z", "▁", "ab  \n  c", "\r\n", "\u200d", "'s",
+          "<s>", "{n}", "\\"]
+
+
+def test_the_bundled_tokenizer_is_word_local():
+    assert supports(TOK)
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(st.lists(st.sampled_from(PIECES) | st.text(max_size=6), max_size=6).map("".join),
+                min_size=1, max_size=6),
+       st.lists(st.booleans(), min_size=6, max_size=6))
+def test_fold_equals_whole_text_count(parts, known):
+    text = "".join(parts)
+    if not text:
+        return
+    summaries = [WC.glue(" ")] + [
+        WC.summarize(p, TOK.count(p) if k and p else None) for p, k in zip(parts, known + [False] * 6)
+    ]
+    assert WC.fold(summaries) == TOK.count(text)
+
+
+def test_real_records_fold_exactly():
+    from .conftest import real_data_or_skip
+    import json
+
+    rows = json.loads(real_data_or_skip().read_text())[:300]
+    texts = [r["instruction"] + ("\n" + r["input"] if r["input"] else "") for r in rows]
+    texts += [r["output"] for r in rows]
+    WC.prime_texts(texts)
+    sums = [WC.summarize(t, TOK.count(t)) for t in texts]
+    glue = ["\n\n", "(3) ", "[START]", "[END]", "\n"]
+    for i in range(0, len(texts) - 3, 3):
+        parts = [glue[i % 5], texts[i], glue[(i + 1) % 5], texts[i + 1], glue[(i + 2) % 5], texts[i + 2]]
+        seq = [WC.glue(" ")] + [WC.glue(p) if j % 2 == 0 else sums[i + j // 2] for j, p in enumerate(parts)]
+        assert WC.fold(seq) == TOK.count("".join(parts))
