@@ -141,3 +141,18 @@ def test_text_passes_through_unchanged():
     body = "\n".join(s.instruction + s.output for s in samples)
     for r in odd:
         assert r.instruction in body and r.output in body and (r.input in body)
+
+
+def test_records_group_only_with_records_of_the_same_system_prompt(tokenizer):
+    from dataclasses import replace
+
+    records = [replace(r, system=("You are terse." if i % 3 == 0 else "")) for i, r in
+               enumerate(make_records(300, seed=9, max_words=30))]
+    by_id = {r.id: r for r in records}
+    samples, summary = run(records, epochs=2)
+    for s in samples:
+        systems = {by_id[i].system for i in s.spec.sources}
+        assert len(systems) == 1 and s.system == systems.pop()
+    seen = Counter(i for s in samples for i in s.spec.sources)
+    assert set(seen.values()) == {2} and len(seen) == 300
+    assert any(s.to_record().get("system") == "You are terse." for s in samples)

@@ -74,4 +74,4 @@ def compose(
         template=template,
         rule_pack=pack.id,
     )
-    return Sample(instruction, response, spec)
+    return Sample(instruction, response, spec, records[0].system)

@@ -111,6 +111,7 @@ class Grouper:
         self.seed = seed
         self.stats = GroupingStats()
         self.late_rejects: list[int] = []
+        self._ends: list[int] | None = None
         self._cache: dict[str, int] = {}
         self._plain = plain_layout(pack)
         self.words = WordCounter(tokenizer) if supports(tokenizer) else None
@@ -190,13 +191,28 @@ class Grouper:
 
     # ------------------------------------------------------------------ grouping
 
-    def epoch_order(self, admitted: Sequence[int], epoch: int) -> list[int]:
+    def epoch_order(self, admitted: Sequence[int], epoch: int) -> tuple[list[int], list[int] | None]:
+        """The shuffled order of an epoch, and where each system-prompt partition ends.
+
+        Records with different system prompts never share a sample: the shuffled order is
+        stably sorted by system prompt, and a sample never grows past its partition's end.
+        """
         order = list(admitted)
         Rng(self.seed, "epoch", epoch, "shuffle").shuffle(order)
-        return order
+        systems = {self.records[i].system for i in order}
+        if len(systems) <= 1:
+            return order, None
+        order.sort(key=lambda i: self.records[i].system)
+        ends: list[int] = [0] * len(order)
+        end = len(order)
+        for p in range(len(order) - 1, -1, -1):
+            if p + 1 < len(order) and self.records[order[p]].system != self.records[order[p + 1]].system:
+                end = p + 1
+            ends[p] = end
+        return order, ends
 
     def run_epoch(self, admitted: Sequence[int], epoch: int) -> Iterator[Sample]:
-        order = self.epoch_order(admitted, epoch)
+        order, self._ends = self.epoch_order(admitted, epoch)
         pos, number, exact_until = 0, 0, -1
         while pos < len(order):
             built: list[_Built] = []
@@ -275,7 +291,7 @@ class Grouper:
         path = (self.seed, "epoch", epoch, "sample", number)
         k = draw_k(Rng(*path, "k"), self.wrap_mode, self.max_instructions)
         plan = plan_sample(self.pack, self.strategies, path)
-        end = min(len(order), pos + k)
+        end = min(len(order) if self._ends is None else self._ends[pos], pos + k)
         group: list[int] = []
         best: tuple[Sample | None, int | None] = (None, None)
         for i in order[pos:end]:

@@ -67,13 +67,20 @@ def record_from_alpaca(obj: Any, index: int) -> Record:
         text_input = ""
     elif not isinstance(text_input, str):
         raise ValueError(f"field 'input': expected a string, got {_type_name(text_input)}")
+    system = obj.get("system")
+    if system is None:
+        system = ""
+    elif not isinstance(system, str):
+        raise ValueError(f"field 'system': expected a string, got {_type_name(system)}")
     history = obj.get("history")
     if history:
         raise LeftOut("field 'history': a multi-turn record is left out of the mosaic")
     rid = obj.get("id", index)
     if isinstance(rid, bool) or not isinstance(rid, (str, int)):
         raise ValueError(f"field 'id': expected a string or an integer, got {_type_name(rid)}")
-    return Record(id=rid, instruction=obj["instruction"], output=obj["output"], input=text_input)
+    return Record(
+        id=rid, instruction=obj["instruction"], output=obj["output"], input=text_input, system=system
+    )
 
 
 def iter_raw(path: str | Path) -> Iterator[tuple[int, str, Any]]:

@@ -20,6 +20,7 @@ class Record:
     instruction: str
     output: str
     input: str = ""
+    system: str = ""  # samples only group records that share their system prompt
 
     @property
     def prompt(self) -> str:
@@ -102,11 +103,11 @@ class Sample:
     instruction: str
     output: str
     spec: MosaicSpec
+    system: str = ""
 
     def to_record(self) -> dict[str, Any]:
-        return {
-            "instruction": self.instruction,
-            "input": "",
-            "output": self.output,
-            "mosaic": self.spec.to_dict(),
-        }
+        record: dict[str, Any] = {"instruction": self.instruction, "input": "", "output": self.output}
+        if self.system:
+            record["system"] = self.system
+        record["mosaic"] = self.spec.to_dict()
+        return record
