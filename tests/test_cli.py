@@ -119,19 +119,47 @@ def test_bad_options_are_clear_errors(alpaca_file, tmp_path, capsys):
     assert "nope" in capsys.readouterr().err
 
 
-def test_failed_run_leaves_no_partial_output(alpaca_file, tmp_path, monkeypatch):
-    src = alpaca_file(GOOD)
+def test_interrupted_run_leaves_no_output_and_resumes(alpaca_file, tmp_path, monkeypatch, capsys):
+    import mosaic_it.engine as engine
+
+    src = alpaca_file(GOOD * 10)
     out = tmp_path / "o.jsonl"
     out.write_text("previous\n")
-    import mosaic_it.api as api
+    clean = tmp_path / "clean.jsonl"
+    assert main(["mosaic", str(src), str(clean), "--workers", "1", "-q"]) == 0
 
-    def boom(*a, **k):
-        raise KeyboardInterrupt
+    real = engine.Grouper.run_epoch
 
-    monkeypatch.setattr(api.Mosaicker, "_count", boom)
-    assert main(["mosaic", str(src), str(out), "-q"]) == 130
-    assert out.read_text() == "previous\n"
-    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".o.jsonl")] == []
+    def interrupted(self, admitted, epoch):
+        if epoch == 2:
+            yield from list(real(self, admitted, epoch))[:3]
+            raise KeyboardInterrupt
+        yield from real(self, admitted, epoch)
+
+    monkeypatch.setattr(engine.Grouper, "run_epoch", interrupted)
+    assert main(["mosaic", str(src), str(out), "--workers", "1", "-q"]) == 130
+    assert out.read_text() == "previous\n"  # untouched: no partial output
+    parts = tmp_path / ".o.jsonl.mosaic-parts"
+    assert sorted(p.name for p in parts.glob("epoch-*.jsonl")) == ["epoch-00000.jsonl", "epoch-00001.jsonl"]
+
+    monkeypatch.setattr(engine.Grouper, "run_epoch", real)
+    stats = tmp_path / "s.json"
+    assert main(["mosaic", str(src), str(out), "--workers", "1", "--resume", "--stats", str(stats), "-q"]) == 0
+    assert json.loads(stats.read_text())["summary"]["resumed_epochs"] == [0, 1]
+    assert out.read_bytes() == clean.read_bytes()
+    assert not parts.exists()
+
+
+def test_output_is_identical_for_any_number_of_workers(alpaca_file, tmp_path):
+    src = alpaca_file(GOOD * 10)
+    outs = []
+    for workers in ("1", "2", "3"):
+        out = tmp_path / f"w{workers}.json"
+        assert main(["mosaic", str(src), str(out), "--workers", workers, "--epochs", "3", "-q"]) == 0
+        outs.append(out.read_bytes())
+    assert outs[0] == outs[1] == outs[2]
+    rows = json.loads(outs[0])
+    assert sum(r["mosaic"]["instructions"] for r in rows) == 3 * len(GOOD) * 10
 
 
 def test_bundled_example_runs_as_a_subprocess(tmp_path):

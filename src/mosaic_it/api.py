@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import time
+from array import array
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 from .engine import Counts, Grouper, Reject
+from .store import SPOOL_THRESHOLD, DiskStore
 from .io import InputError, InvalidRecord, record_from_alpaca
 from .records import Record, Sample
 from .rulepack import RulePack, load_rule_pack
@@ -98,6 +100,8 @@ class RunSummary:
     tokenizer: str = ""
     template: str = ""
     rule_pack: str = ""
+    resumed_epochs: list[int] = field(default_factory=list)
+    workers: int = 1
     seconds: dict[str, float] = field(default_factory=dict)
 
     def add(self, sample: Sample) -> None:
@@ -166,10 +170,20 @@ def _as_record(obj: Record | dict[str, Any], index: int) -> Record:
         raise InputError(f"record {index}: {exc}") from None
 
 
+@dataclass
+class Prepared:
+    """Records counted, stored and admitted: everything an epoch needs."""
+
+    grouper: Grouper
+    admitted: array
+    summary: RunSummary
+
+
 class Mosaicker:
     """Runs Mosaic-IT over records: ``for sample in Mosaicker(config).run(records): ...``.
 
-    After (or during) a run, ``summary`` holds the counts and everything left out.
+    After (or during) a run, ``summary`` holds the counts and everything left out. For files,
+    :meth:`write` runs the epochs on several processes and can resume an interrupted run.
     """
 
     def __init__(
@@ -179,35 +193,37 @@ class Mosaicker:
         tokenizer: Tokenizer | None = None,
         rule_pack: RulePack | None = None,
         progress: bool = False,
+        spool_threshold: int = SPOOL_THRESHOLD,
     ) -> None:
         self.config = config or MosaicConfig()
         self.tokenizer = tokenizer or load_tokenizer(self.config.tokenizer)
         self.pack = rule_pack or load_rule_pack(self.config.rules)
         self.template = get_template(self.config.template)
         self.progress = progress
+        self.spool_threshold = spool_threshold
         self.summary = RunSummary()
 
-    def run(
+    # ------------------------------------------------------------------ stages
+
+    def prepare(
         self, records: Iterable[Record | dict[str, Any]], invalid: list[InvalidRecord] | None = None
-    ) -> Iterator[Sample]:
-        """Yield the samples of every epoch, in order. ``invalid`` lists records a reader skipped."""
+    ) -> Prepared:
+        """Read, count and store every record, and decide which can fit the budget at all.
+
+        Records are consumed in batches: each batch is tokenized in one parallel call and then
+        stored (in memory, or spooled to disk past ``spool_threshold`` records).
+        """
         cfg, summary = self.config, RunSummary()
         self.summary = summary
         summary.wrap_mode, summary.max_tokens, summary.epochs = cfg.wrap_mode, cfg.max_tokens, cfg.epochs
         summary.tokenizer, summary.template, summary.rule_pack = (
             self.tokenizer.name, self.template.name, self.pack.id)
         t0 = time.perf_counter()
-        items = [_as_record(r, i) for i, r in enumerate(records)]
-        summary.invalid = [r.to_dict() for r in invalid or []]
-        summary.records_read = len(items) + len(summary.invalid)
-        ids = Counter(r.id for r in items)
-        summary.duplicate_ids = sum(1 for c in ids.values() if c > 1)
-        t1 = time.perf_counter()
-        counts = self._count(items)
-        summary.tokens_in_records = sum(counts.prompt) + sum(counts.output)
-        t2 = time.perf_counter()
+        memory: list[Record] = []
+        disk: DiskStore | None = None
+        counts = Counts()
         grouper = Grouper(
-            items,
+            memory,
             counts,
             pack=self.pack,
             tokenizer=self.tokenizer,
@@ -218,60 +234,114 @@ class Mosaicker:
             max_tokens=cfg.max_tokens,
             seed=cfg.seed,
         )
-        admitted: list[int] = []
-        for i in range(len(items)):
-            ok, n = grouper.fits_alone(i)
-            if ok:
-                admitted.append(i)
-            else:
-                summary.rejected.append(
-                    Reject(i, items[i].id, "too_long",
-                           f"needs {n} tokens alone, budget {cfg.max_tokens}", n).to_dict()
-                )
+        admitted = array("i")
+        seen_ids: set[int] = set()
+        systems: dict[str, int] = {}
+        system_of = array("i")
+        bar = self._bar(None, desc="counting tokens")
+        n = 0
+        for chunk in _chunks(records, COUNT_BATCH):
+            items = [_as_record(r, n + j) for j, r in enumerate(chunk)]
+            texts = [t for r in items for t in (r.prompt, r.output)]
+            numbers = self.tokenizer.count_batch(texts)
+            counts.prompt.extend(numbers[0::2])
+            counts.output.extend(numbers[1::2])
+            grouper.prime(items)
+            if disk is None and len(memory) + len(items) > self.spool_threshold:
+                disk = DiskStore()
+                disk.extend(memory)
+                memory.clear()
+                grouper.records = disk
+            for j, r in enumerate(items):
+                index = n + j
+                key = hash(r.id)
+                if key in seen_ids:
+                    summary.duplicate_ids += 1
+                seen_ids.add(key)
+                system_of.append(systems.setdefault(r.system, len(systems)))
+                ok, tokens = grouper.fits_alone(index, r)
+                if ok:
+                    admitted.append(index)
+                else:
+                    summary.rejected.append(Reject(
+                        index, r.id, "too_long",
+                        f"needs {tokens} tokens alone, budget {cfg.max_tokens}", tokens).to_dict())
+            (disk if disk is not None else memory).extend(items)
+            summary.tokens_in_records += sum(numbers)
+            n += len(items)
+            if bar is not None:
+                bar.update(len(items))
+        if bar is not None:
+            bar.close()
+        if disk is not None:
+            disk.flush()
+        grouper.systems = system_of if len(systems) > 1 else None
+        summary.invalid = [r.to_dict() for r in invalid or []]
+        summary.records_read = n + len(summary.invalid)
         summary.records_mosaicked = len(admitted)
-        bar = self._bar(len(admitted) * cfg.epochs)
+        summary.seconds["read_and_count"] = time.perf_counter() - t0
+        return Prepared(grouper, admitted, summary)
+
+    def run_epoch(self, prepared: Prepared, epoch: int) -> Iterator[Sample]:
+        """The samples of one epoch, in order; counted into ``prepared.summary``."""
+        add = prepared.summary.add
+        for sample in prepared.grouper.run_epoch(prepared.admitted, epoch):
+            add(sample)
+            yield sample
+
+    def finish(self, prepared: Prepared, seconds: float) -> RunSummary:
+        """Fold the grouping's own counters into the summary."""
+        summary, grouper = prepared.summary, prepared.grouper
+        for i in grouper.late_rejects:
+            summary.rejected.append(
+                Reject(i, grouper.records[i].id, "too_long", "too long once counted exactly").to_dict()
+            )
+        grouper.late_rejects.clear()
+        g = grouper.stats
+        summary.exact_checks += g.exact_checks
+        summary.margin_misses += g.margin_misses
+        summary.plain_fallbacks += g.plain_fallbacks
+        summary.rule_fallbacks += g.rule_fallbacks
+        summary.seconds["group"] = summary.seconds.get("group", 0.0) + seconds
+        return summary
+
+    # ------------------------------------------------------------------ whole runs
+
+    def run(
+        self, records: Iterable[Record | dict[str, Any]], invalid: list[InvalidRecord] | None = None
+    ) -> Iterator[Sample]:
+        """Yield the samples of every epoch, in order. ``invalid`` lists records a reader skipped."""
+        prepared = self.prepare(records, invalid)
+        bar = self._bar(len(prepared.admitted) * self.config.epochs)
+        t0 = time.perf_counter()
         try:
-            for epoch in range(cfg.epochs):
-                for sample in grouper.run_epoch(admitted, epoch):
-                    summary.add(sample)
+            for epoch in range(self.config.epochs):
+                for sample in self.run_epoch(prepared, epoch):
                     if bar is not None:
                         bar.update(sample.spec.instructions)
                     yield sample
         finally:
             if bar is not None:
                 bar.close()
-            for i in grouper.late_rejects:
-                summary.rejected.append(
-                    Reject(i, items[i].id, "too_long", "too long once counted exactly").to_dict()
-                )
-            g = grouper.stats
-            summary.exact_checks, summary.margin_misses = g.exact_checks, g.margin_misses
-            summary.plain_fallbacks, summary.rule_fallbacks = g.plain_fallbacks, g.rule_fallbacks
-            summary.seconds = {
-                "validate": t1 - t0, "count_tokens": t2 - t1, "group": time.perf_counter() - t2
-            }
+            self.finish(prepared, time.perf_counter() - t0)
 
-    def _count(self, items: list[Record]) -> Counts:
-        prompts: list[int] = []
-        outputs: list[int] = []
-        bar = self._bar(len(items), desc="counting tokens", unit="rec")
-        for start in range(0, len(items), COUNT_BATCH):
-            chunk = items[start : start + COUNT_BATCH]
-            counts = self.tokenizer.count_batch([t for r in chunk for t in (r.prompt, r.output)])
-            prompts.extend(counts[0::2])
-            outputs.extend(counts[1::2])
-            if bar is not None:
-                bar.update(len(chunk))
-        if bar is not None:
-            bar.close()
-        return Counts(prompts, outputs)
-
-    def _bar(self, total: int, desc: str = "mosaic", unit: str = "rec") -> Any:
+    def _bar(self, total: int | None, desc: str = "mosaic", unit: str = "rec") -> Any:
         if not self.progress:
             return None
         from tqdm import tqdm
 
         return tqdm(total=total, desc=desc, unit=unit, dynamic_ncols=True, leave=False)
+
+
+def _chunks(items: Iterable[Any], size: int) -> Iterator[list[Any]]:
+    chunk: list[Any] = []
+    for item in items:
+        chunk.append(item)
+        if len(chunk) == size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
 
 
 def mosaic(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from importlib import resources
 from pathlib import Path
@@ -11,6 +12,7 @@ from . import __version__
 from .api import MosaicConfig, Mosaicker
 from .io import InputError, InvalidRecord, read_records, write_json, write_records
 from .rulepack import RulePackError, default_rules_path
+from .runner import fingerprint, write_run
 from .sizing import WRAP_MODES
 from .strategies import STRATEGIES
 from .templates import TEMPLATES
@@ -74,6 +76,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="a malformed record stops the run (raise) or is skipped and reported")
     m.add_argument("--progress", choices=["auto", "on", "off"], default="auto",
                    help="progress bar on stderr (auto: only on a terminal)")
+    m.add_argument("--workers", type=int, default=0,
+                   help="processes running epochs side by side (default 0: one per core, at most "
+                   "one per epoch); the output is the same for any number")
+    m.add_argument("--resume", action="store_true",
+                   help="reuse the finished epochs of an interrupted run of the same command")
     m.add_argument("-q", "--quiet", action="store_true", help="no summary on stderr")
 
     r = sub.add_parser("rules", help="print the bundled rule pack (a starting point for --rules)")
@@ -95,11 +102,20 @@ def cmd_mosaic(args: argparse.Namespace) -> int:
     )
     source = example_path() if args.input == EXAMPLE else Path(args.input)
     progress = sys.stderr.isatty() if args.progress == "auto" else args.progress == "on"
+    workers = args.workers if args.workers > 0 else (os.cpu_count() or 1)
     mosaicker = Mosaicker(config, progress=progress)
     invalid: list[InvalidRecord] = []
-    # read (and validate) everything before the output file is opened
-    records = list(read_records(source, on_error=args.on_error, invalid=invalid))
-    write_records(args.output, (s.to_record() for s in mosaicker.run(records, invalid)))
+    records = read_records(source, on_error=args.on_error, invalid=invalid)
+    prepared = mosaicker.prepare(records, invalid)
+    prepared.summary.workers = min(workers, config.epochs)
+    write_run(
+        mosaicker,
+        prepared,
+        args.output,
+        workers=workers,
+        resume=args.resume,
+        fingerprint_value=fingerprint(mosaicker, source, {"on_error": args.on_error}),
+    )
     summary = mosaicker.summary
     if args.rejects:
         write_records(args.rejects, summary.rejected + summary.invalid)

@@ -24,11 +24,12 @@ Either way every sample's count is exact and none exceeds the budget, whatever t
 
 from __future__ import annotations
 
+from array import array
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
 from .compose import SamplePlan, compose, plan_sample
-from .counting import Summary, WordCounter, supports
+from .counting import WordCounter, supports
 from .records import Record, Sample
 from .rng import Rng
 from .rulepack import RulePack
@@ -58,10 +59,10 @@ class Reject:
 
 @dataclass
 class Counts:
-    """Token counts of the records, computed once."""
+    """Token counts of the records (each text tokenized alone), computed once."""
 
-    prompt: list[int]
-    output: list[int]
+    prompt: array = field(default_factory=lambda: array("i"))
+    output: array = field(default_factory=lambda: array("i"))
 
 
 @dataclass
@@ -111,14 +112,12 @@ class Grouper:
         self.seed = seed
         self.stats = GroupingStats()
         self.late_rejects: list[int] = []
+        self.systems: Sequence[int] | None = None  # system-prompt number per record, if several
         self._ends: list[int] | None = None
         self._cache: dict[str, int] = {}
         self._plain = plain_layout(pack)
         self.words = WordCounter(tokenizer) if supports(tokenizer) else None
-        self._prompt_words: list[Summary] = []
-        self._output_words: list[Summary] = []
-        if self.words is not None:
-            self._summarize_records()
+        self._label_counts: dict[tuple[object, int], int] = {}
         self._base = self._count(template.prefix + template.middle + template.suffix) + (
             template.special_count(tokenizer)
         )
@@ -137,30 +136,33 @@ class Grouper:
             n = self._cache[text] = self.tokenizer.count(text) if text else 0
         return n
 
-    def _summarize_records(self) -> None:
+    def prime(self, records: Sequence[Record]) -> None:
+        """Prepare exact counting for a batch of records (called once per record, in order)."""
         wc = self.words
-        assert wc is not None
-        texts = [t for r in self.records for t in (r.prompt, r.output)]
+        if wc is None:
+            return
+        texts = [t for r in records for t in (r.prompt, r.output)]
         if any(wc.unsafe(t) for t in texts):
             self.words = None  # special-token strings in the data: count samples whole
             return
         wc.prime_texts(texts)
-        self._prompt_words = [wc.summarize(r.prompt, n) for r, n in zip(self.records, self.counts.prompt)]
-        self._output_words = [wc.summarize(r.output, n) for r, n in zip(self.records, self.counts.output)]
 
-    def _exact(self, sample: Sample, layout: Layout, group: list[int]) -> int:
+    def _exact(self, sample: Sample, layout: Layout, records: list[Record], group: list[int]) -> int:
+        """The exact token count of a composed sample."""
         self.stats.exact_checks += 1
         if self.words is None:
             return self.template.count(self.tokenizer, sample.instruction, sample.output)
         wc, t, spec = self.words, self.template, sample.spec
-        glue = wc.glue
+        glue, summarize = wc.glue, wc.summarize
+        prompts = [summarize(r.prompt, self.counts.prompt[i]) for r, i in zip(records, group)]
+        outputs = [summarize(r.output, self.counts.output[i]) for r, i in zip(records, group)]
         instruction = [
             p if isinstance(p, tuple) else glue(p)
-            for p in instruction_parts(layout, [self._prompt_words[i] for i in group], spec.meta)
+            for p in instruction_parts(layout, prompts, spec.meta)
         ]
         response = [
             p if isinstance(p, tuple) else glue(p)
-            for p in response_parts(layout, [self._output_words[i] for i in group], spec.answer_order)
+            for p in response_parts(layout, outputs, spec.answer_order)
         ]
         special = t.special_count(self.tokenizer)
         # a leading space stands for the "▁" the tokenizer prepends to a whole text
@@ -175,7 +177,7 @@ class Grouper:
         est = self._base + self.counts.prompt[index] + self.counts.output[index]
         return est - 3 * SEAM_MARGIN, est + 3 * SEAM_MARGIN
 
-    def fits_alone(self, index: int) -> tuple[bool, int | None]:
+    def fits_alone(self, index: int, record: Record) -> tuple[bool, int | None]:
         """Whether a record fits the budget alone with the smallest layout (exact near the edge)."""
         low, high = self.single_bounds(index)
         if high <= self.budget:
@@ -183,10 +185,8 @@ class Grouper:
         if low > self.budget:
             return False, low
         plan = SamplePlan((), self._plain, "format")
-        sample = compose(
-            self.pack, plan, [self.records[index]], 0, layout=self._plain, template=self.template.name
-        )
-        n = self._exact(sample, self._plain, [index])
+        sample = compose(self.pack, plan, [record], 0, layout=self._plain, template=self.template.name)
+        n = self._exact(sample, self._plain, [record], [index])
         return n <= self.budget, n
 
     # ------------------------------------------------------------------ grouping
@@ -199,16 +199,18 @@ class Grouper:
         """
         order = list(admitted)
         Rng(self.seed, "epoch", epoch, "shuffle").shuffle(order)
-        systems = {self.records[i].system for i in order}
-        if len(systems) <= 1:
+        systems = self.systems
+        if systems is None:
             return order, None
-        order.sort(key=lambda i: self.records[i].system)
+        order.sort(key=systems.__getitem__)
         ends: list[int] = [0] * len(order)
         end = len(order)
-        for p in range(len(order) - 1, -1, -1):
-            if p + 1 < len(order) and self.records[order[p]].system != self.records[order[p + 1]].system:
+        for p in range(len(order) - 2, -1, -1):
+            if systems[order[p]] != systems[order[p + 1]]:
                 end = p + 1
             ends[p] = end
+        if order:
+            ends[-1] = len(order)
         return order, ends
 
     def run_epoch(self, admitted: Sequence[int], epoch: int) -> Iterator[Sample]:
@@ -240,82 +242,77 @@ class Grouper:
             else:
                 pos, number = p, s
 
-    def _bounds(self, plan: SamplePlan, group: list[int]) -> tuple[int, int]:
-        """Bounds on the token count of the rendered sample, without rendering it."""
-        layout = plan.layout
-        c = self._count
-        j = len(group)
-        fixed = self._base + c(layout.meta) + c(layout.meta_separator)
-        per_item = c(layout.instruction_separator) + c(layout.response_separator)
-        if layout.tags:
-            per_item += c(layout.tags.begin) + c(layout.tags.end)
-        labels = sum(c(label(layout, n)) for n in range(1, j + 1)) if layout.numbering else 0
-        prompts = sum(self.counts.prompt[i] for i in group)
-        outputs = sum(self.counts.output[i] for i in group)
-        seams = 4 * j + 4
-        total = fixed + j * per_item + 2 * labels + prompts + outputs
-        rule_meta = self._rule_meta_max + 3 * j if plan.strategy != "format" else 0
-        low = total - SEAM_MARGIN * seams
-        if plan.strategy == "maskout":
-            low -= outputs  # skipped answers are not rendered
-        return low, total + rule_meta + SEAM_MARGIN * seams
-
-    def _fits(
-        self, plan: SamplePlan, group: list[int], epoch: int, exact: bool
-    ) -> tuple[bool, Sample | None, int | None]:
-        low, high = self._bounds(plan, group)
-        if not exact:
-            if high <= self.budget:
-                return True, None, None
-            if low > self.budget:
-                return False, None, None
-        sample = self._compose(plan, group, epoch)
-        n = self._exact(sample, plan.layout, group)
-        return n <= self.budget, sample, n
-
-    def _compose(
-        self, plan: SamplePlan, group: list[int], epoch: int, layout: Layout | None = None
-    ) -> Sample:
-        return compose(
-            self.pack,
-            plan,
-            [self.records[i] for i in group],
-            epoch,
-            layout=layout,
-            template=self.template.name,
-        )
+    def _label_count(self, layout: Layout, number: int) -> int:
+        key = (layout.numbering, number)
+        n = self._label_counts.get(key)
+        if n is None:
+            n = self._label_counts[key] = self._count(label(layout, number))
+        return n
 
     def _build(
-        self, order: list[int], pos: int, number: int, epoch: int, exact: bool
+        self, order: Sequence[int], pos: int, number: int, epoch: int, exact: bool
     ) -> tuple[_Built | None, int]:
+        """Grow one sample from ``order[pos]`` on; returns it and the next position."""
         path = (self.seed, "epoch", epoch, "sample", number)
         k = draw_k(Rng(*path, "k"), self.wrap_mode, self.max_instructions)
         plan = plan_sample(self.pack, self.strategies, path)
         end = min(len(order) if self._ends is None else self._ends[pos], pos + k)
-        group: list[int] = []
+        candidates = order[pos:end]
+        records = [self.records[i] for i in candidates]
+        layout, c = plan.layout, self._count
+        budget, prompt_counts, output_counts = self.budget, self.counts.prompt, self.counts.output
+
+        # bounds on the rendered count, grown one record at a time (see _fits_on_bounds)
+        fixed = self._base + c(layout.meta) + c(layout.meta_separator) + SEAM_MARGIN * 4
+        per_item = c(layout.instruction_separator) + c(layout.response_separator) + SEAM_MARGIN * 4
+        if layout.tags:
+            per_item += c(layout.tags.begin) + c(layout.tags.end)
+        rule_meta = self._rule_meta_max if plan.strategy != "format" else 0
+        maskout = plan.strategy == "maskout"
+        known = fixed  # everything but the answers
+        answers = 0
+        j = 0
         best: tuple[Sample | None, int | None] = (None, None)
-        for i in order[pos:end]:
-            ok, sample, n = self._fits(plan, group + [i], epoch, exact)
-            if not ok:
+        for j, i in enumerate(candidates, start=1):
+            labels = 2 * self._label_count(layout, j) if layout.numbering else 0
+            known += per_item + labels + prompt_counts[i]
+            answers += output_counts[i]
+            high = known + answers + (rule_meta + 3 * j if rule_meta else 0)
+            low = known - 2 * SEAM_MARGIN * (4 * j + 4) + (0 if maskout else answers)
+            if not exact and high <= budget:
+                best = (None, None)
+                continue
+            if not exact and low > budget:
+                j -= 1
                 break
-            group.append(i)
+            group = candidates[:j]
+            sample = self._compose(plan, records[:j], epoch)
+            n = self._exact(sample, layout, records[:j], group)
+            if n > budget:
+                j -= 1
+                break
             best = (sample, n)
-        if not group:
+
+        if j == 0:
             # the first record does not fit with this sample's layout: use the smallest layout
             self.stats.plain_fallbacks += 1
-            group = [order[pos]]
-            sample = self._compose(plan, group, epoch, layout=self._plain)
-            n = self._exact(sample, self._plain, group) if exact or self.words else None
-            if n is not None and n > self.budget:
+            sample = self._compose(plan, records[:1], epoch, layout=self._plain)
+            n = self._exact(sample, self._plain, records[:1], candidates[:1]) if exact or self.words else None
+            if n is not None and n > budget:
                 # admitted on bounds, but too long once counted exactly: report, never loop
-                self.late_rejects.append(order[pos])
+                self.late_rejects.append(candidates[0])
                 return None, pos + 1
             return _Built(sample, self._plain, pos, number, n), pos + 1
         sample, n = best
         if sample is None:
-            sample = self._compose(plan, group, epoch)
+            sample = self._compose(plan, records[:j], epoch)
             if self.words is not None:
-                n = self._exact(sample, plan.layout, group)
-        if plan.strategy != "format" and len(group) > 1 and sample.spec.strategy == "format":
+                n = self._exact(sample, layout, records[:j], candidates[:j])
+        if plan.strategy != "format" and j > 1 and sample.spec.strategy == "format":
             self.stats.rule_fallbacks += 1
-        return _Built(sample, plan.layout, pos, number, n), pos + len(group)
+        return _Built(sample, layout, pos, number, n), pos + j
+
+    def _compose(
+        self, plan: SamplePlan, records: list[Record], epoch: int, layout: Layout | None = None
+    ) -> Sample:
+        return compose(self.pack, plan, records, epoch, layout=layout, template=self.template.name)

@@ -102,7 +102,10 @@ class Tokenizer:
 
     def count_batch(self, texts: list[str]) -> list[int]:
         """:meth:`count` for many texts at once (encoded in parallel by the Rust library)."""
-        return [len(ids) for ids in self.encode_batch(texts)]
+        if not texts:
+            return []
+        # len() of an Encoding is its token count: no list of ids is built
+        return [len(enc) for enc in self._encode_batch(texts)]
 
     def encode(self, text: str) -> list[int]:
         """Token ids of ``text``, without any special tokens added."""
@@ -112,10 +115,13 @@ class Tokenizer:
         """:meth:`encode` for many texts at once (encoded in parallel by the Rust library)."""
         if not texts:
             return []
+        return [enc.ids for enc in self._encode_batch(texts)]
+
+    def _encode_batch(self, texts: list[str]) -> list[tokenizers.Encoding]:
         # encode_batch_fast (tokenizers >= 0.20) skips offset tracking, which we never use.
         fast = getattr(self.backend, "encode_batch_fast", None)
         encode = fast if fast is not None else self.backend.encode_batch
-        return [enc.ids for enc in encode(list(texts), add_special_tokens=False)]
+        return encode(list(texts), add_special_tokens=False)
 
     def decode(self, ids: list[int]) -> str:
         """Text of ``ids`` (special tokens skipped); handy for debugging and tests."""

@@ -1,0 +1,216 @@
+"""Writing a run to a file: epochs on several processes, atomic output, resumable.
+
+Every epoch is independent given the counted records: its order and every draw are seeded by
+(seed, epoch, ...). So epochs run on worker processes (forked, sharing the counted records),
+each writing its samples to a part file in a work directory beside the output; the parent then
+concatenates the parts in epoch order into a temporary file and renames it into place. The
+output is byte-identical for any number of workers.
+
+A run that is interrupted leaves no output, only the work directory, whose finished epochs
+(renamed into place only when complete) are listed with a fingerprint of the run's input and
+options. Run the same command with ``--resume`` to reuse them; without it the work directory is
+cleared and the run starts over. A finished run removes its work directory.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import multiprocessing
+import os
+import shutil
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+from .api import Mosaicker, Prepared, RunSummary
+from .io import atomic_writer, dumps, is_jsonl
+from .records import Sample
+
+SampleToDict = Callable[[Sample], dict[str, Any]]
+MANIFEST = "manifest.json"
+
+# set in the parent just before the workers are forked; read by them
+_JOB: dict[str, Any] = {}
+
+
+def work_dir_for(output: str | Path) -> Path:
+    output = Path(output)
+    return output.with_name(f".{output.name}.mosaic-parts")
+
+
+def _part(work: Path, epoch: int) -> Path:
+    return work / f"epoch-{epoch:05d}.jsonl"
+
+
+def _run_epoch(epoch: int) -> dict[str, Any]:
+    """Write one epoch's samples to its part file; returns the epoch's summary counters."""
+    mosaicker: Mosaicker = _JOB["mosaicker"]
+    prepared: Prepared = _JOB["prepared"]
+    to_dict: SampleToDict = _JOB["to_dict"]
+    work: Path = _JOB["work"]
+    start = time.perf_counter()
+    summary = RunSummary()
+    prepared_epoch = Prepared(prepared.grouper, prepared.admitted, summary)
+    final = _part(work, epoch)
+    partial = final.with_suffix(".partial")
+    with open(partial, "w", encoding="utf-8", newline="\n") as out:
+        lines: list[str] = []
+        for sample in mosaicker.run_epoch(prepared_epoch, epoch):
+            lines.append(dumps(to_dict(sample)))
+            if len(lines) >= 512:
+                out.write("\n".join(lines) + "\n")
+                lines.clear()
+        if lines:
+            out.write("\n".join(lines) + "\n")
+    os.replace(partial, final)
+    grouper = prepared.grouper
+    counters = {
+        "samples_written": summary.samples_written,
+        "instructions_per_sample": dict(summary.instructions_per_sample),
+        "strategies": dict(summary.strategies),
+        "rules": dict(summary.rules),
+        "formats": dict(summary.formats),
+        "tokens_in_samples": summary.tokens_in_samples,
+        "max_sample_tokens": summary.max_sample_tokens,
+        "late_rejects": list(grouper.late_rejects),
+        "stats": dict(vars(grouper.stats), by_epoch=None),
+        "seconds": time.perf_counter() - start,
+    }
+    grouper.late_rejects.clear()
+    return counters
+
+
+def _merge(summary: RunSummary, c: dict[str, Any]) -> None:
+    summary.samples_written += c["samples_written"]
+    for key in ("instructions_per_sample", "strategies", "rules", "formats"):
+        getattr(summary, key).update(c[key])
+    summary.tokens_in_samples += c["tokens_in_samples"]
+    summary.max_sample_tokens = max(summary.max_sample_tokens, c["max_sample_tokens"])
+
+
+def fingerprint(mosaicker: Mosaicker, source: str | Path | None, extra: dict[str, Any]) -> str:
+    """What must match for finished epochs to be reused: input file, options, code version."""
+    from . import __version__
+
+    info: dict[str, Any] = {
+        "config": mosaicker.config.to_dict(),
+        "tokenizer": mosaicker.tokenizer.name,
+        "rule_pack": mosaicker.pack.id,
+        "version": __version__,
+        "extra": extra,
+    }
+    if source is not None:
+        st = os.stat(source)
+        info["input"] = [str(Path(source).resolve()), st.st_size, st.st_mtime_ns]
+    return hashlib.sha256(json.dumps(info, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def write_run(
+    mosaicker: Mosaicker,
+    prepared: Prepared,
+    output: str | Path,
+    *,
+    to_dict: SampleToDict = Sample.to_record,
+    workers: int = 1,
+    resume: bool = False,
+    fingerprint_value: str = "",
+) -> RunSummary:
+    """Run every epoch into ``output`` (JSON list or JSONL by extension), atomically."""
+    epochs = mosaicker.config.epochs
+    work = work_dir_for(output)
+    manifest_path = work / MANIFEST
+    done: set[int] = set()
+    if resume and manifest_path.exists():
+        manifest = json.loads(manifest_path.read_text())
+        if manifest.get("fingerprint") == fingerprint_value:
+            done = {e for e in range(epochs) if _part(work, e).exists()}
+    if not done and work.exists():
+        shutil.rmtree(work)
+    work.mkdir(parents=True, exist_ok=True)
+    manifest_path.write_text(json.dumps({"fingerprint": fingerprint_value, "epochs": epochs}))
+    for stale in work.glob("*.partial"):
+        stale.unlink()
+
+    summary = prepared.summary
+    summary.resumed_epochs = sorted(done)
+    todo = [e for e in range(epochs) if e not in done]
+    t0 = time.perf_counter()
+    _JOB.update(mosaicker=mosaicker, prepared=prepared, to_dict=to_dict, work=work)
+    try:
+        results = list(_map(todo, workers, mosaicker.progress))
+    finally:
+        _JOB.clear()
+    for c in results:
+        _merge(summary, c)
+        for key, value in c["stats"].items():
+            if isinstance(value, int):
+                setattr(prepared.grouper.stats, key, getattr(prepared.grouper.stats, key) + value)
+        prepared.grouper.late_rejects.extend(c["late_rejects"])
+    for e in sorted(done):
+        _count_part(summary, _part(work, e))
+    _assemble(output, [_part(work, e) for e in range(epochs)])
+    shutil.rmtree(work, ignore_errors=True)
+    mosaicker.finish(prepared, time.perf_counter() - t0)
+    return summary
+
+
+def _map(epochs: list[int], workers: int, progress: bool) -> Iterator[dict[str, Any]]:
+    bar = None
+    if progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=len(epochs), desc="epochs", unit="epoch", leave=False)
+    try:
+        if workers <= 1 or len(epochs) <= 1:
+            for e in epochs:
+                yield _run_epoch(e)
+                if bar is not None:
+                    bar.update(1)
+            return
+        # fork: the workers share the counted records; nothing large is pickled
+        ctx = multiprocessing.get_context("fork")
+        os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+        with ctx.Pool(min(workers, len(epochs))) as pool:
+            for c in pool.imap(_run_epoch, epochs):
+                yield c
+                if bar is not None:
+                    bar.update(1)
+    finally:
+        if bar is not None:
+            bar.close()
+
+
+def _count_part(summary: RunSummary, part: Path) -> None:
+    """Summary counters of an epoch reused from an earlier, interrupted run."""
+    with open(part, encoding="utf-8") as lines:
+        for line in lines:
+            spec = json.loads(line).get("mosaic") or {}
+            summary.samples_written += 1
+            summary.instructions_per_sample[len(spec.get("sources", []))] += 1
+            summary.strategies[spec.get("strategy", "?")] += 1
+            if spec.get("rule"):
+                summary.rules[f"{spec['strategy']}.{spec['rule']}"] += 1
+            summary.formats[spec.get("format", "?")] += 1
+            summary.tokens_in_samples += spec.get("tokens", 0)
+            summary.max_sample_tokens = max(summary.max_sample_tokens, spec.get("tokens", 0))
+
+
+def _assemble(output: str | Path, parts: list[Path]) -> None:
+    """Concatenate the part files (JSONL lines) into the output, as JSONL or a JSON list."""
+    with atomic_writer(output) as out:
+        if is_jsonl(output):
+            for part in parts:
+                with open(part, encoding="utf-8") as src:
+                    shutil.copyfileobj(src, out, 1 << 20)
+            return
+        out.write("[")
+        first = True
+        for part in parts:
+            with open(part, encoding="utf-8") as src:
+                for line in src:
+                    out.write("\n  " if first else ",\n  ")
+                    out.write(line.rstrip("\n"))
+                    first = False
+        out.write("]\n" if first else "\n]\n")
