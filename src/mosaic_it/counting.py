@@ -148,6 +148,29 @@ class WordCounter:
         total = a[0] + b[0] - self.word(a[2]) - self.word(b[1]) + self.word(w)
         return total, (w if a[3] else a[1]), (w if b[3] else b[2]), a[3] and b[3]
 
+    def seam_words(self, parts: Sequence[Summary], into: set[str]) -> None:
+        """Add to ``into`` the uncounted words that folding ``parts`` will need (no counting)."""
+        words = self._words
+        tail = ""
+        single = True
+        head_seen = False
+        for total, p_head, p_tail, p_single in parts:
+            if not p_head:
+                continue
+            if not head_seen:
+                tail, single, head_seen = p_tail, p_single, True
+                continue
+            left, right = tail[-1], p_head[0]
+            if right == "\n" or left == "\n" or (right == " " and left != " "):
+                tail, single = p_tail, False
+                continue
+            w = tail + p_head
+            for word in (tail, p_head, w):
+                if word not in words:
+                    into.add(word)
+            tail = w if p_single else p_tail
+            single = single and p_single
+
     def fold(self, parts: Sequence[Summary]) -> int:
         acc = EMPTY
         for p in parts:

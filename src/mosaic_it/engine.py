@@ -72,6 +72,7 @@ class _Built:
     start: int  # position in the epoch order of its first record
     number: int  # sample number within the epoch
     exact: int | None  # exact token count when already known
+    pending: tuple[list[Record], list[int]] | None = None  # what counting it needs, if not
 
 
 @dataclass
@@ -147,12 +148,10 @@ class Grouper:
             return
         wc.prime_texts(texts)
 
-    def _exact(self, sample: Sample, layout: Layout, records: list[Record], group: list[int]) -> int:
-        """The exact token count of a composed sample."""
-        self.stats.exact_checks += 1
-        if self.words is None:
-            return self.template.count(self.tokenizer, sample.instruction, sample.output)
+    def _parts(self, sample: Sample, layout: Layout, records: list[Record], group: list[int]) -> list:
+        """The word summaries of a sample's rendered sequence, in order (word-local tokenizers)."""
         wc, t, spec = self.words, self.template, sample.spec
+        assert wc is not None
         glue, summarize = wc.glue, wc.summarize
         prompts = [summarize(r.prompt, self.counts.prompt[i]) for r, i in zip(records, group)]
         outputs = [summarize(r.output, self.counts.output[i]) for r, i in zip(records, group)]
@@ -164,13 +163,41 @@ class Grouper:
             p if isinstance(p, tuple) else glue(p)
             for p in response_parts(layout, outputs, spec.answer_order)
         ]
-        special = t.special_count(self.tokenizer)
         # a leading space stands for the "▁" the tokenizer prepends to a whole text
         if t.joined:
-            return special + wc.fold(
-                [glue(" " + t.prefix), *instruction, glue(t.middle), *response, glue(t.suffix)]
+            return [[glue(" " + t.prefix), *instruction, glue(t.middle), *response, glue(t.suffix)]]
+        return [[glue(" "), *instruction], [glue(" "), *response]]
+
+    def _exact(self, sample: Sample, layout: Layout, records: list[Record], group: list[int]) -> int:
+        """The exact token count of a composed sample."""
+        self.stats.exact_checks += 1
+        if self.words is None:
+            return self.template.count(self.tokenizer, sample.instruction, sample.output)
+        special = self.template.special_count(self.tokenizer)
+        return special + sum(self.words.fold(p) for p in self._parts(sample, layout, records, group))
+
+    def _exact_batch(self, built: list[_Built]) -> None:
+        """Exact counts of many samples: whole-sample tokenization, or folds whose missing seam
+        words are counted in one batched call."""
+        if not built:
+            return
+        self.stats.exact_checks += len(built)
+        if self.words is None:
+            counts = self.template.count_batch(
+                self.tokenizer, [(b.sample.instruction, b.sample.output) for b in built]
             )
-        return special + wc.fold([glue(" "), *instruction]) + wc.fold([glue(" "), *response])
+        else:
+            special = self.template.special_count(self.tokenizer)
+            parts = [self._parts(b.sample, b.layout, *b.pending) for b in built]
+            missing: set[str] = set()
+            for sequences in parts:
+                for seq in sequences:
+                    self.words.seam_words(seq, missing)
+            self.words.prime(list(missing))
+            counts = [special + sum(self.words.fold(seq) for seq in seqs) for seqs in parts]
+        for b, n in zip(built, counts):
+            b.exact = n
+            b.pending = None
 
     def single_bounds(self, index: int) -> tuple[int, int]:
         """Lower and upper bounds of one record alone in the plain layout."""
@@ -224,11 +251,7 @@ class Grouper:
                 if b is not None:
                     built.append(b)
                     s += 1
-            pending = [b for b in built if b.exact is None]
-            for b, n in zip(pending, self.template.count_batch(
-                self.tokenizer, [(b.sample.instruction, b.sample.output) for b in pending]
-            )):
-                b.exact = n
+            self._exact_batch([b for b in built if b.exact is None])
             for b in built:
                 if b.exact > self.budget:
                     # a seam moved more than the margin: rebuild from here with exact counts
@@ -297,20 +320,18 @@ class Grouper:
             # the first record does not fit with this sample's layout: use the smallest layout
             self.stats.plain_fallbacks += 1
             sample = self._compose(plan, records[:1], epoch, layout=self._plain)
-            n = self._exact(sample, self._plain, records[:1], candidates[:1]) if exact or self.words else None
+            n = self._exact(sample, self._plain, records[:1], candidates[:1]) if exact else None
             if n is not None and n > budget:
                 # admitted on bounds, but too long once counted exactly: report, never loop
                 self.late_rejects.append(candidates[0])
                 return None, pos + 1
-            return _Built(sample, self._plain, pos, number, n), pos + 1
+            return _Built(sample, self._plain, pos, number, n, (records[:1], candidates[:1])), pos + 1
         sample, n = best
         if sample is None:
             sample = self._compose(plan, records[:j], epoch)
-            if self.words is not None:
-                n = self._exact(sample, layout, records[:j], candidates[:j])
         if plan.strategy != "format" and j > 1 and sample.spec.strategy == "format":
             self.stats.rule_fallbacks += 1
-        return _Built(sample, layout, pos, number, n), pos + j
+        return _Built(sample, layout, pos, number, n, (records[:j], candidates[:j])), pos + j
 
     def _compose(
         self, plan: SamplePlan, records: list[Record], epoch: int, layout: Layout | None = None
