@@ -5,10 +5,12 @@ from .io import InputError, read_records, write_records
 from .records import MosaicSpec, Numbering, Record, Sample, Tags
 from .rulepack import RulePack, RulePackError, load_rule_pack
 from .tokenizer import Tokenizer, TokenizerError, load_tokenizer
+from .verify import Check, SpecError, Verdict, verify
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "Check",
     "InputError",
     "MosaicConfig",
     "MosaicSpec",
@@ -19,12 +21,15 @@ __all__ = [
     "RulePackError",
     "RunSummary",
     "Sample",
+    "SpecError",
     "Tags",
     "Tokenizer",
     "TokenizerError",
+    "Verdict",
     "load_rule_pack",
     "load_tokenizer",
     "mosaic",
     "read_records",
+    "verify",
     "write_records",
 ]

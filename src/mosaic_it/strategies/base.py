@@ -48,3 +48,27 @@ def join_numbers(numbers: list[int], separator: str, last_separator: str) -> str
     if len(words) <= 1:
         return "".join(words)
     return separator.join(words[:-1]) + last_separator + words[-1]
+
+
+@dataclass(frozen=True, slots=True)
+class Check:
+    """One thing a response (or a spec) was checked for.
+
+    ``passed`` is None when the spec states nothing that makes it checkable (for instance the
+    answer order of an unnumbered sample): "not verifiable" is neither a pass nor a fail.
+    """
+
+    name: str
+    passed: bool | None
+    reason: str = ""
+
+    @property
+    def status(self) -> str:
+        return "not_verifiable" if self.passed is None else "pass" if self.passed else "fail"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "passed": self.passed, "reason": self.reason}
+
+
+def format_numbers(numbers: list[int] | tuple[int, ...]) -> str:
+    return ", ".join(map(str, numbers)) if numbers else "none"

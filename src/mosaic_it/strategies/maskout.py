@@ -11,7 +11,7 @@ from typing import Any
 
 from ..rng import Rng
 from ..rulepack import MASKOUT_RULES, RulePack
-from .base import Item, RuleChoice, join_numbers, word_count
+from .base import Item, RuleChoice, format_numbers, join_numbers, word_count
 
 NEEDS_NUMBERS = frozenset({"FIX", "ODD", "EVEN"})
 
@@ -66,4 +66,42 @@ def choose(rng: Rng, pack: RulePack, items: list[Item], numbered: bool) -> RuleC
             fields["n"] = params["n"]
         order = [it.number for it in items if it.number not in masked]
         return RuleChoice("maskout", rule, phrasing.format(**fields), order, masked, params)
+    return None
+
+
+def check(
+    rule: str,
+    items: list[Item],
+    params: dict[str, Any],
+    answer_order: list[int],
+    masked: list[int],
+    numbered: bool,
+) -> str | None:
+    """Why a sample's stated skips are not what ``rule`` gives for these instructions (None: they
+    are). The same :func:`expected_masked` that composed the sample re-derives them."""
+    if rule not in MASKOUT_RULES:
+        return f"unknown maskout rule {rule!r}"
+    if rule in NEEDS_NUMBERS and not numbered:
+        return f"{rule} names instructions by number, but the sample is unnumbered"
+    numbers = [it.number for it in items]
+    params = params if isinstance(params, dict) else {}
+    if rule == "FIX":
+        positions = params.get("positions")
+        if not isinstance(positions, list) or not set(positions) <= set(numbers):
+            return ("FIX needs rule_params.positions, instruction numbers among "
+                    f"{format_numbers(numbers)}")
+    if rule in ("WORD_LONG", "WORD_SHORT"):
+        n = params.get("n")
+        if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+            return f"{rule} needs rule_params.n, a positive number of instructions to skip"
+    expected = expected_masked(rule, items, params)
+    if expected is None:
+        return f"{rule} does not apply to these instructions"
+    if sorted(masked) != expected:
+        return (f"{rule} skips instruction(s) {format_numbers(expected)} here, "
+                f"the spec says {format_numbers(sorted(masked))}")
+    rest = [n for n in numbers if n not in expected]
+    if list(answer_order) != rest:
+        return (f"the instructions not skipped are answered in their given order "
+                f"{format_numbers(rest)}, the spec says {format_numbers(answer_order)}")
     return None

@@ -12,7 +12,7 @@ from typing import Any
 
 from ..rng import Rng
 from ..rulepack import PERMUTE_RULES, RulePack
-from .base import Item, RuleChoice, first_letter, word_count
+from .base import Item, RuleChoice, first_letter, format_numbers, word_count
 
 # rule -> (sort key, descending)
 SORT_RULES: dict[str, tuple[Callable[[str], Any], bool]] = {
@@ -78,4 +78,32 @@ def choose(rng: Rng, pack: RulePack, items: list[Item], numbered: bool) -> RuleC
         if has_ties(rule, items):
             phrasing = f"{phrasing} {rng.choice(cfg['tie_break'])}"
         return RuleChoice("permute", rule, phrasing, order, [], params)
+    return None
+
+
+def check(
+    rule: str, items: list[Item], params: dict[str, Any], answer_order: list[int], numbered: bool
+) -> str | None:
+    """Why a sample's stated order is not what ``rule`` gives for these instructions (None: it is).
+
+    The same :func:`expected_order` that composed the sample re-derives it, so generation and
+    verification share one definition of every rule.
+    """
+    if rule not in PERMUTE_RULES:
+        return f"unknown permute rule {rule!r}"
+    if rule in NEEDS_NUMBERS and not numbered:
+        return f"{rule} names instructions by number, but the sample is unnumbered"
+    numbers = [it.number for it in items]
+    if rule == "FIX":
+        order = params.get("order") if isinstance(params, dict) else None
+        if not isinstance(order, list) or sorted(order) != numbers:
+            return f"FIX needs rule_params.order, a reordering of {format_numbers(numbers)}"
+        if order == numbers:
+            return "FIX must state an order other than the given one"
+    expected = expected_order(rule, items, params)
+    if expected is None:
+        return f"{rule} does not apply to these instructions"
+    if list(answer_order) != expected:
+        return (f"{rule} orders these instructions {format_numbers(expected)}, "
+                f"the spec says {format_numbers(answer_order)}")
     return None
