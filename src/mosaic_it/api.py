@@ -16,7 +16,7 @@ from .records import Record, Sample
 from .rulepack import RulePack, load_rule_pack
 from .sizing import WRAP_MODES
 from .strategies import STRATEGIES
-from .templates import get_template
+from .templates import check_template, get_template
 from .tokenizer import Tokenizer, load_tokenizer
 
 COUNT_BATCH = 8192  # texts per tokenizer call in the counting pass
@@ -48,7 +48,7 @@ class MosaicConfig:
             bad("max_tokens", f"must be at least 1, got {self.max_tokens}")
         if self.wrap_mode not in WRAP_MODES:
             bad("wrap_mode", f"unknown mode {self.wrap_mode!r}; choose from {', '.join(WRAP_MODES)}")
-        get_template(self.template)
+        check_template(self.template, self.tokenizer)
         strategies = tuple(self.strategies)
         object.__setattr__(self, "strategies", strategies)
         if not strategies:
@@ -198,7 +198,7 @@ class Mosaicker:
         self.config = config or MosaicConfig()
         self.tokenizer = tokenizer or load_tokenizer(self.config.tokenizer)
         self.pack = rule_pack or load_rule_pack(self.config.rules)
-        self.template = get_template(self.config.template)
+        self.template = get_template(self.config.template, self.config.tokenizer)
         self.progress = progress
         self.spool_threshold = spool_threshold
         self.summary = RunSummary()
