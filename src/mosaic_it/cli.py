@@ -3,19 +3,40 @@
 from __future__ import annotations
 
 import argparse
+import functools
+import json
 import os
 import sys
+from itertools import chain
 from importlib import resources
+from collections.abc import Iterator
 from pathlib import Path
 
 from . import __version__
 from .api import MosaicConfig, Mosaicker
-from .io import InputError, InvalidRecord, read_records, write_json, write_records
+from .formats import FORMATS, conversation_to_row, dataset_info_entry, record_to_row, sample_to_row
+from .io import (
+    InputError,
+    InvalidRecord,
+    RowSpool,
+    atomic_writer,
+    config_path_for,
+    input_kind,
+    output_kind,
+    read_json_lines,
+    read_records,
+    staging_path,
+    write_json,
+    write_records,
+    write_rows,
+)
+from .recipe import apply_recipe, effective_config
+from .records import Record
 from .rulepack import RulePackError, default_rules_path
 from .runner import fingerprint, write_run
 from .sizing import WRAP_MODES
 from .strategies import STRATEGIES
-from .templates import TEMPLATES
+from .templates import TEMPLATE_NAMES
 from .tokenizer import TokenizerError
 
 EXAMPLE = "builtin:example"
@@ -47,8 +68,29 @@ def build_parser() -> argparse.ArgumentParser:
 
     d = MosaicConfig()
     m = sub.add_parser("mosaic", help="turn an instruction dataset into a Mosaic-IT dataset")
-    m.add_argument("input", help=f"Alpaca records, JSON list or JSONL ({EXAMPLE}: the bundled example)")
-    m.add_argument("output", help="where to write the samples: .json (a list) or .jsonl")
+    m.add_argument("input", nargs="?",
+                   help="records: JSON list, JSONL, Parquet, a datasets save_to_disk directory or a "
+                   f"hub dataset name; Alpaca, ShareGPT, messages or prompt-completion ({EXAMPLE}: "
+                   "the bundled example)")
+    m.add_argument("output", nargs="?",
+                   help="where to write the samples: .json (a list), .jsonl, .parquet, or a "
+                   "directory (no extension) for a datasets save_to_disk directory")
+    m.add_argument("--config", metavar="YAML",
+                   help="a recipe holding any of these options (options given here override it); "
+                   "every run writes its effective one to OUTPUT.config.yaml")
+    m.add_argument("--input-format", choices=list(FORMATS), default=None,
+                   help="format of the input records (default: detected from the first record)")
+    m.add_argument("--split", default=None,
+                   help="split of a datasets directory or hub dataset (default: train)")
+    m.add_argument("--output-format", choices=list(FORMATS), default="alpaca",
+                   help="format of the output records (default %(default)s)")
+    m.add_argument("--keep-originals", action="store_true",
+                   help='also write every original pair that fits the budget, marked "mosaic": null')
+    m.add_argument("--keep-multiturn", action="store_true",
+                   help='also write multi-turn records as they were, marked "mosaic": null '
+                   "(default: left out; counted either way)")
+    m.add_argument("--dataset-info", metavar="FILE",
+                   help="add the output's LLaMA-Factory entry to this dataset_info.json")
     m.add_argument("--epochs", type=int, default=d.epochs,
                    help="times the records are reshuffled and grouped (default %(default)s)")
     m.add_argument("--wrap-mode", choices=list(WRAP_MODES), default=d.wrap_mode,
@@ -57,9 +99,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="most instructions in one sample, M (default %(default)s)")
     m.add_argument("--max-tokens", type=int, default=d.max_tokens,
                    help="token budget of one rendered training sequence (default %(default)s)")
-    m.add_argument("--template", choices=list(TEMPLATES), default=d.template,
+    m.add_argument("--template", choices=list(TEMPLATE_NAMES), default=d.template,
                    help="sequence the budget counts: vicuna = FastChat Vicuna v1.1 with BOS/EOS; "
-                   "none = instruction + response only (default %(default)s)")
+                   "chatml; llama3; auto = the --tokenizer's own chat_template; none = "
+                   "instruction + response only (default %(default)s)")
     m.add_argument("--tokenizer", default=None,
                    help="tokenizer.json, a directory holding one, a SentencePiece .model, or a hub "
                    "name (online); default: the bundled Llama-family 32k tokenizer")
@@ -112,30 +155,111 @@ def cmd_mosaic(args: argparse.Namespace) -> int:
     source = example_path() if args.input == EXAMPLE else Path(args.input)
     if args.engine == "ray":
         return cmd_mosaic_ray(args, config, str(source))
+    fmt = args.output_format
+    kind = output_kind(args.output)
+    if args.dataset_info:
+        dataset_info_entry(fmt, "", set())  # fails early for formats LLaMA-Factory cannot read
+        if kind == "datasets":
+            raise ValueError(
+                "--dataset-info: LLaMA-Factory reads files, not save_to_disk directories; "
+                "write .json, .jsonl or .parquet"
+            )
     progress = sys.stderr.isatty() if args.progress == "auto" else args.progress == "on"
     workers = args.workers if args.workers > 0 else (os.cpu_count() or 1)
     mosaicker = Mosaicker(config, progress=progress)
     invalid: list[InvalidRecord] = []
-    records = read_records(source, on_error=args.on_error, invalid=invalid)
-    prepared = mosaicker.prepare(records, invalid)
+    spool = RowSpool() if args.keep_multiturn else None
+    columns: set[str] = set()
+
+    def keep(conversation: object) -> None:
+        row = conversation_to_row(conversation, fmt)  # type: ignore[arg-type]
+        columns.update(row)
+        spool.add(row)  # type: ignore[union-attr]
+
+    def noting_systems(records: Iterator[Record]) -> Iterator[Record]:
+        for r in records:
+            if r.system:
+                columns.add("system")
+            yield r
+
+    records = read_records(source, on_error=args.on_error, invalid=invalid,
+                           input_format=args.input_format, split=args.split,
+                           on_conversation=keep if spool is not None else None)
+    prepared = mosaicker.prepare(noting_systems(records), invalid)
     prepared.summary.workers = min(workers, config.epochs)
+    # JSON/JSONL of samples alone are written in place; anything else is assembled afterwards
+    direct = kind in ("json", "jsonl") and not args.keep_originals and spool is None
+    target = Path(args.output) if direct else staging_path(args.output)
+    extra = {"on_error": args.on_error, "input_format": args.input_format, "split": args.split,
+             "output_format": fmt}
     write_run(
         mosaicker,
         prepared,
-        args.output,
+        target,
+        to_dict=functools.partial(sample_to_row, fmt=fmt),
         workers=workers,
         resume=args.resume,
-        fingerprint_value=fingerprint(mosaicker, source, {"on_error": args.on_error}),
+        fingerprint_value=fingerprint(
+            mosaicker, source if input_kind(source) != "hub" else None, extra),
     )
     summary = mosaicker.summary
+    written = {"samples": summary.samples_written, "originals": 0, "multi_turn": 0}
+    if kind in ("parquet", "datasets") and fmt in ("alpaca", "sharegpt"):
+        columns.add("system")  # a column in every row of a table
+    if not direct:
+        originals: Iterator[dict] = iter(())
+        if args.keep_originals:
+            store = prepared.grouper.records
+            originals = (record_to_row(store[i], fmt) for i in prepared.admitted)
+            written["originals"] = len(prepared.admitted)
+        if spool is not None:
+            written["multi_turn"] = spool.count
+        try:
+            write_rows(args.output, chain(read_json_lines(target), originals,
+                                          spool.rows() if spool is not None else ()),
+                       fmt, columns)
+        finally:
+            target.unlink(missing_ok=True)
+            if spool is not None:
+                spool.close()
+    if args.dataset_info:
+        _write_dataset_info(args.dataset_info, args.output, fmt, columns)
     if args.rejects:
         write_records(args.rejects, summary.rejected + summary.invalid)
     if args.stats:
-        write_json(args.stats, {"config": config.to_dict(), "summary": summary.to_dict()})
+        write_json(args.stats, {"config": config.to_dict(), "summary": summary.to_dict(),
+                                "output": {"format": fmt, "type": kind, "rows": written}})
+    config_file = config_path_for(args.output)
+    text = effective_config(_mosaic_parser(args), args, config_file)
+    if not config_file.exists() or config_file.read_text(encoding="utf-8") != text:
+        with atomic_writer(config_file) as out:
+            out.write(text)
     if not args.quiet:
-        print(f"mosaic-it: wrote {summary.samples_written} samples to {args.output}", file=sys.stderr)
+        more = "".join(
+            f", {n} {what}" for what, n in (("originals", written["originals"]),
+                                            ("multi-turn records passed through", written["multi_turn"]))
+            if n
+        )
+        print(f"mosaic-it: wrote {summary.samples_written} samples{more} to {args.output} "
+              f"({fmt}); options in {config_file}", file=sys.stderr)
         print(summary.render(), file=sys.stderr)
     return 0
+
+
+def _write_dataset_info(info_file: str, output: str, fmt: str, columns: set[str]) -> None:
+    """Add (or replace) the output's entry in a LLaMA-Factory dataset_info.json."""
+    path = Path(info_file)
+    file_name = os.path.relpath(Path(output).resolve(), path.resolve().parent)
+    info: dict = {}
+    if path.exists():
+        try:
+            info = json.loads(path.read_text(encoding="utf-8"))
+        except json.JSONDecodeError as exc:
+            raise InputError(f"{path}: not valid JSON ({exc.msg}); not overwritten") from None
+        if not isinstance(info, dict):
+            raise InputError(f"{path}: expected a JSON object of dataset entries; not overwritten")
+    info[Path(output).stem] = dataset_info_entry(fmt, file_name, columns)
+    write_json(path, info)
 
 
 def cmd_mosaic_ray(args: argparse.Namespace, config: MosaicConfig, source: str) -> int:
@@ -168,6 +292,23 @@ def cmd_mosaic_ray(args: argparse.Namespace, config: MosaicConfig, source: str) 
     return 0
 
 
+def _mosaic_parser(args: argparse.Namespace | None = None) -> argparse.ArgumentParser:
+    parser = getattr(args, "parser", None) or build_parser()
+    if parser.prog.endswith(" mosaic"):
+        return parser
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))  # noqa: SLF001
+    return sub.choices["mosaic"]
+
+
+def _mosaic_options(parser: argparse.ArgumentParser, args: argparse.Namespace, argv: list[str]) -> None:
+    """Merge a --config recipe into the options, and check INPUT and OUTPUT are known."""
+    args.parser = _mosaic_parser(argparse.Namespace(parser=parser))
+    if args.config:
+        apply_recipe(args.parser, args, argv[argv.index("mosaic") + 1:], args.config)
+    if not args.input or not args.output:
+        raise ValueError("mosaic: give INPUT and OUTPUT, on the command line or in --config")
+
+
 def cmd_rules(args: argparse.Namespace) -> int:
     path = default_rules_path()
     print(path if args.path else path.read_text(encoding="utf-8"), end="\n" if args.path else "")
@@ -175,8 +316,11 @@ def cmd_rules(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
     try:
+        if args.command == "mosaic":
+            _mosaic_options(parser, args, sys.argv[1:] if argv is None else argv)
         if args.command == "mosaic":
             return cmd_mosaic(args)
         return cmd_rules(args)

@@ -1,30 +1,43 @@
-"""Reading records and writing samples: the file formats live here, at the edge.
+"""Reading records and writing samples: the file types live here, at the edge.
 
-Alpaca records come from a JSON list or from JSONL (one object per line); samples go to JSON or
-JSONL by the output's extension. Outputs are written to a temporary file beside the target and
-renamed into place, so a reader never sees a partial file.
+Inputs: a JSON list, JSONL (one object per line), Parquet, a directory written by
+``datasets.save_to_disk``, or a hub dataset name (``owner/name``, online). The dataset format
+(Alpaca, ShareGPT, messages, prompt-completion) is detected per file from its first record, or
+given; :mod:`.formats` turns each record into a :class:`Record`. Outputs: JSON or JSONL by
+extension, Parquet (``.parquet``), or a ``datasets`` directory (no extension, or a trailing
+``/``). Outputs are written to a temporary file beside the target and renamed into place, so a
+reader never sees a partial file.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import re
+import shutil
 import tempfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
+from .formats import (
+    FORMATS,
+    REQUIRED_FIELDS,
+    Conversation,
+    LeftOut,
+    check_format,
+    detect_format,
+    parse,
+    parse_alpaca,
+)
 from .records import Record
 
 
 class InputError(ValueError):
     """Bad input; the message names the file, the line or record, and the field."""
-
-
-class LeftOut(ValueError):
-    """A valid record that is not mosaicked (a multi-turn record); counted, never an error."""
 
 
 @dataclass
@@ -50,42 +63,34 @@ def _type_name(value: Any) -> str:
 
 
 def record_from_alpaca(obj: Any, index: int) -> Record:
-    """Validate one Alpaca object; raises ValueError naming the field."""
-    if not isinstance(obj, dict):
-        raise ValueError(f"expected an object with 'instruction' and 'output', got {_type_name(obj)}")
-    for name in ("instruction", "output"):
-        if name not in obj:
-            raise ValueError(f"field '{name}': missing")
-        if not isinstance(obj[name], str):
-            raise ValueError(f"field '{name}': expected a string, got {_type_name(obj[name])}")
-    if not obj["instruction"].strip():
-        raise ValueError("field 'instruction': empty")
-    if not obj["output"].strip():
-        raise ValueError("field 'output': empty")
-    text_input = obj.get("input")
-    if text_input is None:
-        text_input = ""
-    elif not isinstance(text_input, str):
-        raise ValueError(f"field 'input': expected a string, got {_type_name(text_input)}")
-    system = obj.get("system")
-    if system is None:
-        system = ""
-    elif not isinstance(system, str):
-        raise ValueError(f"field 'system': expected a string, got {_type_name(system)}")
-    history = obj.get("history")
-    if history:
+    """Validate one Alpaca object; raises ValueError naming the field (LeftOut: multi-turn)."""
+    parsed = parse_alpaca(obj, index)
+    if isinstance(parsed, Conversation):
         raise LeftOut("field 'history': a multi-turn record is left out of the mosaic")
-    rid = obj.get("id", index)
-    if isinstance(rid, bool) or not isinstance(rid, (str, int)):
-        raise ValueError(f"field 'id': expected a string or an integer, got {_type_name(rid)}")
-    return Record(
-        id=rid, instruction=obj["instruction"], output=obj["output"], input=text_input, system=system
-    )
+    return parsed
 
 
-def iter_raw(path: str | Path) -> Iterator[tuple[int, str, Any]]:
-    """Yield (index, location, object) for every record of a JSON list or a JSONL file."""
-    path = Path(path)
+HUB_NAME = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+TABLE_SUFFIXES = (".parquet", ".pq")
+ROW_BATCH = 1024  # rows read from Parquet or a dataset at a time
+
+
+def input_kind(path: str | Path) -> str:
+    """How an input is read: json, jsonl, parquet, datasets (a save_to_disk directory) or hub."""
+    p = Path(path)
+    name = str(path).lower()
+    if name.endswith(TABLE_SUFFIXES):
+        return "parquet"
+    if is_jsonl(name):
+        return "jsonl"
+    if p.is_dir():
+        return "datasets"
+    if not p.exists() and not name.endswith(".json") and HUB_NAME.match(str(path)):
+        return "hub"
+    return "json"
+
+
+def _iter_json(path: Path) -> Iterator[tuple[int, str, Any]]:
     try:
         handle = path.open(encoding="utf-8")
     except OSError as exc:
@@ -120,23 +125,146 @@ def iter_raw(path: str | Path) -> Iterator[tuple[int, str, Any]]:
         yield index, f"{path}: record {index}", obj
 
 
+def _need(module: str, what: str) -> Any:
+    try:
+        return __import__(module, fromlist=["_"])
+    except ImportError:
+        raise InputError(f"{what} needs {module.split('.')[0]}: pip install 'mosaic-it[hf]'") from None
+
+
+def _iter_parquet(path: Path) -> Iterator[tuple[int, str, Any]]:
+    pq = _need("pyarrow.parquet", "reading Parquet")
+    try:
+        table = pq.ParquetFile(path)
+    except OSError as exc:
+        raise InputError(f"{path}: cannot read: {exc.strerror or exc}") from None
+    except Exception as exc:  # noqa: BLE001 - pyarrow's errors for a file that is not Parquet
+        raise InputError(f"{path}: not a Parquet file ({exc})") from None
+    index = 0
+    for batch in table.iter_batches(batch_size=ROW_BATCH):
+        for row in batch.to_pylist():
+            yield index, f"{path}: record {index}", row
+            index += 1
+
+
+def _iter_dataset(dataset: Any, where: str) -> Iterator[tuple[int, str, Any]]:
+    index = 0
+    for batch in dataset.iter(batch_size=ROW_BATCH):
+        keys = list(batch)
+        for values in zip(*batch.values()):
+            yield index, f"{where}: record {index}", dict(zip(keys, values))
+            index += 1
+
+
+def load_dataset_source(path: str | Path, split: str | None = None) -> Any:
+    """A ``datasets.Dataset`` from a save_to_disk directory or a hub name (one split)."""
+    datasets = _need("datasets", "reading a dataset")
+    if input_kind(path) == "hub":
+        try:
+            return datasets.load_dataset(str(path), split=split or "train")
+        except Exception as exc:  # noqa: BLE001 - offline, unknown name, unknown split...
+            raise InputError(f"{path}: cannot load from the hub: {exc}") from None
+    try:
+        loaded = datasets.load_from_disk(str(path))
+    except FileNotFoundError:
+        raise InputError(
+            f"{path}: a directory, but not one written by datasets' save_to_disk"
+        ) from None
+    if isinstance(loaded, datasets.DatasetDict):
+        splits = list(loaded)
+        choice = split or ("train" if "train" in loaded else splits[0] if len(splits) == 1 else None)
+        if choice not in loaded:
+            raise InputError(f"{path}: choose a split with --split: {', '.join(splits)}")
+        return loaded[choice]
+    if split:
+        raise InputError(f"{path}: a single dataset with no splits; leave out --split")
+    return loaded
+
+
+def iter_raw(path: str | Path, split: str | None = None) -> Iterator[tuple[int, str, Any]]:
+    """Yield (index, location, object) for every record of the input (see :func:`input_kind`)."""
+    kind = input_kind(path)
+    if kind in ("json", "jsonl"):
+        yield from _iter_json(Path(path))
+    elif kind == "parquet":
+        yield from _iter_parquet(Path(path))
+    else:
+        yield from _iter_dataset(load_dataset_source(path, split), str(path))
+
+
+def _formats_of(obj: Any) -> str | None:
+    if isinstance(obj, dict):
+        obj = {k: v for k, v in obj.items() if v is not None}  # table rows hold every column
+    return detect_format(obj)
+
+
 def read_records(
-    path: str | Path, on_error: str = "raise", invalid: list[InvalidRecord] | None = None
+    path: str | Path,
+    on_error: str = "raise",
+    invalid: list[InvalidRecord] | None = None,
+    *,
+    input_format: str | None = None,
+    split: str | None = None,
+    on_conversation: Callable[[Conversation], None] | None = None,
 ) -> Iterator[Record]:
-    """Alpaca records of a file. With ``on_error="skip"`` bad records go to ``invalid``."""
+    """Single-pair records of an input, in any format.
+
+    The format is ``input_format`` or detected from the input's first record; a record in
+    another format is an error. With ``on_error="skip"`` bad records go to ``invalid``.
+    Multi-turn conversations are listed in ``invalid`` (reason ``multi-turn``) and handed to
+    ``on_conversation`` when given (to pass them through).
+    """
     if on_error not in ("raise", "skip"):
         raise ValueError(f"on_error must be 'raise' or 'skip', got {on_error!r}")
-    for index, where, obj in iter_raw(path):
+    if input_format is not None:
+        check_format(input_format)
+    tabular = input_kind(path) not in ("json", "jsonl")
+    fmt = input_format
+    origin = "given with --input-format"
+    for index, where, obj in iter_raw(path, split):
         try:
-            yield record_from_alpaca(obj, index)
-        except LeftOut as exc:
-            if invalid is not None:
-                invalid.append(InvalidRecord(index, where, str(exc), reason="multi-turn"))
+            found = _formats_of(obj)
+            if fmt is None:
+                if found is None:
+                    raise ValueError(
+                        "cannot tell the format from the fields (expected 'instruction' and "
+                        "'output', 'conversations', 'messages', or 'prompt' and 'completion'); "
+                        "pass --input-format " + "|".join(FORMATS)
+                    )
+                fmt, origin = found, f"detected from record {index}"
+                if tabular:
+                    missing = [c for c in REQUIRED_FIELDS[fmt] if c not in obj]
+                    if missing:
+                        raise InputError(
+                            f"{path}: no column {', '.join(repr(c) for c in missing)} for the "
+                            f"{fmt} format (columns: {', '.join(obj)})"
+                        )
+            elif input_format is None and found is not None and found != fmt:
+                raise ValueError(
+                    f"a {found} record in a {fmt} file (format {origin}); a file holds one "
+                    "format: split it, or pass --input-format to read every record as one"
+                )
+            parsed = parse(obj, fmt, index)
+        except InputError:
+            raise
         except ValueError as exc:
             if on_error == "raise":
                 raise InputError(f"{where}: {exc}") from None
             if invalid is not None:
                 invalid.append(InvalidRecord(index, where, str(exc)))
+            continue
+        if isinstance(parsed, Conversation):
+            if invalid is not None:
+                invalid.append(InvalidRecord(
+                    index, where,
+                    f"{len(parsed.turns) // 2} turns: a multi-turn record is not mosaicked"
+                    + (" (passed through)" if on_conversation else " (left out)"),
+                    reason="multi-turn",
+                ))
+            if on_conversation is not None:
+                on_conversation(parsed)
+            continue
+        yield parsed
 
 
 def dumps(obj: Any) -> str:
@@ -187,3 +315,188 @@ def write_json(path: str | Path, obj: Any) -> None:
     with atomic_writer(path) as out:
         json.dump(obj, out, ensure_ascii=False, indent=2)
         out.write("\n")
+
+
+# ---------------------------------------------------------------------- outputs
+
+OUTPUT_KINDS = {".json": "json", ".jsonl": "jsonl", ".ndjson": "jsonl", ".parquet": "parquet", ".pq": "parquet"}
+
+
+def output_kind(path: str | Path) -> str:
+    """json, jsonl, parquet, or datasets (a save_to_disk directory: no extension, or a '/')."""
+    text = str(path)
+    if text.endswith(("/", os.sep)) or not Path(text).suffix:
+        return "datasets"
+    kind = OUTPUT_KINDS.get(Path(text).suffix.lower())
+    if kind is None:
+        raise ValueError(
+            f"{path}: unknown output type; name it .json, .jsonl or .parquet, or give a directory "
+            "(no extension) for a datasets save_to_disk directory"
+        )
+    return kind
+
+
+def table_schema(fmt: str, columns: Iterable[str] = ()) -> Any:
+    """The Arrow schema of rows of format ``fmt``; ``mosaic`` is a JSON string column."""
+    pa = _need("pyarrow", "writing Parquet or a dataset")
+    s = pa.string()
+    message = pa.list_(pa.struct([("role", s), ("content", s)]))
+    if fmt == "alpaca":
+        fields = [("instruction", s), ("input", s), ("output", s), ("system", s)]
+        if "history" in set(columns):
+            fields.append(("history", pa.list_(pa.list_(s))))
+    elif fmt == "sharegpt":
+        fields = [("conversations", pa.list_(pa.struct([("from", s), ("value", s)]))), ("system", s)]
+    elif fmt == "messages":
+        fields = [("messages", message)]
+    else:
+        fields = [("prompt", message), ("completion", message)]
+    return pa.schema([*fields, ("mosaic", s)])
+
+
+def _table_rows(rows: Iterable[dict[str, Any]], fmt: str) -> Iterator[dict[str, Any]]:
+    for row in rows:
+        row = dict(row)
+        if fmt in ("alpaca", "sharegpt"):
+            row.setdefault("system", "")
+        mosaic = row.get("mosaic")
+        row["mosaic"] = None if mosaic is None else dumps(mosaic)
+        yield row
+
+
+def _batches(items: Iterable[Any], size: int) -> Iterator[list[Any]]:
+    batch: list[Any] = []
+    for item in items:
+        batch.append(item)
+        if len(batch) == size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+def write_rows(
+    path: str | Path, rows: Iterable[dict[str, Any]], fmt: str, columns: Iterable[str] = ()
+) -> int:
+    """Write rows of format ``fmt`` to ``path`` as its :func:`output_kind`; returns the count.
+
+    JSON and JSONL keep ``mosaic`` as an object; Parquet and datasets directories hold it as
+    a JSON string column (a struct column would need one schema for every rule's parameters).
+    """
+    kind = output_kind(path)
+    if kind in ("json", "jsonl"):
+        return write_records(path, rows)
+    pa = _need("pyarrow", "writing Parquet or a dataset")
+    schema = table_schema(fmt, columns)
+    if kind == "parquet":
+        pq = _need("pyarrow.parquet", "writing Parquet")
+        n = 0
+        with _atomic_path(Path(path)) as tmp:
+            with pq.ParquetWriter(tmp, schema) as writer:
+                for batch in _batches(_table_rows(rows, fmt), ROW_BATCH * 8):
+                    writer.write_table(pa.Table.from_pylist(batch, schema=schema))
+                    n += len(batch)
+                if n == 0:
+                    writer.write_table(schema.empty_table())
+        return n
+    datasets = _need("datasets", "writing a datasets directory")
+    tables = [pa.Table.from_pylist(b, schema=schema) for b in _batches(_table_rows(rows, fmt), ROW_BATCH * 8)]
+    table = pa.concat_tables(tables) if tables else schema.empty_table()
+    digest = hashlib.sha256()
+    for batch in table.to_batches():  # a fingerprint from the content keeps reruns byte-identical
+        for column in batch.columns:
+            for buffer in column.buffers():
+                if buffer is not None:
+                    digest.update(buffer)
+    dataset = datasets.Dataset(datasets.table.InMemoryTable(table), fingerprint=digest.hexdigest()[:16])
+    bars = not datasets.utils.are_progress_bars_disabled()
+    datasets.disable_progress_bars()
+    try:
+        _save_dataset_dir(dataset, Path(str(path).rstrip("/" + os.sep)))
+    finally:
+        if bars:
+            datasets.enable_progress_bars()
+    return table.num_rows
+
+
+@contextmanager
+def _atomic_path(path: Path) -> Iterator[str]:
+    """A temporary path beside ``path`` renamed onto it when the block succeeds."""
+    parent = path.parent if str(path.parent) else Path(".")
+    parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=parent)
+    os.close(fd)
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    except BaseException:
+        with _quiet():
+            os.unlink(tmp)
+        raise
+
+
+@contextmanager
+def _quiet() -> Iterator[None]:
+    try:
+        yield
+    except FileNotFoundError:
+        pass
+
+
+def _save_dataset_dir(dataset: Any, path: Path) -> None:
+    """save_to_disk into a fresh directory beside ``path``, then swap it into place."""
+    parent = path.parent if str(path.parent) else Path(".")
+    parent.mkdir(parents=True, exist_ok=True)
+    if path.exists() and not path.is_dir():
+        raise ValueError(f"{path}: exists and is not a directory")
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".partial", dir=parent))
+    old = None
+    try:
+        dataset.save_to_disk(str(tmp / "d"))
+        if path.exists():
+            old = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".old", dir=parent))
+            os.replace(path, old / "d")
+        os.replace(tmp / "d", path)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+
+
+def read_json_lines(path: str | Path) -> Iterator[dict[str, Any]]:
+    with open(path, encoding="utf-8") as lines:
+        for line in lines:
+            if line.strip():
+                yield json.loads(line)
+
+
+class RowSpool:
+    """Rows kept aside in a temporary file while a run goes on (passed-through records)."""
+
+    def __init__(self) -> None:
+        self._file = tempfile.TemporaryFile("w+", encoding="utf-8", newline="\n")
+        self.count = 0
+
+    def add(self, row: dict[str, Any]) -> None:
+        self._file.write(dumps(row) + "\n")
+        self.count += 1
+
+    def rows(self) -> Iterator[dict[str, Any]]:
+        self._file.flush()
+        self._file.seek(0)
+        for line in self._file:
+            yield json.loads(line)
+
+    def close(self) -> None:
+        self._file.close()
+
+
+def staging_path(output: str | Path) -> Path:
+    """Where the samples of a run go before the output is assembled (fixed, for --resume)."""
+    path = Path(str(output).rstrip("/" + os.sep))
+    return path.with_name(f".{path.name}.samples.jsonl")
+
+
+def config_path_for(output: str | Path) -> Path:
+    """The effective config written beside an output: ``OUTPUT.config.yaml``."""
+    return Path(str(output).rstrip("/" + os.sep) + ".config.yaml")
