@@ -137,6 +137,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     r = sub.add_parser("rules", help="print the bundled rule pack (a starting point for --rules)")
     r.add_argument("--path", action="store_true", help="print its path instead of its content")
+
+    # subcommands that live in their own modules: add_parser(sub) returns the handler
+    from . import train
+
+    for add_parser in (train.add_parser,):
+        handler = add_parser(sub)
+        list(sub.choices.values())[-1].set_defaults(handler=handler)
     return parser
 
 
@@ -321,6 +328,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "mosaic":
             _mosaic_options(parser, args, sys.argv[1:] if argv is None else argv)
+        if getattr(args, "handler", None) is not None:
+            return args.handler(args)
         if args.command == "mosaic":
             return cmd_mosaic(args)
         return cmd_rules(args)
