@@ -119,6 +119,7 @@ class Grouper:
         self._plain = plain_layout(pack)
         self.words = WordCounter(tokenizer) if supports(tokenizer) else None
         self._label_counts: dict[tuple[object, int], int] = {}
+        self._safe_systems: dict[str, bool] = {}
         self._base = self._count(template.prefix + template.middle + template.suffix) + (
             template.special_count(tokenizer)
         )
@@ -165,14 +166,39 @@ class Grouper:
         ]
         # a leading space stands for the "▁" the tokenizer prepends to a whole text
         if t.joined:
-            return [[glue(" " + t.prefix), *instruction, glue(t.middle), *response, glue(t.suffix)]]
-        return [[glue(" "), *instruction], [glue(" "), *response]]
+            prefix = glue(" " + t.prefix_for(sample.system))
+            return [[prefix, *instruction, glue(t.middle), *response, glue(t.suffix)]]
+        system = [[glue(" " + sample.system)]] if sample.system else []
+        return [[glue(" "), *instruction], [glue(" "), *response], *system]
+
+    def _foldable(self, sample: Sample) -> bool:
+        """Whether a sample's count can be folded: the template writes its texts unchanged
+        and its system prompt holds no special-token string."""
+        if self.words is None:
+            return False
+        t = self.template
+        if not t.keeps(sample.instruction, sample.output):
+            return False
+        ok = self._safe_systems.get(sample.system)
+        if ok is None:
+            text = t.prefix_for(sample.system) + t.middle + t.suffix + sample.system
+            ok = self._safe_systems[sample.system] = not self.words.unsafe(text)
+        return ok
+
+    def _system_tokens(self, system: str) -> int:
+        """Tokens a system prompt adds to (or, replacing a default one, takes from) the base."""
+        if not system:
+            return 0
+        t = self.template
+        if t.joined:
+            return self._count(t.prefix_for(system)) - self._count(t.prefix)
+        return self._count(system)
 
     def _exact(self, sample: Sample, layout: Layout, records: list[Record], group: list[int]) -> int:
         """The exact token count of a composed sample."""
         self.stats.exact_checks += 1
-        if self.words is None:
-            return self.template.count(self.tokenizer, sample.instruction, sample.output)
+        if not self._foldable(sample):
+            return self.template.count(self.tokenizer, sample.instruction, sample.output, sample.system)
         special = self.template.special_count(self.tokenizer)
         return special + sum(self.words.fold(p) for p in self._parts(sample, layout, records, group))
 
@@ -182,20 +208,22 @@ class Grouper:
         if not built:
             return
         self.stats.exact_checks += len(built)
-        if self.words is None:
-            counts = self.template.count_batch(
-                self.tokenizer, [(b.sample.instruction, b.sample.output) for b in built]
-            )
-        else:
+        whole = [b for b in built if not self._foldable(b.sample)]
+        folded = [b for b in built if self._foldable(b.sample)]
+        counts = self.template.count_batch(
+            self.tokenizer, [(b.sample.instruction, b.sample.output, b.sample.system) for b in whole]
+        )
+        if folded:
+            assert self.words is not None
             special = self.template.special_count(self.tokenizer)
-            parts = [self._parts(b.sample, b.layout, *b.pending) for b in built]
+            parts = [self._parts(b.sample, b.layout, *b.pending) for b in folded]
             missing: set[str] = set()
             for sequences in parts:
                 for seq in sequences:
                     self.words.seam_words(seq, missing)
             self.words.prime(list(missing))
-            counts = [special + sum(self.words.fold(seq) for seq in seqs) for seqs in parts]
-        for b, n in zip(built, counts):
+            counts += [special + sum(self.words.fold(seq) for seq in seqs) for seqs in parts]
+        for b, n in zip(whole + folded, counts):
             b.exact = n
             b.pending = None
 
@@ -207,6 +235,8 @@ class Grouper:
     def fits_alone(self, index: int, record: Record) -> tuple[bool, int | None]:
         """Whether a record fits the budget alone with the smallest layout (exact near the edge)."""
         low, high = self.single_bounds(index)
+        extra = self._system_tokens(record.system)
+        low, high = low + extra - SEAM_MARGIN, high + extra + SEAM_MARGIN
         if high <= self.budget:
             return True, None
         if low > self.budget:
@@ -286,7 +316,8 @@ class Grouper:
         budget, prompt_counts, output_counts = self.budget, self.counts.prompt, self.counts.output
 
         # bounds on the rendered count, grown one record at a time (see _fits_on_bounds)
-        fixed = self._base + c(layout.meta) + c(layout.meta_separator) + SEAM_MARGIN * 4
+        fixed = self._base + self._system_tokens(records[0].system)
+        fixed += c(layout.meta) + c(layout.meta_separator) + SEAM_MARGIN * 4
         per_item = c(layout.instruction_separator) + c(layout.response_separator) + SEAM_MARGIN * 4
         if layout.tags:
             per_item += c(layout.tags.begin) + c(layout.tags.end)
