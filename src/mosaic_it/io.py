@@ -207,21 +207,38 @@ def read_records(
     split: str | None = None,
     on_conversation: Callable[[Conversation], None] | None = None,
 ) -> Iterator[Record]:
-    """Single-pair records of an input, in any format.
+    """Single-pair records of an input, in any format (see :func:`records_from_raw`)."""
+    tabular = input_kind(path) not in ("json", "jsonl")
+    return records_from_raw(
+        iter_raw(path, split), on_error, invalid, input_format=input_format,
+        on_conversation=on_conversation, columns_checked_in=str(path) if tabular else None,
+    )
 
-    The format is ``input_format`` or detected from the input's first record; a record in
-    another format is an error. With ``on_error="skip"`` bad records go to ``invalid``.
-    Multi-turn conversations are listed in ``invalid`` (reason ``multi-turn``) and handed to
-    ``on_conversation`` when given (to pass them through).
+
+def records_from_raw(
+    items: Iterable[tuple[int, str, Any]],
+    on_error: str = "raise",
+    invalid: list[InvalidRecord] | None = None,
+    *,
+    input_format: str | None = None,
+    on_conversation: Callable[[Conversation], None] | None = None,
+    columns_checked_in: str | None = None,
+) -> Iterator[Record]:
+    """Single-pair records of raw ``(index, location, object)`` items of one source.
+
+    The format is ``input_format`` or detected from the first record; a record in another
+    format is an error. With ``on_error="skip"`` bad records go to ``invalid``. Multi-turn
+    conversations are listed in ``invalid`` (reason ``multi-turn``) and handed to
+    ``on_conversation`` when given (to pass them through). For a table
+    (``columns_checked_in`` names it), missing columns are an error for the whole source.
     """
     if on_error not in ("raise", "skip"):
         raise ValueError(f"on_error must be 'raise' or 'skip', got {on_error!r}")
     if input_format is not None:
         check_format(input_format)
-    tabular = input_kind(path) not in ("json", "jsonl")
     fmt = input_format
     origin = "given with --input-format"
-    for index, where, obj in iter_raw(path, split):
+    for index, where, obj in items:
         try:
             found = _formats_of(obj)
             if fmt is None:
@@ -232,12 +249,13 @@ def read_records(
                         "pass --input-format " + "|".join(FORMATS)
                     )
                 fmt, origin = found, f"detected from record {index}"
-                if tabular:
+                if columns_checked_in is not None:
                     missing = [c for c in REQUIRED_FIELDS[fmt] if c not in obj]
                     if missing:
                         raise InputError(
-                            f"{path}: no column {', '.join(repr(c) for c in missing)} for the "
-                            f"{fmt} format (columns: {', '.join(obj)})"
+                            f"{columns_checked_in}: no column "
+                            f"{', '.join(repr(c) for c in missing)} for the {fmt} format "
+                            f"(columns: {', '.join(obj)})"
                         )
             elif input_format is None and found is not None and found != fmt:
                 raise ValueError(
@@ -388,6 +406,17 @@ def write_rows(
         return write_records(path, rows)
     pa = _need("pyarrow", "writing Parquet or a dataset")
     schema = table_schema(fmt, columns)
+    if kind == "datasets":
+        dataset = rows_dataset(rows, fmt, columns)
+        datasets = _need("datasets", "writing a datasets directory")
+        bars = not datasets.utils.are_progress_bars_disabled()
+        datasets.disable_progress_bars()
+        try:
+            _save_dataset_dir(dataset, Path(str(path).rstrip("/" + os.sep)))
+        finally:
+            if bars:
+                datasets.enable_progress_bars()
+        return dataset.num_rows
     if kind == "parquet":
         pq = _need("pyarrow.parquet", "writing Parquet")
         n = 0
@@ -399,7 +428,14 @@ def write_rows(
                 if n == 0:
                     writer.write_table(schema.empty_table())
         return n
-    datasets = _need("datasets", "writing a datasets directory")
+    raise AssertionError(kind)
+
+
+def rows_dataset(rows: Iterable[dict[str, Any]], fmt: str, columns: Iterable[str] = ()) -> Any:
+    """Rows of format ``fmt`` as an in-memory ``datasets.Dataset`` (``mosaic`` as JSON text)."""
+    pa = _need("pyarrow", "building a dataset")
+    datasets = _need("datasets", "building a dataset")
+    schema = table_schema(fmt, columns)
     tables = [pa.Table.from_pylist(b, schema=schema) for b in _batches(_table_rows(rows, fmt), ROW_BATCH * 8)]
     table = pa.concat_tables(tables) if tables else schema.empty_table()
     digest = hashlib.sha256()
@@ -408,15 +444,7 @@ def write_rows(
             for buffer in column.buffers():
                 if buffer is not None:
                     digest.update(buffer)
-    dataset = datasets.Dataset(datasets.table.InMemoryTable(table), fingerprint=digest.hexdigest()[:16])
-    bars = not datasets.utils.are_progress_bars_disabled()
-    datasets.disable_progress_bars()
-    try:
-        _save_dataset_dir(dataset, Path(str(path).rstrip("/" + os.sep)))
-    finally:
-        if bars:
-            datasets.enable_progress_bars()
-    return table.num_rows
+    return datasets.Dataset(datasets.table.InMemoryTable(table), fingerprint=digest.hexdigest()[:16])
 
 
 @contextmanager
