@@ -170,7 +170,7 @@ def parse_alpaca(obj: Any, index: int) -> Parsed:
 
 
 def _turns(
-    value: Any, name: str, role_key: str, content_key: str
+    value: Any, name: str, role_key: str, content_key: str, last: str = ASSISTANT
 ) -> tuple[str, list[tuple[str, str]]]:
     """(system, turns) of a list of messages; checks roles, contents and alternation."""
     if not isinstance(value, list):
@@ -208,8 +208,8 @@ def _turns(
         turns.append((role, _text(message[content_key], f"{where}.{content_key}")))
     if not turns:
         raise ValueError(f"field '{name}': no user or assistant turn")
-    if len(turns) % 2:
-        raise ValueError(f"field '{name}': the last turn must be the assistant's")
+    if turns[-1][0] != last:
+        raise ValueError(f"field '{name}': the last turn must be the {last}'s")
     return system, turns
 
 
@@ -250,9 +250,7 @@ def parse_prompt_completion(obj: Any, index: int) -> Parsed:
             raise ValueError(
                 f"field 'completion': expected a list of messages like 'prompt', got {_type_name(completion)}"
             )
-        system, turns = _turns(prompt, "prompt", "role", "content")
-        if len(turns) % 2 == 0 or turns[-1][0] != USER:
-            raise ValueError("field 'prompt': the last message must be the user's")
+        system, turns = _turns(prompt, "prompt", "role", "content", last=USER)
         if len(completion) != 1:
             raise ValueError(f"field 'completion': expected one assistant message, got {len(completion)}")
         message = completion[0]
