@@ -30,12 +30,13 @@ import json
 import math
 import sys
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
-from .io import InputError, read_records, write_json
+from .io import InputError, InvalidRecord, read_records, write_json
 from .models import (
     PROMPT_FORMATS,
     TINY_LLAMA,
@@ -144,21 +145,18 @@ class TrainResult:
 
 
 def read_training_records(path: str, on_error: str = "raise") -> list[Record]:
-    """Alpaca-shaped records (original data, or the output of ``mosaic-it mosaic``)."""
-    reader = _formats_reader()
-    records = list(reader(path, on_error=on_error) if reader else read_records(path, on_error=on_error))
+    """Single-pair records of any input format (Alpaca, ShareGPT, messages, prompt-completion),
+    original data or the output of ``mosaic-it mosaic``. Multi-turn records are left out, with
+    a warning."""
+    invalid: list[InvalidRecord] = []
+    records = list(read_records(path, on_error=on_error, invalid=invalid))
+    if invalid and _is_main():
+        kinds = Counter(i.reason for i in invalid)
+        print(f"mosaic-it train: warning: {path}: left out "
+              + ", ".join(f"{n} {k} record(s)" for k, n in sorted(kinds.items())), file=sys.stderr)
     if not records:
-        raise InputError(f"{path}: no records to train on")
+        raise InputError(f"{path}: no single-turn records to train on")
     return records
-
-
-def _formats_reader() -> Callable[..., Any] | None:
-    """The multi-format reader of :mod:`mosaic_it.formats` when that module provides one."""
-    try:
-        from . import formats  # noqa: PLC0415 (optional module)
-    except ImportError:
-        return None
-    return getattr(formats, "read_records", None)
 
 
 def training_rows(records: list[Record], fmt: PromptFormat) -> list[dict[str, Any]]:
@@ -182,32 +180,32 @@ def sequence_lengths(tokenizer: Any, rows: list[dict[str, Any]], fmt: PromptForm
 class OnTheFlyRows:
     """Rows of freshly drawn mosaic epochs 0..epochs-1, for ``--mosaic-on-the-fly``.
 
-    Records are counted once (``prepare``); each pass draws the epochs again from the seed,
-    so every pass yields the same rows, and resuming replays the same stream.
+    The samples come from :class:`mosaic_it.hf.MosaicIterable` (records read and counted once;
+    epoch ``e`` equals epoch ``e`` of ``mosaic-it mosaic`` with the same options). The trainer
+    gets one stream over all epochs, drawn with ``epoch_rows(e)``, rather than the iterable's
+    own epoch counter: TRL's preparation peeks at the dataset several times, and every pass
+    must replay the same rows (resuming skips into the same stream).
     """
 
     def __init__(self, records: list[Record], fmt: PromptFormat, epochs: int,
                  options: dict[str, Any], counter: Any) -> None:
-        from .api import MosaicConfig, Mosaicker
+        from .api import MosaicConfig
+        from .hf import MosaicIterable
 
         self.fmt = fmt
         self.epochs = epochs
         self.config = MosaicConfig.from_dict({**options, "epochs": epochs})
-        self.mosaicker = Mosaicker(self.config, tokenizer=counter)
-        self.prepared = self.mosaicker.prepare(records)
-        self.per_epoch = [sum(1 for _ in self._epoch(e)) for e in range(epochs)]
-
-    def _epoch(self, epoch: int) -> Iterator[Any]:
-        # every draw is seeded by (seed, epoch, sample): the same epoch gives the same samples
-        return self.mosaicker.run_epoch(self.prepared, epoch)
+        self.source = MosaicIterable(records, self.config, output_format="alpaca",
+                                     tokenizer=counter, json_mosaic=False)
+        self.per_epoch = [sum(1 for _ in self.source.epoch_rows(e)) for e in range(epochs)]
 
     def __len__(self) -> int:
         return sum(self.per_epoch)
 
     def __iter__(self) -> Iterator[dict[str, Any]]:
         for epoch in range(self.epochs):
-            for sample in self._epoch(epoch):
-                yield self.fmt.training_row(sample.instruction, sample.output, sample.system)
+            for row in self.source.epoch_rows(epoch):
+                yield self.fmt.training_row(row["instruction"], row["output"], row.get("system", ""))
 
 
 def _budget_counter(tokenizer: Any) -> Any:
