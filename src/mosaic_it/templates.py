@@ -187,7 +187,7 @@ def get_template(name: str, tokenizer: str | None = None) -> Template:
 
 # ---------------------------------------------------------------------- auto
 
-SENTINELS = ("MOSAICSYSTEMSENTINEL", "MOSAICUSERSENTINEL", "MOSAICASSISTANTSENTINEL")
+SENTINELS = ("MosaicSystemSentinel", "MosaicUserSentinel", "MosaicAssistantSentinel")  # mixed case
 PADDING = "\n \n"  # whitespace around a sentinel, to see what the template strips
 
 
