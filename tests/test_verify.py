@@ -417,7 +417,7 @@ def test_format_failures_name_their_reason():
     tags = Tags("<START>", "<END>")
     spec = spec_for("format", None, tags=tags)
     good = respond(spec, range(1, 7))
-    assert verify(spec, good).passed
+    assert verify(spec, good).passed and verify(spec, good.replace("\n", "\r\n")).passed
     cases = {
         "": {"not_empty": "empty"},
         "  \n ": {"not_empty": "empty"},
@@ -426,6 +426,7 @@ def test_format_failures_name_their_reason():
         good.replace("(2): ", "", 1): {"labels": "no answer labelled 2", "count": "5 answer(s)"},
         "Sure!\n" + good: {"nothing_extra": "text outside the answers: 'Sure!'"},
         good + "\nHope this helps.": {"nothing_extra": "'Hope this helps.'"},
+        good.replace("\n", "\r\n").replace("(5)", "(4)"): {"labels": "4 labelled more than once"},
         good.replace("(6):", "(7):"): {
             "labels": "label(s) 7 name no instruction (the prompt has 6)"},
         good.replace("<START>", "<start>"): {"tags": "(loose mode accepts it)"},

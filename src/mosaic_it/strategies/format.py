@@ -418,7 +418,8 @@ def read_response(spec: AnswerSpec, response: str, mode: str = STRICT) -> ReadRe
     if not spec.checkable:
         raise ValueError("a spec with neither labels nor tags states no layout to read")
     p = _patterns(spec.numbering, spec.tags, mode == LOOSE)
-    text = response.strip()  # white space around the whole response is never "extra"
+    # white space around the whole response is never "extra"; nor are Windows line breaks
+    text = response.replace("\r\n", "\n").strip()
     return _read_exact(text, spec, p) or _read_lenient(text, spec, p)
 
 
