@@ -156,3 +156,15 @@ def test_records_group_only_with_records_of_the_same_system_prompt(tokenizer):
     seen = Counter(i for s in samples for i in s.spec.sources)
     assert set(seen.values()) == {2} and len(seen) == 300
     assert any(s.to_record().get("system") == "You are terse." for s in samples)
+
+
+def test_spooled_records_give_the_same_samples():
+    """Past the spool threshold records live on disk; the samples must not change."""
+    records = make_records(300, seed=10)
+    in_memory = [s.to_record() for s in Mosaicker(MosaicConfig(epochs=2)).run(records)]
+    spooled = Mosaicker(MosaicConfig(epochs=2), spool_threshold=1000)
+    assert [s.to_record() for s in spooled.run(records)] == in_memory
+    from mosaic_it.store import DiskStore
+
+    prepared = spooled.prepare(records)
+    assert isinstance(prepared.grouper.records, DiskStore) and len(prepared.grouper.records) == 300

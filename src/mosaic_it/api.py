@@ -211,7 +211,7 @@ class Mosaicker:
         """Read, count and store every record, and decide which can fit the budget at all.
 
         Records are consumed in batches: each batch is tokenized in one parallel call and then
-        stored (in memory, or spooled to disk past ``spool_threshold`` records).
+        stored (in memory, or spooled to disk once ``spool_threshold`` characters of text are held).
         """
         cfg, summary = self.config, RunSummary()
         self.summary = summary
@@ -239,7 +239,7 @@ class Mosaicker:
         systems: dict[str, int] = {}
         system_of = array("i")
         bar = self._bar(None, desc="counting tokens")
-        n = 0
+        n = held = 0
         for chunk in _chunks(records, COUNT_BATCH):
             items = [_as_record(r, n + j) for j, r in enumerate(chunk)]
             texts = [t for r in items for t in (r.prompt, r.output)]
@@ -247,7 +247,8 @@ class Mosaicker:
             counts.prompt.extend(numbers[0::2])
             counts.output.extend(numbers[1::2])
             grouper.prime(items)
-            if disk is None and len(memory) + len(items) > self.spool_threshold:
+            held += sum(len(r.instruction) + len(r.input) + len(r.output) for r in items)
+            if disk is None and held > self.spool_threshold:
                 disk = DiskStore()
                 disk.extend(memory)
                 memory.clear()

@@ -16,7 +16,7 @@ from collections.abc import Iterable, Iterator, Sequence
 
 from .records import Record
 
-SPOOL_THRESHOLD = 200_000  # records; above this, a run spools its records to disk
+SPOOL_THRESHOLD = 64 << 20  # characters of record text; past this, a run spools to disk
 
 
 class DiskStore(Sequence[Record]):
