@@ -11,7 +11,7 @@ from typing import Any
 
 from .engine import Counts, Grouper, Reject
 from .store import SPOOL_THRESHOLD, DiskStore
-from .io import InputError, InvalidRecord, record_from_alpaca
+from .io import InputError, InvalidRecord, batches, record_from_alpaca
 from .records import Record, Sample
 from .rulepack import RulePack, load_rule_pack
 from .sizing import WRAP_MODES
@@ -240,7 +240,7 @@ class Mosaicker:
         system_of = array("i")
         bar = self._bar(None, desc="counting tokens")
         n = held = 0
-        for chunk in _chunks(records, COUNT_BATCH):
+        for chunk in batches(records, COUNT_BATCH):
             items = [_as_record(r, n + j) for j, r in enumerate(chunk)]
             texts = [t for r in items for t in (r.prompt, r.output)]
             numbers = self.tokenizer.count_batch(texts)
@@ -332,17 +332,6 @@ class Mosaicker:
         from tqdm import tqdm
 
         return tqdm(total=total, desc=desc, unit=unit, dynamic_ncols=True, leave=False)
-
-
-def _chunks(items: Iterable[Any], size: int) -> Iterator[list[Any]]:
-    chunk: list[Any] = []
-    for item in items:
-        chunk.append(item)
-        if len(chunk) == size:
-            yield chunk
-            chunk = []
-    if chunk:
-        yield chunk
 
 
 def mosaic(

@@ -382,7 +382,7 @@ def _table_rows(rows: Iterable[dict[str, Any]], fmt: str) -> Iterator[dict[str, 
         yield row
 
 
-def _batches(items: Iterable[Any], size: int) -> Iterator[list[Any]]:
+def batches(items: Iterable[Any], size: int) -> Iterator[list[Any]]:
     batch: list[Any] = []
     for item in items:
         batch.append(item)
@@ -422,7 +422,7 @@ def write_rows(
         n = 0
         with _atomic_path(Path(path)) as tmp:
             with pq.ParquetWriter(tmp, schema) as writer:
-                for batch in _batches(_table_rows(rows, fmt), ROW_BATCH * 8):
+                for batch in batches(_table_rows(rows, fmt), ROW_BATCH * 8):
                     writer.write_table(pa.Table.from_pylist(batch, schema=schema))
                     n += len(batch)
                 if n == 0:
@@ -436,7 +436,7 @@ def rows_dataset(rows: Iterable[dict[str, Any]], fmt: str, columns: Iterable[str
     pa = _need("pyarrow", "building a dataset")
     datasets = _need("datasets", "building a dataset")
     schema = table_schema(fmt, columns)
-    tables = [pa.Table.from_pylist(b, schema=schema) for b in _batches(_table_rows(rows, fmt), ROW_BATCH * 8)]
+    tables = [pa.Table.from_pylist(b, schema=schema) for b in batches(_table_rows(rows, fmt), ROW_BATCH * 8)]
     table = pa.concat_tables(tables) if tables else schema.empty_table()
     digest = hashlib.sha256()
     for batch in table.to_batches():  # a fingerprint from the content keeps reruns byte-identical
