@@ -246,7 +246,7 @@ class Mosaicker:
             numbers = self.tokenizer.count_batch(texts)
             counts.prompt.extend(numbers[0::2])
             counts.output.extend(numbers[1::2])
-            grouper.prime(items)
+            grouper.prime(items, numbers[0::2], numbers[1::2])
             held += sum(len(r.instruction) + len(r.input) + len(r.output) for r in items)
             if disk is None and held > self.spool_threshold:
                 disk = DiskStore()

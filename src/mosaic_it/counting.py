@@ -60,6 +60,8 @@ class WordCounter:
         self.tokenizer = tokenizer
         self._words: dict[str, int] = {"\n": 1}
         self._glue: dict[str, Summary] = {"": EMPTY}
+        self.word_list: list[str] = [""]
+        self._word_ids: dict[str, int] = {"": 0}
         self._newline = tokenizer.count("\n")  # the prepended "▁" and the newline byte
         specials = [t.content for t in tokenizer.backend.get_added_tokens_decoder().values()]
         if getattr(tokenizer.backend, "encode_special_tokens", False):
@@ -79,6 +81,14 @@ class WordCounter:
             counts = self.tokenizer.count_batch(["\n" + w for w in missing])
             for w, c in zip(missing, counts):
                 self._words[w] = c - self._newline
+
+    def word_id(self, w: str) -> int:
+        """A small integer standing for a word (kept in arrays instead of the string)."""
+        i = self._word_ids.get(w)
+        if i is None:
+            i = self._word_ids[w] = len(self.word_list)
+            self.word_list.append(w)
+        return i
 
     def word(self, w: str) -> int:
         n = self._words.get(w)

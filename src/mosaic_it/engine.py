@@ -29,7 +29,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
 from .compose import SamplePlan, compose, plan_sample
-from .counting import WordCounter, supports
+from .counting import Summary, WordCounter, supports
 from .records import Record, Sample
 from .rng import Rng
 from .rulepack import RulePack
@@ -63,6 +63,26 @@ class Counts:
 
     prompt: array = field(default_factory=lambda: array("i"))
     output: array = field(default_factory=lambda: array("i"))
+
+
+class _Summaries:
+    """Word summaries of many texts in compact arrays (words stored as ids of the word table)."""
+
+    def __init__(self) -> None:
+        self.total = array("i")
+        self.head = array("i")
+        self.tail = array("i")
+        self.single = bytearray()
+
+    def add(self, wc: WordCounter, summary: Summary) -> None:
+        total, head, tail, single = summary
+        self.total.append(total)
+        self.head.append(wc.word_id(head))
+        self.tail.append(wc.word_id(tail))
+        self.single.append(single)
+
+    def get(self, i: int, words: list[str]) -> Summary:
+        return self.total[i], words[self.head[i]], words[self.tail[i]], bool(self.single[i])
 
 
 @dataclass
@@ -118,6 +138,7 @@ class Grouper:
         self._cache: dict[str, int] = {}
         self._plain = plain_layout(pack)
         self.words = WordCounter(tokenizer) if supports(tokenizer) else None
+        self._summaries = (_Summaries(), _Summaries()) if self.words is not None else None
         self._label_counts: dict[tuple[object, int], int] = {}
         self._safe_systems: dict[str, bool] = {}
         self._base = self._count(template.prefix + template.middle + template.suffix) + (
@@ -138,7 +159,9 @@ class Grouper:
             n = self._cache[text] = self.tokenizer.count(text) if text else 0
         return n
 
-    def prime(self, records: Sequence[Record]) -> None:
+    def prime(
+        self, records: Sequence[Record], prompt_counts: Sequence[int], output_counts: Sequence[int]
+    ) -> None:
         """Prepare exact counting for a batch of records (called once per record, in order)."""
         wc = self.words
         if wc is None:
@@ -146,16 +169,24 @@ class Grouper:
         texts = [t for r in records for t in (r.prompt, r.output)]
         if any(wc.unsafe(t) for t in texts):
             self.words = None  # special-token strings in the data: count samples whole
+            self._summaries = None
             return
         wc.prime_texts(texts)
+        # each text's word summary is kept in compact arrays: grouping never re-derives it
+        assert self._summaries is not None
+        prompts, outputs = self._summaries
+        for r, n_prompt, n_output in zip(records, prompt_counts, output_counts):
+            prompts.add(wc, wc.summarize(r.prompt, n_prompt))
+            outputs.add(wc, wc.summarize(r.output, n_output))
 
     def _parts(self, sample: Sample, layout: Layout, records: list[Record], group: list[int]) -> list:
         """The word summaries of a sample's rendered sequence, in order (word-local tokenizers)."""
         wc, t, spec = self.words, self.template, sample.spec
-        assert wc is not None
-        glue, summarize = wc.glue, wc.summarize
-        prompts = [summarize(r.prompt, self.counts.prompt[i]) for r, i in zip(records, group)]
-        outputs = [summarize(r.output, self.counts.output[i]) for r, i in zip(records, group)]
+        assert wc is not None and self._summaries is not None
+        glue, words = wc.glue, wc.word_list
+        prompt_summaries, output_summaries = self._summaries
+        prompts = [prompt_summaries.get(i, words) for i in group]
+        outputs = [output_summaries.get(i, words) for i in group]
         instruction = [
             p if isinstance(p, tuple) else glue(p)
             for p in instruction_parts(layout, prompts, spec.meta)
