@@ -309,3 +309,29 @@ def test_a_run_is_reproduced_from_its_output_alone(tmp_path, monkeypatch):
         after = {p.name: p.read_bytes() for p in sorted(target.rglob("*") if target.is_dir() else [target])}
         assert after == before
     assert config.exists()
+
+
+def test_dataset_dict_splits_and_hub_names(tmp_path, monkeypatch, capsys):
+    rows = [as_format("sharegpt", *p) for p in PAIRS]
+    dd = datasets.DatasetDict({"train": datasets.Dataset.from_list(rows),
+                               "test": datasets.Dataset.from_list(rows[:2])})
+    dd.save_to_disk(str(tmp_path / "dd"))
+    assert pairs_of(tmp_path / "dd") == EXPECTED  # train by default
+    assert [(r.prompt, r.output) for r in read_records(tmp_path / "dd", split="test")] == [
+        p[:2] for p in EXPECTED[:2]]
+    assert main(["mosaic", str(tmp_path / "dd"), str(tmp_path / "o.jsonl"), "--split", "dev"]) == 2
+    assert "choose a split with --split: train, test" in capsys.readouterr().err
+
+    asked = {}
+
+    def fake_load_dataset(name, split=None):
+        asked.update(name=name, split=split)
+        return datasets.Dataset.from_list(rows)
+
+    monkeypatch.setattr(datasets, "load_dataset", fake_load_dataset)
+    assert pairs_of_split("someone/instructions", "validation") == EXPECTED
+    assert asked == {"name": "someone/instructions", "split": "validation"}
+
+
+def pairs_of_split(name: str, split: str) -> list[tuple[str, str, str]]:
+    return [(r.prompt, r.output, r.system) for r in read_records(name, split=split)]
