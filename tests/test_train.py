@@ -198,3 +198,30 @@ def test_out_of_memory_says_what_to_lower(data_dir, tmp_path, capsys, monkeypatc
     assert code == 2
     err = capsys.readouterr().err
     assert "out of memory" in err and "--micro-batch-size" in err and "--gradient-checkpointing" in err
+
+
+def test_chat_template_rows_train_the_assistant_turn_only(data_dir, tmp_path):
+    """--template chat: the tokenizer's template renders the turns; only the answer and the
+    end-of-turn token it writes after it are trained."""
+    tok = bundled_hf_tokenizer()
+    tok.chat_template = (
+        "{% for m in messages %}<|{{ m['role'] }}|>\n{{ m['content'] }}</s>\n{% endfor %}"
+        "{% if add_generation_prompt %}<|assistant|>\n{% endif %}"
+    )
+    tdir = tmp_path / "chat_tok"
+    tok.save_pretrained(str(tdir))
+    config = _config(data_dir, tmp_path / "chat", tokenizer=str(tdir), template="chat")
+    run = prepare_run(config)
+    records = [json.loads(line) for line in (data_dir / "mosaic.jsonl").read_text().splitlines()]
+    for record, ex in zip(records, run.trainer.train_dataset):
+        ids, labels = ex["input_ids"], ex["labels"]
+        trained = [i for i, l in zip(ids, labels) if l != -100]
+        assert labels == [-100] * (len(ids) - len(trained)) + trained  # one trained tail
+        prompt = tok.apply_chat_template([{"role": "user", "content": record["instruction"]}],
+                                         add_generation_prompt=True, tokenize=True,
+                                         return_dict=True)["input_ids"]
+        assert ids[: len(prompt)] == prompt and trained == ids[len(prompt):]
+        # the answer, the end-of-turn token, and what the template writes after it
+        eos = trained.index(tok.eos_token_id)
+        assert tok.decode(trained[:eos]) == record["output"]
+        assert tok.decode(trained[eos:]).strip() == "</s>"
