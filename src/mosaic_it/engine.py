@@ -29,7 +29,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
 from .compose import SamplePlan, compose, plan_sample
-from .counting import Summary, WordCounter, supports
+from .counting import WORD, Summary, WordCounter, supports
 from .records import Record, Sample
 from .rng import Rng
 from .rulepack import RulePack
@@ -151,6 +151,36 @@ class Grouper:
             for text in (rule if isinstance(rule, list) else rule["one"] + rule["many"])
         ) + max(self._count(t) for t in pack.permute["tie_break"])
 
+        if self.words is not None:
+            self._prime_pack_words()
+
+    def _prime_pack_words(self) -> None:
+        """Count in one call every word the rule pack can write (phrasings, labels, tags)."""
+        assert self.words is not None
+        f = self.pack.format
+        texts: list[str] = []
+        for key in ("tag_phrasings", "generic_phrasings"):
+            texts += f[key]
+        for strategy in (self.pack.permute, self.pack.maskout):
+            for rule in strategy["rules"].values():
+                texts += rule if isinstance(rule, list) else rule["one"] + rule["many"]
+        texts += self.pack.permute["tie_break"]
+        for open_, close in f["tag_brackets"]:
+            for pair in f["tag_words"]:
+                for word in pair:
+                    texts += [open_ + word + close, open_ + word.lower() + close]
+        words = {w for t in texts for w in WORD.findall(t)}
+        self.words.prime(sorted(words | {" " + w for w in words if not w.startswith((" ", "\n"))}))
+
+    def _meta_count(self, layout: Layout) -> int:
+        """An upper bound on the tokens of a layout's meta-instruction, from cached counts:
+        the phrasing without its tags, plus the tags, plus a seam margin on each side of each."""
+        if not layout.tags:
+            return self._count(layout.meta)
+        bare = layout.meta.replace(layout.tags.begin, "").replace(layout.tags.end, "")
+        tags = self._count(layout.tags.begin) + self._count(layout.tags.end)
+        return self._count(bare) + tags + 4 * SEAM_MARGIN
+
     # ------------------------------------------------------------------ counting
 
     def _count(self, text: str) -> int:
@@ -231,7 +261,13 @@ class Grouper:
         if not self._foldable(sample):
             return self.template.count(self.tokenizer, sample.instruction, sample.output, sample.system)
         special = self.template.special_count(self.tokenizer)
-        return special + sum(self.words.fold(p) for p in self._parts(sample, layout, records, group))
+        parts = self._parts(sample, layout, records, group)
+        missing: set[str] = set()
+        for seq in parts:
+            self.words.seam_words(seq, missing)
+        if missing:
+            self.words.prime(list(missing))  # one tokenizer call for all the seams
+        return special + sum(self.words.fold(p) for p in parts)
 
     def _exact_batch(self, built: list[_Built]) -> None:
         """Exact counts of many samples: whole-sample tokenization, or folds whose missing seam
@@ -348,12 +384,13 @@ class Grouper:
 
         # bounds on the rendered count, grown one record at a time (see _fits_on_bounds)
         fixed = self._base + self._system_tokens(records[0].system)
-        fixed += c(layout.meta) + c(layout.meta_separator) + SEAM_MARGIN * 4
+        fixed += self._meta_count(layout) + c(layout.meta_separator) + SEAM_MARGIN * 4
         per_item = c(layout.instruction_separator) + c(layout.response_separator) + SEAM_MARGIN * 4
         if layout.tags:
             per_item += c(layout.tags.begin) + c(layout.tags.end)
         rule_meta = self._rule_meta_max if plan.strategy != "format" else 0
         maskout = plan.strategy == "maskout"
+        slack = 8 * SEAM_MARGIN if layout.tags else 0  # how far _meta_count may overshoot
         known = fixed  # everything but the answers
         answers = 0
         j = 0
@@ -363,7 +400,7 @@ class Grouper:
             known += per_item + labels + prompt_counts[i]
             answers += output_counts[i]
             high = known + answers + (rule_meta + 3 * j if rule_meta else 0)
-            low = known - 2 * SEAM_MARGIN * (4 * j + 4) + (0 if maskout else answers)
+            low = known - slack - 2 * SEAM_MARGIN * (4 * j + 4) + (0 if maskout else answers)
             if not exact and high <= budget:
                 best = (None, None)
                 continue
