@@ -27,6 +27,7 @@ from .tokenizer import Tokenizer
 WORD = re.compile(r"\n| *[^ \n]+| +")
 Summary = tuple[int, str, str, bool]  # (count in context, first word, last word, one word)
 EMPTY: Summary = (0, "", "", True)
+SMALL_BATCH = 64
 
 
 def supports(tokenizer: Tokenizer) -> bool:
@@ -75,9 +76,13 @@ class WordCounter:
     # --------------------------------------------------------------- words
 
     def prime(self, words: Sequence[str]) -> None:
-        """Count many words in one batched call."""
+        """Count many words in one batched call (a few, one by one: a parallel batch has a
+        start-up cost of milliseconds)."""
         missing = sorted({w for w in words if w not in self._words})
-        if missing:
+        if len(missing) < SMALL_BATCH:
+            for w in missing:
+                self.word(w)
+        else:
             counts = self.tokenizer.count_batch(["\n" + w for w in missing])
             for w, c in zip(missing, counts):
                 self._words[w] = c - self._newline
