@@ -30,8 +30,20 @@ EMPTY: Summary = (0, "", "", True)
 SMALL_BATCH = 64
 
 
+_SUPPORTED: dict[int, tuple[object, bool]] = {}
+
+
 def supports(tokenizer: Tokenizer) -> bool:
-    """Whether the tokenizer is word-local in the sense above (checked, not assumed)."""
+    """Whether the tokenizer is word-local in the sense above (checked once per tokenizer)."""
+    known = _SUPPORTED.get(id(tokenizer.backend))
+    if known is not None and known[0] is tokenizer.backend:
+        return known[1]
+    result = _check(tokenizer)
+    _SUPPORTED[id(tokenizer.backend)] = (tokenizer.backend, result)  # keeps the id valid
+    return result
+
+
+def _check(tokenizer: Tokenizer) -> bool:
     try:
         config = json.loads(tokenizer.backend.to_str())
     except Exception:  # noqa: BLE001 - any tokenizer we cannot inspect is not supported
