@@ -28,6 +28,10 @@ WORD = re.compile(r"\n| *[^ \n]+| +")
 Summary = tuple[int, str, str, bool]  # (count in context, first word, last word, one word)
 EMPTY: Summary = (0, "", "", True)
 SMALL_BATCH = 64
+# caches are cleared when they reach these sizes: memory stays flat over millions of samples
+# (counts never depend on what is cached, only the time does)
+MAX_WORDS = 400_000
+MAX_GLUE = 50_000
 
 
 _SUPPORTED: dict[int, tuple[object, bool]] = {}
@@ -90,6 +94,8 @@ class WordCounter:
     def prime(self, words: Sequence[str]) -> None:
         """Count many words in one batched call (a few, one by one: a parallel batch has a
         start-up cost of milliseconds)."""
+        if len(self._words) > MAX_WORDS:
+            self._words = {"\n": 1}
         missing = sorted({w for w in words if w not in self._words})
         if len(missing) < SMALL_BATCH:
             for w in missing:
@@ -110,6 +116,8 @@ class WordCounter:
     def word(self, w: str) -> int:
         n = self._words.get(w)
         if n is None:
+            if len(self._words) > MAX_WORDS:
+                self._words = {"\n": 1}
             n = self._words[w] = self.tokenizer.count("\n" + w) - self._newline
         return n
 
@@ -160,6 +168,8 @@ class WordCounter:
     def glue(self, text: str) -> Summary:
         s = self._glue.get(text)
         if s is None:
+            if len(self._glue) > MAX_GLUE:
+                self._glue = {"": EMPTY}
             s = self._glue[text] = self.summarize(text)
         return s
 

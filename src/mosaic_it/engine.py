@@ -29,7 +29,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
 from .compose import SamplePlan, compose, plan_sample
-from .counting import WORD, Summary, WordCounter, supports
+from .counting import MAX_GLUE, WORD, Summary, WordCounter, supports
 from .records import Record, Sample
 from .rng import Rng
 from .rulepack import RulePack
@@ -186,6 +186,8 @@ class Grouper:
     def _count(self, text: str) -> int:
         n = self._cache.get(text)
         if n is None:
+            if len(self._cache) > MAX_GLUE:
+                self._cache.clear()  # bounded: metas with their tags are many over a long run
             n = self._cache[text] = self.tokenizer.count(text) if text else 0
         return n
 
