@@ -47,7 +47,9 @@ REPO = Path(__file__).resolve().parent.parent
 DEFAULT_DATA = "/work/shared/data/alpaca_en_demo.json"
 DEFAULT_N = 52_002
 QUICK_N = 5_000
-ALL_CASES = ("default", "scaling", "qwen2", "workers")
+TARGET_RSS_MB = 600
+ALL_CASES = ("default", "scaling", "qwen2", "workers", "ray", "memory")
+DEFAULT_CASES = ("default", "scaling", "qwen2", "workers", "ray")  # memory: opt-in, long
 TARGET_RATIO = 1.5
 TARGET_SCALING = 2.2
 CHECK_BATCH = 2048  # samples re-tokenized together in the exactness check
@@ -508,6 +510,83 @@ class Bench:
         return line
 
 
+    def case_ray(self) -> dict[str, Any]:
+        """The Ray engine on a local Ray: same samples' shape as the local engine?"""
+        try:
+            import ray  # noqa: F401
+        except ImportError:
+            return {"case": "ray", "skipped": True, "why": "ray is not installed (mosaic-it[ray])"}
+        n = self.args.n
+        base = self.results.get("default") or self.run_case("default", n, None)
+        base_stats = json.loads((self.workdir / f"default_{n}.stats.json").read_text())["summary"]
+        input_path, _ = self.input_file(n)
+        out = self.workdir / f"ray_{n}"
+        cmd = [sys.executable, "-m", "mosaic_it.cli", "mosaic", str(input_path), str(out),
+               "--engine", "ray", "--shards", str(self.args.ray_shards), "--epochs",
+               str(self.args.epochs), "--max-tokens", str(self.args.max_tokens), "-q"]
+        log(f"run: ray, {n} records, {self.args.ray_shards} shards")
+        run = run_cli(cmd, self.workdir, self.use_time)
+        if run["returncode"] != 0:
+            return {"case": "ray", "error": f"CLI exited with {run['returncode']}",
+                    "stderr_tail": run.get("stderr_tail", "")}
+        summ = json.loads((out / "summary.json").read_text())["summary"]
+
+        def dist(h: dict[str, int]) -> dict[int, float]:
+            total = sum(h.values())
+            return {int(k): v / total for k, v in h.items()}
+
+        local, sharded = dist(base_stats["instructions_per_sample"]), dist(summ["instructions_per_sample"])
+        keys = sorted(set(local) | set(sharded))
+        tv = 0.5 * sum(abs(local.get(k, 0) - sharded.get(k, 0)) for k in keys)
+        return {
+            "case": "ray", "records": n, "shards": self.args.ray_shards,
+            "seconds": run["seconds"], "local_seconds": base.get("seconds"),
+            "samples_written": summ["samples_written"],
+            "local_samples_written": base_stats["samples_written"],
+            "mean_instructions_per_sample": summ["mean_instructions_per_sample"],
+            "local_mean_instructions_per_sample": base_stats["mean_instructions_per_sample"],
+            "histogram_total_variation": round(tv, 4),
+            "histogram": {k: round(sharded.get(k, 0), 4) for k in keys},
+            "local_histogram": {k: round(local.get(k, 0), 4) for k in keys},
+            "max_sample_tokens": summ["max_sample_tokens"],
+            "note": "Ray start-up (a few seconds) is included; time on one machine is not the point",
+        }
+
+    def case_memory(self) -> dict[str, Any]:
+        """Peak RSS on a large JSONL input (default 1M records), written as it goes."""
+        n = self.args.memory_records
+        input_path = self.workdir / f"alpaca_{n}.jsonl"
+        if not input_path.exists():
+            log(f"memory: writing {n} records")
+            with open(input_path, "w", encoding="utf-8") as out:
+                for i in range(n):
+                    r = self.source[i % len(self.source)]
+                    out.write(json.dumps({**r, "id": f"r{i}"}, ensure_ascii=False) + "\n")
+        size_mb = round(input_path.stat().st_size / 2**20, 1)
+        output = self.workdir / f"memory_{n}.jsonl"
+        stats_path = self.workdir / f"memory_{n}.stats.json"
+        cmd = cli_command(input_path, output, stats_path, self.args.epochs, self.args.max_tokens,
+                          self.args.template, [])
+        log(f"run: memory, {n} records ({size_mb} MB)")
+        run = run_cli(cmd, self.workdir, self.use_time)
+        line: dict[str, Any] = {"case": "memory", "records": n, "input_mb": size_mb}
+        if run["returncode"] != 0:
+            line.update({"error": f"CLI exited with {run['returncode']}",
+                         "stderr_tail": run.get("stderr_tail", "")})
+            return line
+        summ = json.loads(stats_path.read_text())["summary"]
+        line.update({
+            "seconds": run["seconds"], "peak_rss_mb": run.get("peak_rss_mb"),
+            "rss_source": run.get("rss_source"), "target_rss_mb": TARGET_RSS_MB,
+            "under_target": (run.get("peak_rss_mb") or 1e9) < TARGET_RSS_MB,
+            "samples_written": summ["samples_written"],
+            "max_sample_tokens": summ["max_sample_tokens"],
+            "engine_seconds": summ.get("seconds"),
+        })
+        output.unlink(missing_ok=True)
+        return line
+
+
 def files_equal(a: Path, b: Path) -> bool:
     if a.stat().st_size != b.stat().st_size:
         return False
@@ -619,8 +698,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("-n", "--records", dest="n", type=int, default=None,
                    help=f"records after repeating the data (default {DEFAULT_N}; --quick {QUICK_N})")
     p.add_argument("--quick", action="store_true", help=f"fast sanity run: N = {QUICK_N}")
-    p.add_argument("--cases", default=",".join(ALL_CASES),
-                   help=f"comma-separated subset of {','.join(ALL_CASES)} (default: all)")
+    p.add_argument("--cases", default=",".join(DEFAULT_CASES),
+                   help=f"comma-separated subset of {','.join(ALL_CASES)} "
+                   f"(default: {','.join(DEFAULT_CASES)})")
+    p.add_argument("--memory-records", type=int, default=1_000_000,
+                   help="records of the memory case (default 1,000,000: about 850 MB of JSONL)")
+    p.add_argument("--ray-shards", type=int, default=8, help="shards of the ray case (default 8)")
     p.add_argument("--epochs", type=int, default=4)
     p.add_argument("--max-tokens", type=int, default=2048)
     p.add_argument("--template", default="vicuna")
