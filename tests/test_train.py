@@ -225,3 +225,22 @@ def test_chat_template_rows_train_the_assistant_turn_only(data_dir, tmp_path):
         eos = trained.index(tok.eos_token_id)
         assert tok.decode(trained[:eos]) == record["output"]
         assert tok.decode(trained[eos:]).strip() == "</s>"
+
+
+def test_lora_adapter_and_merged_model_answer_alike(data_dir, tmp_path):
+    out = tmp_path / "lora"
+    assert main(["train", str(data_dir / "mosaic.jsonl"), "--model", TINY_LLAMA, "--output-dir",
+                 str(out), "--batch-size", "4", "--max-length", "160", "--max-steps", "2",
+                 "--lora-r", "4", "--lr", "1e-2", "--merge-lora"]) == 0
+    assert (out / "adapter_config.json").is_file() and not (out / "model.safetensors").exists()
+    assert (out / "merged" / "model.safetensors").is_file()
+    eval_set = tmp_path / "eval.jsonl"
+    assert main(["make-eval", "builtin:example", str(eval_set), "--n", "4", "--max-instructions",
+                 "2", "-q"]) == 0
+    answers = []
+    for model in (out, out / "merged"):
+        responses = tmp_path / f"{model.name}.jsonl"
+        assert main(["eval", "--model", str(model), "--eval-set", str(eval_set), "--max-new-tokens",
+                     "5", "--responses", str(responses), "-q"]) == 0
+        answers.append(sorted(responses.read_text().splitlines()))
+    assert answers[0] == answers[1]

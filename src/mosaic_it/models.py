@@ -198,15 +198,30 @@ def _adapter_tokenizer_dir(source: ModelSource) -> str:
     assert source.path is not None
     if (source.path / "tokenizer_config.json").is_file() or (source.path / "tokenizer.json").is_file():
         return str(source.path)
-    return _adapter_base(source.path)
+    return _adapter_base(source.path)[0]
 
 
-def _adapter_base(path: Path) -> str:
+def _adapter_base(path: Path) -> tuple[str, int]:
+    """The base model of a LoRA adapter directory, and the seed a random base was made with.
+
+    ``mosaic-it train`` records the model spec it was given (a .gguf file or the tiny model
+    say more than peft's ``base_model_name_or_path``); other adapters name their base there.
+    """
+    saved = path / "mosaic_it_train.json"
+    if saved.is_file():
+        try:
+            config = json.loads(saved.read_text(encoding="utf-8"))["config"]
+            return str(config["model"]), int(config.get("seed", 0))
+        except (OSError, ValueError, KeyError, TypeError):
+            pass
     try:
         config = json.loads((path / "adapter_config.json").read_text(encoding="utf-8"))
-        return str(config["base_model_name_or_path"])
+        base = config["base_model_name_or_path"]
     except (OSError, ValueError, KeyError) as exc:
         raise ModelError(f"{path}/adapter_config.json: cannot read the base model ({exc})") from None
+    if not base:
+        raise ModelError(f"{path}/adapter_config.json: names no base model; pass the merged model")
+    return str(base), 0
 
 
 def load_model(source: ModelSource, *, dtype: Any = None, seed: int = 0) -> Any:
@@ -228,9 +243,12 @@ def load_model(source: ModelSource, *, dtype: Any = None, seed: int = 0) -> Any:
         if source.kind == "adapter":
             if _missing("peft"):
                 raise ModelError(f"{source.spec}: a LoRA adapter; loading it needs peft: {INSTALL_HINT}")
-            from peft import AutoPeftModelForCausalLM
+            from peft import PeftModel
 
-            return AutoPeftModelForCausalLM.from_pretrained(str(source.path), dtype=dtype)
+            assert source.path is not None
+            base_spec, base_seed = _adapter_base(source.path)
+            base = load_model(resolve_model(base_spec), dtype=dtype, seed=base_seed)
+            return PeftModel.from_pretrained(base, str(source.path))
         where = str(source.path) if source.path else source.spec
         return AutoModelForCausalLM.from_pretrained(where, dtype=dtype)
     except ModelError:

@@ -622,4 +622,6 @@ def merge_lora(output_dir: str) -> Path:
     from transformers import AutoTokenizer
 
     AutoTokenizer.from_pretrained(output_dir).save_pretrained(str(target))
+    # so that mosaic-it eval prompts the merged model the way it was trained
+    (target / CONFIG_FILE).write_bytes((Path(output_dir) / CONFIG_FILE).read_bytes())
     return target
