@@ -195,9 +195,12 @@ class Timing:
 def measure(model_spec: str, micro: int, max_length: int, repeats: int = 3,
             points: int = 4) -> Timing:
     """Time forward+backward at ``points`` lengths up to ``max_length``, and one AdamW step."""
-    from .models import load_model, require_torch, resolve_model
+    from .models import ModelError, load_model, require_torch, resolve_model
 
-    torch = require_torch()
+    try:
+        torch = require_torch()
+    except ModelError as exc:
+        raise ModelError(f"{exc}; or pass --no-time for the counts alone") from None
     source = resolve_model(model_spec)
     cuda = torch.cuda.is_available()
     bf16 = cuda and torch.cuda.is_bf16_supported()
@@ -241,8 +244,6 @@ def measure(model_spec: str, micro: int, max_length: int, repeats: int = 3,
             opt_times.append(time.perf_counter() - t0)
         opt_seconds = min(opt_times)
     except torch.OutOfMemoryError as exc:
-        from .models import ModelError
-
         raise ModelError(
             f"out of memory measuring micro-batches of {micro} x {max_length} tokens on {device} "
             f"({str(exc).splitlines()[0][:120]}); lower --micro-batch-size"
