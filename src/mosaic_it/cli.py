@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from dataclasses import fields
 import functools
 import json
 import os
@@ -149,17 +150,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def cmd_mosaic(args: argparse.Namespace) -> int:
-    config = MosaicConfig(
-        epochs=args.epochs,
-        wrap_mode=args.wrap_mode,
-        max_instructions=args.max_instructions,
-        max_tokens=args.max_tokens,
-        template=args.template,
-        tokenizer=args.tokenizer,
-        strategies=args.strategies,
-        rules=args.rules,
-        seed=args.seed,
-    )
+    # every MosaicConfig field is a flag of the same name
+    config = MosaicConfig(**{f.name: getattr(args, f.name) for f in fields(MosaicConfig)})
     source = example_path() if args.input == EXAMPLE else Path(args.input)
     if args.engine == "ray":
         return cmd_mosaic_ray(args, config, str(source))
