@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import argparse
-from dataclasses import fields
 import functools
 import json
 import os
 import sys
+from dataclasses import fields
 from itertools import chain
 from importlib import resources
 from collections.abc import Iterator
