@@ -6,7 +6,8 @@ output format. Nothing in between knows about file formats.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+import copy
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 RecordId = str | int
@@ -79,7 +80,18 @@ class MosaicSpec:
         return len(self.sources)
 
     def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
+        # written out rather than dataclasses.asdict, whose deep copies cost more than the
+        # rest of writing a sample; same keys, same order
+        d = {f.name: getattr(self, f.name) for f in _SPEC_FIELDS}
+        d["sources"] = list(self.sources)
+        d["answer_order"] = list(self.answer_order)
+        d["masked"] = list(self.masked)
+        d["rule_params"] = copy.deepcopy(self.rule_params)
+        if self.numbering is not None:
+            n = self.numbering
+            d["numbering"] = {"label": n.label, "punctuation": n.punctuation, "newline": n.newline}
+        if self.tags is not None:
+            d["tags"] = {"begin": self.tags.begin, "end": self.tags.end}
         d["instructions"] = self.instructions
         return d
 
@@ -94,6 +106,9 @@ class MosaicSpec:
             tags=Tags(**tags) if tags else None,
             **d,
         )
+
+
+_SPEC_FIELDS = fields(MosaicSpec)
 
 
 @dataclass(slots=True)
