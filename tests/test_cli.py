@@ -145,7 +145,14 @@ def test_interrupted_run_leaves_no_output_and_resumes(alpaca_file, tmp_path, mon
     monkeypatch.setattr(engine.Grouper, "run_epoch", real)
     stats = tmp_path / "s.json"
     assert main(["mosaic", str(src), str(out), "--workers", "1", "--resume", "--stats", str(stats), "-q"]) == 0
-    assert json.loads(stats.read_text())["summary"]["resumed_epochs"] == [0, 1]
+    resumed = json.loads(stats.read_text())["summary"]
+    assert resumed["resumed_epochs"] == [0, 1]
+    clean_stats = tmp_path / "clean.json"
+    assert main(["mosaic", str(src), str(clean), "--workers", "1", "--stats", str(clean_stats), "-q"]) == 0
+    fresh = json.loads(clean_stats.read_text())["summary"]
+    for key in ("samples_written", "instructions_per_sample", "strategies", "rules", "formats",
+                "tokens_in_samples", "max_sample_tokens"):
+        assert resumed[key] == fresh[key], key
     assert out.read_bytes() == clean.read_bytes()
     assert not parts.exists()
 

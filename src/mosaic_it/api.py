@@ -12,7 +12,7 @@ from typing import Any
 from .engine import Counts, Grouper, Reject
 from .store import SPOOL_THRESHOLD, DiskStore
 from .io import InputError, InvalidRecord, batches, record_from_alpaca
-from .records import Record, Sample
+from .records import MosaicSpec, Record, Sample
 from .rulepack import RulePack, load_rule_pack
 from .sizing import WRAP_MODES
 from .strategies import STRATEGIES
@@ -105,7 +105,10 @@ class RunSummary:
     seconds: dict[str, float] = field(default_factory=dict)
 
     def add(self, sample: Sample) -> None:
-        spec = sample.spec
+        self.add_spec(sample.spec)
+
+    def add_spec(self, spec: MosaicSpec) -> None:
+        """Count one written sample from its spec."""
         self.samples_written += 1
         self.instructions_per_sample[spec.instructions] += 1
         self.strategies[spec.strategy] += 1

@@ -26,7 +26,7 @@ from typing import Any
 
 from .api import Mosaicker, Prepared, RunSummary
 from .io import atomic_writer, dumps, is_jsonl
-from .records import Sample
+from .records import MosaicSpec, Sample
 
 SampleToDict = Callable[[Sample], dict[str, Any]]
 MANIFEST = "manifest.json"
@@ -186,15 +186,7 @@ def _count_part(summary: RunSummary, part: Path) -> None:
     """Summary counters of an epoch reused from an earlier, interrupted run."""
     with open(part, encoding="utf-8") as lines:
         for line in lines:
-            spec = json.loads(line).get("mosaic") or {}
-            summary.samples_written += 1
-            summary.instructions_per_sample[len(spec.get("sources", []))] += 1
-            summary.strategies[spec.get("strategy", "?")] += 1
-            if spec.get("rule"):
-                summary.rules[f"{spec['strategy']}.{spec['rule']}"] += 1
-            summary.formats[spec.get("format", "?")] += 1
-            summary.tokens_in_samples += spec.get("tokens", 0)
-            summary.max_sample_tokens = max(summary.max_sample_tokens, spec.get("tokens", 0))
+            summary.add_spec(MosaicSpec.from_dict(json.loads(line)["mosaic"]))
 
 
 def _assemble(output: str | Path, parts: list[Path]) -> None:
