@@ -38,10 +38,35 @@ def test_real_records_fold_exactly():
     rows = json.loads(real_data_or_skip().read_text())[:300]
     texts = [r["instruction"] + ("\n" + r["input"] if r["input"] else "") for r in rows]
     texts += [r["output"] for r in rows]
-    WC.prime_texts(texts)
-    sums = [WC.summarize(t, TOK.count(t)) for t in texts]
+    counts, sums = WC.count_texts(texts)
+    assert counts == TOK.count_batch(texts)
     glue = ["\n\n", "(3) ", "[START]", "[END]", "\n"]
     for i in range(0, len(texts) - 3, 3):
         parts = [glue[i % 5], texts[i], glue[(i + 1) % 5], texts[i + 1], glue[(i + 2) % 5], texts[i + 2]]
         seq = [WC.glue(" ")] + [WC.glue(p) if j % 2 == 0 else sums[i + j // 2] for j, p in enumerate(parts)]
         assert WC.fold(seq) == TOK.count("".join(parts))
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.lists(st.sampled_from(PIECES) | st.text(max_size=6), max_size=8).map("".join),
+                min_size=1, max_size=8))
+def test_counts_from_words_equal_tokenizing_each_text(texts):
+    wc = WordCounter(TOK)  # a fresh cache: every word is counted from scratch
+    standalone, summaries = wc.count_texts(texts)
+    assert standalone == TOK.count_batch(texts)
+    for text, summary in zip(texts, summaries):
+        assert summary == WC.summarize(text, TOK.count(text) if text else None)
+    # in context (after a text that ends in a letter) the summary folds exactly too; a
+    # leading " " stands for the "▁" the tokenizer prepends to the whole text
+    for text, summary in zip(texts, summaries):
+        assert WC.fold([WC.glue(" "), WC.glue("x"), summary]) == TOK.count("x" + text)
+
+
+def test_counts_from_words_survive_a_cache_reset(monkeypatch):
+    import mosaic_it.counting as counting
+
+    monkeypatch.setattr(counting, "MAX_WORDS", 5)
+    wc = WordCounter(TOK)
+    texts = ["alpha beta gamma delta", "epsilon zeta eta theta", "\n iota  kappa ", "alpha"]
+    for _ in range(3):  # every call finds the cache over its bound and starts a new one
+        assert wc.count_texts(texts)[0] == TOK.count_batch(texts)

@@ -245,11 +245,9 @@ class Mosaicker:
         n = held = 0
         for chunk in batches(records, COUNT_BATCH):
             items = [_as_record(r, n + j) for j, r in enumerate(chunk)]
-            texts = [t for r in items for t in (r.prompt, r.output)]
-            numbers = self.tokenizer.count_batch(texts)
-            counts.prompt.extend(numbers[0::2])
-            counts.output.extend(numbers[1::2])
-            grouper.prime(items, numbers[0::2], numbers[1::2])
+            prompt_counts, output_counts = grouper.count(items)
+            counts.prompt.extend(prompt_counts)
+            counts.output.extend(output_counts)
             held += sum(len(r.instruction) + len(r.input) + len(r.output) for r in items)
             if disk is None and held > self.spool_threshold:
                 disk = DiskStore()
@@ -271,7 +269,7 @@ class Mosaicker:
                         index, r.id, "too_long",
                         f"needs {tokens} tokens alone, budget {cfg.max_tokens}", tokens).to_dict())
             (disk if disk is not None else memory).extend(items)
-            summary.tokens_in_records += sum(numbers)
+            summary.tokens_in_records += sum(prompt_counts) + sum(output_counts)
             n += len(items)
             if bar is not None:
                 bar.update(len(items))

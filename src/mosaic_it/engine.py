@@ -8,7 +8,8 @@ per epoch. A record that cannot fit even alone, with the smallest layout, is rej
 front, and reported.
 
 Fitting is decided on token counts, not on text: every record's prompt and response are
-tokenized once, the small layout strings are counted once and cached, and a candidate whose
+counted once (from their words, with a word-local tokenizer), the small layout strings are
+counted once and cached, and a candidate whose
 summed count is clearly inside (or outside) the budget is decided without counting it exactly.
 Joining texts can change their token count by a token or so per seam, so "clearly" means
 beyond a margin per seam. Exact counts come from one of two places:
@@ -191,25 +192,29 @@ class Grouper:
             n = self._cache[text] = self.tokenizer.count(text) if text else 0
         return n
 
-    def prime(
-        self, records: Sequence[Record], prompt_counts: Sequence[int], output_counts: Sequence[int]
-    ) -> None:
-        """Prepare exact counting for a batch of records (called once per record, in order)."""
-        wc = self.words
-        if wc is None:
-            return
+    def count(self, records: Sequence[Record]) -> tuple[list[int], list[int]]:
+        """Token counts of a batch of records' prompts and outputs, each tokenized alone
+        (called once per record, in order); prepares their exact folding too.
+
+        With a word-local tokenizer the counts come from the records' words, of which only
+        those never seen before are tokenized; otherwise every text is tokenized.
+        """
         texts = [t for r in records for t in (r.prompt, r.output)]
-        if any(wc.unsafe(t) for t in texts):
-            self.words = None  # special-token strings in the data: count samples whole
+        wc = self.words
+        if wc is not None and any(wc.unsafe(t) for t in texts):
+            self.words = wc = None  # special-token strings in the data: count samples whole
             self._summaries = None
-            return
-        wc.prime_texts(texts)
+        if wc is None:
+            numbers = self.tokenizer.count_batch(texts)
+            return numbers[0::2], numbers[1::2]
+        numbers, summaries = wc.count_texts(texts)
         # each text's word summary is kept in compact arrays: grouping never re-derives it
         assert self._summaries is not None
         prompts, outputs = self._summaries
-        for r, n_prompt, n_output in zip(records, prompt_counts, output_counts):
-            prompts.add(wc, wc.summarize(r.prompt, n_prompt))
-            outputs.add(wc, wc.summarize(r.output, n_output))
+        for j in range(0, len(summaries), 2):
+            prompts.add(wc, summaries[j])
+            outputs.add(wc, summaries[j + 1])
+        return numbers[0::2], numbers[1::2]
 
     def _parts(self, sample: Sample, layout: Layout, records: list[Record], group: list[int]) -> list:
         """The word summaries of a sample's rendered sequence, in order (word-local tokenizers)."""
