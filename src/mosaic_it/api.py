@@ -12,6 +12,7 @@ from typing import Any
 from .engine import Counts, Grouper, Reject
 from .store import SPOOL_THRESHOLD, DiskStore
 from .io import InputError, InvalidRecord, batches, record_from_alpaca
+from .parallel import counted_batches
 from .records import MosaicSpec, Record, Sample
 from .rulepack import RulePack, load_rule_pack
 from .sizing import WRAP_MODES
@@ -19,7 +20,7 @@ from .strategies import STRATEGIES
 from .templates import check_template, get_template
 from .tokenizer import Tokenizer, load_tokenizer
 
-COUNT_BATCH = 8192  # texts per tokenizer call in the counting pass
+COUNT_BATCH = 2048  # texts per tokenizer call in the counting pass
 
 
 @dataclass(frozen=True)
@@ -209,12 +210,17 @@ class Mosaicker:
     # ------------------------------------------------------------------ stages
 
     def prepare(
-        self, records: Iterable[Record | dict[str, Any]], invalid: list[InvalidRecord] | None = None
+        self,
+        records: Iterable[Record | dict[str, Any]],
+        invalid: list[InvalidRecord] | None = None,
+        *,
+        workers: int = 1,
     ) -> Prepared:
         """Read, count and store every record, and decide which can fit the budget at all.
 
-        Records are consumed in batches: each batch is tokenized in one parallel call and then
-        stored (in memory, or spooled to disk once ``spool_threshold`` characters of text are held).
+        Records are consumed in batches: each batch is counted (on ``workers`` forked processes
+        while the next batches are read, when more than one) and then stored (in memory, or
+        spooled to disk once ``spool_threshold`` characters of text are held).
         """
         cfg, summary = self.config, RunSummary()
         self.summary = summary
@@ -243,9 +249,14 @@ class Mosaicker:
         system_of = array("i")
         bar = self._bar(None, desc="counting tokens")
         n = held = 0
-        for chunk in batches(records, COUNT_BATCH):
-            items = [_as_record(r, n + j) for j, r in enumerate(chunk)]
-            prompt_counts, output_counts = grouper.count(items)
+
+        def parsed() -> Iterator[list[Record]]:
+            start = 0
+            for chunk in batches(records, COUNT_BATCH):
+                yield [_as_record(r, start + j) for j, r in enumerate(chunk)]
+                start += len(chunk)
+
+        for items, prompt_counts, output_counts in counted_batches(grouper, parsed(), workers):
             counts.prompt.extend(prompt_counts)
             counts.output.extend(output_counts)
             held += sum(len(r.instruction) + len(r.input) + len(r.output) for r in items)

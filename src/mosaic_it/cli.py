@@ -185,7 +185,7 @@ def cmd_mosaic(args: argparse.Namespace) -> int:
     records = read_records(source, on_error=args.on_error, invalid=invalid,
                            input_format=args.input_format, split=args.split,
                            on_conversation=keep if spool is not None else None)
-    prepared = mosaicker.prepare(noting_systems(records), invalid)
+    prepared = mosaicker.prepare(noting_systems(records), invalid, workers=workers)
     prepared.summary.workers = min(workers, config.epochs)
     # JSON/JSONL of samples alone are written in place; anything else is assembled afterwards
     direct = kind in ("json", "jsonl") and not args.keep_originals and spool is None

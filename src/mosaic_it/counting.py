@@ -82,6 +82,7 @@ class WordCounter:
         self.word_list: list[str] = [""]
         self._word_ids: dict[str, int] = {"": 0}
         self._newline = tokenizer.count("\n")  # the prepended "▁" and the newline byte
+        self.journal: list[tuple[str, int]] | None = None  # words counted, when set
         specials = [t.content for t in tokenizer.backend.get_added_tokens_decoder().values()]
         if getattr(tokenizer.backend, "encode_special_tokens", False):
             specials = []  # special-token strings in the text are read as plain text
@@ -103,8 +104,15 @@ class WordCounter:
             counts = [self.tokenizer.count(t) for t in texts]
         else:
             counts = self.tokenizer.count_batch(texts)
-        for w, c in zip(missing, counts):
-            self._words[w] = c - self._newline  # no reset in between: all of them stay
+        learned = [(w, c - self._newline) for w, c in zip(missing, counts)]
+        self._words.update(learned)  # no reset in between: all of them stay
+        if self.journal is not None:
+            self.journal += learned
+
+    def learn(self, counted: Sequence[tuple[str, int]]) -> None:
+        """Take word counts made elsewhere (by a worker process with the same tokenizer)."""
+        self._bound()
+        self._words.update(counted)
 
     def _bound(self) -> None:
         if len(self._words) > MAX_WORDS:
@@ -177,46 +185,45 @@ class WordCounter:
             s = self._glue[text] = self.summarize(text)
         return s
 
-    def join(self, a: Summary, b: Summary) -> Summary:
-        if not a[1]:
-            return b
-        if not b[1]:
-            return a
-        left, right = a[2][-1], b[1][0]
-        if right == "\n" or left == "\n" or (right == " " and left != " "):
-            return a[0] + b[0], a[1], b[2], False
-        w = a[2] + b[1]
-        total = a[0] + b[0] - self.word(a[2]) - self.word(b[1]) + self.word(w)
-        return total, (w if a[3] else a[1]), (w if b[3] else b[2]), a[3] and b[3]
-
-    def seam_words(self, parts: Sequence[Summary], into: set[str]) -> None:
-        """Add to ``into`` the uncounted words that folding ``parts`` will need (no counting)."""
+    def fold_known(self, parts: Sequence[Summary], missing: set[str]) -> int | None:
+        """The count of the concatenation of ``parts``, from words already counted; None when
+        a seam needs a word not counted yet (those are added to ``missing``: prime them and
+        fold again). One pass, no tokenizer call: this runs once or more for every sample."""
         words = self._words
-        tail = ""
-        single = True
-        head_seen = False
-        for total, p_head, p_tail, p_single in parts:
-            if not p_head:
+        total = 0
+        tail = ""  # the last word of what is folded so far
+        complete = True
+        for count, head, p_tail, single in parts:
+            if not head:
                 continue
-            if not head_seen:
-                tail, single, head_seen = p_tail, p_single, True
-                continue
-            left, right = tail[-1], p_head[0]
-            if right == "\n" or left == "\n" or (right == " " and left != " "):
-                tail, single = p_tail, False
-                continue
-            w = tail + p_head
-            for word in (tail, p_head, w):
-                if word not in words:
-                    into.add(word)
-            tail = w if p_single else p_tail
-            single = single and p_single
+            total += count
+            if tail:
+                left, right = tail[-1], head[0]
+                if right == "\n" or left == "\n" or (right == " " and left != " "):
+                    tail = p_tail  # no token spans this seam
+                    continue
+                # the last word before the seam and the first after it are one word here
+                w = tail + head
+                n_w, n_tail, n_head = words.get(w), words.get(tail), words.get(head)
+                if n_w is None or n_tail is None or n_head is None:
+                    missing.update(x for x, n in ((w, n_w), (tail, n_tail), (head, n_head))
+                                   if n is None)
+                    complete = False
+                else:
+                    total += n_w - n_tail - n_head
+                tail = w if single else p_tail
+            else:
+                tail = p_tail
+        return total if complete else None
 
     def fold(self, parts: Sequence[Summary]) -> int:
-        acc = EMPTY
-        for p in parts:
-            acc = self.join(acc, p)
-        return acc[0]
+        """The count of the concatenation of ``parts``, counting the seam words it needs."""
+        while True:
+            missing: set[str] = set()
+            n = self.fold_known(parts, missing)
+            if n is not None:
+                return n
+            self.prime(list(missing))  # a cache reset in between only means another round
 
     def count_texts(self, texts: Sequence[str]) -> tuple[list[int], list[Summary]]:
         """Each text's count tokenized alone and its summary, from its words alone.
@@ -225,29 +232,40 @@ class WordCounter:
         tokenized (in one batched call); the text itself never is. Word counts repeat across
         records, which is what makes this several times faster than tokenizing every text.
         """
-        split = [WORD.findall(t.replace("▁", " ") if "▁" in t else t) for t in texts]
         self._bound()  # before looking for missing words: prime() then keeps every one
         known = self._words
-        seen: set[str] = set()
-        for words in split:
-            if words:
-                # the first word as it reads alone, after the prepended "▁"
-                seen.add(" " if words[0] == "\n" else " " + words[0])
-                seen.update(words)
-        self.prime([w for w in seen if w not in known])
         get = known.__getitem__
+        findall = WORD.findall
+
+        def count(words: list[str]) -> tuple[int, int]:  # (alone, in context); KeyError: missing
+            total = sum(map(get, words))
+            head = words[0]
+            if head == "\n":  # alone, the prepended "▁" is a word of its own
+                return total + get(" "), total
+            return total - get(head) + get(" " + head), total
+
         standalone: list[int] = []
         summaries: list[Summary] = []
-        for words in split:
+        later: list[tuple[int, list[str]]] = []  # texts with words not counted yet
+        missing: set[str] = set()
+        for t in texts:
+            words = findall(t.replace("▁", " ") if "▁" in t else t)
             if not words:
                 standalone.append(0)
                 summaries.append(EMPTY)
                 continue
-            total = sum(map(get, words))
-            head = words[0]
-            if head == "\n":  # alone, the prepended "▁" is a word of its own
-                standalone.append(total + get(" "))
-            else:
-                standalone.append(total - get(head) + get(" " + head))
-            summaries.append((total, head, words[-1], len(words) == 1))
+            try:
+                alone, total = count(words)
+            except KeyError:
+                missing.update(w for w in words if w not in known)
+                missing.add(" " if words[0] == "\n" else " " + words[0])
+                later.append((len(standalone), words))
+                alone = total = 0
+            standalone.append(alone)
+            summaries.append((total, words[0], words[-1], len(words) == 1))
+        if later:
+            self.prime(list(missing))  # one batched call for every word not seen before
+            for i, words in later:
+                standalone[i], total = count(words)
+                summaries[i] = (total, words[0], words[-1], len(words) == 1)
         return standalone, summaries

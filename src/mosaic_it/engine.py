@@ -87,6 +87,16 @@ class _Summaries:
 
 
 @dataclass
+class Counted:
+    """What counting a batch of texts found: their counts, their word summaries (None when
+    samples are counted whole) and the words it counted on the way."""
+
+    numbers: list[int]
+    summaries: list[Summary] | None
+    learned: list[tuple[str, int]]
+
+
+@dataclass
 class _Built:
     sample: Sample
     layout: Layout
@@ -194,26 +204,45 @@ class Grouper:
 
     def count(self, records: Sequence[Record]) -> tuple[list[int], list[int]]:
         """Token counts of a batch of records' prompts and outputs, each tokenized alone
-        (called once per record, in order); prepares their exact folding too.
+        (called once per record, in order); prepares their exact folding too."""
+        return self.take_counts(self.count_texts(self.texts_to_count(records)))
 
-        With a word-local tokenizer the counts come from the records' words, of which only
-        those never seen before are tokenized; otherwise every text is tokenized.
-        """
+    def texts_to_count(self, records: Sequence[Record]) -> list[str]:
+        """The texts :meth:`count_texts` counts for a batch of records (prompt and output of
+        each). Text holding special-token strings turns folding off for the rest of the run."""
         texts = [t for r in records for t in (r.prompt, r.output)]
-        wc = self.words
-        if wc is not None and any(wc.unsafe(t) for t in texts):
-            self.words = wc = None  # special-token strings in the data: count samples whole
+        if self.words is not None and any(self.words.unsafe(t) for t in texts):
+            self.words = None  # special-token strings in the data: count samples whole
             self._summaries = None
+        return texts
+
+    def count_texts(self, texts: list[str]) -> Counted:
+        """Count texts; with a word-local tokenizer from their words, of which only those never
+        seen before are tokenized, otherwise by tokenizing every text. Changes nothing but
+        caches, so it may run on a forked worker: :meth:`take_counts` takes the result."""
+        wc = self.words
         if wc is None:
-            numbers = self.tokenizer.count_batch(texts)
-            return numbers[0::2], numbers[1::2]
-        numbers, summaries = wc.count_texts(texts)
-        # each text's word summary is kept in compact arrays: grouping never re-derives it
-        assert self._summaries is not None
-        prompts, outputs = self._summaries
-        for j in range(0, len(summaries), 2):
-            prompts.add(wc, summaries[j])
-            outputs.add(wc, summaries[j + 1])
+            return Counted(self.tokenizer.count_batch(texts), None, [])
+        learned: list[tuple[str, int]] = []
+        wc.journal = learned
+        try:
+            numbers, summaries = wc.count_texts(texts)
+        finally:
+            wc.journal = None
+        return Counted(numbers, summaries, learned)
+
+    def take_counts(self, counted: Counted) -> tuple[list[int], list[int]]:
+        """Keep what :meth:`count_texts` found (in record order); the records' counts."""
+        wc, numbers = self.words, counted.numbers
+        if wc is not None and counted.summaries is not None:
+            wc.learn(counted.learned)  # a worker's new words: the parent need not count them
+            # each text's word summary is kept in compact arrays: grouping never re-derives it
+            assert self._summaries is not None
+            prompts, outputs = self._summaries
+            summaries = counted.summaries
+            for j in range(0, len(summaries), 2):
+                prompts.add(wc, summaries[j])
+                outputs.add(wc, summaries[j + 1])
         return numbers[0::2], numbers[1::2]
 
     def _parts(self, sample: Sample, layout: Layout, records: list[Record], group: list[int]) -> list:
@@ -268,13 +297,7 @@ class Grouper:
         if not self._foldable(sample):
             return self.template.count(self.tokenizer, sample.instruction, sample.output, sample.system)
         special = self.template.special_count(self.tokenizer)
-        parts = self._parts(sample, layout, records, group)
-        missing: set[str] = set()
-        for seq in parts:
-            self.words.seam_words(seq, missing)
-        if missing:
-            self.words.prime(list(missing))  # one tokenizer call for all the seams
-        return special + sum(self.words.fold(p) for p in parts)
+        return special + sum(map(self.words.fold, self._parts(sample, layout, records, group)))
 
     def _exact_batch(self, built: list[_Built]) -> None:
         """Exact counts of many samples: whole-sample tokenization, or folds whose missing seam
@@ -289,14 +312,17 @@ class Grouper:
         )
         if folded:
             assert self.words is not None
+            wc = self.words
             special = self.template.special_count(self.tokenizer)
             parts = [self._parts(b.sample, b.layout, *b.pending) for b in folded]
             missing: set[str] = set()
-            for sequences in parts:
-                for seq in sequences:
-                    self.words.seam_words(seq, missing)
-            self.words.prime(list(missing))
-            counts += [special + sum(self.words.fold(seq) for seq in seqs) for seqs in parts]
+            known = [[wc.fold_known(seq, missing) for seq in seqs] for seqs in parts]
+            if missing:
+                wc.prime(list(missing))  # one tokenizer call for the seams of every sample
+            counts += [
+                special + sum(wc.fold(seq) if n is None else n for n, seq in zip(ns, seqs))
+                for ns, seqs in zip(known, parts)
+            ]
         for b, n in zip(whole + folded, counts):
             b.exact = n
             b.pending = None

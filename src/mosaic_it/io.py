@@ -98,8 +98,9 @@ def _iter_json(path: Path) -> Iterator[tuple[int, str, Any]]:
     with handle:
         if is_jsonl(path):
             index = 0
+            name = str(path)
             for lineno, line in enumerate(handle, start=1):
-                if not line.strip():
+                if line.isspace() or not line:
                     continue
                 try:
                     obj = json.loads(line)
@@ -107,7 +108,7 @@ def _iter_json(path: Path) -> Iterator[tuple[int, str, Any]]:
                     raise InputError(
                         f"{path}:{lineno}: invalid JSON at column {exc.colno}: {exc.msg}"
                     ) from None
-                yield index, f"{path}:{lineno} (record {index})", obj
+                yield index, f"{name}:{lineno} (record {index})", obj
                 index += 1
             return
         try:
@@ -193,7 +194,7 @@ def iter_raw(path: str | Path, split: str | None = None) -> Iterator[tuple[int, 
 
 
 def _formats_of(obj: Any) -> str | None:
-    if isinstance(obj, dict):
+    if isinstance(obj, dict) and None in obj.values():
         obj = {k: v for k, v in obj.items() if v is not None}  # table rows hold every column
     return detect_format(obj)
 
@@ -285,8 +286,12 @@ def records_from_raw(
         yield parsed
 
 
+_ENCODER = json.JSONEncoder(ensure_ascii=False)  # json.dumps(obj, ensure_ascii=False) makes one
+
+
 def dumps(obj: Any) -> str:
-    return json.dumps(obj, ensure_ascii=False)
+    """One JSON line, as ``json.dumps(obj, ensure_ascii=False)`` writes it."""
+    return _ENCODER.encode(obj)
 
 
 @contextmanager

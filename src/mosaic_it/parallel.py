@@ -1,0 +1,74 @@
+"""Counting the records on several processes while the parent reads the next ones.
+
+Counting a batch of records is a pure function of its texts (given the tokenizer), so batches
+are counted on forked workers, each with the word cache the parent had when it forked. The
+parent keeps reading and parsing, takes the results back in order, and learns the words the
+workers counted, so its own cache ends as full as if it had counted everything itself. The
+counts are exact either way: the output is the same for any number of workers.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+from collections import deque
+from collections.abc import Iterable, Iterator
+from multiprocessing.pool import AsyncResult
+
+from .engine import Counted, Grouper
+from .records import Record
+
+# set in the parent just before the workers are forked; read by them
+_GROUPER: list[Grouper] = []
+
+
+def _count_job(texts: list[str], fold: bool) -> Counted:
+    grouper = _GROUPER[0]
+    if not fold:
+        grouper.words = None  # the parent found special-token strings: count texts whole
+    return grouper.count_texts(texts)
+
+
+def counted_batches(
+    grouper: Grouper, batches: Iterable[list[Record]], workers: int
+) -> Iterator[tuple[list[Record], list[int], list[int]]]:
+    """Each batch of records with its prompt and output counts, in order.
+
+    With one batch, or one worker, everything is counted here (a small input never forks);
+    otherwise batches go to ``workers`` processes, at most ``workers`` ahead of the one being
+    taken back.
+    """
+    it = iter(batches)
+    first = next(it, None)
+    second = next(it, None) if first is not None else None
+    if second is None or workers <= 1 or grouper.words is None:
+        # one batch, one process, or a tokenizer without word counts (which batches on all
+        # cores itself)
+        for items in _chain(first, second, it):
+            yield items, *grouper.count(items)
+        return
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")  # the workers fork
+    _GROUPER.append(grouper)
+    pending: deque[tuple[list[Record], AsyncResult[Counted]]] = deque()
+    try:
+        with multiprocessing.get_context("fork").Pool(workers) as pool:
+            for items in _chain(first, second, it):
+                texts = grouper.texts_to_count(items)
+                job = pool.apply_async(_count_job, (texts, grouper.words is not None))
+                pending.append((items, job))
+                while len(pending) > 2 * workers:
+                    items, job = pending.popleft()
+                    yield items, *grouper.take_counts(job.get())
+            while pending:
+                items, job = pending.popleft()
+                yield items, *grouper.take_counts(job.get())
+    finally:
+        _GROUPER.clear()
+
+
+def _chain(*parts: list[Record] | Iterator[list[Record]] | None) -> Iterator[list[Record]]:
+    """The batches given first (None: none), then those of the iterator given last."""
+    *heads, rest = parts
+    yield from (batch for batch in heads if batch is not None)
+    if rest is not None:
+        yield from rest  # type: ignore[misc]
