@@ -70,3 +70,31 @@ def test_counts_from_words_survive_a_cache_reset(monkeypatch):
     texts = ["alpha beta gamma delta", "epsilon zeta eta theta", "\n iota  kappa ", "alpha"]
     for _ in range(3):  # every call finds the cache over its bound and starts a new one
         assert wc.count_texts(texts)[0] == TOK.count_batch(texts)
+
+
+def test_a_seam_no_piece_spans_splits_the_word_there():
+    """The shortcut that counts a seam word from its halves, checked against the tokenizer on
+    the words a run meets at seams: tags, labels and the edges of real answers."""
+    import itertools
+    import random
+
+    from mosaic_it import load_rule_pack
+
+    fmt = load_rule_pack().format
+    tags = [o + w + c for o, c in fmt["tag_brackets"] for pair in fmt["tag_words"][:4] for w in pair]
+    edges = ["The", "1.", "Yes,", "done.", "(a)", "é", "中文", "x", "**Note", "\"Hi\"", "😀",
+             "C++", "#", "$5", "]", "[", "<br>", "'s", "`code`", "end.)"]
+    wc = WordCounter(TOK)
+    assert wc._bigrams  # the bundled tokenizer takes the shortcut
+    pairs = list(itertools.product(tags + edges, repeat=2))
+    random.Random(0).shuffle(pairs)
+    checked = 0
+    for left, right in pairs[:3000]:
+        if left[-1] + right[0] in wc._bigrams:
+            continue
+        assert wc.fold([wc.glue(left), wc.glue(right)]) == wc.word(left) + wc.word(right)
+        nl = TOK.count("\n")  # words are counted after a newline, which no token crosses
+        whole = TOK.count("\n" + left + right) - nl
+        assert whole == (TOK.count("\n" + left) - nl) + (TOK.count("\n" + right) - nl)
+        checked += 1
+    assert checked > 1000

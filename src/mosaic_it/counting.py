@@ -23,6 +23,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 from .tokenizer import Tokenizer
 
@@ -36,40 +37,59 @@ MAX_WORDS = 400_000
 MAX_GLUE = 50_000
 
 
-_SUPPORTED: dict[int, tuple[object, bool]] = {}
+@dataclass(frozen=True)
+class _Locality:
+    """What :func:`supports` found out about a word-local tokenizer."""
+
+    # every two adjacent characters inside some vocabulary piece (spaces written " "), or None
+    # when the shortcut below is not safe (unknown characters fused into one token)
+    bigrams: frozenset[str] | None
+
+
+_INSPECTED: dict[int, tuple[object, _Locality | None]] = {}
 
 
 def supports(tokenizer: Tokenizer) -> bool:
     """Whether the tokenizer is word-local in the sense above (checked once per tokenizer)."""
-    known = _SUPPORTED.get(id(tokenizer.backend))
+    return _locality(tokenizer) is not None
+
+
+def _locality(tokenizer: Tokenizer) -> _Locality | None:
+    known = _INSPECTED.get(id(tokenizer.backend))
     if known is not None and known[0] is tokenizer.backend:
         return known[1]
     result = _check(tokenizer)
-    _SUPPORTED[id(tokenizer.backend)] = (tokenizer.backend, result)  # keeps the id valid
+    _INSPECTED[id(tokenizer.backend)] = (tokenizer.backend, result)  # keeps the id valid
     return result
 
 
-def _check(tokenizer: Tokenizer) -> bool:
+def _check(tokenizer: Tokenizer) -> _Locality | None:
     try:
         config = json.loads(tokenizer.backend.to_str())
     except Exception:  # noqa: BLE001 - any tokenizer we cannot inspect is not supported
-        return False
+        return None
     model, normalizer = config.get("model") or {}, config.get("normalizer") or {}
     if model.get("type") != "BPE" or config.get("pre_tokenizer") is not None:
-        return False
+        return None
     if model.get("dropout") not in (None, 0, 0.0):
-        return False
+        return None
+    if model.get("continuing_subword_prefix") or model.get("end_of_word_suffix"):
+        return None  # the whole text is one BPE word: its end would be marked, not each word's
     steps = normalizer.get("normalizers") if normalizer.get("type") == "Sequence" else None
     expected = [
         {"type": "Prepend", "prepend": "▁"},
         {"type": "Replace", "pattern": {"String": " "}, "content": "▁"},
     ]
     if steps != expected:
-        return False
-    for piece in model.get("vocab", {}):
+        return None
+    vocab = model.get("vocab", {})
+    for piece in vocab:
         if "\n" in piece or "▁" in piece.lstrip("▁"):
-            return False
-    return True
+            return None
+    if model.get("fuse_unk") and not model.get("byte_fallback"):
+        return _Locality(None)  # two unknown characters side by side become one token
+    pieces = [p.replace("▁", " ") for p in vocab]
+    return _Locality(frozenset(p[i : i + 2] for p in pieces for i in range(len(p) - 1)))
 
 
 class WordCounter:
@@ -83,6 +103,8 @@ class WordCounter:
         self._word_ids: dict[str, int] = {"": 0}
         self._newline = tokenizer.count("\n")  # the prepended "▁" and the newline byte
         self.journal: list[tuple[str, int]] | None = None  # words counted, when set
+        locality = _locality(tokenizer)
+        self._bigrams = locality.bigrams if locality is not None else None
         specials = [t.content for t in tokenizer.backend.get_added_tokens_decoder().values()]
         if getattr(tokenizer.backend, "encode_special_tokens", False):
             specials = []  # special-token strings in the text are read as plain text
@@ -189,7 +211,7 @@ class WordCounter:
         """The count of the concatenation of ``parts``, from words already counted; None when
         a seam needs a word not counted yet (those are added to ``missing``: prime them and
         fold again). One pass, no tokenizer call: this runs once or more for every sample."""
-        words = self._words
+        words, bigrams = self._words, self._bigrams
         total = 0
         tail = ""  # the last word of what is folded so far
         complete = True
@@ -205,6 +227,12 @@ class WordCounter:
                 # the last word before the seam and the first after it are one word here
                 w = tail + head
                 n_w, n_tail, n_head = words.get(w), words.get(tail), words.get(head)
+                if n_w is None and n_tail is not None and n_head is not None and (
+                    bigrams is not None and left + right not in bigrams
+                ):
+                    # no piece holds the two characters at the seam, so no merge spans it:
+                    # BPE splits the word there and its count is the two halves' counts
+                    n_w = words[w] = n_tail + n_head
                 if n_w is None or n_tail is None or n_head is None:
                     missing.update(x for x, n in ((w, n_w), (tail, n_tail), (head, n_head))
                                    if n is None)
