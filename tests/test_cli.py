@@ -169,6 +169,20 @@ def test_output_is_identical_for_any_number_of_workers(alpaca_file, tmp_path):
     assert sum(r["mosaic"]["instructions"] for r in rows) == 3 * len(GOOD) * 10
 
 
+def test_jsonl_parts_are_joined_the_same_without_a_kernel_copy(alpaca_file, tmp_path, monkeypatch):
+    src = alpaca_file(GOOD * 10)
+    fast, slow = tmp_path / "fast.jsonl", tmp_path / "slow.jsonl"
+    assert main(["mosaic", str(src), str(fast), "--workers", "2", "--epochs", "3", "-q"]) == 0
+
+    def refuse(*args):
+        raise OSError(18, "Invalid cross-device link")
+
+    monkeypatch.setattr(os, "copy_file_range", refuse)
+    assert main(["mosaic", str(src), str(slow), "--workers", "2", "--epochs", "3", "-q"]) == 0
+    assert fast.read_bytes() == slow.read_bytes()
+    assert len(fast.read_text().splitlines()) > 3
+
+
 def test_bundled_example_runs_as_a_subprocess(tmp_path):
     out = tmp_path / "example.jsonl"
     proc = subprocess.run(

@@ -150,7 +150,6 @@ class Grouper:
         self._plain = plain_layout(pack)
         self.words = WordCounter(tokenizer) if supports(tokenizer) else None
         self._summaries = (_Summaries(), _Summaries()) if self.words is not None else None
-        self._label_counts: dict[tuple[object, int], int] = {}
         self._safe_systems: dict[str, bool] = {}
         self._base = self._count(template.prefix + template.middle + template.suffix) + (
             template.special_count(tokenizer)
@@ -395,13 +394,6 @@ class Grouper:
             else:
                 pos, number = p, s
 
-    def _label_count(self, layout: Layout, number: int) -> int:
-        key = (layout.numbering, number)
-        n = self._label_counts.get(key)
-        if n is None:
-            n = self._label_counts[key] = self._count(label(layout, number))
-        return n
-
     def _build(
         self, order: Sequence[int], pos: int, number: int, epoch: int, exact: bool
     ) -> tuple[_Built | None, int]:
@@ -429,7 +421,7 @@ class Grouper:
         j = 0
         best: tuple[Sample | None, int | None] = (None, None)
         for j, i in enumerate(candidates, start=1):
-            labels = 2 * self._label_count(layout, j) if layout.numbering else 0
+            labels = 2 * c(layout.numbering.render(j)) if layout.numbering else 0
             known += per_item + labels + prompt_counts[i]
             answers += output_counts[i]
             high = known + answers + (rule_meta + 3 * j if rule_meta else 0)

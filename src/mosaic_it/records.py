@@ -35,20 +35,18 @@ class Numbering:
     label: str
     punctuation: str
     newline: bool
+    # labels rendered so far (every sample renders each of its labels several times)
+    _rendered: dict[int, str] = field(
+        default_factory=dict, init=False, repr=False, compare=False, hash=False
+    )
 
     def render(self, number: int) -> str:
-        key = (self, number)
-        text = _LABELS.get(key)
+        text = self._rendered.get(number)
         if text is None:
-            if len(_LABELS) > 100_000:
-                _LABELS.clear()  # bounded; a run uses a few hundred labels
-            text = _LABELS[key] = (
-                self.label.format(n=number) + self.punctuation + ("\n" if self.newline else " ")
-            )
+            text = self.label.format(n=number) + self.punctuation + ("\n" if self.newline else " ")
+            if len(self._rendered) < 1000:
+                self._rendered[number] = text
         return text
-
-
-_LABELS: dict[tuple[Numbering, int], str] = {}  # every sample renders its labels several times
 
 
 @dataclass(slots=True, frozen=True)

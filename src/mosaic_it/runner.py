@@ -22,7 +22,7 @@ import shutil
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import IO, Any, BinaryIO
 
 from .api import Mosaicker, Prepared, RunSummary
 from .io import atomic_writer, dumps, is_jsonl
@@ -193,9 +193,10 @@ def _assemble(output: str | Path, parts: list[Path]) -> None:
     """Concatenate the part files (JSONL lines) into the output, as JSONL or a JSON list."""
     with atomic_writer(output) as out:
         if is_jsonl(output):
+            out.flush()
             for part in parts:
-                with open(part, encoding="utf-8") as src:
-                    shutil.copyfileobj(src, out, 1 << 20)
+                with open(part, "rb") as src:
+                    _copy_bytes(src, out)
             return
         out.write("[")
         first = True
@@ -206,3 +207,24 @@ def _assemble(output: str | Path, parts: list[Path]) -> None:
                     out.write(line.rstrip("\n"))
                     first = False
         out.write("]\n" if first else "\n]\n")
+
+
+def _copy_bytes(src: BinaryIO, out: IO[str]) -> None:
+    """Append a whole file's bytes to ``out`` (flushed), in the kernel where it can."""
+    fd = out.fileno()
+    start = os.lseek(fd, 0, os.SEEK_CUR)
+    size = os.fstat(src.fileno()).st_size
+    try:
+        done = 0
+        while done < size:
+            n = os.copy_file_range(src.fileno(), fd, size - done)
+            if n == 0:
+                raise OSError("short copy")
+            done += n
+        return
+    except (AttributeError, OSError):  # no copy_file_range, or not between these files
+        os.ftruncate(fd, start)
+        os.lseek(fd, start, os.SEEK_SET)
+        src.seek(0)
+    shutil.copyfileobj(src, out.buffer, 1 << 20)
+    out.buffer.flush()

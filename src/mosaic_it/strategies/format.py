@@ -60,7 +60,7 @@ def choose_layout(rng: Rng, pack: RulePack) -> Layout:
     instruction_separator = rng.choice(cfg["instruction_separators"])
     meta_separator = rng.choice(cfg["meta_separators"])
 
-    numbering = Numbering(label, punctuation, newline) if numbered else None
+    numbering = _numbering(label, punctuation, newline) if numbered else None
     if numbering is None:
         # without labels, a blank line is what tells one instruction from the next
         instruction_separator = max(cfg["instruction_separators"], key=len)
@@ -81,6 +81,12 @@ def choose_layout(rng: Rng, pack: RulePack) -> Layout:
         meta_separator,
         cfg["response_separator"],
     )
+
+
+@lru_cache(maxsize=4096)
+def _numbering(label: str, punctuation: str, newline: bool) -> Numbering:
+    """One Numbering per style, so that the labels it renders are kept across samples."""
+    return Numbering(label, punctuation, newline)
 
 
 def plain_layout(pack: RulePack) -> Layout:
