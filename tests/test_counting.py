@@ -4,7 +4,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from mosaic_it import load_tokenizer
-from mosaic_it.counting import WordCounter, supports
+from mosaic_it.counting import WORD, WordCounter, supports
 
 TOK = load_tokenizer()
 WC = WordCounter(TOK)
@@ -98,3 +98,15 @@ def test_a_seam_no_piece_spans_splits_the_word_there():
         assert whole == (TOK.count("\n" + left) - nl) + (TOK.count("\n" + right) - nl)
         checked += 1
     assert checked > 1000
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.sampled_from(PIECES + ["(|RESPONSE_BEGIN|)", "++OUTPUT++", "|2->1->3|.",
+                                          "[10].", "e.g.,", "https://x.org/a?b=1"])
+                | st.text(max_size=8), min_size=1, max_size=6).map("".join))
+def test_a_word_cut_where_no_piece_spans_counts_as_its_parts(text):
+    nl = TOK.count("\n")
+    for w in WORD.findall(text.replace("▁", " ")):
+        parts = WC.split(w)
+        assert "".join(parts) == w
+        assert sum(TOK.count("\n" + p) - nl for p in parts) == TOK.count("\n" + w) - nl

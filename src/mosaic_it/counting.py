@@ -118,18 +118,43 @@ class WordCounter:
 
     def prime(self, words: Sequence[str]) -> None:
         """Count many words in one batched call (a few, one by one: a parallel batch has a
-        start-up cost of milliseconds)."""
+        start-up cost of milliseconds). A word that splits where no piece spans (see
+        :meth:`split`) is counted from its parts, most of which are known already."""
         self._bound()
-        missing = sorted({w for w in words if w not in self._words})
-        texts = ["\n" + w for w in missing]
-        if len(missing) < SMALL_BATCH:
+        known = self._words
+        missing = sorted({w for w in words if w not in known})
+        whole: list[str] = []  # words (and parts) the tokenizer must count
+        split: list[tuple[str, list[str]]] = []
+        for w in missing:
+            parts = self.split(w)
+            if len(parts) == 1:
+                whole.append(w)
+            else:
+                split.append((w, parts))
+                whole += [p for p in parts if p not in known]
+        whole = sorted(set(whole))
+        texts = ["\n" + w for w in whole]
+        if len(texts) < SMALL_BATCH:
             counts = [self.tokenizer.count(t) for t in texts]
         else:
             counts = self.tokenizer.count_batch(texts)
-        learned = [(w, c - self._newline) for w, c in zip(missing, counts)]
-        self._words.update(learned)  # no reset in between: all of them stay
+        learned = [(w, c - self._newline) for w, c in zip(whole, counts)]
+        known.update(learned)  # no reset in between: all of them stay
+        learned += [(w, sum(known[p] for p in parts)) for w, parts in split]
+        known.update(learned[len(whole):])
         if self.journal is not None:
             self.journal += learned
+
+    def split(self, w: str) -> list[str]:
+        """``w`` cut wherever no vocabulary piece holds the two characters that meet there: no
+        BPE merge crosses such a point, so the word's count is the sum of its parts' counts."""
+        bigrams = self._bigrams
+        if bigrams is None or len(w) < 2:
+            return [w]
+        cuts = [i for i in range(1, len(w)) if w[i - 1 : i + 1] not in bigrams]
+        if not cuts:
+            return [w]
+        return [w[a:b] for a, b in zip([0, *cuts], [*cuts, len(w)])]
 
     def learn(self, counted: Sequence[tuple[str, int]]) -> None:
         """Take word counts made elsewhere (by a worker process with the same tokenizer)."""
@@ -151,8 +176,8 @@ class WordCounter:
     def word(self, w: str) -> int:
         n = self._words.get(w)
         if n is None:
-            self._bound()
-            n = self._words[w] = self.tokenizer.count("\n" + w) - self._newline
+            self.prime([w])
+            n = self._words[w]
         return n
 
     # --------------------------------------------------------------- summaries
