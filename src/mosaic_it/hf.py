@@ -21,7 +21,7 @@ from typing import Any
 
 from .api import MosaicConfig, Mosaicker
 from .formats import check_format, conversation_to_row, record_to_row, sample_to_row
-from .io import InvalidRecord, records_from_raw, rows_dataset
+from .io import InvalidRecord, dumps, records_from_raw, rows_dataset
 from .records import Record
 from .tokenizer import Tokenizer
 
@@ -75,7 +75,7 @@ def _records(
 
 def _json_mosaic(row: dict[str, Any]) -> dict[str, Any]:
     if row.get("mosaic") is not None:
-        row["mosaic"] = json.dumps(row["mosaic"], ensure_ascii=False)
+        row["mosaic"] = dumps(row["mosaic"])  # the same text as the files' "mosaic" column
     return row
 
 

@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from .api import MosaicConfig, Mosaicker
-from .io import InputError, InvalidRecord, dumps, record_from_alpaca
+from .io import InputError, InvalidRecord, dumps, dumps_bytes, record_from_alpaca
 from .records import Record
 from .rng import derive_seed
 
@@ -64,7 +64,7 @@ def _write_shard(out_uri: str, shard: int, fmt: str, rows: list[dict[str, Any]])
     name = f"shard-{shard:05d}.{fmt}"
     final, tmp = f"{base}/{name}", f"{base}/.{name}.partial"
     if fmt == "jsonl":
-        data = "".join(dumps(r) + "\n" for r in rows).encode()
+        data = b"".join(dumps_bytes(r) + b"\n" for r in rows)
         with fs.open_output_stream(tmp) as out:
             out.write(data)
     else:
@@ -202,7 +202,7 @@ def run_ray(
     merged["shards"] = shards
     rejects = [r for s in summaries for r in s["rejected"] + s["invalid"]]
     with fs.open_output_stream(f"{base}/rejects.jsonl") as f:
-        f.write("".join(dumps(r) + "\n" for r in rejects).encode())
+        f.write(b"".join(dumps_bytes(r) + b"\n" for r in rejects))
     with fs.open_output_stream(f"{base}/summary.json") as f:
         f.write(json.dumps({"config": config.to_dict(), "summary": merged}, indent=2).encode())
     return merged

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import IO, Any, BinaryIO
 
 from .api import Mosaicker, Prepared, RunSummary
-from .io import atomic_writer, dumps, is_jsonl
+from .io import atomic_writer, dumps_bytes, is_jsonl
 from .records import MosaicSpec, Sample
 
 SampleToDict = Callable[[Sample], dict[str, Any]]
@@ -55,15 +55,15 @@ def _run_epoch(epoch: int) -> dict[str, Any]:
     prepared_epoch = Prepared(prepared.grouper, prepared.admitted, summary)
     final = _part(work, epoch)
     partial = final.with_suffix(".partial")
-    with open(partial, "w", encoding="utf-8", newline="\n") as out:
-        lines: list[str] = []
+    with open(partial, "wb") as out:
+        lines: list[bytes] = []
         for sample in mosaicker.run_epoch(prepared_epoch, epoch):
-            lines.append(dumps(to_dict(sample)))
+            lines.append(dumps_bytes(to_dict(sample)))
             if len(lines) >= 512:
-                out.write("\n".join(lines) + "\n")
+                out.write(b"\n".join(lines) + b"\n")
                 lines.clear()
         if lines:
-            out.write("\n".join(lines) + "\n")
+            out.write(b"\n".join(lines) + b"\n")
     os.replace(partial, final)
     grouper = prepared.grouper
     counters = {
