@@ -54,6 +54,10 @@ def test_counts_from_words_equal_tokenizing_each_text(texts):
     wc = WordCounter(TOK)  # a fresh cache: every word is counted from scratch
     standalone, summaries = wc.count_texts(texts)
     assert standalone == TOK.count_batch(texts)
+    # again, now from the pieces kept, and texts made of the same pieces in another order
+    assert wc.count_texts(texts) == (standalone, summaries)
+    mixed = [" ".join(t.split(" ")[::-1]) for t in texts] + [" ".join(texts)]
+    assert wc.count_texts(mixed)[0] == TOK.count_batch(mixed)
     for text, summary in zip(texts, summaries):
         assert summary == WC.summarize(text, TOK.count(text) if text else None)
     # in context (after a text that ends in a letter) the summary folds exactly too; a
