@@ -31,6 +31,7 @@ WORD = re.compile(r"\n| *[^ \n]+| +")
 Summary = tuple[int, str, str, bool]  # (count in context, first word, last word, one word)
 EMPTY: Summary = (0, "", "", True)
 SMALL_BATCH = 64
+MAX_SPANS = 48  # pieces looked at for one pair of characters before the tokenizer is asked
 # caches are cleared when they reach these sizes: memory stays flat over millions of samples
 # (counts never depend on what is cached, only the time does)
 MAX_WORDS = 400_000
@@ -41,9 +42,10 @@ MAX_GLUE = 50_000
 class _Locality:
     """What :func:`supports` found out about a word-local tokenizer."""
 
-    # every two adjacent characters inside some vocabulary piece (spaces written " "), or None
-    # when the shortcut below is not safe (unknown characters fused into one token)
-    bigrams: frozenset[str] | None
+    # for every two adjacent characters inside some vocabulary piece (spaces written " "), the
+    # pieces holding them and where; None when cutting words is not safe (unknown characters
+    # side by side are fused into one token)
+    spans: dict[str, tuple[tuple[str, int], ...]] | None
 
 
 _INSPECTED: dict[int, tuple[object, _Locality | None]] = {}
@@ -88,8 +90,12 @@ def _check(tokenizer: Tokenizer) -> _Locality | None:
             return None
     if model.get("fuse_unk") and not model.get("byte_fallback"):
         return _Locality(None)  # two unknown characters side by side become one token
-    pieces = [p.replace("▁", " ") for p in vocab]
-    return _Locality(frozenset(p[i : i + 2] for p in pieces for i in range(len(p) - 1)))
+    spans: dict[str, list[tuple[str, int]]] = {}
+    for piece in vocab:
+        text = piece.replace("▁", " ")
+        for i in range(len(text) - 1):
+            spans.setdefault(text[i : i + 2], []).append((text, i))
+    return _Locality({pair: tuple(found) for pair, found in spans.items()})
 
 
 class WordCounter:
@@ -107,7 +113,7 @@ class WordCounter:
         self._spaced: dict[str, int] = {}
         self._first: dict[str, int] = {}
         locality = _locality(tokenizer)
-        self._bigrams = locality.bigrams if locality is not None else None
+        self._spans = locality.spans if locality is not None else None
         specials = [t.content for t in tokenizer.backend.get_added_tokens_decoder().values()]
         if getattr(tokenizer.backend, "encode_special_tokens", False):
             specials = []  # special-token strings in the text are read as plain text
@@ -150,15 +156,36 @@ class WordCounter:
             self.journal += learned
 
     def split(self, w: str) -> list[str]:
-        """``w`` cut wherever no vocabulary piece holds the two characters that meet there: no
-        BPE merge crosses such a point, so the word's count is the sum of its parts' counts."""
-        bigrams = self._bigrams
-        if bigrams is None or len(w) < 2:
+        """``w`` cut where no vocabulary piece holds the two characters that meet (see
+        :meth:`cuts_at`): no BPE merge crosses such a point, so the word's count is the sum of
+        its parts' counts."""
+        spans = self._spans
+        if spans is None or len(w) < 2:
             return [w]
-        cuts = [i for i in range(1, len(w)) if w[i - 1 : i + 1] not in bigrams]
+        # only where no piece holds the pair at all: quick, and finds most of the cuts
+        cuts = [i for i in range(1, len(w)) if w[i - 1 : i + 1] not in spans]
         if not cuts:
             return [w]
         return [w[a:b] for a, b in zip([0, *cuts], [*cuts, len(w)])]
+
+    def cuts_at(self, w: str, i: int) -> bool:
+        """Whether no vocabulary piece lies in ``w`` across the point before ``w[i]``.
+
+        A merge that crossed it would make such a piece, so BPE tokenizes the two sides apart.
+        """
+        spans = self._spans
+        if spans is None:
+            return False
+        found = spans.get(w[i - 1 : i + 1])
+        if found is None:
+            return True
+        if len(found) > MAX_SPANS:
+            return False  # a common pair: counting the word costs less than looking
+        for piece, offset in found:
+            start = i - 1 - offset
+            if start >= 0 and w.startswith(piece, start):
+                return False
+        return True
 
     def learn(self, counted: Sequence[tuple[str, int]]) -> None:
         """Take word counts made elsewhere (by a worker process with the same tokenizer)."""
@@ -240,7 +267,7 @@ class WordCounter:
         """The count of the concatenation of ``parts``, from words already counted; None when
         a seam needs a word not counted yet (those are added to ``missing``: prime them and
         fold again). One pass, no tokenizer call: this runs once or more for every sample."""
-        words, bigrams = self._words, self._bigrams
+        words, cuts_at = self._words, self.cuts_at
         total = 0
         tail = ""  # the last word of what is folded so far
         complete = True
@@ -257,10 +284,10 @@ class WordCounter:
                 w = tail + head
                 n_w, n_tail, n_head = words.get(w), words.get(tail), words.get(head)
                 if n_w is None and n_tail is not None and n_head is not None and (
-                    bigrams is not None and left + right not in bigrams
+                    cuts_at(w, len(tail))
                 ):
-                    # no piece holds the two characters at the seam, so no merge spans it:
-                    # BPE splits the word there and its count is the two halves' counts
+                    # no piece lies across the seam, so no merge spans it: BPE splits the
+                    # word there and its count is the two halves' counts
                     n_w = words[w] = n_tail + n_head
                 if n_w is None or n_tail is None or n_head is None:
                     missing.update(x for x, n in ((w, n_w), (tail, n_tail), (head, n_head))
