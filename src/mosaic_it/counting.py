@@ -263,14 +263,19 @@ class WordCounter:
             s = self._glue[text] = self.summarize(text)
         return s
 
-    def fold_known(self, parts: Sequence[Summary], missing: set[str]) -> int | None:
-        """The count of the concatenation of ``parts``, from words already counted; None when
-        a seam needs a word not counted yet (those are added to ``missing``: prime them and
-        fold again). One pass, no tokenizer call: this runs once or more for every sample."""
+    def fold_known(
+        self, parts: Sequence[Summary], missing: set[str]
+    ) -> tuple[int, list[tuple[str, str, str]]]:
+        """The count of the concatenation of ``parts``, as far as words already counted tell.
+
+        Returns the count and the seams still open: ``(word, tail, head)`` where a word not
+        counted yet spans the seam (its words are added to ``missing``). Prime them and
+        :meth:`settle` the count. One pass, no tokenizer call: it runs for every sample.
+        """
         words, cuts_at = self._words, self.cuts_at
         total = 0
         tail = ""  # the last word of what is folded so far
-        complete = True
+        open_seams: list[tuple[str, str, str]] = []
         for count, head, p_tail, single in parts:
             if not head:
                 continue
@@ -292,22 +297,27 @@ class WordCounter:
                 if n_w is None or n_tail is None or n_head is None:
                     missing.update(x for x, n in ((w, n_w), (tail, n_tail), (head, n_head))
                                    if n is None)
-                    complete = False
+                    open_seams.append((w, tail, head))
                 else:
                     total += n_w - n_tail - n_head
                 tail = w if single else p_tail
             else:
                 tail = p_tail
-        return total if complete else None
+        return total, open_seams
+
+    def settle(self, total: int, open_seams: Sequence[tuple[str, str, str]]) -> int:
+        """A count from :meth:`fold_known` with its open seams closed (their words primed:
+        any that a cache reset lost in between is counted again here)."""
+        word = self.word
+        return total + sum(word(w) - word(tail) - word(head) for w, tail, head in open_seams)
 
     def fold(self, parts: Sequence[Summary]) -> int:
         """The count of the concatenation of ``parts``, counting the seam words it needs."""
-        while True:
-            missing: set[str] = set()
-            n = self.fold_known(parts, missing)
-            if n is not None:
-                return n
-            self.prime(list(missing))  # a cache reset in between only means another round
+        missing: set[str] = set()
+        total, open_seams = self.fold_known(parts, missing)
+        if open_seams:
+            self.prime(list(missing))
+        return self.settle(total, open_seams)
 
     def count_texts(self, texts: Sequence[str]) -> tuple[list[int], list[Summary]]:
         """Each text's count tokenized alone and its summary, from its words alone.

@@ -151,6 +151,7 @@ class Grouper:
         self.words = WordCounter(tokenizer) if supports(tokenizer) else None
         self._summaries = (_Summaries(), _Summaries()) if self.words is not None else None
         self._safe_systems: dict[str, bool] = {}
+        self._frames: dict[str, tuple[Summary, Summary, Summary]] = {}  # template text, by system
         self._base = self._count(template.prefix + template.middle + template.suffix) + (
             template.special_count(tokenizer)
         )
@@ -253,17 +254,20 @@ class Grouper:
         prompts = [prompt_summaries.get(i, words) for i in group]
         outputs = [output_summaries.get(i, words) for i in group]
         instruction = [
-            p if isinstance(p, tuple) else glue(p)
-            for p in instruction_parts(layout, prompts, spec.meta)
+            glue(p) if type(p) is str else p for p in instruction_parts(layout, prompts, spec.meta)
         ]
         response = [
-            p if isinstance(p, tuple) else glue(p)
+            glue(p) if type(p) is str else p
             for p in response_parts(layout, outputs, spec.answer_order)
         ]
         # a leading space stands for the "▁" the tokenizer prepends to a whole text
         if t.joined:
-            prefix = glue(" " + t.prefix_for(sample.system))
-            return [[prefix, *instruction, glue(t.middle), *response, glue(t.suffix)]]
+            frame = self._frames.get(sample.system)
+            if frame is None:
+                frame = glue(" " + t.prefix_for(sample.system)), glue(t.middle), glue(t.suffix)
+                if len(self._frames) < 1000:
+                    self._frames[sample.system] = frame
+            return [[frame[0], *instruction, frame[1], *response, frame[2]]]
         system = [[glue(" " + sample.system)]] if sample.system else []
         return [[glue(" "), *instruction], [glue(" "), *response], *system]
 
@@ -319,8 +323,8 @@ class Grouper:
             if missing:
                 wc.prime(list(missing))  # one tokenizer call for the seams of every sample
             counts += [
-                special + sum(wc.fold(seq) if n is None else n for n, seq in zip(ns, seqs))
-                for ns, seqs in zip(known, parts)
+                special + sum(wc.settle(*folded) if folded[1] else folded[0] for folded in ns)
+                for ns in known
             ]
         for b, n in zip(whole + folded, counts):
             b.exact = n
