@@ -21,11 +21,13 @@ class Record:
     output: str
     input: str = ""
     system: str = ""  # samples only group records that share their system prompt
+    # the instruction as the model sees it: the instruction, then its input if any (kept:
+    # grouping reads it several times for every sample)
+    prompt: str = field(init=False, repr=False, compare=False)
 
-    @property
-    def prompt(self) -> str:
-        """The instruction as the model sees it: the instruction, then its input if any."""
-        return f"{self.instruction}\n{self.input}" if self.input else self.instruction
+    def __post_init__(self) -> None:
+        text = f"{self.instruction}\n{self.input}" if self.input else self.instruction
+        object.__setattr__(self, "prompt", text)
 
 
 @dataclass(slots=True, frozen=True)

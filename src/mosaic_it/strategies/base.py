@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 
-@dataclass(frozen=True, slots=True)
-class Item:
-    """One instruction of a sample, as shown in the prompt."""
+class Item(NamedTuple):
+    """One instruction of a sample, as shown in the prompt (a tuple: made for every sample)."""
 
     number: int  # 1-based position in the prompt
     text: str
