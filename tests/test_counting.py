@@ -32,8 +32,9 @@ def test_fold_equals_whole_text_count(parts, known):
 
 
 def test_real_records_fold_exactly():
-    from .conftest import real_data_or_skip
     import json
+
+    from .conftest import real_data_or_skip
 
     rows = json.loads(real_data_or_skip().read_text())[:300]
     texts = [r["instruction"] + ("\n" + r["input"] if r["input"] else "") for r in rows]

@@ -10,17 +10,17 @@ from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 from .engine import Counts, Grouper, Reject
-from .store import SPOOL_THRESHOLD, DiskStore
 from .io import InputError, InvalidRecord, batches, record_from_alpaca
 from .parallel import counted_batches
 from .records import MosaicSpec, Record, Sample
 from .rulepack import RulePack, load_rule_pack
 from .sizing import WRAP_MODES
+from .store import SPOOL_THRESHOLD, DiskStore
 from .strategies import STRATEGIES
 from .templates import check_template, get_template
 from .tokenizer import Tokenizer, load_tokenizer
 
-COUNT_BATCH = 2048  # texts per tokenizer call in the counting pass
+COUNT_BATCH = 2048  # records counted together (one job of a counting worker)
 
 
 @dataclass(frozen=True)

@@ -35,7 +35,7 @@ from .records import Record, Sample
 from .rng import Rng
 from .rulepack import RulePack
 from .sizing import draw_k
-from .strategies.format import Layout, instruction_parts, label, plain_layout, response_parts
+from .strategies.format import Layout, instruction_parts, plain_layout, response_parts
 from .templates import Template
 from .tokenizer import Tokenizer
 

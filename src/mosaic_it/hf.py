@@ -14,7 +14,6 @@ column type whatever the rule), or ``None`` for rows not mosaicked.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Iterator
 from itertools import islice
 from typing import Any
