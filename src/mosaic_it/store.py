@@ -8,12 +8,12 @@ the process), and the peak memory does not grow with the size of the records' te
 
 from __future__ import annotations
 
-import json
 import os
 import tempfile
 from array import array
 from collections.abc import Iterable, Iterator, Sequence
 
+from .io import dumps_bytes, loads
 from .records import Record
 
 SPOOL_THRESHOLD = 64 << 20  # characters of record text; past this, a run spools to disk
@@ -31,10 +31,7 @@ class DiskStore(Sequence[Record]):
         self._buffered = 0
 
     def append(self, record: Record) -> None:
-        data = json.dumps(
-            [record.id, record.instruction, record.output, record.input, record.system],
-            ensure_ascii=False,
-        ).encode()
+        data = dumps_bytes([record.id, record.instruction, record.output, record.input, record.system])
         self._buffer.append(data)
         self._buffered += len(data)
         self._offsets.append(self._offsets[-1] + len(data))
@@ -61,7 +58,7 @@ class DiskStore(Sequence[Record]):
         if self._buffer:
             self.flush()
         start, end = self._offsets[index], self._offsets[index + 1]
-        rid, instruction, output, text_input, system = json.loads(os.pread(self._fd, end - start, start))
+        rid, instruction, output, text_input, system = loads(os.pread(self._fd, end - start, start))
         return Record(rid, instruction, output, text_input, system)
 
     def __iter__(self) -> Iterator[Record]:
