@@ -1,10 +1,14 @@
 """Word-local counting: folded counts equal tokenizing the whole text."""
 
+import json
+
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from mosaic_it import load_tokenizer
 from mosaic_it.counting import WORD, WordCounter, supports
+
+from .chat_fixtures import llama3_dir, qwen_dir  # noqa: F401 - fixtures
 
 TOK = load_tokenizer()
 WC = WordCounter(TOK)
@@ -115,3 +119,26 @@ def test_a_word_cut_where_no_piece_spans_counts_as_its_parts(text):
         parts = WC.split(w)
         assert "".join(parts) == w
         assert sum(TOK.count("\n" + p) - nl for p in parts) == TOK.count("\n" + w) - nl
+
+
+def test_tokenizers_that_are_not_word_local_are_refused(qwen_dir, llama3_dir):
+    import tokenizers
+
+    from mosaic_it.tokenizer import Tokenizer, load_tokenizer
+
+    # byte-level BPE with a regex pre-tokenizer
+    assert not supports(load_tokenizer(qwen_dir))
+    assert not supports(load_tokenizer(llama3_dir))
+
+    def variant(**model_options):
+        config = json.loads(TOK.backend.to_str())
+        config["model"].update(model_options)
+        backend = tokenizers.Tokenizer.from_str(json.dumps(config))
+        return Tokenizer("variant", TOK.bos_token, TOK.eos_token, backend)
+
+    assert supports(variant())
+    assert not supports(variant(dropout=0.1))
+    assert not supports(variant(end_of_word_suffix="</w>"))
+    # unknown characters side by side become one token: words are never cut
+    fused = WordCounter(variant(byte_fallback=False))
+    assert fused._spans is None and fused.split("a\u0fffb") == ["a\u0fffb"]

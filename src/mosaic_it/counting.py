@@ -25,6 +25,8 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from tokenizers.models import BPE
+
 from .tokenizer import Tokenizer
 
 WORD = re.compile(r"\n| *[^ \n]+| +")
@@ -66,17 +68,18 @@ def _locality(tokenizer: Tokenizer) -> _Locality | None:
 
 
 def _check(tokenizer: Tokenizer) -> _Locality | None:
-    try:
-        config = json.loads(tokenizer.backend.to_str())
-    except Exception:  # noqa: BLE001 - any tokenizer we cannot inspect is not supported
+    backend = tokenizer.backend
+    model = backend.model
+    if not isinstance(model, BPE) or backend.pre_tokenizer is not None:
         return None
-    model, normalizer = config.get("model") or {}, config.get("normalizer") or {}
-    if model.get("type") != "BPE" or config.get("pre_tokenizer") is not None:
+    if model.dropout not in (None, 0, 0.0):
         return None
-    if model.get("dropout") not in (None, 0, 0.0):
-        return None
-    if model.get("continuing_subword_prefix") or model.get("end_of_word_suffix"):
+    if model.continuing_subword_prefix or model.end_of_word_suffix:
         return None  # the whole text is one BPE word: its end would be marked, not each word's
+    try:
+        normalizer = json.loads(backend.normalizer.__getstate__()) if backend.normalizer else {}
+    except Exception:  # noqa: BLE001 - any normalizer we cannot inspect is not supported
+        return None
     steps = normalizer.get("normalizers") if normalizer.get("type") == "Sequence" else None
     expected = [
         {"type": "Prepend", "prepend": "▁"},
@@ -84,11 +87,11 @@ def _check(tokenizer: Tokenizer) -> _Locality | None:
     ]
     if steps != expected:
         return None
-    vocab = model.get("vocab", {})
+    vocab = backend.get_vocab(with_added_tokens=False)
     for piece in vocab:
         if "\n" in piece or "▁" in piece.lstrip("▁"):
             return None
-    if model.get("fuse_unk") and not model.get("byte_fallback"):
+    if model.fuse_unk and not model.byte_fallback:
         return _Locality(None)  # two unknown characters side by side become one token
     spans: dict[str, list[tuple[str, int]]] = {}
     for piece in vocab:
