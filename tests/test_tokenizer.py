@@ -332,6 +332,27 @@ def test_bundled_model_properties(tok, sp):
     assert tok.backend.token_to_id("</s>") == sp.eos_id() == 2
 
 
+def test_shipped_tokenizer_json_is_the_conversion_of_the_model(tok):
+    """The package loads data/tokenizer/tokenizer.json; it must be what converting the model
+    gives (scripts/build_tokenizer_json.py writes it)."""
+    converted = tokmod.convert_bundled()
+    shipped = Path(str(resources.files("mosaic_it").joinpath("data/tokenizer/tokenizer.json")))
+    assert json.loads(shipped.read_text(encoding="utf-8")) == json.loads(converted.backend.to_str())
+    assert (tok.bos_token, tok.eos_token) == (converted.bos_token, converted.eos_token)
+    text = "<s> a literal </s> stays text, as in sentencepiece\n\tdone"
+    assert tok.encode(text) == converted.encode(text)
+
+
+def test_the_model_is_converted_when_the_json_cannot_be_read(monkeypatch, sp):
+    monkeypatch.setattr(tokmod, "_BUNDLED_JSON", "data/tokenizer/missing.json")
+    tokmod._load_bundled.cache_clear()
+    try:
+        fallback = tokmod._load_bundled()
+        assert fallback.encode("Give three tips.") == sp.encode("Give three tips.")
+    finally:
+        tokmod._load_bundled.cache_clear()
+
+
 def test_bundled_model_settings():
     model = tokmod._parse_sentencepiece_model(MODEL_FILE.read_bytes(), str(MODEL_FILE))
     assert model.model_type == tokmod._BPE

@@ -64,7 +64,9 @@ __all__ = [
 DEFAULT_TOKENIZER = "default"
 
 _BUNDLED_RESOURCE = "data/tokenizer/tokenizer.model.v1"
+_BUNDLED_JSON = "data/tokenizer/tokenizer.json"  # the model converted, ready to load
 _BUNDLED_NAME = "mistral-7b-v0.1 (bundled)"
+_BUNDLED_BOS, _BUNDLED_EOS = "<s>", "</s>"  # the model's bos_id and eos_id pieces
 
 # Special-token spellings tried, in order, when no tokenizer_config.json says which
 # tokens are BOS/EOS.  Only tokens registered as *special* added tokens count.
@@ -178,6 +180,24 @@ def load_tokenizer(spec: str | os.PathLike[str] | None = None) -> Tokenizer:
 
 @functools.lru_cache(maxsize=1)
 def _load_bundled() -> Tokenizer:
+    """The bundled model, read from its ready converted tokenizer.json (a test keeps that file
+    equal to converting the model: reading it takes a quarter of the time); the model file is
+    converted instead when the JSON cannot be read."""
+    try:
+        text = resources.files("mosaic_it").joinpath(_BUNDLED_JSON).read_text(encoding="utf-8")
+        backend = tokenizers.Tokenizer.from_str(text)
+    except Exception:  # noqa: BLE001 - missing, or from a tokenizers it cannot read: convert
+        return convert_bundled()
+    if hasattr(backend, "encode_special_tokens"):
+        backend.encode_special_tokens = True  # a setting of the object, not of the file
+    return Tokenizer(
+        name=_BUNDLED_NAME, bos_token=_BUNDLED_BOS, eos_token=_BUNDLED_EOS, backend=backend
+    )
+
+
+def convert_bundled() -> Tokenizer:
+    """The bundled SentencePiece model converted to ``tokenizers``: what
+    ``data/tokenizer/tokenizer.json`` holds (``scripts/build_tokenizer_json.py`` writes it)."""
     resource = resources.files("mosaic_it").joinpath(_BUNDLED_RESOURCE)
     try:
         data = resource.read_bytes()
