@@ -27,8 +27,12 @@ class SamplePlan:
     strategy: str
 
 
-def plan_sample(pack: RulePack, strategies: tuple[str, ...], path: tuple[object, ...]) -> SamplePlan:
-    rng = Rng(*path, "layout")
+def plan_sample(
+    pack: RulePack, strategies: tuple[str, ...], path: tuple[object, ...], rng: Rng | None = None
+) -> SamplePlan:
+    """Draw a sample's layout and strategy, from ``rng`` (by default the path's "layout"
+    stream; the engine passes the stream it drew the sample's size from: one seeding less)."""
+    rng = rng or Rng(*path, "layout")
     layout = choose_layout(rng, pack)
     return SamplePlan(path, layout, rng.choice(strategies))
 

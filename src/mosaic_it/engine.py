@@ -403,8 +403,9 @@ class Grouper:
     ) -> tuple[_Built | None, int]:
         """Grow one sample from ``order[pos]`` on; returns it and the next position."""
         path = (self.seed, "epoch", epoch, "sample", number)
-        k = draw_k(Rng(*path, "k"), self.wrap_mode, self.max_instructions)
-        plan = plan_sample(self.pack, self.strategies, path)
+        rng = Rng(*path, "plan")  # the size first, then layout and strategy
+        k = draw_k(rng, self.wrap_mode, self.max_instructions)
+        plan = plan_sample(self.pack, self.strategies, path, rng)
         end = min(len(order) if self._ends is None else self._ends[pos], pos + k)
         candidates = order[pos:end]
         records = [self.records[i] for i in candidates]
