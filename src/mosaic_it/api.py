@@ -264,7 +264,7 @@ class Mosaicker:
                 disk = DiskStore()
                 disk.extend(memory)
                 memory.clear()
-                grouper.records = disk
+                grouper.spool(disk)
             for j, r in enumerate(items):
                 index = n + j
                 key = hash(r.id)

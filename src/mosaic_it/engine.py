@@ -67,9 +67,11 @@ class Counts:
 
 
 class _Summaries:
-    """Word summaries of many texts in compact arrays (words stored as ids of the word table)."""
+    """Word summaries of many texts: tuples while the run's records are held in memory, and
+    compact arrays (words stored as ids of the word table) once they are spooled to disk."""
 
     def __init__(self) -> None:
+        self.tuples: list[Summary] | None = []
         self.total = array("i")
         self.head = array("i")
         self.tail = array("i")
@@ -77,12 +79,30 @@ class _Summaries:
 
     def add(self, wc: WordCounter, summary: Summary) -> None:
         total, head, tail, single = summary
+        h, t = wc.word_id(head), wc.word_id(tail)
+        if self.tuples is not None:
+            words = wc.word_list  # one string object for each word, however many texts hold it
+            self.tuples.append((total, words[h], words[t], single))
+            return
         self.total.append(total)
-        self.head.append(wc.word_id(head))
-        self.tail.append(wc.word_id(tail))
+        self.head.append(h)
+        self.tail.append(t)
         self.single.append(single)
 
+    def compact(self, wc: WordCounter) -> None:
+        """Keep the summaries in arrays from now on (a few bytes a text)."""
+        if self.tuples is None:
+            return
+        for total, head, tail, single in self.tuples:
+            self.total.append(total)
+            self.head.append(wc.word_id(head))
+            self.tail.append(wc.word_id(tail))
+            self.single.append(single)
+        self.tuples = None
+
     def get(self, i: int, words: list[str]) -> Summary:
+        if self.tuples is not None:
+            return self.tuples[i]
         return self.total[i], words[self.head[i]], words[self.tail[i]], bool(self.single[i])
 
 
@@ -202,6 +222,14 @@ class Grouper:
             n = self._cache[text] = self.tokenizer.count(text) if text else 0
         return n
 
+    def spool(self, records: Sequence[Record]) -> None:
+        """Read records from ``records`` (spooled to disk) from now on, and keep the word
+        summaries compact too: the run's memory then no longer grows with its text."""
+        self.records = records
+        if self._summaries is not None and self.words is not None:
+            for summaries in self._summaries:
+                summaries.compact(self.words)
+
     def count(self, records: Sequence[Record]) -> tuple[list[int], list[int]]:
         """Token counts of a batch of records' prompts and outputs, each tokenized alone
         (called once per record, in order); prepares their exact folding too."""
@@ -251,8 +279,12 @@ class Grouper:
         assert wc is not None and self._summaries is not None
         glue, words = wc.glue, wc.word_list
         prompt_summaries, output_summaries = self._summaries
-        prompts = [prompt_summaries.get(i, words) for i in group]
-        outputs = [output_summaries.get(i, words) for i in group]
+        if prompt_summaries.tuples is not None:
+            prompts = [prompt_summaries.tuples[i] for i in group]
+            outputs = [output_summaries.tuples[i] for i in group]
+        else:
+            prompts = [prompt_summaries.get(i, words) for i in group]
+            outputs = [output_summaries.get(i, words) for i in group]
         instruction = [
             glue(p) if type(p) is str else p for p in instruction_parts(layout, prompts, spec.meta)
         ]
