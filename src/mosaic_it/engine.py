@@ -15,10 +15,13 @@ Joining texts can change their token count by a token or so per seam, so "clearl
 beyond a margin per seam. Exact counts come from one of two places:
 
 * word-local tokenizers (Llama-family SentencePiece BPE, the bundled one included): folded from
-  the records' counts by :mod:`.counting`, without tokenizing the sample;
-* any other tokenizer: the sample is tokenized whole; samples decided on bounds alone are
-  counted in batches, and if a margin ever proves too small the samples from that point on are
-  rebuilt with exact counts throughout.
+  the records' word summaries by :mod:`.counting`, without tokenizing the sample;
+* byte-level BPE behind the Qwen2 or Llama-3 split expression: folded from the records' piece
+  summaries by :mod:`.pretokens`, likewise;
+* any other tokenizer (or a seam neither can fold): the sample is tokenized whole.
+
+Samples decided on bounds alone are counted in batches, and if a margin ever proves too small
+the samples from that point on are rebuilt with exact counts throughout.
 
 Either way every sample's count is exact and none exceeds the budget, whatever the tokenizer.
 """
@@ -30,7 +33,8 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
 from .compose import SamplePlan, compose, plan_sample
-from .counting import MAX_GLUE, WORD, Summary, WordCounter, supports
+from .counting import MAX_GLUE, Summary, WordCounter, supports
+from .pretokens import PieceCounter, SeamError, pretoken_scheme
 from .records import Record, Sample
 from .rng import Rng
 from .rulepack import RulePack
@@ -39,6 +43,7 @@ from .strategies.format import Layout, instruction_parts, plain_layout, response
 from .templates import Template
 from .tokenizer import Tokenizer
 
+Counter = WordCounter | PieceCounter  # what folds exact counts (see counting, pretokens)
 SEAM_MARGIN = 2  # tokens a seam between two separately counted texts may add or remove
 BATCH_SAMPLES = 256  # samples re-tokenized together
 
@@ -67,43 +72,38 @@ class Counts:
 
 
 class _Summaries:
-    """Word summaries of many texts: tuples while the run's records are held in memory, and
-    compact arrays (words stored as ids of the word table) once they are spooled to disk."""
+    """Summaries of many texts (tuples of counts and texts, as the counter makes them): tuples
+    while the run's records are held in memory, compact arrays (texts stored as ids of the
+    counter's table) once they are spooled to disk."""
 
-    def __init__(self) -> None:
-        self.tuples: list[Summary] | None = []
-        self.total = array("i")
-        self.head = array("i")
-        self.tail = array("i")
-        self.single = bytearray()
+    def __init__(self, shape: str) -> None:
+        self.shape = shape  # one letter a field: i (a count), s (a text), b (a flag)
+        self.tuples: list[tuple] | None = []
+        self.columns = [array("i") for _ in shape]
 
-    def add(self, wc: WordCounter, summary: Summary) -> None:
-        total, head, tail, single = summary
-        h, t = wc.word_id(head), wc.word_id(tail)
+    def add(self, wc: Counter, summary: tuple) -> None:
         if self.tuples is not None:
-            words = wc.word_list  # one string object for each word, however many texts hold it
-            self.tuples.append((total, words[h], words[t], single))
+            words = wc.word_list  # one string object for each text, however many hold it
+            self.tuples.append(tuple(
+                words[wc.word_id(v)] if kind == "s" else v for kind, v in zip(self.shape, summary)
+            ))
             return
-        self.total.append(total)
-        self.head.append(h)
-        self.tail.append(t)
-        self.single.append(single)
+        for kind, column, v in zip(self.shape, self.columns, summary):
+            column.append(wc.word_id(v) if kind == "s" else int(v))
 
-    def compact(self, wc: WordCounter) -> None:
+    def compact(self, wc: Counter) -> None:
         """Keep the summaries in arrays from now on (a few bytes a text)."""
-        if self.tuples is None:
-            return
-        for total, head, tail, single in self.tuples:
-            self.total.append(total)
-            self.head.append(wc.word_id(head))
-            self.tail.append(wc.word_id(tail))
-            self.single.append(single)
-        self.tuples = None
+        tuples, self.tuples = self.tuples, None
+        for summary in tuples or ():
+            self.add(wc, summary)
 
-    def get(self, i: int, words: list[str]) -> Summary:
+    def get(self, i: int, words: list[str]) -> tuple:
         if self.tuples is not None:
             return self.tuples[i]
-        return self.total[i], words[self.head[i]], words[self.tail[i]], bool(self.single[i])
+        return tuple(
+            words[column[i]] if kind == "s" else bool(column[i]) if kind == "b" else column[i]
+            for kind, column in zip(self.shape, self.columns)
+        )
 
 
 @dataclass
@@ -168,8 +168,14 @@ class Grouper:
         self._ends: list[int] | None = None
         self._cache: dict[str, int] = {}
         self._plain = plain_layout(pack)
-        self.words = WordCounter(tokenizer) if supports(tokenizer) else None
-        self._summaries = (_Summaries(), _Summaries()) if self.words is not None else None
+        self.words: Counter | None = None  # folds exact counts of samples, when it can
+        if supports(tokenizer):
+            self.words = WordCounter(tokenizer)
+        elif pretoken_scheme(tokenizer) is not None:
+            self.words = PieceCounter(tokenizer)
+        self._summaries = (
+            (_Summaries(self.words.shape), _Summaries(self.words.shape)) if self.words else None
+        )
         self._safe_systems: dict[str, bool] = {}
         self._frames: dict[str, tuple[Summary, Summary, Summary]] = {}  # template text, by system
         self._base = self._count(template.prefix + template.middle + template.suffix) + (
@@ -183,11 +189,10 @@ class Grouper:
         ) + max(self._count(t) for t in pack.permute["tie_break"])
 
         if self.words is not None:
-            self._prime_pack_words()
+            self.words.prime_pack(self._pack_texts())
 
-    def _prime_pack_words(self) -> None:
-        """Count in one call every word the rule pack can write (phrasings, labels, tags)."""
-        assert self.words is not None
+    def _pack_texts(self) -> list[str]:
+        """Every text the rule pack can write (phrasings, tie breaks, tags), to count ahead."""
         f = self.pack.format
         texts: list[str] = []
         for key in ("tag_phrasings", "generic_phrasings"):
@@ -200,8 +205,7 @@ class Grouper:
             for pair in f["tag_words"]:
                 for word in pair:
                     texts += [open_ + word + close, open_ + word.lower() + close]
-        words = {w for t in texts for w in WORD.findall(t)}
-        self.words.prime(sorted(words | {" " + w for w in words if not w.startswith((" ", "\n"))}))
+        return texts
 
     def _meta_count(self, layout: Layout) -> int:
         """An upper bound on the tokens of a layout's meta-instruction, from cached counts:
@@ -274,7 +278,7 @@ class Grouper:
         return numbers[0::2], numbers[1::2]
 
     def _parts(self, sample: Sample, layout: Layout, records: list[Record], group: list[int]) -> list:
-        """The word summaries of a sample's rendered sequence, in order (word-local tokenizers)."""
+        """The summaries of a sample's rendered sequence(s), in order (foldable tokenizers)."""
         wc, t, spec = self.words, self.template, sample.spec
         assert wc is not None and self._summaries is not None
         glue, words = wc.glue, wc.word_list
@@ -292,16 +296,18 @@ class Grouper:
             glue(p) if type(p) is str else p
             for p in response_parts(layout, outputs, spec.answer_order)
         ]
-        # a leading space stands for the "▁" the tokenizer prepends to a whole text
+        # the counter's lead stands for what the tokenizer prepends to a whole text (the "▁"
+        # of SentencePiece models)
+        lead = wc.lead
         if t.joined:
             frame = self._frames.get(sample.system)
             if frame is None:
-                frame = glue(" " + t.prefix_for(sample.system)), glue(t.middle), glue(t.suffix)
+                frame = glue(lead + t.prefix_for(sample.system)), glue(t.middle), glue(t.suffix)
                 if len(self._frames) < 1000:
                     self._frames[sample.system] = frame
             return [[frame[0], *instruction, frame[1], *response, frame[2]]]
-        system = [[glue(" " + sample.system)]] if sample.system else []
-        return [[glue(" "), *instruction], [glue(" "), *response], *system]
+        system = [[glue(lead + sample.system)]] if sample.system else []
+        return [[glue(lead), *instruction], [glue(lead), *response], *system]
 
     def _foldable(self, sample: Sample) -> bool:
         """Whether a sample's count can be folded: the template writes its texts unchanged
@@ -329,10 +335,14 @@ class Grouper:
     def _exact(self, sample: Sample, layout: Layout, records: list[Record], group: list[int]) -> int:
         """The exact token count of a composed sample."""
         self.stats.exact_checks += 1
-        if not self._foldable(sample):
-            return self.template.count(self.tokenizer, sample.instruction, sample.output, sample.system)
-        special = self.template.special_count(self.tokenizer)
-        return special + sum(map(self.words.fold, self._parts(sample, layout, records, group)))
+        if self._foldable(sample):
+            assert self.words is not None
+            special = self.template.special_count(self.tokenizer)
+            try:
+                return special + sum(map(self.words.fold, self._parts(sample, layout, records, group)))
+            except SeamError:
+                pass  # a seam the counter cannot fold: tokenize this sample whole
+        return self.template.count(self.tokenizer, sample.instruction, sample.output, sample.system)
 
     def _exact_batch(self, built: list[_Built]) -> None:
         """Exact counts of many samples: whole-sample tokenization, or folds whose missing seam
@@ -340,18 +350,28 @@ class Grouper:
         if not built:
             return
         self.stats.exact_checks += len(built)
-        whole = [b for b in built if not self._foldable(b.sample)]
-        folded = [b for b in built if self._foldable(b.sample)]
+        whole: list[_Built] = []
+        folded: list[_Built] = []
+        known: list[list[tuple[int, list]]] = []
+        missing: set[str] = set()
+        for b in built:
+            if self._foldable(b.sample):
+                assert self.words is not None
+                try:
+                    parts = self._parts(b.sample, b.layout, *b.pending)
+                    known.append([self.words.fold_known(seq, missing) for seq in parts])
+                    folded.append(b)
+                    continue
+                except SeamError:  # a seam the counter cannot fold: tokenize this one whole
+                    pass
+            whole.append(b)
         counts = self.template.count_batch(
             self.tokenizer, [(b.sample.instruction, b.sample.output, b.sample.system) for b in whole]
         )
         if folded:
-            assert self.words is not None
             wc = self.words
+            assert wc is not None
             special = self.template.special_count(self.tokenizer)
-            parts = [self._parts(b.sample, b.layout, *b.pending) for b in folded]
-            missing: set[str] = set()
-            known = [[wc.fold_known(seq, missing) for seq in seqs] for seqs in parts]
             if missing:
                 wc.prime(list(missing))  # one tokenizer call for the seams of every sample
             counts += [

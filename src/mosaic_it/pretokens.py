@@ -1,0 +1,409 @@
+"""Exact counts of a concatenation for byte-level BPE behind a regex pre-tokenizer.
+
+Qwen2, Llama-3 and GPT-4-style tokenizers cut text into pieces with a regular expression and run
+BPE on each piece alone, so a text's count is the sum of its pieces' counts. Joining two texts
+changes only the pieces near the seam; how near is told by *hard pairs*: two adjacent characters
+that no alternative of the expression can take in one piece, not even part way (a letter then a
+non-letter, a digit then anything for Qwen2, a newline then a non-space character, ...). No
+attempt to match consumes across a hard pair, and none looks more than one character past what
+it consumed, so the pieces before a hard pair are the same whatever text follows it, and those
+after it are the same whatever text precedes it.
+
+A text is thus summarised by its count, the text up to just past its first hard pair with the
+count of the pieces before that pair, and the text after its last hard pair with its count. A
+seam re-splits only the few characters between the nearest hard pairs on either side.
+
+The reasoning is made for the expressions in :data:`PATTERNS` only, and characters are sorted into
+classes only when they are ASCII: any pair with another character is taken as one that can join,
+which only makes the re-split stretch longer. With an NFC normaliser a seam is folded only when
+NFC cannot compose across it; a sample with such a seam is counted whole by the engine.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import unicodedata
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from tokenizers import Regex, pre_tokenizers
+from tokenizers.models import BPE
+
+from .tokenizer import Tokenizer
+
+# (count, head, count of head's pieces before its hard pair, tail, tail's count, has a hard pair)
+PieceSummary = tuple[int, str, int, str, int, bool]
+EMPTY: PieceSummary = (0, "", 0, "", 0, False)
+MAX_CACHE = 400_000  # entries in each cache before it starts again (counts never depend on it)
+
+# the split expressions reasoned about above: Qwen2's (a digit a piece), Llama-3's (up to three)
+PATTERNS = {
+    r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*"
+    r"|\s*[\r\n]+|\s+(?!\S)|\s+": False,
+    r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*"
+    r"|\s*[\r\n]+|\s+(?!\S)|\s+": True,
+}
+
+# character classes (ASCII only; everything else is UNKNOWN)
+UNKNOWN, LETTER, DIGIT, NEWLINE, SPACE, TAB, PUNCT = range(7)
+
+
+def _classes() -> list[int]:
+    table = [UNKNOWN] * 128
+    for c in range(128):
+        ch = chr(c)
+        if ch.isalpha():
+            table[c] = LETTER
+        elif ch.isdigit():
+            table[c] = DIGIT
+        elif ch in "\r\n":
+            table[c] = NEWLINE
+        elif ch == " ":
+            table[c] = SPACE
+        elif ch == "\t":
+            table[c] = TAB
+        elif 33 <= c <= 126:
+            table[c] = PUNCT
+    return table
+
+
+CLASS = _classes()
+
+
+def _joinable(a: int, b: int, grouped_digits: bool) -> bool:
+    """Whether some alternative of the expression can consume class ``a`` then class ``b``.
+
+    Alternatives and the pairs they consume: contractions ("'" then letters),
+    ``[^\\r\\n\\p{L}\\p{N}]?\\p{L}+`` (space, tab or punctuation, then letters),
+    ``\\p{N}{1,3}`` (digits, Llama-3 only),
+    `` ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*`` (a space then punctuation, punctuation, newlines after it),
+    and the white-space runs.
+    """
+    if UNKNOWN in (a, b):
+        return True
+    white = (SPACE, TAB, NEWLINE)
+    return (
+        (b == LETTER and a in (LETTER, SPACE, TAB, PUNCT))
+        or (grouped_digits and a == DIGIT == b)
+        or (a == SPACE and b == PUNCT)
+        or (a == PUNCT and b in (PUNCT, NEWLINE))
+        or (a in white and b in white)
+    )
+
+
+@dataclass(frozen=True)
+class _Scheme:
+    """What makes a tokenizer foldable here: its split expression and normaliser."""
+
+    pattern: str
+    nfc: bool
+    hard: tuple[tuple[bool, ...], ...]  # hard[a][b] for classes a, b
+
+
+_INSPECTED: dict[int, tuple[object, _Scheme | None]] = {}
+
+
+def pretoken_scheme(tokenizer: Tokenizer) -> _Scheme | None:
+    """The scheme of a byte-level BPE tokenizer this module can fold, or None (checked once)."""
+    known = _INSPECTED.get(id(tokenizer.backend))
+    if known is not None and known[0] is tokenizer.backend:
+        return known[1]
+    result = _check(tokenizer)
+    _INSPECTED[id(tokenizer.backend)] = (tokenizer.backend, result)
+    return result
+
+
+def _check(tokenizer: Tokenizer) -> _Scheme | None:
+    backend = tokenizer.backend
+    model = backend.model
+    if not isinstance(model, BPE) or model.dropout not in (None, 0, 0.0):
+        return None
+    if model.continuing_subword_prefix or model.end_of_word_suffix:
+        return None
+    try:
+        normalizer = json.loads(backend.normalizer.__getstate__()) if backend.normalizer else None
+        pre = json.loads(backend.pre_tokenizer.__getstate__()) if backend.pre_tokenizer else None
+    except Exception:  # noqa: BLE001 - anything we cannot inspect is not foldable
+        return None
+    if normalizer not in (None, {"type": "NFC"}) or not pre or pre.get("type") != "Sequence":
+        return None
+    steps = pre.get("pretokenizers") or []
+    if len(steps) != 2:
+        return None
+    split, byte_level = steps
+    pattern = (split.get("pattern") or {}).get("Regex")
+    if (
+        split.get("type") != "Split"
+        or pattern not in PATTERNS
+        or split.get("behavior") != "Isolated"
+        or split.get("invert")
+        or byte_level.get("type") != "ByteLevel"
+        or byte_level.get("add_prefix_space")
+        or byte_level.get("use_regex")
+    ):
+        return None
+    grouped = PATTERNS[pattern]
+    hard = tuple(
+        tuple(not _joinable(a, b, grouped) for b in range(7)) for a in range(7)
+    )
+    return _Scheme(pattern, normalizer is not None, hard)
+
+
+def _bytes_to_unicode() -> dict[int, str]:
+    """GPT-2's map from bytes to the characters byte-level BPE vocabularies are written in."""
+    keep = [*range(ord("!"), ord("~") + 1), *range(0xA1, 0xAD), *range(0xAE, 0x100)]
+    mapping = {b: chr(b) for b in keep}
+    extra = 0
+    for b in range(256):
+        if b not in mapping:
+            mapping[b] = chr(256 + extra)
+            extra += 1
+    return mapping
+
+
+_BYTE_CHARS = str.maketrans({chr(b): c for b, c in _bytes_to_unicode().items()})
+
+# where counting may cut a text (see PieceCounter.count_texts): before a space after an ASCII
+# letter, digit or punctuation mark, and the other hard pairs that begin with no white space
+_PUNCT = r"!-/:-@\[-`{-~"
+_CUT = re.compile(
+    rf"(?<=[A-Za-z])(?=[0-9 \t\r\n{_PUNCT}])|(?<=[0-9])(?=[A-Za-z \t\r\n{_PUNCT}])"
+    rf"|(?<=[{_PUNCT}])(?=[0-9 \t])"
+)
+_ODD_SPACE = re.compile(rf"(?:^|[^A-Za-z0-9{_PUNCT}]) ")  # a space no cut can precede
+
+
+class SeamError(ValueError):
+    """A seam this module cannot fold (NFC could compose across it): count the sample whole."""
+
+
+class PieceCounter:
+    """Folds exact counts from piece summaries; one per tokenizer and run (see the module)."""
+
+    lead = ""  # byte-level BPE prepends nothing to a text
+    shape = "isisib"  # a summary: see PieceSummary
+    journal: list[tuple[str, int]] | None = None  # kept for the engine's interface
+
+    def __init__(self, tokenizer: Tokenizer) -> None:
+        scheme = pretoken_scheme(tokenizer)
+        if scheme is None:
+            raise ValueError(f"{tokenizer.name}: not a byte-level BPE tokenizer this can fold")
+        self.tokenizer = tokenizer
+        self._hard = scheme.hard
+        self._nfc = scheme.nfc
+        self._split = pre_tokenizers.Split(Regex(scheme.pattern), behavior="isolated")
+        self._model = tokenizer.backend.model
+        self._pieces: dict[str, int] = {}  # piece -> tokens
+        self._texts: dict[str, int] = {}  # text -> tokens of all its pieces
+        self._regions: dict[str, int] = {}  # text -> tokens of its pieces but the last character's
+        self._glue: dict[str, PieceSummary] = {"": EMPTY}
+        self._spaced: dict[str, int] = {}  # piece -> tokens of " " + piece (see count_texts)
+        self._first: dict[str, int] = {}  # piece -> tokens of the piece at a text's start
+        self._safe: dict[tuple[str, str], bool] = {}
+        self.word_list: list[str] = [""]
+        self._word_ids: dict[str, int] = {"": 0}
+        added = [t.content for t in tokenizer.backend.get_added_tokens_decoder().values()]
+        if getattr(tokenizer.backend, "encode_special_tokens", False):
+            added = []
+        self._specials = re.compile("|".join(map(re.escape, added))) if added else None
+
+    # --------------------------------------------------------------- engine interface
+
+    def unsafe(self, text: str) -> bool:
+        """Text holding an added token's string is split there: count it whole instead."""
+        return bool(self._specials and self._specials.search(text))
+
+    def word_id(self, w: str) -> int:
+        """A small integer standing for a head or tail text (kept in arrays instead)."""
+        i = self._word_ids.get(w)
+        if i is None:
+            i = self._word_ids[w] = len(self.word_list)
+            self.word_list.append(w)
+        return i
+
+    def learn(self, counted: Sequence[tuple[str, int]]) -> None:
+        """Nothing to take from a worker: its counts are kept per process."""
+
+    def prime(self, words: Sequence[str]) -> None:
+        """Nothing to count ahead: pieces are counted as they are met."""
+
+    def prime_pack(self, texts: Sequence[str]) -> None:
+        for text in texts:
+            self.glue(text)
+
+    def settle(self, total: int, open_seams: Sequence[object]) -> int:
+        return total
+
+    # --------------------------------------------------------------- counting
+
+    def _piece(self, piece: str) -> int:
+        n = self._pieces.get(piece)
+        if n is None:
+            if len(self._pieces) > MAX_CACHE:
+                self._pieces = {}
+            n = self._pieces[piece] = len(
+                self._model.tokenize(piece.encode("utf-8").decode("latin-1").translate(_BYTE_CHARS))
+            )
+        return n
+
+    def _count_all(self, text: str) -> int:
+        """Tokens of a (normalised) text, from its pieces."""
+        n = self._texts.get(text)
+        if n is None:
+            if len(self._texts) > MAX_CACHE:
+                self._texts = {}
+            piece = self._piece
+            n = self._texts[text] = sum(piece(p) for p, _ in self._split.pre_tokenize_str(text))
+        return n
+
+    def _count_before_last(self, text: str) -> int:
+        """Tokens of the pieces of ``text`` that start before its last character, whose pair with
+        the character before it is hard: those pieces are final whatever follows."""
+        n = self._regions.get(text)
+        if n is None:
+            if len(self._regions) > MAX_CACHE:
+                self._regions = {}
+            end, piece = len(text) - 1, self._piece
+            n = self._regions[text] = sum(
+                piece(p) for p, (start, _) in self._split.pre_tokenize_str(text) if start < end
+            )
+        return n
+
+    def _first_cut(self, text: str) -> int | None:
+        """The first position i (0 < i < len) where text[i - 1], text[i] is a hard pair."""
+        hard = self._hard
+        prev = CLASS[ord(text[0])] if text[0] < "\x80" else UNKNOWN
+        for i in range(1, len(text)):
+            ch = text[i]
+            cls = CLASS[ord(ch)] if ch < "\x80" else UNKNOWN
+            if hard[prev][cls]:
+                return i
+            prev = cls
+        return None
+
+    def _last_cut(self, text: str) -> int | None:
+        hard = self._hard
+        nxt = CLASS[ord(text[-1])] if text[-1] < "\x80" else UNKNOWN
+        for i in range(len(text) - 1, 0, -1):
+            ch = text[i - 1]
+            cls = CLASS[ord(ch)] if ch < "\x80" else UNKNOWN
+            if hard[cls][nxt]:
+                return i
+            nxt = cls
+        return None
+
+    def _normal(self, text: str) -> str:
+        if self._nfc and not text.isascii():
+            return unicodedata.normalize("NFC", text)
+        return text
+
+    def summarize(self, text: str, total: int | None = None) -> PieceSummary:
+        """Summary of a text; ``total`` is its count, when known."""
+        if not text:
+            return EMPTY
+        text = self._normal(text)
+        if total is None:
+            total = self._count_all(text)
+        first = self._first_cut(text)
+        if first is None:
+            return total, text, total, text, total, False
+        last = self._last_cut(text)
+        assert last is not None
+        head, tail = text[: first + 1], text[last:]
+        return total, head, self._count_before_last(head), tail, self._count_all(tail), True
+
+    def glue(self, text: str) -> PieceSummary:
+        s = self._glue.get(text)
+        if s is None:
+            if len(self._glue) > MAX_CACHE:
+                self._glue = {"": EMPTY}
+            s = self._glue[text] = self.summarize(text)
+        return s
+
+    def count_texts(self, texts: Sequence[str]) -> tuple[list[int], list[PieceSummary]]:
+        """Each text's count and its summary, from the counts of its segments.
+
+        A text is cut where the split can never join across: before a space that follows an
+        ASCII letter, digit or punctuation mark (a hard pair whose first character is no white
+        space, so no attempt before it looks past it). The segments are counted apart, each once
+        (they repeat like words), and most texts are cut by ``str.split(" ")`` alone.
+        """
+        if len(self._spaced) > MAX_CACHE or len(self._first) > MAX_CACHE:
+            self._spaced, self._first = {}, {}
+        spaced, first, segment = self._spaced, self._first, self._segment
+        spaced_get, first_get = spaced.__getitem__, first.__getitem__
+        numbers: list[int] = []
+        summaries: list[PieceSummary] = []
+        for t in texts:
+            t = self._normal(t)
+            if not t:
+                numbers.append(0)
+                summaries.append(EMPTY)
+                continue
+            if _ODD_SPACE.search(t):  # a space no cut can be made before: cut where it can
+                total = sum(map(segment, _CUT.split(t)))
+            else:
+                pieces = t.split(" ")
+                try:
+                    total = first_get(pieces[0]) + sum(map(spaced_get, pieces[1:]))
+                except KeyError:
+                    if pieces[0] not in first:
+                        first[pieces[0]] = self._count_all(pieces[0])
+                    for piece in pieces[1:]:
+                        if piece not in spaced:
+                            spaced[piece] = self._count_all(" " + piece)
+                    total = first_get(pieces[0]) + sum(map(spaced_get, pieces[1:]))
+            numbers.append(total)
+            summaries.append(self.summarize(t, total))
+        return numbers, summaries
+
+    def _segment(self, text: str) -> int:
+        return self._count_all(text) if text else 0
+
+    # --------------------------------------------------------------- folding
+
+    def _seam_safe(self, left: str, right: str) -> bool:
+        """Whether NFC leaves the seam between these two characters alone."""
+        if not self._nfc or right < "\x80":
+            return True
+        key = (left, right)
+        ok = self._safe.get(key)
+        if ok is None:
+            ok = self._safe[key] = unicodedata.combining(right) == 0 and (
+                unicodedata.normalize("NFC", left + right) == left + right
+            )
+        return ok
+
+    def fold_known(self, parts: Sequence[PieceSummary], missing: set[str]) -> tuple[int, list]:
+        """The count of the concatenation of ``parts`` (no seam is left open here).
+
+        Raises :class:`SeamError` where NFC could compose across a seam.
+        """
+        total = 0
+        region, region_count = "", 0  # the text after the last hard pair, and its count
+        for count, head, head_count, tail, tail_count, cut in parts:
+            if not head:
+                continue
+            if region and not self._seam_safe(region[-1], head[0]):
+                raise SeamError(f"NFC may compose {region[-1]!r} with {head[0]!r}")
+            if cut:
+                # re-split the region with the part's head: the pieces before the head's hard
+                # pair are final, and the part's own pieces after it stay as they were
+                total += self._count_before_last(region + head) - region_count
+                total += count - head_count
+                region, region_count = tail, tail_count
+                continue
+            # no hard pair inside the part: it joins the region, which is counted again
+            region += head
+            n = self._count_all(region)
+            total += n - region_count
+            region_count = n
+            last = self._last_cut(region)
+            if last is not None and len(region) > 64:
+                region = region[last:]
+                region_count = self._count_all(region)
+        return total, []
+
+    def fold(self, parts: Sequence[PieceSummary]) -> int:
+        return self.fold_known(parts, set())[0]

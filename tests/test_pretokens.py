@@ -1,0 +1,124 @@
+"""Byte-level BPE behind a regex pre-tokenizer: folded counts equal tokenizing the whole text."""
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from mosaic_it import load_tokenizer
+from mosaic_it.pretokens import CLASS, PieceCounter, SeamError, pretoken_scheme
+
+from .chat_fixtures import llama3_dir, qwen_dir  # noqa: F401 - fixtures
+
+# pieces that meet at seams in samples, and the characters the expressions treat apart
+PIECES = ["a", "Give", " ", "  ", "   ", "\n", "\n\n", " \n", "\n ", "\t", "\r\n", "(1) ",
+          "[START]", "[END]", "**", ".", ".\n", "?", "1", "12", "123", "1234", "'s", "'re", "'t",
+          "don", "x y", " z", "é", "e\u0301", "\u0301", "中文", "😀", "한", "\u1161", "Task 3:\n",
+          "<|x|>", "$5", "--", "'", '"', ",", "::", "\u00a0", "\u2028", "\x0b", "\x1f", "ß", "İ"]
+ANY = HealthCheck.function_scoped_fixture  # the counter fixture is made once per module
+TEXT = st.lists(st.sampled_from(PIECES) | st.text(max_size=5), max_size=6).map("".join)
+
+
+@pytest.fixture(scope="module", params=["qwen2", "llama3"])
+def counter(request, qwen_dir, llama3_dir):
+    tok = load_tokenizer(qwen_dir if request.param == "qwen2" else llama3_dir)
+    return PieceCounter(tok)
+
+
+def test_qwen2_and_llama3_are_foldable_and_the_bundled_one_is_not(qwen_dir, llama3_dir):
+    assert pretoken_scheme(load_tokenizer(qwen_dir)).nfc
+    assert not pretoken_scheme(load_tokenizer(llama3_dir)).nfc
+    assert pretoken_scheme(load_tokenizer()) is None
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[ANY])
+@given(TEXT)
+def test_a_text_counts_as_its_pieces(counter, text):
+    tok = counter.tokenizer
+    if counter.unsafe(text):
+        return
+    assert counter.summarize(text)[0] == tok.count(text)
+
+
+@settings(max_examples=600, deadline=None, suppress_health_check=[ANY])
+@given(st.lists(TEXT, min_size=1, max_size=7), st.lists(st.booleans(), min_size=7, max_size=7))
+def test_fold_equals_whole_text_count(counter, parts, known_totals):
+    tok = counter.tokenizer
+    text = "".join(parts)
+    if counter.unsafe(text):
+        return
+    summaries = [
+        counter.summarize(p, tok.count(p) if k else None) for p, k in zip(parts, known_totals)
+    ]
+    try:
+        folded = counter.fold(summaries)
+    except SeamError:
+        # only where NFC composes, or may compose, across a seam
+        assert counter._nfc
+        return
+    assert folded == tok.count(text)
+
+
+def test_hard_pairs_are_piece_boundaries_in_any_context(counter):
+    """Every hard pair is a boundary of the split, whatever comes around it."""
+    import random
+
+    rnd = random.Random(0)
+    alphabet = "aZ9 \t\n\r.'(-_" + "é中"
+    hard = counter._hard
+    for _ in range(3000):
+        text = "".join(rnd.choice(alphabet) for _ in range(rnd.randint(2, 14)))
+        cuts = {e for _, (_, e) in counter._split.pre_tokenize_str(text)}
+        for i in range(1, len(text)):
+            a, b = text[i - 1], text[i]
+            if a < "\x80" and b < "\x80" and hard[CLASS[ord(a)]][CLASS[ord(b)]]:
+                assert i in cuts, (text, i)
+
+
+def test_real_records_fold_exactly(counter):
+    import json
+
+    from .conftest import real_data_or_skip
+
+    rows = json.loads(real_data_or_skip().read_text())[:200]
+    tok = counter.tokenizer
+    texts = [r["instruction"] + ("\n" + r["input"] if r["input"] else "") for r in rows]
+    texts += [r["output"] for r in rows]
+    numbers, sums = counter.count_texts(texts)
+    assert numbers == tok.count_batch(texts)
+    glue = ["\n\n", "(3) ", "[START]", "[END]", "\n", "Task 2: ", " USER: ", " ASSISTANT: "]
+    for i in range(0, len(texts) - 3, 3):
+        parts = [glue[i % 8], texts[i], glue[(i + 1) % 8], texts[i + 1],
+                 glue[(i + 2) % 8], texts[i + 2]]
+        seq = [counter.glue(p) if j % 2 == 0 else sums[i + j // 2] for j, p in enumerate(parts)]
+        assert counter.fold(seq) == tok.count("".join(parts))
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[ANY])
+@given(st.lists(TEXT, min_size=1, max_size=6))
+def test_counts_from_segments_equal_tokenizing_each_text(counter, texts):
+    texts = [t for t in texts if not counter.unsafe(t)]
+    expected = counter.tokenizer.count_batch(texts)
+    assert counter.count_texts(texts)[0] == expected
+    # again from the segments kept, and texts made of the same segments in another order
+    assert counter.count_texts(texts)[0] == expected
+    mixed = [" ".join(t.split(" ")[::-1]) for t in texts] + [" ".join(texts)]
+    assert counter.count_texts(mixed)[0] == counter.tokenizer.count_batch(mixed)
+
+
+def test_counting_cuts_split_the_text_into_independent_parts(counter):
+    """Where counting cuts a text, the split of the whole is the splits of the two sides."""
+    import random
+
+    from mosaic_it.pretokens import _CUT
+
+    rnd = random.Random(1)
+    alphabet = "aZ9 \t\n\r.'(-_" + "é中"
+
+    def split(s):
+        return [p for p, _ in counter._split.pre_tokenize_str(s)]
+
+    for _ in range(3000):
+        text = "".join(rnd.choice(alphabet) for _ in range(rnd.randint(2, 14)))
+        cuts = {m.start() for m in _CUT.finditer(text)} - {0}
+        for h in cuts:
+            assert split(text) == split(text[:h]) + split(text[h:]), (text, h)
