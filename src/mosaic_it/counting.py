@@ -101,25 +101,14 @@ def _check(tokenizer: Tokenizer) -> _Locality | None:
     return _Locality({pair: tuple(found) for pair, found in spans.items()})
 
 
-class WordCounter:
-    """Folds exact counts from word summaries; one per tokenizer and run."""
-
-    lead = " "  # stands for the "▁" the tokenizer prepends to a whole text
-    shape = "issb"  # a summary: count, first word, last word, one word
+class FoldingCounter:
+    """What the counters that fold exact counts share: the special-token check, and the table
+    of the texts their summaries hold (so that arrays can hold them as small integers)."""
 
     def __init__(self, tokenizer: Tokenizer) -> None:
         self.tokenizer = tokenizer
-        self._words: dict[str, int] = {"\n": 1}
-        self._glue: dict[str, Summary] = {"": EMPTY}
         self.word_list: list[str] = [""]
         self._word_ids: dict[str, int] = {"": 0}
-        self._newline = tokenizer.count("\n")  # the prepended "▁" and the newline byte
-        self.journal: list[tuple[str, int]] | None = None  # words counted, when set
-        # counts of the space-free pieces of texts (see count_texts): after a space, and first
-        self._spaced: dict[str, int] = {}
-        self._first: dict[str, int] = {}
-        locality = _locality(tokenizer)
-        self._spans = locality.spans if locality is not None else None
         specials = [t.content for t in tokenizer.backend.get_added_tokens_decoder().values()]
         if getattr(tokenizer.backend, "encode_special_tokens", False):
             specials = []  # special-token strings in the text are read as plain text
@@ -128,6 +117,33 @@ class WordCounter:
     def unsafe(self, text: str) -> bool:
         """Text holding a special-token string may be split there: count it whole instead."""
         return bool(self._specials and self._specials.search(text))
+
+    def word_id(self, w: str) -> int:
+        """A small integer standing for a text of a summary (kept in arrays instead)."""
+        i = self._word_ids.get(w)
+        if i is None:
+            i = self._word_ids[w] = len(self.word_list)
+            self.word_list.append(w)
+        return i
+
+
+class WordCounter(FoldingCounter):
+    """Folds exact counts from word summaries; one per tokenizer and run."""
+
+    lead = " "  # stands for the "▁" the tokenizer prepends to a whole text
+    shape = "issb"  # a summary: count, first word, last word, one word
+
+    def __init__(self, tokenizer: Tokenizer) -> None:
+        super().__init__(tokenizer)
+        self._words: dict[str, int] = {"\n": 1}
+        self._glue: dict[str, Summary] = {"": EMPTY}
+        self._newline = tokenizer.count("\n")  # the prepended "▁" and the newline byte
+        self.journal: list[tuple[str, int]] | None = None  # words counted, when set
+        # counts of the space-free pieces of texts (see count_texts): after a space, and first
+        self._spaced: dict[str, int] = {}
+        self._first: dict[str, int] = {}
+        locality = _locality(tokenizer)
+        self._spans = locality.spans if locality is not None else None
 
     # --------------------------------------------------------------- words
 
@@ -206,14 +222,6 @@ class WordCounter:
     def _bound(self) -> None:
         if len(self._words) > MAX_WORDS:
             self._words = {"\n": 1}
-
-    def word_id(self, w: str) -> int:
-        """A small integer standing for a word (kept in arrays instead of the string)."""
-        i = self._word_ids.get(w)
-        if i is None:
-            i = self._word_ids[w] = len(self.word_list)
-            self.word_list.append(w)
-        return i
 
     def word(self, w: str) -> int:
         n = self._words.get(w)

@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from tokenizers import Regex, pre_tokenizers
 from tokenizers.models import BPE
 
+from .counting import FoldingCounter
 from .tokenizer import Tokenizer
 
 # (count, head, count of head's pieces before its hard pair, tail, tail's count, has a hard pair)
@@ -178,7 +179,7 @@ class SeamError(ValueError):
     """A seam this module cannot fold (NFC could compose across it): count the sample whole."""
 
 
-class PieceCounter:
+class PieceCounter(FoldingCounter):
     """Folds exact counts from piece summaries; one per tokenizer and run (see the module)."""
 
     lead = ""  # byte-level BPE prepends nothing to a text
@@ -189,7 +190,7 @@ class PieceCounter:
         scheme = pretoken_scheme(tokenizer)
         if scheme is None:
             raise ValueError(f"{tokenizer.name}: not a byte-level BPE tokenizer this can fold")
-        self.tokenizer = tokenizer
+        super().__init__(tokenizer)
         self._hard = scheme.hard
         self._nfc = scheme.nfc
         self._split = pre_tokenizers.Split(Regex(scheme.pattern), behavior="isolated")
@@ -201,26 +202,8 @@ class PieceCounter:
         self._spaced: dict[str, int] = {}  # piece -> tokens of " " + piece (see count_texts)
         self._first: dict[str, int] = {}  # piece -> tokens of the piece at a text's start
         self._safe: dict[tuple[str, str], bool] = {}
-        self.word_list: list[str] = [""]
-        self._word_ids: dict[str, int] = {"": 0}
-        added = [t.content for t in tokenizer.backend.get_added_tokens_decoder().values()]
-        if getattr(tokenizer.backend, "encode_special_tokens", False):
-            added = []
-        self._specials = re.compile("|".join(map(re.escape, added))) if added else None
 
     # --------------------------------------------------------------- engine interface
-
-    def unsafe(self, text: str) -> bool:
-        """Text holding an added token's string is split there: count it whole instead."""
-        return bool(self._specials and self._specials.search(text))
-
-    def word_id(self, w: str) -> int:
-        """A small integer standing for a head or tail text (kept in arrays instead)."""
-        i = self._word_ids.get(w)
-        if i is None:
-            i = self._word_ids[w] = len(self.word_list)
-            self.word_list.append(w)
-        return i
 
     def learn(self, counted: Sequence[tuple[str, int]]) -> None:
         """Nothing to take from a worker: its counts are kept per process."""
