@@ -122,3 +122,19 @@ def test_counting_cuts_split_the_text_into_independent_parts(counter):
         cuts = {m.start() for m in _CUT.finditer(text)} - {0}
         for h in cuts:
             assert split(text) == split(text[:h]) + split(text[h:]), (text, h)
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[ANY])
+@given(st.lists(TEXT | st.sampled_from(["<|im_start|>", "<|im_end|>", "<|endoftext|>",
+                                         "<|begin_of_text|>", "<|eot_id|>", "<|im_start|>user\n"]),
+                min_size=1, max_size=7))
+def test_added_tokens_are_folded_around(counter, parts):
+    """A chat template's special tokens split the text first and are one token each."""
+    tok = counter.tokenizer
+    text = "".join(parts)
+    assert not counter.unsafe(text)
+    assert counter.count_texts([text])[0] == [tok.count(text)]
+    try:
+        assert counter.fold([counter.summarize(p) for p in parts]) == tok.count(text)
+    except SeamError:
+        assert counter._nfc

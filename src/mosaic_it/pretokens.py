@@ -33,9 +33,13 @@ from tokenizers.models import BPE
 from .counting import FoldingCounter
 from .tokenizer import Tokenizer
 
-# (count, head, count of head's pieces before its hard pair, tail, tail's count, has a hard pair)
-PieceSummary = tuple[int, str, int, str, int, bool]
-EMPTY: PieceSummary = (0, "", 0, "", 0, False)
+# (count, head, count of head's pieces before its hard pair, tail, tail's count, kind)
+PieceSummary = tuple[int, str, int, str, int, int]
+# kinds: no hard pair inside (the text joins the region around it), a hard pair inside, an added
+# token inside (the tokenizer splits the text there before anything else: head and tail are
+# the texts before the first and after the last, counted whole)
+WHOLE, CUT, SPECIAL = 0, 1, 2
+EMPTY: PieceSummary = (0, "", 0, "", 0, WHOLE)
 MAX_CACHE = 400_000  # entries in each cache before it starts again (counts never depend on it)
 
 # the split expressions reasoned about above: Qwen2's (a digit a piece), Llama-3's (up to three)
@@ -183,7 +187,7 @@ class PieceCounter(FoldingCounter):
     """Folds exact counts from piece summaries; one per tokenizer and run (see the module)."""
 
     lead = ""  # byte-level BPE prepends nothing to a text
-    shape = "isisib"  # a summary: see PieceSummary
+    shape = "isisii"  # a summary: see PieceSummary
     journal: list[tuple[str, int]] | None = None  # kept for the engine's interface
 
     def __init__(self, tokenizer: Tokenizer) -> None:
@@ -202,6 +206,20 @@ class PieceCounter(FoldingCounter):
         self._spaced: dict[str, int] = {}  # piece -> tokens of " " + piece (see count_texts)
         self._first: dict[str, int] = {}  # piece -> tokens of the piece at a text's start
         self._safe: dict[tuple[str, str], bool] = {}
+        # added tokens are split off first and are one token each; folded around only when
+        # they are matched as written (no normalisation, no white space taken with them)
+        added = list(tokenizer.backend.get_added_tokens_decoder().values())
+        self._plain_added = all(
+            not (t.normalized or t.lstrip or t.rstrip or t.single_word) for t in added
+        )
+        if added and self._plain_added and self._specials is not None:
+            # longest first: at one position the longest added token wins, as in tokenizers
+            contents = sorted({t.content for t in added}, key=len, reverse=True)
+            self._specials = re.compile("|".join(map(re.escape, contents)))
+
+    def unsafe(self, text: str) -> bool:
+        """Added tokens are folded around unless they take white space or are normalised."""
+        return not self._plain_added and super().unsafe(text)
 
     # --------------------------------------------------------------- engine interface
 
@@ -285,16 +303,29 @@ class PieceCounter(FoldingCounter):
         """Summary of a text; ``total`` is its count, when known."""
         if not text:
             return EMPTY
+        if self._specials is not None and self._specials.search(text):
+            return self._summarize_added(text)
         text = self._normal(text)
         if total is None:
             total = self._count_all(text)
         first = self._first_cut(text)
         if first is None:
-            return total, text, total, text, total, False
+            return total, text, total, text, total, WHOLE
         last = self._last_cut(text)
         assert last is not None
         head, tail = text[: first + 1], text[last:]
-        return total, head, self._count_before_last(head), tail, self._count_all(tail), True
+        return total, head, self._count_before_last(head), tail, self._count_all(tail), CUT
+
+    def _summarize_added(self, text: str) -> PieceSummary:
+        """A text with added tokens: each is one token, the texts between are counted apart."""
+        assert self._specials is not None
+        segments = self._specials.split(text)  # the texts around the added tokens
+        head, *middle, tail = (self._normal(t) for t in segments)
+        total = len(segments) - 1 + sum(self._segment(t) for t in middle)
+        head_count, tail_count = self._segment(head), self._segment(tail)
+        return total + head_count + tail_count, head, head_count, tail, tail_count, SPECIAL
+
+
 
     def glue(self, text: str) -> PieceSummary:
         s = self._glue.get(text)
@@ -318,7 +349,13 @@ class PieceCounter(FoldingCounter):
         spaced_get, first_get = spaced.__getitem__, first.__getitem__
         numbers: list[int] = []
         summaries: list[PieceSummary] = []
+        specials = self._specials
         for t in texts:
+            if specials is not None and specials.search(t):
+                summary = self._summarize_added(t)
+                numbers.append(summary[0])
+                summaries.append(summary)
+                continue
             t = self._normal(t)
             if not t:
                 numbers.append(0)
@@ -365,12 +402,20 @@ class PieceCounter(FoldingCounter):
         """
         total = 0
         region, region_count = "", 0  # the text after the last hard pair, and its count
-        for count, head, head_count, tail, tail_count, cut in parts:
+        for count, head, head_count, tail, tail_count, kind in parts:
+            if kind == SPECIAL:
+                # the split stops at the part's first added token: the region and the part's
+                # head are one text, counted whole; the part's tail starts a new region
+                if region and head and not self._seam_safe(region[-1], head[0]):
+                    raise SeamError(f"NFC may compose {region[-1]!r} with {head[0]!r}")
+                total += self._segment(region + head) - region_count + (count - head_count)
+                region, region_count = tail, tail_count
+                continue
             if not head:
                 continue
             if region and not self._seam_safe(region[-1], head[0]):
                 raise SeamError(f"NFC may compose {region[-1]!r} with {head[0]!r}")
-            if cut:
+            if kind == CUT:
                 # re-split the region with the part's head: the pieces before the head's hard
                 # pair are final, and the part's own pieces after it stay as they were
                 total += self._count_before_last(region + head) - region_count
