@@ -44,6 +44,14 @@ EXAMPLE = "builtin:example"
 EXIT_BAD_INPUT = 2
 
 
+def usable_cpus() -> int:
+    """The cores this process may run on (a cluster job's share, not the whole node's)."""
+    try:
+        return len(os.sched_getaffinity(0)) or 1
+    except (AttributeError, OSError):  # no affinity on this platform
+        return os.cpu_count() or 1
+
+
 def example_path() -> Path:
     return Path(str(resources.files("mosaic_it") / "data" / "example.jsonl"))
 
@@ -121,8 +129,8 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--progress", choices=["auto", "on", "off"], default="auto",
                    help="progress bar on stderr (auto: only on a terminal)")
     m.add_argument("--workers", type=int, default=0,
-                   help="processes running epochs side by side (default 0: one per core, at most "
-                   "one per epoch); the output is the same for any number")
+                   help="processes counting tokens, then running epochs, side by side (default "
+                   "0: one per core this process may use); the output is the same for any number")
     m.add_argument("--engine", choices=["local", "ray"], default="local",
                    help="local: this machine; ray: Ray Data on a local or remote cluster (extra "
                    "mosaic-it[ray]; INPUT: JSONL/Parquet file, directory or glob; OUTPUT: a directory)")
@@ -165,7 +173,7 @@ def cmd_mosaic(args: argparse.Namespace) -> int:
                 "write .json, .jsonl or .parquet"
             )
     progress = sys.stderr.isatty() if args.progress == "auto" else args.progress == "on"
-    workers = args.workers if args.workers > 0 else (os.cpu_count() or 1)
+    workers = args.workers if args.workers > 0 else usable_cpus()
     mosaicker = Mosaicker(config, progress=progress)
     invalid: list[InvalidRecord] = []
     spool = RowSpool() if args.keep_multiturn else None
@@ -271,7 +279,7 @@ def cmd_mosaic_ray(args: argparse.Namespace, config: MosaicConfig, source: str) 
     inputs = resolve_inputs(source)
     shards = args.shards
     if shards <= 0:
-        shards = 2 * (os.cpu_count() or 1) if not args.ray_address else 0
+        shards = 2 * usable_cpus() if not args.ray_address else 0
     if shards <= 0:
         import ray
 
