@@ -1,7 +1,11 @@
 """Counting on several processes gives what counting in one gives."""
 
 import copy
+import json
+import os
 from dataclasses import replace
+
+import pytest
 
 from mosaic_it import MosaicConfig, Mosaicker
 from mosaic_it.api import COUNT_BATCH
@@ -62,3 +66,26 @@ def test_special_token_text_late_in_the_input_is_counted_whole(tokenizer):
     assert list(p.grouper.counts.prompt) == counts[0::2]
     assert list(p.grouper.counts.output) == counts[1::2]
     assert samples(m, p) == samples(*prepared(records, 1, tok))
+
+
+def _die(*args):
+    os._exit(9)  # as the kernel's out-of-memory killer would end a worker
+
+
+@pytest.mark.parametrize("where", ["counting", "epochs"])
+def test_a_worker_that_dies_is_a_clear_error_not_a_hang(tmp_path, monkeypatch, capsys, where):
+    from mosaic_it import parallel, runner
+    from mosaic_it.cli import EXIT_WORKER_DIED, main
+
+    # forked workers inherit the patched function; the parent never calls it with 2 workers
+    monkeypatch.setattr(parallel if where == "counting" else runner,
+                        "_count_job" if where == "counting" else "_run_epoch", _die)
+    src = tmp_path / "in.jsonl"
+    rows = [{"id": r.id, "instruction": r.instruction, "input": r.input, "output": r.output}
+            for r in make_records(3 * COUNT_BATCH, seed=8)]
+    src.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    out = tmp_path / "out.jsonl"
+    assert main(["mosaic", str(src), str(out), "--workers", "2", "--epochs", "2", "-q"]) == EXIT_WORKER_DIED
+    assert "worker process died while " + ("counting tokens" if where == "counting" else
+                                           "grouping epochs") in capsys.readouterr().err
+    assert not out.exists()

@@ -7,10 +7,10 @@ import functools
 import json
 import os
 import sys
-from dataclasses import fields
-from itertools import chain
-from importlib import resources
 from collections.abc import Iterator
+from dataclasses import fields
+from importlib import resources
+from itertools import chain
 from pathlib import Path
 
 from . import __version__
@@ -31,6 +31,7 @@ from .io import (
     write_records,
     write_rows,
 )
+from .parallel import WorkerDied
 from .recipe import apply_recipe, effective_config
 from .records import Record
 from .rulepack import RulePackError, default_rules_path
@@ -42,6 +43,7 @@ from .tokenizer import TokenizerError
 
 EXAMPLE = "builtin:example"
 EXIT_BAD_INPUT = 2
+EXIT_WORKER_DIED = 3
 
 
 def usable_cpus() -> int:
@@ -272,8 +274,9 @@ def _write_dataset_info(info_file: str, output: str, fmt: str, columns: set[str]
 
 def cmd_mosaic_ray(args: argparse.Namespace, config: MosaicConfig, source: str) -> int:
     try:
-        from .ray_engine import resolve_inputs, run_ray
         import ray  # noqa: F401
+
+        from .ray_engine import resolve_inputs, run_ray
     except ImportError:
         raise ValueError("--engine ray needs Ray: pip install 'mosaic-it[ray]'") from None
     inputs = resolve_inputs(source)
@@ -337,6 +340,9 @@ def main(argv: list[str] | None = None) -> int:
     except (InputError, RulePackError, TokenizerError, ValueError) as exc:
         print(f"mosaic-it: error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
+    except WorkerDied as exc:
+        print(f"mosaic-it: error: {exc}", file=sys.stderr)
+        return EXIT_WORKER_DIED
     except KeyboardInterrupt:
         print("mosaic-it: interrupted; no output was written", file=sys.stderr)
         return 130

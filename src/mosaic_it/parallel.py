@@ -1,10 +1,13 @@
-"""Counting the records on several processes while the parent reads the next ones.
+"""Work on forked processes: counting the records while the parent reads the next ones, and
+the epochs (see :mod:`.runner`).
 
 Counting a batch of records is a pure function of its texts (given the tokenizer), so batches
 are counted on forked workers, each with the word cache the parent had when it forked. The
 parent keeps reading and parsing, takes the results back in order, and learns the words the
 workers counted, so its own cache ends as full as if it had counted everything itself. The
 counts are exact either way: the output is the same for any number of workers.
+
+A worker that dies (killed, out of memory) is an error the run reports, never a hang.
 """
 
 from __future__ import annotations
@@ -13,10 +16,34 @@ import multiprocessing
 import os
 from collections import deque
 from collections.abc import Iterable, Iterator
-from multiprocessing.pool import AsyncResult
+from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from contextlib import contextmanager
 
 from .engine import Counted, Grouper
 from .records import Record
+
+
+class WorkerDied(RuntimeError):
+    """A worker process ended without finishing its work (killed, or out of memory)."""
+
+
+@contextmanager
+def fork_pool(workers: int, what: str) -> Iterator[ProcessPoolExecutor]:
+    """``workers`` forked processes (they share the parent's memory: nothing large is
+    pickled); a worker that dies raises :class:`WorkerDied` naming ``what`` it was doing."""
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")  # tokenizers, after a fork
+    pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork"))
+    try:
+        yield pool
+    except BrokenProcessPool:
+        raise WorkerDied(
+            f"a worker process died while {what} (killed, or out of memory?); no output was "
+            "written: run again, with fewer --workers if memory is short"
+        ) from None
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+
 
 # set in the parent just before the workers are forked; read by them
 _GROUPER: list[Grouper] = []
@@ -47,21 +74,20 @@ def counted_batches(
         for items in _chain(first, second, it):
             yield items, *grouper.count(items)
         return
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")  # the workers fork
     _GROUPER.append(grouper)
-    pending: deque[tuple[list[Record], AsyncResult[Counted]]] = deque()
+    pending: deque[tuple[list[Record], Future[Counted]]] = deque()
     try:
-        with multiprocessing.get_context("fork").Pool(workers) as pool:
+        with fork_pool(workers, "counting tokens") as pool:
             for items in _chain(first, second, it):
                 texts = grouper.texts_to_count(items)
-                job = pool.apply_async(_count_job, (texts, grouper.words is not None))
+                job = pool.submit(_count_job, texts, grouper.words is not None)
                 pending.append((items, job))
                 while len(pending) > 2 * workers:
                     items, job = pending.popleft()
-                    yield items, *grouper.take_counts(job.get())
+                    yield items, *grouper.take_counts(job.result())
             while pending:
                 items, job = pending.popleft()
-                yield items, *grouper.take_counts(job.get())
+                yield items, *grouper.take_counts(job.result())
     finally:
         _GROUPER.clear()
 

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import multiprocessing
 import os
 import shutil
 import time
@@ -26,6 +25,7 @@ from typing import IO, Any, BinaryIO
 
 from .api import Mosaicker, Prepared, RunSummary
 from .io import atomic_writer, dumps_bytes, is_jsonl
+from .parallel import fork_pool
 from .records import MosaicSpec, Sample
 
 SampleToDict = Callable[[Sample], dict[str, Any]]
@@ -169,11 +169,9 @@ def _map(epochs: list[int], workers: int, progress: bool) -> Iterator[dict[str, 
                 if bar is not None:
                     bar.update(1)
             return
-        # fork: the workers share the counted records; nothing large is pickled
-        ctx = multiprocessing.get_context("fork")
-        os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-        with ctx.Pool(min(workers, len(epochs))) as pool:
-            for c in pool.imap(_run_epoch, epochs):
+        # forked: the workers share the counted records; nothing large is pickled
+        with fork_pool(min(workers, len(epochs)), "grouping epochs") as pool:
+            for c in pool.map(_run_epoch, epochs):
                 yield c
                 if bar is not None:
                     bar.update(1)
