@@ -138,3 +138,22 @@ def test_added_tokens_are_folded_around(counter, parts):
         assert counter.fold([counter.summarize(p) for p in parts]) == tok.count(text)
     except SeamError:
         assert counter._nfc
+
+
+def test_spooled_records_give_the_same_samples_with_piece_summaries(counter):
+    from mosaic_it import MosaicConfig, Mosaicker
+
+    from .conftest import make_records
+
+    records = make_records(150, seed=4)
+    config = MosaicConfig(epochs=2, max_tokens=700)
+    kept = Mosaicker(config, tokenizer=counter.tokenizer)
+    spooled = Mosaicker(config, tokenizer=counter.tokenizer, spool_threshold=1000)
+    a = [s.to_record() for s in kept.run(records)]
+    b = [s.to_record() for s in spooled.run(records)]
+    assert a == b and len(a) > 20
+    tok = counter.tokenizer
+    from mosaic_it.templates import get_template
+
+    t = get_template("vicuna")
+    assert all(t.count(tok, s["instruction"], s["output"]) == s["mosaic"]["tokens"] for s in b)

@@ -29,7 +29,7 @@ Either way every sample's count is exact and none exceeds the budget, whatever t
 from __future__ import annotations
 
 from array import array
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 from .compose import SamplePlan, compose, plan_sample
@@ -100,9 +100,26 @@ class _Summaries:
     def get(self, i: int, words: list[str]) -> tuple:
         if self.tuples is not None:
             return self.tuples[i]
-        return tuple(
-            words[column[i]] if kind == "s" else bool(column[i]) if kind == "b" else column[i]
-            for kind, column in zip(self.shape, self.columns)
+        return self.getter(words)(i)
+
+    def getter(self, words: list[str]) -> Callable[[int], tuple]:
+        """A function from a text's number to its summary (one built for each shape: this runs
+        for every record of every sample once the summaries are compact)."""
+        if self.tuples is not None:
+            return self.tuples.__getitem__
+        c = self.columns
+        if self.shape == "issb":
+            total, head, tail, single = c
+            return lambda i: (total[i], words[head[i]], words[tail[i]], single[i] == 1)
+        if self.shape == "isisii":
+            total, head, head_count, tail, tail_count, kind = c
+            return lambda i: (
+                total[i], words[head[i]], head_count[i], words[tail[i]], tail_count[i], kind[i]
+            )
+        shape = self.shape
+        return lambda i: tuple(
+            words[column[i]] if k == "s" else bool(column[i]) if k == "b" else column[i]
+            for k, column in zip(shape, c)
         )
 
 
@@ -283,12 +300,8 @@ class Grouper:
         assert wc is not None and self._summaries is not None
         glue, words = wc.glue, wc.word_list
         prompt_summaries, output_summaries = self._summaries
-        if prompt_summaries.tuples is not None:
-            prompts = [prompt_summaries.tuples[i] for i in group]
-            outputs = [output_summaries.tuples[i] for i in group]
-        else:
-            prompts = [prompt_summaries.get(i, words) for i in group]
-            outputs = [output_summaries.get(i, words) for i in group]
+        prompts = list(map(prompt_summaries.getter(words), group))
+        outputs = list(map(output_summaries.getter(words), group))
         instruction = [
             glue(p) if type(p) is str else p for p in instruction_parts(layout, prompts, spec.meta)
         ]

@@ -16,7 +16,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from .io import dumps_bytes, loads
 from .records import Record
 
-SPOOL_THRESHOLD = 64 << 20  # characters of record text; past this, a run spools to disk
+SPOOL_THRESHOLD = 128 << 20  # characters of record text; past this, a run spools to disk
 
 
 class DiskStore(Sequence[Record]):
