@@ -1,7 +1,7 @@
 """Exact counts of a concatenation for byte-level BPE behind a regex pre-tokenizer.
 
-Qwen2, Llama-3 and GPT-4-style tokenizers cut text into pieces with a regular expression and run
-BPE on each piece alone, so a text's count is the sum of its pieces' counts. Joining two texts
+Qwen2 and Llama-3 tokenizers (and others with the same split expression) cut text into pieces
+with a regular expression and run BPE on each piece alone, so a text's count is the sum of its pieces' counts. Joining two texts
 changes only the pieces near the seam; how near is told by *hard pairs*: two adjacent characters
 that no alternative of the expression can take in one piece, not even part way (a letter then a
 non-letter, a digit then anything for Qwen2, a newline then a non-space character, ...). No
@@ -11,7 +11,9 @@ after it are the same whatever text precedes it.
 
 A text is thus summarised by its count, the text up to just past its first hard pair with the
 count of the pieces before that pair, and the text after its last hard pair with its count. A
-seam re-splits only the few characters between the nearest hard pairs on either side.
+seam re-splits only the few characters between the nearest hard pairs on either side. Added
+tokens (a chat template's ``<|im_start|>``) are split off before anything else and are one token
+each: a text holding them is summarised by the texts before the first and after the last.
 
 The reasoning is made for the expressions in :data:`PATTERNS` only, and characters are sorted into
 classes only when they are ASCII: any pair with another character is taken as one that can join,
