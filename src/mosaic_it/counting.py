@@ -118,6 +118,15 @@ class FoldingCounter:
         """Text holding a special-token string may be split there: count it whole instead."""
         return bool(self._specials and self._specials.search(text))
 
+    def glue(self, text: str) -> tuple:
+        """The summary of a text that recurs (a label, a separator, a template's text), kept."""
+        s = self._glue.get(text)
+        if s is None:
+            if len(self._glue) > MAX_GLUE:
+                self._glue = {"": self._glue[""]}
+            s = self._glue[text] = self.summarize(text)  # type: ignore[attr-defined]
+        return s
+
     def word_id(self, w: str) -> int:
         """A small integer standing for a text of a summary (kept in arrays instead)."""
         i = self._word_ids.get(w)
@@ -172,10 +181,10 @@ class WordCounter(FoldingCounter):
             counts = self.tokenizer.count_batch(texts)
         learned = [(w, c - self._newline) for w, c in zip(whole, counts)]
         known.update(learned)  # no reset in between: all of them stay
-        learned += [(w, sum(known[p] for p in parts)) for w, parts in split]
-        known.update(learned[len(whole):])
+        derived = [(w, sum(known[p] for p in parts)) for w, parts in split]
+        known.update(derived)
         if self.journal is not None:
-            self.journal += learned
+            self.journal += learned + derived
 
     def split(self, w: str) -> list[str]:
         """``w`` cut where no vocabulary piece holds the two characters that meet (see
@@ -274,14 +283,6 @@ class WordCounter(FoldingCounter):
             total = standalone - self.word(" " + head) + self.word(head)
         return total, head, tail, single
 
-    def glue(self, text: str) -> Summary:
-        s = self._glue.get(text)
-        if s is None:
-            if len(self._glue) > MAX_GLUE:
-                self._glue = {"": EMPTY}
-            s = self._glue[text] = self.summarize(text)
-        return s
-
     def fold_known(
         self, parts: Sequence[Summary], missing: set[str]
     ) -> tuple[int, list[tuple[str, str, str]]]:
@@ -357,6 +358,12 @@ class WordCounter(FoldingCounter):
         get, spaced_get, first_get = known.__getitem__, spaced.__getitem__, first.__getitem__
         edges = self.edges
 
+        def alone(total: int, head: str) -> int:
+            """A text's count tokenized alone, from its count in context and its first word."""
+            if head == "\n":  # alone, the prepended "▁" is a word of its own
+                return total + get(" ")
+            return total - get(head) + get(" " + head)
+
         standalone: list[int] = []
         summaries: list[Summary] = []
         later: list[tuple[int, str, list[str] | None]] = []  # texts with something uncounted
@@ -369,22 +376,18 @@ class WordCounter(FoldingCounter):
                 continue
             pieces = t.split(" ")
             simple = "" not in pieces  # no space at either end, none next to another
-            try:
-                if not simple:
-                    raise KeyError(t)
-                total = first_get(pieces[0]) + sum(map(spaced_get, pieces[1:]))
-                head, tail, single = edges(t)
-                if head == "\n":  # alone, the prepended "▁" is a word of its own
-                    alone = total + get(" ")
-                else:
-                    alone = total - get(head) + get(" " + head)
-            except KeyError:
-                later.append((len(standalone), t, pieces if simple else None))
-                standalone.append(0)
-                summaries.append(EMPTY)
-                continue
-            standalone.append(alone)
-            summaries.append((total, head, tail, single))
+            if simple:
+                try:
+                    total = first_get(pieces[0]) + sum(map(spaced_get, pieces[1:]))
+                    head, tail, single = edges(t)
+                    standalone.append(alone(total, head))
+                    summaries.append((total, head, tail, single))
+                    continue
+                except KeyError:
+                    pass  # a piece or word not counted yet
+            later.append((len(standalone), t, pieces if simple else None))
+            standalone.append(0)
+            summaries.append(EMPTY)
         if not later:
             return standalone, summaries
 
@@ -398,10 +401,8 @@ class WordCounter(FoldingCounter):
         self.prime([w for w in missing if w not in known])
         for (i, t, pieces), words in zip(later, split):
             total = sum(map(get, words))
-            head = words[0]
-            alone = total + get(" ") if head == "\n" else total - get(head) + get(" " + head)
-            standalone[i] = alone
-            summaries[i] = (total, head, words[-1], len(words) == 1)
+            standalone[i] = alone(total, words[0])
+            summaries[i] = (total, words[0], words[-1], len(words) == 1)
             if pieces is not None:  # keep the pieces' counts for the texts still to come
                 if pieces[0] not in first:
                     first[pieces[0]] = sum(map(get, findall(pieces[0])))

@@ -97,11 +97,6 @@ class _Summaries:
         for summary in tuples or ():
             self.add(wc, summary)
 
-    def get(self, i: int, words: list[str]) -> tuple:
-        if self.tuples is not None:
-            return self.tuples[i]
-        return self.getter(words)(i)
-
     def getter(self, words: list[str]) -> Callable[[int], tuple]:
         """A function from a text's number to its summary (one built for each shape: this runs
         for every record of every sample once the summaries are compact)."""
@@ -387,10 +382,7 @@ class Grouper:
             special = self.template.special_count(self.tokenizer)
             if missing:
                 wc.prime(list(missing))  # one tokenizer call for the seams of every sample
-            counts += [
-                special + sum(wc.settle(*folded) if folded[1] else folded[0] for folded in ns)
-                for ns in known
-            ]
+            counts += [special + sum(wc.settle(*fold) for fold in folds) for folds in known]
         for b, n in zip(whole + folded, counts):
             b.exact = n
             b.pending = None

@@ -94,7 +94,7 @@ def input_kind(path: str | Path) -> str:
 
 def _iter_json(path: Path) -> Iterator[tuple[int, str, Any]]:
     try:
-        handle = path.open("rb", buffering=1 << 20)  # few reads: each one releases the GIL
+        handle = path.open("rb", buffering=1 << 20)  # bytes: orjson reads them as they are
     except OSError as exc:
         raise InputError(f"{path}: cannot read: {exc.strerror or exc}") from None
     with handle:

@@ -19,6 +19,7 @@ from collections.abc import Iterable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from contextlib import contextmanager
+from itertools import chain, islice
 
 from .engine import Counted, Grouper
 from .records import Record
@@ -62,23 +63,22 @@ def counted_batches(
     """Each batch of records with its prompt and output counts, in order.
 
     With one batch, or one worker, everything is counted here (a small input never forks);
-    otherwise batches go to ``workers`` processes, at most ``workers`` ahead of the one being
-    taken back.
+    otherwise batches go to ``workers`` processes, at most twice ``workers`` ahead of the one
+    being taken back.
     """
     it = iter(batches)
-    first = next(it, None)
-    second = next(it, None) if first is not None else None
-    if second is None or workers <= 1 or grouper.words is None:
+    ahead = list(islice(it, 2))  # two batches read: is there more than one?
+    if len(ahead) < 2 or workers <= 1 or grouper.words is None:
         # one batch, one process, or a tokenizer without word counts (which batches on all
         # cores itself)
-        for items in _chain(first, second, it):
+        for items in chain(ahead, it):
             yield items, *grouper.count(items)
         return
     _GROUPER.append(grouper)
     pending: deque[tuple[list[Record], Future[Counted]]] = deque()
     try:
         with fork_pool(workers, "counting tokens") as pool:
-            for items in _chain(first, second, it):
+            for items in chain(ahead, it):
                 texts = grouper.texts_to_count(items)
                 job = pool.submit(_count_job, texts, grouper.words is not None)
                 pending.append((items, job))
@@ -91,10 +91,3 @@ def counted_batches(
     finally:
         _GROUPER.clear()
 
-
-def _chain(*parts: list[Record] | Iterator[list[Record]] | None) -> Iterator[list[Record]]:
-    """The batches given first (None: none), then those of the iterator given last."""
-    *heads, rest = parts
-    yield from (batch for batch in heads if batch is not None)
-    if rest is not None:
-        yield from rest  # type: ignore[misc]

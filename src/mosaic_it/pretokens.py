@@ -307,7 +307,10 @@ class PieceCounter(FoldingCounter):
             return EMPTY
         if self._specials is not None and self._specials.search(text):
             return self._summarize_added(text)
-        text = self._normal(text)
+        return self._summarize_normal(self._normal(text), total)
+
+    def _summarize_normal(self, text: str, total: int | None) -> PieceSummary:
+        """:meth:`summarize` of a normalised text without added tokens."""
         if total is None:
             total = self._count_all(text)
         first = self._first_cut(text)
@@ -328,14 +331,6 @@ class PieceCounter(FoldingCounter):
         return total + head_count + tail_count, head, head_count, tail, tail_count, SPECIAL
 
 
-
-    def glue(self, text: str) -> PieceSummary:
-        s = self._glue.get(text)
-        if s is None:
-            if len(self._glue) > MAX_CACHE:
-                self._glue = {"": EMPTY}
-            s = self._glue[text] = self.summarize(text)
-        return s
 
     def count_texts(self, texts: Sequence[str]) -> tuple[list[int], list[PieceSummary]]:
         """Each text's count and its summary, from the counts of its segments.
@@ -377,7 +372,7 @@ class PieceCounter(FoldingCounter):
                             spaced[piece] = self._count_all(" " + piece)
                     total = first_get(pieces[0]) + sum(map(spaced_get, pieces[1:]))
             numbers.append(total)
-            summaries.append(self.summarize(t, total))
+            summaries.append(self._summarize_normal(t, total))
         return numbers, summaries
 
     def _segment(self, text: str) -> int:
