@@ -75,3 +75,42 @@ def test_iterable_in_a_torch_dataloader(example_rows):
         it.set_epoch(2)
         loader = torch.utils.data.DataLoader(it, batch_size=None, num_workers=workers)
         assert sorted(json.dumps(r) for r in loader) == expected
+
+
+def _epochs_seen(loader) -> list[int]:
+    epochs = {json.loads(r["mosaic"])["epoch"] for r in loader}
+    assert len(epochs) == 1  # a pass draws one epoch, whatever worker a row came from
+    return epochs.pop()
+
+
+@pytest.mark.parametrize("workers,persistent", [(0, False), (2, False), (2, True)])
+def test_dataloader_epochs_follow_set_epoch_and_passes(example_rows, workers, persistent):
+    torch = pytest.importorskip("torch")
+    it = hf.MosaicIterable(example_rows, CONFIG, output_format="alpaca")
+    loader = torch.utils.data.DataLoader(it, batch_size=None, num_workers=workers,
+                                         persistent_workers=persistent)
+    # without set_epoch, every pass is the next epoch, as with no DataLoader at all
+    assert [_epochs_seen(loader) for _ in range(3)] == [0, 1, 2]
+    expected = sorted(json.dumps(r) for r in it.epoch_rows(3))
+    seen = []
+    for epoch in (0, 3, 3, 2):  # a trainer's calls, reaching workers started before them
+        it.set_epoch(epoch)
+        rows = list(loader)
+        seen.append(_epochs_seen(rows))
+        if epoch == 3:
+            assert sorted(json.dumps(r) for r in rows) == expected
+    assert seen == [0, 3, 3, 2]
+    # after set_epoch, passes go on from the epoch set
+    assert _epochs_seen(loader) == 3
+
+
+def test_epoch_clock_copies_keep_their_values_apart():
+    import copy
+    import pickle
+
+    clock = hf.EpochClock(5)
+    assert clock.take() == 5 and clock.peek() == 6
+    twin = pickle.loads(pickle.dumps(clock))
+    assert copy.deepcopy(clock).peek() == twin.peek() == 6
+    twin.set(0)
+    assert clock.peek() == 6

@@ -14,6 +14,7 @@ column type whatever the rule), or ``None`` for rows not mosaicked.
 
 from __future__ import annotations
 
+import multiprocessing
 from collections.abc import Iterable, Iterator
 from itertools import islice
 from typing import Any
@@ -119,8 +120,9 @@ class MosaicIterable(_IterableBase):  # type: ignore[misc,valid-type]
     Each iteration yields the rows of the next epoch (or of the epoch set with
     :meth:`set_epoch`, as trainers do). Records are read and counted once, up front. In a
     torch ``DataLoader`` with several workers, each worker yields its share of the epoch's
-    samples; call ``set_epoch`` every epoch there (the HF Trainer does), since workers hold
-    copies of this object.
+    samples, and a pass draws the same epoch with 0 or N workers, kept between epochs
+    (``persistent_workers``) or not: the epoch counter is shared with the workers
+    (:class:`EpochClock`), so ``set_epoch`` in the main process reaches them.
 
     ``datasets.IterableDataset.from_generator(iterable)`` works too: the object is callable
     and each call yields the next epoch.
@@ -145,7 +147,7 @@ class MosaicIterable(_IterableBase):  # type: ignore[misc,valid-type]
         self._prepared = self.mosaicker.prepare(
             _records(source, input_format, on_error, self.invalid), self.invalid
         )
-        self.epoch = epoch
+        self._clock = EpochClock(epoch)
         self.json_mosaic = json_mosaic
 
     @property
@@ -153,8 +155,18 @@ class MosaicIterable(_IterableBase):  # type: ignore[misc,valid-type]
         """Records read, admitted and left out (and the samples drawn so far)."""
         return self._prepared.summary
 
+    @property
+    def epoch(self) -> int:
+        """The epoch the next pass will draw (in this process's view)."""
+        return self._clock.peek()
+
     def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
+        """Make the next pass draw epoch ``epoch``; passes after it go on from there.
+
+        The epoch lives in memory shared with a ``DataLoader``'s worker processes, so it
+        reaches workers that were started before the call (``persistent_workers=True``).
+        """
+        self._clock.set(epoch)
 
     def epoch_rows(self, epoch: int) -> Iterator[dict[str, Any]]:
         """The rows of epoch ``epoch`` (epoch ``epoch`` of the command line's output)."""
@@ -163,10 +175,8 @@ class MosaicIterable(_IterableBase):  # type: ignore[misc,valid-type]
             yield _json_mosaic(row) if self.json_mosaic else row
 
     def __iter__(self) -> Iterator[dict[str, Any]]:
-        epoch = self.epoch
-        self.epoch += 1
-        rows = self.epoch_rows(epoch)
         worker, workers = _torch_worker()
+        rows = self.epoch_rows(self._clock.take(workers))
         if workers > 1:
             rows = islice(rows, worker, None, workers)
         return iter(rows)
@@ -189,3 +199,51 @@ def _torch_worker() -> tuple[int, int]:
 
     info = get_worker_info()
     return (0, 1) if info is None else (info.id, info.num_workers)
+
+
+class EpochClock:
+    """Which epoch each pass over a :class:`MosaicIterable` draws, the same for any workers.
+
+    ``set(e)`` makes the next pass epoch ``e``; each later pass is the one after. A pass is one
+    ``__iter__`` call in the main process, or one call in each of a ``DataLoader``'s
+    ``workers`` processes: a call takes a ticket, and ticket ``t`` draws epoch ``e + t //
+    workers``. So 0 and N workers see the same epochs, whether the workers are started anew
+    every epoch (they inherit the shared counters) or kept (``persistent_workers``: they read
+    the counters ``set`` wrote in the main process after they started).
+
+    The counters sit in shared memory. Pickled to start a worker process they stay shared;
+    pickled for anything else (a copy, a fingerprint) the copy gets counters of its own with
+    the same values.
+    """
+
+    def __init__(self, epoch: int = 0, ticket: int = 0) -> None:
+        self._start = multiprocessing.RawValue("q", epoch)
+        self._tickets = multiprocessing.RawValue("q", ticket)
+        self._lock = multiprocessing.Lock()
+
+    def set(self, epoch: int) -> None:
+        with self._lock:
+            self._start.value = epoch
+            self._tickets.value = 0
+
+    def peek(self, workers: int = 1) -> int:
+        return self._start.value + self._tickets.value // max(workers, 1)
+
+    def take(self, workers: int = 1) -> int:
+        with self._lock:
+            epoch = self.peek(workers)
+            self._tickets.value += 1
+            return epoch
+
+    def __getstate__(self) -> dict[str, Any]:
+        try:
+            multiprocessing.context.assert_spawning(self)
+        except RuntimeError:  # not starting a process: a copy with counters of its own
+            return {"values": (self._start.value, self._tickets.value)}
+        return {"shared": (self._start, self._tickets, self._lock)}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        if "shared" in state:
+            self._start, self._tickets, self._lock = state["shared"]
+        else:
+            self.__init__(*state["values"])  # type: ignore[misc]
