@@ -91,3 +91,109 @@ def test_ray_engine_bad_record_is_a_clear_error(local_ray, tmp_path, capsys):
     assert main(["mosaic", str(d), str(tmp_path / "out"), "--engine", "ray", "--shards", "1", "-q"]) == 2
     err = capsys.readouterr().err
     assert "a.jsonl" in err and "'output'" in err
+
+
+def _conversations(records, multiturn_every=7):
+    """ShareGPT rows of the records, every 7th a two-exchange conversation; no ids on odd ones."""
+    rows = []
+    for i, r in enumerate(records):
+        user = f"{r.instruction}\n{r.input}" if r.input else r.instruction
+        turns = [{"from": "human", "value": user}, {"from": "gpt", "value": r.output}]
+        if i % multiturn_every == multiturn_every - 1:
+            turns += [{"from": "human", "value": "And again?"}, {"from": "gpt", "value": "Again."}]
+        row = {"conversations": turns}
+        if i % 2 == 0:
+            row["id"] = r.id
+        rows.append(row)
+    return rows
+
+
+def _as_messages(row):
+    roles = {"human": "user", "gpt": "assistant"}
+    out = {"messages": [{"role": roles[t["from"]], "content": t["value"]} for t in row["conversations"]]}
+    if "id" in row:
+        out["id"] = row["id"]
+    return out
+
+
+@pytest.mark.parametrize("input_format,formats", [("sharegpt", ("alpaca", "messages")),
+                                                  ("messages", ("sharegpt", "prompt-completion"))])
+def test_ray_engine_reads_every_format_and_writes_the_local_shape(local_ray, tmp_path, input_format,
+                                                                  formats):
+    records = make_records(70, seed=23)
+    rows = _conversations(records)
+    if input_format == "messages":
+        rows = [_as_messages(r) for r in rows]
+    src = tmp_path / "in.jsonl"
+    src.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    common = ["--epochs", "2", "--max-tokens", "1024", "--keep-originals", "--keep-multiturn", "-q"]
+    for fmt in formats:
+        local, shards = tmp_path / f"local-{fmt}.jsonl", tmp_path / f"ray-{fmt}"
+        assert main(["mosaic", str(src), str(local), "--output-format", fmt, "--workers", "1",
+                     "--stats", str(tmp_path / f"local-{fmt}.json"), *common]) == 0
+        assert main(["mosaic", str(src), str(shards), "--engine", "ray", "--shards", "2",
+                     "--output-format", fmt, "--rejects", str(tmp_path / f"rej-{fmt}.jsonl"),
+                     "--stats", str(tmp_path / f"ray-{fmt}.json"), *common]) == 0
+        want = [json.loads(line) for line in local.read_text().splitlines()]
+        got = read_out(shards)
+        # the same kinds of row, with the same fields, in the same order within a shard
+        kinds = lambda rs: Counter((r["mosaic"] is None, tuple(sorted(r))) for r in rs)  # noqa: E731
+        got_kinds, want_kinds = kinds(got), kinds(want)
+        assert set(got_kinds) == set(want_kinds)
+        originals = [r for r in got if r["mosaic"] is None]
+        assert len(originals) == sum(v for (o, _), v in want_kinds.items() if o)
+        assert all(set(r["mosaic"]) - {"shard"} == set(want[0]["mosaic"]) for r in got if r["mosaic"])
+        local_stats = json.loads((tmp_path / f"local-{fmt}.json").read_text())
+        ray_stats = json.loads((tmp_path / f"ray-{fmt}.json").read_text())
+        assert set(ray_stats) == set(local_stats) == {"config", "summary", "output"}
+        assert set(ray_stats["summary"]) == set(local_stats["summary"])
+        assert ray_stats["summary"]["records_read"] == local_stats["summary"]["records_read"] == 70
+        multi = [r for r in ray_stats["summary"]["invalid"] if r["reason"] == "multi-turn"]
+        assert len(multi) == 10 == ray_stats["output"]["rows"]["multi_turn"]
+        assert ray_stats == json.loads((shards / "summary.json").read_text())
+        assert (tmp_path / f"ray-{fmt}.config.yaml").exists()
+        assert len((tmp_path / f"rej-{fmt}.jsonl").read_text().splitlines()) == 10
+
+
+def test_ray_engine_parquet_shards_of_messages(local_ray, tmp_path):
+    pq = pytest.importorskip("pyarrow.parquet")
+    src = tmp_path / "in.jsonl"
+    src.write_text("".join(json.dumps(_as_messages(r)) + "\n" for r in _conversations(make_records(30, seed=24))))
+    out = tmp_path / "out"
+    assert main(["mosaic", str(src), str(out), "--engine", "ray", "--shards", "2", "--epochs", "1",
+                 "--shard-format", "parquet", "--output-format", "messages", "-q"]) == 0
+    tables = [pq.read_table(f) for f in sorted(out.glob("shard-*.parquet"))]
+    assert {tuple(t.column_names) for t in tables} == {("messages", "mosaic")}
+
+
+@pytest.mark.parametrize("args,message", [
+    (["in.json", "out"], "not a JSON list"),
+    (["in.jsonl", "out.jsonl"], "directory of shards"),
+    (["in.jsonl", "out", "--resume"], "--resume does not apply"),
+    (["in.jsonl", "out", "--dataset-info", "info.json"], "--dataset-info does not apply"),
+    (["in.jsonl", "out", "--workers", "2"], "--workers does not apply"),
+])
+def test_ray_engine_refuses_in_one_line(tmp_path, capsys, monkeypatch, args, message):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "in.json").write_text('[{"instruction": "a", "output": "b"}]')
+    (tmp_path / "in.jsonl").write_text('{"instruction": "a", "output": "b"}\n')
+    assert main(["mosaic", *args, "--engine", "ray", "-q"]) == 2
+    err = capsys.readouterr().err
+    assert message.replace("not a JSON list", "JSON list") in err and len(err.splitlines()) == 1
+    assert not (tmp_path / "out").exists() and not (tmp_path / "out.jsonl").exists()
+
+
+def test_ray_engine_quiet_prints_nothing(tmp_path):
+    import subprocess
+    import sys
+
+    src = tmp_path / "in.jsonl"
+    src.write_text("".join(json.dumps({"instruction": r.instruction, "output": r.output}) + "\n"
+                           for r in make_records(20, seed=25)))
+    proc = subprocess.run(
+        [sys.executable, "-m", "mosaic_it.cli", "mosaic", str(src), str(tmp_path / "out"),
+         "--engine", "ray", "--shards", "2", "--epochs", "1", "-q"],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stderr.strip() == "" and proc.stdout.strip() == ""

@@ -119,6 +119,39 @@ class RunSummary:
         self.tokens_in_samples += spec.tokens
         self.max_sample_tokens = max(self.max_sample_tokens, spec.tokens)
 
+    # fields a merge adds up, takes the largest of, or keeps from the first summary
+    _SUMS = ("records_read", "records_mosaicked", "samples_written", "duplicate_ids",
+             "tokens_in_records", "tokens_in_samples", "exact_checks", "margin_misses",
+             "plain_fallbacks", "rule_fallbacks")
+    _COUNTERS = ("instructions_per_sample", "strategies", "rules", "formats")
+
+    def merge(self, other: RunSummary) -> None:
+        """Fold the summary of another part of the same run (a shard) into this one."""
+        for key in self._SUMS:
+            setattr(self, key, getattr(self, key) + getattr(other, key))
+        for key in self._COUNTERS:
+            getattr(self, key).update(getattr(other, key))
+        self.max_sample_tokens = max(self.max_sample_tokens, other.max_sample_tokens)
+        self.invalid += other.invalid
+        self.rejected += other.rejected
+        self.resumed_epochs = sorted(set(self.resumed_epochs) | set(other.resumed_epochs))
+        for key, seconds in other.seconds.items():
+            self.seconds[key] = self.seconds.get(key, 0.0) + seconds
+        for key in ("epochs", "wrap_mode", "max_tokens", "tokenizer", "template", "rule_pack"):
+            if not getattr(self, key):
+                setattr(self, key, getattr(other, key))
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> RunSummary:
+        """The summary :meth:`to_dict` wrote (derived keys such as means are recomputed)."""
+        known = {f.name: d[f.name] for f in fields(cls) if f.name in d}
+        summary = cls(**known)
+        summary.instructions_per_sample = Counter(
+            {int(k): v for k, v in d.get("instructions_per_sample", {}).items()})
+        for key in ("strategies", "rules", "formats"):
+            setattr(summary, key, Counter(d.get(key, {})))
+        return summary
+
     @property
     def mean_instructions(self) -> float:
         n = sum(self.instructions_per_sample.values())

@@ -12,11 +12,13 @@ from dataclasses import fields
 from importlib import resources
 from itertools import chain
 from pathlib import Path
+from typing import Any
 
 from . import __version__
 from .api import MosaicConfig, Mosaicker
 from .formats import FORMATS, conversation_to_row, dataset_info_entry, record_to_row, sample_to_row
 from .io import (
+    OUTPUT_KINDS,
     InputError,
     InvalidRecord,
     RowSpool,
@@ -234,26 +236,41 @@ def cmd_mosaic(args: argparse.Namespace) -> int:
                 spool.close()
     if args.dataset_info:
         _write_dataset_info(args.dataset_info, args.output, fmt, columns)
+    _finish_run(args, config, summary, {"format": fmt, "type": kind, "rows": written})
+    return 0
+
+
+def _finish_run(args: argparse.Namespace, config: MosaicConfig, summary: Any,
+                output: dict[str, Any]) -> None:
+    """What every executor writes after its samples: rejects, stats, the effective options
+    beside the output, and the report on stderr."""
     if args.rejects:
         write_records(args.rejects, summary.rejected + summary.invalid)
+    stats = {"config": config.to_dict(), "summary": summary.to_dict(), "output": output}
     if args.stats:
-        write_json(args.stats, {"config": config.to_dict(), "summary": summary.to_dict(),
-                                "output": {"format": fmt, "type": kind, "rows": written}})
+        write_json(args.stats, stats)
     config_file = config_path_for(args.output)
     text = effective_config(_mosaic_parser(args), args, config_file)
-    if not config_file.exists() or config_file.read_text(encoding="utf-8") != text:
+    if output["type"] == "shards":
+        from .ray_engine import write_side_files
+
+        config_file = write_side_files(args.output, stats, summary.rejected + summary.invalid,
+                                       text)
+    elif not config_file.exists() or config_file.read_text(encoding="utf-8") != text:
         with atomic_writer(config_file) as out:
             out.write(text)
     if not args.quiet:
+        written = output["rows"]
         more = "".join(
             f", {n} {what}" for what, n in (("originals", written["originals"]),
                                             ("multi-turn records passed through", written["multi_turn"]))
             if n
         )
-        print(f"mosaic-it: wrote {summary.samples_written} samples{more} to {args.output} "
-              f"({fmt}); options in {config_file}", file=sys.stderr)
+        where = (f"{output['shards']} {output['shard_format']} shards in {args.output}"
+                 if output["type"] == "shards" else str(args.output))
+        print(f"mosaic-it: wrote {summary.samples_written} samples{more} to {where} "
+              f"({output['format']}); options in {config_file}", file=sys.stderr)
         print(summary.render(), file=sys.stderr)
-    return 0
 
 
 def _write_dataset_info(info_file: str, output: str, fmt: str, columns: set[str]) -> None:
@@ -272,34 +289,44 @@ def _write_dataset_info(info_file: str, output: str, fmt: str, columns: set[str]
     write_json(path, info)
 
 
-def cmd_mosaic_ray(args: argparse.Namespace, config: MosaicConfig, source: str) -> int:
-    try:
-        import ray  # noqa: F401
+# options of `mosaic` the ray engine cannot honour per shard, and why
+RAY_REFUSED = {
+    "split": "the ray engine reads JSONL or Parquet files, not datasets splits",
+    "dataset_info": "LLaMA-Factory would read summary.json and rejects.jsonl beside the shards",
+    "resume": "the ray engine runs each shard as one task; rerun the whole job",
+    "workers": "the ray engine runs one task per shard; use --shards",
+}
 
-        from .ray_engine import resolve_inputs, run_ray
-    except ImportError:
-        raise ValueError("--engine ray needs Ray: pip install 'mosaic-it[ray]'") from None
-    inputs = resolve_inputs(source)
-    shards = args.shards
-    if shards <= 0:
-        shards = 2 * usable_cpus() if not args.ray_address else 0
-    if shards <= 0:
+
+def cmd_mosaic_ray(args: argparse.Namespace, config: MosaicConfig, source: str) -> int:
+    refused = [name for name in RAY_REFUSED if getattr(args, name)]
+    if refused:
+        raise ValueError("--engine ray: " + "; ".join(
+            f"--{n.replace('_', '-')} does not apply ({RAY_REFUSED[n]})" for n in refused))
+    if Path(args.output).suffix.lower() in OUTPUT_KINDS:
+        raise ValueError(f"{args.output}: the ray engine writes a directory of shards; name a "
+                         "directory (no file extension)")
+    try:
         import ray
 
-        ray.init(address=args.ray_address, include_dashboard=False, log_to_driver=False)
-        shards = 2 * int(ray.cluster_resources().get("CPU", 1))
-    summary = run_ray(inputs, args.output, config, shards=shards, output_format=args.shard_format,
-                      on_error=args.on_error, address=args.ray_address)
-    if args.stats:
-        write_json(args.stats, {"config": config.to_dict(), "summary": summary})
-    if not args.quiet:
-        print(
-            f"mosaic-it: ray engine, {shards} shards: {summary['samples_written']} samples from "
-            f"{summary['records_mosaicked']} of {summary['records_read']} records "
-            f"(mean {summary['mean_instructions_per_sample']:.2f} instructions/sample, "
-            f"{len(summary['rejected'])} rejected, {len(summary['invalid'])} left out) in {args.output}",
-            file=sys.stderr,
-        )
+        from .ray_engine import ShardJob, resolve_inputs, run_ray, start_ray
+    except ImportError:
+        raise ValueError("--engine ray needs Ray: pip install 'mosaic-it[ray]'") from None
+    job = ShardJob(config, str(args.output), shard_format=args.shard_format,
+                   output_format=args.output_format, input_format=args.input_format,
+                   on_error=args.on_error, keep_originals=args.keep_originals,
+                   keep_multiturn=args.keep_multiturn)
+    inputs = resolve_inputs(source)
+    start_ray(args.ray_address, quiet=args.quiet)
+    shards = args.shards
+    if shards <= 0:
+        shards = 2 * (int(ray.cluster_resources().get("CPU", 1)) if args.ray_address
+                      else usable_cpus())
+    summary, parts = run_ray(inputs, job, shards=shards, quiet=args.quiet)
+    written = {k: sum(p["written"][k] for p in parts) for k in ("samples", "originals", "multi_turn")}
+    _finish_run(args, config, summary, {
+        "format": args.output_format, "type": "shards", "shards": shards,
+        "shard_format": args.shard_format, "files": [p["file"] for p in parts], "rows": written})
     return 0
 
 

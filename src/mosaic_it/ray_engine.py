@@ -1,13 +1,16 @@
-"""The Ray engine: the same job on a cluster, sharded (``mosaic-it mosaic --engine ray``).
+"""The Ray executor: the same job on a cluster, sharded (``mosaic-it mosaic --engine ray``).
 
-Records are read with Ray Data (JSONL or Parquet files, a directory or a glob of them, any
-filesystem Ray can read), assigned to ``shards`` by a stable key, and each shard is mosaicked by
-the single-machine engine in one task: same epochs, exact budget, provenance and rejects. Each
-shard writes its own output file (``shard-00003.jsonl`` or ``.parquet``) into the output
-directory, so nothing large passes through the driver; the driver writes ``summary.json`` and
-``rejects.jsonl`` beside them.
+Ray only schedules. Lines of JSONL (or rows of Parquet) are read with Ray Data from a file,
+a directory or a glob on any filesystem Ray reads, and sent to ``shards`` by a stable key.
+Each shard then runs, in one task, the pipeline the local executor runs: the one reader of
+every input format (:func:`mosaic_it.io.records_from_raw`), the one engine
+(:class:`mosaic_it.api.Mosaicker`) and the one row assembly (samples, then originals, then
+multi-turn records passed through, :func:`shard_rows`), written by the one row writer
+(:func:`mosaic_it.io.write_rows`) to ``shard-00003.jsonl`` (or ``.parquet``) in the output
+directory. Each shard returns its :class:`~mosaic_it.api.RunSummary`; the driver merges them
+into the summary the local engine writes.
 
-Differences from the single-machine engine, by design:
+Differences from the local engine, by design:
 
 * samples never cross shards: each shard is grouped on its own, so each epoch ends each shard
   with one possibly short sample (the instructions-per-sample distribution is otherwise the
@@ -22,28 +25,64 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
+import os
 import re
-from collections import Counter
+import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .api import MosaicConfig, Mosaicker
-from .io import InputError, InvalidRecord, dumps, dumps_bytes, record_from_alpaca
+from .api import MosaicConfig, Mosaicker, RunSummary
+from .formats import check_format, conversation_to_row, record_to_row, sample_to_row
+from .io import (
+    InputError,
+    InvalidRecord,
+    config_path_for,
+    dumps,
+    loads,
+    records_from_raw,
+    write_rows,
+)
 from .records import Record
 from .rng import derive_seed
 
 SHARD = "__mosaic_shard"
 KEY = "__mosaic_key"
 PATH = "__mosaic_path"
+TEXT = "__mosaic_text"  # the record as one JSON text: one column type for any input format
+SHARD_FORMATS = ("jsonl", "parquet")
 
 
-def record_key(row: dict[str, Any]) -> str:
-    """A stable identity for a raw record: its id, or a hash of its content."""
-    rid = row.get("id")
+@dataclass(frozen=True)
+class ShardJob:
+    """Everything a shard task needs besides its rows: the options of one run."""
+
+    config: MosaicConfig
+    output_dir: str
+    shard_format: str = "jsonl"
+    output_format: str = "alpaca"
+    input_format: str | None = None
+    on_error: str = "raise"
+    keep_originals: bool = False
+    keep_multiturn: bool = False
+
+    def __post_init__(self) -> None:
+        check_format(self.output_format)
+        if self.input_format is not None:
+            check_format(self.input_format)
+        if self.shard_format not in SHARD_FORMATS:
+            raise ValueError(f"shard format: jsonl or parquet, got {self.shard_format!r}")
+        if self.on_error not in ("raise", "skip"):
+            raise ValueError(f"on_error must be 'raise' or 'skip', got {self.on_error!r}")
+
+
+def record_key(obj: Any, text: str) -> str:
+    """A stable identity for a raw record: its id, or a hash of its JSON text."""
+    rid = obj.get("id") if isinstance(obj, dict) else None
     if rid is not None and not isinstance(rid, bool):
         return f"id:{rid}"
-    content = "\x00".join(str(row.get(k) or "") for k in ("system", "instruction", "input", "output"))
-    return "sha1:" + hashlib.sha1(content.encode()).hexdigest()[:16]
+    return "sha1:" + hashlib.sha1(text.encode("utf-8", "surrogatepass")).hexdigest()[:16]
 
 
 def shard_of(key: str, shards: int) -> int:
@@ -58,55 +97,103 @@ def _filesystem(uri: str) -> tuple[Any, str]:
     return pafs.LocalFileSystem(), str(Path(uri).resolve())
 
 
-def _write_shard(out_uri: str, shard: int, fmt: str, rows: list[dict[str, Any]]) -> str:
-    """Write one shard's samples, atomically (temporary name, then move)."""
-    fs, base = _filesystem(out_uri)
-    name = f"shard-{shard:05d}.{fmt}"
-    final, tmp = f"{base}/{name}", f"{base}/.{name}.partial"
-    if fmt == "jsonl":
-        data = b"".join(dumps_bytes(r) + b"\n" for r in rows)
-        with fs.open_output_stream(tmp) as out:
-            out.write(data)
-    else:
-        import pyarrow as pa
-        import pyarrow.parquet as pq
-
-        table = pa.Table.from_pylist(
-            [{**r, "mosaic": dumps(r["mosaic"])} for r in rows],
-            schema=pa.schema([(c, pa.string()) for c in ("instruction", "input", "output", "system", "mosaic")]),
-        ) if rows else pa.table({c: pa.array([], pa.string()) for c in ("instruction", "input", "output", "system", "mosaic")})
-        pq.write_table(table, tmp, filesystem=fs)
-    fs.move(tmp, final)
-    return name
+def shard_name(shard: int, shard_format: str) -> str:
+    return f"shard-{shard:05d}.{shard_format}"
 
 
-def mosaic_shard(rows: list[dict[str, Any]], shard: int, config: MosaicConfig, out_uri: str,
-                 fmt: str, on_error: str) -> dict[str, Any]:
-    """Mosaic one shard's raw rows; write its file; return its summary as a dict."""
-    rows = sorted(rows, key=lambda r: r[KEY])
-    records: list[Record] = []
-    invalid: list[InvalidRecord] = []
-    for index, row in enumerate(rows):
-        raw = {k: v for k, v in row.items() if not k.startswith("__mosaic") and v is not None}
-        raw.setdefault("id", row[KEY] if row[KEY].startswith("sha1:") else raw.get("id"))
-        where = f"{row.get(PATH) or 'input'}: record {row[KEY]}"
+def _raw_items(rows: list[dict[str, Any]], job: ShardJob, invalid: list[InvalidRecord]):
+    """(index, location, object) of a shard's rows, in key order, as the readers yield them."""
+    for index, row in enumerate(sorted(rows, key=lambda r: r[KEY])):
+        key, where = row[KEY], f"{row.get(PATH) or 'input'}: record {row[KEY]}"
         try:
-            records.append(record_from_alpaca(raw, index))
+            obj = loads(row[TEXT])
         except ValueError as exc:
-            if on_error == "raise" and "multi-turn" not in str(exc):
-                raise InputError(f"{where}: {exc}") from None
-            reason = "multi-turn" if "multi-turn" in str(exc) else "invalid"
-            invalid.append(InvalidRecord(index, where, str(exc), reason=reason))
-    shard_config = MosaicConfig.from_dict({**config.to_dict(), "seed": derive_seed(config.seed, "shard", shard)})
-    mosaicker = Mosaicker(shard_config)
-    samples = [s.to_record() for s in mosaicker.run(records, invalid)]
-    for s in samples:
-        s.setdefault("system", "")
-        s["mosaic"]["shard"] = shard
-    name = _write_shard(out_uri, shard, fmt, samples)
+            if job.on_error == "raise":
+                raise InputError(f"{where}: not JSON ({exc})") from None
+            invalid.append(InvalidRecord(index, where, f"not JSON ({exc})"))
+            continue
+        if isinstance(obj, dict) and obj.get("id") is None and key.startswith("sha1:"):
+            obj["id"] = key  # the content hash serves as the source id
+        yield index, where, obj
+
+
+def shard_rows(mosaicker: Mosaicker, records: list[Record], invalid: list[InvalidRecord],
+               conversations: list[Any], job: ShardJob, shard: int
+               ) -> tuple[list[dict[str, Any]], set[str], dict[str, int]]:
+    """One shard's output rows (samples, originals, passed-through records), their columns
+    and how many of each kind, in the local engine's order."""
+    fmt = job.output_format
+    prepared = mosaicker.prepare(records, invalid)
+    rows: list[dict[str, Any]] = []
+    for epoch in range(job.config.epochs):
+        for sample in mosaicker.run_epoch(prepared, epoch):
+            row = sample_to_row(sample, fmt)
+            row["mosaic"]["shard"] = shard
+            rows.append(row)
+    mosaicker.finish(prepared, 0.0)
+    written = {"samples": len(rows), "originals": 0, "multi_turn": len(conversations)}
+    if job.keep_originals:
+        store = prepared.grouper.records
+        rows += [record_to_row(store[i], fmt) for i in prepared.admitted]
+        written["originals"] = len(prepared.admitted)
+    passed = [conversation_to_row(c, fmt) for c in conversations]
+    rows += passed
+    columns = {c for r in passed for c in r}
+    if any(r.system for r in records) or fmt in ("alpaca", "sharegpt"):
+        columns.add("system")
+    return rows, columns, written
+
+
+def mosaic_shard(rows: list[dict[str, Any]], shard: int, job: ShardJob) -> dict[str, Any]:
+    """Mosaic one shard's raw rows, write its file, return its summary as a dict."""
+    invalid: list[InvalidRecord] = []
+    conversations: list[Any] = []
+    records = list(records_from_raw(
+        _raw_items(rows, job, invalid), job.on_error, invalid, input_format=job.input_format,
+        on_conversation=conversations.append if job.keep_multiturn else None))
+    config = MosaicConfig.from_dict(
+        {**job.config.to_dict(), "seed": derive_seed(job.config.seed, "shard", shard)})
+    mosaicker = Mosaicker(config)
+    out_rows, columns, written = shard_rows(mosaicker, records, invalid, conversations, job, shard)
+    name = shard_name(shard, job.shard_format)
+    _write_shard(job.output_dir, name, out_rows, job.output_format, columns)
     summary = mosaicker.summary.to_dict()
-    summary["shard"], summary["file"] = shard, name
+    summary["shard"], summary["file"], summary["written"] = shard, name, written
     return summary
+
+
+def _write_shard(output_dir: str, name: str, rows: list[dict[str, Any]], fmt: str,
+                 columns: set[str]) -> None:
+    """Write with the one row writer: in place on a local disk, else staged and copied."""
+    if "://" not in output_dir:
+        write_rows(Path(output_dir) / name, rows, fmt, columns)  # atomic: temporary, renamed
+        return
+    import pyarrow.fs as pafs
+
+    fs, base = _filesystem(output_dir)
+    with tempfile.TemporaryDirectory(prefix="mosaic-it-shard-") as tmp:
+        write_rows(Path(tmp) / name, rows, fmt, columns)
+        partial = f"{base}/.{name}.partial"
+        pafs.copy_files(os.path.join(tmp, name), partial, destination_filesystem=fs)
+        fs.move(partial, f"{base}/{name}")
+
+
+def write_side_files(output_dir: str, stats: dict[str, Any], rejects: list[dict[str, Any]],
+                     config_text: str) -> str:
+    """``summary.json`` and ``rejects.jsonl`` into the output directory, and the effective
+    options beside it (``OUTPUT.config.yaml``, as the local engine) or, on a remote
+    filesystem, into it. Returns where the options went."""
+    fs, base = _filesystem(output_dir)
+    config_file = f"{base}/config.yaml" if "://" in output_dir else f"{base}.config.yaml"
+    files = {f"{base}/summary.json": json.dumps(stats, indent=2, ensure_ascii=False) + "\n",
+             f"{base}/rejects.jsonl": "".join(dumps(r) + "\n" for r in rejects),
+             config_file: config_text}
+    for path, text in files.items():
+        partial = f"{os.path.dirname(path)}/.{os.path.basename(path)}.partial"
+        with fs.open_output_stream(partial) as out:
+            out.write(text.encode("utf-8"))
+        fs.move(partial, path)
+    return config_file if "://" in output_dir else str(config_path_for(output_dir))
 
 
 def resolve_inputs(spec: str) -> list[str]:
@@ -114,69 +201,99 @@ def resolve_inputs(spec: str) -> list[str]:
     import glob
 
     if "://" in spec:
-        return [spec]
-    path = Path(spec)
-    if path.is_dir():
-        files = sorted(str(p) for p in path.iterdir()
-                       if p.suffix in (".jsonl", ".ndjson", ".parquet") and not p.name.startswith("."))
-    elif any(ch in spec for ch in "*?["):
-        files = sorted(glob.glob(spec))
+        files = [spec]
     else:
-        files = [spec] if path.exists() else []
+        path = Path(spec)
+        if path.is_dir():
+            files = sorted(str(p) for p in path.iterdir() if not p.name.startswith(".")
+                           and p.suffix in (".jsonl", ".ndjson", ".parquet", ".json"))
+        elif any(ch in spec for ch in "*?["):
+            files = sorted(glob.glob(spec))
+        else:
+            files = [spec] if path.exists() else []
     if not files:
         raise InputError(f"{spec}: no JSONL or Parquet input files found")
+    lists = [f for f in files if f.endswith(".json")]
+    if lists:
+        raise InputError(
+            f"{lists[0]}: the ray engine reads JSONL or Parquet, not a JSON list; write it as "
+            "JSONL (one record per line) or use the local engine")
+    if len({f.endswith(".parquet") for f in files}) > 1:
+        raise InputError(f"{spec}: mixes JSONL and Parquet files; give one type per run")
     return files
 
 
-def run_ray(
-    inputs: list[str],
-    output_dir: str,
-    config: MosaicConfig,
-    *,
-    shards: int,
-    output_format: str = "jsonl",
-    on_error: str = "raise",
-    address: str | None = None,
-    num_cpus: int | None = None,
-) -> dict[str, Any]:
-    """Run a job on Ray; returns the merged summary (also written to ``summary.json``)."""
-    import pyarrow as pa
+def start_ray(address: str | None, num_cpus: int | None = None, quiet: bool = False) -> None:
+    """Connect to a cluster (or start a local one) unless this process already has."""
     import ray
+
+    if quiet:
+        _quiet_ray_logs()
+    if ray.is_initialized():
+        return
+    init: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False}
+    if quiet:
+        init["logging_level"] = logging.ERROR
+    if address:
+        init["address"] = address
+    elif num_cpus:
+        init["num_cpus"] = num_cpus
+    ray.init(**init)
+
+
+def _quiet_ray_logs() -> None:
+    """Ray's and Ray Data's own loggers (set up when they are imported) to errors only."""
+    import ray.data  # noqa: F401  (its logging is configured on import)
+
+    for name in ("ray", "ray.data"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+
+
+def run_ray(inputs: list[str], job: ShardJob, *, shards: int, quiet: bool = False) -> tuple[
+        RunSummary, list[dict[str, Any]]]:
+    """Run a job on Ray (already started); returns the merged summary and each shard's."""
+    import pyarrow as pa
+    import ray.data
 
     if shards < 1:
         raise ValueError(f"shards: must be at least 1, got {shards}")
-    if output_format not in ("jsonl", "parquet"):
-        raise ValueError(f"output format for the ray engine: jsonl or parquet, got {output_format!r}")
-    if not ray.is_initialized():
-        init: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False}
-        if address:
-            init["address"] = address
-        elif num_cpus:
-            init["num_cpus"] = num_cpus
-        ray.init(**init)
-    import ray.data
-
-    parquet = all(str(p).endswith(".parquet") for p in inputs)
+    context = ray.data.DataContext.get_current()
+    if quiet:
+        _quiet_ray_logs()
+        context.enable_progress_bars = False
+        if hasattr(context, "print_on_execution_start"):
+            context.print_on_execution_start = False
+    parquet = inputs[0].endswith(".parquet")
     if parquet:
         ds = ray.data.read_parquet(inputs, include_paths=True)
     else:
-        ds = ray.data.read_json(inputs, lines=True, include_paths=True)
-    fs, base = _filesystem(output_dir)
+        ds = ray.data.read_text(inputs, include_paths=True, drop_empty_lines=True)
+    fs, base = _filesystem(job.output_dir)
     fs.create_dir(base, recursive=True)
 
     def add_shard(batch: pa.Table) -> pa.Table:
-        rows = batch.to_pylist()
-        keys = [record_key(r) for r in rows]
-        batch = batch.append_column(KEY, pa.array(keys, pa.string()))
-        batch = batch.append_column(SHARD, pa.array([shard_of(k, shards) for k in keys], pa.int64()))
-        if "path" in batch.column_names:
-            batch = batch.rename_columns([PATH if c == "path" else c for c in batch.column_names])
-        return batch
+        paths = batch.column("path").to_pylist()
+        if parquet:
+            objs = [{k: v for k, v in r.items() if k != "path"} for r in batch.to_pylist()]
+            texts = [dumps(o) for o in objs]
+        else:
+            texts = batch.column("text").to_pylist()
+            objs = []
+            for t in texts:
+                try:
+                    objs.append(loads(t))
+                except ValueError:
+                    objs.append(None)  # the shard task reports it, with its file
+        keys = [record_key(o, t) for o, t in zip(objs, texts)]
+        return pa.table({
+            TEXT: pa.array(texts, pa.string()), PATH: pa.array(paths, pa.string()),
+            KEY: pa.array(keys, pa.string()),
+            SHARD: pa.array([shard_of(k, shards) for k in keys], pa.int64()),
+        })
 
     def run_group(batch: pa.Table) -> pa.Table:
         rows = batch.to_pylist()
-        summary = mosaic_shard(rows, rows[0][SHARD], config, output_dir, output_format, on_error)
-        return pa.table({"summary": [json.dumps(summary)]})
+        return pa.table({"summary": [dumps(mosaic_shard(rows, rows[0][SHARD], job))]})
 
     try:
         out = (
@@ -185,44 +302,30 @@ def run_ray(
             .map_groups(run_group, batch_format="pyarrow")
             .take_all()
         )
-    except Exception as exc:  # a task's InputError arrives wrapped by Ray
-        cause = getattr(exc, "cause", None) or exc
-        if isinstance(cause, InputError) or "InputError" in str(exc):
-            raise InputError(str(cause).strip().splitlines()[-1]) from None
-        mixed = re.search(r"Field (\S+) has incompatible types: ([^\n]+)", str(exc))
-        if mixed:
-            field, types = mixed.group(1), mixed.group(2).strip()
-            raise InputError(
-                f"{', '.join(inputs)}: field '{field}' holds values of different types ({types}); "
-                "every record needs a string there (the local engine names the record)"
-            ) from None
-        raise
-    summaries = sorted((json.loads(r["summary"]) for r in out), key=lambda s: s["shard"])
-    merged = merge_summaries(summaries)
-    merged["shards"] = shards
-    rejects = [r for s in summaries for r in s["rejected"] + s["invalid"]]
-    with fs.open_output_stream(f"{base}/rejects.jsonl") as f:
-        f.write(b"".join(dumps_bytes(r) + b"\n" for r in rejects))
-    with fs.open_output_stream(f"{base}/summary.json") as f:
-        f.write(json.dumps({"config": config.to_dict(), "summary": merged}, indent=2).encode())
-    return merged
+    except Exception as exc:  # a task's error arrives wrapped by Ray
+        raise _unwrap(exc, inputs) from None
+    parts = sorted((loads(r["summary"]) for r in out), key=lambda s: s["shard"])
+    summary = RunSummary()
+    for part in parts:
+        summary.merge(RunSummary.from_dict(part))
+    return summary, parts
 
 
-def merge_summaries(summaries: list[dict[str, Any]]) -> dict[str, Any]:
-    total: dict[str, Any] = {"files": [s["file"] for s in summaries]}
-    for key in ("records_read", "records_mosaicked", "samples_written", "tokens_in_records",
-                "tokens_in_samples", "duplicate_ids"):
-        total[key] = sum(s[key] for s in summaries)
-    total["max_sample_tokens"] = max((s["max_sample_tokens"] for s in summaries), default=0)
-    for key in ("instructions_per_sample", "strategies", "rules", "formats"):
-        c: Counter[str] = Counter()
-        for s in summaries:
-            c.update(s[key])
-        total[key] = dict(sorted(c.items(), key=lambda kv: (len(kv[0]), kv[0])))
-    n = sum(total["instructions_per_sample"].values())
-    total["mean_instructions_per_sample"] = round(
-        sum(int(k) * v for k, v in total["instructions_per_sample"].items()) / n, 4) if n else 0.0
-    total["rejected"] = [r for s in summaries for r in s["rejected"]]
-    total["invalid"] = [r for s in summaries for r in s["invalid"]]
-    return total
-
+def _unwrap(exc: Exception, inputs: list[str]) -> Exception:
+    """The error a shard task raised, as the local engine would have raised it."""
+    cause = getattr(exc, "cause", None) or exc
+    if isinstance(cause, (InputError, ValueError)) and not isinstance(exc, (InputError,)):
+        lines = str(cause).strip().splitlines()
+        return InputError(lines[-1] if lines else type(cause).__name__)
+    if isinstance(exc, InputError):
+        return exc
+    text = str(exc)
+    if "InputError" in text:
+        lines = [line for line in text.splitlines() if "InputError" in line]
+        return InputError(lines[-1].split("InputError:", 1)[-1].strip())
+    mixed = re.search(r"Field (\S+) has incompatible types: ([^\n]+)", text)
+    if mixed:
+        field, types = mixed.group(1), mixed.group(2).strip()
+        return InputError(f"{', '.join(inputs)}: column '{field}' holds values of different "
+                          f"types ({types})")
+    return exc
