@@ -42,6 +42,7 @@ from .outputs import (
     mark_dir,
     os_error_reason,
 )
+from .hub import hub_unreachable
 from .records import Record
 
 
@@ -248,6 +249,9 @@ def load_dataset_source(path: str | Path, split: str | None = None) -> Any:
     """A ``datasets.Dataset`` from a save_to_disk directory or a hub name (one split)."""
     datasets = _need("datasets", "reading a dataset")
     if input_kind(path) == "hub":
+        offline = hub_unreachable()
+        if offline:
+            raise InputError(f"{path}: not a local path; as a hub dataset name: {offline}")
         try:
             return datasets.load_dataset(str(path), split=split or "train")
         except Exception as exc:  # noqa: BLE001 - offline, unknown name, unknown split...

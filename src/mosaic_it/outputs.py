@@ -269,10 +269,17 @@ def mark_dir(path: str | os.PathLike[str]) -> None:
 
 @contextmanager
 def guard(
-    inputs: Mapping[str, object] | None = None, outputs: Iterable[Output] = ()
+    inputs: Mapping[str, object] | None = None, outputs: Iterable[Output] = (), *,
+    lock: bool = True,
 ) -> Iterator[list[Path]]:
-    """Check inputs and outputs, then lock every output for the block (see the module doc)."""
+    """Check inputs and outputs, then lock every output for the block (see the module doc).
+
+    ``lock=False`` checks only: for the other processes of a run whose main process holds
+    the locks (a multi-GPU training run)."""
     checked = check_paths(inputs or {}, outputs)
+    if not lock:
+        yield [path for _, path in checked]
+        return
     with ExitStack() as stack:
         for out, path in checked:
             stack.enter_context(lock_output(path, out.name))
