@@ -24,7 +24,6 @@ from pathlib import Path
 from typing import Any
 
 from .io import InputError, iter_raw, write_json
-from .outputs import Output, content_digest, guard
 from .models import (
     PROMPT_FORMATS,
     ModelError,
@@ -36,6 +35,7 @@ from .models import (
     require_torch,
     resolve_model,
 )
+from .outputs import Output, content_digest, guard
 from .score import EvalItem, ScoreReport, plot, read_eval, score
 
 LISTED = 5

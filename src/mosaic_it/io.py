@@ -35,6 +35,7 @@ from .formats import (
     parse,
     parse_alpaca,
 )
+from .hub import hub_unreachable
 from .outputs import (
     PathError,
     check_readable_input,
@@ -42,7 +43,6 @@ from .outputs import (
     mark_dir,
     os_error_reason,
 )
-from .hub import hub_unreachable
 from .records import Record
 
 
@@ -408,13 +408,10 @@ def dumps(obj: Any) -> str:
 def atomic_writer(path: str | Path) -> Iterator[IO[str]]:
     """A text file that appears at ``path`` only when the block finishes without error."""
     path = Path(path)
-    parent = path.parent if str(path.parent) else Path(".")
-    parent.mkdir(parents=True, exist_ok=True)
-    with _atomic_path(path) as tmp:
-        with open(tmp, "w", encoding="utf-8", newline="\n") as handle:
-            yield handle
-            handle.flush()
-            os.fsync(handle.fileno())
+    with _atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8", newline="\n") as handle:
+        yield handle
+        handle.flush()
+        os.fsync(handle.fileno())
 
 
 def write_records(path: str | Path, records: Iterable[dict[str, Any]]) -> int:

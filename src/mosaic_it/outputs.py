@@ -31,8 +31,8 @@ takes them, so a later run of this tool recognises them as its own.
 from __future__ import annotations
 
 import errno
-import hashlib
 import fcntl
+import hashlib
 import os
 import stat
 from collections.abc import Iterable, Iterator, Mapping
@@ -167,7 +167,9 @@ def check_output(out: Output) -> Path:
     return path
 
 
-def check_paths(inputs: Mapping[str, object], outputs: Iterable[Output]) -> list[tuple[Output, Path]]:
+def check_paths(
+    inputs: Mapping[str, object], outputs: Iterable[Output]
+) -> list[tuple[Output, Path]]:
     """Every check but the locks: outputs against inputs and against each other."""
     checked: list[tuple[Output, Path]] = []
     local_inputs: list[tuple[str, Path]] = []

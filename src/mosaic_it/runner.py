@@ -140,13 +140,13 @@ def write_run(
             manifest = {}
         if manifest.get("fingerprint") == fingerprint_value:
             done = {e for e in range(epochs) if _part(work, e).exists()}
-            note((
+            note(
                 f"--resume: reused epoch(s) {', '.join(map(str, sorted(done)))} from {work}"
-                if done else f"--resume: no finished epoch in {work}; ran every epoch"))
+                if done else f"--resume: no finished epoch in {work}; ran every epoch")
         else:
-            note((
+            note(
                 f"--resume: the parts in {work} were made from another input, rule pack, "
-                "tokenizer or options; they were discarded and every epoch ran again"))
+                "tokenizer or options; they were discarded and every epoch ran again")
     elif resume:
         note(f"--resume: nothing to resume ({work} does not exist); ran every epoch")
     if not done and work.exists():

@@ -39,7 +39,6 @@ from pathlib import Path
 from typing import Any
 
 from .io import InputError, InvalidRecord, read_records, write_json
-from .outputs import Output, RunInterrupted, content_digest, guard
 from .models import (
     PROMPT_FORMATS,
     TINY_LLAMA,
@@ -52,6 +51,7 @@ from .models import (
     require_torch,
     resolve_model,
 )
+from .outputs import Output, RunInterrupted, content_digest, guard
 from .records import Record
 
 CONFIG_FILE = "mosaic_it_train.json"
