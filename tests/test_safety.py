@@ -350,10 +350,10 @@ def test_no_permission(scratch, capsys):
 
 # --------------------------------------------------------------------------- real processes
 
-def _start(args: list[str], cwd: Path, **env: str) -> subprocess.Popen:
+def _start(args: list[str], cwd: Path, session: bool = False, **env: str) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, "-m", "mosaic_it.cli", *args], cwd=cwd,
                             env=_env(**env), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True)
+                            text=True, start_new_session=session)
 
 
 def _wait_for(predicate, what: str, timeout: float = 120.0) -> None:
@@ -426,12 +426,13 @@ def test_workers_end_when_the_parent_is_killed(scratch):
 
 def test_ctrl_c_names_resume_and_the_parts_kept(scratch):
     _bigger_input(scratch)
-    args = ["mosaic", "big.jsonl", "o.jsonl", "--epochs", "60", "--workers", "1"]
-    run = _start(args, scratch)
+    args = ["mosaic", "big.jsonl", "o.jsonl", "--epochs", "40", "--workers", "2",
+            "--force-workers"]
+    run = _start(args, scratch, session=True)
     parts = scratch / ".o.jsonl.mosaic-parts"
     _wait_for(lambda: (parts / "epoch-00000.jsonl").exists() or run.poll() is not None,
               "a finished epoch")
-    run.send_signal(signal.SIGINT)
+    os.killpg(run.pid, signal.SIGINT)  # as Ctrl-C does: to the run and its workers
     err = run.communicate(timeout=120)[1]
     assert run.returncode == 130, err
     assert "--resume" in err and str(parts.name) in err, err
