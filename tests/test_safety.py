@@ -561,3 +561,37 @@ def test_cost_advises_only_flags_it_takes():
     text = Path(cost.__file__).read_text(encoding="utf-8")
     advised = set(re.findall(r"(?:pass|lower|add|use) (--[a-z][a-z-]+)", text))
     assert advised and advised <= flags, advised - flags
+
+
+def test_ctrl_c_during_train_names_the_checkpoints_kept(scratch, capsys):
+    """A real SIGINT to this process while the tiny model trains (a thread sends it once the
+    first checkpoint is saved); the run stops with 130 and names what it kept."""
+    pytest.importorskip("trl")
+    import threading
+
+    running = threading.Event()
+    running.set()
+
+    def interrupt() -> None:
+        end = time.monotonic() + 300
+        while running.is_set() and time.monotonic() < end:
+            if any((scratch / "run").glob("checkpoint-*")):
+                time.sleep(0.3)
+                if running.is_set():
+                    os.kill(os.getpid(), signal.SIGINT)
+                return
+            time.sleep(0.05)
+
+    watcher = threading.Thread(target=interrupt, daemon=True)
+    watcher.start()
+    try:
+        status = main(["train", "d.json", "--model", "builtin:tiny-llama", "--output-dir", "run",
+                       "--save-steps", "1", "--epochs", "200", "--batch-size", "2",
+                       "--micro-batch-size", "2", "--max-length", "64"])
+    finally:
+        running.clear()
+        watcher.join()
+    err = capsys.readouterr().err
+    assert status == 130, err
+    assert "interrupted; checkpoints kept in run: checkpoint-" in err
+    assert "continue with --resume" in err
