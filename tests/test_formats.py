@@ -329,6 +329,7 @@ def test_dataset_dict_splits_and_hub_names(tmp_path, monkeypatch, capsys):
         return datasets.Dataset.from_list(rows)
 
     monkeypatch.setattr(datasets, "load_dataset", fake_load_dataset)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")  # no reachability probe: the fake is the hub
     assert pairs_of_split("someone/instructions", "validation") == EXPECTED
     assert asked == {"name": "someone/instructions", "split": "validation"}
 

@@ -9,6 +9,7 @@ import re
 import pytest
 
 from mosaic_it.cli import main
+from mosaic_it.outputs import MARKER
 
 from .conftest import make_records
 
@@ -41,8 +42,8 @@ def test_report_is_one_self_contained_page(mosaic_run, tmp_path, capsys):
     for s in sources:
         assert base64.b64decode(s.split(",", 1)[1]).startswith(PNG)
     assert "<script" not in text and "http" not in text and "<link" not in text
-    assert sorted(p.name for p in png_dir.iterdir()) == [
-        "instructions.png", "rejects.png", "rules.png", "strategies.png", "tokens.png"]
+    assert sorted(p.name for p in png_dir.iterdir()) == [  # and the tool's marker
+        MARKER, "instructions.png", "rejects.png", "rules.png", "strategies.png", "tokens.png"]
     # the counts agree with the file and the run summary
     rows = [json.loads(line) for line in data.read_text().splitlines()]
     summary = json.loads(stats.read_text())["summary"]
@@ -59,7 +60,7 @@ def test_original_records_get_counted_token_lengths(mosaic_run, tmp_path, capsys
     src, _, _ = mosaic_run
     png_dir = tmp_path / "png"
     assert main(["stats", str(src), "--png", str(png_dir), "--max-tokens", "512"]) == 0
-    assert [p.name for p in png_dir.iterdir()] == ["tokens.png"]
+    assert sorted(p.name for p in png_dir.iterdir()) == [MARKER, "tokens.png"]
     out = capsys.readouterr().out
     assert "counted: vicuna template" in out and "4 sample(s) over it" in out
 

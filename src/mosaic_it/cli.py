@@ -33,11 +33,12 @@ from .io import (
     write_records,
     write_rows,
 )
+from .outputs import Output, RunInterrupted, describe_os_error, guard, same_file
 from .parallel import WorkerDied
 from .recipe import apply_recipe, effective_config
 from .records import Record
 from .rulepack import RulePackError, default_rules_path
-from .runner import fingerprint, write_run
+from .runner import fingerprint, work_dir_for, write_run
 from .sizing import WRAP_MODES
 from .strategies import STRATEGIES
 from .templates import TEMPLATE_NAMES
@@ -134,7 +135,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="progress bar on stderr (auto: only on a terminal)")
     m.add_argument("--workers", type=int, default=0,
                    help="processes counting tokens, then running epochs, side by side (default "
-                   "0: one per core this process may use); the output is the same for any number")
+                   "0: one per core this process may use, also the most unless "
+                   "--force-workers); the output is the same for any number")
+    m.add_argument("--force-workers", action="store_true",
+                   help="run --workers processes even when that is more than the usable cores")
     m.add_argument("--engine", choices=["local", "ray"], default="local",
                    help="local: this machine; ray: Ray Data on a local or remote cluster (extra "
                    "mosaic-it[ray]; INPUT: JSONL/Parquet file, directory or glob; OUTPUT: a directory)")
@@ -161,14 +165,44 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def workers_for(requested: int, force: bool = False) -> tuple[int, str]:
+    """The number of worker processes to run, and a note when it is not what was asked."""
+    cores = usable_cpus()
+    if requested < 0:
+        raise ValueError(f"--workers: must be 0 (one per usable core) or more, got {requested}")
+    if requested == 0:
+        return cores, ""
+    if requested > cores and not force:
+        return cores, (f"--workers {requested} is more than the {cores} usable core(s); ran "
+                       f"{cores} (pass --force-workers to run {requested})")
+    return requested, ""
+
+
 def cmd_mosaic(args: argparse.Namespace) -> int:
     # every MosaicConfig field is a flag of the same name
     config = MosaicConfig(**{f.name: getattr(args, f.name) for f in fields(MosaicConfig)})
     source = example_path() if args.input == EXAMPLE else Path(args.input)
+    workers, workers_note = workers_for(args.workers, args.force_workers)
     if args.engine == "ray":
         return cmd_mosaic_ray(args, config, str(source))
-    fmt = args.output_format
     kind = output_kind(args.output)
+    outputs = [Output(args.output, "OUTPUT", "dir" if kind == "datasets" else "file"),
+               Output(args.rejects, "--rejects"), Output(args.stats, "--stats"),
+               Output(args.dataset_info, "--dataset-info"),
+               Output(config_path_for(args.output), "OUTPUT.config.yaml")]
+    inputs = {"INPUT": source, "--rules": args.rules, "--tokenizer": args.tokenizer}
+    if args.config and not same_file(args.config, config_path_for(args.output)):
+        inputs["--config"] = args.config  # the run's own OUTPUT.config.yaml may be rerun
+    with guard(inputs, outputs):
+        if workers_note and not args.quiet:
+            print(f"mosaic-it: note: {workers_note}", file=sys.stderr)
+        return _mosaic_local(args, config, source, kind, workers)
+
+
+def _mosaic_local(args: argparse.Namespace, config: MosaicConfig, source: Path, kind: str,
+                  workers: int) -> int:
+    fmt = args.output_format
+    info: dict | None = None
     if args.dataset_info:
         dataset_info_entry(fmt, "", set())  # fails early for formats LLaMA-Factory cannot read
         if kind == "datasets":
@@ -176,8 +210,8 @@ def cmd_mosaic(args: argparse.Namespace) -> int:
                 "--dataset-info: LLaMA-Factory reads files, not save_to_disk directories; "
                 "write .json, .jsonl or .parquet"
             )
+        info = _read_dataset_info(Path(args.dataset_info))
     progress = sys.stderr.isatty() if args.progress == "auto" else args.progress == "on"
-    workers = args.workers if args.workers > 0 else usable_cpus()
     mosaicker = Mosaicker(config, progress=progress)
     invalid: list[InvalidRecord] = []
     spool = RowSpool() if args.keep_multiturn else None
@@ -199,21 +233,32 @@ def cmd_mosaic(args: argparse.Namespace) -> int:
                            on_conversation=keep if spool is not None else None)
     prepared = mosaicker.prepare(noting_systems(records), invalid, workers=workers)
     prepared.summary.workers = min(workers, config.epochs)
+    if not prepared.admitted:
+        _nothing_to_mosaic(args, mosaicker, source)
     # JSON/JSONL of samples alone are written in place; anything else is assembled afterwards
     direct = kind in ("json", "jsonl") and not args.keep_originals and spool is None
     target = Path(args.output) if direct else staging_path(args.output)
     extra = {"on_error": args.on_error, "input_format": args.input_format, "split": args.split,
              "output_format": fmt}
-    write_run(
-        mosaicker,
-        prepared,
-        target,
-        to_dict=functools.partial(sample_to_row, fmt=fmt),
-        workers=workers,
-        resume=args.resume,
-        fingerprint_value=fingerprint(
-            mosaicker, source if input_kind(source) != "hub" else None, extra),
-    )
+    try:
+        write_run(
+            mosaicker,
+            prepared,
+            target,
+            to_dict=functools.partial(sample_to_row, fmt=fmt),
+            workers=workers,
+            resume=args.resume,
+            fingerprint_value=fingerprint(
+                mosaicker, source if input_kind(source) != "hub" else None, extra),
+            note=lambda text: None if args.quiet else print(f"mosaic-it: {text}", file=sys.stderr),
+        )
+    except KeyboardInterrupt:
+        work = work_dir_for(target)
+        kept = sorted(work.glob("epoch-*.jsonl")) if work.is_dir() else []
+        raise RunInterrupted(
+            f"interrupted; {args.output} was not written or changed"
+            + (f"; {len(kept)} finished epoch(s) kept in {work}: run the same command with "
+               "--resume to reuse them" if kept else "")) from None
     summary = mosaicker.summary
     written = {"samples": summary.samples_written, "originals": 0, "multi_turn": 0}
     if kind in ("parquet", "datasets") and fmt in ("alpaca", "sharegpt"):
@@ -234,8 +279,8 @@ def cmd_mosaic(args: argparse.Namespace) -> int:
             target.unlink(missing_ok=True)
             if spool is not None:
                 spool.close()
-    if args.dataset_info:
-        _write_dataset_info(args.dataset_info, args.output, fmt, columns)
+    if info is not None:
+        _write_dataset_info(args.dataset_info, info, args.output, fmt, columns)
     _finish_run(args, config, summary, {"format": fmt, "type": kind, "rows": written})
     return 0
 
@@ -244,11 +289,7 @@ def _finish_run(args: argparse.Namespace, config: MosaicConfig, summary: Any,
                 output: dict[str, Any]) -> None:
     """What every executor writes after its samples: rejects, stats, the effective options
     beside the output, and the report on stderr."""
-    if args.rejects:
-        write_records(args.rejects, summary.rejected + summary.invalid)
-    stats = {"config": config.to_dict(), "summary": summary.to_dict(), "output": output}
-    if args.stats:
-        write_json(args.stats, stats)
+    stats = _write_side_files(args, config, summary, output)
     config_file = config_path_for(args.output)
     text = effective_config(_mosaic_parser(args), args, config_file)
     if output["type"] == "shards":
@@ -273,18 +314,57 @@ def _finish_run(args: argparse.Namespace, config: MosaicConfig, summary: Any,
         print(summary.render(), file=sys.stderr)
 
 
-def _write_dataset_info(info_file: str, output: str, fmt: str, columns: set[str]) -> None:
+def _write_side_files(args: argparse.Namespace, config: MosaicConfig, summary: Any,
+                      output: dict[str, Any] | None) -> dict[str, Any]:
+    """--rejects and --stats, each written atomically; returns the stats document."""
+    if args.rejects:
+        write_records(args.rejects, summary.rejected + summary.invalid)
+    stats = {"config": config.to_dict(), "summary": summary.to_dict()}
+    if output is not None:
+        stats["output"] = output
+    if args.stats:
+        write_json(args.stats, stats)
+    return stats
+
+
+def _nothing_to_mosaic(args: argparse.Namespace, mosaicker: Mosaicker, source: Path) -> None:
+    """No record can be mosaicked: say why (exit 2); OUTPUT is not written."""
+    summary = mosaicker.summary
+    if not summary.records_read:
+        raise InputError(f"{source}: holds no records; {args.output} was not written")
+    _write_side_files(args, mosaicker.config, summary, None)  # they say what was left out
+    reasons = ", ".join(
+        f"{n} {why}" for why, n in (
+            (f"too long for --max-tokens {mosaicker.config.max_tokens}", len(summary.rejected)),
+            ("invalid", sum(1 for r in summary.invalid if r["reason"] == "invalid")),
+            ("multi-turn", sum(1 for r in summary.invalid if r["reason"] == "multi-turn"))) if n)
+    first = (summary.rejected + summary.invalid)[0]["detail"]
+    raise InputError(
+        f"{source}: none of the {summary.records_read} records can be mosaicked ({reasons}; "
+        f"first: {first}); {args.output} was not written"
+        + ("; the list is in --rejects" if args.rejects else "; --rejects FILE lists them"))
+
+
+def _read_dataset_info(path: Path) -> dict:
+    """The dataset_info.json to add the output's entry to (checked before the run)."""
+    if not path.exists():
+        return {}
+    try:
+        info = json.loads(path.read_text(encoding="utf-8-sig"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise InputError(f"--dataset-info {path}: not valid JSON ({exc}); fix or remove it "
+                         "(it was not changed)") from None
+    if not isinstance(info, dict):
+        raise InputError(f"--dataset-info {path}: expected a JSON object of dataset entries, got "
+                         f"{type(info).__name__}; it was not changed")
+    return info
+
+
+def _write_dataset_info(info_file: str, info: dict, output: str, fmt: str,
+                        columns: set[str]) -> None:
     """Add (or replace) the output's entry in a LLaMA-Factory dataset_info.json."""
     path = Path(info_file)
     file_name = os.path.relpath(Path(output).resolve(), path.resolve().parent)
-    info: dict = {}
-    if path.exists():
-        try:
-            info = json.loads(path.read_text(encoding="utf-8"))
-        except json.JSONDecodeError as exc:
-            raise InputError(f"{path}: not valid JSON ({exc.msg}); not overwritten") from None
-        if not isinstance(info, dict):
-            raise InputError(f"{path}: expected a JSON object of dataset entries; not overwritten")
     info[Path(output).stem] = dataset_info_entry(fmt, file_name, columns)
     write_json(path, info)
 
@@ -298,6 +378,7 @@ RAY_REFUSED = {
 }
 
 
+
 def cmd_mosaic_ray(args: argparse.Namespace, config: MosaicConfig, source: str) -> int:
     refused = [name for name in RAY_REFUSED if getattr(args, name)]
     if refused:
@@ -307,16 +388,44 @@ def cmd_mosaic_ray(args: argparse.Namespace, config: MosaicConfig, source: str) 
         raise ValueError(f"{args.output}: the ray engine writes a directory of shards; name a "
                          "directory (no file extension)")
     try:
-        import ray
+        import ray  # noqa: F401
 
-        from .ray_engine import ShardJob, resolve_inputs, run_ray, start_ray
+        from .ray_engine import resolve_inputs
     except ImportError:
         raise ValueError("--engine ray needs Ray: pip install 'mosaic-it[ray]'") from None
+    inputs = resolve_inputs(source)
+    local = "://" not in args.output
+    outputs = [Output(args.output if local else None, "OUTPUT", "dir"),
+               Output(args.rejects, "--rejects"), Output(args.stats, "--stats"),
+               Output(config_path_for(args.output) if local else None, "OUTPUT.config.yaml")]
+    local_inputs = {f"INPUT {i}": i for i in [source, *inputs] if "://" not in i}
+    local_inputs.update({"--rules": args.rules, "--tokenizer": args.tokenizer})
+    with guard(local_inputs, outputs):
+        if local:
+            _clear_ray_output(Path(args.output))
+        return _mosaic_ray_locked(args, config, inputs)
+
+
+RAY_OUTPUT_FILES = ("shard-*.jsonl", "shard-*.parquet", "summary.json", "rejects.jsonl")
+
+
+def _clear_ray_output(path: Path) -> None:
+    """Remove an earlier run's files from this tool's own output directory (the guard checked
+    it is one), so that shards of two runs never mix."""
+    for pattern in RAY_OUTPUT_FILES:
+        for old in path.glob(pattern):
+            old.unlink()
+
+
+def _mosaic_ray_locked(args: argparse.Namespace, config: MosaicConfig, inputs: list[str]) -> int:
+    import ray
+
+    from .ray_engine import ShardJob, run_ray, start_ray
+
     job = ShardJob(config, str(args.output), shard_format=args.shard_format,
                    output_format=args.output_format, input_format=args.input_format,
                    on_error=args.on_error, keep_originals=args.keep_originals,
                    keep_multiturn=args.keep_multiturn)
-    inputs = resolve_inputs(source)
     start_ray(args.ray_address, quiet=args.quiet)
     shards = args.shards
     if shards <= 0:
@@ -367,9 +476,18 @@ def main(argv: list[str] | None = None) -> int:
     except (InputError, RulePackError, TokenizerError, ValueError) as exc:
         print(f"mosaic-it: error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
+    except OSError as exc:  # the environment: disk full, read-only, no permission...
+        print(f"mosaic-it: error: {describe_os_error(exc)}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except RecursionError:
+        print("mosaic-it: error: the input is nested too deeply to read", file=sys.stderr)
+        return EXIT_BAD_INPUT
     except WorkerDied as exc:
         print(f"mosaic-it: error: {exc}", file=sys.stderr)
         return EXIT_WORKER_DIED
+    except RunInterrupted as exc:
+        print(f"mosaic-it: {exc}", file=sys.stderr)
+        return 130
     except KeyboardInterrupt:
         print("mosaic-it: interrupted; no output was written", file=sys.stderr)
         return 130

@@ -35,6 +35,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from .io import InputError, read_records, write_json
+from .outputs import Output, guard
 from .templates import TEMPLATE_NAMES, get_template
 from .tokenizer import load_tokenizer
 
@@ -444,6 +445,12 @@ def run_cost(original: str, mosaic: str, opt: CostOptions, *, template: str = "v
 
 
 def cmd_cost(args: argparse.Namespace) -> int:
+    with guard({"ORIGINAL": args.original, "MOSAIC": args.mosaic, "--tokenizer": args.tokenizer,
+                "--model": args.model}, [Output(args.json, "--json")]):
+        return _cost(args)
+
+
+def _cost(args: argparse.Namespace) -> int:
     opt = CostOptions(args.original_epochs, args.mosaic_epochs, args.batch_size,
                       args.micro_batch_size, args.max_length, args.seed)
     result = run_cost(args.original, args.mosaic, opt, template=args.template,

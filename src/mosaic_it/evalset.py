@@ -20,7 +20,8 @@ from pathlib import Path
 from typing import Any
 
 from .compose import compose, plan_sample
-from .io import read_records, write_json, write_records
+from .io import InputError, read_records, write_json, write_records
+from .outputs import Output, guard
 from .records import Record, Sample
 from .rng import Rng
 from .rulepack import MASKOUT_RULES, PERMUTE_RULES, RulePack, load_rule_pack
@@ -282,12 +283,23 @@ def run(args: argparse.Namespace) -> int:
     from .cli import EXAMPLE, example_path  # the command line's own input conventions
 
     source = example_path() if args.input == EXAMPLE else Path(args.input)
+    with guard({"INPUT": source, "--rules": args.rules, "--tokenizer": args.tokenizer},
+               [Output(args.output, "OUTPUT"), Output(args.balance, "--balance")]):
+        return _make_eval(args, source)
+
+
+def _make_eval(args: argparse.Namespace, source: Path) -> int:
     records = list(read_records(source))
     evalset = make_eval(
         records, args.n, seed=args.seed, max_instructions=args.max_instructions,
         template=args.template, max_tokens=args.max_tokens, pack=load_rule_pack(args.rules),
         tokenizer=load_tokenizer(args.tokenizer),
     )
+    if not evalset.items:
+        raise InputError(
+            f"{source}: no evaluation item could be made from {len(records)} record(s) "
+            f"({'; '.join(evalset.notes) or 'too few records, or none fits --max-tokens'}); "
+            f"{args.output} was not written")
     write_records(args.output, evalset.items)
     if args.balance:
         write_json(args.balance, evalset.balance())

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from collections.abc import Callable
@@ -34,6 +35,7 @@ from .models import (
     require_torch,
     resolve_model,
 )
+from .outputs import Output, content_digest, guard
 from .score import EvalItem, ScoreReport, plot, read_eval, score
 
 LISTED = 5
@@ -96,6 +98,32 @@ def choose_format(name: str, model_spec: str, tokenizer: Any) -> PromptFormat:
         except (ValueError, KeyError, TypeError):
             pass
     return PromptFormat("chat" if getattr(tokenizer, "chat_template", None) else "vicuna")
+
+
+def responses_run_path(responses: str | Path) -> Path:
+    """The side file that records which run wrote a responses file: ``RESPONSES.run.json``."""
+    return Path(str(responses) + ".run.json")
+
+
+def check_responses_run(path: Path, run: dict[str, Any], resume: bool) -> None:
+    """``--resume`` adds answers only to a file the same run wrote: same model, eval set
+    content, prompt format and generation options (the side file records them)."""
+    if not (resume and path.exists()):
+        return
+    side = responses_run_path(path)
+    try:
+        saved = json.loads(side.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        raise InputError(
+            f"--resume: {path} has no readable {side.name} saying which model, evaluation set "
+            "and options wrote it; its answers cannot be trusted to match: write to another "
+            "file, or remove it to start over") from None
+    changed = [f"{k}: {saved.get(k)!r} then, {v!r} now" for k, v in run.items()
+               if saved.get(k) != v]
+    if changed:
+        raise InputError(
+            f"--resume: {path} holds answers of another run ({'; '.join(changed)}); write to "
+            "another file, or run with the options it was made with")
 
 
 def read_done(path: Path) -> dict[str, str]:
@@ -180,6 +208,11 @@ def evaluate(model_spec: str, eval_set: str, *, tokenizer: str | None = None,
     source = resolve_model(model_spec)
     tok = load_tokenizer_for(source, tokenizer)
     fmt = choose_format(template, model_spec, tok)
+    run_info = {"model": os.path.realpath(model_spec) if Path(model_spec).exists() else model_spec,
+                "eval_set": content_digest(eval_set), "prompt_format": fmt.name,
+                "generation": {k: v for k, v in opt.__dict__.items() if k != "batch_size"}}
+    if responses_path:
+        check_responses_run(Path(responses_path), run_info, resume)
     cuda = torch.cuda.is_available()
     use_bf16 = dtype == "bf16" or (dtype == "auto" and cuda and torch.cuda.is_bf16_supported())
     t0 = time.perf_counter()
@@ -199,6 +232,7 @@ def evaluate(model_spec: str, eval_set: str, *, tokenizer: str | None = None,
                              "add the missing ones, or remove it")
         responses = read_done(path) if resume else {}
         path.parent.mkdir(parents=True, exist_ok=True)
+        write_json(responses_run_path(path), run_info)
         out_file = path.open("a", encoding="utf-8")
     todo = [p for p in prompts if p.id not in responses]
 
@@ -271,6 +305,14 @@ def add_parser(sub: Any) -> Callable[[argparse.Namespace], int]:
 def cmd_eval(args: argparse.Namespace) -> int:
     if args.resume and not args.responses:
         raise ValueError("--resume needs --responses FILE (the answers to keep)")
+    run_file = responses_run_path(args.responses) if args.responses else None
+    with guard({"--eval-set": args.eval_set, "--model": args.model, "--tokenizer": args.tokenizer},
+               [Output(args.responses, "--responses"), Output(run_file, "--responses run record"),
+                Output(args.out, "--out"), Output(args.plot, "--plot")]):
+        return _eval(args)
+
+
+def _eval(args: argparse.Namespace) -> int:
     opt = GenerationOptions(args.max_new_tokens, args.batch_size, args.sample, args.temperature,
                             args.top_p, args.seed)
 

@@ -35,6 +35,14 @@ from .formats import (
     parse,
     parse_alpaca,
 )
+from .hub import hub_unreachable
+from .outputs import (
+    PathError,
+    check_readable_input,
+    file_mode_for,
+    mark_dir,
+    os_error_reason,
+)
 from .records import Record
 
 
@@ -92,33 +100,53 @@ def input_kind(path: str | Path) -> str:
     return "json"
 
 
-def _iter_json(path: Path) -> Iterator[tuple[int, str, Any]]:
+class UnreadableRecord(ValueError):
+    """A line or record that is not a JSON value of valid Unicode text (skipped under
+    ``on_error="skip"``, counted and listed like any invalid record)."""
+
+
+BOM = b"\xef\xbb\xbf"  # UTF-8 byte order mark, written by some Windows tools
+
+
+def _json_error(exc: ValueError) -> str:
+    if isinstance(exc, json.JSONDecodeError):
+        return f"invalid JSON at column {exc.colno}: {exc.msg}"
+    if isinstance(exc, UnicodeDecodeError):
+        return f"not UTF-8 text ({exc.reason} at column {exc.start + 1})"
+    return str(exc)
+
+
+def _iter_json(path: Path, lenient: bool = False) -> Iterator[tuple[int, str, Any]]:
+    """Records of a JSON list or JSONL file. ``lenient``: a JSONL line that cannot be read is
+    yielded as an :class:`UnreadableRecord` (for the caller to skip) instead of stopping."""
+    check_readable_input(path)
     try:
         handle = path.open("rb", buffering=1 << 20)  # bytes: orjson reads them as they are
     except OSError as exc:
         raise InputError(f"{path}: cannot read: {exc.strerror or exc}") from None
     with handle:
+        if handle.peek(3)[:3] == BOM:
+            handle.read(3)
         if is_jsonl(path):
             index = 0
             name = str(path)
             for lineno, line in enumerate(handle, start=1):
                 if line.isspace() or not line:
                     continue
+                where = f"{name}:{lineno} (record {index})"
                 try:
-                    obj = loads(line)
-                except json.JSONDecodeError as exc:
-                    raise InputError(
-                        f"{path}:{lineno}: invalid JSON at column {exc.colno}: {exc.msg}"
-                    ) from None
-                except UnicodeDecodeError as exc:
-                    raise InputError(
-                        f"{path}:{lineno}: not UTF-8 text ({exc.reason} at column {exc.start + 1})"
-                    ) from None
-                yield index, f"{name}:{lineno} (record {index})", obj
+                    obj, odd = _decode(line)
+                    if odd:
+                        _check_text(obj)
+                except (ValueError, UnicodeDecodeError) as exc:
+                    if not lenient:
+                        raise InputError(f"{path}:{lineno}: {_json_error(exc)}") from None
+                    obj = UnreadableRecord(_json_error(exc))
+                yield index, where, obj
                 index += 1
             return
         try:
-            data = loads(handle.read())
+            data, odd = _decode(handle.read())
         except json.JSONDecodeError as exc:
             raise InputError(
                 f"{path}:{exc.lineno}: invalid JSON at column {exc.colno}: {exc.msg}"
@@ -126,20 +154,63 @@ def _iter_json(path: Path) -> Iterator[tuple[int, str, Any]]:
             ) from None
         except UnicodeDecodeError as exc:
             raise InputError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+        except ValueError as exc:
+            raise InputError(f"{path}: {exc}") from None
     if not isinstance(data, list):
         raise InputError(f"{path}: expected a JSON list of records, got {_type_name(data)}")
     for index, obj in enumerate(data):
-        yield index, f"{path}: record {index}", obj
+        where = f"{path}: record {index}"
+        if odd:
+            try:
+                _check_text(obj)
+            except UnreadableRecord as exc:
+                if not lenient:
+                    raise InputError(f"{where}: {exc}") from None
+                obj = exc
+        yield index, where, obj
+
+
+MAX_DEPTH_NOTE = "nested too deeply (more levels of lists/objects than a JSON reader can take)"
+
+
+def _decode(data: bytes | str) -> tuple[Any, bool]:
+    """The value, and whether orjson refused it (then the json module read it: NaN, integers
+    past 64 bits, lone surrogates, which :func:`_check_text` finds)."""
+    try:
+        return orjson.loads(data), False
+    except orjson.JSONDecodeError:
+        pass
+    except RecursionError:
+        raise ValueError(MAX_DEPTH_NOTE) from None
+    try:
+        return json.loads(data.decode("utf-8") if isinstance(data, bytes) else data), True
+    except RecursionError:
+        raise ValueError(MAX_DEPTH_NOTE) from None
+
+
+def _check_text(obj: Any, where: str = "") -> None:
+    """Refuse text that cannot be written as UTF-8 (a lone surrogate such as \\ud800)."""
+    if isinstance(obj, str):
+        try:
+            obj.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            raise UnreadableRecord(
+                f"{'field ' + repr(where) + ': ' if where else ''}text holds a lone surrogate "
+                f"({obj[exc.start]!r} at character {exc.start}), which is not valid Unicode"
+            ) from None
+    elif isinstance(obj, dict):
+        for key, value in obj.items():
+            _check_text(value, f"{where}.{key}" if where else str(key))
+    elif isinstance(obj, list):
+        for i, value in enumerate(obj):
+            _check_text(value, f"{where}[{i}]")
 
 
 def loads(data: bytes | str) -> Any:
     """``json.loads`` of UTF-8 bytes or text, through orjson where it can (several times
     faster); what orjson refuses (NaN, integers past 64 bits, lone surrogates) or finds
     invalid goes to the json module, whose error messages name the line and column."""
-    try:
-        return orjson.loads(data)
-    except orjson.JSONDecodeError:
-        return json.loads(data.decode("utf-8") if isinstance(data, bytes) else data)
+    return _decode(data)[0]
 
 
 def _need(module: str, what: str) -> Any:
@@ -151,6 +222,7 @@ def _need(module: str, what: str) -> Any:
 
 def _iter_parquet(path: Path) -> Iterator[tuple[int, str, Any]]:
     pq = _need("pyarrow.parquet", "reading Parquet")
+    check_readable_input(path)
     try:
         table = pq.ParquetFile(path)
     except OSError as exc:
@@ -177,6 +249,9 @@ def load_dataset_source(path: str | Path, split: str | None = None) -> Any:
     """A ``datasets.Dataset`` from a save_to_disk directory or a hub name (one split)."""
     datasets = _need("datasets", "reading a dataset")
     if input_kind(path) == "hub":
+        offline = hub_unreachable()
+        if offline:
+            raise InputError(f"{path}: not a local path; as a hub dataset name: {offline}")
         try:
             return datasets.load_dataset(str(path), split=split or "train")
         except Exception as exc:  # noqa: BLE001 - offline, unknown name, unknown split...
@@ -198,11 +273,14 @@ def load_dataset_source(path: str | Path, split: str | None = None) -> Any:
     return loaded
 
 
-def iter_raw(path: str | Path, split: str | None = None) -> Iterator[tuple[int, str, Any]]:
-    """Yield (index, location, object) for every record of the input (see :func:`input_kind`)."""
+def iter_raw(
+    path: str | Path, split: str | None = None, *, lenient: bool = False
+) -> Iterator[tuple[int, str, Any]]:
+    """Yield (index, location, object) for every record of the input (see :func:`input_kind`);
+    ``lenient``: an unreadable JSONL line or record comes as an :class:`UnreadableRecord`."""
     kind = input_kind(path)
     if kind in ("json", "jsonl"):
-        yield from _iter_json(Path(path))
+        yield from _iter_json(Path(path), lenient)
     elif kind == "parquet":
         yield from _iter_parquet(Path(path))
     else:
@@ -227,7 +305,8 @@ def read_records(
     """Single-pair records of an input, in any format (see :func:`records_from_raw`)."""
     tabular = input_kind(path) not in ("json", "jsonl")
     return records_from_raw(
-        iter_raw(path, split), on_error, invalid, input_format=input_format,
+        iter_raw(path, split, lenient=on_error == "skip"), on_error, invalid,
+        input_format=input_format,
         on_conversation=on_conversation, columns_checked_in=str(path) if tabular else None,
     )
 
@@ -257,6 +336,8 @@ def records_from_raw(
     origin = "given with --input-format"
     for index, where, obj in items:
         try:
+            if isinstance(obj, UnreadableRecord):
+                raise obj
             found = _formats_of(obj)
             if fmt is None:
                 if found is None:
@@ -327,21 +408,10 @@ def dumps(obj: Any) -> str:
 def atomic_writer(path: str | Path) -> Iterator[IO[str]]:
     """A text file that appears at ``path`` only when the block finishes without error."""
     path = Path(path)
-    parent = path.parent if str(path.parent) else Path(".")
-    parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as handle:
-            yield handle
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
+    with _atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8", newline="\n") as handle:
+        yield handle
+        handle.flush()
+        os.fsync(handle.fileno())
 
 
 def write_records(path: str | Path, records: Iterable[dict[str, Any]]) -> int:
@@ -483,17 +553,28 @@ def rows_dataset(rows: Iterable[dict[str, Any]], fmt: str, columns: Iterable[str
 
 @contextmanager
 def _atomic_path(path: Path) -> Iterator[str]:
-    """A temporary path beside ``path`` renamed onto it when the block succeeds."""
+    """A temporary path beside ``path`` renamed onto it when the block succeeds.
+
+    The file gets the mode of the file it replaces, or the one the umask gives a new file. A
+    write that fails (disk full, read-only, no permission) leaves ``path`` as it was and raises
+    a :class:`PathError` naming it.
+    """
     parent = path.parent if str(path.parent) else Path(".")
-    parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=parent)
-    os.close(fd)
+    tmp = ""
     try:
+        parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=parent)
+        os.fchmod(fd, file_mode_for(path))
+        os.close(fd)
         yield tmp
         os.replace(tmp, path)
-    except BaseException:
-        with _quiet():
-            os.unlink(tmp)
+    except BaseException as exc:
+        if tmp:
+            with _quiet():
+                os.unlink(tmp)
+        if isinstance(exc, OSError) and exc.filename in (None, tmp, str(parent), str(path)):
+            kept = "the earlier file is unchanged" if path.exists() else "nothing was written"
+            raise PathError(f"{path}: cannot write: {os_error_reason(exc)}; {kept}") from None
         raise
 
 
@@ -515,6 +596,7 @@ def _save_dataset_dir(dataset: Any, path: Path) -> None:
     old = None
     try:
         dataset.save_to_disk(str(tmp / "d"))
+        mark_dir(tmp / "d")  # a later run may replace it: it is this tool's
         if path.exists():
             old = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".old", dir=parent))
             os.replace(path, old / "d")

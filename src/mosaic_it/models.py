@@ -163,6 +163,11 @@ def resolve_model(spec: str) -> ModelSource:
     text = str(spec)
     if text.startswith((".", "/", "~")) or text.count("/") > 1 or text.endswith((".gguf", ".json")):
         raise ModelError(f"{spec}: no such file or directory")
+    from .hub import hub_unreachable
+
+    offline = hub_unreachable()
+    if offline:
+        raise ModelError(f"{spec}: not a local path; as a hub model id: {offline}")
     return ModelSource(spec, "hub")
 
 

@@ -12,8 +12,12 @@ A worker that dies (killed, out of memory) is an error the run reports, never a 
 
 from __future__ import annotations
 
+import ctypes
 import multiprocessing
 import os
+import signal
+import threading
+import time
 from collections import deque
 from collections.abc import Iterable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
@@ -34,7 +38,8 @@ def fork_pool(workers: int, what: str) -> Iterator[ProcessPoolExecutor]:
     """``workers`` forked processes (they share the parent's memory: nothing large is
     pickled); a worker that dies raises :class:`WorkerDied` naming ``what`` it was doing."""
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")  # tokenizers, after a fork
-    pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork"))
+    pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork"),
+                               initializer=die_with_parent, initargs=(os.getpid(),))
     try:
         yield pool
     except BrokenProcessPool:
@@ -44,6 +49,30 @@ def fork_pool(workers: int, what: str) -> Iterator[ProcessPoolExecutor]:
         ) from None
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
+
+
+PR_SET_PDEATHSIG = 1  # linux/prctl.h
+
+
+def die_with_parent(parent: int) -> None:
+    """Run in each worker: end it when the parent ends, even killed with SIGKILL (which gives
+    the parent no chance to stop its workers), so that no worker is left blocked forever.
+
+    Linux tells the worker itself (prctl PR_SET_PDEATHSIG); elsewhere a thread watches for
+    the parent to go."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        if libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL) != 0:
+            raise OSError(ctypes.get_errno(), "prctl")
+    except (OSError, AttributeError):
+        def watch() -> None:
+            while os.getppid() == parent:
+                time.sleep(1.0)
+            os._exit(1)
+
+        threading.Thread(target=watch, daemon=True).start()
+    if os.getppid() != parent:  # the parent died before the signal was asked for
+        os._exit(1)
 
 
 # set in the parent just before the workers are forked; read by them

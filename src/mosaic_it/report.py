@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from .io import InputError, atomic_writer, iter_raw, records_from_raw
+from .outputs import Output, guard
 from .templates import TEMPLATE_NAMES, get_template
 from .tokenizer import load_tokenizer
 
@@ -297,7 +298,6 @@ def write_report(stats: DataStats, report: str | None, png_dir: str | None) -> l
     if report:
         with atomic_writer(report) as out:
             out.write(render_html(stats, figs))
-        Path(report).chmod(0o644)  # a page to share, not a private temporary file
         written.append(report)
     return written
 
@@ -327,6 +327,12 @@ def add_parser(sub: Any) -> Callable[[argparse.Namespace], int]:
 
 
 def cmd_stats(args: argparse.Namespace) -> int:
+    with guard({"DATA": args.data, "--stats": args.stats, "--tokenizer": args.tokenizer},
+               [Output(args.report, "--report"), Output(args.png, "--png", "dir")]):
+        return _stats(args)
+
+
+def _stats(args: argparse.Namespace) -> int:
     stats = collect(args.data, summary_path=args.stats, budget=args.max_tokens,
                     tokenizer=args.tokenizer, template=args.template)
     width = max(len(k) for k, _ in stats.overview())

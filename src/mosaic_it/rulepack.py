@@ -9,6 +9,7 @@ and the JSON path of the offending value.
 from __future__ import annotations
 
 import json
+import os
 import string
 from dataclasses import dataclass
 from functools import lru_cache
@@ -90,9 +91,20 @@ def _merge(base: Any, extra: Any) -> Any:
     return extra
 
 
-@lru_cache(maxsize=8)
 def load_rule_pack(path: str | Path | None = None) -> RulePack:
-    """Load and validate a rule pack; ``None`` gives the default one."""
+    """Load and validate a rule pack; ``None`` gives the default one.
+
+    Packs are cached per path and modification: a pack edited on disk is read again."""
+    try:
+        st = os.stat(path if path is not None else default_rules_path())
+        stamp = (st.st_mtime_ns, st.st_size, st.st_ino)
+    except OSError:
+        stamp = None  # the loader says what is wrong with the path
+    return _load_rule_pack(path, stamp)
+
+
+@lru_cache(maxsize=8)
+def _load_rule_pack(path: str | Path | None, stamp: object) -> RulePack:
     default_path = default_rules_path()
     target = Path(path) if path is not None else default_path
     data = _read_json(target)
@@ -151,9 +163,17 @@ class _Checker:
                 self.fail(here, f"duplicate entry {text!r}")
             seen.add(text)
             try:
-                found = [name for _, name, _, _ in string.Formatter().parse(text) if name is not None]
+                parsed = [(n, spec, conv) for _, n, spec, conv in string.Formatter().parse(text)
+                          if n is not None]
             except ValueError as exc:
                 self.fail(here, f"bad placeholder syntax in {text!r} ({exc}); write a literal brace as {{{{ or }}}}")
+            for name, spec, conv in parsed:
+                # a width such as {n:>999999999} would make one sample of any size
+                if spec or conv:
+                    self.fail(here, f"placeholder {{{name}{'!' + conv if conv else ''}"
+                              f"{':' + spec if spec else ''}}} in {text!r}: write {{{name}}} "
+                              "alone (no format spec or conversion)")
+            found = [name for name, _, _ in parsed]
             if sorted(found) != sorted(fields):
                 want = ", ".join("{" + f + "}" for f in sorted(fields)) or "no placeholder"
                 self.fail(here, f"{text!r} must contain {want} exactly once each")

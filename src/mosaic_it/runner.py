@@ -25,6 +25,7 @@ from typing import IO, Any, BinaryIO
 
 from .api import Mosaicker, Prepared, RunSummary
 from .io import atomic_writer, dumps_bytes, is_jsonl
+from .outputs import PathError, content_digest, describe_os_error
 from .parallel import fork_pool
 from .records import MosaicSpec, Sample
 
@@ -91,19 +92,26 @@ def _merge(summary: RunSummary, c: dict[str, Any]) -> None:
 
 
 def fingerprint(mosaicker: Mosaicker, source: str | Path | None, extra: dict[str, Any]) -> str:
-    """What must match for finished epochs to be reused: input file, options, code version."""
+    """What must match for finished epochs to be reused: the content of the input (see
+    :func:`.outputs.content_digest`), of the rule pack and of the tokenizer's files, the
+    template, every option and the package version. A hub input or tokenizer counts by name."""
     from . import __version__
 
+    config = mosaicker.config
+    tokenizer: str | None = config.tokenizer
+    if tokenizer is not None and Path(tokenizer).exists():
+        tokenizer = content_digest(tokenizer)
     info: dict[str, Any] = {
-        "config": mosaicker.config.to_dict(),
-        "tokenizer": mosaicker.tokenizer.name,
-        "rule_pack": mosaicker.pack.id,
+        "config": config.to_dict(),
+        "tokenizer": [mosaicker.tokenizer.name, tokenizer],
+        "rule_pack": hashlib.sha256(
+            json.dumps(mosaicker.pack.data, sort_keys=True).encode()).hexdigest(),
+        "template": mosaicker.template.name,
         "version": __version__,
         "extra": extra,
     }
     if source is not None:
-        st = os.stat(source)
-        info["input"] = [str(Path(source).resolve()), st.st_size, st.st_mtime_ns]
+        info["input"] = content_digest(source)
     return hashlib.sha256(json.dumps(info, sort_keys=True, default=str).encode()).hexdigest()
 
 
@@ -116,20 +124,41 @@ def write_run(
     workers: int = 1,
     resume: bool = False,
     fingerprint_value: str = "",
+    note: Callable[[str], None] = lambda text: None,
 ) -> RunSummary:
-    """Run every epoch into ``output`` (JSON list or JSONL by extension), atomically."""
+    """Run every epoch into ``output`` (JSON list or JSONL by extension), atomically.
+
+    ``note`` is told what ``resume`` found (the epochs reused, or why none were)."""
     epochs = mosaicker.config.epochs
     work = work_dir_for(output)
     manifest_path = work / MANIFEST
     done: set[int] = set()
     if resume and manifest_path.exists():
-        manifest = json.loads(manifest_path.read_text())
+        try:
+            manifest = json.loads(manifest_path.read_text())
+        except ValueError:
+            manifest = {}
         if manifest.get("fingerprint") == fingerprint_value:
             done = {e for e in range(epochs) if _part(work, e).exists()}
+            note(
+                f"--resume: reused epoch(s) {', '.join(map(str, sorted(done)))} from {work}"
+                if done else f"--resume: no finished epoch in {work}; ran every epoch")
+        else:
+            note(
+                f"--resume: the parts in {work} were made from another input, rule pack, "
+                "tokenizer or options; they were discarded and every epoch ran again")
+    elif resume:
+        note(f"--resume: nothing to resume ({work} does not exist); ran every epoch")
     if not done and work.exists():
+        if not manifest_path.exists() and any(work.iterdir()):
+            raise PathError(f"{work}: a directory this tool did not write is in the way of the "
+                            "run's parts; move it away")
         shutil.rmtree(work)
-    work.mkdir(parents=True, exist_ok=True)
-    manifest_path.write_text(json.dumps({"fingerprint": fingerprint_value, "epochs": epochs}))
+    try:
+        work.mkdir(parents=True, exist_ok=True)
+        manifest_path.write_text(json.dumps({"fingerprint": fingerprint_value, "epochs": epochs}))
+    except OSError as exc:
+        raise PathError(describe_os_error(exc, "cannot write the run's parts")) from None
     for stale in work.glob("*.partial"):
         stale.unlink()
 
@@ -140,6 +169,11 @@ def write_run(
     _JOB.update(mosaicker=mosaicker, prepared=prepared, to_dict=to_dict, work=work)
     try:
         results = list(_map(todo, workers, mosaicker.progress))
+    except OSError as exc:  # disk full, read-only...: the finished epochs stay for --resume
+        raise PathError(
+            describe_os_error(exc, "cannot write") + f"; {output} was not touched; the finished "
+            f"epochs are kept in {work}: free space (or fix the cause) and run the same command "
+            "with --resume") from None
     finally:
         _JOB.clear()
     for c in results:
@@ -150,7 +184,11 @@ def write_run(
         prepared.grouper.late_rejects.extend(c["late_rejects"])
     for e in sorted(done):
         _count_part(summary, _part(work, e))
-    _assemble(output, [_part(work, e) for e in range(epochs)])
+    try:
+        _assemble(output, [_part(work, e) for e in range(epochs)])
+    except PathError as exc:
+        raise PathError(f"{exc}; every epoch is kept in {work}: run the same command with "
+                        "--resume to write the output from them") from None
     shutil.rmtree(work, ignore_errors=True)
     mosaicker.finish(prepared, time.perf_counter() - t0)
     return summary

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from .io import InputError, iter_raw, write_json
+from .outputs import Output, guard
 from .records import MosaicSpec
 from .verify import SpecError, Verdict, load_spec, spec_consistency, verify
 
@@ -328,6 +329,12 @@ def add_parser(sub: Any) -> Callable[[argparse.Namespace], int]:
 
 
 def run(args: argparse.Namespace) -> int:
+    with guard({"EVAL": args.eval, "RESPONSES": args.responses},
+               [Output(args.out, "--out"), Output(args.plot, "--plot")]):
+        return _score(args)
+
+
+def _score(args: argparse.Namespace) -> int:
     items, invalid = read_eval(args.eval)
     responses = read_responses(args.responses)
     report = score(items, responses, mode=args.mode, invalid=invalid)

@@ -294,6 +294,8 @@ def _load_hub(name: str) -> Tokenizer:
 def _cached_hub(name: str) -> tokenizers.Tokenizer:
     try:
         backend = _from_pretrained(name)
+    except TokenizerError:
+        raise
     except Exception as exc:  # network errors, 404s, gated repos: all plain Exception
         raise TokenizerError(
             f"{name}: not a local file or directory, and loading it from the Hugging Face Hub "
@@ -304,6 +306,11 @@ def _cached_hub(name: str) -> tokenizers.Tokenizer:
 
 def _from_pretrained(name: str) -> tokenizers.Tokenizer:
     """Fetch tokenizer.json from the Hub (a seam, so tests can simulate being offline)."""
+    from .hub import hub_unreachable
+
+    offline = hub_unreachable()
+    if offline:
+        raise TokenizerError(f"{name}: not a local file or directory; as a hub name: {offline}")
     return tokenizers.Tokenizer.from_pretrained(name)
 
 

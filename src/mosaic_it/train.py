@@ -27,7 +27,9 @@ from __future__ import annotations
 import argparse
 import copy
 import json
+import logging
 import math
+import re
 import sys
 import time
 from collections import Counter
@@ -49,13 +51,15 @@ from .models import (
     require_torch,
     resolve_model,
 )
+from .outputs import Output, RunInterrupted, content_digest, guard
 from .records import Record
 
 CONFIG_FILE = "mosaic_it_train.json"
 EXIT_BAD_INPUT = 2
 # options that must not change when a run is resumed (the others may: e.g. --save-steps)
+# (the data is compared by content, not by path: see check_resume_config)
 RESUME_KEYS = (
-    "data", "model", "tokenizer", "template", "epochs", "batch_size", "max_length", "lora_r",
+    "model", "tokenizer", "template", "epochs", "batch_size", "max_length", "lora_r",
     "lora_alpha", "lora_targets", "seed", "mosaic_on_the_fly", "mosaic_options",
 )
 
@@ -298,9 +302,14 @@ def check_resume_config(config: TrainConfig) -> None:
     saved_path = Path(config.output_dir) / CONFIG_FILE
     if not saved_path.is_file():
         return
-    saved = json.loads(saved_path.read_text(encoding="utf-8")).get("config", {})
-    now = config.to_dict()
+    meta = json.loads(saved_path.read_text(encoding="utf-8"))
+    saved, now = meta.get("config", {}), config.to_dict()
     changed = [k for k in RESUME_KEYS if k in saved and saved[k] != now.get(k)]
+    if meta.get("data_content", content_digest(config.data)) != content_digest(config.data):
+        raise ValueError(
+            f"--resume: {config.data} is not the data the run in {config.output_dir} trained on "
+            f"(that was {saved.get('data')!r}, with other content); give the same data, or a "
+            "new --output-dir")
     if changed:
         details = ", ".join(f"{k}: {saved[k]!r} -> {now.get(k)!r}" for k in changed)
         raise ValueError(
@@ -458,12 +467,14 @@ def train(config: TrainConfig, resume: str | bool | None = None,
     out = Path(config.output_dir)
     meta = {
         "config": config.to_dict(),
+        "data_content": content_digest(config.data),
         "data": {"rows": run.rows, "truncated": run.truncated, "longest": run.longest},
         "versions": _versions(),
     }
     if _is_main():
         write_json(out / CONFIG_FILE, meta)
     t0 = time.perf_counter()
+    logging.getLogger("transformers.trainer").addFilter(TiedWeightsNote())
     try:
         run.trainer.train(resume_from_checkpoint=run.checkpoint)
     except torch.OutOfMemoryError as exc:
@@ -482,6 +493,21 @@ def train(config: TrainConfig, resume: str | bool | None = None,
         write_json(out / CONFIG_FILE, meta)
     return TrainResult(config.output_dir, state.global_step, losses, seconds, run.rows,
                        run.truncated)
+
+
+class TiedWeightsNote(logging.Filter):
+    """Drops the trainer's warning that a resumed checkpoint misses ``lm_head.weight``: a model
+    whose output layer shares the embedding's weights saves them once, and loading the
+    embedding restores both. Any other missing key is still shown."""
+
+    PREFIX = "There were missing keys in the checkpoint model loaded:"
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        text = record.getMessage()
+        if not text.startswith(self.PREFIX):
+            return True
+        keys = re.findall(r"'([^']+)'", text[len(self.PREFIX):])
+        return not keys or not all(k.endswith("lm_head.weight") for k in keys)
 
 
 def out_of_memory_message(config: TrainConfig, exc: BaseException) -> str:
@@ -601,9 +627,19 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
 
 def cmd_train(args: argparse.Namespace) -> int:
     config = config_from_args(args)
-    result = train(config, resume=args.resume)
-    if args.merge_lora and config.lora_r:
-        merge_lora(config.output_dir)
+    with guard({"DATA": config.data, "--model": config.model, "--tokenizer": config.tokenizer},
+               [Output(config.output_dir, "--output-dir", "dir", markers=(CONFIG_FILE,))],
+               lock=_is_main()):  # one lock for all the processes of a multi-GPU run
+        try:
+            result = train(config, resume=args.resume)
+        except KeyboardInterrupt:
+            kept = sorted(p.name for p in Path(config.output_dir).glob("checkpoint-*"))
+            raise RunInterrupted(
+                f"interrupted; checkpoints kept in {config.output_dir}: "
+                + (f"{', '.join(kept)}; continue with --resume" if kept else
+                   "none (none had been saved yet); run again to start over")) from None
+        if args.merge_lora and config.lora_r:
+            merge_lora(config.output_dir)
     if _is_main():
         last = f", last logged loss {result.losses[-1][1]:.4f}" if result.losses else ""
         print(f"mosaic-it train: {result.steps} steps over {result.rows} sequences in "
