@@ -120,11 +120,11 @@ def test_spec_re_renders_the_sample(pack):
             layout.numbering is not None
         )
         assert not s.instruction.startswith("\n") and not s.instruction.endswith("\n\n\n")
-        if spec.meta:
-            assert spec.meta in s.instruction
-            assert (s.instruction.startswith(spec.meta)) == (spec.meta_position == "before")
-        else:
-            assert spec.meta_position is None
+        head, tail = spec.meta_parts()
+        assert " ".join(p for p in (head, tail) if p) == spec.meta
+        assert s.instruction.startswith(head) and s.instruction.endswith(tail)
+        assert spec.meta_position == (
+            ("both" if tail else "before") if head else ("after" if tail else None))
         _ = render_instruction
 
 
