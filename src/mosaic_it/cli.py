@@ -15,6 +15,7 @@ from pathlib import Path
 
 from . import __version__
 from .api import MosaicConfig, Mosaicker
+from .special import SPECIAL_TOKEN_MODES
 from .formats import FORMATS, conversation_to_row, dataset_info_entry, record_to_row, sample_to_row
 from .io import (
     InputError,
@@ -124,8 +125,13 @@ def build_parser() -> argparse.ArgumentParser:
                    help="a rule pack JSON replacing the bundled one (or extending it with "
                    '"extends": "default")')
     m.add_argument("--seed", type=int, default=d.seed, help="random seed (default %(default)s)")
-    m.add_argument("--rejects", metavar="FILE", help="write records left out (too long, invalid) here")
+    m.add_argument("--rejects", metavar="FILE",
+                   help="write records left out (too long, invalid, special tokens) here")
     m.add_argument("--stats", metavar="FILE", help="write the run summary here as JSON")
+    m.add_argument("--special-tokens", choices=list(SPECIAL_TOKEN_MODES), default=d.special_tokens,
+                   help="records whose text holds a special token of the tokenizer, a control "
+                   "string of the template or a well-known chat-control string: skip (left out, "
+                   "counted, listed in --rejects), keep, or error (default %(default)s)")
     m.add_argument("--on-error", choices=["raise", "skip"], default="raise",
                    help="a malformed record stops the run (raise) or is skipped and reported")
     m.add_argument("--progress", choices=["auto", "on", "off"], default="auto",

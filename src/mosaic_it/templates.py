@@ -73,6 +73,8 @@ class Template:
     system_prefix: str | None = None
     transforms: tuple[str, str, str] = KEEP
     source: str = field(default="", compare=False)  # where an ``auto`` template came from
+    # strings that mark turns in the rendered text (a record holding one would be misread)
+    controls: tuple[str, ...] = ()
 
     def prefix_for(self, system: str = "") -> str:
         """The text before the instruction, with ``system`` as the system prompt."""
@@ -140,6 +142,7 @@ CHATML = Template(
     False,
     True,
     system_prefix="<|im_start|>system\n{system}<|im_end|>\n<|im_start|>user\n",
+    controls=("<|im_start|>", "<|im_end|>"),
 )
 LLAMA3 = Template(
     "llama3",
@@ -151,12 +154,13 @@ LLAMA3 = Template(
     system_prefix="<|begin_of_text|><|start_header_id|>system<|end_header_id|>\n\n{system}"
     "<|eot_id|><|start_header_id|>user<|end_header_id|>\n\n",
     transforms=("strip", "strip", "strip"),
+    controls=("<|begin_of_text|>", "<|start_header_id|>", "<|end_header_id|>", "<|eot_id|>"),
 )
 
 TEMPLATES: dict[str, Template] = {
     "vicuna": Template(
         "vicuna", VICUNA_SYSTEM + " USER: ", " ASSISTANT: ", "", True, True,
-        system_prefix=SYSTEM + " USER: ",
+        system_prefix=SYSTEM + " USER: ", controls=("USER:", "ASSISTANT:"),
     ),
     "chatml": CHATML,
     "llama3": LLAMA3,
