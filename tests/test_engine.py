@@ -16,7 +16,7 @@ def run(records, **options):
     return samples, m.summary
 
 
-@pytest.mark.parametrize("template", ["vicuna", "none"])
+@pytest.mark.parametrize("template", ["vicuna", "none", "reference"])
 @pytest.mark.parametrize("max_tokens", [300, 1024])
 def test_every_sample_fits_the_budget_exactly(tokenizer, template, max_tokens):
     records = make_records(300, seed=1)
@@ -25,6 +25,8 @@ def test_every_sample_fits_the_budget_exactly(tokenizer, template, max_tokens):
     for s in samples:
         exact = t.count(tokenizer, s.instruction, s.output)
         assert exact == s.spec.tokens <= max_tokens
+        if template == "reference":  # the reference scripts' own test, on the joined text
+            assert s.spec.tokens == tokenizer.count(s.instruction + s.output) < max_tokens
     assert summary.max_sample_tokens <= max_tokens
 
 

@@ -114,7 +114,9 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--template", choices=list(TEMPLATE_NAMES), default=d.template,
                    help="sequence the budget counts: vicuna = FastChat Vicuna v1.1 with BOS/EOS; "
                    "chatml; llama3; auto = the --tokenizer's own chat_template; none = "
-                   "instruction + response only (default %(default)s)")
+                   "instruction and response tokenized apart, counts summed; reference = the "
+                   "reference scripts' count: instruction + response joined, no BOS/EOS, strictly "
+                   "below the budget (default %(default)s)")
     m.add_argument("--tokenizer", default=None,
                    help="tokenizer.json, a directory holding one, a SentencePiece .model, or a hub "
                    "name (online); default: the bundled Llama-family 32k tokenizer")

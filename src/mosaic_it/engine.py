@@ -177,7 +177,8 @@ class Grouper:
         self.strategies = strategies
         self.wrap_mode = wrap_mode
         self.max_instructions = max_instructions
-        self.budget = max_tokens
+        # the reference's count must stay strictly below its budget
+        self.budget = max_tokens - 1 if template.strict else max_tokens
         self.seed = seed
         self.stats = GroupingStats()
         self.late_rejects: list[int] = []

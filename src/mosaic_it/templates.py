@@ -14,8 +14,11 @@ own counts (see :mod:`.counting`).
   trimmed, as its template does), no default system message.
 * ``auto``: the tokenizer's own ``chat_template``, rendered by ``transformers`` with sentinel
   strings to find the prefix, middle and suffix (see :func:`template_from_chat_template`).
-* ``none``: the instruction and the response alone, counted apart, as the reference scripts
-  did (a system prompt is counted as a third text).
+* ``none``: no template: the instruction and the response each tokenized alone, the counts
+  summed (a system prompt is counted as a third text), at most the budget.
+* ``reference``: the reference scripts' own count: the instruction and the response joined
+  with nothing between them (a system prompt before them), tokenized as one text without BOS
+  or EOS, and strictly below the budget.
 
 Templates whose text holds special tokens (``<|im_start|>``) render them as text; the tokenizer
 maps them to their ids, as ``transformers``' ``apply_chat_template`` does.
@@ -75,6 +78,7 @@ class Template:
     source: str = field(default="", compare=False)  # where an ``auto`` template came from
     # strings that mark turns in the rendered text (a record holding one would be misread)
     controls: tuple[str, ...] = ()
+    strict: bool = False  # a sample's count must stay strictly below the budget
 
     def prefix_for(self, system: str = "") -> str:
         """The text before the instruction, with ``system`` as the system prompt."""
@@ -165,6 +169,7 @@ TEMPLATES: dict[str, Template] = {
     "chatml": CHATML,
     "llama3": LLAMA3,
     "none": Template("none", "", "", "", False, False, system_prefix=SYSTEM),
+    "reference": Template("reference", "", "", "", False, True, system_prefix=SYSTEM, strict=True),
 }
 TEMPLATE_NAMES = (*TEMPLATES, "auto")
 
