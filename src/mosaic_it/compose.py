@@ -79,9 +79,10 @@ def choose_rule(
     rng = Rng(*plan.path, "rule")
     choice = module.choose(rng, pack, items, numbered, passed)
     if choice is not None and (choice.strategy, choice.rule) in MEASURED_RULES and any(
-        r.input for r in records
+        "\n" in r.prompt for r in records
     ):
-        # the length counts everything written for an instruction: say that its input counts
+        # the length counts everything written for an instruction: where an instruction runs
+        # over several lines (an input, or lines of its own), say that all of them count
         note = rng.choice(pack.data["input_counts"])
         choice = RuleChoice(choice.strategy, choice.rule, f"{choice.meta} {note}",
                             choice.answer_order, choice.masked, choice.params)

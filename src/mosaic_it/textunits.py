@@ -9,6 +9,8 @@ another.
   mode): a word is a run between two boundaries that holds a letter or a digit, so "don't",
   "3.14" and an Arabic or Korean word are one word each, and punctuation, symbols and emoji
   are none.
+  Rules about words are drawn only where they also hold when every run of letters and digits
+  counts as a word (``3.14`` as two), the other common way to count.
 * **Characters.** User-perceived characters (grapheme clusters), spaces and line breaks
   included.
 * **First letter.** The first character of the text that is a letter (Unicode category L),
@@ -30,6 +32,7 @@ _EACH_CLASS = "".join(f"\\p{{scx={s}}}" for s in _EACH_SCRIPTS)
 # a cluster that begins with a letter (or a number) of those scripts
 _EACH = regex.compile(rf"(?V1)(?=[[{_EACH_CLASS}]&&[\p{{L}}\p{{N}}]])\X")
 _BOUNDARY = regex.compile(r"(?wV1)\b")
+_RUN = regex.compile(r"[\p{L}\p{M}\p{N}]+")
 _HAS_WORD_CHAR = regex.compile(r"[\p{L}\p{N}]")
 _CLUSTER = regex.compile(r"\X")
 _CACHE = 1 << 16
@@ -42,6 +45,17 @@ def word_count(text: str) -> int:
     if _EACH.search(text):
         text, each = _EACH.subn(" ", text)
     return each + sum(1 for part in _BOUNDARY.split(text) if _HAS_WORD_CHAR.search(part))
+
+
+@lru_cache(maxsize=_CACHE)
+def word_count_split(text: str) -> int:
+    """Words counted the other common way: every run of letters and digits is one, so "don't",
+    "3.14" and "1,000" are two words each (as a ``\\w+`` tokenizer counts them). Not the
+    definition: rules about words are only drawn when they hold under both counts."""
+    each = 0
+    if _EACH.search(text):
+        text, each = _EACH.subn(" ", text)
+    return each + sum(1 for _ in _RUN.finditer(text))
 
 
 def first_letter_char(text: str) -> str | None:

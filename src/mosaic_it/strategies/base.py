@@ -5,7 +5,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
-from ..textunits import char_count, first_letter, word_count  # noqa: F401 (the rules' units)
+from ..textunits import (  # noqa: F401 (the rules' units)
+    char_count,
+    first_letter,
+    word_count,
+    word_count_split,
+)
 
 
 class Item(NamedTuple):

@@ -13,7 +13,16 @@ from typing import Any
 
 from ..rng import Rng
 from ..rulepack import MASKOUT_RULES, RulePack
-from .base import Item, Passed, RuleChoice, apart, format_numbers, join_numbers, word_count
+from .base import (
+    Item,
+    Passed,
+    RuleChoice,
+    apart,
+    format_numbers,
+    join_numbers,
+    word_count,
+    word_count_split,
+)
 
 NEEDS_NUMBERS = frozenset({"FIX", "ODD", "EVEN"})
 MEASURED = frozenset({"WORD_LONG", "WORD_SHORT"})  # their phrasing says the input counts
@@ -44,6 +53,14 @@ def _masked(
         if not apart(counts[n - 1][0], counts[n][0], margins, "words"):
             return None, "margin"
         masked = sorted(number for _, number in counts[:n])
+        if margins is not None:
+            # the cut must hold as clearly when words are counted the other common way
+            split = {it.number: word_count_split(it.text) for it in items}
+            cut = [split[x] for x in masked]
+            rest = [split[it.number] for it in items if it.number not in masked]
+            low, high = (min(cut), max(rest)) if rule == "WORD_LONG" else (min(rest), max(cut))
+            if low <= high or not apart(low, high, margins, "words"):
+                return None, "margin"
     if not masked or len(masked) >= len(items):
         return None, "equal"  # something must be skipped and something answered
     return masked, ""

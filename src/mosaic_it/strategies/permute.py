@@ -16,7 +16,15 @@ from typing import Any
 from ..rng import Rng
 from ..rulepack import PERMUTE_RULES, RulePack
 from .base import (
-    Item, Passed, RuleChoice, apart, char_count, first_letter, format_numbers, word_count,
+    Item,
+    Passed,
+    RuleChoice,
+    apart,
+    char_count,
+    first_letter,
+    format_numbers,
+    word_count,
+    word_count_split,
 )
 
 # rule -> (sort key, descending, unit of the margin; None: letters, which may tie)
@@ -47,10 +55,18 @@ def _sorted_order(
     # sorted() stays stable with reverse=True: ties keep the given order, as stated
     ranked = sorted(zip(keys, (it.number for it in items)), key=lambda kv: kv[0],
                     reverse=descending)
+    order = [n for _, n in ranked]
     if unit is not None and margins is not None:
         if not all(apart(a, b, margins, unit) for (a, _), (b, _) in zip(ranked, ranked[1:])):
             return None, "margin"
-    return [n for _, n in ranked], ""
+        if unit == "words":
+            # the order must hold as clearly when words are counted the other common way
+            split = {it.number: word_count_split(it.text) for it in items}
+            sign = -1 if descending else 1
+            if not all(sign * (split[b] - split[a]) > 0 and apart(split[a], split[b], margins, unit)
+                       for a, b in zip(order, order[1:])):
+                return None, "margin"
+    return order, ""
 
 
 def expected_order(
