@@ -22,8 +22,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from tests.independent_checker import (  # noqa: E402
-    check_run,
+from tests.independent_checker import (
+    check_sample,
+    load_phrases,
     sources_from_alpaca,
     sources_from_sharegpt,
 )
@@ -45,14 +46,18 @@ def load(name: str) -> tuple[list[dict], dict, str]:
     return rows, sources_from_alpaca(rows), "alpaca"
 
 
-def run(rows: list[dict], fmt: str, options: dict) -> list[dict]:
-    from mosaic_it import mosaic, read_records
+def run(rows: list[dict], fmt: str, options: dict) -> tuple[list[dict], Counter]:
+    """The samples of one run, and how often the rule drawn first was replaced, by reason
+    (versions without that count give an empty one)."""
+    from mosaic_it import MosaicConfig, Mosaicker, read_records
 
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "in.json"
         path.write_text(json.dumps(rows, ensure_ascii=False), encoding="utf-8")
         records = list(read_records(str(path)))
-    return [s.to_record() for s in mosaic(records, **options)]
+    m = Mosaicker(MosaicConfig(**options))
+    samples = [s.to_record() for s in m.run(records)]
+    return samples, Counter(getattr(m.summary, "rules_replaced", {}))
 
 
 def main() -> None:
@@ -63,34 +68,70 @@ def main() -> None:
     ap.add_argument("--strategies", default="format+permute+maskout")
     ap.add_argument("--epochs", type=int, default=4)
     ap.add_argument("--json", help="write the counts here")
+    ap.add_argument("--templates", nargs="*", default=[],
+                    help="also count, per template, samples whose joined instruction + response "
+                    "reaches the budget (the reference's test: strictly below it)")
     args = ap.parse_args()
     rules_json = Path(str(resources.files("mosaic_it") / "data" / "rules.json"))
+    phrases = load_phrases(rules_json)
     out = {}
-    print(f"{'dataset':32} {'samples':>7} {'word-rule':>9} " + " ".join(f"{f:>15}" for f in FINDINGS)
-          + f" {'permute':>7} {'both sides':>10}")
+    print(f"{'dataset':24} {'samples':>7} {'word-rule':>9} {'(bad)':>5} "
+          + " ".join(f"{f:>15}" for f in FINDINGS) + f" {'permute':>7} {'both sides':>10}")
     for name in args.data:
         rows, sources, fmt = load(name)
         total: Counter = Counter()
         rules: Counter = Counter()
         samples = 0
         both = 0
+        replaced: Counter = Counter()
+        word_bad = 0
         for seed in args.seeds:
             for mode in args.wrap_modes:
-                made = run(rows, fmt, dict(seed=seed, wrap_mode=mode, epochs=args.epochs,
-                                           strategies=tuple(args.strategies.split("+"))))
-                found, seen = check_run(made, sources, rules_json)
-                total.update(found)
-                rules.update(seen)
+                options = {"seed": seed, "wrap_mode": mode, "epochs": args.epochs,
+                           "strategies": tuple(args.strategies.split("+"))}
+                made, why = run(rows, fmt, options)
+                replaced.update(why)
+                for sample in made:
+                    v = check_sample(sample, sources, phrases)
+                    total.update(v.findings)
+                    rules[v.rule] += 1
+                    if v.rule in WORD_RULES and {"false", "near_tie"} & set(v.findings):
+                        word_bad += 1
                 samples += len(made)
                 both += sum(1 for s in made if s["mosaic"].get("meta_position") == "both")
         word = sum(rules[r] for r in WORD_RULES)
         permute = sum(v for r, v in rules.items() if r.startswith("permute."))
         label = Path(name).name
-        print(f"{label:32} {samples:7} {word:9} " + " ".join(f"{total[f]:15}" for f in FINDINGS)
-              + f" {permute:7} {both:10}")
-        out[label] = {"samples": samples, "word_rule_samples": word, "permute": permute,
+        print(f"{label:24} {samples:7} {word:9} {word_bad:5} "
+              + " ".join(f"{total[f]:15}" for f in FINDINGS) + f" {permute:7} {both:10}")
+        out[label] = {"samples": samples, "word_rule_samples": word, "word_rule_bad": word_bad,
+                      "permute": permute,
                       "both_sides": both, "findings": {f: total[f] for f in FINDINGS},
-                      "rules": dict(sorted(rules.items()))}
+                      "rules": dict(sorted(rules.items())),
+                      "rules_replaced": dict(sorted(replaced.items()))}
+    print("\nrule shares (of the samples of each strategy) and draws replaced, by reason")
+    for label, d in out.items():
+        by_strategy = Counter()
+        for rule, n in d["rules"].items():
+            by_strategy[rule.split(".")[0]] += n
+        shares = " ".join(f"{r}:{n / by_strategy[r.split('.')[0]]:.1%}"
+                          for r, n in d["rules"].items() if r != "format")
+        reasons = Counter()
+        for key, n in d["rules_replaced"].items():
+            reasons[key.split(": ")[1]] += n
+        print(f"{label}: strategies {dict(by_strategy)}\n  {shares}\n  replaced "
+              f"{sum(reasons.values())} of {d['samples']} samples: {dict(reasons)}")
+    if args.templates:
+        from mosaic_it import load_tokenizer
+
+        tokenizer = load_tokenizer()
+        print("\nsamples whose joined instruction + response reaches the budget (2048)")
+        for name in args.data:
+            rows, _, fmt = load(name)
+            for template in args.templates:
+                made, _ = run(rows, fmt, {"seed": 1, "epochs": args.epochs, "template": template})
+                over = sum(tokenizer.count(s["instruction"] + s["output"]) >= 2048 for s in made)
+                print(f"{Path(name).name}: --template {template}: {over} of {len(made)}")
     if args.json:
         Path(args.json).write_text(json.dumps(out, indent=1) + "\n")
 

@@ -26,6 +26,7 @@ import re
 import unicodedata
 from collections import Counter
 from dataclasses import dataclass, field
+from itertools import pairwise
 from pathlib import Path
 
 # well-known chat-control strings (this checker's own list)
@@ -194,7 +195,7 @@ class Verdict:
 def _label_pattern(label: str) -> re.Pattern:
     """Lines that begin the way the label ``label`` (the one of instruction 1) would."""
     head, _, tail = label.rstrip(" \n").partition("1")
-    return re.compile("^" + re.escape(head) + r"[0-9]+" + re.escape(tail) + r"(\s|$)", re.M)
+    return re.compile("^" + re.escape(head) + r"[0-9]+" + re.escape(tail) + r"(\s|$)", re.MULTILINE)
 
 
 def check_sample(record: dict, sources: dict, phrases: list[Phrase]) -> Verdict:
@@ -310,7 +311,7 @@ def _permute(v: Verdict, rule: str, g: dict, texts: list[str], k: int, tie_said:
     if any(x is None for x in keys):
         return None  # "alphabetical" over a letter with no a-z order
     ranked = sorted(numbers, key=lambda n: keys[n - 1], reverse=rule.startswith("REVERSE_"))
-    for a, b in zip(ranked, ranked[1:]):
+    for a, b in pairwise(ranked):
         ka, kb = keys[a - 1], keys[b - 1]
         if ka == kb and not (unit is None and tie_said):
             v.add("near_tie")  # a tie the meta-instruction does not settle

@@ -14,11 +14,11 @@ TEXTS = [
     "Write a haiku about autumn leaves falling slowly from the old oak tree",
     "describe rain",
     "Name three primary colors",
-    "Explain in simple terms why the sky looks blue during the day and turns red at sunset in "
-    "the evening",
+    ("Explain in simple terms why the sky looks blue during the day and turns red at sunset in "
+     "the evening"),
     "Give one good synonym for happy please",
-    "\"Quote\" this famous line back to me, word for word, with nothing else added to it at all, "
-    "and then tell me who first said it and in which year and in which city it was said",
+    ("\"Quote\" this famous line back to me, word for word, with nothing else added to it at "
+     "all, and then tell me who first said it and in which year and in which city it was said"),
 ]
 
 
@@ -159,8 +159,8 @@ def test_unnumbered_samples_never_get_rules_that_name_numbers(module, position_r
 def test_rules_are_drawn_uniformly_when_all_apply(module, rules):
     its = items(["bravo", "Alpha one two three four five", "Charlie six seven",
                  "delta eight nine ten eleven twelve thirteen fourteen",
-                 "Echo fifteen sixteen seventeen eighteen nineteen twenty twentyone twentytwo "
-                 "twentythree twentyfour",
+                 ("Echo fifteen sixteen seventeen eighteen nineteen twenty twentyone twentytwo "
+                  "twentythree twentyfour"),
                  "foxtrot a b c d e f g h i j k l m n o p q r s t u v w x y z aa bb cc dd ee"])
     seen = Counter(module.choose(Rng("uniform", s), pack_fixture(), its, True).rule
                    for s in range(6000))

@@ -15,8 +15,8 @@ from .parallel import counted_batches
 from .records import MosaicSpec, Record, Sample
 from .rulepack import RulePack, load_rule_pack
 from .sizing import WRAP_MODES
-from .store import SPOOL_THRESHOLD, DiskStore
 from .special import SPECIAL_TOKEN_MODES, SpecialFinder, run_special_strings
+from .store import SPOOL_THRESHOLD, DiskStore
 from .strategies import STRATEGIES
 from .templates import check_template, get_template
 from .tokenizer import Tokenizer, load_tokenizer
@@ -166,9 +166,9 @@ class RunSummary:
             f"records mosaicked   {self.records_mosaicked}",
             f"left out (invalid)  {out['invalid']}",
             f"left out (multi-turn) {out['multi-turn']}",
-            f"left out (special tokens) {out['special_tokens']}"
-            + (f" ({self.special_token_records} kept)" if self.special_token_records
-               and not out["special_tokens"] else ""),
+            (f"left out (special tokens) {out['special_tokens']}"
+             + (f" ({self.special_token_records} kept)" if self.special_token_records
+                and not out["special_tokens"] else "")),
             f"rejected (too long) {out['too_long']}",
             f"samples written     {self.samples_written} over {self.epochs} epoch(s)",
             f"instructions/sample mean {self.mean_instructions:.2f}, histogram "

@@ -15,7 +15,6 @@ from pathlib import Path
 
 from . import __version__
 from .api import MosaicConfig, Mosaicker
-from .special import SPECIAL_TOKEN_MODES
 from .formats import FORMATS, conversation_to_row, dataset_info_entry, record_to_row, sample_to_row
 from .io import (
     InputError,
@@ -38,6 +37,7 @@ from .records import Record
 from .rulepack import RulePackError, default_rules_path
 from .runner import fingerprint, write_run
 from .sizing import WRAP_MODES
+from .special import SPECIAL_TOKEN_MODES
 from .strategies import STRATEGIES
 from .templates import TEMPLATE_NAMES
 from .tokenizer import TokenizerError

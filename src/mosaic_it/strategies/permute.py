@@ -11,6 +11,7 @@ their given order. By default a rule is not drawn when its order is the given on
 from __future__ import annotations
 
 from collections.abc import Callable
+from itertools import pairwise
 from typing import Any
 
 from ..rng import Rng
@@ -57,14 +58,14 @@ def _sorted_order(
                     reverse=descending)
     order = [n for _, n in ranked]
     if unit is not None and margins is not None:
-        if not all(apart(a, b, margins, unit) for (a, _), (b, _) in zip(ranked, ranked[1:])):
+        if not all(apart(a, b, margins, unit) for (a, _), (b, _) in pairwise(ranked)):
             return None, "margin"
         if unit == "words":
             # the order must hold as clearly when words are counted the other common way
             split = {it.number: word_count_split(it.text) for it in items}
             sign = -1 if descending else 1
             if not all(sign * (split[b] - split[a]) > 0 and apart(split[a], split[b], margins, unit)
-                       for a, b in zip(order, order[1:])):
+                       for a, b in pairwise(order)):
                 return None, "margin"
     return order, ""
 
@@ -84,6 +85,12 @@ def expected_order(
     if rule == "EVEN_ODD":
         return [n for n in numbers if not n % 2] + [n for n in numbers if n % 2]
     return _sorted_order(rule, items, margins)[0]
+
+
+def can_differ(rule: str, k: int) -> bool:
+    """Whether ``rule`` can ask for an order other than the given one for k instructions
+    (ODD_EVEN keeps two instructions in their order)."""
+    return k > 1 and not (rule == "ODD_EVEN" and k == 2)
 
 
 def has_ties(rule: str, items: list[Item]) -> bool:
