@@ -68,12 +68,21 @@ def main() -> None:
     ap.add_argument("--strategies", default="format+permute+maskout")
     ap.add_argument("--epochs", type=int, default=4)
     ap.add_argument("--json", help="write the counts here")
+    ap.add_argument("--margins", nargs=3, type=float, metavar=("WORDS", "CHARACTERS", "RELATIVE"),
+                    help="run with these rule-pack margins instead of the bundled ones")
     ap.add_argument("--templates", nargs="*", default=[],
                     help="also count, per template, samples whose joined instruction + response "
                     "reaches the budget (the reference's test: strictly below it)")
     args = ap.parse_args()
     rules_json = Path(str(resources.files("mosaic_it") / "data" / "rules.json"))
     phrases = load_phrases(rules_json)
+    extra: dict = {}
+    if args.margins:
+        words, chars, relative = args.margins
+        pack = Path(tempfile.mkdtemp()) / "margins.json"
+        pack.write_text(json.dumps({"extends": "default", "name": "margins", "margins": {
+            "words": words, "characters": chars, "relative": relative}}))
+        extra["rules"] = str(pack)
     out = {}
     print(f"{'dataset':24} {'samples':>7} {'word-rule':>9} {'(bad)':>5} "
           + " ".join(f"{f:>15}" for f in FINDINGS) + f" {'permute':>7} {'both sides':>10}")
@@ -88,7 +97,7 @@ def main() -> None:
         for seed in args.seeds:
             for mode in args.wrap_modes:
                 options = {"seed": seed, "wrap_mode": mode, "epochs": args.epochs,
-                           "strategies": tuple(args.strategies.split("+"))}
+                           "strategies": tuple(args.strategies.split("+")), **extra}
                 made, why = run(rows, fmt, options)
                 replaced.update(why)
                 for sample in made:

@@ -24,6 +24,7 @@ from .io import read_records, write_json, write_records
 from .records import Record, Sample
 from .rng import Rng
 from .rulepack import MASKOUT_RULES, PERMUTE_RULES, RulePack, load_rule_pack
+from .special import run_special_strings
 from .strategies import permute
 from .strategies.format import Layout
 from .templates import TEMPLATES, Template, get_template
@@ -225,8 +226,10 @@ def make_eval(
         raise ValueError("no records to compose an evaluation set from")
     cells = allocate(n, max_instructions, seed, pack)
     tmpl = get_template(template)
-    drawer = _Drawer(records, pack or load_rule_pack(), tmpl, tokenizer or load_tokenizer(),
-                     max_tokens, seed)
+    tokenizer = tokenizer or load_tokenizer()
+    # as in training: no tag, label or phrasing holding the tokenizer's or template's controls
+    pack = (pack or load_rule_pack()).avoiding(run_special_strings(tokenizer, tmpl))
+    drawer = _Drawer(records, pack, tmpl, tokenizer, max_tokens, seed)
     made: list[Sample] = []
     notes = []
     for cell in cells:

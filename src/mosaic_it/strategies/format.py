@@ -141,14 +141,24 @@ def plain_layout(pack: RulePack) -> Layout:
 _BLANK_LINE = re.compile(r"\n[ \t]*(?:\n|$)|^[ \t]*\n")
 
 
+_NUMBERED_LINE = re.compile(r"^[^\n\d]{0,24}\d[^\n]{0,40}", re.MULTILINE)
+
+
 @lru_cache(maxsize=4096)
 def _label_start(label: str, punctuation: str) -> re.Pattern[str]:
-    """A line that begins the way a label of this style does, for any number."""
+    """A line that begins the way a label of this style does, for any number (matched against
+    the start of a line, cut after 40 characters past its first digit)."""
     head, _, tail = label.partition("{n}")
     return re.compile(
-        "^" + re.escape(head) + r"\d+" + re.escape(tail) + re.escape(punctuation) + r"(?:\s|$)",
-        re.MULTILINE,
+        re.escape(head) + r"\d+" + re.escape(tail) + re.escape(punctuation) + r"(?:\s|$)"
     )
+
+
+@lru_cache(maxsize=1 << 16)
+def _numbered_lines(text: str) -> tuple[str, ...]:
+    """The starts of the lines of ``text`` that hold a digit near their beginning: the only
+    lines a label could be read in (kept per text: a record is checked in every sample)."""
+    return tuple(_NUMBERED_LINE.findall(text))
 
 
 def one_paragraph(text: str) -> bool:
@@ -158,7 +168,10 @@ def one_paragraph(text: str) -> bool:
 
 def numbering_fits(numbering: Numbering, texts: Sequence[str]) -> bool:
     pattern = _label_start(numbering.label, numbering.punctuation)
-    return not any(pattern.search(t) for t in texts)
+    head, _, tail = numbering.label.partition("{n}")
+    if len(head) > 24 or len(tail + numbering.punctuation) > 30:  # longer than the cut lines
+        return not any(re.search("^" + pattern.pattern, t, re.MULTILINE) for t in texts)
+    return not any(pattern.match(line) for t in texts for line in _numbered_lines(t))
 
 
 def tags_fit(tags: Tags, texts: Sequence[str]) -> bool:
