@@ -214,10 +214,11 @@ def merge_summaries(summaries: list[dict[str, Any]]) -> dict[str, Any]:
                 "tokens_in_samples", "duplicate_ids"):
         total[key] = sum(s[key] for s in summaries)
     total["max_sample_tokens"] = max((s["max_sample_tokens"] for s in summaries), default=0)
-    for key in ("instructions_per_sample", "strategies", "rules", "formats"):
+    for key in ("instructions_per_sample", "strategies", "rules", "rules_replaced", "formats",
+                "left_out"):
         c: Counter[str] = Counter()
         for s in summaries:
-            c.update(s[key])
+            c.update(s.get(key, {}))
         total[key] = dict(sorted(c.items(), key=lambda kv: (len(kv[0]), kv[0])))
     n = sum(total["instructions_per_sample"].values())
     total["mean_instructions_per_sample"] = round(
