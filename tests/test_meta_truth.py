@@ -17,6 +17,7 @@ from mosaic_it.io import InputError
 from mosaic_it.rulepack import default_rules_path
 from mosaic_it.strategies.format import tag_pairs
 
+from .chat_fixtures import llama3_dir  # noqa: F401 - fixture
 from .conftest import REAL_DATA, make_records
 from .independent_checker import check_run, sources_from_alpaca, sources_from_sharegpt
 
@@ -193,3 +194,28 @@ def test_rules_replaced_are_counted_by_reason():
     _, summary = run(records, epochs=2, strategies=("permute",))
     assert summary.rules_replaced["permute.ALPHA: letters"] > 0
     assert "rules replaced" in summary.render()
+
+
+def test_a_tokenizers_own_special_tokens_are_avoided_and_left_out(llama3_dir, tmp_path):
+    """Llama-3.2's 256 special tokens: none in a tag (even from a pack that asks for one),
+    records holding one left out."""
+    from mosaic_it import load_tokenizer
+    from mosaic_it.special import run_special_strings
+    from mosaic_it.templates import get_template
+
+    tokenizer = load_tokenizer(str(llama3_dir))
+    special = run_special_strings(tokenizer, get_template("llama3"))
+    assert "<|reserved_special_token_5|>" in special and "<|eot_id|>" in special
+    pack = tmp_path / "pack.json"
+    pack.write_text(json.dumps({"extends": "default", "name": "risky", "format": {
+        "tag_brackets": [["<|", "|>"]], "tag_words": [["reserved_special_token_5", "END_ANSWER"]],
+        "tag_probability": 1.0}}))
+    records = make_records(200, seed=6)
+    records[7] = Record("bad", "Echo <|reserved_special_token_3|>", "done")
+    m = Mosaicker(MosaicConfig(epochs=1, template="llama3", tokenizer=str(llama3_dir),
+                               rules=str(pack)))
+    samples = list(m.run(records))
+    assert all(not any(t in s.spec.tags.begin + s.spec.meta for t in special) for s in samples)
+    assert any("reserved_special_token_5" in s.spec.tags.begin for s in samples)  # other brackets
+    assert m.summary.left_out()["special_tokens"] == 1
+    assert all("bad" not in s.spec.sources for s in samples)
