@@ -16,7 +16,7 @@ def run(records, **options):
     return samples, m.summary
 
 
-@pytest.mark.parametrize("template", ["vicuna", "none"])
+@pytest.mark.parametrize("template", ["vicuna", "none", "reference"])
 @pytest.mark.parametrize("max_tokens", [300, 1024])
 def test_every_sample_fits_the_budget_exactly(tokenizer, template, max_tokens):
     records = make_records(300, seed=1)
@@ -25,6 +25,8 @@ def test_every_sample_fits_the_budget_exactly(tokenizer, template, max_tokens):
     for s in samples:
         exact = t.count(tokenizer, s.instruction, s.output)
         assert exact == s.spec.tokens <= max_tokens
+        if template == "reference":  # the reference scripts' own test, on the joined text
+            assert s.spec.tokens == tokenizer.count(s.instruction + s.output) < max_tokens
     assert summary.max_sample_tokens <= max_tokens
 
 
@@ -120,11 +122,11 @@ def test_spec_re_renders_the_sample(pack):
             layout.numbering is not None
         )
         assert not s.instruction.startswith("\n") and not s.instruction.endswith("\n\n\n")
-        if spec.meta:
-            assert spec.meta in s.instruction
-            assert (s.instruction.startswith(spec.meta)) == (spec.meta_position == "before")
-        else:
-            assert spec.meta_position is None
+        head, tail = spec.meta_parts()
+        assert " ".join(p for p in (head, tail) if p) == spec.meta
+        assert s.instruction.startswith(head) and s.instruction.endswith(tail)
+        assert spec.meta_position == (
+            ("both" if tail else "before") if head else ("after" if tail else None))
         _ = render_instruction
 
 

@@ -15,7 +15,9 @@ from .conftest import make_records
 
 
 def prepared(records, workers, tokenizer=None):
-    m = Mosaicker(MosaicConfig(epochs=1, max_tokens=1024), tokenizer=tokenizer)
+    # records holding special tokens are kept here: these tests count them
+    m = Mosaicker(MosaicConfig(epochs=1, max_tokens=1024, special_tokens="keep"),
+                  tokenizer=tokenizer)
     p = m.prepare(records, workers=workers)
     return m, p
 

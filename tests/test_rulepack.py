@@ -55,11 +55,11 @@ def test_extending_the_default_pack_adds_phrasings(tmp_path):
     path = write(tmp_path, {"extends": "default", "name": "mine", "format": {
         "tag_phrasings": [extra], "tag_probability": 1.0}})
     pack = load_rule_pack(path)
-    assert pack.id == "mine/1" and extra in pack.format["tag_phrasings"]
+    assert pack.id == "mine/2" and extra in pack.format["tag_phrasings"]
     assert len(pack.format["tag_phrasings"]) == len(load_rule_pack().format["tag_phrasings"]) + 1
     samples = list(Mosaicker(MosaicConfig(rules=str(path), epochs=1)).run(make_records(60)))
     assert all(s.spec.format == "tags" or s.spec.format == "plain" for s in samples)
-    assert all(s.spec.rule_pack == "mine/1" for s in samples)
+    assert all(s.spec.rule_pack == "mine/2" for s in samples)
 
 
 def test_a_replacement_pack_is_used_verbatim(tmp_path):

@@ -7,15 +7,18 @@ import pytest
 from mosaic_it.rng import Rng
 from mosaic_it.rulepack import MASKOUT_RULES, PERMUTE_RULES
 from mosaic_it.strategies import Item, maskout, permute
-from mosaic_it.strategies.base import first_letter, join_numbers, word_count
+from mosaic_it.strategies.base import char_count, first_letter, join_numbers, word_count
 
+# lengths far enough apart for the pack's margins (at least 2 words / 10 characters / 10%)
 TEXTS = [
-    "Write a haiku about autumn leaves falling slowly",
-    "describe the water cycle",
+    "Write a haiku about autumn leaves falling slowly from the old oak tree",
+    "describe rain",
     "Name three primary colors",
-    "Explain why the sky looks blue during the day and red at sunset",
-    "Give one synonym for happy",
-    "\"Quote\" this famous line back to me please",
+    ("Explain in simple terms why the sky looks blue during the day and turns red at sunset in "
+     "the evening"),
+    "Give one good synonym for happy please",
+    ("\"Quote\" this famous line back to me, word for word, with nothing else added to it at "
+     "all, and then tell me who first said it and in which year and in which city it was said"),
 ]
 
 
@@ -48,7 +51,9 @@ def test_first_letter_is_case_insensitive_and_skips_leading_marks():
     assert first_letter("Apple") == first_letter("apple") == "a"
     assert first_letter('"Quote" me') == "q"
     assert first_letter("123 go") == "g"
-    assert first_letter("Émile") is None  # not a-z: no alphabetical claim is made
+    assert first_letter("Émile") == "e"  # an accented letter sorts with its base letter
+    assert first_letter("Straße") == "s" and first_letter("ßx") is None  # no a-z base
+    assert first_letter("用中文回答") is None  # not a-z: no alphabetical claim is made
     assert join_numbers([2, 5, 7], ", ", " and ") == "2, 5 and 7"
 
 
@@ -72,7 +77,7 @@ def test_permute_rule_order_is_true(rule):
             str(n) in c.meta for n in order
         )
     else:
-        key = {"ALPHA": first_letter, "LENGTH_WORD": word_count, "LENGTH_CHAR": len}[
+        key = {"ALPHA": first_letter, "LENGTH_WORD": word_count, "LENGTH_CHAR": char_count}[
             rule.replace("REVERSE_", "")
         ]
         keys = [key(by_number[n]) for n in order]
@@ -98,7 +103,7 @@ def test_sorting_rules_do_not_apply_when_they_would_say_nothing():
     same = items(["Write one", "Write two", "Write six"])  # same first letter, same length
     for rule in ("ALPHA", "REVERSE_ALPHA", "LENGTH_WORD", "LENGTH_CHAR"):
         assert permute.expected_order(rule, same, {}) is None
-    non_ascii = items(["Écris un poème", "Write a poem"])
+    non_ascii = items(["Γράψε ένα ποίημα", "Write a poem"])
     assert permute.expected_order("ALPHA", non_ascii, {}) is None
 
 
@@ -152,8 +157,11 @@ def test_unnumbered_samples_never_get_rules_that_name_numbers(module, position_r
 
 @pytest.mark.parametrize("module,rules", [(permute, PERMUTE_RULES), (maskout, MASKOUT_RULES)])
 def test_rules_are_drawn_uniformly_when_all_apply(module, rules):
-    its = items(["Alpha one two three four", "bravo five", "Charlie six seven", "delta",
-                 "Echo eight nine ten eleven twelve thirteen", "foxtrot x y z w v u t s"])
+    its = items(["bravo", "Alpha one two three four five", "Charlie six seven",
+                 "delta eight nine ten eleven twelve thirteen fourteen",
+                 ("Echo fifteen sixteen seventeen eighteen nineteen twenty twentyone twentytwo "
+                  "twentythree twentyfour"),
+                 "foxtrot a b c d e f g h i j k l m n o p q r s t u v w x y z aa bb cc dd ee"])
     seen = Counter(module.choose(Rng("uniform", s), pack_fixture(), its, True).rule
                    for s in range(6000))
     for rule in rules:

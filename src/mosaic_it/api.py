@@ -15,6 +15,7 @@ from .parallel import counted_batches
 from .records import MosaicSpec, Record, Sample
 from .rulepack import RulePack, load_rule_pack
 from .sizing import WRAP_MODES
+from .special import SPECIAL_TOKEN_MODES, SpecialFinder, run_special_strings
 from .store import SPOOL_THRESHOLD, DiskStore
 from .strategies import STRATEGIES
 from .templates import check_template, get_template
@@ -36,6 +37,9 @@ class MosaicConfig:
     strategies: tuple[str, ...] = STRATEGIES
     rules: str | None = None  # a rule pack file; None: the bundled one
     seed: int = 42
+    # records holding a special token or a template control string: "skip" (left out, listed),
+    # "keep" (mosaicked, counted) or "error" (stop the run)
+    special_tokens: str = "skip"
 
     def __post_init__(self) -> None:
         def bad(name: str, why: str) -> None:
@@ -50,6 +54,9 @@ class MosaicConfig:
         if self.wrap_mode not in WRAP_MODES:
             bad("wrap_mode", f"unknown mode {self.wrap_mode!r}; choose from {', '.join(WRAP_MODES)}")
         check_template(self.template, self.tokenizer)
+        if self.special_tokens not in SPECIAL_TOKEN_MODES:
+            bad("special_tokens", f"unknown mode {self.special_tokens!r}; choose from "
+                f"{', '.join(SPECIAL_TOKEN_MODES)}")
         strategies = tuple(self.strategies)
         object.__setattr__(self, "strategies", strategies)
         if not strategies:
@@ -88,7 +95,10 @@ class RunSummary:
     instructions_per_sample: Counter[int] = field(default_factory=Counter)
     strategies: Counter[str] = field(default_factory=Counter)
     rules: Counter[str] = field(default_factory=Counter)
+    # "strategy.RULE: reason" -> samples whose first drawn rule did not apply and was replaced
+    rules_replaced: Counter[str] = field(default_factory=Counter)
     formats: Counter[str] = field(default_factory=Counter)
+    special_token_records: int = 0  # records holding a special token (kept or left out)
     wrap_mode: str = ""
     max_tokens: int = 0
     tokens_in_records: int = 0
@@ -107,6 +117,8 @@ class RunSummary:
 
     def add(self, sample: Sample) -> None:
         self.add_spec(sample.spec)
+        if sample.replaced:
+            self.rules_replaced[sample.replaced] += 1
 
     def add_spec(self, spec: MosaicSpec) -> None:
         """Count one written sample from its spec."""
@@ -121,9 +133,9 @@ class RunSummary:
 
     # fields a merge adds up, takes the largest of, or keeps from the first summary
     _SUMS = ("records_read", "records_mosaicked", "samples_written", "duplicate_ids",
-             "tokens_in_records", "tokens_in_samples", "exact_checks", "margin_misses",
-             "plain_fallbacks", "rule_fallbacks")
-    _COUNTERS = ("instructions_per_sample", "strategies", "rules", "formats")
+             "special_token_records", "tokens_in_records", "tokens_in_samples", "exact_checks",
+             "margin_misses", "plain_fallbacks", "rule_fallbacks")
+    _COUNTERS = ("instructions_per_sample", "strategies", "rules", "rules_replaced", "formats")
 
     def merge(self, other: RunSummary) -> None:
         """Fold the summary of another part of the same run (a shard) into this one."""
@@ -148,7 +160,7 @@ class RunSummary:
         summary = cls(**known)
         summary.instructions_per_sample = Counter(
             {int(k): v for k, v in d.get("instructions_per_sample", {}).items()})
-        for key in ("strategies", "rules", "formats"):
+        for key in ("strategies", "rules", "rules_replaced", "formats"):
             setattr(summary, key, Counter(d.get(key, {})))
         return summary
 
@@ -162,8 +174,9 @@ class RunSummary:
         d["instructions_per_sample"] = {
             str(k): self.instructions_per_sample[k] for k in sorted(self.instructions_per_sample)
         }
-        for key in ("strategies", "rules", "formats"):
+        for key in ("strategies", "rules", "rules_replaced", "formats"):
             d[key] = dict(sorted(getattr(self, key).items()))
+        d["left_out"] = self.left_out()
         d["mean_instructions_per_sample"] = round(self.mean_instructions, 4)
         d["mean_sample_tokens"] = (
             round(self.tokens_in_samples / self.samples_written, 2) if self.samples_written else 0
@@ -171,20 +184,33 @@ class RunSummary:
         d["seconds"] = {k: round(v, 3) for k, v in self.seconds.items()}
         return d
 
+    def left_out(self) -> dict[str, int]:
+        """Records left out, by reason (the printed summary and the JSON both show these)."""
+        counts = Counter(r["reason"] for r in self.invalid + self.rejected)
+        return {reason: counts[reason]
+                for reason in ("invalid", "multi-turn", "special_tokens", "too_long")}
+
     def render(self) -> str:
         """A short human-readable report."""
+        out = self.left_out()
+        replaced = sum(self.rules_replaced.values())
         lines = [
             f"records read        {self.records_read}",
             f"records mosaicked   {self.records_mosaicked}",
-            f"left out (invalid)  {sum(1 for r in self.invalid if r['reason'] == 'invalid')}",
-            f"left out (multi-turn) {sum(1 for r in self.invalid if r['reason'] == 'multi-turn')}",
-            f"rejected (too long) {len(self.rejected)}",
+            f"left out (invalid)  {out['invalid']}",
+            f"left out (multi-turn) {out['multi-turn']}",
+            (f"left out (special tokens) {out['special_tokens']}"
+             + (f" ({self.special_token_records} kept)" if self.special_token_records
+                and not out["special_tokens"] else "")),
+            f"rejected (too long) {out['too_long']}",
             f"samples written     {self.samples_written} over {self.epochs} epoch(s)",
             f"instructions/sample mean {self.mean_instructions:.2f}, histogram "
             + " ".join(f"{k}:{c}" for k, c in sorted(self.instructions_per_sample.items())),
             "strategies          " + " ".join(f"{k}:{v}" for k, v in sorted(self.strategies.items())),
             "formats             " + " ".join(f"{k}:{v}" for k, v in sorted(self.formats.items())),
             "rules               " + " ".join(f"{k}:{v}" for k, v in sorted(self.rules.items())),
+            f"rules replaced      {replaced} (first drawn rule did not apply) "
+            + " ".join(f"{k}:{v}" for k, v in sorted(self.rules_replaced.items())),
             f"tokens              {self.tokens_in_samples} in samples (max {self.max_sample_tokens}"
             f" of budget {self.max_tokens}, {self.template} template, {self.tokenizer})",
         ]
@@ -214,6 +240,7 @@ class Prepared:
     grouper: Grouper
     admitted: array
     summary: RunSummary
+    positions: array = field(default_factory=lambda: array("i"))  # input position, by index
 
 
 class Mosaicker:
@@ -234,8 +261,10 @@ class Mosaicker:
     ) -> None:
         self.config = config or MosaicConfig()
         self.tokenizer = tokenizer or load_tokenizer(self.config.tokenizer)
-        self.pack = rule_pack or load_rule_pack(self.config.rules)
         self.template = get_template(self.config.template, self.config.tokenizer)
+        # no tag, label or phrasing may hold this tokenizer's or template's control strings
+        self.special = run_special_strings(self.tokenizer, self.template)
+        self.pack = (rule_pack or load_rule_pack(self.config.rules)).avoiding(self.special)
         self.progress = progress
         self.spool_threshold = spool_threshold
         self.summary = RunSummary()
@@ -283,10 +312,18 @@ class Mosaicker:
         bar = self._bar(None, desc="counting tokens")
         n = held = 0
 
+        finder = SpecialFinder(self.special | set(self.pack.avoid))
+        positions = array("i")  # input position of every stored record
+        left_out: list[dict[str, Any]] = []
+
         def parsed() -> Iterator[list[Record]]:
             start = 0
             for chunk in batches(records, COUNT_BATCH):
-                yield [_as_record(r, start + j) for j, r in enumerate(chunk)]
+                batch = [_as_record(r, start + j) for j, r in enumerate(chunk)]
+                kept = [j for j, r in enumerate(batch)
+                        if self._admit(finder, r, start + j, left_out)]
+                positions.extend(start + j for j in kept)
+                yield [batch[j] for j in kept]
                 start += len(chunk)
 
         for items, prompt_counts, output_counts in counted_batches(grouper, parsed(), workers):
@@ -310,7 +347,7 @@ class Mosaicker:
                     admitted.append(index)
                 else:
                     summary.rejected.append(Reject(
-                        index, r.id, "too_long",
+                        positions[index], r.id, "too_long",
                         f"needs {tokens} tokens alone, budget {cfg.max_tokens}", tokens).to_dict())
             (disk if disk is not None else memory).extend(items)
             summary.tokens_in_records += sum(prompt_counts) + sum(output_counts)
@@ -323,10 +360,32 @@ class Mosaicker:
             disk.flush()
         grouper.systems = system_of if len(systems) > 1 else None
         summary.invalid = [r.to_dict() for r in invalid or []]
-        summary.records_read = n + len(summary.invalid)
+        summary.rejected[:0] = left_out
+        summary.special_token_records += len(left_out)
+        summary.records_read = n + len(summary.invalid) + len(left_out)
         summary.records_mosaicked = len(admitted)
         summary.seconds["read_and_count"] = time.perf_counter() - t0
-        return Prepared(grouper, admitted, summary)
+        return Prepared(grouper, admitted, summary, positions)
+
+    def _admit(
+        self, finder: SpecialFinder, record: Record, index: int, left_out: list[dict[str, Any]]
+    ) -> bool:
+        """Whether a record goes on to be mosaicked, given the special strings in its text."""
+        found = finder.find(record)
+        if found is None:
+            return True
+        where, token = found
+        detail = f"record {index} (id {record.id!r}): field {where!r} holds {token!r}, a special " \
+            "token or chat-control string"
+        mode = self.config.special_tokens
+        if mode == "error":
+            raise InputError(f"{detail} (--special-tokens skip leaves such records out, keep "
+                             "mosaics them)")
+        if mode == "keep":
+            self.summary.special_token_records += 1
+            return True
+        left_out.append(Reject(index, record.id, "special_tokens", detail).to_dict())
+        return False
 
     def run_epoch(self, prepared: Prepared, epoch: int) -> Iterator[Sample]:
         """The samples of one epoch, in order; counted into ``prepared.summary``."""
@@ -339,9 +398,10 @@ class Mosaicker:
         """Fold the grouping's own counters into the summary."""
         summary, grouper = prepared.summary, prepared.grouper
         for i in grouper.late_rejects:
-            summary.rejected.append(
-                Reject(i, grouper.records[i].id, "too_long", "too long once counted exactly").to_dict()
-            )
+            position = prepared.positions[i] if i < len(prepared.positions) else i
+            summary.rejected.append(Reject(
+                position, grouper.records[i].id, "too_long", "too long once counted exactly"
+            ).to_dict())
         grouper.late_rejects.clear()
         g = grouper.stats
         summary.exact_checks += g.exact_checks

@@ -40,6 +40,7 @@ from .records import Record
 from .rulepack import RulePackError, default_rules_path
 from .runner import fingerprint, work_dir_for, write_run
 from .sizing import WRAP_MODES
+from .special import SPECIAL_TOKEN_MODES
 from .strategies import STRATEGIES
 from .templates import TEMPLATE_NAMES
 from .tokenizer import TokenizerError
@@ -116,7 +117,9 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--template", choices=list(TEMPLATE_NAMES), default=d.template,
                    help="sequence the budget counts: vicuna = FastChat Vicuna v1.1 with BOS/EOS; "
                    "chatml; llama3; auto = the --tokenizer's own chat_template; none = "
-                   "instruction + response only (default %(default)s)")
+                   "instruction and response tokenized apart, counts summed; reference = the "
+                   "reference scripts' count: instruction + response joined, no BOS/EOS, strictly "
+                   "below the budget (default %(default)s)")
     m.add_argument("--tokenizer", default=None,
                    help="tokenizer.json, a directory holding one, a SentencePiece .model, or a hub "
                    "name (online); default: the bundled Llama-family 32k tokenizer")
@@ -127,8 +130,13 @@ def build_parser() -> argparse.ArgumentParser:
                    help="a rule pack JSON replacing the bundled one (or extending it with "
                    '"extends": "default")')
     m.add_argument("--seed", type=int, default=d.seed, help="random seed (default %(default)s)")
-    m.add_argument("--rejects", metavar="FILE", help="write records left out (too long, invalid) here")
+    m.add_argument("--rejects", metavar="FILE",
+                   help="write records left out (too long, invalid, special tokens) here")
     m.add_argument("--stats", metavar="FILE", help="write the run summary here as JSON")
+    m.add_argument("--special-tokens", choices=list(SPECIAL_TOKEN_MODES), default=d.special_tokens,
+                   help="records whose text holds a special token of the tokenizer, a control "
+                   "string of the template or a well-known chat-control string: skip (left out, "
+                   "counted, listed in --rejects), keep, or error (default %(default)s)")
     m.add_argument("--on-error", choices=["raise", "skip"], default="raise",
                    help="a malformed record stops the run (raise) or is skipped and reported")
     m.add_argument("--progress", choices=["auto", "on", "off"], default="auto",

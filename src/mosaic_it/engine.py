@@ -32,14 +32,20 @@ from array import array
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 
-from .compose import SamplePlan, compose, plan_sample
+from .compose import SamplePlan, compose, plan_sample, sample_layout
 from .counting import MAX_GLUE, Summary, WordCounter, supports
 from .pretokens import PieceCounter, SeamError, pretoken_scheme
 from .records import Record, Sample
 from .rng import Rng
 from .rulepack import RulePack
 from .sizing import draw_k
-from .strategies.format import Layout, instruction_parts, plain_layout, response_parts
+from .strategies.format import (
+    Layout,
+    instruction_parts,
+    layout_fits,
+    plain_layout,
+    response_parts,
+)
 from .templates import Template
 from .tokenizer import Tokenizer
 
@@ -131,7 +137,6 @@ class Counted:
 @dataclass
 class _Built:
     sample: Sample
-    layout: Layout
     start: int  # position in the epoch order of its first record
     number: int  # sample number within the epoch
     exact: int | None  # exact token count when already known
@@ -172,7 +177,8 @@ class Grouper:
         self.strategies = strategies
         self.wrap_mode = wrap_mode
         self.max_instructions = max_instructions
-        self.budget = max_tokens
+        # the reference's count must stay strictly below its budget
+        self.budget = max_tokens - 1 if template.strict else max_tokens
         self.seed = seed
         self.stats = GroupingStats()
         self.late_rejects: list[int] = []
@@ -198,7 +204,9 @@ class Grouper:
             for strategy in (pack.permute, pack.maskout)
             for rule in strategy["rules"].values()
             for text in (rule if isinstance(rule, list) else rule["one"] + rule["many"])
-        ) + max(self._count(t) for t in pack.permute["tie_break"])
+        ) + max(self._count(t) for t in pack.permute["tie_break"]) + max(
+            self._count(t) for t in pack.data["input_counts"]
+        ) + 2 * SEAM_MARGIN
 
         if self.words is not None:
             self.words.prime_pack(self._pack_texts())
@@ -212,7 +220,7 @@ class Grouper:
         for strategy in (self.pack.permute, self.pack.maskout):
             for rule in strategy["rules"].values():
                 texts += rule if isinstance(rule, list) else rule["one"] + rule["many"]
-        texts += self.pack.permute["tie_break"]
+        texts += self.pack.permute["tie_break"] + self.pack.data["input_counts"]
         for open_, close in f["tag_brackets"]:
             for pair in f["tag_words"]:
                 for word in pair:
@@ -289,16 +297,17 @@ class Grouper:
                 outputs.add(wc, summaries[j + 1])
         return numbers[0::2], numbers[1::2]
 
-    def _parts(self, sample: Sample, layout: Layout, records: list[Record], group: list[int]) -> list:
+    def _parts(self, sample: Sample, group: list[int]) -> list:
         """The summaries of a sample's rendered sequence(s), in order (foldable tokenizers)."""
-        wc, t, spec = self.words, self.template, sample.spec
+        wc, t, spec, layout = self.words, self.template, sample.spec, sample.layout
         assert wc is not None and self._summaries is not None
         glue, words = wc.glue, wc.word_list
         prompt_summaries, output_summaries = self._summaries
         prompts = list(map(prompt_summaries.getter(words), group))
         outputs = list(map(output_summaries.getter(words), group))
         instruction = [
-            glue(p) if type(p) is str else p for p in instruction_parts(layout, prompts, spec.meta)
+            glue(p) if type(p) is str else p
+            for p in instruction_parts(layout, prompts, *spec.meta_parts())
         ]
         response = [
             glue(p) if type(p) is str else p
@@ -340,14 +349,14 @@ class Grouper:
             return self._count(t.prefix_for(system)) - self._count(t.prefix)
         return self._count(system)
 
-    def _exact(self, sample: Sample, layout: Layout, records: list[Record], group: list[int]) -> int:
+    def _exact(self, sample: Sample, records: list[Record], group: list[int]) -> int:
         """The exact token count of a composed sample."""
         self.stats.exact_checks += 1
         if self._foldable(sample):
             assert self.words is not None
             special = self.template.special_count(self.tokenizer)
             try:
-                return special + sum(map(self.words.fold, self._parts(sample, layout, records, group)))
+                return special + sum(map(self.words.fold, self._parts(sample, group)))
             except SeamError:
                 pass  # a seam the counter cannot fold: tokenize this sample whole
         return self.template.count(self.tokenizer, sample.instruction, sample.output, sample.system)
@@ -366,7 +375,7 @@ class Grouper:
             if self._foldable(b.sample):
                 assert self.words is not None
                 try:
-                    parts = self._parts(b.sample, b.layout, *b.pending)
+                    parts = self._parts(b.sample, b.pending[1])
                     known.append([self.words.fold_known(seq, missing) for seq in parts])
                     folded.append(b)
                     continue
@@ -403,7 +412,7 @@ class Grouper:
             return False, low
         plan = SamplePlan((), self._plain, "format")
         sample = compose(self.pack, plan, [record], 0, layout=self._plain, template=self.template.name)
-        n = self._exact(sample, self._plain, [record], [index])
+        n = self._exact(sample, [record], [index])
         return n <= self.budget, n
 
     # ------------------------------------------------------------------ grouping
@@ -466,25 +475,49 @@ class Grouper:
         end = min(len(order) if self._ends is None else self._ends[pos], pos + k)
         candidates = order[pos:end]
         records = [self.records[i] for i in candidates]
-        layout, c = plan.layout, self._count
+        c = self._count
         budget, prompt_counts, output_counts = self.budget, self.counts.prompt, self.counts.output
-
-        # bounds on the rendered count, grown one record at a time (see _fits_on_bounds)
-        fixed = self._base + self._system_tokens(records[0].system)
-        fixed += self._meta_count(layout) + c(layout.meta_separator) + SEAM_MARGIN * 4
-        per_item = c(layout.instruction_separator) + c(layout.response_separator) + SEAM_MARGIN * 4
-        if layout.tags:
-            per_item += c(layout.tags.begin) + c(layout.tags.end)
         rule_meta = self._rule_meta_max if plan.strategy != "format" else 0
         maskout = plan.strategy == "maskout"
-        slack = 8 * SEAM_MARGIN if layout.tags else 0  # how far _meta_count may overshoot
+
+        # bounds on the rendered count, grown one record at a time (see _fits_on_bounds); the
+        # layout may change as records come (a record whose text a label style or tag would
+        # make ambiguous), and the bounds are then summed again for the new layout
+        layout: Layout | None = plan.layout
+        fixed = per_item = slack = known = answers = 0
+
+        def costs(layout: Layout) -> tuple[int, int, int]:
+            fixed = self._base + self._system_tokens(records[0].system)
+            fixed += self._meta_count(layout) + 2 * c(layout.meta_separator) + SEAM_MARGIN * 6
+            per_item = (
+                c(layout.instruction_separator) + c(layout.response_separator) + SEAM_MARGIN * 4
+            )
+            if layout.tags:
+                per_item += c(layout.tags.begin) + c(layout.tags.end)
+            return fixed, per_item, 8 * SEAM_MARGIN if layout.tags else 0  # _meta_count's reach
+
+        def item_cost(layout: Layout, j: int, i: int) -> int:
+            labels = 2 * c(layout.numbering.render(j)) if layout.numbering else 0
+            return per_item + labels + prompt_counts[i]
+
+        fixed, per_item, slack = costs(layout)
         known = fixed  # everything but the answers
-        answers = 0
         j = 0
         best: tuple[Sample | None, int | None] = (None, None)
         for j, i in enumerate(candidates, start=1):
-            labels = 2 * c(layout.numbering.render(j)) if layout.numbering else 0
-            known += per_item + labels + prompt_counts[i]
+            record = records[j - 1]
+            if not layout_fits(layout, [record.prompt], [record.output], many=j > 1) or (
+                j == 2 and not layout_fits(layout, [records[0].prompt], [], many=True)
+            ):
+                layout = sample_layout(self.pack, plan, records[:j])
+                if layout is None:
+                    j -= 1  # no layout of the pack reads unambiguously with this record
+                    break
+                fixed, per_item, slack = costs(layout)
+                known = fixed + sum(
+                    item_cost(layout, n, g) for n, g in enumerate(candidates[: j - 1], start=1)
+                )
+            known += item_cost(layout, j, i)
             answers += output_counts[i]
             high = known + answers + (rule_meta + 3 * j if rule_meta else 0)
             low = known - slack - 2 * SEAM_MARGIN * (4 * j + 4) + (0 if maskout else answers)
@@ -496,7 +529,7 @@ class Grouper:
                 break
             group = candidates[:j]
             sample = self._compose(plan, records[:j], epoch)
-            n = self._exact(sample, layout, records[:j], group)
+            n = self._exact(sample, records[:j], group)
             if n > budget:
                 j -= 1
                 break
@@ -506,18 +539,18 @@ class Grouper:
             # the first record does not fit with this sample's layout: use the smallest layout
             self.stats.plain_fallbacks += 1
             sample = self._compose(plan, records[:1], epoch, layout=self._plain)
-            n = self._exact(sample, self._plain, records[:1], candidates[:1]) if exact else None
+            n = self._exact(sample, records[:1], candidates[:1]) if exact else None
             if n is not None and n > budget:
                 # admitted on bounds, but too long once counted exactly: report, never loop
                 self.late_rejects.append(candidates[0])
                 return None, pos + 1
-            return _Built(sample, self._plain, pos, number, n, (records[:1], candidates[:1])), pos + 1
+            return _Built(sample, pos, number, n, (records[:1], candidates[:1])), pos + 1
         sample, n = best
         if sample is None:
             sample = self._compose(plan, records[:j], epoch)
         if plan.strategy != "format" and j > 1 and sample.spec.strategy == "format":
             self.stats.rule_fallbacks += 1
-        return _Built(sample, layout, pos, number, n, (records[:j], candidates[:j])), pos + j
+        return _Built(sample, pos, number, n, (records[:j], candidates[:j])), pos + j
 
     def _compose(
         self, plan: SamplePlan, records: list[Record], epoch: int, layout: Layout | None = None

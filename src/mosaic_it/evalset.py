@@ -25,6 +25,8 @@ from .outputs import Output, guard
 from .records import Record, Sample
 from .rng import Rng
 from .rulepack import MASKOUT_RULES, PERMUTE_RULES, RulePack, load_rule_pack
+from .special import run_special_strings
+from .strategies import permute
 from .strategies.format import Layout
 from .templates import TEMPLATES, Template, get_template
 from .tokenizer import Tokenizer, load_tokenizer
@@ -114,25 +116,32 @@ class EvalSet:
             return str(made) if made == asked else f"{made}/{asked}"
 
         for name in names:
-            row = [grid[(name, k)] for k in ks]
-            made, asked = sum(c.made for c in row), sum(c.asked for c in row)
-            counts = " ".join(f"{cell_text(c.made, c.asked):>6}" for c in row)
+            row = [grid.get((name, k)) for k in ks]  # None: no such cell (ODD_EVEN at k=2)
+            made = sum(c.made for c in row if c)
+            asked = sum(c.asked for c in row if c)
+            counts = " ".join(f"{cell_text(c.made, c.asked) if c else '-':>6}" for c in row)
             lines.append(f"{name:{width}} {counts} {cell_text(made, asked):>7}")
-        totals = [(sum(grid[(n, k)].made for n in names), sum(grid[(n, k)].asked for n in names))
-                  for k in ks]
+        totals = [(sum(c.made for c in self.cells if c.k == k),
+                   sum(c.asked for c in self.cells if c.k == k)) for k in ks]
         lines.append(f"{'total':{width}} " + " ".join(f"{cell_text(m, a):>6}" for m, a in totals)
                      + f" {cell_text(len(self.items), self.asked):>7}")
         return "\n".join(lines)
 
 
-def allocate(n: int, max_instructions: int, seed: int) -> list[Cell]:
-    """An equal share of ``n`` for every cell; the remainder goes to cells drawn at random."""
+def allocate(
+    n: int, max_instructions: int, seed: int, pack: RulePack | None = None
+) -> list[Cell]:
+    """An equal share of ``n`` for every cell; the remainder goes to cells drawn at random.
+    Cells whose rule can only ask for the given order (ODD_EVEN with k = 2) are left out when
+    the rule pack draws no identity orders."""
     if max_instructions < 2:
         raise ValueError("max_instructions: an evaluation mosaic has 2 instructions or more, "
                          f"got {max_instructions}")
     if n < 1:
         raise ValueError(f"n: must be at least 1, got {n}")
-    cells = [Cell(s, r, k, 0) for s, r in eval_rules() for k in range(2, max_instructions + 1)]
+    identity = (pack or load_rule_pack()).permute["identity_orders"]
+    cells = [Cell(s, r, k, 0) for s, r in eval_rules() for k in range(2, max_instructions + 1)
+             if identity or s != "permute" or permute.can_differ(r, k)]
     base, extra = divmod(n, len(cells))
     lucky = list(range(len(cells)))
     Rng(seed, "eval", "remainder").shuffle(lucky)
@@ -216,10 +225,12 @@ def make_eval(
     """Compose ``n`` verifiable evaluation items from ``records``, balanced over the cells."""
     if not records:
         raise ValueError("no records to compose an evaluation set from")
-    cells = allocate(n, max_instructions, seed)
+    cells = allocate(n, max_instructions, seed, pack)
     tmpl = get_template(template)
-    drawer = _Drawer(records, pack or load_rule_pack(), tmpl, tokenizer or load_tokenizer(),
-                     max_tokens, seed)
+    tokenizer = tokenizer or load_tokenizer()
+    # as in training: no tag, label or phrasing holding the tokenizer's or template's controls
+    pack = (pack or load_rule_pack()).avoiding(run_special_strings(tokenizer, tmpl))
+    drawer = _Drawer(records, pack, tmpl, tokenizer, max_tokens, seed)
     made: list[Sample] = []
     notes = []
     for cell in cells:

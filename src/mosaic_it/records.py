@@ -75,11 +75,14 @@ class MosaicSpec:
     format: str  # "tags" | "generic" | "plain"
     numbering: Numbering | None
     tags: Tags | None
-    meta: str  # the whole meta-instruction text ("" when there is none)
-    meta_position: str | None  # "before" | "after" | None
+    meta: str  # the whole meta-instruction text ("" when there is none), in reading order
+    meta_position: str | None  # "before" | "after" | "both" (see meta_tail) | None
     answer_order: list[int]
     masked: list[int]
     rule_params: dict[str, Any] = field(default_factory=dict)
+    # with meta_position "both": the end of ``meta`` that comes after the instructions (the rest,
+    # less the space that joins them, comes before); written out only then
+    meta_tail: str = ""
     tokens: int = 0
     template: str = "vicuna"
     rule_pack: str = ""
@@ -89,6 +92,14 @@ class MosaicSpec:
     def instructions(self) -> int:
         return len(self.sources)
 
+    def meta_parts(self) -> tuple[str, str]:
+        """The meta-instruction text before the instructions and the text after them."""
+        if self.meta_position == "both":
+            return self.meta[: len(self.meta) - len(self.meta_tail) - 1], self.meta_tail
+        if self.meta_position == "after":
+            return "", self.meta
+        return self.meta, ""
+
     def to_dict(self) -> dict[str, Any]:
         # written out rather than dataclasses.asdict, whose deep copies cost more than the
         # rest of writing a sample; same keys, same order
@@ -97,6 +108,8 @@ class MosaicSpec:
         d["answer_order"] = list(self.answer_order)
         d["masked"] = list(self.masked)
         d["rule_params"] = _copy(self.rule_params)
+        if not self.meta_tail:
+            del d["meta_tail"]
         if self.numbering is not None:
             n = self.numbering
             d["numbering"] = {"label": n.label, "punctuation": n.punctuation, "newline": n.newline}
@@ -138,6 +151,10 @@ class Sample:
     output: str
     spec: MosaicSpec
     system: str = ""
+    # how it was laid out (a strategies.format.Layout), for counting; not written out
+    layout: Any = field(default=None, compare=False, repr=False)
+    # "strategy.RULE: reason" when the rule first drawn for it did not apply; not written out
+    replaced: str | None = field(default=None, compare=False, repr=False)
 
     def to_record(self) -> dict[str, Any]:
         record: dict[str, Any] = {"instruction": self.instruction, "input": "", "output": self.output}

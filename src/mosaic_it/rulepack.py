@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import os
 import string
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from importlib import resources
 from pathlib import Path
@@ -42,10 +42,34 @@ class RulePack:
     version: int
     data: dict[str, Any]
     source: str
+    # pools derived from the data (tag pairs, label styles), made once per pack
+    derived: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
     @property
     def id(self) -> str:
         return f"{self.name}/{self.version}"
+
+    @property
+    def margins(self) -> dict[str, float]:
+        """How far apart neighbouring keys of a sort (or the two sides of a cut) must be."""
+        return self.data["margins"]
+
+    @property
+    def avoid(self) -> tuple[str, ...]:
+        """Strings no label, tag or phrasing may contain (chat-control strings)."""
+        return tuple(self.data["avoid_strings"])
+
+    def avoiding(self, strings: set[str] | frozenset[str]) -> RulePack:
+        """This pack with ``strings`` avoided too (a tokenizer's special tokens, a template's
+        control strings): every pool entry that contains one is left out. An error names a
+        pool that would be left empty."""
+        extra = sorted(s for s in strings if s and s not in self.avoid)
+        if not extra:
+            return self
+        data = json.loads(json.dumps(self.data))
+        data["avoid_strings"] = list(self.avoid) + extra
+        _filter_pools(data, tuple(data["avoid_strings"]), self.source)
+        return replace(self, data=data, derived={})
 
     @property
     def format(self) -> dict[str, Any]:
@@ -113,7 +137,35 @@ def _load_rule_pack(path: str | Path | None, stamp: object) -> RulePack:
             raise RulePackError(f"{target}: extends: only \"default\" can be extended")
         data = _merge(_read_json(default_path), {k: v for k, v in data.items() if k != "extends"})
     _validate(data, str(target))
+    _filter_pools(data, tuple(data["avoid_strings"]), str(target))
     return RulePack(data["name"], data["version"], data, str(target))
+
+
+def contains_any(text: str, strings: tuple[str, ...]) -> bool:
+    return any(s in text for s in strings)
+
+
+def _filter_pools(data: dict[str, Any], avoid: tuple[str, ...], source: str) -> None:
+    """Leave out every label, phrasing and separator that contains an avoided string (tags are
+    built from brackets and words, so whole tags are checked when they are drawn)."""
+    fmt, permute, maskout = data["format"], data["permute"], data["maskout"]
+    pools: list[tuple[str, dict[str, Any], str]] = [
+        ("format.labels", fmt, "labels"),
+        ("format.tag_phrasings", fmt, "tag_phrasings"),
+        ("format.generic_phrasings", fmt, "generic_phrasings"),
+        ("permute.order_separators", permute, "order_separators"),
+        ("permute.tie_break", permute, "tie_break"),
+        ("input_counts", data, "input_counts"),
+    ]
+    pools += [(f"permute.rules.{r}", permute["rules"], r) for r in PERMUTE_RULES]
+    pools += [(f"maskout.rules.{r}.{number}", maskout["rules"][r], number)
+              for r in MASKOUT_RULES for number in ("one", "many")]
+    for where, holder, key in pools:
+        kept = [t for t in holder[key] if not contains_any(t, avoid)]
+        if not kept:
+            raise RulePackError(f"{source}: {where}: every entry contains a string that must be "
+                                f"avoided ({', '.join(avoid)})")
+        holder[key] = kept
 
 
 # ---------------------------------------------------------------------------- validation
@@ -203,7 +255,22 @@ def _validate(data: dict[str, Any], source: str) -> None:
     if isinstance(version, bool) or not isinstance(version, int):
         c.fail("version", "expected an integer")
 
+    margins = c.get(data, "margins", "")
+    for key in ("words", "characters", "relative"):
+        value = c.get(margins, key, "margins")
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+            c.fail(f"margins.{key}", f"expected a number >= 0, got {value!r}")
+    if margins["relative"] >= 1:
+        c.fail("margins.relative", "expected a fraction below 1")
+    c.texts(c.get(data, "input_counts", ""), "input_counts", set())
+    avoid = c.get(data, "avoid_strings", "")
+    if not isinstance(avoid, list) or not all(isinstance(a, str) and a for a in avoid):
+        c.fail("avoid_strings", "expected a list of non-empty strings")
+
     fmt = c.get(data, "format", "")
+    placement = c.get(fmt, "meta_placement", "format")
+    if placement not in ("independent", "joined"):
+        c.fail("format.meta_placement", f"expected \"independent\" or \"joined\", got {placement!r}")
     c.texts(c.get(fmt, "labels", "format"), "format.labels", {"n"})
     for i, label in enumerate(fmt["labels"]):
         if label != label.strip():
@@ -245,6 +312,8 @@ def _validate(data: dict[str, Any], source: str) -> None:
         c.texts(c.get(rules, rule, "permute.rules"), f"permute.rules.{rule}", fields)
     _unknown(c, rules, PERMUTE_RULES, "permute.rules")
     c.texts(c.get(permute, "tie_break", "permute"), "permute.tie_break", set())
+    if not isinstance(c.get(permute, "identity_orders", "permute"), bool):
+        c.fail("permute.identity_orders", "expected true or false")
 
     maskout = c.get(data, "maskout", "")
     for key in ("list_separator", "list_last_separator"):

@@ -53,7 +53,7 @@ def _run_epoch(epoch: int) -> dict[str, Any]:
     work: Path = _JOB["work"]
     start = time.perf_counter()
     summary = RunSummary()
-    prepared_epoch = Prepared(prepared.grouper, prepared.admitted, summary)
+    prepared_epoch = Prepared(prepared.grouper, prepared.admitted, summary, prepared.positions)
     final = _part(work, epoch)
     partial = final.with_suffix(".partial")
     with open(partial, "wb") as out:
@@ -72,6 +72,7 @@ def _run_epoch(epoch: int) -> dict[str, Any]:
         "instructions_per_sample": dict(summary.instructions_per_sample),
         "strategies": dict(summary.strategies),
         "rules": dict(summary.rules),
+        "rules_replaced": dict(summary.rules_replaced),
         "formats": dict(summary.formats),
         "tokens_in_samples": summary.tokens_in_samples,
         "max_sample_tokens": summary.max_sample_tokens,
@@ -85,7 +86,7 @@ def _run_epoch(epoch: int) -> dict[str, Any]:
 
 def _merge(summary: RunSummary, c: dict[str, Any]) -> None:
     summary.samples_written += c["samples_written"]
-    for key in ("instructions_per_sample", "strategies", "rules", "formats"):
+    for key in ("instructions_per_sample", "strategies", "rules", "rules_replaced", "formats"):
         getattr(summary, key).update(c[key])
     summary.tokens_in_samples += c["tokens_in_samples"]
     summary.max_sample_tokens = max(summary.max_sample_tokens, c["max_sample_tokens"])

@@ -14,8 +14,11 @@ own counts (see :mod:`.counting`).
   trimmed, as its template does), no default system message.
 * ``auto``: the tokenizer's own ``chat_template``, rendered by ``transformers`` with sentinel
   strings to find the prefix, middle and suffix (see :func:`template_from_chat_template`).
-* ``none``: the instruction and the response alone, counted apart, as the reference scripts
-  did (a system prompt is counted as a third text).
+* ``none``: no template: the instruction and the response each tokenized alone, the counts
+  summed (a system prompt is counted as a third text), at most the budget.
+* ``reference``: the reference scripts' own count: the instruction and the response joined
+  with nothing between them (a system prompt before them), tokenized as one text without BOS
+  or EOS, and strictly below the budget.
 
 Templates whose text holds special tokens (``<|im_start|>``) render them as text; the tokenizer
 maps them to their ids, as ``transformers``' ``apply_chat_template`` does.
@@ -73,6 +76,9 @@ class Template:
     system_prefix: str | None = None
     transforms: tuple[str, str, str] = KEEP
     source: str = field(default="", compare=False)  # where an ``auto`` template came from
+    # strings that mark turns in the rendered text (a record holding one would be misread)
+    controls: tuple[str, ...] = ()
+    strict: bool = False  # a sample's count must stay strictly below the budget
 
     def prefix_for(self, system: str = "") -> str:
         """The text before the instruction, with ``system`` as the system prompt."""
@@ -140,6 +146,7 @@ CHATML = Template(
     False,
     True,
     system_prefix="<|im_start|>system\n{system}<|im_end|>\n<|im_start|>user\n",
+    controls=("<|im_start|>", "<|im_end|>"),
 )
 LLAMA3 = Template(
     "llama3",
@@ -151,16 +158,18 @@ LLAMA3 = Template(
     system_prefix="<|begin_of_text|><|start_header_id|>system<|end_header_id|>\n\n{system}"
     "<|eot_id|><|start_header_id|>user<|end_header_id|>\n\n",
     transforms=("strip", "strip", "strip"),
+    controls=("<|begin_of_text|>", "<|start_header_id|>", "<|end_header_id|>", "<|eot_id|>"),
 )
 
 TEMPLATES: dict[str, Template] = {
     "vicuna": Template(
         "vicuna", VICUNA_SYSTEM + " USER: ", " ASSISTANT: ", "", True, True,
-        system_prefix=SYSTEM + " USER: ",
+        system_prefix=SYSTEM + " USER: ", controls=("USER:", "ASSISTANT:"),
     ),
     "chatml": CHATML,
     "llama3": LLAMA3,
     "none": Template("none", "", "", "", False, False, system_prefix=SYSTEM),
+    "reference": Template("reference", "", "", "", False, True, system_prefix=SYSTEM, strict=True),
 }
 TEMPLATE_NAMES = (*TEMPLATES, "auto")
 

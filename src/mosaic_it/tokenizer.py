@@ -125,6 +125,18 @@ class Tokenizer:
         encode = fast if fast is not None else self.backend.encode_batch
         return encode(list(texts), add_special_tokens=False)
 
+    def special_strings(self) -> frozenset[str]:
+        """The tokenizer's special tokens (added tokens marked special, BOS and EOS): strings
+        that become control tokens wherever they occur in a text."""
+        decoder = self.backend.get_added_tokens_decoder()
+        strings = {tok.content for tok in decoder.values() if tok.special}
+        strings |= {t for t in (self.bos_token, self.eos_token) if t}
+        return frozenset(strings)
+
+    def added_strings(self) -> frozenset[str]:
+        """Every added token of the tokenizer, special or not."""
+        return frozenset(tok.content for tok in self.backend.get_added_tokens_decoder().values())
+
     def decode(self, ids: list[int]) -> str:
         """Text of ``ids`` (special tokens skipped); handy for debugging and tests."""
         return self.backend.decode(ids, skip_special_tokens=True)

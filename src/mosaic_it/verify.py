@@ -198,6 +198,13 @@ def _validate(spec: MosaicSpec, pack: RulePack | None) -> None:
         bad("answer_order", f"with 'masked' it must name every instruction 1..{k} once")
     if not isinstance(spec.rule_params, dict):
         bad("rule_params", "expected an object")
+    if spec.meta_position not in (None, "before", "after", "both"):
+        bad("meta_position", f"expected before, after, both or null, got {spec.meta_position!r}")
+    if spec.meta_position == "both" and not (
+        isinstance(spec.meta_tail, str) and spec.meta_tail
+        and spec.meta.endswith(" " + spec.meta_tail)
+    ):
+        bad("meta_tail", "with meta_position \"both\" it must be the end of 'meta' after a space")
 
 
 def _check_rule_pack(rule_pack: str, pack: RulePack) -> None:
@@ -290,7 +297,7 @@ def spec_consistency(
     assert prompt is not None
     cfg = (pack or load_rule_pack()).format
     readings = instruction_splits(
-        spec.numbering, spec.instructions, prompt, spec.meta, spec.meta_position == "after",
+        spec.numbering, spec.instructions, prompt, *spec.meta_parts(),
         cfg["instruction_separators"], cfg["meta_separators"],
     )
     first_problem = None

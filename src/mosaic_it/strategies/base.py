@@ -5,9 +5,17 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
+from ..textunits import (  # noqa: F401 (the rules' units)
+    char_count,
+    first_letter,
+    word_count,
+    word_count_split,
+)
+
 
 class Item(NamedTuple):
-    """One instruction of a sample, as shown in the prompt (a tuple: made for every sample)."""
+    """One instruction of a sample, as shown in the prompt (a tuple: made for every sample):
+    its text is everything written for it, its input included."""
 
     number: int  # 1-based position in the prompt
     text: str
@@ -25,20 +33,21 @@ class RuleChoice:
     params: dict[str, Any] = field(default_factory=dict)
 
 
-def word_count(text: str) -> int:
-    return len(text.split())
+class Passed(NamedTuple):
+    """A rule drawn for a sample but not used, and why (for the run's summary)."""
+
+    rule: str
+    reason: str  # "numbers", "letters", "equal", "margin", "identity", "tie"
 
 
-def first_letter(text: str) -> str | None:
-    """The first ASCII letter of a text, lower-cased; None when it starts with another letter.
-
-    "Alphabetical" is only stated for instructions whose first letter is a-z, where A-to-Z order
-    is unambiguous; text before it that is not a letter (quotes, digits, markup) is skipped.
-    """
-    for ch in text:
-        if ch.isalpha():
-            return ch.lower() if ch.isascii() else None
-    return None
+def apart(a: int, b: int, margins: dict[str, float] | None, unit: str) -> bool:
+    """Whether counts ``a`` and ``b`` (in ``unit``: "words" or "characters") are far enough
+    apart for a reader to tell which is larger at a glance: by at least the pack's absolute
+    margin and by its relative margin of the larger. Without margins, any difference will do."""
+    gap = abs(a - b)
+    if margins is None:
+        return gap > 0
+    return gap > 0 and gap >= margins[unit] and gap >= margins["relative"] * max(a, b)
 
 
 def join_numbers(numbers: list[int], separator: str, last_separator: str) -> str:

@@ -1,8 +1,10 @@
 """Maskout: some instructions must be left unanswered; the rest keep their order.
 
 For FIX, WORD_LONG and WORD_SHORT the number of skipped instructions is
-``n = max(int(k * r), 1)`` with ``r ~ Uniform(0.1, 0.5)``. WORD_LONG/WORD_SHORT apply only
-when the n longest (shortest) instructions are unambiguous, i.e. no tie at the cut.
+``n = max(int(k * r), 1)`` with ``r ~ Uniform(0.1, 0.5)``. WORD_LONG/WORD_SHORT count words as
+:mod:`mosaic_it.textunits` defines them, over everything written for an instruction (its input
+included), and apply only when the n longest (shortest) instructions are unambiguous: no tie at
+the cut, and when drawn, the two sides of the cut at least the rule pack's margins apart.
 """
 
 from __future__ import annotations
@@ -11,17 +13,29 @@ from typing import Any
 
 from ..rng import Rng
 from ..rulepack import MASKOUT_RULES, RulePack
-from .base import Item, RuleChoice, format_numbers, join_numbers, word_count
+from .base import (
+    Item,
+    Passed,
+    RuleChoice,
+    apart,
+    format_numbers,
+    join_numbers,
+    word_count,
+    word_count_split,
+)
 
 NEEDS_NUMBERS = frozenset({"FIX", "ODD", "EVEN"})
+MEASURED = frozenset({"WORD_LONG", "WORD_SHORT"})  # their phrasing says the input counts
 
 
 def skip_count(rng: Rng, k: int) -> int:
     return max(int(k * rng.uniform(0.1, 0.5)), 1)
 
 
-def expected_masked(rule: str, items: list[Item], params: dict[str, Any]) -> list[int] | None:
-    """The instruction numbers the rule says to skip (None: rule not applicable)."""
+def _masked(
+    rule: str, items: list[Item], params: dict[str, Any], margins: dict[str, float] | None
+) -> tuple[list[int] | None, str]:
+    """The instruction numbers the rule says to skip, or None and why it does not apply."""
     numbers = [it.number for it in items]
     if rule == "FIX":
         masked = sorted(params["positions"])
@@ -32,28 +46,61 @@ def expected_masked(rule: str, items: list[Item], params: dict[str, Any]) -> lis
     else:
         n = params["n"]
         counts = sorted(((word_count(it.text), it.number) for it in items), reverse=rule == "WORD_LONG")
-        if n >= len(items) or counts[n - 1][0] == counts[n][0]:
-            return None  # a tie at the cut: "the n longest" would not name one set
+        if n >= len(items):
+            return None, "equal"
+        if counts[n - 1][0] == counts[n][0]:
+            return None, "tie"  # "the n longest" would not name one set
+        if not apart(counts[n - 1][0], counts[n][0], margins, "words"):
+            return None, "margin"
         masked = sorted(number for _, number in counts[:n])
+        if margins is not None:
+            # the cut must hold as clearly when words are counted the other common way
+            split = {it.number: word_count_split(it.text) for it in items}
+            cut = [split[x] for x in masked]
+            rest = [split[it.number] for it in items if it.number not in masked]
+            low, high = (min(cut), max(rest)) if rule == "WORD_LONG" else (min(rest), max(cut))
+            if low <= high or not apart(low, high, margins, "words"):
+                return None, "margin"
     if not masked or len(masked) >= len(items):
-        return None  # something must be skipped and something answered
-    return masked
+        return None, "equal"  # something must be skipped and something answered
+    return masked, ""
 
 
-def choose(rng: Rng, pack: RulePack, items: list[Item], numbered: bool) -> RuleChoice | None:
-    """Pick a maskout rule uniformly among those that apply to these instructions."""
+def expected_masked(
+    rule: str, items: list[Item], params: dict[str, Any], margins: dict[str, float] | None = None
+) -> list[int] | None:
+    """The instruction numbers the rule says to skip (None: rule not applicable). With
+    ``margins`` a word rule applies only when the two sides of its cut are that far apart."""
+    return _masked(rule, items, params, margins)[0]
+
+
+def choose(
+    rng: Rng,
+    pack: RulePack,
+    items: list[Item],
+    numbered: bool,
+    passed: list[Passed] | None = None,
+) -> RuleChoice | None:
+    """Pick a maskout rule uniformly among those that apply to these instructions; rules drawn
+    first that do not apply are added to ``passed`` with the reason."""
     cfg = pack.maskout
-    candidates = [r for r in MASKOUT_RULES if numbered or r not in NEEDS_NUMBERS]
+    candidates = list(MASKOUT_RULES)
     rng.shuffle(candidates)
     k = len(items)
     for rule in candidates:
         params: dict[str, Any] = {}
-        if rule == "FIX":
-            params["positions"] = sorted(rng.sample([it.number for it in items], skip_count(rng, k)))
-        elif rule in ("WORD_LONG", "WORD_SHORT"):
-            params["n"] = skip_count(rng, k)
-        masked = expected_masked(rule, items, params)
+        if rule in NEEDS_NUMBERS and not numbered:
+            masked, reason = None, "numbers"
+        else:
+            if rule == "FIX":
+                params["positions"] = sorted(
+                    rng.sample([it.number for it in items], skip_count(rng, k)))
+            elif rule in MEASURED:
+                params["n"] = skip_count(rng, k)
+            masked, reason = _masked(rule, items, params, pack.margins)
         if masked is None:
+            if passed is not None:
+                passed.append(Passed(rule, reason))
             continue
         many = len(masked) > 1
         phrasing = rng.choice(cfg["rules"][rule]["many" if many else "one"])

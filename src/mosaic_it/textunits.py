@@ -1,0 +1,87 @@
+"""What a word and a first letter are, in every script: the one definition that composing,
+verifying and evaluation sets all use, so a rule cannot be stated on one count and checked on
+another.
+
+* **Words.** Scripts written without spaces between words count one word per character: each
+  Han ideograph, hiragana and katakana (with their marks, such as the long-vowel sign), and each
+  grapheme cluster (a letter with its combining marks) of Thai, Lao, Khmer and Myanmar. Every
+  other script is cut at Unicode word boundaries (UAX #29, the ``regex`` package's ``(?w)``
+  mode): a word is a run between two boundaries that holds a letter or a digit, so "don't",
+  "3.14" and an Arabic or Korean word are one word each, and punctuation, symbols and emoji
+  are none.
+  Rules about words are drawn only where they also hold when every run of letters and digits
+  counts as a word (``3.14`` as two), the other common way to count.
+* **Characters.** User-perceived characters (grapheme clusters), spaces and line breaks
+  included.
+* **First letter.** The first character of the text that is a letter (Unicode category L),
+  whatever comes before it (quotes, digits, markup, emoji). Alphabetical order is stated only
+  between letters that reduce to a-z once accents are removed (``É`` is ``e``); any other first
+  letter (Han, Arabic, ``ß``) has no order the rules could state, so they refuse it.
+"""
+
+from __future__ import annotations
+
+import unicodedata
+from functools import lru_cache
+
+import regex
+
+# one word per cluster: scripts written without spaces between words
+_EACH_SCRIPTS = ("Han", "Hiragana", "Katakana", "Thai", "Lao", "Khmer", "Myanmar")
+_EACH_CLASS = "".join(f"\\p{{scx={s}}}" for s in _EACH_SCRIPTS)
+# a cluster that begins with a letter (or a number) of those scripts
+_EACH = regex.compile(rf"(?V1)(?=[[{_EACH_CLASS}]&&[\p{{L}}\p{{N}}]])\X")
+_BOUNDARY = regex.compile(r"(?wV1)\b")
+_RUN = regex.compile(r"[\p{L}\p{M}\p{N}]+")
+_HAS_WORD_CHAR = regex.compile(r"[\p{L}\p{N}]")
+_CLUSTER = regex.compile(r"\X")
+_CACHE = 1 << 16
+
+
+@lru_cache(maxsize=_CACHE)
+def word_count(text: str) -> int:
+    """The number of words of ``text`` (see the module's description)."""
+    each = 0
+    if _EACH.search(text):
+        text, each = _EACH.subn(" ", text)
+    return each + sum(1 for part in _BOUNDARY.split(text) if _HAS_WORD_CHAR.search(part))
+
+
+@lru_cache(maxsize=_CACHE)
+def word_count_split(text: str) -> int:
+    """Words counted the other common way: every run of letters and digits is one, so "don't",
+    "3.14" and "1,000" are two words each (as a ``\\w+`` tokenizer counts them). Not the
+    definition: rules about words are only drawn when they hold under both counts."""
+    each = 0
+    if _EACH.search(text):
+        text, each = _EACH.subn(" ", text)
+    return each + sum(1 for _ in _RUN.finditer(text))
+
+
+def first_letter_char(text: str) -> str | None:
+    """The first letter of ``text`` as written, whatever its script; None when it has none."""
+    for ch in text:
+        if unicodedata.category(ch).startswith("L"):
+            return ch
+    return None
+
+
+@lru_cache(maxsize=_CACHE)
+def first_letter(text: str) -> str | None:
+    """The first letter of ``text`` reduced to a-z, for alphabetical order; None when the text
+    has no letter or its first letter is not a Latin letter with an a-z base."""
+    ch = first_letter_char(text)
+    if ch is None:
+        return None
+    base = unicodedata.normalize("NFKD", ch)[0].lower()
+    return base if "a" <= base <= "z" else None
+
+
+@lru_cache(maxsize=_CACHE)
+def char_count(text: str) -> int:
+    """Characters, as the length rules count them: user-perceived characters (grapheme
+    clusters), so an accented letter or an emoji with its modifiers is one, spaces and line
+    breaks included."""
+    if text.isascii():
+        return len(text)
+    return sum(1 for _ in _CLUSTER.finditer(text))
