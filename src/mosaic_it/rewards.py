@@ -54,7 +54,8 @@ MAX_CHARS = 200_000  # longer completions are graded on their first MAX_CHARS ch
 def completion_text(completion: Any) -> str:
     """The text of one completion: a string, or the assistant messages of a message list.
 
-    Anything else (None, bytes, numbers) becomes a text too; nothing here raises.
+    Anything else (None, bytes, numbers) becomes a text too; nothing here raises. Surrounding
+    whitespace is dropped.
     """
     if isinstance(completion, str):
         text = completion
@@ -70,7 +71,9 @@ def completion_text(completion: Any) -> str:
         text = ""
     else:
         text = str(completion)
-    return text[:MAX_CHARS]
+    # graded as mosaic-it eval grades a generated answer: without surrounding whitespace (a
+    # Vicuna completion begins with the space after "ASSISTANT:")
+    return text[:MAX_CHARS].strip()
 
 
 def _content(content: Any) -> str:
