@@ -9,6 +9,13 @@ response, written as they come, so ``--resume`` continues an interrupted run).
 Prompting follows the model: ``--template auto`` uses the format a model trained by
 ``mosaic-it train`` was trained with (its ``mosaic_it_train.json``), else the tokenizer's own chat
 template, else Vicuna v1.1.
+
+Backends (``--backend``): ``transformers`` (the default) loads the model here and generates in
+batches of similar prompt length under ``torch.inference_mode`` with the KV cache;
+``openai`` asks any OpenAI-compatible server (``--base-url URL --model NAME``: vLLM, SGLang,
+llama.cpp, TGI, ``transformers serve``) with bounded concurrency, timeouts and retries (see
+:mod:`mosaic_it.backends`); ``vllm`` runs vLLM's offline engine here where vLLM is installed.
+Every backend writes answers as they come and is scored the same way.
 """
 
 from __future__ import annotations
@@ -34,9 +41,11 @@ from .models import (
     require_torch,
     resolve_model,
 )
+from .backends import OpenAIBackend, ServedOptions, VLLMBackend
 from .score import EvalItem, ScoreReport, plot, read_eval, score
 
 LISTED = 5
+BACKENDS = ("transformers", "openai", "vllm")
 
 
 @dataclass(frozen=True)
@@ -47,10 +56,13 @@ class GenerationOptions:
     temperature: float = 0.7
     top_p: float = 0.9
     seed: int = 0
+    threads: int = 0  # transformers on CPU: torch threads (0: one per core this process may use)
 
     def __post_init__(self) -> None:
         if self.max_new_tokens < 1 or self.batch_size < 1:
             raise ValueError("--max-new-tokens and --batch-size must be at least 1")
+        if self.threads < 0:
+            raise ValueError("--threads must be 0 (one per usable core) or more")
 
 
 @dataclass
@@ -113,6 +125,10 @@ def generate(model: Any, tokenizer: Any, fmt: PromptFormat, prompts: list[Prompt
     """Answer every prompt in batches of similar length; ``on_answer(id, text)`` per answer."""
     torch = require_torch()
     device = next(model.parameters()).device
+    if device.type == "cpu":
+        from .cli import usable_cpus
+
+        torch.set_num_threads(opt.threads or usable_cpus())
     encoded = [(p, fmt.generation_ids(tokenizer, p.instruction, p.system)) for p in prompts]
     encoded.sort(key=lambda e: len(e[1]))  # similar lengths together: less padding
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
@@ -132,10 +148,10 @@ def generate(model: Any, tokenizer: Any, fmt: PromptFormat, prompts: list[Prompt
             kwargs.update(temperature=None, top_p=None, top_k=None)
         t0 = time.perf_counter()
         try:
-            with torch.no_grad():
+            with torch.inference_mode():
                 out = model.generate(input_ids=input_ids, attention_mask=mask,
                                      max_new_tokens=opt.max_new_tokens, eos_token_id=stop,
-                                     pad_token_id=pad, **kwargs)
+                                     pad_token_id=pad, use_cache=True, **kwargs)
         except torch.OutOfMemoryError as exc:
             raise ModelError(
                 f"out of memory generating {len(batch)} answers of up to {opt.max_new_tokens} "
@@ -169,37 +185,74 @@ def _until_stop(ids: list[int], stop: list[int], pad: int) -> list[int]:
     return ids
 
 
+class TransformersBackend:
+    """The model loaded here, generating with transformers (see :func:`generate`)."""
+
+    name = "transformers"
+
+    def __init__(self, model_spec: str, tokenizer: str | None = None, template: str = "auto",
+                 dtype: str = "auto") -> None:
+        torch = require_torch()
+        source = resolve_model(model_spec)
+        self.tokenizer = load_tokenizer_for(source, tokenizer)
+        self.fmt = choose_format(template, model_spec, self.tokenizer)
+        self.cuda = torch.cuda.is_available()
+        self.bf16 = dtype == "bf16" or (
+            dtype == "auto" and self.cuda and torch.cuda.is_bf16_supported())
+        t0 = time.perf_counter()
+        model = load_model(source, dtype=torch.bfloat16 if self.bf16 else torch.float32)
+        check_vocab(model, self.tokenizer, model_spec)
+        if self.cuda:
+            model = model.to("cuda")
+        self.model = model.eval()
+        self.load_seconds = time.perf_counter() - t0
+
+    def describe(self) -> dict[str, Any]:
+        return {"backend": self.name, "prompt_format": self.fmt.name,
+                "device": "cuda" if self.cuda else "cpu", "dtype": "bf16" if self.bf16 else "fp32"}
+
+    def answer(self, prompts: list[Prompt], opt: GenerationOptions,
+               on_answer: Callable[[str, str], None],
+               log: Callable[[str], None] = lambda s: None) -> dict[str, Any]:
+        return generate(self.model, self.tokenizer, self.fmt, prompts, opt, on_answer, log)
+
+
 def evaluate(model_spec: str, eval_set: str, *, tokenizer: str | None = None,
              template: str = "auto", opt: GenerationOptions | None = None, mode: str = "strict",
              responses_path: str | None = None, resume: bool = False, dtype: str = "auto",
+             backend: str = "transformers", served: ServedOptions | None = None,
              log: Callable[[str], None] = lambda s: None) -> tuple[ScoreReport, dict[str, Any]]:
-    """Generate, score, and return the report with what was run."""
+    """Generate with ``backend``, score, and return the report with what was run.
+
+    ``model_spec`` is the model (transformers, vllm) or the served model's name (openai, with
+    ``served`` saying where and how to ask)."""
     opt = opt or GenerationOptions()
+    if backend not in BACKENDS:
+        raise ValueError(f"--backend: choose from {', '.join(BACKENDS)}, got {backend!r}")
     items, prompts = read_eval_set(eval_set)  # before loading anything heavy
-    torch = require_torch()
-    source = resolve_model(model_spec)
-    tok = load_tokenizer_for(source, tokenizer)
-    fmt = choose_format(template, model_spec, tok)
-    cuda = torch.cuda.is_available()
-    use_bf16 = dtype == "bf16" or (dtype == "auto" and cuda and torch.cuda.is_bf16_supported())
-    t0 = time.perf_counter()
-    model = load_model(source, dtype=torch.bfloat16 if use_bf16 else torch.float32)
-    check_vocab(model, tok, model_spec)
-    if cuda:
-        model = model.to("cuda")
-    model.eval()
-    load_seconds = time.perf_counter() - t0
+    responses_file = Path(responses_path) if responses_path else None
+    if responses_file is not None and responses_file.exists() and not resume:
+        raise ValueError(f"{responses_path} exists; pass --resume to keep its answers and "
+                         "add the missing ones, or remove it")
+    engine: Any
+    load_seconds = 0.0
+    if backend == "openai":
+        if served is None:
+            raise ValueError("--backend openai needs --base-url")
+        engine = OpenAIBackend(served)
+    elif backend == "vllm":
+        engine = VLLMBackend(model_spec, dtype, tokenizer)
+        load_seconds = engine.load_seconds
+    else:
+        engine = TransformersBackend(model_spec, tokenizer, template, dtype)
+        load_seconds = engine.load_seconds
 
     responses: dict[str, str] = {}
     out_file = None
-    if responses_path:
-        path = Path(responses_path)
-        if path.exists() and not resume:
-            raise ValueError(f"{responses_path} exists; pass --resume to keep its answers and "
-                             "add the missing ones, or remove it")
-        responses = read_done(path) if resume else {}
-        path.parent.mkdir(parents=True, exist_ok=True)
-        out_file = path.open("a", encoding="utf-8")
+    if responses_file is not None:
+        responses = read_done(responses_file) if resume else {}
+        responses_file.parent.mkdir(parents=True, exist_ok=True)
+        out_file = responses_file.open("a", encoding="utf-8")
     todo = [p for p in prompts if p.id not in responses]
 
     def on_answer(key: str, text: str) -> None:
@@ -210,19 +263,21 @@ def evaluate(model_spec: str, eval_set: str, *, tokenizer: str | None = None,
 
     t1 = time.perf_counter()
     try:
-        counts = generate(model, tok, fmt, todo, opt, on_answer, log)
+        counts = engine.answer(todo, opt, on_answer, log)
     finally:
         if out_file is not None:
             out_file.close()
+    seconds = time.perf_counter() - t1
     report = score(items, responses, mode=mode)
+    tokens = counts.get("tokens_generated")
     meta = {
         "model": model_spec,
         "eval_set": eval_set,
-        "prompt_format": fmt.name,
-        "generation": {**opt.__dict__, **counts, "resumed_answers": len(prompts) - len(todo)},
-        "device": "cuda" if cuda else "cpu",
-        "dtype": "bf16" if use_bf16 else "fp32",
-        "seconds": {"load": round(load_seconds, 1), "generate": round(time.perf_counter() - t1, 1)},
+        **engine.describe(),
+        "generation": {**opt.__dict__, **counts, "resumed_answers": len(prompts) - len(todo),
+                       "tokens_per_second": round(tokens / seconds, 2)
+                       if tokens and seconds > 0 else None},
+        "seconds": {"load": round(load_seconds, 1), "generate": round(seconds, 1)},
     }
     return report, meta
 
@@ -238,10 +293,16 @@ def add_parser(sub: Any) -> Callable[[argparse.Namespace], int]:
         "eval",
         help="generate answers to an evaluation set with a model and score them",
         description="Prompt a model with every item of an evaluation set (mosaic-it make-eval), "
-        "generate with transformers and verify every answer against its spec.",
+        "generate with transformers here or ask a served model (--backend openai), and verify "
+        "every answer against its spec.",
     )
     p.add_argument("--model", required=True,
-                   help="model directory (e.g. a mosaic-it train output), .gguf file or Hub id")
+                   help="model directory (e.g. a mosaic-it train output), .gguf file or Hub id; "
+                   "with --backend openai: the served model's name")
+    p.add_argument("--backend", choices=BACKENDS, default="transformers",
+                   help="transformers: load the model here (default); openai: ask an "
+                   "OpenAI-compatible server at --base-url; vllm: vLLM's offline engine here "
+                   "(needs vllm)")
     p.add_argument("--eval-set", required=True, help="JSONL from mosaic-it make-eval")
     p.add_argument("--tokenizer", help="tokenizer directory or Hub id (default: the model's own)")
     p.add_argument("--template", choices=("auto", *PROMPT_FORMATS), default="auto",
@@ -264,7 +325,21 @@ def add_parser(sub: Any) -> Callable[[argparse.Namespace], int]:
                    help="keep the answers already in --responses and generate the rest")
     p.add_argument("--out", metavar="FILE", help="write the score table as JSON")
     p.add_argument("--plot", metavar="FILE.png", help="accuracy against instruction count")
+    p.add_argument("--threads", type=int, default=0,
+                   help="transformers on CPU: torch threads (default 0: one per usable core)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress on stderr")
+    s = p.add_argument_group("served models (--backend openai)")
+    s.add_argument("--base-url", help="the server's API root, e.g. http://127.0.0.1:8000/v1")
+    s.add_argument("--api-key-env", default="OPENAI_API_KEY", metavar="VAR",
+                   help="environment variable holding the API key (default %(default)s; the key "
+                   "is never printed or written)")
+    s.add_argument("--concurrency", type=int, default=8,
+                   help="requests in flight at once (default %(default)s)")
+    s.add_argument("--timeout", type=float, default=120.0,
+                   help="seconds to wait for one reply (default %(default)s)")
+    s.add_argument("--retries", type=int, default=5,
+                   help="further tries of a request after a 429, a 5xx, a timeout or a reply "
+                   "that is not a chat completion, with doubling waits (default %(default)s)")
     return cmd_eval
 
 
@@ -272,7 +347,15 @@ def cmd_eval(args: argparse.Namespace) -> int:
     if args.resume and not args.responses:
         raise ValueError("--resume needs --responses FILE (the answers to keep)")
     opt = GenerationOptions(args.max_new_tokens, args.batch_size, args.sample, args.temperature,
-                            args.top_p, args.seed)
+                            args.top_p, args.seed, args.threads)
+    served = None
+    if args.backend == "openai":
+        if not args.base_url:
+            raise ValueError("--backend openai needs --base-url (e.g. http://127.0.0.1:8000/v1)")
+        served = ServedOptions(args.base_url, args.model, args.api_key_env, args.concurrency,
+                               args.timeout, args.retries)
+    elif args.base_url:
+        raise ValueError("--base-url is for --backend openai")
 
     def log(text: str) -> None:
         if not args.quiet:
@@ -281,7 +364,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     report, meta = evaluate(args.model, args.eval_set, tokenizer=args.tokenizer,
                             template=args.template, opt=opt, mode=args.mode,
                             responses_path=args.responses, resume=args.resume, dtype=args.dtype,
-                            log=log)
+                            backend=args.backend, served=served, log=log)
     print(f"model {meta['model']} ({meta['prompt_format']} prompts, "
           f"{'sampled' if opt.sample else 'greedy'}, up to {opt.max_new_tokens} new tokens)")
     print(report.render())
