@@ -10,15 +10,15 @@ import pytest
 pytest.importorskip("torch")
 pytest.importorskip("trl")
 
-import torch  # noqa: E402
+import torch
 
-from mosaic_it.cli import main  # noqa: E402
-from mosaic_it.models import TINY_LLAMA  # noqa: E402
-from mosaic_it.records import Record  # noqa: E402
-from mosaic_it.rlprompts import make_rl_prompts  # noqa: E402
-from mosaic_it.train import REWARD_LOG, TrainConfig, train  # noqa: E402
+from mosaic_it.cli import main
+from mosaic_it.models import TINY_LLAMA
+from mosaic_it.records import Record
+from mosaic_it.rlprompts import make_rl_prompts
+from mosaic_it.train import REWARD_LOG, TrainConfig, train
 
-from .conftest import make_records  # noqa: E402
+from .conftest import make_records
 
 torch.set_num_threads(2)
 

@@ -6,7 +6,12 @@ import json
 
 import pytest
 
-from mosaic_it.rewards import MosaicReward, completion_text, mosaic_partial_reward, mosaic_pass_reward
+from mosaic_it.rewards import (
+    MosaicReward,
+    completion_text,
+    mosaic_partial_reward,
+    mosaic_pass_reward,
+)
 from mosaic_it.verify import SpecError
 
 # three instructions; the one with the fewest words (3) is to be skipped

@@ -5,18 +5,14 @@ with something that is not a chat completion."""
 from __future__ import annotations
 
 import json
-import socket
-import subprocess
-import sys
 import threading
 import time
-import urllib.request
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
 
-from mosaic_it.backends import ServedOptions, ServerError
+from mosaic_it.backends import LocalServer, ServedOptions, ServerError
 from mosaic_it.cli import main
 from mosaic_it.evaluation import evaluate
 
@@ -36,12 +32,6 @@ def eval_set(tmp_path_factory):
     assert main(["make-eval", "builtin:example", str(path), "--n", "6", "--max-instructions", "3",
                  "-q"]) == 0
     return path
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 # ------------------------------------------------------------------------ transformers serve
@@ -65,41 +55,8 @@ def tiny_dir(tmp_path_factory):
 def transformers_server(tiny_dir):
     for module in ("fastapi", "uvicorn", "openai"):
         pytest.importorskip(module, reason="transformers serve needs mosaic-it[serve]")
-    port = _free_port()
-    cmd = [sys.executable, "-c", "import sys; from transformers.cli.transformers import main; "
-           "sys.argv[0] = 'transformers'; sys.exit(main())", "serve", str(tiny_dir),
-           "--host", "127.0.0.1", "--port", str(port), "--device", "cpu"]
-    log = tiny_dir.parent / "serve.log"
-    with log.open("w") as out:
-        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT,
-                                env={**_env(), "HF_HUB_OFFLINE": "1"})
-    base = f"http://127.0.0.1:{port}/v1"
-    try:
-        deadline = time.monotonic() + 180
-        while True:
-            if proc.poll() is not None:
-                pytest.fail(f"transformers serve exited: {log.read_text()[-2000:]}")
-            try:
-                urllib.request.urlopen(base + "/models", timeout=2).read()
-                break
-            except OSError:
-                if time.monotonic() > deadline:
-                    pytest.fail(f"transformers serve did not start: {log.read_text()[-2000:]}")
-                time.sleep(0.5)
-        yield base
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-
-
-def _env() -> dict[str, str]:
-    import os
-
-    return dict(os.environ)
+    with LocalServer(tiny_dir, tiny_dir.parent / "serve.log", start_timeout=180) as server:
+        yield server.base_url
 
 
 def _answers(path: Path) -> dict[str, str]:
@@ -151,7 +108,7 @@ class FakeServer:
             def log_message(self, *a):  # quiet
                 pass
 
-            def do_POST(self):  # noqa: N802
+            def do_POST(self):
                 body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
                 with outer.lock:
                     n = len(outer.requests)
@@ -201,8 +158,8 @@ def fake():
 
 
 def _served(url, **kw):
-    base = dict(base_url=url, model="m", api_key_env="MOSAIC_TEST_KEY", concurrency=2,
-                timeout=5.0, retries=3, backoff=0.01)
+    base = {"base_url": url, "model": "m", "api_key_env": "MOSAIC_TEST_KEY", "concurrency": 2,
+            "timeout": 5.0, "retries": 3, "backoff": 0.01}
     base.update(kw)
     return ServedOptions(**base)
 

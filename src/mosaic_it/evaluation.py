@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .backends import OpenAIBackend, ServedOptions, VLLMBackend
 from .io import InputError, iter_raw, write_json
 from .models import (
     PROMPT_FORMATS,
@@ -41,7 +42,6 @@ from .models import (
     require_torch,
     resolve_model,
 )
-from .backends import OpenAIBackend, ServedOptions, VLLMBackend
 from .score import EvalItem, ScoreReport, plot, read_eval, score
 
 LISTED = 5
