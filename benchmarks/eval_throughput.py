@@ -7,7 +7,7 @@ tokens per second of each case as JSON lines and a table:
 * ``transformers-before``: the transformers backend as it was at ``--before-ref`` (its source is
   taken with ``git archive`` from this repository);
 * ``transformers``: the transformers backend now, at ``--batch-size`` and at each of
-  ``--more-batch-sizes``;
+  ``--more-batch-sizes`` (0: batches sized by tokens, the default of ``mosaic-it eval``);
 * ``openai``: the same model served by ``transformers serve`` on 127.0.0.1, asked with
   ``--concurrency`` requests in flight (needs mosaic-it[serve]);
 * ``vllm``: vLLM's offline engine, where vLLM is installed (skipped otherwise).
@@ -95,6 +95,7 @@ def eval_case(name: str, args: list[str], src: Path, work: Path, env: dict[str, 
     tokens = gen.get("tokens_generated")
     answers = {d["id"]: d["response"] for d in map(json.loads, responses.read_text().splitlines())}
     return {"case": name, "answers": gen["answers"], "tokens": tokens,
+            "threads": gen.get("threads"), "batch_size": gen.get("batch_size"),
             "generate_s": seconds, "wall_s": round(wall, 1),
             "tokens_per_s": round(tokens / seconds, 2) if tokens and seconds else None,
             "sample_accuracy": result["overall"]["sample_accuracy"], "_answers": answers}
@@ -109,10 +110,13 @@ def main() -> int:
     p.add_argument("--max-instructions", type=int, default=3)
     p.add_argument("--max-new-tokens", type=int, default=64)
     p.add_argument("--batch-size", type=int, default=8)
-    p.add_argument("--more-batch-sizes", default="16", help="comma-separated; '' for none")
+    p.add_argument("--more-batch-sizes", default="0",
+                   help="comma-separated, 0 = sized by --batch-tokens (the default); '' for none")
     p.add_argument("--concurrency", type=int, default=8)
     p.add_argument("--before-ref", default=BEFORE_REF)
-    p.add_argument("--cases", default="before,transformers,openai,vllm")
+    p.add_argument("--cases", default="before,transformers,openai,vllm",
+                   help="run in this order; the table compares every case with transformers-before "
+                   "(or the first)")
     p.add_argument("--workdir", help="kept when given (default: a temp dir, removed)")
     p.add_argument("--out", help="append the JSON lines here")
     a = p.parse_args()
@@ -142,34 +146,42 @@ def main() -> int:
                     f.write(json.dumps({**shown, "model": a.model, "n": a.n,
                                         "max_new_tokens": a.max_new_tokens}) + "\n")
 
-        if "before" in cases:
-            record(eval_case("transformers-before", [*local, "--batch-size", str(a.batch_size)],
-                             source_at(a.before_ref, work), work, env, common))
-        if "transformers" in cases:
-            sizes = [a.batch_size] + [int(x) for x in a.more_batch_sizes.split(",") if x]
-            for size in sizes:
-                record(eval_case(f"transformers-batch{size}",
-                                 [*local, "--batch-size", str(size)], now, work, env, common))
-        if "openai" in cases:
-            from mosaic_it.backends import LocalServer
+        for case in cases:
+            if case == "before":
+                record(eval_case("transformers-before",
+                                 [*local, "--batch-size", str(a.batch_size)],
+                                 source_at(a.before_ref, work), work, env, common))
+            elif case == "transformers":
+                sizes = [a.batch_size] + [int(x) for x in a.more_batch_sizes.split(",") if x]
+                for size in sizes:
+                    record(eval_case(f"transformers-batch{size or '-by-tokens'}",
+                                     [*local, "--batch-size", str(size)], now, work, env,
+                                     common))
+            elif case == "openai":
+                from mosaic_it.backends import LocalServer
+                from mosaic_it.evaluation import idle_cores
 
-            with LocalServer(model, work / "serve.log") as server:
-                record(eval_case("openai-transformers-serve",
-                                 ["--backend", "openai", "--base-url", server.base_url,
-                                  "--model", str(model), "--concurrency", str(a.concurrency)],
-                                 now, work, env, common))
-        if "vllm" in cases:
-            try:
-                import vllm  # noqa: F401
-            except ImportError:
-                print(json.dumps({"case": "vllm", "skipped": "vllm is not installed"}))
-            else:
+                # the server's torch threads as the transformers backend now chooses them
+                with LocalServer(model, work / "serve.log", threads=idle_cores()) as server:
+                    record(eval_case("openai-transformers-serve",
+                                     ["--backend", "openai", "--base-url", server.base_url,
+                                      "--model", str(model), "--concurrency",
+                                      str(a.concurrency)], now, work, env, common))
+            elif case == "vllm":
+                try:
+                    import vllm  # noqa: F401
+                except ImportError:
+                    print(json.dumps({"case": "vllm", "skipped": "vllm is not installed"}))
+                    continue
                 record(eval_case("vllm", ["--backend", "vllm", "--model", str(model)], now,
                                  work, env, common))
+            else:
+                raise SystemExit(f"--cases: unknown case {case!r}")
         if rows:
-            first = rows[0]
+            # the baseline: the backend as it was, where it ran
+            first = next((r for r in rows if r["case"] == "transformers-before"), rows[0])
             print(f"\n{'case':28} {'answers':>7} {'tokens':>7} {'gen s':>8} {'tok/s':>8} "
-                  f"{'x first':>7}  same answers as {first['case']}")
+                  f"{'x base':>7}  same answers as {first['case']}")
             for r in rows:
                 ratio = (r["tokens_per_s"] / first["tokens_per_s"]
                          if r["tokens_per_s"] and first["tokens_per_s"] else None)

@@ -284,7 +284,8 @@ class LocalServer:
     ``with`` block lasts (needs mosaic-it[serve]); ``base_url`` is its API root."""
 
     def __init__(self, model_dir: str | os.PathLike[str], log: str | os.PathLike[str],
-                 start_timeout: float = 300.0) -> None:
+                 start_timeout: float = 300.0, threads: int = 0) -> None:
+        self.threads = threads  # torch threads of the server (0: torch's default)
         self.model_dir = str(model_dir)
         self.log = log
         self.start_timeout = start_timeout
@@ -304,7 +305,7 @@ class LocalServer:
                "--device", "cpu"]
         with open(self.log, "w") as out:
             self.proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT,
-                                         env={**os.environ, "HF_HUB_OFFLINE": "1"})
+                                         env=self._env())
         self.base_url = f"http://127.0.0.1:{port}/v1"
         deadline = time.monotonic() + self.start_timeout
         while True:
@@ -318,6 +319,12 @@ class LocalServer:
                     self.__exit__()
                     raise ModelError(f"transformers serve did not start: {self._tail()}") from None
                 time.sleep(0.5)
+
+    def _env(self) -> dict[str, str]:
+        env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+        if self.threads:
+            env["OMP_NUM_THREADS"] = str(self.threads)
+        return env
 
     def _tail(self) -> str:
         with open(self.log, encoding="utf-8", errors="replace") as f:

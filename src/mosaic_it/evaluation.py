@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from collections.abc import Callable
@@ -45,22 +46,25 @@ from .models import (
 from .score import EvalItem, ScoreReport, plot, read_eval, score
 
 LISTED = 5
+MAX_BATCH = 64  # prompts in one batch when batches are sized by tokens
 BACKENDS = ("transformers", "openai", "vllm")
 
 
 @dataclass(frozen=True)
 class GenerationOptions:
     max_new_tokens: int = 512
-    batch_size: int = 8
+    batch_size: int = 0  # 0: as many prompts as fit in batch_tokens (at most MAX_BATCH)
     sample: bool = False  # greedy by default
     temperature: float = 0.7
     top_p: float = 0.9
     seed: int = 0
-    threads: int = 0  # transformers on CPU: torch threads (0: one per core this process may use)
+    threads: int = 0  # transformers on CPU: torch threads (0: the idle cores, see idle_cores)
+    batch_tokens: int = 16384  # with batch_size 0: prompts x (longest prompt + max_new_tokens)
 
     def __post_init__(self) -> None:
-        if self.max_new_tokens < 1 or self.batch_size < 1:
-            raise ValueError("--max-new-tokens and --batch-size must be at least 1")
+        if self.max_new_tokens < 1 or self.batch_size < 0 or self.batch_tokens < 1:
+            raise ValueError("--max-new-tokens and --batch-tokens must be at least 1, "
+                             "--batch-size at least 0 (0: by --batch-tokens)")
         if self.threads < 0:
             raise ValueError("--threads must be 0 (one per usable core) or more")
 
@@ -125,18 +129,18 @@ def generate(model: Any, tokenizer: Any, fmt: PromptFormat, prompts: list[Prompt
     """Answer every prompt in batches of similar length; ``on_answer(id, text)`` per answer."""
     torch = require_torch()
     device = next(model.parameters()).device
+    threads = None
     if device.type == "cpu":
-        from .cli import usable_cpus
-
-        torch.set_num_threads(opt.threads or usable_cpus())
+        threads = opt.threads or idle_cores()
+        torch.set_num_threads(threads)
     encoded = [(p, fmt.generation_ids(tokenizer, p.instruction, p.system)) for p in prompts]
     encoded.sort(key=lambda e: len(e[1]))  # similar lengths together: less padding
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     stop = _stop_ids(model, tokenizer)
     generated = 0
     torch.manual_seed(opt.seed)
-    for start in range(0, len(encoded), opt.batch_size):
-        batch = encoded[start : start + opt.batch_size]
+    done = 0
+    for batch in batches(encoded, opt):
         width = max(len(ids) for _, ids in batch)
         input_ids = torch.tensor([[pad] * (width - len(ids)) + ids for _, ids in batch], device=device)
         mask = torch.tensor([[0] * (width - len(ids)) + [1] * len(ids) for _, ids in batch],
@@ -156,16 +160,55 @@ def generate(model: Any, tokenizer: Any, fmt: PromptFormat, prompts: list[Prompt
             raise ModelError(
                 f"out of memory generating {len(batch)} answers of up to {opt.max_new_tokens} "
                 f"tokens after {width}-token prompts ({str(exc).splitlines()[0][:120]}); lower "
-                "--batch-size or --max-new-tokens"
+                "--batch-tokens (or set a small --batch-size) or --max-new-tokens"
             ) from None
         new = out[:, width:]
         for (p, _), ids in zip(batch, new.tolist()):
             ids = _until_stop(ids, stop, pad)
             generated += len(ids)
             on_answer(p.id, tokenizer.decode(ids, skip_special_tokens=True).strip())
-        log(f"{min(start + opt.batch_size, len(encoded))}/{len(encoded)} answered "
+        done += len(batch)
+        log(f"{done}/{len(encoded)} answered "
             f"({time.perf_counter() - t0:.1f} s for this batch)")
-    return {"answers": len(encoded), "tokens_generated": generated}
+    return {"answers": len(encoded), "tokens_generated": generated, "threads": threads}
+
+
+def idle_cores() -> int:
+    """Cores this process may use that other processes do not keep busy (by the 1-minute load
+    average), at least 1. On a shared CPU, threads beyond the idle cores wait for each other at
+    every operation: with 2 cores under a load of 10, one thread generated 6 times faster than
+    two (measured by ``benchmarks/eval_throughput.py``)."""
+    from .cli import usable_cpus
+
+    cores = usable_cpus()
+    try:
+        busy = os.getloadavg()[0]
+    except (AttributeError, OSError):
+        return cores
+    return max(1, min(cores, round(cores - busy)))
+
+
+def batches(encoded: list[tuple[Prompt, list[int]]],
+            opt: GenerationOptions) -> list[list[tuple[Prompt, list[int]]]]:
+    """Consecutive batches of the length-sorted prompts: ``batch_size`` each, or (0) as many as
+    keep prompts x (longest prompt + max_new_tokens) within ``batch_tokens``.
+
+    A decoding step reads every weight once whatever the batch, so on a CPU (memory-bound) the
+    tokens per second grow with the batch; the token budget keeps the KV cache bounded.
+    """
+    if opt.batch_size:
+        return [encoded[i : i + opt.batch_size] for i in range(0, len(encoded), opt.batch_size)]
+    out: list[list[tuple[Prompt, list[int]]]] = []
+    current: list[tuple[Prompt, list[int]]] = []
+    for item in encoded:  # sorted by length: the newest prompt is the longest
+        cost = (len(current) + 1) * (len(item[1]) + opt.max_new_tokens)
+        if current and (cost > opt.batch_tokens or len(current) == MAX_BATCH):
+            out.append(current)
+            current = []
+        current.append(item)
+    if current:
+        out.append(current)
+    return out
 
 
 def _stop_ids(model: Any, tokenizer: Any) -> list[int]:
@@ -311,7 +354,11 @@ def add_parser(sub: Any) -> Callable[[argparse.Namespace], int]:
     p.add_argument("--max-new-tokens", type=int, default=d.max_new_tokens,
                    help="longest answer (default %(default)s)")
     p.add_argument("--batch-size", type=int, default=d.batch_size,
-                   help="prompts generated together (default %(default)s)")
+                   help="prompts generated together; 0: as many as fit in --batch-tokens "
+                   f"(at most {MAX_BATCH}) (default %(default)s)")
+    p.add_argument("--batch-tokens", type=int, default=d.batch_tokens,
+                   help="with --batch-size 0: prompts x (longest prompt + --max-new-tokens) "
+                   "per batch (default %(default)s)")
     p.add_argument("--sample", action="store_true", help="sample instead of greedy decoding")
     p.add_argument("--temperature", type=float, default=d.temperature, help="with --sample")
     p.add_argument("--top-p", type=float, default=d.top_p, help="with --sample")
@@ -326,7 +373,9 @@ def add_parser(sub: Any) -> Callable[[argparse.Namespace], int]:
     p.add_argument("--out", metavar="FILE", help="write the score table as JSON")
     p.add_argument("--plot", metavar="FILE.png", help="accuracy against instruction count")
     p.add_argument("--threads", type=int, default=0,
-                   help="transformers on CPU: torch threads (default 0: one per usable core)")
+                   help="transformers on CPU: torch threads (default 0: the cores not kept busy "
+                   "by other processes, by load average; answers may differ in rare last-bit "
+                   "ties across thread counts, so fix it to compare runs exactly)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress on stderr")
     s = p.add_argument_group("served models (--backend openai)")
     s.add_argument("--base-url", help="the server's API root, e.g. http://127.0.0.1:8000/v1")
@@ -347,7 +396,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     if args.resume and not args.responses:
         raise ValueError("--resume needs --responses FILE (the answers to keep)")
     opt = GenerationOptions(args.max_new_tokens, args.batch_size, args.sample, args.temperature,
-                            args.top_p, args.seed, args.threads)
+                            args.top_p, args.seed, args.threads, args.batch_tokens)
     served = None
     if args.backend == "openai":
         if not args.base_url:
