@@ -71,6 +71,15 @@ def test_grpo_grades_every_completion_logs_rewards_and_resumes(rl_rows, tmp_path
     assert steps.count(3) == 8 and steps.count(1) == 8  # only step 3 was made again
 
 
+def test_grpo_trains_lora_adapters(rl_rows, tmp_path):
+    pytest.importorskip("peft")
+    out = tmp_path / "lora"
+    result = train(_config(rl_rows, out, max_steps=1, lora_r=4, rewards="pass",
+                           template="vicuna"))
+    assert result.steps == 1 and (out / "adapter_config.json").is_file()
+    assert len(_logged(out)) == 4
+
+
 def test_grpo_options_are_checked(rl_rows, tmp_path, capsys):
     args = ["train", str(rl_rows), "--method", "grpo", "--model", TINY_LLAMA, "--output-dir",
             str(tmp_path / "o"), "--batch-size", "6", "--micro-batch-size", "2",

@@ -47,6 +47,7 @@ from .score import EvalItem, ScoreReport, plot, read_eval, score
 
 LISTED = 5
 MAX_BATCH = 64  # prompts in one batch when batches are sized by tokens
+BUCKET_RATIO = 1.5  # ... and whose longest prompt is at most this times its shortest
 BACKENDS = ("transformers", "openai", "vllm")
 
 
@@ -191,10 +192,12 @@ def idle_cores() -> int:
 def batches(encoded: list[tuple[Prompt, list[int]]],
             opt: GenerationOptions) -> list[list[tuple[Prompt, list[int]]]]:
     """Consecutive batches of the length-sorted prompts: ``batch_size`` each, or (0) as many as
-    keep prompts x (longest prompt + max_new_tokens) within ``batch_tokens``.
+    keep prompts x (longest prompt + max_new_tokens) within ``batch_tokens``, from one length
+    bucket (the longest prompt at most ``BUCKET_RATIO`` times the shortest).
 
     A decoding step reads every weight once whatever the batch, so on a CPU (memory-bound) the
-    tokens per second grow with the batch; the token budget keeps the KV cache bounded.
+    tokens per second of decoding grow with the batch; the token budget keeps the KV cache
+    bounded, and the buckets keep the padding of the prompts (computed for nothing) small.
     """
     if opt.batch_size:
         return [encoded[i : i + opt.batch_size] for i in range(0, len(encoded), opt.batch_size)]
@@ -202,7 +205,8 @@ def batches(encoded: list[tuple[Prompt, list[int]]],
     current: list[tuple[Prompt, list[int]]] = []
     for item in encoded:  # sorted by length: the newest prompt is the longest
         cost = (len(current) + 1) * (len(item[1]) + opt.max_new_tokens)
-        if current and (cost > opt.batch_tokens or len(current) == MAX_BATCH):
+        if current and (cost > opt.batch_tokens or len(current) == MAX_BATCH
+                        or len(item[1]) > BUCKET_RATIO * len(current[0][1])):
             out.append(current)
             current = []
         current.append(item)
