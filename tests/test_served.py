@@ -16,6 +16,7 @@ from mosaic_it.backends import LocalServer, ServedOptions, ServerError
 from mosaic_it.cli import main
 from mosaic_it.evaluation import evaluate
 
+
 SECRET = "sk-test-0123456789abcdef"
 # Vicuna v1.1 as a chat template, so that the served model is prompted as mosaic-it prompts it
 VICUNA_CHAT = (
@@ -24,14 +25,6 @@ VICUNA_CHAT = (
     "{{ m['content'] }}{{ eos_token }}{% endif %}{% endfor %}"
     "{% if add_generation_prompt %}ASSISTANT:{% endif %}"
 )
-
-
-@pytest.fixture(scope="module")
-def eval_set(tmp_path_factory):
-    path = tmp_path_factory.mktemp("served") / "eval.jsonl"
-    assert main(["make-eval", "builtin:example", str(path), "--n", "6", "--max-instructions", "3",
-                 "-q"]) == 0
-    return path
 
 
 # ------------------------------------------------------------------------ transformers serve
@@ -57,6 +50,14 @@ def transformers_server(tiny_dir):
         pytest.importorskip(module, reason="transformers serve needs mosaic-it[serve]")
     with LocalServer(tiny_dir, tiny_dir.parent / "serve.log", start_timeout=180) as server:
         yield server.base_url
+
+
+@pytest.fixture(scope="module")
+def eval_set(tmp_path_factory):
+    path = tmp_path_factory.mktemp("served") / "eval.jsonl"
+    assert main(["make-eval", "builtin:example", str(path), "--n", "6", "--max-instructions", "3",
+                 "--seed", "7", "-q"]) == 0
+    return path
 
 
 def _answers(path: Path) -> dict[str, str]:

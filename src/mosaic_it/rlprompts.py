@@ -24,9 +24,9 @@ from typing import Any
 from .evalset import EvalSet, make_eval
 from .io import InputError, read_records, write_json, write_records
 from .records import Record
-from .rulepack import RulePack, load_rule_pack
+from .rulepack import load_rule_pack
 from .templates import TEMPLATES
-from .tokenizer import Tokenizer, load_tokenizer
+from .tokenizer import load_tokenizer
 
 
 def _key(record: Record) -> tuple[str, str]:
@@ -58,21 +58,17 @@ def make_rl_prompts(
     records: Sequence[Record],
     held_out: Sequence[Record],
     n: int,
-    *,
-    seed: int = 42,
-    max_instructions: int = 10,
-    template: str = "vicuna",
-    max_tokens: int = 2048,
-    pack: RulePack | None = None,
-    tokenizer: Tokenizer | None = None,
+    **options: Any,
 ) -> tuple[list[dict[str, Any]], EvalSet, int]:
-    """(rows, the balance of what was composed, training records left out as held out)."""
+    """(rows, the balance of what was composed, training records left out as held out).
+
+    ``options`` are those of :func:`evalset.make_eval` (seed, max_instructions, template,
+    max_tokens, pack, tokenizer): the rows are composed exactly as an evaluation set is."""
     kept, dropped = without_held_out(records, held_out)
     if not kept:
         raise InputError("every training record is among the held-out records: nothing to "
                          "compose RL prompts from")
-    evalset = make_eval(kept, n, seed=seed, max_instructions=max_instructions,
-                        template=template, max_tokens=max_tokens, pack=pack, tokenizer=tokenizer)
+    evalset = make_eval(kept, n, **options)
     return [rl_row(item) for item in evalset.items], evalset, dropped
 
 
