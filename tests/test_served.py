@@ -16,7 +16,6 @@ from mosaic_it.backends import LocalServer, ServedOptions, ServerError
 from mosaic_it.cli import main
 from mosaic_it.evaluation import evaluate
 
-
 SECRET = "sk-test-0123456789abcdef"
 # Vicuna v1.1 as a chat template, so that the served model is prompted as mosaic-it prompts it
 VICUNA_CHAT = (
