@@ -177,8 +177,9 @@ def generate(model: Any, tokenizer: Any, fmt: PromptFormat, prompts: list[Prompt
 def idle_cores() -> int:
     """Cores this process may use that other processes do not keep busy (by the 1-minute load
     average), at least 1. On a shared CPU, threads beyond the idle cores wait for each other at
-    every operation: with 2 cores under a load of 10, one thread generated 6 times faster than
-    two (measured by ``benchmarks/eval_throughput.py``)."""
+    every operation: on 2 cores under a load average of about 20, one thread generated 5.4
+    times as many tokens per second as torch's default two (``benchmarks/eval_throughput.py``,
+    figures in README)."""
     from .cli import usable_cpus
 
     cores = usable_cpus()
