@@ -1,4 +1,4 @@
-"""Supervised fine-tuning on original or mosaic data: ``mosaic-it train``.
+"""Fine-tuning on original or mosaic data: ``mosaic-it train`` (SFT, or GRPO on mosaic prompts).
 
 The trainer is TRL's ``SFTTrainer`` on *prompt-completion* rows (see
 :class:`mosaic_it.models.PromptFormat`). For such rows TRL tokenizes the prompt and the
@@ -20,6 +20,14 @@ With ``--mosaic-on-the-fly`` DATA holds the original records and every training 
 on a freshly drawn mosaic epoch (same seed, same draws as ``mosaic-it mosaic --epochs N``), so
 nothing is stored and no epoch repeats a grouping. The samples are counted once before
 training so that the learning-rate schedule knows the number of steps.
+
+``--method grpo`` trains with TRL's ``GRPOTrainer`` on prompt-only rows from
+``mosaic-it make-rl-prompts`` (``prompt`` + ``mosaic``): every prompt is answered
+``--num-generations`` times, each answer is graded against its spec by the rewards of
+:mod:`mosaic_it.rewards`, and the policy moves toward the answers that score above their group's
+mean. ``--batch-size`` then counts completions per optimizer step (a multiple of
+``--num-generations``). Every completion's reward is appended to
+``OUTPUT/mosaic_it_rewards.jsonl`` (step, row id, reward function, value) as it is computed.
 """
 
 from __future__ import annotations
@@ -34,11 +42,11 @@ import sys
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from .io import InputError, InvalidRecord, read_records, write_json
+from .io import InputError, InvalidRecord, iter_raw, read_records, write_json
 from .models import (
     PROMPT_FORMATS,
     TINY_LLAMA,
@@ -60,8 +68,11 @@ EXIT_BAD_INPUT = 2
 # (the data is compared by content, not by path: see check_resume_config)
 RESUME_KEYS = (
     "model", "tokenizer", "template", "epochs", "batch_size", "max_length", "lora_r",
-    "lora_alpha", "lora_targets", "seed", "mosaic_on_the_fly", "mosaic_options",
+    "lora_alpha", "lora_targets", "seed", "mosaic_on_the_fly", "mosaic_options", "method",
+    "num_generations", "max_completion_length", "rewards", "reward_mode",
 )
+METHODS = ("sft", "grpo")
+REWARD_LOG = "mosaic_it_rewards.jsonl"
 
 
 @dataclass(frozen=True)
@@ -95,6 +106,12 @@ class TrainConfig:
     mosaic_on_the_fly: bool = False
     mosaic_options: dict[str, Any] | None = None  # MosaicConfig fields for --mosaic-on-the-fly
     on_error: str = "raise"
+    method: str = "sft"  # sft | grpo
+    num_generations: int = 8  # grpo: completions per prompt (TRL's default)
+    max_completion_length: int = 256  # grpo: longest generated completion, in tokens
+    rewards: str = "partial"  # grpo: +-joined reward kinds of mosaic_it.rewards (pass, partial)
+    reward_mode: str = "strict"  # grpo: the grader's reading mode
+    temperature: float = 1.0  # grpo: sampling temperature of the completions
 
     def __post_init__(self) -> None:
         def bad(what: str) -> None:
@@ -117,6 +134,33 @@ class TrainConfig:
             bad(f"--lora-r must be 0 (full fine-tuning) or positive, got {self.lora_r}")
         if self.dtype not in ("auto", "bf16", "fp32"):
             bad(f"--dtype: choose from auto, bf16, fp32, got {self.dtype!r}")
+        if self.method not in METHODS:
+            bad(f"--method: choose from {', '.join(METHODS)}, got {self.method!r}")
+        if self.method == "grpo":
+            self._check_grpo(bad)
+
+    def _check_grpo(self, bad: Callable[[str], None]) -> None:
+        from .rewards import KINDS
+
+        if self.mosaic_on_the_fly:
+            bad("--mosaic-on-the-fly is for SFT; GRPO reads rows of mosaic-it make-rl-prompts")
+        if self.num_generations < 2:
+            bad(f"--num-generations must be at least 2 (GRPO compares completions of one "
+                f"prompt), got {self.num_generations}")
+        if self.batch_size % self.num_generations:
+            bad(f"--batch-size {self.batch_size} (completions per step) is not a multiple of "
+                f"--num-generations {self.num_generations}")
+        if self.max_completion_length < 1:
+            bad(f"--max-completion-length must be at least 1, got {self.max_completion_length}")
+        unknown = [k for k in self.reward_kinds if k not in KINDS]
+        if unknown or not self.reward_kinds:
+            bad(f"--rewards: a +-joined subset of {'+'.join(KINDS)}, got {self.rewards!r}")
+        if self.reward_mode not in ("strict", "loose"):
+            bad(f"--reward-mode: choose from strict, loose, got {self.reward_mode!r}")
+
+    @property
+    def reward_kinds(self) -> list[str]:
+        return [k for k in self.rewards.replace(",", "+").split("+") if k]
 
     @property
     def lr(self) -> float:
@@ -141,6 +185,7 @@ class TrainResult:
     seconds: float
     rows: int
     truncated: int
+    rewards: list[tuple[int, float]] = field(default_factory=list)  # grpo: (step, mean reward)
 
 
 # --------------------------------------------------------------------------------------
@@ -161,6 +206,62 @@ def read_training_records(path: str, on_error: str = "raise") -> list[Record]:
     if not records:
         raise InputError(f"{path}: no single-turn records to train on")
     return records
+
+
+def read_rl_rows(path: str, fmt: PromptFormat) -> list[dict[str, Any]]:
+    """GRPO rows (``prompt`` + ``mosaic``, as ``mosaic-it make-rl-prompts`` writes them) in the
+    prompt format: a Vicuna text prompt, or the messages for the chat template. The spec is
+    kept as JSON text (a table column of objects would merge every row's keys); a row whose
+    prompt or spec cannot be used stops the run naming its line."""
+    from .verify import SpecError, load_spec
+
+    rows = []
+    for _, where, obj in iter_raw(path):
+        if not isinstance(obj, dict) or "prompt" not in obj or "mosaic" not in obj:
+            raise InputError(f"{where}: an RL row needs 'prompt' and 'mosaic' fields; make rows "
+                             "with mosaic-it make-rl-prompts")
+        messages = obj["prompt"]
+        if isinstance(messages, str):
+            messages = [{"role": "user", "content": messages}]
+        if not (isinstance(messages, list) and messages and all(
+                isinstance(m, dict) and isinstance(m.get("content"), str) for m in messages)
+                and messages[-1].get("role") == "user"):
+            raise InputError(f"{where}: field 'prompt': expected a text or a list of messages "
+                             "ending with the user's")
+        try:
+            spec = load_spec(obj["mosaic"])
+        except SpecError as exc:
+            raise InputError(f"{where}: field 'mosaic': {exc}") from None
+        system = next((m["content"] for m in messages if m.get("role") == "system"), "")
+        prompt = fmt.training_row(messages[-1]["content"], "", system)["prompt"]
+        row = {"prompt": prompt, "mosaic": json.dumps(spec.to_dict(), ensure_ascii=False),
+               "id": str(obj.get("id", where))}
+        if isinstance(obj.get("reference"), str):
+            row["reference"] = obj["reference"]
+        rows.append(row)
+    if not rows:
+        raise InputError(f"{path}: no RL rows; make some with mosaic-it make-rl-prompts")
+    return rows
+
+
+class RewardLog:
+    """A reward function that appends every completion's reward to a JSONL file as it goes."""
+
+    def __init__(self, reward: Callable[..., list[float]], path: Path) -> None:
+        self.reward = reward
+        self.path = path
+        self.__name__ = reward.__name__
+
+    def __call__(self, completions: list[Any], **columns: Any) -> list[float]:
+        scores = self.reward(completions, **columns)
+        state = columns.get("trainer_state")
+        step = state.global_step + 1 if state is not None else None  # the step being made
+        ids = columns.get("id") or [None] * len(scores)
+        with self.path.open("a", encoding="utf-8") as out:
+            for key, value in zip(ids, scores):
+                out.write(json.dumps({"step": step, "id": key, "reward": self.__name__,
+                                      "value": value}) + "\n")
+        return scores
 
 
 def training_rows(records: list[Record], fmt: PromptFormat) -> list[dict[str, Any]]:
@@ -336,9 +437,11 @@ def prepare_run(config: TrainConfig, resume: str | bool | None = None,
     if checkpoint:
         check_resume_config(config)
     source = resolve_model(config.model)
-    records = read_training_records(config.data, config.on_error)
+    grpo = config.method == "grpo"
+    records = [] if grpo else read_training_records(config.data, config.on_error)
     tokenizer = load_tokenizer_for(source, config.tokenizer)
     fmt = prompt_format(config.template, tokenizer)
+    rl_rows = read_rl_rows(config.data, fmt) if grpo else []
     load_dtype, bf16, cpu = precision(config, torch)
     model = load_model(source, dtype=load_dtype, seed=config.seed)
     check_vocab(model, tokenizer, config.model)
@@ -350,6 +453,9 @@ def prepare_run(config: TrainConfig, resume: str | bool | None = None,
             f"{config.micro_batch_size} x {world} processes"
         )
     accumulation = config.batch_size // (config.micro_batch_size * world)
+    if grpo:
+        return _prepare_grpo(config, rl_rows, model, tokenizer, fmt, accumulation, bf16, cpu,
+                             checkpoint, callbacks)
 
     max_steps, save = config.max_steps, {"save_strategy": "epoch"}
     if config.mosaic_on_the_fly:
@@ -379,9 +485,29 @@ def prepare_run(config: TrainConfig, resume: str | bool | None = None,
         )
 
     args = SFTConfig(
+        max_steps=max_steps,
+        max_length=config.max_length,
+        completion_only_loss=True,
+        **_common_args(config, accumulation, bf16, cpu),
+        **save,
+        **_checkpointing(SFTConfig, config.gradient_checkpointing),
+    )
+    trainer = SFTTrainer(
+        model=model,
+        args=args,
+        train_dataset=dataset,
+        processing_class=tokenizer,
+        peft_config=_peft_config(config),
+        callbacks=list(callbacks),
+    )
+    return Run(config, trainer, tokenizer, fmt, rows_n, truncated, longest, checkpoint)
+
+
+def _common_args(config: TrainConfig, accumulation: int, bf16: bool, cpu: bool) -> dict[str, Any]:
+    """Trainer arguments SFT and GRPO share."""
+    return dict(
         output_dir=config.output_dir,
         num_train_epochs=config.epochs,
-        max_steps=max_steps,
         per_device_train_batch_size=config.micro_batch_size,
         gradient_accumulation_steps=accumulation,
         learning_rate=config.lr,
@@ -395,37 +521,79 @@ def prepare_run(config: TrainConfig, resume: str | bool | None = None,
         data_seed=config.seed,
         bf16=bf16,
         use_cpu=cpu,
-        max_length=config.max_length,
-        completion_only_loss=True,
         report_to="none",
         disable_tqdm=not sys.stderr.isatty(),
         dataloader_num_workers=0,
-        **save,
-        **_checkpointing(SFTConfig, config.gradient_checkpointing),
     )
-    peft_config = None
-    if config.lora_r:
-        try:
-            from peft import LoraConfig
-        except ImportError:
-            raise ModelError(f"--lora-r needs peft: pip install \"mosaic-it[train]\"") from None
-        targets = config.lora_targets
-        peft_config = LoraConfig(
-            r=config.lora_r,
-            lora_alpha=config.lora_alpha or 2 * config.lora_r,
-            lora_dropout=config.lora_dropout,
-            target_modules=targets if targets == "all-linear" else [t.strip() for t in targets.split(",")],
-            task_type="CAUSAL_LM",
-        )
-    trainer = SFTTrainer(
+
+
+def _peft_config(config: TrainConfig) -> Any:
+    """LoRA adapters with --lora-r, else None (full fine-tuning)."""
+    if not config.lora_r:
+        return None
+    try:
+        from peft import LoraConfig
+    except ImportError:
+        raise ModelError("--lora-r needs peft: pip install \"mosaic-it[train]\"") from None
+    targets = config.lora_targets
+    return LoraConfig(
+        r=config.lora_r,
+        lora_alpha=config.lora_alpha or 2 * config.lora_r,
+        lora_dropout=config.lora_dropout,
+        target_modules=targets if targets == "all-linear" else [t.strip() for t in targets.split(",")],
+        task_type="CAUSAL_LM",
+    )
+
+
+def _prepare_grpo(config: TrainConfig, rows: list[dict[str, Any]], model: Any, tokenizer: Any,
+                  fmt: PromptFormat, accumulation: int, bf16: bool, cpu: bool,
+                  checkpoint: str | None, callbacks: tuple[Any, ...]) -> Run:
+    """GRPO on mosaic prompts, graded by the rewards of :mod:`mosaic_it.rewards`."""
+    from datasets import Dataset
+    from trl import GRPOConfig, GRPOTrainer
+
+    from .rewards import MosaicReward
+
+    if accumulation * config.micro_batch_size * _world_size() % config.num_generations:
+        raise ValueError(f"--batch-size {config.batch_size} is not a multiple of "
+                         f"--num-generations {config.num_generations}")
+    out = Path(config.output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    log_name = REWARD_LOG if _is_main() else f"mosaic_it_rewards.rank{_rank()}.jsonl"
+    if checkpoint is None:
+        (out / log_name).unlink(missing_ok=True)  # a fresh run: no rewards of another run
+    rewards = [RewardLog(MosaicReward(kind, mode=config.reward_mode), out / log_name)
+               for kind in config.reward_kinds]
+    save = {"save_strategy": "epoch"}
+    if config.save_steps:
+        save = {"save_strategy": "steps", "save_steps": config.save_steps}
+    args = GRPOConfig(
+        max_steps=config.max_steps,
+        num_generations=config.num_generations,
+        max_completion_length=config.max_completion_length,
+        temperature=config.temperature,
+        **_common_args(config, accumulation, bf16, cpu),
+        **save,
+        **_checkpointing(GRPOConfig, config.gradient_checkpointing),
+    )
+    trainer = GRPOTrainer(
         model=model,
+        reward_funcs=rewards,
         args=args,
-        train_dataset=dataset,
+        train_dataset=Dataset.from_list(rows),
         processing_class=tokenizer,
-        peft_config=peft_config,
+        peft_config=_peft_config(config),
         callbacks=list(callbacks),
     )
-    return Run(config, trainer, tokenizer, fmt, rows_n, truncated, longest, checkpoint)
+    return Run(config, trainer, tokenizer, fmt, len(rows), 0, 0, checkpoint)
+
+
+def _rank() -> int:
+    try:
+        from accelerate import PartialState
+    except ImportError:
+        return 0
+    return PartialState().process_index
 
 
 def _checkpointing(args_class: Any, on: bool) -> dict[str, bool]:
@@ -487,12 +655,15 @@ def train(config: TrainConfig, resume: str | bool | None = None,
     run.trainer.save_model(config.output_dir)
     state = run.trainer.state
     losses = [(int(h["step"]), float(h["loss"])) for h in state.log_history if "loss" in h]
+    rewards = [(int(h["step"]), float(h["reward"])) for h in state.log_history if "reward" in h]
     if _is_main():
         meta["result"] = {"steps": state.global_step, "seconds": round(seconds, 2),
                           "losses": losses}
+        if config.method == "grpo":
+            meta["result"]["rewards"] = rewards
         write_json(out / CONFIG_FILE, meta)
     return TrainResult(config.output_dir, state.global_step, losses, seconds, run.rows,
-                       run.truncated)
+                       run.truncated, rewards)
 
 
 class TiedWeightsNote(logging.Filter):
@@ -587,6 +758,22 @@ def add_parser(sub: Any) -> Callable[[argparse.Namespace], int]:
                    help="continue from the last checkpoint in --output-dir (or from CHECKPOINT)")
     p.add_argument("--on-error", choices=["raise", "skip"], default="raise",
                    help="a malformed record stops the run (raise) or is skipped")
+    p.add_argument("--method", choices=METHODS, default=d.method,
+                   help="sft: supervised fine-tuning on records; grpo: RL on rows of mosaic-it "
+                   "make-rl-prompts with verifiable rewards (default %(default)s)")
+    r = p.add_argument_group("GRPO (--method grpo)")
+    r.add_argument("--num-generations", type=int, default=d.num_generations,
+                   help="completions per prompt; --batch-size counts completions and must be a "
+                   "multiple of it (default %(default)s)")
+    r.add_argument("--max-completion-length", type=int, default=d.max_completion_length,
+                   help="longest completion in tokens (default %(default)s)")
+    r.add_argument("--rewards", default=d.rewards,
+                   help="+-joined rewards: pass (1 when every constraint holds) and/or partial "
+                   "(share of answers in place) (default %(default)s)")
+    r.add_argument("--reward-mode", choices=["strict", "loose"], default=d.reward_mode,
+                   help="how strictly the grader reads labels and tags (default %(default)s)")
+    r.add_argument("--temperature", type=float, default=d.temperature,
+                   help="sampling temperature of the completions (default %(default)s)")
     g = p.add_argument_group("on-the-fly mosaics")
     g.add_argument("--mosaic-on-the-fly", action="store_true",
                    help="DATA holds original records; every epoch trains on a fresh mosaic epoch")
@@ -621,7 +808,9 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
         max_steps=args.max_steps, save_steps=args.save_steps,
         save_total_limit=args.save_total_limit, logging_steps=args.logging_steps,
         mosaic_on_the_fly=args.mosaic_on_the_fly, mosaic_options=options or None,
-        on_error=args.on_error,
+        on_error=args.on_error, method=args.method, num_generations=args.num_generations,
+        max_completion_length=args.max_completion_length, rewards=args.rewards,
+        reward_mode=args.reward_mode, temperature=args.temperature,
     )
 
 
@@ -642,6 +831,9 @@ def cmd_train(args: argparse.Namespace) -> int:
             merge_lora(config.output_dir)
     if _is_main():
         last = f", last logged loss {result.losses[-1][1]:.4f}" if result.losses else ""
+        if result.rewards:
+            last += (f", mean reward {result.rewards[0][1]:.3f} at step {result.rewards[0][0]} "
+                     f"-> {result.rewards[-1][1]:.3f} at step {result.rewards[-1][0]}")
         print(f"mosaic-it train: {result.steps} steps over {result.rows} sequences in "
               f"{result.seconds:.1f} s{last}; saved to {result.output_dir}", file=sys.stderr)
     return 0

@@ -215,7 +215,8 @@ def _check_rule_pack(rule_pack: str, pack: RulePack) -> None:
     if not isinstance(rule_pack, str):
         raise SpecError(f"spec field 'rule_pack': expected a text, got {type(rule_pack).__name__}")
     name, _, version = rule_pack.rpartition("/")
-    if name == pack.name and version != str(pack.version):
+    newer = not version.isdigit() or int(version) > int(pack.version)
+    if name == pack.name and newer:
         raise SpecError(f"spec made with rule pack {rule_pack}, a version this mosaic-it does not "
                         f"know (it has {pack.id})")
 
