@@ -7,26 +7,32 @@ from hypothesis import strategies as st
 from mosaic_it import load_tokenizer
 from mosaic_it.pretokens import CLASS, PieceCounter, SeamError, pretoken_scheme
 
-from .chat_fixtures import llama3_dir, qwen_dir  # noqa: F401 - fixtures
+from .chat_fixtures import llama3_dir, qwen_dir, smollm2_gguf  # noqa: F401 - fixtures
 
-# pieces that meet at seams in samples, and the characters the expressions treat apart
-PIECES = ["a", "Give", " ", "  ", "   ", "\n", "\n\n", " \n", "\n ", "\t", "\r\n", "(1) ",
-          "[START]", "[END]", "**", ".", ".\n", "?", "1", "12", "123", "1234", "'s", "'re", "'t",
-          "don", "x y", " z", "é", "e\u0301", "\u0301", "中文", "😀", "한", "\u1161", "Task 3:\n",
-          "<|x|>", "$5", "--", "'", '"', ",", "::", "\u00a0", "\u2028", "\x0b", "\x1f", "ß", "İ"]
+# pieces that meet at seams in samples, and the characters the expressions treat apart: white
+# space runs, digits (and other numerals), contractions in both cases, code, CJK, emoji
+PIECES = ["a", "Give", " ", "  ", "   ", "\n", "\n\n", " \n", "\n ", "\t", "\t\t", "\r\n",
+          "(1) ", "[START]", "[END]", "**", ".", ".\n", "?", "1", "12", "123", "1234", " 7",
+          "'s", "'re", "'t", "'S", "'LL", "'ve", "don", "x y", " z", "é", "e\u0301", "\u0301",
+          "中文", "。", "😀", "👍🏽", "한", "\u1161", "Task 3:\n", "<|x|>", "$5", "--", "'", '"',
+          ",", "::", "\u00a0", "\u2028", "\x0b", "\x1f", "ß", "İ", "٣", "½", "Ⅻ",
+          "def f(x):\n    return x + 1\n", "{'a': [1, 2]}", "i += 1;", "    "]
 ANY = HealthCheck.function_scoped_fixture  # the counter fixture is made once per module
 TEXT = st.lists(st.sampled_from(PIECES) | st.text(max_size=5), max_size=6).map("".join)
+FAMILIES = ["qwen2", "llama3", "smollm2"]
 
 
-@pytest.fixture(scope="module", params=["qwen2", "llama3"])
-def counter(request, qwen_dir, llama3_dir):
-    tok = load_tokenizer(qwen_dir if request.param == "qwen2" else llama3_dir)
-    return PieceCounter(tok)
+@pytest.fixture(scope="module", params=FAMILIES)
+def counter(request, qwen_dir, llama3_dir, smollm2_gguf):
+    source = {"qwen2": qwen_dir, "llama3": llama3_dir, "smollm2": smollm2_gguf}[request.param]
+    return PieceCounter(load_tokenizer(source))
 
 
-def test_qwen2_and_llama3_are_foldable_and_the_bundled_one_is_not(qwen_dir, llama3_dir):
+def test_which_tokenizers_are_foldable(qwen_dir, llama3_dir, smollm2_gguf):
     assert pretoken_scheme(load_tokenizer(qwen_dir)).nfc
     assert not pretoken_scheme(load_tokenizer(llama3_dir)).nfc
+    smollm2 = pretoken_scheme(load_tokenizer(smollm2_gguf))  # GPT-2's expression after Digits
+    assert smollm2.digits_apart and not smollm2.nfc
     assert pretoken_scheme(load_tokenizer()) is None
 
 
@@ -63,7 +69,7 @@ def test_hard_pairs_are_piece_boundaries_in_any_context(counter):
     import random
 
     rnd = random.Random(0)
-    alphabet = "aZ9 \t\n\r.'(-_" + "é中"
+    alphabet = "aZ9 \t\n\r.'(-_s" + "é中٣"
     hard = counter._hard
     for _ in range(3000):
         text = "".join(rnd.choice(alphabet) for _ in range(rnd.randint(2, 14)))
@@ -112,7 +118,7 @@ def test_counting_cuts_split_the_text_into_independent_parts(counter):
     from mosaic_it.pretokens import _CUT
 
     rnd = random.Random(1)
-    alphabet = "aZ9 \t\n\r.'(-_" + "é中"
+    alphabet = "aZ9 \t\n\r.'(-_s" + "é中٣"
 
     def split(s):
         return [p for p, _ in counter._split.pre_tokenize_str(s)]

@@ -33,6 +33,7 @@ from tokenizers import Regex, pre_tokenizers
 from tokenizers.models import BPE
 
 from .counting import FoldingCounter
+from .gguf_tokenizer import GPT2_PATTERN, LLAMA3_PATTERN, QWEN2_PATTERN
 from .tokenizer import Tokenizer
 
 # (count, head, count of head's pieces before its hard pair, tail, tail's count, kind)
@@ -44,13 +45,11 @@ WHOLE, CUT, SPECIAL = 0, 1, 2
 EMPTY: PieceSummary = (0, "", 0, "", 0, WHOLE)
 MAX_CACHE = 400_000  # entries in each cache before it starts again (counts never depend on it)
 
-# the split expressions reasoned about above: Qwen2's (a digit a piece), Llama-3's (up to three)
-PATTERNS = {
-    r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*"
-    r"|\s*[\r\n]+|\s+(?!\S)|\s+": False,
-    r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*"
-    r"|\s*[\r\n]+|\s+(?!\S)|\s+": True,
-}
+# the split expressions reasoned about above, by the rules their alternatives follow (see
+# _joinable): GPT-2's (also behind ByteLevel's own regex), Qwen2's (a digit a piece) and
+# Llama-3's (digits three at most, as in tiktoken's cl100k)
+GPT2, QWEN2, LLAMA3 = "gpt2", "qwen2", "llama3"
+PATTERNS = {GPT2_PATTERN: GPT2, QWEN2_PATTERN: QWEN2, LLAMA3_PATTERN: LLAMA3}
 
 # character classes (ASCII only; everything else is UNKNOWN)
 UNKNOWN, LETTER, DIGIT, NEWLINE, SPACE, TAB, PUNCT = range(7)
@@ -78,21 +77,35 @@ def _classes() -> list[int]:
 CLASS = _classes()
 
 
-def _joinable(a: int, b: int, grouped_digits: bool) -> bool:
+def _joinable(a: int, b: int, rules: str, digits_apart: bool) -> bool:
     """Whether some alternative of the expression can consume class ``a`` then class ``b``.
 
-    Alternatives and the pairs they consume: contractions ("'" then letters),
-    ``[^\\r\\n\\p{L}\\p{N}]?\\p{L}+`` (space, tab or punctuation, then letters),
-    ``\\p{N}{1,3}`` (digits, Llama-3 only),
-    `` ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*`` (a space then punctuation, punctuation, newlines after it),
-    and the white-space runs.
+    Qwen2 and Llama-3 (their alternatives, and the pairs they consume): contractions ("'" then
+    letters), ``[^\\r\\n\\p{L}\\p{N}]?\\p{L}+`` (space, tab or punctuation, then letters),
+    ``\\p{N}{1,3}`` (digits, Llama-3 only), `` ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*`` (a space then
+    punctuation, punctuation, newlines after it), and the white-space runs.
+
+    GPT-2: contractions, `` ?\\p{L}+`` (only a space may come before letters), `` ?\\p{N}+``,
+    `` ?[^\\s\\p{L}\\p{N}]+`` (no newlines after punctuation), and the white-space runs.
+
+    ``digits_apart``: a pre-tokenizer step before the expression cuts on both sides of every
+    digit (``Digits(individual_digits=True)``), so no pair with a digit joins.
     """
     if UNKNOWN in (a, b):
         return True
+    if digits_apart and DIGIT in (a, b):
+        return False
     white = (SPACE, TAB, NEWLINE)
+    if rules == GPT2:
+        return (
+            (b == LETTER and a in (LETTER, SPACE, PUNCT))
+            or (b == DIGIT and a in (DIGIT, SPACE))
+            or (b == PUNCT and a in (PUNCT, SPACE))
+            or (a in white and b in white)
+        )
     return (
         (b == LETTER and a in (LETTER, SPACE, TAB, PUNCT))
-        or (grouped_digits and a == DIGIT == b)
+        or (rules == LLAMA3 and a == DIGIT == b)
         or (a == SPACE and b == PUNCT)
         or (a == PUNCT and b in (PUNCT, NEWLINE))
         or (a in white and b in white)
@@ -104,8 +117,16 @@ class _Scheme:
     """What makes a tokenizer foldable here: its split expression and normaliser."""
 
     pattern: str
+    digits_apart: bool  # a Digits(individual_digits=True) step runs before the expression
     nfc: bool
     hard: tuple[tuple[bool, ...], ...]  # hard[a][b] for classes a, b
+
+    def splitter(self) -> pre_tokenizers.PreTokenizer:
+        """The tokenizer's own pre-tokenization without its byte mapping (pieces, offsets)."""
+        split = pre_tokenizers.Split(Regex(self.pattern), behavior="isolated")
+        if not self.digits_apart:
+            return split
+        return pre_tokenizers.Sequence([pre_tokenizers.Digits(individual_digits=True), split])
 
 
 _INSPECTED: dict[int, tuple[object, _Scheme | None]] = {}
@@ -133,28 +154,45 @@ def _check(tokenizer: Tokenizer) -> _Scheme | None:
         pre = json.loads(backend.pre_tokenizer.__getstate__()) if backend.pre_tokenizer else None
     except Exception:  # noqa: BLE001 - anything we cannot inspect is not foldable
         return None
-    if normalizer not in (None, {"type": "NFC"}) or not pre or pre.get("type") != "Sequence":
+    if normalizer not in (None, {"type": "NFC"}) or not pre:
         return None
-    steps = pre.get("pretokenizers") or []
-    if len(steps) != 2:
+    found = _split_of(pre.get("pretokenizers") or [] if pre.get("type") == "Sequence" else [pre])
+    if found is None:
         return None
-    split, byte_level = steps
+    pattern, digits_apart = found
+    rules = PATTERNS[pattern]
+    hard = tuple(
+        tuple(not _joinable(a, b, rules, digits_apart) for b in range(7)) for a in range(7)
+    )
+    if not all(hard[a][b] for a, b in _CUT_PAIRS):
+        return None  # counting could not cut texts where it does (see count_texts)
+    return _Scheme(pattern, digits_apart, normalizer is not None, hard)
+
+
+def _split_of(steps: list[dict]) -> tuple[str, bool] | None:
+    """The split expression of these pre-tokenizer steps and whether digits go apart first,
+    when they are one of: an expression of :data:`PATTERNS` then the byte mapping; the
+    byte mapping with its own (GPT-2's) expression; either after ``Digits`` one a piece."""
+    digits_apart = bool(steps) and steps[0] == {"type": "Digits", "individual_digits": True}
+    if digits_apart:
+        steps = steps[1:]
+    byte_level = steps[-1] if steps else {}
+    if byte_level.get("type") != "ByteLevel" or byte_level.get("add_prefix_space"):
+        return None
+    if len(steps) == 1 and byte_level.get("use_regex"):
+        return GPT2_PATTERN, digits_apart
+    if len(steps) != 2 or byte_level.get("use_regex"):
+        return None
+    split = steps[0]
     pattern = (split.get("pattern") or {}).get("Regex")
     if (
         split.get("type") != "Split"
         or pattern not in PATTERNS
         or split.get("behavior") != "Isolated"
         or split.get("invert")
-        or byte_level.get("type") != "ByteLevel"
-        or byte_level.get("add_prefix_space")
-        or byte_level.get("use_regex")
     ):
         return None
-    grouped = PATTERNS[pattern]
-    hard = tuple(
-        tuple(not _joinable(a, b, grouped) for b in range(7)) for a in range(7)
-    )
-    return _Scheme(pattern, normalizer is not None, hard)
+    return pattern, digits_apart
 
 
 def _bytes_to_unicode() -> dict[int, str]:
@@ -179,6 +217,10 @@ _CUT = re.compile(
     rf"|(?<=[{_PUNCT}])(?=[0-9 \t])"
 )
 _ODD_SPACE = re.compile(rf"(?:^|[^A-Za-z0-9{_PUNCT}]) ")  # a space no cut can precede
+# the class pairs _CUT cuts between: a scheme is foldable only where all of them are hard
+_CUT_PAIRS = [(LETTER, b) for b in (DIGIT, SPACE, TAB, NEWLINE, PUNCT)] + [
+    (DIGIT, b) for b in (LETTER, SPACE, TAB, NEWLINE, PUNCT)
+] + [(PUNCT, b) for b in (DIGIT, SPACE, TAB)]
 
 
 class SeamError(ValueError):
@@ -199,7 +241,7 @@ class PieceCounter(FoldingCounter):
         super().__init__(tokenizer)
         self._hard = scheme.hard
         self._nfc = scheme.nfc
-        self._split = pre_tokenizers.Split(Regex(scheme.pattern), behavior="isolated")
+        self._split = scheme.splitter()
         self._model = tokenizer.backend.model
         self._pieces: dict[str, int] = {}  # piece -> tokens
         self._texts: dict[str, int] = {}  # text -> tokens of all its pieces
