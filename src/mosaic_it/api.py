@@ -99,6 +99,7 @@ class RunSummary:
     plain_fallbacks: int = 0
     rule_fallbacks: int = 0
     tokenizer: str = ""
+    counting: str = ""  # how exact sample counts were made (see Grouper.counting)
     template: str = ""
     rule_pack: str = ""
     resumed_epochs: list[int] = field(default_factory=list)
@@ -155,6 +156,8 @@ class RunSummary:
             f"tokens              {self.tokens_in_samples} in samples (max {self.max_sample_tokens}"
             f" of budget {self.max_tokens}, {self.template} template, {self.tokenizer})",
         ]
+        if self.counting:
+            lines.append(f"counting            {self.counting}")
         if self.duplicate_ids:
             lines.append(f"warning: {self.duplicate_ids} record id(s) occur more than once")
         for r in (self.rejected + self.invalid)[:10]:
@@ -311,6 +314,7 @@ class Mosaicker:
             )
         grouper.late_rejects.clear()
         g = grouper.stats
+        summary.counting = grouper.counting
         summary.exact_checks += g.exact_checks
         summary.margin_misses += g.margin_misses
         summary.plain_fallbacks += g.plain_fallbacks

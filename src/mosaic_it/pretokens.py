@@ -121,6 +121,11 @@ class _Scheme:
     nfc: bool
     hard: tuple[tuple[bool, ...], ...]  # hard[a][b] for classes a, b
 
+    def describe(self) -> str:
+        name = {GPT2: "GPT-2's", QWEN2: "Qwen2's", LLAMA3: "Llama-3's"}[PATTERNS[self.pattern]]
+        extra = ", digits apart" if self.digits_apart else ""
+        return f"{name} split expression{extra}{', NFC' if self.nfc else ''}"
+
     def splitter(self) -> pre_tokenizers.PreTokenizer:
         """The tokenizer's own pre-tokenization without its byte mapping (pieces, offsets)."""
         split = pre_tokenizers.Split(Regex(self.pattern), behavior="isolated")
