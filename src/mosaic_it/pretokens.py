@@ -114,24 +114,45 @@ def _joinable(a: int, b: int, rules: str, digits_apart: bool) -> bool:
 
 @dataclass(frozen=True)
 class _Scheme:
-    """What makes a tokenizer foldable here: its split expression and normaliser."""
+    """What makes a tokenizer foldable here: its split expression (None: no pre-tokenizer, the
+    model runs on the whole normalised text), its normaliser and its hard pairs."""
 
-    pattern: str
+    pattern: str | None
     digits_apart: bool  # a Digits(individual_digits=True) step runs before the expression
     nfc: bool
     hard: tuple[tuple[bool, ...], ...]  # hard[a][b] for classes a, b
 
     def describe(self) -> str:
+        if self.pattern is None:
+            return "BPE on the whole text, cut only where no piece or added token joins"
         name = {GPT2: "GPT-2's", QWEN2: "Qwen2's", LLAMA3: "Llama-3's"}[PATTERNS[self.pattern]]
         extra = ", digits apart" if self.digits_apart else ""
         return f"{name} split expression{extra}{', NFC' if self.nfc else ''}"
 
-    def splitter(self) -> pre_tokenizers.PreTokenizer:
+    def splitter(self) -> pre_tokenizers.PreTokenizer | None:
         """The tokenizer's own pre-tokenization without its byte mapping (pieces, offsets)."""
+        if self.pattern is None:
+            return None
         split = pre_tokenizers.Split(Regex(self.pattern), behavior="isolated")
         if not self.digits_apart:
             return split
         return pre_tokenizers.Sequence([pre_tokenizers.Digits(individual_digits=True), split])
+
+    def cuts(self) -> tuple[re.Pattern[str], re.Pattern[str]]:
+        """Where counting may cut a text, and a space no cut can be made before (see
+        PieceCounter.count_texts): between the ASCII characters of a hard pair whose first is
+        no white space (no attempt before it looks past it)."""
+        alternatives = []
+        before_space = ""
+        for a in (LETTER, DIGIT, PUNCT):
+            after = "".join(_CHARS[b] for b in range(1, 7) if self.hard[a][b])
+            if after:
+                alternatives.append(f"(?<=[{_CHARS[a]}])(?=[{after}])")
+            if self.hard[a][SPACE]:
+                before_space += _CHARS[a]
+        cut = re.compile("|".join(alternatives) or "(?!)")
+        odd = re.compile(f"(?:^|[^{before_space}]) " if before_space else " ")
+        return cut, odd
 
 
 _INSPECTED: dict[int, tuple[object, _Scheme | None]] = {}
@@ -159,6 +180,8 @@ def _check(tokenizer: Tokenizer) -> _Scheme | None:
         pre = json.loads(backend.pre_tokenizer.__getstate__()) if backend.pre_tokenizer else None
     except Exception:  # noqa: BLE001 - anything we cannot inspect is not foldable
         return None
+    if pre is None and normalizer in (_SPACES_ESCAPED, _SPACES_ESCAPED["normalizers"][0]):
+        return _vocabulary_scheme(tokenizer)
     if normalizer not in (None, {"type": "NFC"}) or not pre:
         return None
     found = _split_of(pre.get("pretokenizers") or [] if pre.get("type") == "Sequence" else [pre])
@@ -169,9 +192,42 @@ def _check(tokenizer: Tokenizer) -> _Scheme | None:
     hard = tuple(
         tuple(not _joinable(a, b, rules, digits_apart) for b in range(7)) for a in range(7)
     )
-    if not all(hard[a][b] for a, b in _CUT_PAIRS):
-        return None  # counting could not cut texts where it does (see count_texts)
     return _Scheme(pattern, digits_apart, normalizer is not None, hard)
+
+
+# SentencePiece-style BPE with no space prefix (Gemma's): spaces written "▁", nothing prepended
+_SPACES_ESCAPED = {
+    "type": "Sequence",
+    "normalizers": [{"type": "Replace", "pattern": {"String": " "}, "content": "▁"}],
+}
+
+
+def _vocabulary_scheme(tokenizer: Tokenizer) -> _Scheme | None:
+    """Hard pairs of BPE run on the whole (space-escaped) text: two classes no vocabulary
+    piece and no added token holds side by side. No merge can then join the two characters
+    (it would make such a piece), no added token spans them, and BPE's merges on either side
+    are the same as on that side alone; characters outside the vocabulary fall back to bytes
+    one character at a time."""
+    backend = tokenizer.backend
+    if backend.model.fuse_unk and not backend.model.byte_fallback:
+        return None  # unknown characters side by side would become one token
+    skip_special = getattr(backend, "encode_special_tokens", False)
+    added = [  # special tokens in the text are plain text when encode_special_tokens is set
+        t for t in backend.get_added_tokens_decoder().values() if not (t.special and skip_special)
+    ]
+    if any(t.normalized or t.lstrip or t.rstrip or t.single_word for t in added):
+        return None  # matched in the normalised text, or taking white space with them
+    joins = [[False] * 7 for _ in range(7)]
+    texts = [p.replace("▁", " ") for p in backend.get_vocab(with_added_tokens=False)]
+    texts += [t.content for t in added]
+    for text in texts:
+        for x, y in zip(text, text[1:]):
+            joins[CLASS[ord(x)] if x < "\x80" else UNKNOWN][
+                CLASS[ord(y)] if y < "\x80" else UNKNOWN] = True
+    hard = tuple(
+        tuple(not (joins[a][b] or UNKNOWN in (a, b)) for b in range(7)) for a in range(7)
+    )
+    return _Scheme(None, False, False, hard)
 
 
 def _split_of(steps: list[dict]) -> tuple[str, bool] | None:
@@ -214,18 +270,10 @@ def _bytes_to_unicode() -> dict[int, str]:
 
 _BYTE_CHARS = str.maketrans({chr(b): c for b, c in _bytes_to_unicode().items()})
 
-# where counting may cut a text (see PieceCounter.count_texts): before a space after an ASCII
-# letter, digit or punctuation mark, and the other hard pairs that begin with no white space
+# the ASCII characters of each class, as they are written in a character set
 _PUNCT = r"!-/:-@\[-`{-~"
-_CUT = re.compile(
-    rf"(?<=[A-Za-z])(?=[0-9 \t\r\n{_PUNCT}])|(?<=[0-9])(?=[A-Za-z \t\r\n{_PUNCT}])"
-    rf"|(?<=[{_PUNCT}])(?=[0-9 \t])"
-)
-_ODD_SPACE = re.compile(rf"(?:^|[^A-Za-z0-9{_PUNCT}]) ")  # a space no cut can precede
-# the class pairs _CUT cuts between: a scheme is foldable only where all of them are hard
-_CUT_PAIRS = [(LETTER, b) for b in (DIGIT, SPACE, TAB, NEWLINE, PUNCT)] + [
-    (DIGIT, b) for b in (LETTER, SPACE, TAB, NEWLINE, PUNCT)
-] + [(PUNCT, b) for b in (DIGIT, SPACE, TAB)]
+_CHARS = {LETTER: "A-Za-z", DIGIT: "0-9", NEWLINE: r"\r\n", SPACE: " ", TAB: r"\t",
+          PUNCT: _PUNCT}
 
 
 class SeamError(ValueError):
@@ -242,11 +290,12 @@ class PieceCounter(FoldingCounter):
     def __init__(self, tokenizer: Tokenizer) -> None:
         scheme = pretoken_scheme(tokenizer)
         if scheme is None:
-            raise ValueError(f"{tokenizer.name}: not a byte-level BPE tokenizer this can fold")
+            raise ValueError(f"{tokenizer.name}: not a BPE tokenizer this can fold")
         super().__init__(tokenizer)
         self._hard = scheme.hard
         self._nfc = scheme.nfc
         self._split = scheme.splitter()
+        self._cut, self._odd_space = scheme.cuts()
         self._model = tokenizer.backend.model
         self._pieces: dict[str, int] = {}  # piece -> tokens
         self._texts: dict[str, int] = {}  # text -> tokens of all its pieces
@@ -261,7 +310,10 @@ class PieceCounter(FoldingCounter):
         self._plain_added = all(
             not (t.normalized or t.lstrip or t.rstrip or t.single_word) for t in added
         )
-        if added and self._plain_added and self._specials is not None:
+        if self._split is None:
+            # no pre-tokenizer: added tokens are in the hard pairs, and need no splitting off
+            self._specials, self._plain_added = None, True
+        elif added and self._plain_added and self._specials is not None:
             # longest first: at one position the longest added token wins, as in tokenizers
             contents = sorted({t.content for t in added}, key=len, reverse=True)
             self._specials = re.compile("|".join(map(re.escape, contents)))
@@ -303,6 +355,9 @@ class PieceCounter(FoldingCounter):
         if n is None:
             if len(self._texts) > MAX_CACHE:
                 self._texts = {}
+            if self._split is None:  # no pre-tokenizer: the model counts the whole text
+                n = self._texts[text] = self.tokenizer.count(text)
+                return n
             piece = self._piece
             n = self._texts[text] = sum(piece(p) for p, _ in self._split.pre_tokenize_str(text))
         return n
@@ -315,6 +370,9 @@ class PieceCounter(FoldingCounter):
             if len(self._regions) > MAX_CACHE:
                 self._regions = {}
             end, piece = len(text) - 1, self._piece
+            if self._split is None:  # the pair before the last character is hard
+                n = self._regions[text] = self._count_all(text[:end])
+                return n
             n = self._regions[text] = sum(
                 piece(p) for p, (start, _) in self._split.pre_tokenize_str(text) if start < end
             )
@@ -405,8 +463,8 @@ class PieceCounter(FoldingCounter):
                 numbers.append(0)
                 summaries.append(EMPTY)
                 continue
-            if _ODD_SPACE.search(t):  # a space no cut can be made before: cut where it can
-                total = sum(map(segment, _CUT.split(t)))
+            if self._odd_space.search(t):  # a space no cut can be made before: cut elsewhere
+                total = sum(map(segment, self._cut.split(t)))
             else:
                 pieces = t.split(" ")
                 try:
