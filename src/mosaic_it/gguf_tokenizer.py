@@ -73,8 +73,16 @@ def read_metadata(path: str | Path, prefix: str = "tokenizer.") -> dict[str, Any
             data = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
         except ValueError as exc:  # an empty file
             raise GGUFError("not a GGUF file (empty)") from exc
-    with data:
+    try:
         return _parse(memoryview(data), prefix)
+    except GGUFError as exc:
+        problem = str(exc)  # the traceback holds views of the map: let it go before closing
+    finally:
+        try:
+            data.close()
+        except BufferError:  # a view still held: the map closes when it is collected
+            pass
+    raise GGUFError(problem)
 
 
 def _parse(buf: memoryview, prefix: str) -> dict[str, Any]:
