@@ -215,3 +215,35 @@ def test_spooled_records_give_the_same_samples_with_piece_summaries(counter):
 
     t = get_template("vicuna")
     assert all(t.count(tok, s["instruction"], s["output"]) == s["mosaic"]["tokens"] for s in b)
+
+
+def test_a_run_says_which_counting_it_used(smollm2_gguf):
+    """Folded where a proof covers the tokenizer; otherwise each sample tokenized whole."""
+    import tokenizers
+    from tokenizers import pre_tokenizers
+
+    from mosaic_it import MosaicConfig, Mosaicker
+    from mosaic_it.templates import get_template
+    from mosaic_it.tokenizer import Tokenizer
+
+    from .conftest import make_records
+
+    smollm2 = load_tokenizer(smollm2_gguf)
+    backend = tokenizers.Tokenizer.from_str(smollm2.backend.to_str())
+    backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=True)  # not covered
+    prefixed = Tokenizer(name="prefixed", bos_token=None, eos_token="<|im_end|>", backend=backend)
+    config = MosaicConfig(epochs=1, max_tokens=600, template="chatml")
+    records = make_records(60, seed=2)
+    said = {}
+    for tok in (smollm2, prefixed, spaced_tokenizer(), load_tokenizer()):
+        mosaicker = Mosaicker(config, tokenizer=tok)
+        samples = [s.to_record() for s in mosaicker.run(records)]
+        said[tok.name] = mosaicker.summary.counting
+        chatml = get_template("chatml")
+        assert all(chatml.count(tok, s["instruction"], s["output"]) == s["mosaic"]["tokens"]
+                   for s in samples)
+    assert said[smollm2.name] == (
+        "folded from piece counts (byte-level BPE, GPT-2's split expression, digits apart)")
+    assert said["prefixed"].startswith("each sample tokenized whole (its normaliser")
+    assert said["bundled, no space prefix"].startswith("folded from piece counts (BPE on the whole")
+    assert said[load_tokenizer().name].startswith("folded from word counts")

@@ -187,7 +187,7 @@ class Grouper:
             self._folding = "folded from word counts (word-local SentencePiece BPE)"
         elif scheme is not None:
             self.words = PieceCounter(tokenizer)
-            self._folding = f"folded from piece counts (byte-level BPE, {scheme.describe()})"
+            self._folding = f"folded from piece counts ({scheme.describe()})"
         else:
             self._folding = ""
         self._unfolded = (  # why samples are tokenized whole, once folding is off

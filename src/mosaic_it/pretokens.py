@@ -127,7 +127,7 @@ class _Scheme:
             return "BPE on the whole text, cut only where no piece or added token joins"
         name = {GPT2: "GPT-2's", QWEN2: "Qwen2's", LLAMA3: "Llama-3's"}[PATTERNS[self.pattern]]
         extra = ", digits apart" if self.digits_apart else ""
-        return f"{name} split expression{extra}{', NFC' if self.nfc else ''}"
+        return f"byte-level BPE, {name} split expression{extra}{', NFC' if self.nfc else ''}"
 
     def splitter(self) -> pre_tokenizers.PreTokenizer | None:
         """The tokenizer's own pre-tokenization without its byte mapping (pieces, offsets)."""
