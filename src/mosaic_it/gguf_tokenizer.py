@@ -48,6 +48,16 @@ QWEN2_PATTERN = (
     r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*"
     r"|\s*[\r\n]+|\s+(?!\S)|\s+"
 )
+_CASED_LETTERS = (  # an upper-case run then lower case, or upper case then lower case
+    r"[^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]*[\p{Ll}\p{Lm}\p{Lo}\p{M}]+{0}"
+    r"|[^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]+[\p{Ll}\p{Lm}\p{Lo}\p{M}]*{0}"
+)
+TEKKEN_PATTERN = _CASED_LETTERS.replace("{0}", "") + (
+    r"|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n/]*|\s*[\r\n]+|\s+(?!\S)|\s+"
+)
+O200K_PATTERN = _CASED_LETTERS.replace("{0}", r"(?i:'s|'t|'re|'ve|'m|'ll|'d)?") + (
+    r"|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n/]*|\s*[\r\n]+|\s+(?!\S)|\s+"
+)
 # llama.cpp's pre-tokenizer names and what they split with: (digits first, one a piece; the
 # split expression). Names llama.cpp gives the same expressions share an entry.
 PRE_TOKENIZERS: dict[str, tuple[bool, str]] = {
@@ -58,6 +68,8 @@ PRE_TOKENIZERS: dict[str, tuple[bool, str]] = {
     **dict.fromkeys(("llama3", "llama-v3", "llama-bpe", "smaug-bpe", "dbrx", "falcon3"),
                     (False, LLAMA3_PATTERN)),
     **dict.fromkeys(("qwen2", "deepseek-r1-qwen"), (False, QWEN2_PATTERN)),
+    "tekken": (False, TEKKEN_PATTERN),
+    "gpt-4o": (False, O200K_PATTERN),
 }
 
 
@@ -192,7 +204,12 @@ def _byte_level(meta: dict[str, Any], tokens: list[str], types: list[int]) -> to
     for m in merges:
         left, _, right = m.partition(" ")
         pairs.append((left, right))
-    backend = tokenizers.Tokenizer(BPE(vocab=vocab, merges=pairs, fuse_unk=False))
+    # llama.cpp takes a word that is in the vocabulary whole as one token for these two, as
+    # their tokenizer.json files say (ignore_merges)
+    whole_words = pattern in (LLAMA3_PATTERN, TEKKEN_PATTERN)
+    backend = tokenizers.Tokenizer(
+        BPE(vocab=vocab, merges=pairs, fuse_unk=False, ignore_merges=whole_words)
+    )
     steps: list[pre_tokenizers.PreTokenizer] = []
     if digits:
         steps.append(pre_tokenizers.Digits(individual_digits=True))

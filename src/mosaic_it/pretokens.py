@@ -33,7 +33,13 @@ from tokenizers import Regex, pre_tokenizers
 from tokenizers.models import BPE
 
 from .counting import FoldingCounter
-from .gguf_tokenizer import GPT2_PATTERN, LLAMA3_PATTERN, QWEN2_PATTERN
+from .gguf_tokenizer import (
+    GPT2_PATTERN,
+    LLAMA3_PATTERN,
+    O200K_PATTERN,
+    QWEN2_PATTERN,
+    TEKKEN_PATTERN,
+)
 from .tokenizer import Tokenizer
 
 # (count, head, count of head's pieces before its hard pair, tail, tail's count, kind)
@@ -46,10 +52,15 @@ EMPTY: PieceSummary = (0, "", 0, "", 0, WHOLE)
 MAX_CACHE = 400_000  # entries in each cache before it starts again (counts never depend on it)
 
 # the split expressions reasoned about above, by the rules their alternatives follow (see
-# _joinable): GPT-2's (also behind ByteLevel's own regex), Qwen2's (a digit a piece) and
-# Llama-3's (digits three at most, as in tiktoken's cl100k)
-GPT2, QWEN2, LLAMA3 = "gpt2", "qwen2", "llama3"
-PATTERNS = {GPT2_PATTERN: GPT2, QWEN2_PATTERN: QWEN2, LLAMA3_PATTERN: LLAMA3}
+# _joinable): GPT-2's (also behind ByteLevel's own regex), Qwen2's (a digit a piece), Llama-3's
+# (digits three at most, as in tiktoken's cl100k), Mistral's Tekken (Qwen2's, with letters by
+# case, which only joins fewer pairs, and "/" after newlines) and tiktoken's o200k (Tekken's,
+# digits three at most, and a contraction may follow letters)
+GPT2, QWEN2, LLAMA3, TEKKEN, O200K = "gpt2", "qwen2", "llama3", "tekken", "o200k"
+PATTERNS = {GPT2_PATTERN: GPT2, QWEN2_PATTERN: QWEN2, LLAMA3_PATTERN: LLAMA3,
+            TEKKEN_PATTERN: TEKKEN, O200K_PATTERN: O200K}
+NAMES = {GPT2_PATTERN: "GPT-2's", QWEN2_PATTERN: "Qwen2's", LLAMA3_PATTERN: "Llama-3's",
+         TEKKEN_PATTERN: "Tekken's", O200K_PATTERN: "o200k's"}
 
 # character classes (ASCII only; everything else is UNKNOWN)
 UNKNOWN, LETTER, DIGIT, NEWLINE, SPACE, TAB, PUNCT = range(7)
@@ -88,6 +99,12 @@ def _joinable(a: int, b: int, rules: str, digits_apart: bool) -> bool:
     GPT-2: contractions, `` ?\\p{L}+`` (only a space may come before letters), `` ?\\p{N}+``,
     `` ?[^\\s\\p{L}\\p{N}]+`` (no newlines after punctuation), and the white-space runs.
 
+    Tekken: Qwen2's, but punctuation may be followed by newlines and "/" in any order (a
+    newline then punctuation). o200k: Tekken's, digits three at most, and letters may take a
+    contraction after them (a letter then "'"); an attempt at a contraction reads at most
+    three characters after the letters, each joinable to the one before, so it never reads
+    past a hard pair.
+
     ``digits_apart``: a pre-tokenizer step before the expression cuts on both sides of every
     digit (``Digits(individual_digits=True)``), so no pair with a digit joins.
     """
@@ -105,7 +122,9 @@ def _joinable(a: int, b: int, rules: str, digits_apart: bool) -> bool:
         )
     return (
         (b == LETTER and a in (LETTER, SPACE, TAB, PUNCT))
-        or (rules == LLAMA3 and a == DIGIT == b)
+        or (rules == O200K and a == LETTER and b == PUNCT)
+        or (rules in (TEKKEN, O200K) and a == NEWLINE and b == PUNCT)
+        or (rules in (LLAMA3, O200K) and a == DIGIT == b)
         or (a == SPACE and b == PUNCT)
         or (a == PUNCT and b in (PUNCT, NEWLINE))
         or (a in white and b in white)
@@ -125,7 +144,7 @@ class _Scheme:
     def describe(self) -> str:
         if self.pattern is None:
             return "BPE on the whole text, cut only where no piece or added token joins"
-        name = {GPT2: "GPT-2's", QWEN2: "Qwen2's", LLAMA3: "Llama-3's"}[PATTERNS[self.pattern]]
+        name = NAMES[self.pattern]
         extra = ", digits apart" if self.digits_apart else ""
         return f"byte-level BPE, {name} split expression{extra}{', NFC' if self.nfc else ''}"
 
