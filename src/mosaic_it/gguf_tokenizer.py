@@ -235,7 +235,7 @@ def _add_tokens(backend: tokenizers.Tokenizer, tokens: list[str], types: list[in
 def _sentencepiece(
     meta: dict[str, Any], tokens: list[str], types: list[int]
 ) -> tokenizers.Tokenizer:
-    from .tokenizer import _BPE, _SentencePieceModel, _sentencepiece_bpe_to_tokenizers
+    from .tokenizer import _BPE, _sentencepiece_bpe_to_tokenizers, _SentencePieceModel
 
     scores = meta.get("tokenizer.ggml.scores") or [0.0] * len(tokens)
     unk = meta.get("tokenizer.ggml.unknown_token_id")

@@ -28,6 +28,7 @@ import re
 import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass
+from itertools import pairwise
 
 from tokenizers import Regex, pre_tokenizers
 from tokenizers.models import BPE
@@ -240,7 +241,7 @@ def _vocabulary_scheme(tokenizer: Tokenizer) -> _Scheme | None:
     texts = [p.replace("▁", " ") for p in backend.get_vocab(with_added_tokens=False)]
     texts += [t.content for t in added]
     for text in texts:
-        for x, y in zip(text, text[1:]):
+        for x, y in pairwise(text):
             joins[CLASS[ord(x)] if x < "\x80" else UNKNOWN][
                 CLASS[ord(y)] if y < "\x80" else UNKNOWN] = True
     hard = tuple(
