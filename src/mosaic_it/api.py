@@ -15,7 +15,7 @@ from .parallel import counted_batches
 from .records import MosaicSpec, Record, Sample
 from .rulepack import RulePack, load_rule_pack
 from .sizing import WRAP_MODES
-from .store import SPOOL_THRESHOLD, DiskStore
+from .store import SPOOL_THRESHOLD, DiskStore, release_freed_memory
 from .strategies import STRATEGIES
 from .templates import check_template, get_template
 from .tokenizer import Tokenizer, load_tokenizer
@@ -268,6 +268,7 @@ class Mosaicker:
                 disk.extend(memory)
                 memory.clear()
                 grouper.spool(disk)
+                release_freed_memory()
             for j, r in enumerate(items):
                 index = n + j
                 key = hash(r.id)

@@ -177,7 +177,7 @@ class Grouper:
         self.stats = GroupingStats()
         self.late_rejects: list[int] = []
         self.systems: Sequence[int] | None = None  # system-prompt number per record, if several
-        self._ends: list[int] | None = None
+        self._ends: array | None = None
         self._cache: dict[str, int] = {}
         self._plain = plain_layout(pack)
         self.words: Counter | None = None  # folds exact counts of samples, when it can
@@ -425,19 +425,20 @@ class Grouper:
 
     # ------------------------------------------------------------------ grouping
 
-    def epoch_order(self, admitted: Sequence[int], epoch: int) -> tuple[list[int], list[int] | None]:
+    def epoch_order(self, admitted: Sequence[int], epoch: int) -> tuple[array, array | None]:
         """The shuffled order of an epoch, and where each system-prompt partition ends.
 
         Records with different system prompts never share a sample: the shuffled order is
         stably sorted by system prompt, and a sample never grows past its partition's end.
+        Both are arrays: 4 bytes a record, where a list of ints takes 36.
         """
-        order = list(admitted)
+        order = array("i", admitted)
         Rng(self.seed, "epoch", epoch, "shuffle").shuffle(order)
         systems = self.systems
         if systems is None:
             return order, None
-        order.sort(key=systems.__getitem__)
-        ends: list[int] = [0] * len(order)
+        order = array("i", sorted(order, key=systems.__getitem__))
+        ends = array("i", bytes(4 * len(order)))
         end = len(order)
         for p in range(len(order) - 2, -1, -1):
             if systems[order[p]] != systems[order[p + 1]]:
