@@ -1,7 +1,8 @@
-"""Exact counts of a concatenation for byte-level BPE behind a regex pre-tokenizer.
+"""Exact counts of a concatenation for BPE behind a regex pre-tokenizer, or on the whole text.
 
-Qwen2 and Llama-3 tokenizers (and others with the same split expression) cut text into pieces
-with a regular expression and run BPE on each piece alone, so a text's count is the sum of its pieces' counts. Joining two texts
+Byte-level BPE tokenizers behind GPT-2's (SmolLM2's, after a digit split), Qwen2's, Llama-3's,
+Tekken's or o200k's split expression cut text into pieces with a regular expression and run
+BPE on each piece alone, so a text's count is the sum of its pieces' counts. Joining two texts
 changes only the pieces near the seam; how near is told by *hard pairs*: two adjacent characters
 that no alternative of the expression can take in one piece, not even part way (a letter then a
 non-letter, a digit then anything for Qwen2, a newline then a non-space character, ...). No
@@ -14,6 +15,11 @@ count of the pieces before that pair, and the text after its last hard pair with
 seam re-splits only the few characters between the nearest hard pairs on either side. Added
 tokens (a chat template's ``<|im_start|>``) are split off before anything else and are one token
 each: a text holding them is summarised by the texts before the first and after the last.
+
+BPE run on the whole text with spaces written "▁" and nothing prepended (Gemma's) has hard pairs
+too: two characters no vocabulary piece and no added token holds side by side, which no merge
+can join (see :func:`_vocabulary_scheme`); the same summaries and folding then apply, with the
+tokenizer counting each region whole.
 
 The reasoning is made for the expressions in :data:`PATTERNS` only, and characters are sorted into
 classes only when they are ASCII: any pair with another character is taken as one that can join,
