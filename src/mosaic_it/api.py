@@ -16,7 +16,7 @@ from .records import MosaicSpec, Record, Sample
 from .rulepack import RulePack, load_rule_pack
 from .sizing import WRAP_MODES
 from .special import SPECIAL_TOKEN_MODES, SpecialFinder, run_special_strings
-from .store import SPOOL_THRESHOLD, DiskStore
+from .store import SPOOL_THRESHOLD, DiskStore, release_freed_memory
 from .strategies import STRATEGIES
 from .templates import check_template, get_template
 from .tokenizer import Tokenizer, load_tokenizer
@@ -109,6 +109,7 @@ class RunSummary:
     plain_fallbacks: int = 0
     rule_fallbacks: int = 0
     tokenizer: str = ""
+    counting: str = ""  # how exact sample counts were made (see Grouper.counting)
     template: str = ""
     rule_pack: str = ""
     resumed_epochs: list[int] = field(default_factory=list)
@@ -149,7 +150,8 @@ class RunSummary:
         self.resumed_epochs = sorted(set(self.resumed_epochs) | set(other.resumed_epochs))
         for key, seconds in other.seconds.items():
             self.seconds[key] = self.seconds.get(key, 0.0) + seconds
-        for key in ("epochs", "wrap_mode", "max_tokens", "tokenizer", "template", "rule_pack"):
+        for key in ("epochs", "wrap_mode", "max_tokens", "tokenizer", "template", "rule_pack",
+                    "counting"):
             if not getattr(self, key):
                 setattr(self, key, getattr(other, key))
 
@@ -214,6 +216,8 @@ class RunSummary:
             f"tokens              {self.tokens_in_samples} in samples (max {self.max_sample_tokens}"
             f" of budget {self.max_tokens}, {self.template} template, {self.tokenizer})",
         ]
+        if self.counting:
+            lines.append(f"counting            {self.counting}")
         if self.duplicate_ids:
             lines.append(f"warning: {self.duplicate_ids} record id(s) occur more than once")
         for r in (self.rejected + self.invalid)[:10]:
@@ -335,6 +339,7 @@ class Mosaicker:
                 disk.extend(memory)
                 memory.clear()
                 grouper.spool(disk)
+                release_freed_memory()
             for j, r in enumerate(items):
                 index = n + j
                 key = hash(r.id)
@@ -404,6 +409,7 @@ class Mosaicker:
             ).to_dict())
         grouper.late_rejects.clear()
         g = grouper.stats
+        summary.counting = grouper.counting
         summary.exact_checks += g.exact_checks
         summary.margin_misses += g.margin_misses
         summary.plain_fallbacks += g.plain_fallbacks

@@ -16,8 +16,8 @@ beyond a margin per seam. Exact counts come from one of two places:
 
 * word-local tokenizers (Llama-family SentencePiece BPE, the bundled one included): folded from
   the records' word summaries by :mod:`.counting`, without tokenizing the sample;
-* byte-level BPE behind the Qwen2 or Llama-3 split expression: folded from the records' piece
-  summaries by :mod:`.pretokens`, likewise;
+* byte-level BPE behind GPT-2's (SmolLM2, with digits apart), Qwen2's or Llama-3's split
+  expression: folded from the records' piece summaries by :mod:`.pretokens`, likewise;
 * any other tokenizer (or a seam neither can fold): the sample is tokenized whole.
 
 Samples decided on bounds alone are counted in batches, and if a margin ever proves too small
@@ -183,14 +183,23 @@ class Grouper:
         self.stats = GroupingStats()
         self.late_rejects: list[int] = []
         self.systems: Sequence[int] | None = None  # system-prompt number per record, if several
-        self._ends: list[int] | None = None
+        self._ends: array | None = None
         self._cache: dict[str, int] = {}
         self._plain = plain_layout(pack)
         self.words: Counter | None = None  # folds exact counts of samples, when it can
+        scheme = None if supports(tokenizer) else pretoken_scheme(tokenizer)
         if supports(tokenizer):
             self.words = WordCounter(tokenizer)
-        elif pretoken_scheme(tokenizer) is not None:
+            self._folding = "folded from word counts (word-local SentencePiece BPE)"
+        elif scheme is not None:
             self.words = PieceCounter(tokenizer)
+            self._folding = f"folded from piece counts ({scheme.describe()})"
+        else:
+            self._folding = ""
+        self._unfolded = (  # why samples are tokenized whole, once folding is off
+            "" if self.words else "its normaliser, pre-tokenizer or model is not one the "
+            "folding proofs cover"
+        )
         self._summaries = (
             (_Summaries(self.words.shape), _Summaries(self.words.shape)) if self.words else None
         )
@@ -210,6 +219,13 @@ class Grouper:
 
         if self.words is not None:
             self.words.prime_pack(self._pack_texts())
+
+    @property
+    def counting(self) -> str:
+        """How exact sample counts are made, in words (a run reports it once)."""
+        if self.words is not None:
+            return self._folding
+        return f"each sample tokenized whole ({self._unfolded})"
 
     def _pack_texts(self) -> list[str]:
         """Every text the rule pack can write (phrasings, tie breaks, tags), to count ahead."""
@@ -266,6 +282,7 @@ class Grouper:
         if self.words is not None and any(self.words.unsafe(t) for t in texts):
             self.words = None  # special-token strings in the data: count samples whole
             self._summaries = None
+            self._unfolded = "the data holds special-token strings"
         return texts
 
     def count_texts(self, texts: list[str]) -> Counted:
@@ -417,19 +434,20 @@ class Grouper:
 
     # ------------------------------------------------------------------ grouping
 
-    def epoch_order(self, admitted: Sequence[int], epoch: int) -> tuple[list[int], list[int] | None]:
+    def epoch_order(self, admitted: Sequence[int], epoch: int) -> tuple[array, array | None]:
         """The shuffled order of an epoch, and where each system-prompt partition ends.
 
         Records with different system prompts never share a sample: the shuffled order is
         stably sorted by system prompt, and a sample never grows past its partition's end.
+        Both are arrays: 4 bytes a record, where a list of ints takes 36.
         """
-        order = list(admitted)
+        order = array("i", admitted)
         Rng(self.seed, "epoch", epoch, "shuffle").shuffle(order)
         systems = self.systems
         if systems is None:
             return order, None
-        order.sort(key=systems.__getitem__)
-        ends: list[int] = [0] * len(order)
+        order = array("i", sorted(order, key=systems.__getitem__))
+        ends = array("i", bytes(4 * len(order)))
         end = len(order)
         for p in range(len(order) - 2, -1, -1):
             if systems[order[p]] != systems[order[p + 1]]:

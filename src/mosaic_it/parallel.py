@@ -13,6 +13,7 @@ A worker that dies (killed, out of memory) is an error the run reports, never a 
 from __future__ import annotations
 
 import ctypes
+import gc
 import multiprocessing
 import os
 import signal
@@ -27,6 +28,7 @@ from itertools import chain, islice
 
 from .engine import Counted, Grouper
 from .records import Record
+from .store import release_freed_memory
 
 
 class WorkerDied(RuntimeError):
@@ -38,6 +40,11 @@ def fork_pool(workers: int, what: str) -> Iterator[ProcessPoolExecutor]:
     """``workers`` forked processes (they share the parent's memory: nothing large is
     pickled); a worker that dies raises :class:`WorkerDied` naming ``what`` it was doing."""
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")  # tokenizers, after a fork
+    # the objects made so far go out of the collector's sight: a collection in a worker would
+    # otherwise write to every one of them, copying the parent's pages into the worker
+    gc.collect()
+    gc.freeze()
+    release_freed_memory()  # what the parent freed is not copied into the workers' share
     pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork"),
                                initializer=die_with_parent, initargs=(os.getpid(),))
     try:
@@ -49,6 +56,7 @@ def fork_pool(workers: int, what: str) -> Iterator[ProcessPoolExecutor]:
         ) from None
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
+        gc.unfreeze()
 
 
 PR_SET_PDEATHSIG = 1  # linux/prctl.h

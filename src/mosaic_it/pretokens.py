@@ -1,7 +1,8 @@
-"""Exact counts of a concatenation for byte-level BPE behind a regex pre-tokenizer.
+"""Exact counts of a concatenation for BPE behind a regex pre-tokenizer, or on the whole text.
 
-Qwen2 and Llama-3 tokenizers (and others with the same split expression) cut text into pieces
-with a regular expression and run BPE on each piece alone, so a text's count is the sum of its pieces' counts. Joining two texts
+Byte-level BPE tokenizers behind GPT-2's (SmolLM2's, after a digit split), Qwen2's, Llama-3's,
+Tekken's or o200k's split expression cut text into pieces with a regular expression and run
+BPE on each piece alone, so a text's count is the sum of its pieces' counts. Joining two texts
 changes only the pieces near the seam; how near is told by *hard pairs*: two adjacent characters
 that no alternative of the expression can take in one piece, not even part way (a letter then a
 non-letter, a digit then anything for Qwen2, a newline then a non-space character, ...). No
@@ -14,6 +15,11 @@ count of the pieces before that pair, and the text after its last hard pair with
 seam re-splits only the few characters between the nearest hard pairs on either side. Added
 tokens (a chat template's ``<|im_start|>``) are split off before anything else and are one token
 each: a text holding them is summarised by the texts before the first and after the last.
+
+BPE run on the whole text with spaces written "▁" and nothing prepended (Gemma's) has hard pairs
+too: two characters no vocabulary piece and no added token holds side by side, which no merge
+can join (see :func:`_vocabulary_scheme`); the same summaries and folding then apply, with the
+tokenizer counting each region whole.
 
 The reasoning is made for the expressions in :data:`PATTERNS` only, and characters are sorted into
 classes only when they are ASCII: any pair with another character is taken as one that can join,
@@ -28,11 +34,19 @@ import re
 import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass
+from itertools import pairwise
 
 from tokenizers import Regex, pre_tokenizers
 from tokenizers.models import BPE
 
 from .counting import FoldingCounter
+from .gguf_tokenizer import (
+    GPT2_PATTERN,
+    LLAMA3_PATTERN,
+    O200K_PATTERN,
+    QWEN2_PATTERN,
+    TEKKEN_PATTERN,
+)
 from .tokenizer import Tokenizer
 
 # (count, head, count of head's pieces before its hard pair, tail, tail's count, kind)
@@ -44,13 +58,16 @@ WHOLE, CUT, SPECIAL = 0, 1, 2
 EMPTY: PieceSummary = (0, "", 0, "", 0, WHOLE)
 MAX_CACHE = 400_000  # entries in each cache before it starts again (counts never depend on it)
 
-# the split expressions reasoned about above: Qwen2's (a digit a piece), Llama-3's (up to three)
-PATTERNS = {
-    r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*"
-    r"|\s*[\r\n]+|\s+(?!\S)|\s+": False,
-    r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*"
-    r"|\s*[\r\n]+|\s+(?!\S)|\s+": True,
-}
+# the split expressions reasoned about above, by the rules their alternatives follow (see
+# _joinable): GPT-2's (also behind ByteLevel's own regex), Qwen2's (a digit a piece), Llama-3's
+# (digits three at most, as in tiktoken's cl100k), Mistral's Tekken (Qwen2's, with letters by
+# case, which only joins fewer pairs, and "/" after newlines) and tiktoken's o200k (Tekken's,
+# digits three at most, and a contraction may follow letters)
+GPT2, QWEN2, LLAMA3, TEKKEN, O200K = "gpt2", "qwen2", "llama3", "tekken", "o200k"
+PATTERNS = {GPT2_PATTERN: GPT2, QWEN2_PATTERN: QWEN2, LLAMA3_PATTERN: LLAMA3,
+            TEKKEN_PATTERN: TEKKEN, O200K_PATTERN: O200K}
+NAMES = {GPT2_PATTERN: "GPT-2's", QWEN2_PATTERN: "Qwen2's", LLAMA3_PATTERN: "Llama-3's",
+         TEKKEN_PATTERN: "Tekken's", O200K_PATTERN: "o200k's"}
 
 # character classes (ASCII only; everything else is UNKNOWN)
 UNKNOWN, LETTER, DIGIT, NEWLINE, SPACE, TAB, PUNCT = range(7)
@@ -78,21 +95,43 @@ def _classes() -> list[int]:
 CLASS = _classes()
 
 
-def _joinable(a: int, b: int, grouped_digits: bool) -> bool:
+def _joinable(a: int, b: int, rules: str, digits_apart: bool) -> bool:
     """Whether some alternative of the expression can consume class ``a`` then class ``b``.
 
-    Alternatives and the pairs they consume: contractions ("'" then letters),
-    ``[^\\r\\n\\p{L}\\p{N}]?\\p{L}+`` (space, tab or punctuation, then letters),
-    ``\\p{N}{1,3}`` (digits, Llama-3 only),
-    `` ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*`` (a space then punctuation, punctuation, newlines after it),
-    and the white-space runs.
+    Qwen2 and Llama-3 (their alternatives, and the pairs they consume): contractions ("'" then
+    letters), ``[^\\r\\n\\p{L}\\p{N}]?\\p{L}+`` (space, tab or punctuation, then letters),
+    ``\\p{N}{1,3}`` (digits, Llama-3 only), `` ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*`` (a space then
+    punctuation, punctuation, newlines after it), and the white-space runs.
+
+    GPT-2: contractions, `` ?\\p{L}+`` (only a space may come before letters), `` ?\\p{N}+``,
+    `` ?[^\\s\\p{L}\\p{N}]+`` (no newlines after punctuation), and the white-space runs.
+
+    Tekken: Qwen2's, but punctuation may be followed by newlines and "/" in any order (a
+    newline then punctuation). o200k: Tekken's, digits three at most, and letters may take a
+    contraction after them (a letter then "'"); an attempt at a contraction reads at most
+    three characters after the letters, each joinable to the one before, so it never reads
+    past a hard pair.
+
+    ``digits_apart``: a pre-tokenizer step before the expression cuts on both sides of every
+    digit (``Digits(individual_digits=True)``), so no pair with a digit joins.
     """
     if UNKNOWN in (a, b):
         return True
+    if digits_apart and DIGIT in (a, b):
+        return False
     white = (SPACE, TAB, NEWLINE)
+    if rules == GPT2:
+        return (
+            (b == LETTER and a in (LETTER, SPACE, PUNCT))
+            or (b == DIGIT and a in (DIGIT, SPACE))
+            or (b == PUNCT and a in (PUNCT, SPACE))
+            or (a in white and b in white)
+        )
     return (
         (b == LETTER and a in (LETTER, SPACE, TAB, PUNCT))
-        or (grouped_digits and a == DIGIT == b)
+        or (rules == O200K and a == LETTER and b == PUNCT)
+        or (rules in (TEKKEN, O200K) and a == NEWLINE and b == PUNCT)
+        or (rules in (LLAMA3, O200K) and a == DIGIT == b)
         or (a == SPACE and b == PUNCT)
         or (a == PUNCT and b in (PUNCT, NEWLINE))
         or (a in white and b in white)
@@ -101,11 +140,45 @@ def _joinable(a: int, b: int, grouped_digits: bool) -> bool:
 
 @dataclass(frozen=True)
 class _Scheme:
-    """What makes a tokenizer foldable here: its split expression and normaliser."""
+    """What makes a tokenizer foldable here: its split expression (None: no pre-tokenizer, the
+    model runs on the whole normalised text), its normaliser and its hard pairs."""
 
-    pattern: str
+    pattern: str | None
+    digits_apart: bool  # a Digits(individual_digits=True) step runs before the expression
     nfc: bool
     hard: tuple[tuple[bool, ...], ...]  # hard[a][b] for classes a, b
+
+    def describe(self) -> str:
+        if self.pattern is None:
+            return "BPE on the whole text, cut only where no piece or added token joins"
+        name = NAMES[self.pattern]
+        extra = ", digits apart" if self.digits_apart else ""
+        return f"byte-level BPE, {name} split expression{extra}{', NFC' if self.nfc else ''}"
+
+    def splitter(self) -> pre_tokenizers.PreTokenizer | None:
+        """The tokenizer's own pre-tokenization without its byte mapping (pieces, offsets)."""
+        if self.pattern is None:
+            return None
+        split = pre_tokenizers.Split(Regex(self.pattern), behavior="isolated")
+        if not self.digits_apart:
+            return split
+        return pre_tokenizers.Sequence([pre_tokenizers.Digits(individual_digits=True), split])
+
+    def cuts(self) -> tuple[re.Pattern[str], re.Pattern[str]]:
+        """Where counting may cut a text, and a space no cut can be made before (see
+        PieceCounter.count_texts): between the ASCII characters of a hard pair whose first is
+        no white space (no attempt before it looks past it)."""
+        alternatives = []
+        before_space = ""
+        for a in (LETTER, DIGIT, PUNCT):
+            after = "".join(_CHARS[b] for b in range(1, 7) if self.hard[a][b])
+            if after:
+                alternatives.append(f"(?<=[{_CHARS[a]}])(?=[{after}])")
+            if self.hard[a][SPACE]:
+                before_space += _CHARS[a]
+        cut = re.compile("|".join(alternatives) or "(?!)")
+        odd = re.compile(f"(?:^|[^{before_space}]) " if before_space else " ")
+        return cut, odd
 
 
 _INSPECTED: dict[int, tuple[object, _Scheme | None]] = {}
@@ -133,28 +206,80 @@ def _check(tokenizer: Tokenizer) -> _Scheme | None:
         pre = json.loads(backend.pre_tokenizer.__getstate__()) if backend.pre_tokenizer else None
     except Exception:  # noqa: BLE001 - anything we cannot inspect is not foldable
         return None
-    if normalizer not in (None, {"type": "NFC"}) or not pre or pre.get("type") != "Sequence":
+    if pre is None and normalizer in (_SPACES_ESCAPED, _SPACES_ESCAPED["normalizers"][0]):
+        return _vocabulary_scheme(tokenizer)
+    if normalizer not in (None, {"type": "NFC"}) or not pre:
         return None
-    steps = pre.get("pretokenizers") or []
-    if len(steps) != 2:
+    found = _split_of(pre.get("pretokenizers") or [] if pre.get("type") == "Sequence" else [pre])
+    if found is None:
         return None
-    split, byte_level = steps
+    pattern, digits_apart = found
+    rules = PATTERNS[pattern]
+    hard = tuple(
+        tuple(not _joinable(a, b, rules, digits_apart) for b in range(7)) for a in range(7)
+    )
+    return _Scheme(pattern, digits_apart, normalizer is not None, hard)
+
+
+# SentencePiece-style BPE with no space prefix (Gemma's): spaces written "▁", nothing prepended
+_SPACES_ESCAPED = {
+    "type": "Sequence",
+    "normalizers": [{"type": "Replace", "pattern": {"String": " "}, "content": "▁"}],
+}
+
+
+def _vocabulary_scheme(tokenizer: Tokenizer) -> _Scheme | None:
+    """Hard pairs of BPE run on the whole (space-escaped) text: two classes no vocabulary
+    piece and no added token holds side by side. No merge can then join the two characters
+    (it would make such a piece), no added token spans them, and BPE's merges on either side
+    are the same as on that side alone; characters outside the vocabulary fall back to bytes
+    one character at a time."""
+    backend = tokenizer.backend
+    if backend.model.fuse_unk and not backend.model.byte_fallback:
+        return None  # unknown characters side by side would become one token
+    skip_special = getattr(backend, "encode_special_tokens", False)
+    added = [  # special tokens in the text are plain text when encode_special_tokens is set
+        t for t in backend.get_added_tokens_decoder().values() if not (t.special and skip_special)
+    ]
+    if any(t.normalized or t.lstrip or t.rstrip or t.single_word for t in added):
+        return None  # matched in the normalised text, or taking white space with them
+    joins = [[False] * 7 for _ in range(7)]
+    texts = [p.replace("▁", " ") for p in backend.get_vocab(with_added_tokens=False)]
+    texts += [t.content for t in added]
+    for text in texts:
+        for x, y in pairwise(text):
+            joins[CLASS[ord(x)] if x < "\x80" else UNKNOWN][
+                CLASS[ord(y)] if y < "\x80" else UNKNOWN] = True
+    hard = tuple(
+        tuple(not (joins[a][b] or UNKNOWN in (a, b)) for b in range(7)) for a in range(7)
+    )
+    return _Scheme(None, False, False, hard)
+
+
+def _split_of(steps: list[dict]) -> tuple[str, bool] | None:
+    """The split expression of these pre-tokenizer steps and whether digits go apart first,
+    when they are one of: an expression of :data:`PATTERNS` then the byte mapping; the
+    byte mapping with its own (GPT-2's) expression; either after ``Digits`` one a piece."""
+    digits_apart = bool(steps) and steps[0] == {"type": "Digits", "individual_digits": True}
+    if digits_apart:
+        steps = steps[1:]
+    byte_level = steps[-1] if steps else {}
+    if byte_level.get("type") != "ByteLevel" or byte_level.get("add_prefix_space"):
+        return None
+    if len(steps) == 1 and byte_level.get("use_regex"):
+        return GPT2_PATTERN, digits_apart
+    if len(steps) != 2 or byte_level.get("use_regex"):
+        return None
+    split = steps[0]
     pattern = (split.get("pattern") or {}).get("Regex")
     if (
         split.get("type") != "Split"
         or pattern not in PATTERNS
         or split.get("behavior") != "Isolated"
         or split.get("invert")
-        or byte_level.get("type") != "ByteLevel"
-        or byte_level.get("add_prefix_space")
-        or byte_level.get("use_regex")
     ):
         return None
-    grouped = PATTERNS[pattern]
-    hard = tuple(
-        tuple(not _joinable(a, b, grouped) for b in range(7)) for a in range(7)
-    )
-    return _Scheme(pattern, normalizer is not None, hard)
+    return pattern, digits_apart
 
 
 def _bytes_to_unicode() -> dict[int, str]:
@@ -171,14 +296,10 @@ def _bytes_to_unicode() -> dict[int, str]:
 
 _BYTE_CHARS = str.maketrans({chr(b): c for b, c in _bytes_to_unicode().items()})
 
-# where counting may cut a text (see PieceCounter.count_texts): before a space after an ASCII
-# letter, digit or punctuation mark, and the other hard pairs that begin with no white space
+# the ASCII characters of each class, as they are written in a character set
 _PUNCT = r"!-/:-@\[-`{-~"
-_CUT = re.compile(
-    rf"(?<=[A-Za-z])(?=[0-9 \t\r\n{_PUNCT}])|(?<=[0-9])(?=[A-Za-z \t\r\n{_PUNCT}])"
-    rf"|(?<=[{_PUNCT}])(?=[0-9 \t])"
-)
-_ODD_SPACE = re.compile(rf"(?:^|[^A-Za-z0-9{_PUNCT}]) ")  # a space no cut can precede
+_CHARS = {LETTER: "A-Za-z", DIGIT: "0-9", NEWLINE: r"\r\n", SPACE: " ", TAB: r"\t",
+          PUNCT: _PUNCT}
 
 
 class SeamError(ValueError):
@@ -195,11 +316,12 @@ class PieceCounter(FoldingCounter):
     def __init__(self, tokenizer: Tokenizer) -> None:
         scheme = pretoken_scheme(tokenizer)
         if scheme is None:
-            raise ValueError(f"{tokenizer.name}: not a byte-level BPE tokenizer this can fold")
+            raise ValueError(f"{tokenizer.name}: not a BPE tokenizer this can fold")
         super().__init__(tokenizer)
         self._hard = scheme.hard
         self._nfc = scheme.nfc
-        self._split = pre_tokenizers.Split(Regex(scheme.pattern), behavior="isolated")
+        self._split = scheme.splitter()
+        self._cut, self._odd_space = scheme.cuts()
         self._model = tokenizer.backend.model
         self._pieces: dict[str, int] = {}  # piece -> tokens
         self._texts: dict[str, int] = {}  # text -> tokens of all its pieces
@@ -214,7 +336,10 @@ class PieceCounter(FoldingCounter):
         self._plain_added = all(
             not (t.normalized or t.lstrip or t.rstrip or t.single_word) for t in added
         )
-        if added and self._plain_added and self._specials is not None:
+        if self._split is None:
+            # no pre-tokenizer: added tokens are in the hard pairs, and need no splitting off
+            self._specials, self._plain_added = None, True
+        elif added and self._plain_added and self._specials is not None:
             # longest first: at one position the longest added token wins, as in tokenizers
             contents = sorted({t.content for t in added}, key=len, reverse=True)
             self._specials = re.compile("|".join(map(re.escape, contents)))
@@ -256,6 +381,9 @@ class PieceCounter(FoldingCounter):
         if n is None:
             if len(self._texts) > MAX_CACHE:
                 self._texts = {}
+            if self._split is None:  # no pre-tokenizer: the model counts the whole text
+                n = self._texts[text] = self.tokenizer.count(text)
+                return n
             piece = self._piece
             n = self._texts[text] = sum(piece(p) for p, _ in self._split.pre_tokenize_str(text))
         return n
@@ -268,6 +396,9 @@ class PieceCounter(FoldingCounter):
             if len(self._regions) > MAX_CACHE:
                 self._regions = {}
             end, piece = len(text) - 1, self._piece
+            if self._split is None:  # the pair before the last character is hard
+                n = self._regions[text] = self._count_all(text[:end])
+                return n
             n = self._regions[text] = sum(
                 piece(p) for p, (start, _) in self._split.pre_tokenize_str(text) if start < end
             )
@@ -358,8 +489,8 @@ class PieceCounter(FoldingCounter):
                 numbers.append(0)
                 summaries.append(EMPTY)
                 continue
-            if _ODD_SPACE.search(t):  # a space no cut can be made before: cut where it can
-                total = sum(map(segment, _CUT.split(t)))
+            if self._odd_space.search(t):  # a space no cut can be made before: cut elsewhere
+                total = sum(map(segment, self._cut.split(t)))
             else:
                 pieces = t.split(" ")
                 try:

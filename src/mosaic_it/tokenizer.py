@@ -11,6 +11,7 @@ token budget?) goes through :class:`Tokenizer`.  It wraps a Hugging Face
 * a directory holding ``tokenizer.json`` (or, failing that, ``tokenizer.model``) and
   optionally ``tokenizer_config.json`` (read for ``bos_token``/``eos_token``/``add_bos_token``);
 * a path to a SentencePiece ``.model`` file;
+* a path to a GGUF file (``*.gguf``): the tokenizer in its metadata (:mod:`.gguf_tokenizer`);
 * otherwise a Hugging Face Hub repository id (needs network access).
 
 SentencePiece models are converted without the ``sentencepiece`` (or ``protobuf``)
@@ -173,6 +174,8 @@ def load_tokenizer(spec: str | os.PathLike[str] | None = None) -> Tokenizer:
     if path.is_file():
         if path.suffix == ".json":
             return _load_tokenizer_json(path, config=None)
+        if path.suffix == ".gguf":
+            return _load_gguf(path)
         # Anything else is taken to be a SentencePiece model (the bundled one is *.model.v1).
         return _load_sentencepiece(path, config=None)
     if path.exists():
@@ -183,7 +186,7 @@ def load_tokenizer(spec: str | os.PathLike[str] | None = None) -> Tokenizer:
         or text.startswith((".", "~"))
         or "\\" in text
         or text.count("/") > 1
-        or path.suffix in (".json", ".model", ".v1")
+        or path.suffix in (".json", ".model", ".v1", ".gguf")
     )
     if looks_like_path or not _HUB_ID.fullmatch(text):
         raise TokenizerError(f"{text}: no such file or directory")
@@ -294,6 +297,24 @@ def _cached_sentencepiece(
         raise TokenizerError(f"{path}: cannot read ({exc.strerror or exc})") from exc
     model = _parse_sentencepiece_model(data, origin=path)
     return model, _sentencepiece_bpe_to_tokenizers(model, origin=path)
+
+
+def _load_gguf(path: Path) -> Tokenizer:
+    backend, bos, eos = _cached_gguf(_file_key(path))
+    return Tokenizer(name=str(path), bos_token=bos, eos_token=eos, backend=backend)
+
+
+@functools.lru_cache(maxsize=4)
+def _cached_gguf(key: tuple[str, int, int]) -> tuple[tokenizers.Tokenizer, str | None, str | None]:
+    from .gguf_tokenizer import GGUFError, build_backend, read_metadata
+
+    path = key[0]
+    try:
+        return build_backend(read_metadata(path))
+    except OSError as exc:
+        raise TokenizerError(f"{path}: cannot read ({exc.strerror or exc})") from exc
+    except GGUFError as exc:
+        raise TokenizerError(f"{path}: {exc}") from exc
 
 
 def _load_hub(name: str) -> Tokenizer:
@@ -569,9 +590,13 @@ def _utf8(value: bytes, what: str) -> str:
 
 
 def _sentencepiece_bpe_to_tokenizers(
-    model: _SentencePieceModel, origin: str
+    model: _SentencePieceModel, origin: str, user_defined: bool = False
 ) -> tokenizers.Tokenizer:
-    """Build a ``tokenizers`` pipeline that encodes exactly like SentencePiece's BPE model."""
+    """Build a ``tokenizers`` pipeline that encodes exactly like SentencePiece's BPE model.
+
+    ``user_defined``: take user-defined pieces as added tokens matched in the text as written,
+    as llama.cpp does with a GGUF file's (otherwise such a model is refused).
+    """
 
     def fail(what: str) -> TokenizerError:
         return TokenizerError(f"{origin}: unsupported SentencePiece model ({what})")
@@ -593,6 +618,8 @@ def _sentencepiece_bpe_to_tokenizers(
     # Llama and Mistral models have neither; Gemma has user-defined pieces.
     for kind, label in ((_USER_DEFINED, "user-defined"), (_UNUSED, "unused")):
         found = [piece for piece, _, k in model.pieces if k == kind]
+        if kind == _USER_DEFINED and user_defined:
+            continue
         if found:
             raise fail(
                 f"{len(found)} {label} pieces such as {found[0]!r} cannot be converted exactly; "
@@ -632,6 +659,12 @@ def _sentencepiece_bpe_to_tokenizers(
             if kind in (_CONTROL, _UNKNOWN)
         ]
     )
+    if user_defined:
+        backend.add_tokens([
+            AddedToken(piece, special=False, normalized=False)
+            for piece, _, kind in model.pieces
+            if kind == _USER_DEFINED
+        ])
     # SentencePiece treats the text "<s>" as ordinary characters; so do we.  (Without this
     # the added-token matcher would turn it into the BOS id.)
     if hasattr(backend, "encode_special_tokens"):
