@@ -22,7 +22,7 @@ from .records import MosaicSpec, Numbering, Tags
 from .rulepack import MASKOUT_RULES, PERMUTE_RULES, RulePack, load_rule_pack
 from .strategies import STRATEGIES, Item, maskout, permute
 from .strategies.base import Check, format_numbers
-from .strategies.format import (
+from .strategies.parse import (
     LOOSE,
     READ_MODES,
     STRICT,
