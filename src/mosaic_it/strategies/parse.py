@@ -73,6 +73,7 @@ class ReadResponse:
     answers: tuple[ReadAnswer, ...]
     outside: tuple[str, ...]  # non-blank text outside every answer, stripped
     exact: bool  # read exactly as the spec asks: every layout check passes
+    framing: tuple[str, ...] = ()  # first/last lines forgiven in loose mode (see _framing)
 
 
 def _flex(text: str) -> str:
@@ -80,19 +81,41 @@ def _flex(text: str) -> str:
     return _SPACE.join(re.escape(token) for token in re.findall(r"\w+|[^\w\s]", text))
 
 
-def _label_regex(numbering: Numbering, number: str, loose: bool) -> str:
-    """Regex for the label of ``number`` (itself a regex: ``\\d+`` for any), captured as ``n``."""
+# words a model may write before the number instead of the label's own ("Answer 3:"); loose
+# mode accepts any of them, or the label's own text, or markdown emphasis/heading marks
+LABEL_WORDS = ("answer", "instruction", "task", "question", "response", "reply", "part", "item",
+               "step", "prompt", "request", "query", "number", "no")
+_LABEL_WORD = r"(?P<word>(?:" + "|".join(LABEL_WORDS) + r")\.?(?![A-Za-z]))"
+
+
+def _label_regex(numbering: Numbering, number: str, loose: bool, before: str = "") -> str:
+    """Regex for the label of ``number`` (itself a regex: ``\\d+`` for any), captured as ``n``.
+
+    ``before`` is a regex of what may directly follow the label (the begin tag): loose mode then
+    leaves a ":" or "." that starts it to the tag ("### 1 ::res_start::").
+    """
     prefix, suffix = numbering.label.format(n="\0").split("\0", 1)
     num = rf"(?<!\d)(?P<n>{number})(?!\d)"
     if not loose:
         tail = suffix + numbering.punctuation + ("\n" if numbering.newline else " ")
         return re.escape(prefix) + num + re.escape(tail)
-    # loose: markdown marks, spacing and the label's punctuation (".", ":" or none) may vary;
-    # the label's other characters ("Task", brackets) must be there, in any case
+    # loose: markdown marks, spacing, brackets and punctuation (".", ":", ")" or none) may vary,
+    # and the label's words may be any label word; what must be there is the number, plus the
+    # label's own text, a label word or an emphasis/heading mark (so that a plain "2." line of
+    # a list stays text, unless the label itself is a bare number)
     core_prefix, core_suffix = prefix.strip(_MARKDOWN + " "), suffix.strip(_MARKDOWN + " ")
+    lead = _SPACE + r"(?:(?P<mark>[*#][*_#]*)|_*)" + _SPACE
+    pre = rf"(?P<pre>{_flex(core_prefix)})?" if core_prefix else ""
+    suf = rf"(?P<suf>{_flex(core_suffix)})?" if core_suffix else ""
+    other = r"(?(word)|(?(mark)|(?!)))"  # no own text: a label word or a mark is needed
+    own = ""  # the label's own text, all of it, or else ``other``
+    for group, core in (("suf", core_suffix), ("pre", core_prefix)):
+        if core:
+            own = f"(?({group}){own}|{other})"
+    avoid = rf"(?!\s*(?:{before}))" if before else ""
     return (
-        _SPACE + _DECOR + _SPACE + _flex(core_prefix) + _SPACE + _DECOR + num + _DECOR + _SPACE
-        + _flex(core_suffix) + _SPACE + _DECOR + rf"(?:{_SPACE}[.:](?!\d))?" + _DECOR
+        lead + rf"(?:{_LABEL_WORD}{_SPACE})?" + pre + _SPACE + _DECOR + num + _DECOR + _SPACE
+        + suf + own + _SPACE + _DECOR + rf"(?:{avoid}{_SPACE}[.:)](?!\d))?" + _DECOR
         + r"(?![A-Za-z0-9])"
     )
 
@@ -111,16 +134,19 @@ class _Patterns:
         self.loose = loose
         self.flags = re.MULTILINE | re.DOTALL | (re.IGNORECASE if loose else 0)
         self._labels: dict[int, re.Pattern[str]] = {}
+        begin = _tag_regex(tags.begin, loose) if tags else ""
+        self.before = begin
         if numbering:
-            self.label_any = re.compile("^" + _label_regex(numbering, r"\d+", loose), self.flags)
+            self.label_any = re.compile(
+                "^" + _label_regex(numbering, r"\d+", loose, begin), self.flags)
         if tags:
-            begin, end = _tag_regex(tags.begin, loose), _tag_regex(tags.end, loose)
+            end = _tag_regex(tags.end, loose)
             self.begin = re.compile(begin, self.flags)
             self.end = re.compile(end, self.flags)
             self.begin_here = re.compile((r"\s*" if loose else "") + begin, self.flags)
             self.tail = re.compile(end + r"\Z", self.flags)
             if numbering:
-                label = _label_regex(numbering, r"\d+", loose) + (r"\s*" if loose else "")
+                label = _label_regex(numbering, r"\d+", loose, begin) + (r"\s*" if loose else "")
                 self.head = re.compile(label + begin, self.flags)
                 # between answers: the end tag, white space (a line break at least, when strict,
                 # so that the label starts a line), the next label and its begin tag
@@ -134,7 +160,8 @@ class _Patterns:
         """The label of one number, at the start of a line."""
         pattern = self._labels.get(number)
         if pattern is None:
-            body = _label_regex(self.numbering, str(number), self.loose)  # type: ignore[arg-type]
+            body = _label_regex(self.numbering, str(number), self.loose,  # type: ignore[arg-type]
+                                self.before)
             pattern = self._labels[number] = re.compile("^" + body, self.flags)
         return pattern
 
@@ -293,7 +320,10 @@ def _visible(parts: list[str]) -> tuple[str, ...]:
 
 
 def read_response(spec: AnswerSpec, response: str, mode: str = STRICT) -> ReadResponse:
-    """Find the answers of ``response`` in the layout ``spec`` states (labels and/or tags)."""
+    """Find the answers of ``response`` in the layout ``spec`` states (labels and/or tags).
+
+    Loose mode first sets aside a framing first or last line (see :func:`_framing`).
+    """
     if mode not in READ_MODES:
         raise ValueError(f"mode must be one of {', '.join(READ_MODES)}, got {mode!r}")
     if not spec.checkable:
@@ -301,7 +331,48 @@ def read_response(spec: AnswerSpec, response: str, mode: str = STRICT) -> ReadRe
     p = _patterns(spec.numbering, spec.tags, mode == LOOSE)
     # white space around the whole response is never "extra"; nor are Windows line breaks
     text = response.replace("\r\n", "\n").strip()
-    return _read_exact(text, spec, p) or _read_lenient(text, spec, p)
+    framing: tuple[str, ...] = ()
+    if mode == LOOSE:
+        text, framing = _framing(text, spec, p)
+    read = _read_exact(text, spec, p) or _read_lenient(text, spec, p)
+    return ReadResponse(read.answers, read.outside, read.exact, framing) if framing else read
+
+
+FRAMING_WORDS = 30  # the longest first/last line taken for a remark rather than an answer
+
+
+def _framing(text: str, spec: AnswerSpec, p: _Patterns) -> tuple[str, tuple[str, ...]]:
+    """A first line before the first answer, or (with tags) a last line after the last one, that
+    holds no label, no tag and is short: "Sure! Here are the answers:", "Hope this helps.".
+
+    IFEval's loose score forgives a response's first and last line for the same reason: nothing
+    in the prompt asks a model not to introduce or close its answer.
+    """
+    dropped = []
+    first, sep, rest = text.partition("\n")
+    if sep and _remark(first, p) and _opens_answer(rest.lstrip(), spec, p):
+        dropped.append(first.strip())
+        text = rest.strip()
+    if spec.tags:
+        rest, sep, last = text.rpartition("\n")
+        if sep and _remark(last, p) and p.tail.search(rest.rstrip()):
+            dropped.append(last.strip())
+            text = rest.strip()
+    return text, tuple(dropped)
+
+
+def _remark(line: str, p: _Patterns) -> bool:
+    if not line.strip() or len(line.split()) > FRAMING_WORDS:
+        return False
+    if p.numbering and p.label_any.match(line.strip()):
+        return False
+    return not (hasattr(p, "begin") and (p.begin.search(line) or p.end.search(line)))
+
+
+def _opens_answer(text: str, spec: AnswerSpec, p: _Patterns) -> bool:
+    if spec.numbering:
+        return p.label_any.match(text) is not None
+    return p.begin_here.match(text) is not None
 
 
 # ---------------------------------------------------------------------------- layout checks
@@ -422,22 +493,26 @@ def _check_masked(read: ReadResponse, spec: AnswerSpec) -> Check:
     return Check("masked", not answered, reason)
 
 
-def followed_answers(read: ReadResponse, spec: AnswerSpec) -> int:
-    """How many required answers are present, in the right relative place and correctly tagged.
+def followed_answers(read: ReadResponse, spec: AnswerSpec, wrong: frozenset[int] = frozenset()
+                     ) -> int:
+    """How many required answers are present, in the right relative place and correctly tagged,
+    leaving out the instruction numbers in ``wrong`` (answers whose content is another's).
 
     Unnumbered answers are matched to the required ones by position (their order cannot be told).
     """
     if read.exact:
-        return len(spec.answer_order)
+        return len(set(spec.answer_order) - wrong)
     if spec.numbering is None:
         answers = [a for a in read.answers if not a.blank][: len(spec.answer_order)]
-        return sum(1 for a in answers if a.begin and a.end)
+        return sum(1 for a, n in zip(answers, spec.answer_order)
+                   if a.begin and a.end and n not in wrong)
     present = _present(read)
     index = {n: i for i, n in enumerate(spec.answer_order)}
     in_order = sorted((pos, index[n]) for n, pos in present.items() if n in index)
     placed = {spec.answer_order[i] for i in _longest_increasing([i for _, i in in_order])}
     return sum(
-        1 for n in placed if read.answers[present[n]].begin and read.answers[present[n]].end
+        1 for n in placed - wrong
+        if read.answers[present[n]].begin and read.answers[present[n]].end
     )
 
 
@@ -513,3 +588,43 @@ def _splits(
         if block[start:at].strip():
             yield from _splits(block, at + len(seam), labels, i + 1, sep, done + [block[start:at]])
         at = block.find(seam, at + 1)
+
+
+# ---------------------------------------------------------------------------- loose-mode reports
+
+
+def _letters(text: str) -> str:
+    return "".join(ch for ch in text if ch.isalpha())
+
+
+def tag_case(spec: AnswerSpec, response: str) -> Check:
+    """The "tag_case" check: loose mode finds tags in any case; this says whether the response
+    wrote them in the case asked (a changed case is reported on its own, never forgiven)."""
+    tags = spec.tags
+    assert tags is not None
+    p = _patterns(spec.numbering, tags, True)
+    changed: list[str] = []
+    for asked, pattern in ((tags.begin, p.begin), (tags.end, p.end)):
+        for m in pattern.finditer(response):
+            written = m.group(0).strip()
+            if _letters(written) != _letters(asked) and written not in changed:
+                changed.append(written)
+    if not changed:
+        return Check("tag_case", True)
+    return Check("tag_case", False, f"tags written as {', '.join(map(repr, changed[:3]))}; "
+                 f"asked {tags.begin!r} ... {tags.end!r}")
+
+
+def labelled_blocks_in_last(read: ReadResponse, spec: AnswerSpec, mode: str) -> list[ReadAnswer]:
+    """Blocks inside the last answer that start with the label of a required instruction.
+
+    With labels alone, a second run of the answers after the last one reads as part of the last
+    answer (so does a numbered list in it): these are the blocks to look at.
+    """
+    if spec.numbering is None or spec.tags is not None or not read.answers:
+        return []
+    p = _patterns(spec.numbering, None, mode == LOOSE)
+    last = read.answers[-1].content
+    found = [m for m in p.label_any.finditer(last) if int(m["n"]) in spec.answer_order]
+    ends = [m.start() for m in found[1:]] + [len(last)]
+    return [ReadAnswer(int(m["n"]), last[m.end() : e]) for m, e in zip(found, ends)]
