@@ -379,11 +379,18 @@ def spec_consistency(
     """The "spec_consistent" check: the spec's rule, re-applied to the instructions, gives its
     answer order and skips. With ``prompt`` the instructions are read back from the rendered
     instruction; it passes when one reading of it is consistent."""
-    name = SPEC_CONSISTENT
     if instructions is not None:
         problem = _consistency_problem(spec, list(instructions))
-        return Check(name, problem is None, problem or "")
+        return Check(SPEC_CONSISTENT, problem is None, problem or "")
     assert prompt is not None
+    return read_prompt(spec, prompt, pack)[0]
+
+
+def read_prompt(spec: MosaicSpec, prompt: str, pack: RulePack | None = None
+                ) -> tuple[Check, list[str] | None]:
+    """The instruction texts of a rendered prompt: the first reading consistent with the spec
+    (None if there is none), with the "spec_consistent" check."""
+    name = SPEC_CONSISTENT
     cfg = (pack or load_rule_pack()).format
     readings = instruction_splits(
         spec.numbering, spec.instructions, prompt, spec.meta, spec.meta_position == "after",
@@ -393,15 +400,30 @@ def spec_consistency(
     for tried, texts in enumerate(readings, start=1):
         problem = _consistency_problem(spec, texts)
         if problem is None:
-            return Check(name, True)
+            return Check(name, True), texts
         first_problem = first_problem or problem
         if tried >= PROMPT_READINGS:
             return Check(name, None, f"not verifiable: the prompt reads in more than "
-                         f"{PROMPT_READINGS} ways; pass the instructions instead")
+                         f"{PROMPT_READINGS} ways; pass the instructions instead"), None
     if first_problem is None:
-        return Check(name, False, f"the prompt does not read as {spec.instructions} instructions "
-                     "in the spec's layout")
-    return Check(name, False, first_problem)
+        return Check(name, False, f"the prompt does not read as {spec.instructions} "
+                     "instructions in the spec's layout"), None
+    return Check(name, False, first_problem), None
+
+
+def reference_answers(spec: MosaicSpec, reference: str) -> list[str | None] | None:
+    """Each instruction's answer in a reference response (None for a skipped one), or None if
+    the reference does not read exactly as the spec's layout."""
+    aspec = answer_spec(spec)
+    if not aspec.checkable:
+        return None
+    read = read_response(aspec, reference, STRICT)
+    if not read.exact:
+        return None
+    out: list[str | None] = [None] * spec.instructions
+    for number, answer in zip(spec.answer_order, read.answers):
+        out[number - 1] = answer.content
+    return out
 
 
 def _consistency_problem(spec: MosaicSpec, texts: list[str]) -> str | None:
