@@ -338,13 +338,17 @@ def _normal(text: str) -> str:
 def _repeat_check(read: ReadResponse, aspec: AnswerSpec, mode: str, topics: Topics | None
                   ) -> Check:
     """A second run of the answers after the last one: with labels alone it reads as part of
-    the last answer. There, a block under the first answer's label that repeats the first answer
-    (40 characters or more), or (with references) a block under an earlier answer's label that
-    reads like that instruction rather than the last one, is a second run."""
+    the last answer. There, blocks that repeat every earlier answer under its label, a block under
+    the first answer's label that repeats its first 40 characters or more, or (with references) a
+    block under an earlier answer's label that reads like that instruction rather than the last
+    one, is a second run."""
     blocks = labelled_blocks_in_last(read, aspec, mode)
     if not blocks:
         return Check("no_repeat", True)
     first, last = read.answers[0], read.answers[-1].number
+    earlier = [(a.number, _normal(a.content)) for a in read.answers[:-1]]
+    if earlier and [(b.number, _normal(b.content)) for b in blocks[: len(earlier)]] == earlier:
+        return Check("no_repeat", False, "the answers are written again after the last one")
     opening = _normal(first.content)
     for block in blocks:
         repeated = False
