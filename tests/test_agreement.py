@@ -75,8 +75,9 @@ def rates(c: Counter) -> tuple[int, float, float]:
 
 
 def table(results: dict[str, dict[str, Counter]]) -> str:
-    lines = ["| mode | responses | human accept: pass / fail | human reject: pass / fail | "
-             "agreement | false accepts |", "| --- | --- | --- | --- | --- | --- |"]
+    head = ("| mode | responses | human accept: pass / fail | human reject: pass / fail | "
+            "agreement | false accepts |")
+    lines = [head, "| --- | --- | --- | --- | --- | --- |"]
     for mode, groups in results.items():
         for group, c in groups.items():
             n, agree, false_accepts = rates(c)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter
+from itertools import pairwise
 
 import pytest
 
@@ -187,7 +188,7 @@ def _decisions_are_clear(item, by_id) -> list[str]:
             descending = rule.startswith("REVERSE")
             if ranked != sorted(ranked, reverse=descending):
                 problems.append(f"order depends on input ({with_input})")
-            if min(abs(a - b) for a, b in zip(ranked, ranked[1:])) < margin:
+            if min(abs(a - b) for a, b in pairwise(ranked)) < margin:
                 problems.append("inside the length margin")
         if spec["strategy"] == "maskout" and rule in ("WORD_LONG", "WORD_SHORT"):
             skipped = [words[n - 1] for n in spec["masked"]]
@@ -207,9 +208,9 @@ def _decisions_are_clear(item, by_id) -> list[str]:
 def test_real_data_eval_set_has_no_free_or_ambiguous_items(capsys):
     """240 items from the real data: no identity order, no decision inside a margin, equal
     counts per strategy (the balance table is printed)."""
-    from .conftest import real_data_or_skip
-
     from mosaic_it.io import read_records
+
+    from .conftest import real_data_or_skip
 
     records = list(read_records(real_data_or_skip()))
     by_id = {r.id: r for r in records}
@@ -223,3 +224,36 @@ def test_real_data_eval_set_has_no_free_or_ambiguous_items(capsys):
     assert problems == {}
     sources = [s for i in made.items for s in i["mosaic"]["sources"]]
     assert len(sources) == len(set(sources))
+
+
+def test_split_holds_records_out_and_make_eval_reads_any_format(tmp_path, capsys):
+    """mosaic-it split: seeded, every record once, in one file or the other; make-eval then
+    takes the held-out file in the input's own format (ShareGPT here)."""
+    rows = [{"conversations": [{"from": "human", "value": f"{r.instruction}\n{r.input}".strip()},
+                               {"from": "gpt", "value": r.output}]}
+            for r in make_records(60, seed=4)]
+    src = tmp_path / "data.jsonl"
+    src.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    train, held = tmp_path / "train.jsonl", tmp_path / "held.jsonl"
+    assert main(["split", str(src), str(train), str(held), "--held-out", "0.25",
+                 "--seed", "3"]) == 0
+    assert "wrote 45 training records" in capsys.readouterr().err
+    a = [json.loads(line) for line in train.read_text().splitlines()]
+    b = [json.loads(line) for line in held.read_text().splitlines()]
+    assert len(b) == 15 and sorted(map(json.dumps, a + b)) == sorted(map(json.dumps, rows))
+    first = held.read_bytes()
+    assert main(["split", str(src), str(train), str(held), "--held-out", "15", "--seed", "3"]) == 0
+    assert held.read_bytes() == first  # same seed, same split
+    out = tmp_path / "eval.jsonl"
+    assert main(["make-eval", str(held), str(out), "--n", "6", "--max-instructions", "2",
+                 "--template", "none"]) == 0
+    held_prompts = {r["conversations"][0]["value"] for r in b}
+    for line in out.read_text().splitlines():
+        item = json.loads(line)
+        assert item["references"] and all(ref in {r["conversations"][1]["value"] for r in b}
+                                           for ref in item["references"])
+    assert held_prompts
+    assert main(["split", str(src), str(src), str(held), "--held-out", "3"]) == 2
+    assert "is the input" in capsys.readouterr().err
+    assert main(["split", str(src), str(train), str(held), "--held-out", "60"]) == 2
+    assert "nothing to train on" in capsys.readouterr().err

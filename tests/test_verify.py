@@ -536,8 +536,8 @@ def test_content_check_sees_answers_under_the_wrong_label():
     texts = ["Write a haiku about autumn rain.", "Explain why the sky is blue.",
              "List three uses of baking soda in cleaning."]
     refs = ["Soft rain on red leaves, maple boats drift down past the lit windows of autumn.",
-            "Sunlight is scattered by air molecules; blue light has a short wavelength and is "
-            "scattered the most, so the sky looks blue.",
+            ("Sunlight is scattered by air molecules; blue light has a short wavelength and "
+             "is scattered the most, so the sky looks blue."),
             "Baking soda cleans ovens, removes odors from carpets and scrubs sinks and tiles."]
     spec = spec_for("permute", "REVERSE", numbering=Numbering("({n})", "", False))
     spec.sources = spec.sources[:3]

@@ -22,7 +22,7 @@ MIN_SIMILARITY = 0.12
 MIN_LEAD = 0.06
 
 _WORD = re.compile(r"[^\W_]+")
-STOPWORDS = frozenset(
+STOPWORDS = frozenset(  # a short list: common words say nothing about a topic
     "a an the and or but if of to in on at by for with from as is are was were be been being it "
     "its this that these those there here i you he she we they them his her our your their my "
     "me us not no do does did so than then too very can could should would will may might must "

@@ -31,6 +31,7 @@ import sys
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from itertools import pairwise
 from typing import Any
 
 from .compose import compose, plan_sample
@@ -158,7 +159,7 @@ def margin_problem(spec: MosaicSpec, records: Sequence[Record]) -> str | None:
         for texts in ([r.prompt for r in records], [r.instruction for r in records]):
             keys = {n: key(t) for n, t in enumerate(texts, start=1)}
             ordered = [keys[n] for n in spec.answer_order]
-            gaps = [abs(a - b) for a, b in zip(ordered, ordered[1:])]
+            gaps = [abs(a - b) for a, b in pairwise(ordered)]
             if sorted(ordered, reverse="REVERSE" in spec.rule) != ordered:
                 return "the order depends on whether the input counts"
             if min(gaps) < margin:
@@ -303,15 +304,18 @@ def allocate(n: int, max_instructions: int, seed: int) -> list[Cell]:
                          f"got {max_instructions}")
     if n < 1:
         raise ValueError(f"n: must be at least 1, got {n}")
-    rules: dict[str, list[str | None]] = {}
+    # (strategy -> rule -> the instruction counts its items can have); a rule with none is left
+    # out, its share going to the strategy's other rules
+    counts: dict[str, dict[str | None, list[int]]] = {}
     for strategy, rule in eval_rules():
-        rules.setdefault(strategy, []).append(rule)
+        ks = [k for k in range(2, max_instructions + 1) if possible(strategy, rule, k)]
+        if ks:
+            counts.setdefault(strategy, {})[rule] = ks
     cells = []
-    by_strategy = _share(n, list(rules), Rng(seed, "eval", "strategies"))
-    for strategy, rule_list in rules.items():
-        by_rule = _share(by_strategy[strategy], rule_list, Rng(seed, "eval", strategy))
-        for rule in rule_list:
-            ks = [k for k in range(2, max_instructions + 1) if possible(strategy, rule, k)]
+    by_strategy = _share(n, list(counts), Rng(seed, "eval", "strategies"))
+    for strategy, rules in counts.items():
+        by_rule = _share(by_strategy[strategy], list(rules), Rng(seed, "eval", strategy))
+        for rule, ks in rules.items():
             by_k = _share(by_rule[rule], ks, Rng(seed, "eval", strategy, str(rule)))
             cells += [Cell(strategy, rule, k, by_k[k]) for k in ks]
     return cells
@@ -434,9 +438,9 @@ def make_eval(
             made.append(drawn)
             cell.made += 1
     if left_out:
-        notes.append(f"left out {sum(left_out.values())} record(s) whose prompt refers to something "
-                     "it does not hold: " + ", ".join(f"{why} {count}"
-                                                      for why, count in left_out.most_common()))
+        counts = ", ".join(f"{why} {count}" for why, count in left_out.most_common())
+        notes.append(f"left out {sum(left_out.values())} record(s) whose prompt refers to "
+                     f"something it does not hold: {counts}")
     if drawer.reused:
         notes.append(f"the pool ran out: {drawer.reused} record use(s) repeat a record used by an "
                      f"earlier item ({len(drawer.used)} distinct records in {len(made)} items)")

@@ -187,8 +187,8 @@ class ScoreReport:
         rows += [(f"k={k}", t) for k, t in sorted(self.by_instructions.items())]
         width = max(len(name) for name, _ in rows)
         head = f"mosaic-it score ({self.mode}): {self.scored} of {self.eval_items} evaluation items"
-        lines = [f"{head} scored", f"{'':{width}} {'n':>6} {'sample %':>9} {'instr. %':>9} "
-                 f"{'layout %':>9} {'content %':>9}"]
+        columns = f"{'n':>6} {'sample %':>9} {'instr. %':>9} {'layout %':>9} {'content %':>9}"
+        lines = [f"{head} scored", f"{'':{width}} {columns}"]
         lines += [f"{name:{width}} {t.n:6d} {pct(t.sample_accuracy):>9} "
                   f"{pct(t.instruction_accuracy):>9} {pct(t.layout_accuracy):>9} "
                   f"{pct(t.content_accuracy):>9}" for name, t in rows]
