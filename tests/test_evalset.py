@@ -10,6 +10,7 @@ import pytest
 
 from mosaic_it import verify
 from mosaic_it.cli import main
+from mosaic_it.io import write_records
 from mosaic_it.evalset import (
     CHAR_MARGIN,
     WORD_MARGIN,
@@ -224,6 +225,28 @@ def test_real_data_eval_set_has_no_free_or_ambiguous_items(capsys):
     assert problems == {}
     sources = [s for i in made.items for s in i["mosaic"]["sources"]]
     assert len(sources) == len(set(sources))
+
+
+def test_real_data_references_pass_with_the_content_check(tmp_path):
+    """The engine's own answers pass both modes with references, even when answers hold lines
+    that look like labels (numbered lists under "{n}." labels, "**2.**" in markdown answers)."""
+    from mosaic_it.io import read_records
+    from mosaic_it.score import read_eval
+
+    from .conftest import real_data_or_skip
+
+    records = list(read_records(real_data_or_skip()))
+    made = make_eval(records, 400, seed=5, max_instructions=8, template="none")
+    path = tmp_path / "eval.jsonl"
+    write_records(path, made.items)
+    items, invalid = read_eval(path)
+    assert not invalid
+    reference = {i["id"]: i["reference"] for i in made.items}
+    for item in items:
+        for mode in ("strict", "loose"):
+            v = verify(item.spec, reference[item.id], mode=mode, references=item.references,
+                       instructions=item.instructions)
+            assert v.passed and v.check("content").passed, (item.id, mode, v.reasons())
 
 
 def test_split_holds_records_out_and_make_eval_reads_any_format(tmp_path, capsys):

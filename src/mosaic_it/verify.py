@@ -280,13 +280,14 @@ def verify(
         checks = [Check(name, None, why) for name in ("count", "labels", "order", "tags",
                                                       "masked", "nothing_extra")]
         return Verdict(mode, (*checks, *extra), required, None)
-    read = read_response(aspec, response, mode)
+    topics = _topics(spec, references, instructions)
+    fit = (lambda n, text: topics.scores(text)[n - 1] or 0.0) if topics else None
+    read = read_response(aspec, response, mode, fit)
     checks = answer_checks(read, aspec)
     if mode == STRICT and any(c.passed is False for c in checks):
         checks = _with_loose_hints(checks, aspec, response)
     if mode == LOOSE and aspec.tags is not None:
         checks.append(tag_case(aspec, response))
-    topics = _topics(spec, references, instructions)
     content, wrong = _content_check(read, aspec, topics)
     checks += [content, _repeat_check(read, aspec, mode, topics)]
     answers = tuple(a.number for a in read.answers)

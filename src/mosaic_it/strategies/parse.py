@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 from bisect import bisect_left
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from functools import lru_cache
 from itertools import pairwise
@@ -108,7 +108,9 @@ def _label_regex(numbering: Numbering, number: str, loose: bool, before: str = "
     pre = rf"(?P<pre>{_flex(core_prefix)})?" if core_prefix else ""
     suf = rf"(?P<suf>{_flex(core_suffix)})?" if core_suffix else ""
     other = r"(?(word)|(?(mark)|(?!)))"  # no own text: a label word or a mark is needed
-    own = ""  # the label's own text, all of it, or else ``other``
+    # the label's own text, all of it, or else ``other``; a label made of markdown marks alone
+    # ("### {n}", "**{n}**") needs a mark or a word, so that a list's "2." stays text
+    own = other if any(ch in _MARKDOWN for ch in prefix + suffix) else ""
     for group, core in (("suf", core_suffix), ("pre", core_prefix)):
         if core:
             own = f"(?({group}){own}|{other})"
@@ -179,10 +181,17 @@ def _number(match: re.Match[str]) -> int | None:
     return int(match["n"]) if "n" in match.re.groupindex else None
 
 
-def _read_exact(text: str, spec: AnswerSpec, p: _Patterns) -> ReadResponse | None:
+# how well a text answers an instruction (higher: better), to choose among exact readings
+Fit = Callable[[int, str], float]
+
+
+def _read_exact(text: str, spec: AnswerSpec, p: _Patterns, fit: Fit | None = None
+                ) -> ReadResponse | None:
     """The answers, if the response is a rendering of the spec for some answer texts."""
     if spec.tags:
         answers = _exact_tagged(text, p)
+    elif fit is not None:
+        answers = _best_labelled(text, spec, p, fit)
     else:
         answers = _exact_labelled(text, spec, p)
     if answers is None or any(a.blank for a in answers):
@@ -213,6 +222,46 @@ def _exact_labelled(text: str, spec: AnswerSpec, p: _Patterns) -> list[ReadAnswe
         matches.append(match)
     ends = [m.start() for m in matches[1:]] + [len(text)]
     return [ReadAnswer(n, text[m.end() : e]) for n, m, e in zip(order, matches, ends)]
+
+
+def _best_labelled(text: str, spec: AnswerSpec, p: _Patterns, fit: Fit
+                   ) -> list[ReadAnswer] | None:
+    """Labels alone, when answers hold label-like lines (a list "2." under the label "{n}."):
+    of every exact reading, the one whose answers best fit their instructions (dynamic
+    programming over the places each label could start)."""
+    order = spec.answer_order
+    places = [[m for m in p.label(n).finditer(text)] for n in order]
+    places[0] = [m for m in places[0] if m.start() == 0]
+    # best[i][j]: (score, previous j) of readings whose label i starts at places[i][j]
+    best: list[list[tuple[float, int] | None]] = [[(0.0, -1) for _ in places[0]]]
+    for i in range(1, len(order)):
+        row: list[tuple[float, int] | None] = []
+        for m in places[i]:
+            choice = None
+            for j, prev in enumerate(places[i - 1]):
+                if best[i - 1][j] is None:
+                    continue
+                visible = _VISIBLE.search(text, prev.end())
+                if visible is None or m.start() <= visible.start():
+                    continue  # the previous answer would be empty
+                score = best[i - 1][j][0] + fit(order[i - 1], text[prev.end() : m.start()])
+                if choice is None or score > choice[0]:
+                    choice = (score, j)
+            row.append(choice)
+        best.append(row)
+    last = [(b[0] + fit(order[-1], text[m.end() :]), j)
+            for j, (m, b) in enumerate(zip(places[-1], best[-1])) if b is not None
+            and _VISIBLE.search(text, m.end())]
+    if not last:
+        return None
+    j = max(last)[1]
+    chosen = []
+    for i in range(len(order) - 1, -1, -1):
+        chosen.append(places[i][j])
+        j = best[i][j][1]  # type: ignore[index]
+    chosen.reverse()
+    ends = [m.start() for m in chosen[1:]] + [len(text)]
+    return [ReadAnswer(n, text[m.end() : e]) for n, m, e in zip(order, chosen, ends)]
 
 
 def _exact_tagged(text: str, p: _Patterns) -> list[ReadAnswer] | None:
@@ -319,10 +368,13 @@ def _visible(parts: list[str]) -> tuple[str, ...]:
     return tuple(part.strip() for part in parts if part.strip())
 
 
-def read_response(spec: AnswerSpec, response: str, mode: str = STRICT) -> ReadResponse:
+def read_response(spec: AnswerSpec, response: str, mode: str = STRICT, fit: Fit | None = None
+                  ) -> ReadResponse:
     """Find the answers of ``response`` in the layout ``spec`` states (labels and/or tags).
 
-    Loose mode first sets aside a framing first or last line (see :func:`_framing`).
+    Loose mode first sets aside a framing first or last line (see :func:`_framing`). With
+    ``fit``, of the exact readings of a labelled response the one whose answers fit their
+    instructions best is taken (otherwise the one with the earliest labels).
     """
     if mode not in READ_MODES:
         raise ValueError(f"mode must be one of {', '.join(READ_MODES)}, got {mode!r}")
@@ -334,7 +386,7 @@ def read_response(spec: AnswerSpec, response: str, mode: str = STRICT) -> ReadRe
     framing: tuple[str, ...] = ()
     if mode == LOOSE:
         text, framing = _framing(text, spec, p)
-    read = _read_exact(text, spec, p) or _read_lenient(text, spec, p)
+    read = _read_exact(text, spec, p, fit) or _read_lenient(text, spec, p)
     return ReadResponse(read.answers, read.outside, read.exact, framing) if framing else read
 
 
