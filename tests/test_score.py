@@ -13,14 +13,14 @@ from mosaic_it.io import write_records
 
 from .conftest import make_records
 
-WRONG_PREFIX = "Sure, here are my answers:\n"  # text outside the answers: fails every layout
+# text outside the answers: two lines of it fail every layout in both modes
+WRONG_PREFIX = "Sure, here are my answers.\nI hope they help!\n"
 
 
 @pytest.fixture(scope="module")
 def eval_items():
     records = make_records(60, seed=8)
-    # 31 cells (ODD_EVEN has no k=2 cell: it would ask for the given order), 2 items each
-    return make_eval(records, 62, seed=4, max_instructions=3, template="none").items
+    return make_eval(records, 120, seed=4, max_instructions=3, template="none").items
 
 
 @pytest.fixture
@@ -55,17 +55,17 @@ def test_half_wrong_answers_score_exactly_half_per_rule(eval_file, eval_items, t
     args = ["score", str(eval_file), str(responses), "--out", str(out), "--plot", str(png)]
     assert main(args) == 0
     table = json.loads(out.read_text())
-    assert table["counts"] == {"eval_items": 62, "scored": 62, "missing_responses": 0,
+    assert table["counts"] == {"eval_items": 120, "scored": 120, "missing_responses": 0,
                                "extra_responses": 0, "empty_responses": 0, "not_verifiable": 0,
                                "invalid_eval_items": 0}
     assert len(table["by_rule"]) == 16
     for group in ("by_rule", "by_instructions", "by_strategy"):
         for name, row in table[group].items():
             assert row["sample_accuracy"] == 0.5, (group, name, row)
-    assert table["overall"]["n"] == 62 and table["overall"]["passed"] == 31
+    assert table["overall"]["n"] == 120 and table["overall"]["passed"] == 60
     # the extra text fails the sample, but every required answer is there, in place and tagged
     assert table["overall"]["instruction_accuracy"] == 1.0
-    assert table["failed_checks"] == {"nothing_extra": 31}
+    assert table["failed_checks"] == {"nothing_extra": 60}
     printed = capsys.readouterr().out
     assert "rule maskout.WORD_LONG" in printed and "50.0" in printed
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -84,8 +84,8 @@ def test_missing_extra_and_empty_responses_are_counted_and_listed(eval_file, eva
     table = json.loads(out.read_text())
     c = table["counts"]
     assert (c["scored"], c["missing_responses"], c["extra_responses"], c["empty_responses"]) == (
-        62, 3, 1, 2)
-    assert table["overall"]["passed"] == 62 - 5  # missing and empty both count as failures
+        120, 3, 1, 2)
+    assert table["overall"]["passed"] == 120 - 5  # missing and empty both count as failures
     assert table["missing_ids"] == [i["id"] for i in eval_items[2:5]]
     assert table["extra_ids"] == ["not-an-item"]
     assert table["failed_checks"] == {"missing": 3, "not_empty": 2}
@@ -148,14 +148,32 @@ def test_loose_mode_forgives_decoration(eval_file, eval_items, tmp_path):
         tags = item["mosaic"]["tags"]
         text = item["reference"]
         if tags:
-            text = text.replace(tags["begin"], tags["begin"].swapcase())
-        rows.append({"id": item["id"], "response": text})
+            text = text.replace(tags["begin"], f"**{tags['begin']}**")
+        rows.append({"id": item["id"], "response": "Here are the answers:\n" + text})
     responses = write_jsonl(tmp_path / "r.jsonl", rows)
     tables = {}
     for mode in ("strict", "loose"):
         out = tmp_path / f"{mode}.json"
         args = ["score", str(eval_file), str(responses), "--mode", mode, "--out", str(out)]
         assert main(args) == 0
-        tables[mode] = json.loads(out.read_text())["overall"]
-    tagged = sum(1 for i in eval_items if i["mosaic"]["tags"])
-    assert tables["loose"]["passed"] == 62 and tables["strict"]["passed"] == 62 - tagged
+        tables[mode] = json.loads(out.read_text())
+    assert tables["loose"]["overall"]["passed"] == 120
+    assert tables["strict"]["overall"]["passed"] == 0
+    assert tables["loose"]["overall"]["content_accuracy"] == 1.0
+
+
+def test_a_changed_tag_case_is_its_own_failed_check(eval_file, eval_items, tmp_path):
+    rows, tagged = [], 0
+    for item in eval_items:
+        tags, text = item["mosaic"]["tags"], item["reference"]
+        if tags:
+            tagged += 1
+            text = text.replace(tags["begin"], tags["begin"].swapcase())
+        rows.append({"id": item["id"], "response": text})
+    out = tmp_path / "loose.json"
+    args = ["score", str(eval_file), str(write_jsonl(tmp_path / "r.jsonl", rows)), "--out",
+            str(out)]
+    assert main(args) == 0
+    table = json.loads(out.read_text())
+    assert table["mode"] == "loose" and table["overall"]["passed"] == 120 - tagged
+    assert table["failed_checks"] == {"tag_case": tagged}

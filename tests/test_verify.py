@@ -194,8 +194,10 @@ class Tally:
             assert verdict.status == ("not_verifiable" if response.strip() else "fail")
             return
         valid = could_render(spec, response)
-        # the verifier says exactly what the oracle says: pass iff the text could be right
-        assert (verdict.passed is not False) == valid, (kind, verdict.reasons(), response, spec)
+        # the layout checks say exactly what the oracle says: pass iff the text could be right
+        # (a second run of the answers may also fail "no_repeat", which the oracle cannot see)
+        layout_ok = all(c.passed is not False for c in verdict.checks if c.name != "no_repeat")
+        assert layout_ok == valid, (kind, verdict.reasons(), response, spec)
         if checkable(kind, spec):
             row["checkable"] += 1
             if valid:
@@ -458,17 +460,22 @@ def test_unnumbered_untagged_is_not_verifiable():
     assert verify(spec, "").status == "fail"
 
 
-def test_loose_forgives_decoration_spacing_and_tag_case():
+def test_loose_forgives_decoration_spacing_and_label_wording():
     spec = spec_for("permute", "REVERSE", numbering=Numbering("Task {n}", ".", False),
                     tags=Tags("[RES_START]", "[RES_END]"))
     good = respond(spec, spec.answer_order)
     variants = [
         good.replace("Task ", "**Task ").replace(". [", ".** ["),
         good.replace("Task ", "## Task "),
-        good.replace("[RES_START]", "[res_start]").replace("[RES_END]", "[ RES_END ]"),
+        good.replace("[RES_END]", "[ RES_END ]"),
         good.replace(". [", ":\n["),
         good.replace("[RES_END]", "**[RES_END]**"),
         good.replace(". [", " ["),
+        good.replace("Task ", "Answer ").replace(". [", ": ["),
+        good.replace("Task ", "**Instruction ").replace(". [", ":**\n["),
+        good.replace("Task ", "### ").replace(". [", ".\n["),
+        "Sure! Here are the answers, in the order you asked for:\n\n" + good,
+        good + "\n\nLet me know if you need anything else.",
     ]
     for text in variants:
         loose = verify(spec, text, mode="loose")
@@ -476,6 +483,89 @@ def test_loose_forgives_decoration_spacing_and_tag_case():
         assert verify(spec, text).passed is False
     swapped = respond(spec, list(range(1, 7))).replace("Task ", "**Task ")
     assert verify(spec, swapped, mode="loose").check("order").passed is False
+    # tags on lines of their own: the line breaks are the answer's own white space
+    own_lines = good.replace("]answer", "]\nanswer").replace("[RES_END]", "\n[RES_END]")
+    assert verify(spec, own_lines).passed and verify(spec, own_lines, mode="loose").passed
+
+
+def test_loose_keeps_what_is_not_decoration():
+    spec = spec_for("permute", "REVERSE", numbering=Numbering("({n})", ":", True),
+                    tags=Tags("<START>", "<END>"))
+    good = respond(spec, spec.answer_order)
+    assert verify(spec, good, mode="loose").passed
+    rejected = {
+        # a changed tag case is its own check, never forgiven
+        good.replace("<START>", "<start>"): "tag_case",
+        # a first line that holds an answer's tag or label is not a remark
+        "(1): <START>Here it goes\n" + good: "labels",
+        # two framing lines, or a long one, are text outside the answers
+        "Sure!\nHere you are:\n" + good: "nothing_extra",
+        " ".join(["word"] * 40) + "\n" + good: "nothing_extra",
+        # a wrong number is wrong in any wording
+        good.replace("(6):", "Answer 5:"): "labels",
+    }
+    for text, check in rejected.items():
+        v = verify(spec, text, mode="loose")
+        assert v.check(check).passed is False, (text, v.reasons())
+    # a plain "2." line is text of a list, not a label, when the label has its own brackets
+    plain = Numbering("({n})", ":", True)
+    listed = spec_for("permute", "REVERSE", numbering=plain)
+    answers = {n: f"Steps:\n1. mix {n}\n2. bake {n}" for n in range(1, 7)}
+    text = SEP.join(plain.render(n) + answers[n] for n in listed.answer_order)
+    assert verify(listed, text, mode="loose").passed
+    assert verify(listed, text.replace("(6):\n", "6.\n"), mode="loose").passed is False
+
+
+def test_loose_label_punctuation_leaves_a_tag_its_colon():
+    """Regression: "### 1 ::res_start::" lost the tag's first colon to the label in loose mode,
+    and a right answer scored an instruction rate of 0."""
+    spec = spec_for("permute", "REVERSE", numbering=Numbering("### {n}", "", False),
+                    tags=Tags("::res_start::", "::res_end::"))
+    good = respond(spec, spec.answer_order)
+    assert "### 6 ::res_start::" in good
+    for mode in ("strict", "loose"):
+        v = verify(spec, good, mode=mode)
+        assert v.passed and v.instruction_rate == 1.0, (mode, v.reasons())
+    broken = good.replace("::res_end::", "", 1)  # lenient reading: the label must leave the ":"
+    v = verify(spec, broken, mode="loose")
+    assert v.check("tags").reason.startswith("answer 6 has no end tag"), v.reasons()
+    assert v.followed == v.required - 1
+
+
+def test_content_check_sees_answers_under_the_wrong_label():
+    texts = ["Write a haiku about autumn rain.", "Explain why the sky is blue.",
+             "List three uses of baking soda in cleaning."]
+    refs = ["Soft rain on red leaves, maple boats drift down past the lit windows of autumn.",
+            ("Sunlight is scattered by air molecules; blue light has a short wavelength and "
+             "is scattered the most, so the sky looks blue."),
+            "Baking soda cleans ovens, removes odors from carpets and scrubs sinks and tiles."]
+    spec = spec_for("permute", "REVERSE", numbering=Numbering("({n})", "", False))
+    spec.sources = spec.sources[:3]
+    spec.answer_order = [3, 2, 1]
+    answers = {1: "Rain taps the leaves / red and gold maple boats / autumn windows glow",
+               2: "Air molecules scatter short blue wavelengths of sunlight far more than red.",
+               3: "Use baking soda to scrub sinks, deodorize carpets and clean the oven."}
+
+    def response(pairs):
+        return "\n\n".join(f"({label}) {answers[n]}" for label, n in pairs)
+
+    right = response([(3, 3), (2, 2), (1, 1)])
+    v = verify(spec, right, references=refs, instructions=texts)
+    assert v.passed and v.check("content").passed, v.reasons()
+    # labels in the asked order, the text under them in the original order
+    v = verify(spec, response([(3, 1), (2, 2), (1, 3)]), mode="loose", references=refs)
+    assert v.check("content").passed is False and v.passed is False
+    assert "the answer to 3 reads like the answer to instruction 1" in v.check("content").reason
+    assert v.followed == 1 and [c.name for c in v.failures] == ["content"]
+    # without references, content is not verifiable and layout decides
+    assert verify(spec, response([(3, 1), (2, 2), (1, 3)])).check("content").passed is None
+    # the whole answer set written twice: labels alone read it as part of the last answer
+    twice = right + "\n\n" + right
+    assert verify(spec, twice).check("no_repeat").passed is False
+    assert verify(spec, twice, mode="loose", references=refs).passed is False
+    # a numbered list in the last answer is not a second run
+    listed = right.replace(answers[1], "Three lines:\n(3) Rain taps\n(2) red leaves\n(1) glow")
+    assert verify(spec, listed, references=refs).passed
 
 
 def test_a_list_in_an_answer_is_not_taken_for_labels():

@@ -164,11 +164,11 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--path", action="store_true", help="print its path instead of its content")
 
     # subcommands that live in their own modules: add_parser(sub) returns the handler
-    from . import cost, evalset, evaluation, report, rlprompts, score, train
+    from . import cost, evalset, evaluation, report, rlprompts, score, split, train
 
     for add_parser in (train.add_parser, cost.add_parser, evaluation.add_parser,
                        report.add_parser, evalset.add_parser, score.add_parser,
-                       rlprompts.add_parser):
+                       rlprompts.add_parser, split.add_parser):
         handler = add_parser(sub)
         list(sub.choices.values())[-1].set_defaults(handler=handler)
     return parser

@@ -293,7 +293,7 @@ class TransformersBackend:
 
 
 def evaluate(model_spec: str, eval_set: str, *, tokenizer: str | None = None,
-             template: str = "auto", opt: GenerationOptions | None = None, mode: str = "strict",
+             template: str = "auto", opt: GenerationOptions | None = None, mode: str = "loose",
              responses_path: str | None = None, resume: bool = False, dtype: str = "auto",
              backend: str = "transformers", served: ServedOptions | None = None,
              log: Callable[[str], None] = lambda s: None) -> tuple[ScoreReport, dict[str, Any]]:
@@ -410,8 +410,9 @@ def add_parser(sub: Any) -> Callable[[argparse.Namespace], int]:
     p.add_argument("--seed", type=int, default=d.seed, help="with --sample")
     p.add_argument("--dtype", choices=["auto", "bf16", "fp32"], default="auto",
                    help="auto: bf16 on a GPU that has it, fp32 otherwise")
-    p.add_argument("--mode", choices=["strict", "loose"], default="strict",
-                   help="how strictly labels and tags are checked (see mosaic-it score)")
+    p.add_argument("--mode", choices=["strict", "loose"], default="loose",
+                   help="how strictly labels and tags are checked (see mosaic-it score; "
+                   "default %(default)s)")
     p.add_argument("--responses", metavar="FILE", help="write the answers here (JSONL)")
     p.add_argument("--resume", action="store_true",
                    help="keep the answers already in --responses and generate the rest")

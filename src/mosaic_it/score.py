@@ -1,9 +1,15 @@
 """Score model responses to an evaluation set: ``mosaic-it score EVAL RESPONSES``.
 
 Responses (JSONL of ``{"id", "response"}``) are joined to the evaluation items by id and
-verified against each item's spec. The table gives sample-level accuracy (every check passes)
-and instruction-level accuracy (required answers present, in place and tagged, over all required
-answers), overall and per strategy, rule and instruction count.
+verified against each item's spec. The table gives sample-level accuracy (every check passes),
+instruction-level accuracy (required answers present, in place, tagged and about the right
+instruction, over all required answers), layout accuracy (every check but content passes) and
+content accuracy (every answer reads like its own instruction's reference answer), overall and
+per strategy, rule and instruction count.
+
+The default mode is ``loose``: on the labelled agreement set (tests/data/agreement) it agrees
+with a careful human grader, while ``strict`` also fails answers whose only fault is markdown
+decoration, label wording or a friendly first line. ``strict`` is the exact-layout lower bound.
 
 Nothing is dropped silently: a missing response is scored as a failure and listed; a response
 whose id is not in the evaluation set is ignored and listed; an empty response fails with the
@@ -25,7 +31,7 @@ from typing import Any
 from .io import InputError, iter_raw, write_json
 from .outputs import Output, guard
 from .records import MosaicSpec
-from .verify import SpecError, Verdict, load_spec, spec_consistency, verify
+from .verify import SpecError, Verdict, load_spec, read_prompt, reference_answers, verify
 
 EXIT_BAD_INPUT = 2
 LISTED = 20  # ids listed on the terminal per kind of problem (the JSON lists them all)
@@ -37,6 +43,8 @@ class EvalItem:
     spec: MosaicSpec
     where: str  # file and line, for messages
     prompt: str | None = None
+    references: list[str | None] | None = None  # per instruction, for the content check
+    instructions: list[str] | None = None  # as read from the prompt
 
 
 @dataclass
@@ -47,12 +55,28 @@ class Tally:
     passed: int = 0
     required: int = 0
     followed: int = 0
+    layout: int = 0  # every check but content passed
+    content_n: int = 0  # items whose content could be checked
+    content: int = 0  # ... and whose every answer reads like its own instruction's
 
-    def add(self, passed: bool, required: int, followed: int) -> None:
+    def add(self, passed: bool, required: int, followed: int, layout: bool = False,
+            content: bool | None = None) -> None:
         self.n += 1
         self.passed += passed
         self.required += required
         self.followed += followed
+        self.layout += layout
+        if content is not None:
+            self.content_n += 1
+            self.content += content
+
+    @property
+    def layout_accuracy(self) -> float | None:
+        return self.layout / self.n if self.n else None
+
+    @property
+    def content_accuracy(self) -> float | None:
+        return self.content / self.content_n if self.content_n else None
 
     @property
     def sample_accuracy(self) -> float | None:
@@ -70,6 +94,9 @@ class Tally:
             "answers_required": self.required,
             "answers_followed": self.followed,
             "instruction_accuracy": _round(self.instruction_accuracy),
+            "layout_accuracy": _round(self.layout_accuracy),
+            "content_checked": self.content_n,
+            "content_accuracy": _round(self.content_accuracy),
         }
 
 
@@ -99,13 +126,19 @@ class ScoreReport:
         required = len(spec.answer_order)
         passed = bool(verdict and verdict.passed)
         followed = (verdict.followed or 0) if verdict else 0
+        layout = bool(verdict) and not any(
+            c.name != "content" for c in verdict.failures)  # type: ignore[union-attr]
+        content = verdict.check("content") if verdict else None
+        content_ok = None if content is None or content.passed is None else content.passed
+        if verdict is None:
+            content_ok = False if item.references else None
         rule = spec.strategy if spec.rule is None else f"{spec.strategy}.{spec.rule}"
         k = spec.instructions
         per_k = self.by_strategy_instructions.setdefault(spec.strategy, {})
         for tally in (self.overall, self.by_strategy.setdefault(spec.strategy, Tally()),
                       self.by_rule.setdefault(rule, Tally()),
                       self.by_instructions.setdefault(k, Tally()), per_k.setdefault(k, Tally())):
-            tally.add(passed, required, followed)
+            tally.add(passed, required, followed, layout, content_ok)
         if verdict is None:
             self.failed_checks["missing"] += 1
         else:
@@ -155,9 +188,11 @@ class ScoreReport:
         rows += [(f"k={k}", t) for k, t in sorted(self.by_instructions.items())]
         width = max(len(name) for name, _ in rows)
         head = f"mosaic-it score ({self.mode}): {self.scored} of {self.eval_items} evaluation items"
-        lines = [f"{head} scored", f"{'':{width}} {'n':>6} {'sample %':>9} {'instr. %':>9}"]
+        columns = f"{'n':>6} {'sample %':>9} {'instr. %':>9} {'layout %':>9} {'content %':>9}"
+        lines = [f"{head} scored", f"{'':{width}} {columns}"]
         lines += [f"{name:{width}} {t.n:6d} {pct(t.sample_accuracy):>9} "
-                  f"{pct(t.instruction_accuracy):>9}" for name, t in rows]
+                  f"{pct(t.instruction_accuracy):>9} {pct(t.layout_accuracy):>9} "
+                  f"{pct(t.content_accuracy):>9}" for name, t in rows]
         if self.failed_checks:
             lines.append("failed checks: " + ", ".join(
                 f"{name} {count}" for name, count in self.failed_checks.most_common()))
@@ -213,15 +248,32 @@ def read_eval(path: str | Path) -> tuple[list[EvalItem], list[dict[str, str]]]:
             if "mosaic" not in obj:
                 raise SpecError("field 'mosaic' (the spec): missing")
             spec = load_spec(obj["mosaic"])
+            texts = None
             if isinstance(prompt, str):
-                consistent = spec_consistency(spec, prompt=prompt)
+                consistent, texts = read_prompt(spec, prompt)
                 if consistent.passed is False:
                     raise SpecError(f"spec does not match its prompt: {consistent.reason}")
+            references = _references(obj, spec)
         except SpecError as exc:
             invalid.append({"id": key, "where": where, "error": str(exc)})
             continue
-        items.append(EvalItem(key, spec, where, prompt if isinstance(prompt, str) else None))
+        items.append(EvalItem(key, spec, where, prompt if isinstance(prompt, str) else None,
+                              references, texts))
     return items, invalid
+
+
+def _references(obj: dict[str, Any], spec: MosaicSpec) -> list[str | None] | None:
+    """Every instruction's reference answer: the item's "references" (one per instruction,
+    written by make-eval), else the answers read from its "reference" (none for skipped ones)."""
+    refs = obj.get("references")
+    if refs is not None:
+        if not (isinstance(refs, list) and len(refs) == spec.instructions
+                and all(r is None or isinstance(r, str) for r in refs)):
+            raise SpecError(f"field 'references': expected {spec.instructions} texts, one per "
+                            "instruction")
+        return refs
+    reference = obj.get("reference")
+    return reference_answers(spec, reference) if isinstance(reference, str) else None
 
 
 def read_responses(path: str | Path) -> dict[str, str]:
@@ -248,7 +300,7 @@ def score(
     items: Iterable[EvalItem],
     responses: Mapping[str, str],
     *,
-    mode: str = "strict",
+    mode: str = "loose",
     invalid: list[dict[str, str]] | None = None,
 ) -> ScoreReport:
     report = ScoreReport(mode, invalid=list(invalid or []))
@@ -261,7 +313,8 @@ def score(
             report.missing.append(item.id)
             report.add(item, None)
             continue
-        verdict = verify(item.spec, response, mode=mode)
+        verdict = verify(item.spec, response, mode=mode, references=item.references,
+                         instructions=item.instructions)
         if verdict.passed is None:
             report.not_verifiable.append(item.id)
             continue
@@ -318,9 +371,10 @@ def add_parser(sub: Any) -> Callable[[argparse.Namespace], int]:
     )
     p.add_argument("eval", help="the evaluation set (JSONL from make-eval)")
     p.add_argument("responses", help='model responses: JSONL of {"id": ..., "response": ...}')
-    p.add_argument("--mode", choices=["strict", "loose"], default="strict",
-                   help="strict: labels and tags exactly as asked; loose: forgive markdown "
-                   "decoration, spacing and the case of tags (default %(default)s)")
+    p.add_argument("--mode", choices=["strict", "loose"], default="loose",
+                   help="loose: forgive markdown decoration, spacing, label wording and a "
+                   "framing first/last line, as a careful grader does; strict: labels and tags "
+                   "exactly as asked (default %(default)s)")
     p.add_argument("--out", metavar="FILE", help="write the table (and every listed id) as JSON")
     p.add_argument("--plot", metavar="FILE.png",
                    help="draw accuracy against instruction count (needs matplotlib)")

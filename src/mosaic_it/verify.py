@@ -4,9 +4,26 @@
 begin/end tags) and checks every constraint the meta-instructions make: how many answers, their
 labels, their order, their tags, that skipped instructions stay unanswered and that nothing
 stands outside the answers. Like IFEval it gives a sample-level verdict (every check passes) and
-an instruction-level rate (the share of required answers present, in the right relative place and
-correctly tagged), in a strict mode and a loose one that forgives markdown decoration, spacing
-and the case of tags.
+an instruction-level rate (the share of required answers present, in the right relative place,
+correctly tagged and, when references are given, about the right instruction).
+
+The two modes follow IFEval's (Zhou et al. 2023, section 2): IFEval's *strict* accuracy checks
+the response as written; its *loose* accuracy also accepts the response with markdown emphasis
+removed and with its first or last line removed, so that formatting and a friendly opening or
+closing line are not taken for a broken instruction. Here:
+
+- ``strict``: the exact layout: every label and tag as rendered in the prompt, in the asked
+  order, and nothing outside the answers.
+- ``loose``: also forgives markdown decoration and spacing around labels and tags, the label's
+  punctuation and brackets, any label wording that names the right number ("Answer 3:",
+  "Instruction 3", "Task 3", ``**3.**``, ``### 3``), the answer on the label's own line or tags on
+  their own lines, and a first line before the answers (or, with tags, a last line after them)
+  that holds no label, no tag and at most 30 words. A tag written in another case than asked is
+  *not* forgiven: it fails the check "tag_case", reported on its own.
+
+In both modes, with ``references`` (the reference answer of every instruction), the "content"
+check fails an answer whose text reads like another instruction's answer (see
+:mod:`mosaic_it.content`), and "no_repeat" fails a second run of the answers after the last one.
 
 What a spec does not make checkable is reported as "not verifiable", never as a pass: a sample
 with neither labels nor tags, or the order of an unnumbered one.
@@ -18,19 +35,23 @@ from collections.abc import Mapping, Sequence
 from dataclasses import MISSING, dataclass, field, fields
 from typing import Any
 
+from .content import Topics
 from .records import MosaicSpec, Numbering, Tags
 from .rulepack import MASKOUT_RULES, PERMUTE_RULES, RulePack, load_rule_pack
 from .strategies import STRATEGIES, Item, maskout, permute
 from .strategies.base import Check, format_numbers
-from .strategies.format import (
+from .strategies.parse import (
     LOOSE,
     READ_MODES,
     STRICT,
     AnswerSpec,
+    ReadResponse,
     answer_checks,
     followed_answers,
     instruction_splits,
+    labelled_blocks_in_last,
     read_response,
+    tag_case,
 )
 
 __all__ = ["Check", "SpecError", "Verdict", "load_spec", "verify"]
@@ -39,6 +60,7 @@ SPEC_VERSIONS = (1,)  # versions of the "mosaic" spec this code reads
 FORMATS = ("tags", "generic", "plain")
 PASS, FAIL, NOT_VERIFIABLE = "pass", "fail", "not_verifiable"
 SPEC_CONSISTENT = "spec_consistent"
+REPEAT_CHARS = 40  # an answer's opening that, written again after the last answer, is a repeat
 PROMPT_READINGS = 256  # readings of a prompt tried before spec consistency is called unverifiable
 
 
@@ -238,12 +260,15 @@ def verify(
     instructions: Sequence[str] | None = None,
     prompt: str | None = None,
     pack: RulePack | None = None,
+    references: Sequence[str | None] | None = None,
 ) -> Verdict:
     """Check ``response`` against every constraint the sample's meta-instructions state.
 
     ``instructions`` (the instruction texts as shown in the prompt, in order) or ``prompt`` (the
     sample's rendered instruction) add a "spec_consistent" check: the rule, applied again to the
-    instructions, gives the spec's answer order and skipped instructions.
+    instructions, gives the spec's answer order and skipped instructions. ``references`` (one
+    reference answer per instruction, in prompt order; None where unknown) add the "content"
+    check, with the instruction texts when given.
     """
     if mode not in READ_MODES:
         raise ValueError(f"mode must be one of {', '.join(READ_MODES)}, got {mode!r}")
@@ -263,12 +288,91 @@ def verify(
         checks = [Check(name, None, why) for name in ("count", "labels", "order", "tags",
                                                       "masked", "nothing_extra")]
         return Verdict(mode, (*checks, *extra), required, None)
-    read = read_response(aspec, response, mode)
+    topics = _topics(spec, references, instructions)
+    fit = (lambda n, text: topics.scores(text)[n - 1] or 0.0) if topics else None
+    read = read_response(aspec, response, mode, fit)
     checks = answer_checks(read, aspec)
     if mode == STRICT and any(c.passed is False for c in checks):
         checks = _with_loose_hints(checks, aspec, response)
+    if mode == LOOSE and aspec.tags is not None:
+        checks.append(tag_case(aspec, response))
+    content, wrong = _content_check(read, aspec, topics)
+    # a second run of the answers shows in the reading with the earliest labels, which the
+    # reading that fits best may have spread over the answers
+    earliest = read_response(aspec, response, mode) if fit else read
+    checks += [content, _repeat_check(earliest, aspec, mode, topics)]
     answers = tuple(a.number for a in read.answers)
-    return Verdict(mode, (*checks, *extra), required, followed_answers(read, aspec), answers)
+    followed = followed_answers(read, aspec, wrong)
+    return Verdict(mode, (*checks, *extra), required, followed, answers)
+
+
+def _topics(spec: MosaicSpec, references: Sequence[str | None] | None,
+            instructions: Sequence[str] | None) -> Topics | None:
+    if references is None:
+        return None
+    k = spec.instructions
+    if len(references) != k:
+        raise ValueError(f"references: {len(references)} given, the sample has {k} instructions")
+    texts = list(instructions) if instructions is not None and len(instructions) == k else None
+    return Topics([
+        None if ref is None else ref + ("\n" + texts[i] if texts else "")
+        for i, ref in enumerate(references)
+    ])
+
+
+def _content_check(read: ReadResponse, aspec: AnswerSpec, topics: Topics | None
+                   ) -> tuple[Check, frozenset[int]]:
+    """Whether the text under each label answers that label's instruction."""
+    if topics is None:
+        return Check("content", None, "not verifiable: no reference answers given"), frozenset()
+    if aspec.numbering is None:  # matched by position
+        pairs = [(n, a) for n, a in zip(aspec.answer_order, [a for a in read.answers
+                                                            if not a.blank])]
+    else:
+        pairs = [(a.number, a) for a in read.answers
+                 if a.number in aspec.answer_order and not a.blank]
+    wrong: dict[int, int] = {}
+    for number, answer in pairs:
+        like = topics.reads_like(answer.content, number)  # type: ignore[arg-type]
+        if like is not None and number not in wrong:
+            wrong[number] = like  # type: ignore[index]
+    if not wrong:
+        return Check("content", True), frozenset()
+    reason = "; ".join(f"the answer to {n} reads like the answer to instruction {like}"
+                       for n, like in wrong.items())
+    return Check("content", False, reason), frozenset(wrong)
+
+
+def _normal(text: str) -> str:
+    return " ".join(text.lower().split())
+
+
+def _repeat_check(read: ReadResponse, aspec: AnswerSpec, mode: str, topics: Topics | None
+                  ) -> Check:
+    """A second run of the answers after the last one: with labels alone it reads as part of
+    the last answer. There, blocks that repeat every earlier answer under its label, a block under
+    the first answer's label that repeats its first 40 characters or more, or (with references) a
+    block under an earlier answer's label that reads like that instruction rather than the last
+    one, is a second run."""
+    blocks = labelled_blocks_in_last(read, aspec, mode)
+    if not blocks:
+        return Check("no_repeat", True)
+    first, last = read.answers[0], read.answers[-1].number
+    earlier = [(a.number, _normal(a.content)) for a in read.answers[:-1]]
+    if earlier and [(b.number, _normal(b.content)) for b in blocks[: len(earlier)]] == earlier:
+        return Check("no_repeat", False, "the answers are written again after the last one")
+    opening = _normal(first.content)
+    for block in blocks:
+        repeated = False
+        if block.number == first.number and len(opening) >= REPEAT_CHARS:
+            text = _normal(block.content)
+            repeated = text[:REPEAT_CHARS] == opening[:REPEAT_CHARS]
+        if not repeated and topics is not None and block.number != last and last is not None:
+            repeated = topics.reads_like(block.content, last) == block.number
+        if repeated:
+            return Check("no_repeat", False, f"a second answer labelled {block.number} after the "
+                         "last answer: the answers are written again")
+    return Check("no_repeat", True)
 
 
 def _with_loose_hints(checks: list[Check], aspec: AnswerSpec, response: str) -> list[Check]:
@@ -291,11 +395,18 @@ def spec_consistency(
     """The "spec_consistent" check: the spec's rule, re-applied to the instructions, gives its
     answer order and skips. With ``prompt`` the instructions are read back from the rendered
     instruction; it passes when one reading of it is consistent."""
-    name = SPEC_CONSISTENT
     if instructions is not None:
         problem = _consistency_problem(spec, list(instructions))
-        return Check(name, problem is None, problem or "")
+        return Check(SPEC_CONSISTENT, problem is None, problem or "")
     assert prompt is not None
+    return read_prompt(spec, prompt, pack)[0]
+
+
+def read_prompt(spec: MosaicSpec, prompt: str, pack: RulePack | None = None
+                ) -> tuple[Check, list[str] | None]:
+    """The instruction texts of a rendered prompt: the first reading consistent with the spec
+    (None if there is none), with the "spec_consistent" check."""
+    name = SPEC_CONSISTENT
     cfg = (pack or load_rule_pack()).format
     readings = instruction_splits(
         spec.numbering, spec.instructions, prompt, *spec.meta_parts(),
@@ -305,15 +416,30 @@ def spec_consistency(
     for tried, texts in enumerate(readings, start=1):
         problem = _consistency_problem(spec, texts)
         if problem is None:
-            return Check(name, True)
+            return Check(name, True), texts
         first_problem = first_problem or problem
         if tried >= PROMPT_READINGS:
             return Check(name, None, f"not verifiable: the prompt reads in more than "
-                         f"{PROMPT_READINGS} ways; pass the instructions instead")
+                         f"{PROMPT_READINGS} ways; pass the instructions instead"), None
     if first_problem is None:
-        return Check(name, False, f"the prompt does not read as {spec.instructions} instructions "
-                     "in the spec's layout")
-    return Check(name, False, first_problem)
+        return Check(name, False, f"the prompt does not read as {spec.instructions} "
+                     "instructions in the spec's layout"), None
+    return Check(name, False, first_problem), None
+
+
+def reference_answers(spec: MosaicSpec, reference: str) -> list[str | None] | None:
+    """Each instruction's answer in a reference response (None for a skipped one), or None if
+    the reference does not read exactly as the spec's layout."""
+    aspec = answer_spec(spec)
+    if not aspec.checkable:
+        return None
+    read = read_response(aspec, reference, STRICT)
+    if not read.exact:
+        return None
+    out: list[str | None] = [None] * spec.instructions
+    for number, answer in zip(spec.answer_order, read.answers):
+        out[number - 1] = answer.content
+    return out
 
 
 def _consistency_problem(spec: MosaicSpec, texts: list[str]) -> str | None:
