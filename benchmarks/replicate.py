@@ -176,8 +176,8 @@ class Stage:
         saved = json.loads(self.marker.read_text(encoding="utf-8"))
         if saved.get("fingerprint") != fingerprint(self.key):
             raise ReplicateError(
-                f"{self.dir}: cached by a run with other options ({saved.get('key')}); use another "
-                "--cache, or remove that directory to redo the stage")
+                f"{self.dir}: cached by a run with other options (its stage.json says which); use "
+                "another --cache, or remove that directory to redo the stage")
         return saved
 
     def check_partial(self) -> None:
@@ -620,6 +620,7 @@ def stage_loss(arm: ArmModel, pairs: list[dict[str, Any]], name: str, deps: list
         log(f"loss {name}", "cached")
         return saved
     torch = require_torch()
+    st.dir.mkdir(parents=True, exist_ok=True)
     model, tok, fmt = arm.get()
     device = next(model.parameters()).device
     t0 = time.perf_counter()
