@@ -754,18 +754,22 @@ def score_ifeval(rows: list[dict[str, Any]], responses: dict[str, str]) -> dict[
         "prompt_strict", "prompt_loose", "instruction_strict", "instruction_loose")}
     num: dict[str, list[float]] = {"strict": [], "loose": []}
     den: list[float] = []
+    empty = 0
     for row in rows:
         key = str(row["key"])
         results, _ = check(row, responses.get(key, ""))
         strict = [r.strict_pass for r in results]
         loose = [r.loose_pass for r in results]
+        if not results:  # an empty answer: if-verifiable returns no results; all are failed
+            empty += 1
+            strict = loose = [False] * len(row["instruction_id_list"])
         per["prompt_strict"][key] = float(all(strict))
         per["prompt_loose"][key] = float(all(loose))
         per["instruction_strict"][key] = sum(strict) / len(strict)
         per["instruction_loose"][key] = sum(loose) / len(loose)
         num["strict"].append(sum(strict))
         num["loose"].append(sum(loose))
-        den.append(len(results))
+        den.append(len(strict))
     n = len(rows)
     table = {
         "prompt_strict": share(int(sum(per["prompt_strict"].values())), n),
@@ -777,6 +781,7 @@ def score_ifeval(rows: list[dict[str, Any]], responses: dict[str, str]) -> dict[
                               "k": int(sum(num["loose"])), "n": int(sum(den)),
                               "ci95": bootstrap_ratio(num["loose"], den)},
         "missing": sum(1 for r in rows if str(r["key"]) not in responses),
+        "empty_responses": empty,
         "checker": how,
         "prompts_using_sentence_splitter": sum(
             1 for r in rows if set(r["instruction_id_list"]) & set(PUNKT_INSTRUCTIONS)),
