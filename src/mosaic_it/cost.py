@@ -26,8 +26,8 @@ length. These are extrapolations from a few measured steps, and they say so.
 from __future__ import annotations
 
 import argparse
-import json
 import bisect
+import json
 import math
 import os
 import random
