@@ -38,15 +38,16 @@ def test_tiny_profile_end_to_end_and_resume(tmp_path, capsys):
     assert rep.main(argv) == 0
     first = capsys.readouterr()
     arms = ["arm0", "arm1-seed42", "arm2-seed42", "arm3-seed42"]
-    markers = [cache / "data" / "stage.json", cache / "mosaic" / "stage.json"]
+    markers = [cache / d / "stage.json" for d in ("data-train", "data-eval", "mosaic")]
     markers += [cache / "train" / a / "stage.json" for a in arms[1:]]
     for arm in arms:
         markers += [cache / "generate" / arm / w / "stage.json" for w in ("multi", "ifeval")]
         markers.append(cache / "loss" / arm / "stage.json")
     for m in markers:
         assert m.is_file(), m
-    for name in ("train.jsonl", "multi.jsonl", "ifeval.jsonl", "loss_pairs.jsonl"):
-        assert (cache / "data" / name).stat().st_size > 0
+    for name in ("data-train/train.jsonl", "data-eval/multi.jsonl", "data-eval/ifeval.jsonl",
+                 "data-eval/loss_pairs.jsonl"):
+        assert (cache / name).stat().st_size > 0
     for arm in arms[1:]:
         assert (cache / "train" / arm / "model" / "model.safetensors").is_file()
         assert not list((cache / "train" / arm / "model").glob("checkpoint-*"))
