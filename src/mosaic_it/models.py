@@ -7,7 +7,9 @@ A model spec is one of:
 
 * ``builtin:tiny-llama``: a randomly initialised Llama (hidden 64, 2 layers, the bundled 32,000
   token tokenizer), for tests, CI and cost measurements on a CPU;
-* a ``.gguf`` file (transformers de-quantizes it; needs the ``gguf`` package);
+* a ``.gguf`` file: de-quantized once (transformers reads it; needs the ``gguf`` package) into a
+  plain model directory in the cache (:func:`gguf_model_dir`), which is then loaded like any
+  other, so it trains (full or LoRA) in the chosen dtype;
 * a directory saved by ``save_pretrained`` (or by ``mosaic-it train``; a LoRA adapter directory
   is loaded on its base model, which needs ``peft``);
 * a Hugging Face Hub id (needs the network, or the local Hub cache).
@@ -23,7 +25,11 @@ and how an instruction becomes a generation prompt, so that training and evaluat
 from __future__ import annotations
 
 import copy
+import hashlib
 import json
+import os
+import shutil
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -180,13 +186,12 @@ def load_tokenizer_for(source: ModelSource, tokenizer: str | None = None) -> Any
         tok = bundled_hf_tokenizer()
     else:
         where = tokenizer or (str(source.path) if source.path else source.spec)
-        kwargs: dict[str, Any] = {}
         if tokenizer is None and source.kind == "gguf":
-            kwargs["gguf_file"] = source.gguf_file
+            where = str(gguf_model_dir(source))
         if tokenizer is None and source.kind == "adapter":
             where = _adapter_tokenizer_dir(source)
         try:
-            tok = AutoTokenizer.from_pretrained(where, **kwargs)
+            tok = AutoTokenizer.from_pretrained(where)
         except Exception as exc:  # transformers raises OSError, ValueError, ImportError...
             raise ModelError(
                 f"{where}: cannot load a tokenizer ({_short(exc)}); pass --tokenizer with the "
@@ -240,11 +245,11 @@ def load_model(source: ModelSource, *, dtype: Any = None, seed: int = 0) -> Any:
         return LlamaForCausalLM(tiny_llama_config()).to(dtype)
     try:
         if source.kind == "gguf":
-            if _missing("gguf"):
-                raise ModelError(f"{source.spec}: loading a .gguf file needs the gguf package: pip install gguf")
-            return AutoModelForCausalLM.from_pretrained(
-                str(source.path), gguf_file=source.gguf_file, dtype=dtype
-            )
+            where = gguf_model_dir(source)
+            print(f"mosaic-it: {source.spec}: GGUF weights de-quantized to float32 in {where} "
+                  f"(cached, keyed by the file's SHA-256); loaded as {str(dtype).split('.')[-1]}",
+                  file=sys.stderr)
+            return AutoModelForCausalLM.from_pretrained(str(where), dtype=dtype)
         if source.kind == "adapter":
             if _missing("peft"):
                 raise ModelError(f"{source.spec}: a LoRA adapter; loading it needs peft: {INSTALL_HINT}")
@@ -265,6 +270,81 @@ def load_model(source: ModelSource, *, dtype: Any = None, seed: int = 0) -> Any:
             else "check that the directory is complete and was written by save_pretrained"
         )
         raise ModelError(f"{source.spec}: cannot load the model ({_short(exc)}); {hint}") from exc
+
+
+def cache_root() -> Path:
+    """Where mosaic-it keeps derived files: ``$MOSAIC_IT_CACHE``, else
+    ``$XDG_CACHE_HOME/mosaic-it``, else ``~/.cache/mosaic-it``."""
+    if os.environ.get("MOSAIC_IT_CACHE"):
+        return Path(os.environ["MOSAIC_IT_CACHE"]).expanduser()
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base).expanduser() / "mosaic-it"
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+GGUF_MARKER = "mosaic_it_gguf.json"
+
+
+def gguf_model_dir(source: ModelSource) -> Path:
+    """A plain transformers directory (float32 safetensors, config, tokenizer) with the GGUF
+    file's weights de-quantized, made on first use in ``cache_root()/gguf/<stem>-<sha256[:16]>``.
+
+    transformers loads a GGUF file as a quantized model that it refuses to train or save; its
+    de-quantized tensors are copied into the same architecture built from the config without
+    ``quantization_config``. The directory is written beside and renamed when complete, so an
+    interrupted conversion leaves nothing half-made; the key is the file's content, so a changed
+    file gets a new directory.
+    """
+    assert source.path is not None and source.gguf_file is not None
+    gguf_path = source.path / source.gguf_file
+    digest = file_sha256(gguf_path)
+    target = cache_root() / "gguf" / f"{gguf_path.stem}-{digest[:16]}"
+    if (target / GGUF_MARKER).is_file():
+        return target
+    torch = require_torch()
+    if _missing("gguf"):
+        raise ModelError(f"{source.spec}: loading a .gguf file needs the gguf package: pip install gguf")
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    print(f"mosaic-it: {source.spec}: de-quantizing the GGUF weights to float32 once, into "
+          f"{target}", file=sys.stderr)
+    try:
+        quantized = AutoModelForCausalLM.from_pretrained(
+            str(source.path), gguf_file=source.gguf_file, dtype=torch.float32)
+        tok = AutoTokenizer.from_pretrained(str(source.path), gguf_file=source.gguf_file)
+    except Exception as exc:
+        raise ModelError(f"{source.spec}: cannot read the GGUF file ({_short(exc)})") from exc
+    config = copy.deepcopy(quantized.config)
+    if hasattr(config, "quantization_config"):
+        del config.quantization_config
+    plain = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+    plain.load_state_dict(quantized.state_dict(), strict=True)
+    partial = target.with_name(target.name + f".partial-{os.getpid()}")
+    shutil.rmtree(partial, ignore_errors=True)
+    try:
+        plain.save_pretrained(str(partial))
+        tok.save_pretrained(str(partial))
+        (partial / GGUF_MARKER).write_text(json.dumps({
+            "source": str(gguf_path.resolve()), "sha256": digest, "dtype": "float32",
+            "parameters": sum(p.numel() for p in plain.parameters()),
+        }, indent=1) + "\n", encoding="utf-8")
+        if not target.exists():  # else another process finished first
+            partial.rename(target)
+        elif not (target / GGUF_MARKER).is_file():
+            raise ModelError(f"{target}: exists but was not written by mosaic-it; move it away")
+    except OSError as exc:
+        raise ModelError(f"{target}: cannot write the de-quantized model ({exc}); set "
+                         "MOSAIC_IT_CACHE to a writable directory") from exc
+    finally:
+        shutil.rmtree(partial, ignore_errors=True)
+    return target
 
 
 def check_vocab(model: Any, tokenizer: Any, model_name: str) -> None:
