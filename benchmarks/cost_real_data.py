@@ -24,8 +24,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from mosaic_it.cli import main as cli
-from mosaic_it.cost import CostOptions, render, run_cost
+from mosaic_it.apps.cost import CostOptions, render, run_cost
+from mosaic_it.cli.main import main as cli
 
 DEFAULT_DATA = "/work/shared/data/alpaca_en_demo.json"
 
@@ -37,15 +37,21 @@ def expand(path: str, n: int | None, workdir: Path) -> Path:
     out = workdir / f"alpaca_{n}.jsonl"
     with out.open("w", encoding="utf-8") as f:
         for i in range(n):
-            f.write(json.dumps({**records[i % len(records)], "id": f"r{i}"}, ensure_ascii=False) + "\n")
+            f.write(
+                json.dumps({**records[i % len(records)], "id": f"r{i}"}, ensure_ascii=False) + "\n"
+            )
     return out
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--data", default=DEFAULT_DATA, help=f"Alpaca JSON list (default {DEFAULT_DATA})")
+    p.add_argument(
+        "--data", default=DEFAULT_DATA, help=f"Alpaca JSON list (default {DEFAULT_DATA})"
+    )
     p.add_argument("--records", type=int, default=None, help="repeat the data to N records")
-    p.add_argument("--mosaic-epochs", type=int, default=4, help="mosaic-it mosaic --epochs (default 4)")
+    p.add_argument(
+        "--mosaic-epochs", type=int, default=4, help="mosaic-it mosaic --epochs (default 4)"
+    )
     p.add_argument("--model", default="builtin:tiny-llama", help="model whose steps are timed")
     p.add_argument("--micro-batch-size", type=int, default=4)
     p.add_argument("--measure-repeats", type=int, default=3)
@@ -53,27 +59,43 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", help="append the JSON line to this file")
     args = p.parse_args(argv)
     if not Path(args.data).is_file():
-        print(f"cost_real_data: {args.data}: no such file (see benchmarks/README.md)", file=sys.stderr)
+        print(
+            f"cost_real_data: {args.data}: no such file (see benchmarks/README.md)", file=sys.stderr
+        )
         return 2
     with tempfile.TemporaryDirectory(prefix="mosaic-cost-") as tmp:
         work = Path(tmp)
         original = expand(args.data, args.records, work)
         mosaic = work / "mosaic.jsonl"
         t0 = time.perf_counter()
-        code = cli(["mosaic", str(original), str(mosaic), "--epochs", str(args.mosaic_epochs), "-q"])
+        code = cli(
+            ["mosaic", str(original), str(mosaic), "--epochs", str(args.mosaic_epochs), "-q"]
+        )
         if code:
             return code
         mosaic_seconds = time.perf_counter() - t0
         opt = CostOptions(micro_batch_size=args.micro_batch_size)
-        result = run_cost(str(original), str(mosaic), opt,
-                          model=None if args.no_time else args.model, repeats=args.measure_repeats)
+        result = run_cost(
+            str(original),
+            str(mosaic),
+            opt,
+            model=None if args.no_time else args.model,
+            repeats=args.measure_repeats,
+        )
     result["original"]["path"] = args.data + (f" x{args.records} records" if args.records else "")
     result["mosaic"]["path"] = f"mosaic-it mosaic --epochs {args.mosaic_epochs} of it"
     print(render(result))
-    line = {"benchmark": "cost_real_data", "data": args.data, "records": args.records,
-            "mosaic_epochs": args.mosaic_epochs, "mosaic_seconds": round(mosaic_seconds, 2),
-            "cpus": os.cpu_count(), **{k: result[k] for k in ("options", "reduction", "timing")},
-            "original": result["original"], "mosaic": result["mosaic"]}
+    line = {
+        "benchmark": "cost_real_data",
+        "data": args.data,
+        "records": args.records,
+        "mosaic_epochs": args.mosaic_epochs,
+        "mosaic_seconds": round(mosaic_seconds, 2),
+        "cpus": os.cpu_count(),
+        **{k: result[k] for k in ("options", "reduction", "timing")},
+        "original": result["original"],
+        "mosaic": result["mosaic"],
+    }
     print(json.dumps(line))
     if args.out:
         with open(args.out, "a", encoding="utf-8") as f:

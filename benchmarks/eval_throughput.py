@@ -53,7 +53,7 @@ def model_dir(spec: str, work: Path, env: dict[str, str]) -> Path:
         return target
     code = (
         "import sys\n"
-        "from mosaic_it.models import resolve_model, load_model, load_tokenizer_for\n"
+        "from mosaic_it.apps.models import resolve_model, load_model, load_tokenizer_for\n"
         "src = resolve_model(sys.argv[1])\n"
         "from transformers import AutoModelForCausalLM\n"
         "model = load_model(src)\n"
@@ -74,49 +74,80 @@ def source_at(ref: str, work: Path) -> Path:
     target = work / f"src-{ref}"
     if not target.is_dir():
         target.mkdir(parents=True)
-        archive = subprocess.run(["git", "-C", str(ROOT), "archive", ref, "src"], check=True,
-                                 capture_output=True).stdout
+        archive = subprocess.run(
+            ["git", "-C", str(ROOT), "archive", ref, "src"], check=True, capture_output=True
+        ).stdout
         subprocess.run(["tar", "-x", "-C", str(target)], input=archive, check=True)
     return target / "src"
 
 
-def eval_case(name: str, args: list[str], src: Path, work: Path, env: dict[str, str],
-              common: list[str]) -> dict:
+def eval_case(
+    name: str, args: list[str], src: Path, work: Path, env: dict[str, str], common: list[str]
+) -> dict:
     out, responses = work / f"{name}.json", work / f"{name}.responses.jsonl"
     responses.unlink(missing_ok=True)
     t0 = time.perf_counter()
-    run([sys.executable, "-m", "mosaic_it.cli", "eval", *common, *args, "--out", str(out),
-         "--responses", str(responses), "-q"], {**env, "PYTHONPATH": str(src)},
-        work / f"{name}.log")
+    run(
+        [
+            sys.executable,
+            "-m",
+            "mosaic_it.cli.main",
+            "eval",
+            *common,
+            *args,
+            "--out",
+            str(out),
+            "--responses",
+            str(responses),
+            "-q",
+        ],
+        {**env, "PYTHONPATH": str(src)},
+        work / f"{name}.log",
+    )
     wall = time.perf_counter() - t0
     result = json.loads(out.read_text())
     gen = result["run"]["generation"]
     seconds = result["run"]["seconds"]["generate"]
     tokens = gen.get("tokens_generated")
     answers = {d["id"]: d["response"] for d in map(json.loads, responses.read_text().splitlines())}
-    return {"case": name, "answers": gen["answers"], "tokens": tokens,
-            "threads": gen.get("threads"), "batch_size": gen.get("batch_size"),
-            "generate_s": seconds, "wall_s": round(wall, 1),
-            "tokens_per_s": round(tokens / seconds, 2) if tokens and seconds else None,
-            "sample_accuracy": result["overall"]["sample_accuracy"], "_answers": answers}
+    return {
+        "case": name,
+        "answers": gen["answers"],
+        "tokens": tokens,
+        "threads": gen.get("threads"),
+        "batch_size": gen.get("batch_size"),
+        "generate_s": seconds,
+        "wall_s": round(wall, 1),
+        "tokens_per_s": round(tokens / seconds, 2) if tokens and seconds else None,
+        "sample_accuracy": result["overall"]["sample_accuracy"],
+        "_answers": answers,
+    }
 
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--model", required=True, help="model directory or .gguf file")
-    p.add_argument("--eval-set", help="evaluation set (default: --n items made from the "
-                   "bundled example records)")
+    p.add_argument(
+        "--eval-set",
+        help="evaluation set (default: --n items made from the bundled example records)",
+    )
     p.add_argument("--n", type=int, default=60)
     p.add_argument("--max-instructions", type=int, default=3)
     p.add_argument("--max-new-tokens", type=int, default=64)
     p.add_argument("--batch-size", type=int, default=8)
-    p.add_argument("--more-batch-sizes", default="0",
-                   help="comma-separated, 0 = sized by --batch-tokens (the default); '' for none")
+    p.add_argument(
+        "--more-batch-sizes",
+        default="0",
+        help="comma-separated, 0 = sized by --batch-tokens (the default); '' for none",
+    )
     p.add_argument("--concurrency", type=int, default=8)
     p.add_argument("--before-ref", default=BEFORE_REF)
-    p.add_argument("--cases", default="before,transformers,openai,vllm",
-                   help="run in this order; the table compares every case with transformers-before "
-                   "(or the first)")
+    p.add_argument(
+        "--cases",
+        default="before,transformers,openai,vllm",
+        help="run in this order; the table compares every case with transformers-before "
+        "(or the first)",
+    )
     p.add_argument("--workdir", help="kept when given (default: a temp dir, removed)")
     p.add_argument("--out", help="append the JSON lines here")
     a = p.parse_args()
@@ -130,9 +161,23 @@ def main() -> int:
         model = model_dir(a.model, work, env)
         eval_set = Path(a.eval_set) if a.eval_set else work / "eval.jsonl"
         if not a.eval_set:
-            run([sys.executable, "-m", "mosaic_it.cli", "make-eval", "builtin:example",
-                 str(eval_set), "--n", str(a.n), "--max-instructions", str(a.max_instructions),
-                 "-q"], env, work / "make-eval.log")
+            run(
+                [
+                    sys.executable,
+                    "-m",
+                    "mosaic_it.cli.main",
+                    "make-eval",
+                    "builtin:example",
+                    str(eval_set),
+                    "--n",
+                    str(a.n),
+                    "--max-instructions",
+                    str(a.max_instructions),
+                    "-q",
+                ],
+                env,
+                work / "make-eval.log",
+            )
         common = ["--eval-set", str(eval_set), "--max-new-tokens", str(a.max_new_tokens)]
         local = ["--model", str(model), "--template", "chat"]
         rows = []
@@ -143,52 +188,100 @@ def main() -> int:
             print(json.dumps(shown), flush=True)
             if a.out:
                 with open(a.out, "a", encoding="utf-8") as f:
-                    f.write(json.dumps({**shown, "model": a.model, "n": a.n,
-                                        "max_new_tokens": a.max_new_tokens}) + "\n")
+                    f.write(
+                        json.dumps(
+                            {
+                                **shown,
+                                "model": a.model,
+                                "n": a.n,
+                                "max_new_tokens": a.max_new_tokens,
+                            }
+                        )
+                        + "\n"
+                    )
 
         for case in cases:
             if case == "before":
-                record(eval_case("transformers-before",
-                                 [*local, "--batch-size", str(a.batch_size)],
-                                 source_at(a.before_ref, work), work, env, common))
+                record(
+                    eval_case(
+                        "transformers-before",
+                        [*local, "--batch-size", str(a.batch_size)],
+                        source_at(a.before_ref, work),
+                        work,
+                        env,
+                        common,
+                    )
+                )
             elif case == "transformers":
                 sizes = [a.batch_size] + [int(x) for x in a.more_batch_sizes.split(",") if x]
                 for size in sizes:
-                    record(eval_case(f"transformers-batch{size or '-by-tokens'}",
-                                     [*local, "--batch-size", str(size)], now, work, env,
-                                     common))
+                    record(
+                        eval_case(
+                            f"transformers-batch{size or '-by-tokens'}",
+                            [*local, "--batch-size", str(size)],
+                            now,
+                            work,
+                            env,
+                            common,
+                        )
+                    )
             elif case == "openai":
-                from mosaic_it.backends import LocalServer
-                from mosaic_it.evaluation import idle_cores
+                from mosaic_it.apps.backends import LocalServer
+                from mosaic_it.apps.evaluate import idle_cores
 
                 # the server's torch threads as the transformers backend now chooses them
                 with LocalServer(model, work / "serve.log", threads=idle_cores()) as server:
-                    record(eval_case("openai-transformers-serve",
-                                     ["--backend", "openai", "--base-url", server.base_url,
-                                      "--model", str(model), "--concurrency",
-                                      str(a.concurrency)], now, work, env, common))
+                    record(
+                        eval_case(
+                            "openai-transformers-serve",
+                            [
+                                "--backend",
+                                "openai",
+                                "--base-url",
+                                server.base_url,
+                                "--model",
+                                str(model),
+                                "--concurrency",
+                                str(a.concurrency),
+                            ],
+                            now,
+                            work,
+                            env,
+                            common,
+                        )
+                    )
             elif case == "vllm":
                 try:
                     import vllm  # noqa: F401
                 except ImportError:
                     print(json.dumps({"case": "vllm", "skipped": "vllm is not installed"}))
                     continue
-                record(eval_case("vllm", ["--backend", "vllm", "--model", str(model)], now,
-                                 work, env, common))
+                record(
+                    eval_case(
+                        "vllm", ["--backend", "vllm", "--model", str(model)], now, work, env, common
+                    )
+                )
             else:
                 raise SystemExit(f"--cases: unknown case {case!r}")
         if rows:
             # the baseline: the backend as it was, where it ran
             first = next((r for r in rows if r["case"] == "transformers-before"), rows[0])
-            print(f"\n{'case':28} {'answers':>7} {'tokens':>7} {'gen s':>8} {'tok/s':>8} "
-                  f"{'x base':>7}  same answers as {first['case']}")
+            print(
+                f"\n{'case':28} {'answers':>7} {'tokens':>7} {'gen s':>8} {'tok/s':>8} "
+                f"{'x base':>7}  same answers as {first['case']}"
+            )
             for r in rows:
-                ratio = (r["tokens_per_s"] / first["tokens_per_s"]
-                         if r["tokens_per_s"] and first["tokens_per_s"] else None)
+                ratio = (
+                    r["tokens_per_s"] / first["tokens_per_s"]
+                    if r["tokens_per_s"] and first["tokens_per_s"]
+                    else None
+                )
                 same = sum(r["_answers"].get(k) == v for k, v in first["_answers"].items())
-                print(f"{r['case']:28} {r['answers']:>7} {r['tokens'] or '-':>7} "
-                      f"{r['generate_s']:>8} {r['tokens_per_s'] or '-':>8} "
-                      f"{(f'{ratio:.2f}' if ratio else '-'):>7}  {same}/{len(first['_answers'])}")
+                print(
+                    f"{r['case']:28} {r['answers']:>7} {r['tokens'] or '-':>7} "
+                    f"{r['generate_s']:>8} {r['tokens_per_s'] or '-':>8} "
+                    f"{(f'{ratio:.2f}' if ratio else '-'):>7}  {same}/{len(first['_answers'])}"
+                )
     finally:
         if not a.workdir:
             shutil.rmtree(work, ignore_errors=True)

@@ -29,15 +29,19 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
-from mosaic_it.cli import example_path
+from mosaic_it.cli.main import example_path
 from mosaic_it.rewards import MosaicReward
 
 
 def cli(*args: str, log: Path) -> None:
     env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
     with log.open("w") as out:
-        code = subprocess.call([sys.executable, "-m", "mosaic_it.cli", *args], stdout=out,
-                               stderr=subprocess.STDOUT, env=env)
+        code = subprocess.call(
+            [sys.executable, "-m", "mosaic_it.cli.main", *args],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env=env,
+        )
     if code:
         raise SystemExit(f"failed ({code}): mosaic-it {' '.join(args)}\n{log.read_text()[-3000:]}")
 
@@ -48,8 +52,9 @@ def mean_rewards(eval_set: Path, responses: Path, mode: str) -> dict[str, float]
     ids = sorted(items)
     out = {}
     for kind in ("pass", "partial"):
-        scores = MosaicReward(kind, mode=mode)([answers.get(i, "") for i in ids],
-                                               mosaic=[items[i]["mosaic"] for i in ids])
+        scores = MosaicReward(kind, mode=mode)(
+            [answers.get(i, "") for i in ids], mosaic=[items[i]["mosaic"] for i in ids]
+        )
         out[kind] = round(sum(scores) / len(scores), 4)
     return out
 
@@ -76,35 +81,104 @@ def main() -> int:
     work.mkdir(parents=True, exist_ok=True)
     rows = example_path().read_text(encoding="utf-8").splitlines()
     (work / "train.jsonl").write_text("\n".join(rows[: a.train_records]) + "\n")
-    (work / "held_out.jsonl").write_text("\n".join(rows[a.train_records:]) + "\n")
+    (work / "held_out.jsonl").write_text("\n".join(rows[a.train_records :]) + "\n")
     m = str(a.max_instructions)
-    cli("make-rl-prompts", str(work / "train.jsonl"), str(work / "rl.jsonl"), "--held-out",
-        str(work / "held_out.jsonl"), "--n", str(a.rl_prompts), "--max-instructions", m, "-q",
-        log=work / "make-rl-prompts.log")
-    cli("make-eval", str(work / "held_out.jsonl"), str(work / "eval.jsonl"), "--n",
-        str(a.eval_items), "--max-instructions", m, "-q", log=work / "make-eval.log")
-    gen = ["--eval-set", str(work / "eval.jsonl"), "--max-new-tokens",
-           str(a.max_completion_length), "--template", a.template, "-q"]
+    cli(
+        "make-rl-prompts",
+        str(work / "train.jsonl"),
+        str(work / "rl.jsonl"),
+        "--held-out",
+        str(work / "held_out.jsonl"),
+        "--n",
+        str(a.rl_prompts),
+        "--max-instructions",
+        m,
+        "-q",
+        log=work / "make-rl-prompts.log",
+    )
+    cli(
+        "make-eval",
+        str(work / "held_out.jsonl"),
+        str(work / "eval.jsonl"),
+        "--n",
+        str(a.eval_items),
+        "--max-instructions",
+        m,
+        "-q",
+        log=work / "make-eval.log",
+    )
+    gen = [
+        "--eval-set",
+        str(work / "eval.jsonl"),
+        "--max-new-tokens",
+        str(a.max_completion_length),
+        "--template",
+        a.template,
+        "-q",
+    ]
     run = work / "run"
     for name, model in (("before", a.model), ("after", str(run))):
         if name == "after" and not (run / "mosaic_it_train.json").is_file():
             t0 = time.perf_counter()
-            cli("train", str(work / "rl.jsonl"), "--method", "grpo", "--model", a.model,
-                "--output-dir", str(run), "--template", a.template, "--max-steps",
-                str(a.steps), "--num-generations", str(a.num_generations), "--batch-size",
-                str(a.batch_size), "--micro-batch-size", str(a.batch_size),
-                "--max-completion-length", str(a.max_completion_length), "--lr", str(a.lr),
-                "--rewards", a.rewards, "--reward-mode", a.reward_mode, "--warmup-ratio", "0",
-                "--lr-scheduler", "constant", "--logging-steps", "1", "--save-steps",
-                str(a.steps), log=work / "train.log")
+            cli(
+                "train",
+                str(work / "rl.jsonl"),
+                "--method",
+                "grpo",
+                "--model",
+                a.model,
+                "--output-dir",
+                str(run),
+                "--template",
+                a.template,
+                "--max-steps",
+                str(a.steps),
+                "--num-generations",
+                str(a.num_generations),
+                "--batch-size",
+                str(a.batch_size),
+                "--micro-batch-size",
+                str(a.batch_size),
+                "--max-completion-length",
+                str(a.max_completion_length),
+                "--lr",
+                str(a.lr),
+                "--rewards",
+                a.rewards,
+                "--reward-mode",
+                a.reward_mode,
+                "--warmup-ratio",
+                "0",
+                "--lr-scheduler",
+                "constant",
+                "--logging-steps",
+                "1",
+                "--save-steps",
+                str(a.steps),
+                log=work / "train.log",
+            )
             print(json.dumps({"train_seconds": round(time.perf_counter() - t0, 1)}), flush=True)
         responses = work / f"{name}.responses.jsonl"
         if not responses.is_file():
-            cli("eval", "--model", model, *gen, "--responses", str(responses),
-                log=work / f"eval-{name}.log")
-        print(json.dumps({"held_out": name, "items": a.eval_items,
-                          "mean_reward": mean_rewards(work / "eval.jsonl", responses,
-                                                      a.reward_mode)}), flush=True)
+            cli(
+                "eval",
+                "--model",
+                model,
+                *gen,
+                "--responses",
+                str(responses),
+                log=work / f"eval-{name}.log",
+            )
+        print(
+            json.dumps(
+                {
+                    "held_out": name,
+                    "items": a.eval_items,
+                    "mean_reward": mean_rewards(work / "eval.jsonl", responses, a.reward_mode),
+                }
+            ),
+            flush=True,
+        )
     saved = json.loads((run / "mosaic_it_train.json").read_text())
     print(json.dumps({"training_reward_curve": saved["result"]["rewards"]}))
     return 0

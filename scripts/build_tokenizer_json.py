@@ -8,9 +8,16 @@ changing the model file or the conversion.
 
 from pathlib import Path
 
-from mosaic_it.tokenizer import convert_bundled
+from mosaic_it.budget.tokenizer import convert_bundled
 
-TARGET = Path(__file__).resolve().parents[1] / "src" / "mosaic_it" / "data" / "tokenizer" / "tokenizer.json"
+TARGET = (
+    Path(__file__).resolve().parents[1]
+    / "src"
+    / "mosaic_it"
+    / "data"
+    / "tokenizer"
+    / "tokenizer.json"
+)
 
 if __name__ == "__main__":
     text = convert_bundled().backend.to_str()

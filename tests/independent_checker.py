@@ -31,17 +31,40 @@ from pathlib import Path
 
 # well-known chat-control strings (this checker's own list)
 CONTROL_STRINGS = (
-    "<|im_start|>", "<|im_end|>", "<|endoftext|>", "<|end|>", "<|eot_id|>", "<|user|>",
-    "<|assistant|>", "<|system|>", "<|begin_of_text|>", "<|start_header_id|>",
-    "<|end_header_id|>", "<s>", "</s>", "[INST]", "[/INST]", "<<SYS>>", "<start_of_turn>",
-    "<end_of_turn>", "<|eom_id|>",
+    "<|im_start|>",
+    "<|im_end|>",
+    "<|endoftext|>",
+    "<|end|>",
+    "<|eot_id|>",
+    "<|user|>",
+    "<|assistant|>",
+    "<|system|>",
+    "<|begin_of_text|>",
+    "<|start_header_id|>",
+    "<|end_header_id|>",
+    "<s>",
+    "</s>",
+    "[INST]",
+    "[/INST]",
+    "<<SYS>>",
+    "<start_of_turn>",
+    "<end_of_turn>",
+    "<|eom_id|>",
 )
 # how far apart keys must be for this checker to call an order readable (half of what the
 # generator promises, so small differences between the two definitions do not matter)
 MIN_WORD_GAP, MIN_CHAR_GAP, MIN_RELATIVE_GAP = 1, 5, 0.05
 
-_EACH_NAMES = ("CJK UNIFIED IDEOGRAPH", "CJK COMPATIBILITY IDEOGRAPH", "HIRAGANA", "KATAKANA",
-               "THAI", "LAO", "KHMER", "MYANMAR")
+_EACH_NAMES = (
+    "CJK UNIFIED IDEOGRAPH",
+    "CJK COMPATIBILITY IDEOGRAPH",
+    "HIRAGANA",
+    "KATAKANA",
+    "THAI",
+    "LAO",
+    "KHMER",
+    "MYANMAR",
+)
 
 
 # ------------------------------------------------------------------ the checker's definitions
@@ -56,8 +79,12 @@ def words(text: str) -> int:
     for ch in text:
         cat = unicodedata.category(ch)
         name = unicodedata.name(ch, "")
-        if cat.startswith("L") and name.startswith(_EACH_NAMES) or (
-            ch == "\u30fc"  # the katakana long-vowel sign, a letter of its word
+        if (
+            cat.startswith("L")
+            and name.startswith(_EACH_NAMES)
+            or (
+                ch == "\u30fc"  # the katakana long-vowel sign, a letter of its word
+            )
         ):
             count += 1
             in_word = False
@@ -75,8 +102,11 @@ def words(text: str) -> int:
 
 def characters(text: str) -> int:
     """Characters a reader sees: code points less combining marks and format characters."""
-    return sum(1 for ch in unicodedata.normalize("NFC", text)
-               if unicodedata.category(ch) not in ("Mn", "Me", "Cf"))
+    return sum(
+        1
+        for ch in unicodedata.normalize("NFC", text)
+        if unicodedata.category(ch) not in ("Mn", "Me", "Cf")
+    )
 
 
 def initial(text: str) -> str | None:
@@ -128,9 +158,11 @@ def _tag_readings(text: str, p: int, pieces: list[str], got: dict):
 
 def _pattern(template: str) -> re.Pattern:
     out = re.escape(template)
-    for name, group in (("order", r"(?P<order>.+?)"),
-                        ("positions", r"(?P<positions>[0-9][0-9, and]*)"),
-                        ("n", r"(?P<n>[0-9]+)")):
+    for name, group in (
+        ("order", r"(?P<order>.+?)"),
+        ("positions", r"(?P<positions>[0-9][0-9, and]*)"),
+        ("n", r"(?P<n>[0-9]+)"),
+    ):
         out = out.replace(re.escape("{" + name + "}"), group)
     return re.compile(out)
 
@@ -272,9 +304,19 @@ def check_sample(record: dict, sources: dict, phrases: list[Phrase]) -> Verdict:
         else:
             skipped = _maskout(v, rule, g, texts, k)
             order = [n for n in order if n not in skipped]
-        if rule in ("LENGTH_WORD", "REVERSE_LENGTH_WORD", "LENGTH_CHAR", "REVERSE_LENGTH_CHAR",
-                    "WORD_LONG", "WORD_SHORT") and any("\n" in t for t in texts) and (
-                "input" not in kinds):
+        if (
+            rule
+            in (
+                "LENGTH_WORD",
+                "REVERSE_LENGTH_WORD",
+                "LENGTH_CHAR",
+                "REVERSE_LENGTH_CHAR",
+                "WORD_LONG",
+                "WORD_SHORT",
+            )
+            and any("\n" in t for t in texts)
+            and ("input" not in kinds)
+        ):
             v.add("input_unsaid")
     if order is None:
         v.add("false")
@@ -305,8 +347,11 @@ def _permute(v: Verdict, rule: str, g: dict, texts: list[str], k: int, tie_said:
         odd, even = numbers[0::2], numbers[1::2]
         return odd + even if rule == "ODD_EVEN" else even + odd
     base = rule.replace("REVERSE_", "")
-    key, unit = {"ALPHA": (initial, None), "LENGTH_WORD": (words, "words"),
-                 "LENGTH_CHAR": (characters, "chars")}[base]
+    key, unit = {
+        "ALPHA": (initial, None),
+        "LENGTH_WORD": (words, "words"),
+        "LENGTH_CHAR": (characters, "chars"),
+    }[base]
     keys = [key(t) for t in texts]
     if any(x is None for x in keys):
         return None  # "alphabetical" over a letter with no a-z order

@@ -1,11 +1,11 @@
 """mosaic-it: Mosaic-IT instruction-tuning augmentation (compositional, teacher-free)."""
 
-from .api import MosaicConfig, Mosaicker, RunSummary, mosaic
-from .io import InputError, read_records, write_records
-from .records import MosaicSpec, Numbering, Record, Sample, Tags
-from .rulepack import RulePack, RulePackError, load_rule_pack
-from .tokenizer import Tokenizer, TokenizerError, load_tokenizer
-from .verify import Check, SpecError, Verdict, verify
+from mosaic_it.budget.tokenizer import Tokenizer, TokenizerError, load_tokenizer
+from mosaic_it.engine.mosaicker import MosaicConfig, Mosaicker, RunSummary, mosaic
+from mosaic_it.io.files import InputError, read_records, write_records
+from mosaic_it.method.rulepack import RulePack, RulePackError, load_rule_pack
+from mosaic_it.records import MosaicSpec, Numbering, Record, Sample, Tags
+from mosaic_it.verifier.checks import Check, SpecError, Verdict, verify
 
 __version__ = "0.1.0"
 

@@ -19,11 +19,11 @@ from collections.abc import Iterable, Iterator
 from itertools import islice
 from typing import Any
 
-from .api import MosaicConfig, Mosaicker
-from .formats import check_format, conversation_to_row, record_to_row, sample_to_row
-from .io import InvalidRecord, dumps, records_from_raw, rows_dataset
-from .records import Record
-from .tokenizer import Tokenizer
+from mosaic_it.budget.tokenizer import Tokenizer
+from mosaic_it.engine.mosaicker import MosaicConfig, Mosaicker
+from mosaic_it.io.files import InvalidRecord, dumps, records_from_raw, rows_dataset
+from mosaic_it.io.formats import check_format, conversation_to_row, record_to_row, sample_to_row
+from mosaic_it.records import Record
 
 try:  # a torch IterableDataset when torch is there; torch stays optional
     from torch.utils.data import IterableDataset as _IterableBase
@@ -68,7 +68,10 @@ def _records(
         yield from raw
 
     yield from records_from_raw(
-        all_raw(), on_error, invalid, input_format=input_format,
+        all_raw(),
+        on_error,
+        invalid,
+        input_format=input_format,
         on_conversation=conversations.append if conversations is not None else None,
     )
 
@@ -98,7 +101,9 @@ def mosaic_dataset(
     mosaicker = Mosaicker(config, tokenizer=tokenizer)
     invalid: list[InvalidRecord] = []
     conversations: list[Any] | None = [] if keep_multiturn else None
-    prepared = mosaicker.prepare(_records(source, input_format, on_error, invalid, conversations), invalid)
+    prepared = mosaicker.prepare(
+        _records(source, input_format, on_error, invalid, conversations), invalid
+    )
 
     def rows() -> Iterator[dict[str, Any]]:
         for epoch in range(mosaicker.config.epochs):

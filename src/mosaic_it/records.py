@@ -157,7 +157,11 @@ class Sample:
     replaced: str | None = field(default=None, compare=False, repr=False)
 
     def to_record(self) -> dict[str, Any]:
-        record: dict[str, Any] = {"instruction": self.instruction, "input": "", "output": self.output}
+        record: dict[str, Any] = {
+            "instruction": self.instruction,
+            "input": "",
+            "output": self.output,
+        }
         if self.system:
             record["system"] = self.system
         record["mosaic"] = self.spec.to_dict()

@@ -1,7 +1,8 @@
 """Verifiable rewards for reinforcement learning on mosaic prompts.
 
 A mosaic prompt carries a spec (the ``mosaic`` column) stating exactly what a right answer looks
-like, and :func:`mosaic_it.verify.verify` checks it: a mosaic prompt is a verifiable RL prompt.
+like, and :func:`mosaic_it.verifier.checks.verify` checks it: a mosaic prompt is a verifiable RL
+prompt.
 The reward functions here have TRL's form, ``reward(completions, **columns) -> list[float]``
 (``GRPOTrainer(reward_funcs=[mosaic_pass_reward])``): ``completions`` are texts, or lists of
 messages for conversational prompts; the spec of each completion comes from the ``mosaic``
@@ -25,7 +26,8 @@ What they cannot see
 
 Rewards never raise on a model's output: an empty, huge, binary-looking or unterminated
 completion is scored (0.0 when nothing in it can be read as the answers asked). A row whose
-spec cannot be read is a data error and raises :class:`mosaic_it.verify.SpecError` naming the
+spec cannot be read is a data error and raises :class:`mosaic_it.verifier.checks.SpecError` naming
+the
 row.
 """
 
@@ -36,9 +38,9 @@ import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from .records import MosaicSpec
-from .rulepack import load_rule_pack
-from .verify import SpecError, Verdict, load_spec, verify
+from mosaic_it.method.rulepack import load_rule_pack
+from mosaic_it.records import MosaicSpec
+from mosaic_it.verifier.checks import SpecError, Verdict, load_spec, verify
 
 __all__ = [
     "MosaicReward",
@@ -81,9 +83,7 @@ def _content(content: Any) -> str:
     if isinstance(content, str):
         return content
     if isinstance(content, Sequence) and not isinstance(content, (bytes, bytearray)):
-        return "".join(
-            str(p.get("text", "")) for p in content if isinstance(p, Mapping)
-        )
+        return "".join(str(p.get("text", "")) for p in content if isinstance(p, Mapping))
     return "" if content is None else str(content)
 
 
@@ -99,8 +99,11 @@ def _spec(value: Any, row: int) -> MosaicSpec:
         raise SpecError(f"row {row}: column 'mosaic' is empty; RL rows need the sample's spec")
     if isinstance(value, Mapping):
         # a datasets column of objects holds every key of every row; absent ones read None
-        value = {k: v for k, v in value.items() if v is not None or k in ("numbering", "tags",
-                                                                          "rule", "meta_position")}
+        value = {
+            k: v
+            for k, v in value.items()
+            if v is not None or k in ("numbering", "tags", "rule", "meta_position")
+        }
         if isinstance(value.get("rule_params"), Mapping):
             value["rule_params"] = {k: v for k, v in value["rule_params"].items() if v is not None}
     try:
@@ -127,8 +130,9 @@ class MosaicReward:
         self.__name__ = f"mosaic_{kind}" + ("_content" if content else "")
         self._pack = None
 
-    def __call__(self, completions: Sequence[Any], mosaic: Sequence[Any] | None = None,
-                 **columns: Any) -> list[float]:
+    def __call__(
+        self, completions: Sequence[Any], mosaic: Sequence[Any] | None = None, **columns: Any
+    ) -> list[float]:
         if mosaic is None:
             raise SpecError("reward: no 'mosaic' column; RL rows need the sample's spec")
         if len(mosaic) != len(completions):

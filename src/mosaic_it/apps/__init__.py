@@ -1,0 +1,1 @@
+"""Applications on the engine: train, cost, stats, make-eval, eval, score."""

@@ -1,0 +1,620 @@
+"""Generate answers to an evaluation set and score them: ``mosaic-it eval``.
+
+``mosaic-it eval --model M --eval-set EVAL`` prompts the model with every item of an evaluation
+set made by ``mosaic-it make-eval``, generates with transformers (batched, greedy unless
+``--sample``), verifies every answer against the item's spec (:mod:`mosaic_it.apps.score`) and
+prints the table; ``--out`` writes it as JSON, ``--responses`` keeps the answers (JSONL of id and
+response, written as they come, so ``--resume`` continues an interrupted run).
+
+Prompting follows the model: ``--template auto`` uses the format a model trained by
+``mosaic-it train`` was trained with (its ``mosaic_it_train.json``), else the tokenizer's own chat
+template, else Vicuna v1.1.
+
+Backends (``--backend``): ``transformers`` (the default) loads the model here and generates in
+batches of similar prompt length under ``torch.inference_mode`` with the KV cache;
+``openai`` asks any OpenAI-compatible server (``--base-url URL --model NAME``: vLLM, SGLang,
+llama.cpp, TGI, ``transformers serve``) with bounded concurrency, timeouts and retries (see
+:mod:`mosaic_it.apps.backends`); ``vllm`` runs vLLM's offline engine here where vLLM is installed.
+Every backend writes answers as they come and is scored the same way.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from mosaic_it.apps.backends import OpenAIBackend, ServedOptions, VLLMBackend
+from mosaic_it.apps.models import (
+    PROMPT_FORMATS,
+    ModelError,
+    PromptFormat,
+    check_vocab,
+    load_model,
+    load_tokenizer_for,
+    prompt_format,
+    require_torch,
+    resolve_model,
+)
+from mosaic_it.apps.score import EvalItem, ScoreReport, plot, read_eval, score
+from mosaic_it.io.files import InputError, iter_raw, write_json
+from mosaic_it.io.outputs import Output, content_digest, guard
+
+LISTED = 5
+MAX_BATCH = 64  # prompts in one batch when batches are sized by tokens
+BUCKET_RATIO = 1.5  # ... and whose longest prompt is at most this times its shortest
+BACKENDS = ("transformers", "openai", "vllm")
+
+
+@dataclass(frozen=True)
+class GenerationOptions:
+    max_new_tokens: int = 512
+    batch_size: int = 0  # 0: as many prompts as fit in batch_tokens (at most MAX_BATCH)
+    sample: bool = False  # greedy by default
+    temperature: float = 0.7
+    top_p: float = 0.9
+    seed: int = 0
+    threads: int = 0  # transformers on CPU: torch threads (0: the idle cores, see idle_cores)
+    batch_tokens: int = 16384  # with batch_size 0: prompts x (longest prompt + max_new_tokens)
+
+    def __post_init__(self) -> None:
+        if self.max_new_tokens < 1 or self.batch_size < 0 or self.batch_tokens < 1:
+            raise ValueError(
+                "--max-new-tokens and --batch-tokens must be at least 1, "
+                "--batch-size at least 0 (0: by --batch-tokens)"
+            )
+        if self.threads < 0:
+            raise ValueError("--threads must be 0 (one per usable core) or more")
+
+
+@dataclass
+class Prompt:
+    id: str
+    instruction: str
+    system: str
+
+
+def read_eval_set(path: str) -> tuple[list[EvalItem], list[Prompt]]:
+    """Items with usable specs and their prompts; anything else stops with what to change."""
+    items, invalid = read_eval(path)
+    if invalid:
+        shown = "; ".join(f"{b['where']}: {b['error']}" for b in invalid[:LISTED])
+        raise InputError(
+            f"{path}: {len(invalid)} of {len(items) + len(invalid)} evaluation items have no "
+            "usable "
+            f"spec ({shown}). An evaluation set needs a 'mosaic' spec per line: make one with "
+            "mosaic-it make-eval"
+        )
+    if not items:
+        raise InputError(f"{path}: no evaluation items; make some with mosaic-it make-eval")
+    systems = {}
+    for _, _, obj in iter_raw(path):
+        if isinstance(obj, dict) and isinstance(obj.get("system"), str):
+            systems[str(obj["id"])] = obj["system"]
+    prompts = []
+    for item in items:
+        if not item.prompt:
+            raise InputError(
+                f"{item.where}: field 'prompt': missing; mosaic-it make-eval writes it"
+            )
+        prompts.append(Prompt(item.id, item.prompt, systems.get(item.id, "")))
+    return items, prompts
+
+
+def choose_format(name: str, model_spec: str, tokenizer: Any) -> PromptFormat:
+    """``auto``: the training run's format, else the tokenizer's chat template, else Vicuna."""
+    if name != "auto":
+        return prompt_format(name, tokenizer)
+    saved = Path(model_spec) / "mosaic_it_train.json"
+    if saved.is_file():
+        try:
+            trained = json.loads(saved.read_text(encoding="utf-8"))["config"]["template"]
+            return prompt_format(trained, tokenizer)
+        except (ValueError, KeyError, TypeError):
+            pass
+    return PromptFormat("chat" if getattr(tokenizer, "chat_template", None) else "vicuna")
+
+
+def responses_run_path(responses: str | Path) -> Path:
+    """The side file that records which run wrote a responses file: ``RESPONSES.run.json``."""
+    return Path(str(responses) + ".run.json")
+
+
+def check_responses_run(path: Path, run: dict[str, Any], resume: bool) -> None:
+    """``--resume`` adds answers only to a file the same run wrote: same model, eval set
+    content, prompt format and generation options (the side file records them)."""
+    if not (resume and path.exists()):
+        return
+    side = responses_run_path(path)
+    try:
+        saved = json.loads(side.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        raise InputError(
+            f"--resume: {path} has no readable {side.name} saying which model, evaluation set "
+            "and options wrote it; its answers cannot be trusted to match: write to another "
+            "file, or remove it to start over"
+        ) from None
+    changed = [
+        f"{k}: {saved.get(k)!r} then, {v!r} now" for k, v in run.items() if saved.get(k) != v
+    ]
+    if changed:
+        raise InputError(
+            f"--resume: {path} holds answers of another run ({'; '.join(changed)}); write to "
+            "another file, or run with the options it was made with"
+        )
+
+
+def read_done(path: Path) -> dict[str, str]:
+    done: dict[str, str] = {}
+    if path.is_file():
+        for _, _, obj in iter_raw(path):
+            if isinstance(obj, dict) and "id" in obj and isinstance(obj.get("response"), str):
+                done[str(obj["id"])] = obj["response"]
+    return done
+
+
+def generate(
+    model: Any,
+    tokenizer: Any,
+    fmt: PromptFormat,
+    prompts: list[Prompt],
+    opt: GenerationOptions,
+    on_answer: Callable[[str, str], None],
+    log: Callable[[str], None] = lambda s: None,
+) -> dict[str, int]:
+    """Answer every prompt in batches of similar length; ``on_answer(id, text)`` per answer."""
+    torch = require_torch()
+    device = next(model.parameters()).device
+    threads = None
+    if device.type == "cpu":
+        threads = opt.threads or idle_cores()
+        torch.set_num_threads(threads)
+    encoded = [(p, fmt.generation_ids(tokenizer, p.instruction, p.system)) for p in prompts]
+    encoded.sort(key=lambda e: len(e[1]))  # similar lengths together: less padding
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    stop = _stop_ids(model, tokenizer)
+    generated = 0
+    torch.manual_seed(opt.seed)
+    done = 0
+    for batch in batches(encoded, opt):
+        width = max(len(ids) for _, ids in batch)
+        input_ids = torch.tensor(
+            [[pad] * (width - len(ids)) + ids for _, ids in batch], device=device
+        )
+        mask = torch.tensor(
+            [[0] * (width - len(ids)) + [1] * len(ids) for _, ids in batch], device=device
+        )
+        kwargs: dict[str, Any] = {"do_sample": opt.sample}
+        if opt.sample:
+            kwargs.update(temperature=opt.temperature, top_p=opt.top_p)
+        else:
+            kwargs.update(temperature=None, top_p=None, top_k=None)
+        t0 = time.perf_counter()
+        try:
+            with torch.inference_mode():
+                out = model.generate(
+                    input_ids=input_ids,
+                    attention_mask=mask,
+                    max_new_tokens=opt.max_new_tokens,
+                    eos_token_id=stop,
+                    pad_token_id=pad,
+                    use_cache=True,
+                    **kwargs,
+                )
+        except torch.OutOfMemoryError as exc:
+            raise ModelError(
+                f"out of memory generating {len(batch)} answers of up to {opt.max_new_tokens} "
+                f"tokens after {width}-token prompts ({str(exc).splitlines()[0][:120]}); lower "
+                "--batch-tokens (or set a small --batch-size) or --max-new-tokens"
+            ) from None
+        new = out[:, width:]
+        for (p, _), ids in zip(batch, new.tolist()):
+            ids = _until_stop(ids, stop, pad)
+            generated += len(ids)
+            on_answer(p.id, tokenizer.decode(ids, skip_special_tokens=True).strip())
+        done += len(batch)
+        log(f"{done}/{len(encoded)} answered ({time.perf_counter() - t0:.1f} s for this batch)")
+    return {"answers": len(encoded), "tokens_generated": generated, "threads": threads}
+
+
+def idle_cores() -> int:
+    """Cores this process may use that other processes do not keep busy (by the 1-minute load
+    average), at least 1. On a shared CPU, threads beyond the idle cores wait for each other at
+    every operation: on 2 cores under a load average of about 20, one thread generated 5.4
+    times as many tokens per second as torch's default two (``benchmarks/eval_throughput.py``,
+    figures in README)."""
+    from mosaic_it.cli.main import usable_cpus
+
+    cores = usable_cpus()
+    try:
+        busy = os.getloadavg()[0]
+    except (AttributeError, OSError):
+        return cores
+    return max(1, min(cores, round(cores - busy)))
+
+
+def batches(
+    encoded: list[tuple[Prompt, list[int]]], opt: GenerationOptions
+) -> list[list[tuple[Prompt, list[int]]]]:
+    """Consecutive batches of the length-sorted prompts: ``batch_size`` each, or (0) as many as
+    keep prompts x (longest prompt + max_new_tokens) within ``batch_tokens``, from one length
+    bucket (the longest prompt at most ``BUCKET_RATIO`` times the shortest).
+
+    A decoding step reads every weight once whatever the batch, so on a CPU (memory-bound) the
+    tokens per second of decoding grow with the batch; the token budget keeps the KV cache
+    bounded, and the buckets keep the padding of the prompts (computed for nothing) small.
+    """
+    if opt.batch_size:
+        return [encoded[i : i + opt.batch_size] for i in range(0, len(encoded), opt.batch_size)]
+    out: list[list[tuple[Prompt, list[int]]]] = []
+    current: list[tuple[Prompt, list[int]]] = []
+    for item in encoded:  # sorted by length: the newest prompt is the longest
+        cost = (len(current) + 1) * (len(item[1]) + opt.max_new_tokens)
+        if current and (
+            cost > opt.batch_tokens
+            or len(current) == MAX_BATCH
+            or len(item[1]) > BUCKET_RATIO * len(current[0][1])
+        ):
+            out.append(current)
+            current = []
+        current.append(item)
+    if current:
+        out.append(current)
+    return out
+
+
+def _stop_ids(model: Any, tokenizer: Any) -> list[int]:
+    ids = {tokenizer.eos_token_id}
+    configured = getattr(model.generation_config, "eos_token_id", None)
+    if isinstance(configured, int):
+        ids.add(configured)
+    elif configured:
+        ids.update(configured)
+    return sorted(i for i in ids if i is not None)
+
+
+def _until_stop(ids: list[int], stop: list[int], pad: int) -> list[int]:
+    for j, t in enumerate(ids):
+        if t in stop:
+            return ids[:j]
+    return ids
+
+
+class TransformersBackend:
+    """The model loaded here, generating with transformers (see :func:`generate`)."""
+
+    name = "transformers"
+
+    def __init__(
+        self,
+        model_spec: str,
+        tokenizer: str | None = None,
+        template: str = "auto",
+        dtype: str = "auto",
+    ) -> None:
+        torch = require_torch()
+        source = resolve_model(model_spec)
+        self.tokenizer = load_tokenizer_for(source, tokenizer)
+        self.fmt = choose_format(template, model_spec, self.tokenizer)
+        self.cuda = torch.cuda.is_available()
+        self.bf16 = dtype == "bf16" or (
+            dtype == "auto" and self.cuda and torch.cuda.is_bf16_supported()
+        )
+        t0 = time.perf_counter()
+        model = load_model(source, dtype=torch.bfloat16 if self.bf16 else torch.float32)
+        check_vocab(model, self.tokenizer, model_spec)
+        if self.cuda:
+            model = model.to("cuda")
+        self.model = model.eval()
+        self.load_seconds = time.perf_counter() - t0
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "backend": self.name,
+            "prompt_format": self.fmt.name,
+            "device": "cuda" if self.cuda else "cpu",
+            "dtype": "bf16" if self.bf16 else "fp32",
+        }
+
+    def answer(
+        self,
+        prompts: list[Prompt],
+        opt: GenerationOptions,
+        on_answer: Callable[[str, str], None],
+        log: Callable[[str], None] = lambda s: None,
+    ) -> dict[str, Any]:
+        return generate(self.model, self.tokenizer, self.fmt, prompts, opt, on_answer, log)
+
+
+def evaluate(
+    model_spec: str,
+    eval_set: str,
+    *,
+    tokenizer: str | None = None,
+    template: str = "auto",
+    opt: GenerationOptions | None = None,
+    mode: str = "loose",
+    responses_path: str | None = None,
+    resume: bool = False,
+    dtype: str = "auto",
+    backend: str = "transformers",
+    served: ServedOptions | None = None,
+    log: Callable[[str], None] = lambda s: None,
+) -> tuple[ScoreReport, dict[str, Any]]:
+    """Generate with ``backend``, score, and return the report with what was run.
+
+    ``model_spec`` is the model (transformers, vllm) or the served model's name (openai, with
+    ``served`` saying where and how to ask)."""
+    opt = opt or GenerationOptions()
+    if backend not in BACKENDS:
+        raise ValueError(f"--backend: choose from {', '.join(BACKENDS)}, got {backend!r}")
+    items, prompts = read_eval_set(eval_set)  # before loading anything heavy
+    responses_file = Path(responses_path) if responses_path else None
+    if responses_file is not None and responses_file.exists() and not resume:
+        raise ValueError(
+            f"{responses_path} exists; pass --resume to keep its answers and "
+            "add the missing ones, or remove it"
+        )
+    engine: Any
+    load_seconds = 0.0
+    if backend == "openai":
+        if served is None:
+            raise ValueError("--backend openai needs --base-url")
+        engine = OpenAIBackend(served)
+    elif backend == "vllm":
+        engine = VLLMBackend(model_spec, dtype, tokenizer)
+        load_seconds = engine.load_seconds
+    else:
+        engine = TransformersBackend(model_spec, tokenizer, template, dtype)
+        load_seconds = engine.load_seconds
+
+    # what must match for --resume to add answers to the file: same model, eval set content,
+    # backend, prompt format and generation options (not the address a server listens on)
+    described = engine.describe()
+    run_info = {
+        "model": os.path.realpath(model_spec) if Path(model_spec).exists() else model_spec,
+        "eval_set": content_digest(eval_set),
+        **{k: described[k] for k in ("backend", "prompt_format", "served_model") if k in described},
+        "generation": {
+            k: v
+            for k, v in opt.__dict__.items()
+            if k not in ("batch_size", "threads", "batch_tokens")
+        },
+    }
+    responses: dict[str, str] = {}
+    out_file = None
+    if responses_file is not None:
+        check_responses_run(responses_file, run_info, resume)
+        responses = read_done(responses_file) if resume else {}
+        responses_file.parent.mkdir(parents=True, exist_ok=True)
+        write_json(responses_run_path(responses_file), run_info)
+        out_file = responses_file.open("a", encoding="utf-8")
+    todo = [p for p in prompts if p.id not in responses]
+
+    def on_answer(key: str, text: str) -> None:
+        responses[key] = text
+        if out_file is not None:
+            out_file.write(json.dumps({"id": key, "response": text}, ensure_ascii=False) + "\n")
+            out_file.flush()
+
+    t1 = time.perf_counter()
+    try:
+        counts = engine.answer(todo, opt, on_answer, log)
+    finally:
+        if out_file is not None:
+            out_file.close()
+    seconds = time.perf_counter() - t1
+    report = score(items, responses, mode=mode)
+    tokens = counts.get("tokens_generated")
+    meta = {
+        "model": model_spec,
+        "eval_set": eval_set,
+        **engine.describe(),
+        "generation": {
+            **opt.__dict__,
+            **counts,
+            "resumed_answers": len(prompts) - len(todo),
+            "tokens_per_second": round(tokens / seconds, 2) if tokens and seconds > 0 else None,
+        },
+        "seconds": {"load": round(load_seconds, 1), "generate": round(seconds, 1)},
+    }
+    return report, meta
+
+
+# --------------------------------------------------------------------------------------
+# Command line
+# --------------------------------------------------------------------------------------
+
+
+def add_parser(sub: Any) -> Callable[[argparse.Namespace], int]:
+    d = GenerationOptions()
+    p = sub.add_parser(
+        "eval",
+        help="generate answers to an evaluation set with a model and score them",
+        description="Prompt a model with every item of an evaluation set (mosaic-it make-eval), "
+        "generate with transformers here or ask a served model (--backend openai), and verify "
+        "every answer against its spec.",
+    )
+    p.add_argument(
+        "--model",
+        required=True,
+        help="model directory (e.g. a mosaic-it train output), .gguf file or Hub id; "
+        "with --backend openai: the served model's name",
+    )
+    p.add_argument(
+        "--backend",
+        choices=BACKENDS,
+        default="transformers",
+        help="transformers: load the model here (default); openai: ask an "
+        "OpenAI-compatible server at --base-url; vllm: vLLM's offline engine here "
+        "(needs vllm)",
+    )
+    p.add_argument("--eval-set", required=True, help="JSONL from mosaic-it make-eval")
+    p.add_argument("--tokenizer", help="tokenizer directory or Hub id (default: the model's own)")
+    p.add_argument(
+        "--template",
+        choices=("auto", *PROMPT_FORMATS),
+        default="auto",
+        help="auto: the format the model was trained with by mosaic-it train, else "
+        "the tokenizer's chat template, else vicuna (default %(default)s)",
+    )
+    p.add_argument(
+        "--max-new-tokens",
+        type=int,
+        default=d.max_new_tokens,
+        help="longest answer (default %(default)s)",
+    )
+    p.add_argument(
+        "--batch-size",
+        type=int,
+        default=d.batch_size,
+        help="prompts generated together; 0: as many as fit in --batch-tokens "
+        f"(at most {MAX_BATCH}) (default %(default)s)",
+    )
+    p.add_argument(
+        "--batch-tokens",
+        type=int,
+        default=d.batch_tokens,
+        help="with --batch-size 0: prompts x (longest prompt + --max-new-tokens) "
+        "per batch (default %(default)s)",
+    )
+    p.add_argument("--sample", action="store_true", help="sample instead of greedy decoding")
+    p.add_argument("--temperature", type=float, default=d.temperature, help="with --sample")
+    p.add_argument("--top-p", type=float, default=d.top_p, help="with --sample")
+    p.add_argument("--seed", type=int, default=d.seed, help="with --sample")
+    p.add_argument(
+        "--dtype",
+        choices=["auto", "bf16", "fp32"],
+        default="auto",
+        help="auto: bf16 on a GPU that has it, fp32 otherwise",
+    )
+    p.add_argument(
+        "--mode",
+        choices=["strict", "loose"],
+        default="loose",
+        help="how strictly labels and tags are checked (see mosaic-it score; default %(default)s)",
+    )
+    p.add_argument("--responses", metavar="FILE", help="write the answers here (JSONL)")
+    p.add_argument(
+        "--resume",
+        action="store_true",
+        help="keep the answers already in --responses and generate the rest",
+    )
+    p.add_argument("--out", metavar="FILE", help="write the score table as JSON")
+    p.add_argument("--plot", metavar="FILE.png", help="accuracy against instruction count")
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=0,
+        help="transformers on CPU: torch threads (default 0: the cores not kept busy "
+        "by other processes, by load average; answers may differ in rare last-bit "
+        "ties across thread counts, so fix it to compare runs exactly)",
+    )
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress on stderr")
+    s = p.add_argument_group("served models (--backend openai)")
+    s.add_argument("--base-url", help="the server's API root, e.g. http://127.0.0.1:8000/v1")
+    s.add_argument(
+        "--api-key-env",
+        default="OPENAI_API_KEY",
+        metavar="VAR",
+        help="environment variable holding the API key (default %(default)s; the key "
+        "is never printed or written)",
+    )
+    s.add_argument(
+        "--concurrency",
+        type=int,
+        default=8,
+        help="requests in flight at once (default %(default)s)",
+    )
+    s.add_argument(
+        "--timeout",
+        type=float,
+        default=120.0,
+        help="seconds to wait for one reply (default %(default)s)",
+    )
+    s.add_argument(
+        "--retries",
+        type=int,
+        default=5,
+        help="further tries of a request after a 429, a 5xx, a timeout or a reply "
+        "that is not a chat completion, with doubling waits (default %(default)s)",
+    )
+    return cmd_eval
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    if args.resume and not args.responses:
+        raise ValueError("--resume needs --responses FILE (the answers to keep)")
+    run_file = responses_run_path(args.responses) if args.responses else None
+    with guard(
+        {"--eval-set": args.eval_set, "--model": args.model, "--tokenizer": args.tokenizer},
+        [
+            Output(args.responses, "--responses"),
+            Output(run_file, "--responses run record"),
+            Output(args.out, "--out"),
+            Output(args.plot, "--plot"),
+        ],
+    ):
+        return _eval(args)
+
+
+def _eval(args: argparse.Namespace) -> int:
+    opt = GenerationOptions(
+        args.max_new_tokens,
+        args.batch_size,
+        args.sample,
+        args.temperature,
+        args.top_p,
+        args.seed,
+        args.threads,
+        args.batch_tokens,
+    )
+    served = None
+    if args.backend == "openai":
+        if not args.base_url:
+            raise ValueError("--backend openai needs --base-url (e.g. http://127.0.0.1:8000/v1)")
+        served = ServedOptions(
+            args.base_url,
+            args.model,
+            args.api_key_env,
+            args.concurrency,
+            args.timeout,
+            args.retries,
+        )
+    elif args.base_url:
+        raise ValueError("--base-url is for --backend openai")
+
+    def log(text: str) -> None:
+        if not args.quiet:
+            print(f"mosaic-it eval: {text}", file=sys.stderr, flush=True)
+
+    report, meta = evaluate(
+        args.model,
+        args.eval_set,
+        tokenizer=args.tokenizer,
+        template=args.template,
+        opt=opt,
+        mode=args.mode,
+        responses_path=args.responses,
+        resume=args.resume,
+        dtype=args.dtype,
+        backend=args.backend,
+        served=served,
+        log=log,
+    )
+    print(
+        f"model {meta['model']} ({meta['prompt_format']} prompts, "
+        f"{'sampled' if opt.sample else 'greedy'}, up to {opt.max_new_tokens} new tokens)"
+    )
+    print(report.render())
+    if args.out:
+        write_json(args.out, {**report.to_dict(), "run": meta})
+    if args.plot:
+        plot(report, args.plot)
+    return 0

@@ -1,0 +1,166 @@
+"""Prompt-only rows for reinforcement learning: ``mosaic-it make-rl-prompts``.
+
+``mosaic-it make-rl-prompts TRAIN OUTPUT --held-out HELD_OUT --n N`` composes N verifiable mosaic
+prompts from training records with the evaluation set's own composer (:func:`evalset.make_eval`:
+the same checkable layouts, the same balance over strategy/rule and instruction count, the same
+token budget) and writes them in TRL's conversational prompt-only shape::
+
+    {"id": ..., "prompt": [{"role": "user", "content": ...}], "mosaic": {...}, "reference": ...}
+
+``mosaic`` is the spec the rewards of :mod:`mosaic_it.rewards` grade against; ``reference`` is
+the composed answer (for a content check). A record whose instruction (with its input and system
+prompt) also stands in the held-out records is never used, so RL never sees an evaluation
+instruction; how many were left out is printed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+from mosaic_it.apps.make_eval import EvalSet, make_eval
+from mosaic_it.budget.templates import TEMPLATES
+from mosaic_it.budget.tokenizer import load_tokenizer
+from mosaic_it.io.files import InputError, read_records, write_json, write_records
+from mosaic_it.method.rulepack import load_rule_pack
+from mosaic_it.records import Record
+
+
+def _key(record: Record) -> tuple[str, str]:
+    return (" ".join(record.system.split()), " ".join(record.prompt.split()))
+
+
+def without_held_out(
+    records: Iterable[Record], held_out: Iterable[Record]
+) -> tuple[list[Record], int]:
+    """Training records whose instruction is not among the held-out ones; and how many were."""
+    banned = {_key(r) for r in held_out}
+    kept, dropped = [], 0
+    for r in records:
+        if _key(r) in banned:
+            dropped += 1
+        else:
+            kept.append(r)
+    return kept, dropped
+
+
+def rl_row(item: dict[str, Any]) -> dict[str, Any]:
+    """An evaluation item as a TRL prompt-only row (prompt as messages)."""
+    messages = [{"role": "system", "content": item["system"]}] if item.get("system") else []
+    messages.append({"role": "user", "content": item["prompt"]})
+    return {
+        "id": item["id"].replace("eval-", "rl-", 1),
+        "prompt": messages,
+        "mosaic": item["mosaic"],
+        "reference": item["reference"],
+    }
+
+
+def make_rl_prompts(
+    records: Sequence[Record],
+    held_out: Sequence[Record],
+    n: int,
+    **options: Any,
+) -> tuple[list[dict[str, Any]], EvalSet, int]:
+    """(rows, the balance of what was composed, training records left out as held out).
+
+    ``options`` are those of :func:`evalset.make_eval` (seed, max_instructions, template,
+    max_tokens, pack, tokenizer): the rows are composed exactly as an evaluation set is."""
+    kept, dropped = without_held_out(records, held_out)
+    if not kept:
+        raise InputError(
+            "every training record is among the held-out records: nothing to "
+            "compose RL prompts from"
+        )
+    evalset = make_eval(kept, n, **options)
+    return [rl_row(item) for item in evalset.items], evalset, dropped
+
+
+# ---------------------------------------------------------------------------- command line
+
+
+def add_parser(sub: Any) -> Callable[[argparse.Namespace], int]:
+    """Register the subcommand on ``sub`` (argparse subparsers); returns its handler."""
+    p = sub.add_parser(
+        "make-rl-prompts",
+        help="compose verifiable mosaic prompts for RL (TRL prompt-only rows with their spec)",
+        description="Compose prompt-only RL rows from training records, with the evaluation "
+        "set's layouts, balance and budget: each JSONL line holds id, prompt (messages), mosaic "
+        "(the spec the rewards grade against) and reference. Records whose instruction is "
+        "among the --held-out records are never used.",
+    )
+    p.add_argument("input", help="training records, any format mosaic reads")
+    p.add_argument("output", help="where to write the rows (.jsonl or .json)")
+    p.add_argument(
+        "--held-out",
+        required=True,
+        action="append",
+        metavar="FILE",
+        help="held-out records (the input of make-eval); their instructions are "
+        "never used (repeatable)",
+    )
+    p.add_argument("--n", type=int, default=1000, help="rows to make (default %(default)s)")
+    p.add_argument("--seed", type=int, default=42, help="random seed (default %(default)s)")
+    p.add_argument(
+        "--max-instructions",
+        type=int,
+        default=10,
+        help="largest instruction count M; rows have 2..M (default %(default)s)",
+    )
+    p.add_argument(
+        "--template",
+        choices=list(TEMPLATES),
+        default="vicuna",
+        help="chat template the token budget counts (default %(default)s)",
+    )
+    p.add_argument(
+        "--max-tokens",
+        type=int,
+        default=2048,
+        help="largest rendered prompt + reference, in tokens (default %(default)s)",
+    )
+    p.add_argument("--tokenizer", default=None, help="tokenizer for the budget (default: bundled)")
+    p.add_argument("--rules", default=None, help="a rule pack JSON (default: the bundled one)")
+    p.add_argument("--balance", metavar="FILE", help="write the balance table here as JSON")
+    p.add_argument("-q", "--quiet", action="store_true", help="no summary on stderr")
+    return run
+
+
+def run(args: argparse.Namespace) -> int:
+    from mosaic_it.cli.main import EXAMPLE, example_path
+
+    source = example_path() if args.input == EXAMPLE else Path(args.input)
+    out = Path(args.output).resolve()
+    for given in (source, *map(Path, args.held_out)):
+        if given.exists() and given.resolve() == out:
+            raise ValueError(f"{args.output} is an input of this command; write elsewhere")
+    records = list(read_records(source))
+    held_out = [r for path in args.held_out for r in read_records(Path(path))]
+    rows, evalset, dropped = make_rl_prompts(
+        records,
+        held_out,
+        args.n,
+        seed=args.seed,
+        max_instructions=args.max_instructions,
+        template=args.template,
+        max_tokens=args.max_tokens,
+        pack=load_rule_pack(args.rules),
+        tokenizer=load_tokenizer(args.tokenizer),
+    )
+    write_records(args.output, rows)
+    if args.balance:
+        write_json(args.balance, {**evalset.balance(), "held_out_left_out": dropped})
+    for note in evalset.notes:
+        print(f"mosaic-it: warning: {note}", file=sys.stderr)
+    if not args.quiet:
+        print(
+            f"mosaic-it: wrote {len(rows)} of {evalset.asked} RL prompts to {args.output} "
+            f"from {len(records) - dropped} training records ({dropped} left out: their "
+            "instruction is held out)",
+            file=sys.stderr,
+        )
+        print(evalset.render_balance(), file=sys.stderr)
+    return 0

@@ -1,0 +1,1 @@
+"""Token budgets: tokenizers, chat templates, exact counting and folding."""

@@ -1,0 +1,165 @@
+"""Recipes: every option of ``mosaic-it mosaic`` in a YAML file, and the effective config of a run.
+
+``mosaic-it mosaic --config recipe.yaml`` reads the options from the file (keys are the long
+option names, with ``-`` or ``_``); options given on the command line override it, and an
+unknown key is an error naming it. Relative paths in a recipe are relative to the recipe's
+own directory, so a recipe travels with its data.
+
+Every run writes its effective config beside its output (``OUTPUT.config.yaml``): with it,
+``mosaic-it mosaic --config OUTPUT.config.yaml`` runs the same command again and writes the
+same bytes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+from typing import Any
+
+SKIP = {"help", "config", "command", "handler"}
+# options holding paths; outputs are always paths, inputs only when they exist (else a name)
+OUTPUT_KEYS = {"output", "rejects", "stats", "dataset_info"}
+INPUT_KEYS = {"input", "tokenizer", "rules"}
+BUILTIN_PREFIX = "builtin:"
+
+
+class RecipeError(ValueError):
+    """A bad recipe; the message names the file and the key."""
+
+
+def _options(parser: argparse.ArgumentParser) -> dict[str, argparse.Action]:
+    return {a.dest: a for a in parser._actions if a.dest not in SKIP}  # noqa: SLF001
+
+
+def explicit_options(parser: argparse.ArgumentParser, argv: list[str]) -> set[str]:
+    """The options of ``parser`` that ``argv`` gives explicitly (parsed with no defaults)."""
+    saved = [(a, a.default) for a in parser._actions]  # noqa: SLF001
+    try:
+        for action in parser._actions:  # noqa: SLF001
+            action.default = argparse.SUPPRESS
+        given, _ = parser.parse_known_args(argv)
+    finally:
+        for action, default in saved:
+            action.default = default
+    return set(vars(given))
+
+
+def _load_yaml(path: Path) -> Any:
+    try:
+        import yaml
+    except ImportError:
+        raise RecipeError(f"{path}: reading a recipe needs PyYAML: pip install pyyaml") from None
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise RecipeError(f"{path}: cannot read: {exc.strerror or exc}") from None
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise RecipeError(f"{path}: not valid YAML: {exc}") from None
+
+
+def _coerce(action: argparse.Action, key: str, value: Any, where: str) -> Any:
+    """A recipe value checked as the command line would check it."""
+
+    def bad(why: str) -> RecipeError:
+        return RecipeError(f"{where}: key '{key}': {why}")
+
+    if isinstance(action, (argparse._StoreTrueAction, argparse._StoreFalseAction)):  # noqa: SLF001
+        if not isinstance(value, bool):
+            raise bad(f"expected true or false, got {value!r}")
+        return value
+    if value is None:
+        return None
+    if isinstance(value, list) and action.type is not None and action.type not in (int, float, str):
+        value = "+".join(str(v) for v in value)  # e.g. strategies: [format, permute]
+    if action.type is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise bad(f"expected an integer, got {value!r}")
+    elif action.type is not None:
+        if not isinstance(value, str):
+            raise bad(f"expected text, got {value!r}")
+        try:
+            value = action.type(value)
+        except (argparse.ArgumentTypeError, ValueError) as exc:
+            raise bad(str(exc)) from None
+    elif not isinstance(value, (str, int, float)) or isinstance(value, bool):
+        raise bad(f"expected text, got {value!r}")
+    else:
+        value = str(value)
+    if action.choices is not None and value not in action.choices:
+        raise bad(f"{value!r} is not one of {', '.join(map(str, action.choices))}")
+    return value
+
+
+def _resolve(key: str, value: Any, base: Path) -> Any:
+    if (
+        not isinstance(value, str)
+        or not value
+        or os.path.isabs(value)
+        or value.startswith(BUILTIN_PREFIX)
+    ):
+        return value
+    candidate = base / value
+    if key in OUTPUT_KEYS:
+        return str(candidate) + ("/" if value.endswith("/") else "")
+    if key in INPUT_KEYS and candidate.exists():
+        return str(candidate)
+    return value  # a hub name, or a path that does not exist (reported where it is read)
+
+
+def apply_recipe(
+    parser: argparse.ArgumentParser, args: argparse.Namespace, argv: list[str], path: str
+) -> None:
+    """Fill ``args`` from the recipe at ``path``, except options ``argv`` gives explicitly."""
+    recipe = Path(path)
+    data = _load_yaml(recipe)
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise RecipeError(f"{recipe}: expected a mapping of option names to values")
+    options = _options(parser)
+    explicit = explicit_options(parser, argv)
+    base = recipe.resolve().parent
+    for key, value in data.items():
+        dest = str(key).replace("-", "_")
+        if dest not in options:
+            raise RecipeError(
+                f"{recipe}: unknown key '{key}'; the keys are the options of the command: "
+                + ", ".join(sorted(options))
+            )
+        value = _coerce(options[dest], str(key), value, str(recipe))
+        if dest not in explicit:
+            setattr(args, dest, _resolve(dest, value, base))
+
+
+def _portable(key: str, value: Any, base: Path) -> Any:
+    """A path value written relative to the config file's directory."""
+    if isinstance(value, tuple):
+        return list(value)
+    if not isinstance(value, str) or not value or value.startswith(BUILTIN_PREFIX):
+        return value
+    if key in OUTPUT_KEYS or (key in INPUT_KEYS and os.path.exists(value)):
+        rel = os.path.relpath(Path(value).resolve(), base)
+        return rel + ("/" if value.endswith("/") else "")
+    return value
+
+
+def effective_config(
+    parser: argparse.ArgumentParser, args: argparse.Namespace, config_file: Path
+) -> str:
+    """The YAML of every option of the run, paths relative to ``config_file``'s directory."""
+    import yaml
+
+    base = config_file.resolve().parent
+    values = {
+        dest: _portable(dest, getattr(args, dest), base)
+        for dest in _options(parser)
+        if hasattr(args, dest)
+    }
+    header = (
+        "# mosaic-it: the effective options of the run that wrote the output beside this file.\n"
+        "# Run it again with: mosaic-it mosaic --config " + config_file.name + "\n"
+    )
+    return header + yaml.safe_dump(values, sort_keys=False, allow_unicode=True, width=1000)

@@ -1,0 +1,1 @@
+"""The engine: grouping records into samples, the mosaicker, its stores and workers."""

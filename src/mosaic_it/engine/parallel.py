@@ -1,0 +1,134 @@
+"""Work on forked processes: counting the records while the parent reads the next ones, and
+the epochs (see :mod:`.runner`).
+
+Counting a batch of records is a pure function of its texts (given the tokenizer), so batches
+are counted on forked workers, each with the word cache the parent had when it forked. The
+parent keeps reading and parsing, takes the results back in order, and learns the words the
+workers counted, so its own cache ends as full as if it had counted everything itself. The
+counts are exact either way: the output is the same for any number of workers.
+
+A worker that dies (killed, out of memory) is an error the run reports, never a hang.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import gc
+import multiprocessing
+import os
+import signal
+import threading
+import time
+from collections import deque
+from collections.abc import Iterable, Iterator
+from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from contextlib import contextmanager
+from itertools import chain, islice
+
+from mosaic_it.engine.grouping import Counted, Grouper
+from mosaic_it.engine.store import release_freed_memory
+from mosaic_it.records import Record
+
+
+class WorkerDied(RuntimeError):
+    """A worker process ended without finishing its work (killed, or out of memory)."""
+
+
+@contextmanager
+def fork_pool(workers: int, what: str) -> Iterator[ProcessPoolExecutor]:
+    """``workers`` forked processes (they share the parent's memory: nothing large is
+    pickled); a worker that dies raises :class:`WorkerDied` naming ``what`` it was doing."""
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")  # tokenizers, after a fork
+    # the objects made so far go out of the collector's sight: a collection in a worker would
+    # otherwise write to every one of them, copying the parent's pages into the worker
+    gc.collect()
+    gc.freeze()
+    release_freed_memory()  # what the parent freed is not copied into the workers' share
+    pool = ProcessPoolExecutor(
+        workers,
+        mp_context=multiprocessing.get_context("fork"),
+        initializer=die_with_parent,
+        initargs=(os.getpid(),),
+    )
+    try:
+        yield pool
+    except BrokenProcessPool:
+        raise WorkerDied(
+            f"a worker process died while {what} (killed, or out of memory?); no output was "
+            "written: run again, with fewer --workers if memory is short"
+        ) from None
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+        gc.unfreeze()
+
+
+PR_SET_PDEATHSIG = 1  # linux/prctl.h
+
+
+def die_with_parent(parent: int) -> None:
+    """Run in each worker: end it when the parent ends, even killed with SIGKILL (which gives
+    the parent no chance to stop its workers), so that no worker is left blocked forever.
+
+    Linux tells the worker itself (prctl PR_SET_PDEATHSIG); elsewhere a thread watches for
+    the parent to go."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        if libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL) != 0:
+            raise OSError(ctypes.get_errno(), "prctl")
+    except (OSError, AttributeError):
+
+        def watch() -> None:
+            while os.getppid() == parent:
+                time.sleep(1.0)
+            os._exit(1)
+
+        threading.Thread(target=watch, daemon=True).start()
+    if os.getppid() != parent:  # the parent died before the signal was asked for
+        os._exit(1)
+
+
+# set in the parent just before the workers are forked; read by them
+_GROUPER: list[Grouper] = []
+
+
+def _count_job(texts: list[str], fold: bool) -> Counted:
+    grouper = _GROUPER[0]
+    if not fold:
+        grouper.words = None  # the parent found special-token strings: count texts whole
+    return grouper.count_texts(texts)
+
+
+def counted_batches(
+    grouper: Grouper, batches: Iterable[list[Record]], workers: int
+) -> Iterator[tuple[list[Record], list[int], list[int]]]:
+    """Each batch of records with its prompt and output counts, in order.
+
+    With one batch, or one worker, everything is counted here (a small input never forks);
+    otherwise batches go to ``workers`` processes, at most twice ``workers`` ahead of the one
+    being taken back.
+    """
+    it = iter(batches)
+    ahead = list(islice(it, 2))  # two batches read: is there more than one?
+    if len(ahead) < 2 or workers <= 1 or grouper.words is None:
+        # one batch, one process, or a tokenizer without word counts (which batches on all
+        # cores itself)
+        for items in chain(ahead, it):
+            yield items, *grouper.count(items)
+        return
+    _GROUPER.append(grouper)
+    pending: deque[tuple[list[Record], Future[Counted]]] = deque()
+    try:
+        with fork_pool(workers, "counting tokens") as pool:
+            for items in chain(ahead, it):
+                texts = grouper.texts_to_count(items)
+                job = pool.submit(_count_job, texts, grouper.words is not None)
+                pending.append((items, job))
+                while len(pending) > 2 * workers:
+                    items, job = pending.popleft()
+                    yield items, *grouper.take_counts(job.result())
+            while pending:
+                items, job = pending.popleft()
+                yield items, *grouper.take_counts(job.result())
+    finally:
+        _GROUPER.clear()

@@ -1,0 +1,89 @@
+"""Where records live during a run: in memory, or spooled to disk with only offsets in memory.
+
+Grouping needs random access to every record of an epoch in shuffled order. Small inputs stay
+in a list; large ones are spooled to a temporary file and read back with ``os.pread``, so the
+process holds a few integers per record instead of its text (the page cache holds the text, not
+the process), and the peak memory does not grow with the size of the records' text.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from array import array
+from collections.abc import Iterable, Iterator, Sequence
+
+from mosaic_it.io.files import dumps_bytes, loads
+from mosaic_it.records import Record
+
+# characters of record text; past this, a run spools to disk (90 million: about 115,000 Alpaca
+# records, some 250 MB, are held at most; 104,004 stay in memory)
+SPOOL_THRESHOLD = 90_000_000
+
+
+def release_freed_memory() -> None:
+    """Hand the heap's freed pages back to the system (glibc's ``malloc_trim``), so that the
+    text of records just spooled stops counting against the process and the workers it forks."""
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc: the pages are reused by the process instead
+        pass
+
+
+class DiskStore(Sequence[Record]):
+    """An append-then-read sequence of records kept in an unlinked temporary file."""
+
+    def __init__(self, directory: str | None = None) -> None:
+        fd, path = tempfile.mkstemp(prefix="mosaic-it-records-", suffix=".spool", dir=directory)
+        os.unlink(path)  # vanishes with the process, whatever happens
+        self._fd = fd
+        self._offsets = array("q", [0])
+        self._buffer: list[bytes] = []
+        self._buffered = 0
+
+    def append(self, record: Record) -> None:
+        data = dumps_bytes(
+            [record.id, record.instruction, record.output, record.input, record.system]
+        )
+        self._buffer.append(data)
+        self._buffered += len(data)
+        self._offsets.append(self._offsets[-1] + len(data))
+        if self._buffered > 1 << 22:
+            self.flush()
+
+    def extend(self, records: Iterable[Record]) -> None:
+        for r in records:
+            self.append(r)
+
+    def flush(self) -> None:
+        if self._buffer:
+            data = b"".join(self._buffer)
+            view = memoryview(data)
+            while view:
+                view = view[os.write(self._fd, view) :]
+            self._buffer.clear()
+            self._buffered = 0
+
+    def __len__(self) -> int:
+        return len(self._offsets) - 1
+
+    def __getitem__(self, index: int) -> Record:  # type: ignore[override]
+        if self._buffer:
+            self.flush()
+        start, end = self._offsets[index], self._offsets[index + 1]
+        rid, instruction, output, text_input, system = loads(os.pread(self._fd, end - start, start))
+        return Record(rid, instruction, output, text_input, system)
+
+    def __iter__(self) -> Iterator[Record]:
+        for i in range(len(self)):
+            yield self[i]
+
+    def close(self) -> None:
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
+
+    def __del__(self) -> None:
+        self.close()

@@ -1,0 +1,1 @@
+"""Executors that only schedule the one pipeline: local processes, Ray shards."""

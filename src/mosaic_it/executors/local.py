@@ -1,0 +1,276 @@
+"""Writing a run to a file: epochs on several processes, atomic output, resumable.
+
+Every epoch is independent given the counted records: its order and every draw are seeded by
+(seed, epoch, ...). So epochs run on worker processes (forked, sharing the counted records),
+each writing its samples to a part file in a work directory beside the output; the parent then
+concatenates the parts in epoch order into a temporary file and renames it into place. The
+output is byte-identical for any number of workers.
+
+A run that is interrupted leaves no output, only the work directory, whose finished epochs
+(renamed into place only when complete) are listed with a fingerprint of the run's input and
+options. Run the same command with ``--resume`` to reuse them; without it the work directory is
+cleared and the run starts over. A finished run removes its work directory.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import IO, Any, BinaryIO
+
+from mosaic_it.engine.mosaicker import Mosaicker, Prepared, RunSummary
+from mosaic_it.engine.parallel import fork_pool
+from mosaic_it.io.files import atomic_writer, dumps_bytes, is_jsonl
+from mosaic_it.io.outputs import PathError, content_digest, describe_os_error
+from mosaic_it.records import MosaicSpec, Sample
+
+SampleToDict = Callable[[Sample], dict[str, Any]]
+MANIFEST = "manifest.json"
+
+# set in the parent just before the workers are forked; read by them
+_JOB: dict[str, Any] = {}
+
+
+def work_dir_for(output: str | Path) -> Path:
+    output = Path(output)
+    return output.with_name(f".{output.name}.mosaic-parts")
+
+
+def _part(work: Path, epoch: int) -> Path:
+    return work / f"epoch-{epoch:05d}.jsonl"
+
+
+def _run_epoch(epoch: int) -> dict[str, Any]:
+    """Write one epoch's samples to its part file; returns the epoch's summary counters."""
+    mosaicker: Mosaicker = _JOB["mosaicker"]
+    prepared: Prepared = _JOB["prepared"]
+    to_dict: SampleToDict = _JOB["to_dict"]
+    work: Path = _JOB["work"]
+    start = time.perf_counter()
+    summary = RunSummary()
+    prepared_epoch = Prepared(prepared.grouper, prepared.admitted, summary, prepared.positions)
+    final = _part(work, epoch)
+    partial = final.with_suffix(".partial")
+    with open(partial, "wb") as out:
+        lines: list[bytes] = []
+        for sample in mosaicker.run_epoch(prepared_epoch, epoch):
+            lines.append(dumps_bytes(to_dict(sample)))
+            if len(lines) >= 512:
+                out.write(b"\n".join(lines) + b"\n")
+                lines.clear()
+        if lines:
+            out.write(b"\n".join(lines) + b"\n")
+    os.replace(partial, final)
+    grouper = prepared.grouper
+    counters = {
+        "samples_written": summary.samples_written,
+        "instructions_per_sample": dict(summary.instructions_per_sample),
+        "strategies": dict(summary.strategies),
+        "rules": dict(summary.rules),
+        "rules_replaced": dict(summary.rules_replaced),
+        "formats": dict(summary.formats),
+        "tokens_in_samples": summary.tokens_in_samples,
+        "max_sample_tokens": summary.max_sample_tokens,
+        "late_rejects": list(grouper.late_rejects),
+        "stats": dict(vars(grouper.stats), by_epoch=None),
+        "seconds": time.perf_counter() - start,
+    }
+    grouper.late_rejects.clear()
+    return counters
+
+
+def _merge(summary: RunSummary, c: dict[str, Any]) -> None:
+    summary.samples_written += c["samples_written"]
+    for key in ("instructions_per_sample", "strategies", "rules", "rules_replaced", "formats"):
+        getattr(summary, key).update(c[key])
+    summary.tokens_in_samples += c["tokens_in_samples"]
+    summary.max_sample_tokens = max(summary.max_sample_tokens, c["max_sample_tokens"])
+
+
+def fingerprint(mosaicker: Mosaicker, source: str | Path | None, extra: dict[str, Any]) -> str:
+    """What must match for finished epochs to be reused: the content of the input (see
+    :func:`.outputs.content_digest`), of the rule pack and of the tokenizer's files, the
+    template, every option and the package version. A hub input or tokenizer counts by name."""
+    from mosaic_it import __version__
+
+    config = mosaicker.config
+    tokenizer: str | None = config.tokenizer
+    if tokenizer is not None and Path(tokenizer).exists():
+        tokenizer = content_digest(tokenizer)
+    info: dict[str, Any] = {
+        "config": config.to_dict(),
+        "tokenizer": [mosaicker.tokenizer.name, tokenizer],
+        "rule_pack": hashlib.sha256(
+            json.dumps(mosaicker.pack.data, sort_keys=True).encode()
+        ).hexdigest(),
+        "template": mosaicker.template.name,
+        "version": __version__,
+        "extra": extra,
+    }
+    if source is not None:
+        info["input"] = content_digest(source)
+    return hashlib.sha256(json.dumps(info, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def write_run(
+    mosaicker: Mosaicker,
+    prepared: Prepared,
+    output: str | Path,
+    *,
+    to_dict: SampleToDict = Sample.to_record,
+    workers: int = 1,
+    resume: bool = False,
+    fingerprint_value: str = "",
+    note: Callable[[str], None] = lambda text: None,
+) -> RunSummary:
+    """Run every epoch into ``output`` (JSON list or JSONL by extension), atomically.
+
+    ``note`` is told what ``resume`` found (the epochs reused, or why none were)."""
+    epochs = mosaicker.config.epochs
+    work = work_dir_for(output)
+    manifest_path = work / MANIFEST
+    done: set[int] = set()
+    if resume and manifest_path.exists():
+        try:
+            manifest = json.loads(manifest_path.read_text())
+        except ValueError:
+            manifest = {}
+        if manifest.get("fingerprint") == fingerprint_value:
+            done = {e for e in range(epochs) if _part(work, e).exists()}
+            note(
+                f"--resume: reused epoch(s) {', '.join(map(str, sorted(done)))} from {work}"
+                if done
+                else f"--resume: no finished epoch in {work}; ran every epoch"
+            )
+        else:
+            note(
+                f"--resume: the parts in {work} were made from another input, rule pack, "
+                "tokenizer or options; they were discarded and every epoch ran again"
+            )
+    elif resume:
+        note(f"--resume: nothing to resume ({work} does not exist); ran every epoch")
+    if not done and work.exists():
+        if not manifest_path.exists() and any(work.iterdir()):
+            raise PathError(
+                f"{work}: a directory this tool did not write is in the way of the "
+                "run's parts; move it away"
+            )
+        shutil.rmtree(work)
+    try:
+        work.mkdir(parents=True, exist_ok=True)
+        manifest_path.write_text(json.dumps({"fingerprint": fingerprint_value, "epochs": epochs}))
+    except OSError as exc:
+        raise PathError(describe_os_error(exc, "cannot write the run's parts")) from None
+    for stale in work.glob("*.partial"):
+        stale.unlink()
+
+    summary = prepared.summary
+    summary.resumed_epochs = sorted(done)
+    todo = [e for e in range(epochs) if e not in done]
+    t0 = time.perf_counter()
+    _JOB.update(mosaicker=mosaicker, prepared=prepared, to_dict=to_dict, work=work)
+    try:
+        results = list(_map(todo, workers, mosaicker.progress))
+    except OSError as exc:  # disk full, read-only...: the finished epochs stay for --resume
+        raise PathError(
+            describe_os_error(exc, "cannot write") + f"; {output} was not touched; the finished "
+            f"epochs are kept in {work}: free space (or fix the cause) and run the same command "
+            "with --resume"
+        ) from None
+    finally:
+        _JOB.clear()
+    for c in results:
+        _merge(summary, c)
+        for key, value in c["stats"].items():
+            if isinstance(value, int):
+                setattr(prepared.grouper.stats, key, getattr(prepared.grouper.stats, key) + value)
+        prepared.grouper.late_rejects.extend(c["late_rejects"])
+    for e in sorted(done):
+        _count_part(summary, _part(work, e))
+    try:
+        _assemble(output, [_part(work, e) for e in range(epochs)])
+    except PathError as exc:
+        raise PathError(
+            f"{exc}; every epoch is kept in {work}: run the same command with "
+            "--resume to write the output from them"
+        ) from None
+    shutil.rmtree(work, ignore_errors=True)
+    mosaicker.finish(prepared, time.perf_counter() - t0)
+    return summary
+
+
+def _map(epochs: list[int], workers: int, progress: bool) -> Iterator[dict[str, Any]]:
+    bar = None
+    if progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=len(epochs), desc="epochs", unit="epoch", leave=False)
+    try:
+        if workers <= 1 or len(epochs) <= 1:
+            for e in epochs:
+                yield _run_epoch(e)
+                if bar is not None:
+                    bar.update(1)
+            return
+        # forked: the workers share the counted records; nothing large is pickled
+        with fork_pool(min(workers, len(epochs)), "grouping epochs") as pool:
+            for c in pool.map(_run_epoch, epochs):
+                yield c
+                if bar is not None:
+                    bar.update(1)
+    finally:
+        if bar is not None:
+            bar.close()
+
+
+def _count_part(summary: RunSummary, part: Path) -> None:
+    """Summary counters of an epoch reused from an earlier, interrupted run."""
+    with open(part, encoding="utf-8") as lines:
+        for line in lines:
+            summary.add_spec(MosaicSpec.from_dict(json.loads(line)["mosaic"]))
+
+
+def _assemble(output: str | Path, parts: list[Path]) -> None:
+    """Concatenate the part files (JSONL lines) into the output, as JSONL or a JSON list."""
+    with atomic_writer(output) as out:
+        if is_jsonl(output):
+            out.flush()
+            for part in parts:
+                with open(part, "rb") as src:
+                    _copy_bytes(src, out)
+            return
+        out.write("[")
+        first = True
+        for part in parts:
+            with open(part, encoding="utf-8") as src:
+                for line in src:
+                    out.write("\n  " if first else ",\n  ")
+                    out.write(line.rstrip("\n"))
+                    first = False
+        out.write("]\n" if first else "\n]\n")
+
+
+def _copy_bytes(src: BinaryIO, out: IO[str]) -> None:
+    """Append a whole file's bytes to ``out`` (flushed), in the kernel where it can."""
+    fd = out.fileno()
+    start = os.lseek(fd, 0, os.SEEK_CUR)
+    size = os.fstat(src.fileno()).st_size
+    try:
+        done = 0
+        while done < size:
+            n = os.copy_file_range(src.fileno(), fd, size - done)
+            if n == 0:
+                raise OSError("short copy")
+            done += n
+        return
+    except (AttributeError, OSError):  # no copy_file_range, or not between these files
+        os.ftruncate(fd, start)
+        os.lseek(fd, start, os.SEEK_SET)
+        src.seek(0)
+    shutil.copyfileobj(src, out.buffer, 1 << 20)
+    out.buffer.flush()

@@ -1,0 +1,1 @@
+"""Files at the edges: reading every input format, writing every output format."""

@@ -1,0 +1,367 @@
+"""Output safety: what a command may write, checked before it does any work.
+
+Every command that writes calls :func:`guard` first, naming what it reads and what it writes::
+
+    with guard(inputs={"INPUT": args.input, "--rules": args.rules},
+               outputs=[Output(args.output, "OUTPUT"), Output(args.stats, "--stats")]):
+        ...  # the work; the outputs are locked until the block ends
+
+``None`` entries are ignored (an option not given), and so are inputs that are not local paths
+(a hub name, ``builtin:example``). The guard refuses, with a :class:`PathError` (exit 2 at
+the command line) and a message that says what to do:
+
+* an output that is the same file as an input or as another output of the run (compared after
+  resolving symbolic links, and by inode for hard links);
+* ``-`` as an output (no command writes to standard output);
+* an output whose path runs through a file (``notes.txt/out.jsonl``), or in a place that cannot
+  be written (read-only file system, no permission);
+* a file output that is an existing directory; a directory output (``kind="dir"``: a
+  ``save_to_disk`` directory, Ray shards, ``train --output-dir``, ``stats --png``) that exists
+  and is neither empty nor marked as written by this tool (a :data:`MARKER` file inside, or
+  one of the output's own ``markers``): a foreign directory is never written into or deleted;
+* an input that is a FIFO, a socket or a device (it could be read forever);
+* an output that another run is writing: each output is locked (``flock`` on a lock file beside
+  it, holding the writer's pid) until the block ends, on every exit path; a lock left by a dead
+  process is not held (the kernel drops it with the process), so it never blocks a later run.
+
+Directory outputs are marked (created if missing, with the marker inside) when the guard
+takes them, so a later run of this tool recognises them as its own.
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import hashlib
+import os
+import stat
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+MARKER = ".mosaic-it"  # a file inside every directory this tool writes
+LOCK_SUFFIX = ".mosaic-lock"
+
+
+class PathError(ValueError):
+    """A path a command must not use (or cannot); the message says what to do."""
+
+
+class RunInterrupted(Exception):
+    """Ctrl-C, with what the run kept (the command line prints it and exits 130)."""
+
+
+@dataclass(frozen=True)
+class Output:
+    """One path a command writes: ``name`` is how the user gave it (OUTPUT, --stats...)."""
+
+    path: str | os.PathLike[str] | None
+    name: str = "OUTPUT"
+    kind: str = "file"  # "file" or "dir"
+    markers: tuple[str, ...] = ()  # other file names that show a directory is this tool's
+
+
+def os_error_reason(exc: OSError) -> str:
+    """Why an operation on a path failed, in words."""
+    reasons = {
+        errno.EROFS: "read-only file system",
+        errno.EACCES: "permission denied",
+        errno.EPERM: "permission denied",
+        errno.ENOSPC: "no space left on the device",
+        errno.EDQUOT: "disk quota exceeded",
+        errno.ENOTDIR: "a part of the path is a file",
+    }
+    return reasons.get(exc.errno or 0, exc.strerror or str(exc))
+
+
+def describe_os_error(exc: OSError, doing: str = "") -> str:
+    """One line for an environment fault: the path, what was done and why it failed."""
+    where = exc.filename if exc.filename is not None else "?"
+    return f"{where}: {doing + ': ' if doing else ''}{os_error_reason(exc)}"
+
+
+def _file_type(mode: int) -> str | None:
+    for test, name in (
+        (stat.S_ISFIFO, "a FIFO (named pipe)"),
+        (stat.S_ISSOCK, "a socket"),
+        (stat.S_ISCHR, "a character device"),
+        (stat.S_ISBLK, "a block device"),
+    ):
+        if test(mode):
+            return name
+    return None
+
+
+def check_readable_input(path: str | os.PathLike[str], name: str = "INPUT") -> None:
+    """Refuse an input that is not a regular file or a directory (a FIFO, a device)."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return  # missing: the reader says so, naming the file
+    what = _file_type(st.st_mode)
+    if what is not None:
+        raise PathError(
+            f"{name} {path}: is {what}, not a regular file; save the data to a file and give that"
+        )
+
+
+def _component_that_is_a_file(path: Path) -> Path | None:
+    for parent in reversed(path.parents):
+        if parent.exists() and not parent.is_dir():
+            return parent
+    return None
+
+
+def _nearest_existing(path: Path) -> Path:
+    p = path.parent
+    while not p.exists() and p != p.parent:
+        p = p.parent
+    return p
+
+
+def same_file(a: str | os.PathLike[str], b: str | os.PathLike[str]) -> bool:
+    """Whether two paths name one file: through symbolic links, or by inode (hard links)."""
+    if os.path.realpath(a) == os.path.realpath(b):
+        return True
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return False
+
+
+def _dir_state(path: Path, markers: tuple[str, ...]) -> str:
+    """empty, ours or foreign."""
+    try:
+        names = os.listdir(path)
+    except OSError as exc:
+        raise PathError(describe_os_error(exc, "cannot list the directory")) from None
+    if not names:
+        return "empty"
+    if any(m in names for m in (MARKER, *markers)):
+        return "ours"
+    return "foreign"
+
+
+def check_output(out: Output) -> Path:
+    """Checks of one output on its own (see the module docstring); returns its path."""
+    text = os.fspath(out.path)  # type: ignore[arg-type]
+    if text == "-":
+        raise PathError(f"{out.name}: '-' (standard output) is not supported; give a file name")
+    if not text.strip():
+        raise PathError(f"{out.name}: empty path")
+    path = Path(text.rstrip("/" + os.sep) or text)
+    blocker = _component_that_is_a_file(path)
+    if blocker is not None:
+        raise PathError(
+            f"{out.name} {text}: {blocker} is a file, not a directory; choose another place"
+        )
+    if path.is_dir():
+        if out.kind != "dir":
+            raise PathError(
+                f"{out.name} {text}: is an existing directory; give a file name "
+                "(nothing was written or deleted)"
+            )
+        state = _dir_state(path, out.markers)
+        if state == "foreign":
+            raise PathError(
+                f"{out.name} {text}: a directory that holds files this tool did not write; it "
+                "is never written into or replaced: give a new or empty directory"
+            )
+    elif path.exists() or path.is_symlink():
+        if out.kind == "dir":
+            raise PathError(
+                f"{out.name} {text}: exists and is not a directory; give a directory path"
+            )
+        if path.is_symlink() and not path.exists():
+            raise PathError(
+                f"{out.name} {text}: a broken symbolic link; remove it or write elsewhere"
+            )
+        what = _file_type(os.stat(path).st_mode)
+        if what is not None:
+            raise PathError(f"{out.name} {text}: is {what}; give a regular file name")
+    return path
+
+
+def check_paths(
+    inputs: Mapping[str, object], outputs: Iterable[Output]
+) -> list[tuple[Output, Path]]:
+    """Every check but the locks: outputs against inputs and against each other."""
+    checked: list[tuple[Output, Path]] = []
+    local_inputs: list[tuple[str, Path]] = []
+    for name, value in inputs.items():
+        if value is None:
+            continue
+        p = Path(os.fspath(value))  # type: ignore[arg-type]
+        if p.exists():
+            check_readable_input(p, name)
+            local_inputs.append((name, p))
+    for out in outputs:
+        if out.path is None:
+            continue
+        path = check_output(out)
+        for name, p in local_inputs:
+            if same_file(path, p):
+                raise PathError(
+                    f"{out.name} {out.path} is the same file as {name} {p}; writing it would "
+                    "destroy the input: choose another output name"
+                )
+        for other, other_path in checked:
+            if same_file(path, other_path):
+                raise PathError(
+                    f"{out.name} and {other.name} name the same file ({out.path}); give each "
+                    "its own name"
+                )
+        checked.append((out, path))
+    return checked
+
+
+def lock_path_for(path: str | os.PathLike[str]) -> Path:
+    """The lock file of an output: ``.NAME.mosaic-lock`` beside it."""
+    p = Path(os.fspath(path).rstrip("/" + os.sep) or os.fspath(path))
+    return p.with_name(f".{p.name}{LOCK_SUFFIX}")
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+@contextmanager
+def lock_output(path: str | os.PathLike[str], name: str = "OUTPUT") -> Iterator[Path]:
+    """Hold the advisory lock of one output for the block; refuse if another run holds it."""
+    lock = lock_path_for(path)
+    try:
+        lock.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise PathError(
+            f"{name} {path}: " + describe_os_error(exc, "cannot create the directory")
+        ) from None
+    while True:
+        try:
+            fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as exc:
+            raise PathError(
+                f"{name} {path}: cannot write there ({os_error_reason(exc)}); choose a "
+                "writable place"
+            ) from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 64, 0).decode("ascii", "replace").strip()
+            os.close(fd)
+            pid = int(holder) if holder.isdigit() else None
+            who = f"pid {pid}" if pid and _pid_alive(pid) else "another process"
+            raise PathError(
+                f"{name} {path}: another mosaic-it run ({who}) is writing it; wait for it to "
+                f"finish or choose another output (lock: {lock})"
+            ) from None
+        # the file may have been removed by the run that held it just before we locked it
+        try:
+            same = os.path.samestat(os.fstat(fd), os.stat(lock))
+        except FileNotFoundError:
+            same = False
+        if same:
+            break
+        os.close(fd)
+    try:
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        yield lock
+    finally:
+        try:
+            os.unlink(lock)
+        except OSError:
+            pass
+        os.close(fd)  # releases the lock
+
+
+def mark_dir(path: str | os.PathLike[str]) -> None:
+    """Create a directory output (if missing) with the marker that makes it this tool's."""
+    p = Path(path)
+    p.mkdir(parents=True, exist_ok=True)
+    marker = p / MARKER
+    if not marker.exists():
+        marker.write_text(
+            "written by mosaic-it; a later run may replace this directory\n", encoding="utf-8"
+        )
+
+
+@contextmanager
+def guard(
+    inputs: Mapping[str, object] | None = None,
+    outputs: Iterable[Output] = (),
+    *,
+    lock: bool = True,
+) -> Iterator[list[Path]]:
+    """Check inputs and outputs, then lock every output for the block (see the module doc).
+
+    ``lock=False`` checks only: for the other processes of a run whose main process holds
+    the locks (a multi-GPU training run)."""
+    checked = check_paths(inputs or {}, outputs)
+    if not lock:
+        yield [path for _, path in checked]
+        return
+    with ExitStack() as stack:
+        for out, path in checked:
+            stack.enter_context(lock_output(path, out.name))
+        for out, path in checked:
+            if out.kind == "dir":
+                try:
+                    mark_dir(path)
+                except OSError as exc:
+                    raise PathError(
+                        f"{out.name} {out.path}: " + describe_os_error(exc, "cannot create")
+                    ) from None
+        yield [path for _, path in checked]
+
+
+def file_mode_for(path: str | os.PathLike[str]) -> int:
+    """The mode a replaced file keeps, or the one the umask gives a new file (0644 under 022)."""
+    try:
+        return stat.S_IMODE(os.stat(path).st_mode)
+    except OSError:
+        mask = os.umask(0o022)
+        os.umask(mask)
+        return 0o666 & ~mask
+
+
+# ---------------------------------------------------------------------- content fingerprints
+
+FULL_HASH_LIMIT = 256 << 20  # bigger files are fingerprinted from sampled blocks
+SAMPLED_BLOCKS = 64
+BLOCK = 1 << 20
+
+
+def content_digest(path: str | os.PathLike[str]) -> str:
+    """A fingerprint of a file's (or a directory's files') content, for resuming.
+
+    Files up to :data:`FULL_HASH_LIMIT` are hashed whole (``sha256:``); a bigger file is
+    fingerprinted from its size, modification time and :data:`SAMPLED_BLOCKS` blocks spread
+    over it (``sampled:``): an edit that keeps the size and the time and misses every block
+    goes unseen. A directory hashes its files' relative names and fingerprints, in order.
+    """
+    p = Path(path)
+    if p.is_dir():
+        h = hashlib.sha256()
+        for f in sorted(p.rglob("*")):
+            if f.is_file() and f.name != MARKER and not f.name.endswith(LOCK_SUFFIX):
+                h.update(f"{f.relative_to(p).as_posix()}\0{content_digest(f)}\n".encode())
+        return "dir:" + h.hexdigest()
+    h = hashlib.sha256()
+    with open(p, "rb") as f:
+        st = os.fstat(f.fileno())
+        if st.st_size <= FULL_HASH_LIMIT:
+            while chunk := f.read(BLOCK):
+                h.update(chunk)
+            return "sha256:" + h.hexdigest()
+        h.update(f"{st.st_size}:{st.st_mtime_ns}".encode())
+        step = (st.st_size - BLOCK) // (SAMPLED_BLOCKS - 1)
+        for i in range(SAMPLED_BLOCKS):
+            h.update(os.pread(f.fileno(), BLOCK, i * step))
+    return "sampled:" + h.hexdigest()

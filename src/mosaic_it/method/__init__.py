@@ -1,0 +1,1 @@
+"""The method: rule pack, layouts, strategies, sample composition, sample sizes."""

@@ -1,0 +1,149 @@
+"""Compose one mosaic sample from a group of records: choose its rules, render its text.
+
+Knows text and rules, not tokenizers. Every random draw comes from generators seeded by the
+sample's path (seed, epoch, sample number), so composing the same group twice gives the same
+sample, and growing a group by one record keeps the layout drawn for it unless the new record
+rules it out (see :func:`~.strategies.format.fit_layout`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from mosaic_it.method.rulepack import RulePack
+from mosaic_it.method.strategies import Item, RuleChoice, maskout, permute
+from mosaic_it.method.strategies.base import Passed
+from mosaic_it.method.strategies.format import (
+    Layout,
+    choose_layout,
+    fit_layout,
+    place_meta,
+    render_instruction,
+    render_response,
+)
+from mosaic_it.records import MosaicSpec, Record, Sample
+from mosaic_it.rng import Rng
+
+RULE_STRATEGIES = {"permute": permute, "maskout": maskout}
+# rules that measure an instruction's text: their meta-instruction says the input counts
+MEASURED_RULES = {("permute", r) for r in permute.MEASURED} | {
+    ("maskout", r) for r in maskout.MEASURED
+}
+
+
+class LayoutError(ValueError):
+    """No label style or tag pair of the rule pack can be read unambiguously around a group."""
+
+
+@dataclass(frozen=True, slots=True)
+class SamplePlan:
+    """What is drawn for a sample before its records are known: layout and strategy."""
+
+    path: tuple[object, ...]
+    layout: Layout
+    strategy: str
+
+
+def plan_sample(
+    pack: RulePack, strategies: tuple[str, ...], path: tuple[object, ...], rng: Rng | None = None
+) -> SamplePlan:
+    """Draw a sample's layout and strategy, from ``rng`` (by default the path's "layout"
+    stream; the engine passes the stream it drew the sample's size from: one seeding less)."""
+    rng = rng or Rng(*path, "layout")
+    layout = choose_layout(rng, pack)
+    return SamplePlan(path, layout, rng.choice(strategies))
+
+
+def sample_layout(pack: RulePack, plan: SamplePlan, records: list[Record]) -> Layout | None:
+    """The plan's layout, or the nearest one a reader can read unambiguously around these
+    records' texts; None when the pack has none."""
+    return fit_layout(
+        pack,
+        plan.layout,
+        lambda: Rng(*plan.path, "fit"),
+        [r.prompt for r in records],
+        [r.output for r in records],
+    )
+
+
+def choose_rule(
+    pack: RulePack,
+    plan: SamplePlan,
+    records: list[Record],
+    numbered: bool | None = None,
+    passed: list[Passed] | None = None,
+) -> RuleChoice | None:
+    """The permute/maskout rule for these records, or None (format only). ``numbered``: whether
+    the sample's layout numbers its instructions (by default, whether the plan's does)."""
+    module = RULE_STRATEGIES.get(plan.strategy)
+    if module is None or len(records) < 2:
+        return None  # a single instruction gets the format layer only
+    if numbered is None:
+        numbered = plan.layout.numbering is not None
+    items = [Item(i, r.prompt) for i, r in enumerate(records, start=1)]
+    rng = Rng(*plan.path, "rule")
+    choice = module.choose(rng, pack, items, numbered, passed)
+    if (
+        choice is not None
+        and (choice.strategy, choice.rule) in MEASURED_RULES
+        and any("\n" in r.prompt for r in records)
+    ):
+        # the length counts everything written for an instruction: where an instruction runs
+        # over several lines (an input, or lines of its own), say that all of them count
+        note = rng.choice(pack.data["input_counts"])
+        choice = RuleChoice(
+            choice.strategy,
+            choice.rule,
+            f"{choice.meta} {note}",
+            choice.answer_order,
+            choice.masked,
+            choice.params,
+        )
+    return choice
+
+
+def compose(
+    pack: RulePack,
+    plan: SamplePlan,
+    records: list[Record],
+    epoch: int,
+    *,
+    layout: Layout | None = None,
+    template: str = "vicuna",
+) -> Sample:
+    """Render the sample for ``records`` under ``plan`` (``layout`` overrides the plan's, and
+    then no rule is drawn). :class:`LayoutError` when no layout of the pack fits the texts."""
+    choice = None
+    passed: list[Passed] = []
+    if layout is None:
+        layout = sample_layout(pack, plan, records)
+        if layout is None:
+            raise LayoutError(
+                f"no label style or tag pair of rule pack {pack.id} can be read "
+                f"unambiguously around records {[r.id for r in records]}"
+            )
+        choice = choose_rule(pack, plan, records, layout.numbering is not None, passed)
+    head, tail = place_meta(layout, choice.meta if choice else "")
+    meta = " ".join(part for part in (head, tail) if part)
+    order = choice.answer_order if choice else list(range(1, len(records) + 1))
+    instruction = render_instruction(layout, [r.prompt for r in records], head, tail)
+    response = render_response(layout, [r.output for r in records], order)
+    spec = MosaicSpec(
+        sources=[r.id for r in records],
+        epoch=epoch,
+        strategy=choice.strategy if choice else "format",
+        rule=choice.rule if choice else None,
+        format=layout.kind,
+        numbering=layout.numbering,
+        tags=layout.tags,
+        meta=meta,
+        meta_position=("both" if tail else "before") if head else ("after" if tail else None),
+        answer_order=order,
+        masked=choice.masked if choice else [],
+        rule_params=choice.params if choice else {},
+        template=template,
+        rule_pack=pack.id,
+        meta_tail=tail if head and tail else "",
+    )
+    replaced = f"{plan.strategy}.{passed[0].rule}: {passed[0].reason}" if passed else None
+    return Sample(instruction, response, spec, records[0].system, layout, replaced)

@@ -1,0 +1,354 @@
+"""Rule packs: the labels, tags and phrasings of the meta-instructions, kept as data.
+
+The default pack ships as ``mosaic_it/data/rules.json``. A user pack either replaces it or,
+with ``"extends": "default"``, adds to it: lists are appended (duplicates dropped), numbers and
+strings replace the default's. Every pack is validated before use, and an error names the file
+and the JSON path of the offending value.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import string
+from dataclasses import dataclass, field, replace
+from functools import lru_cache
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+PERMUTE_RULES = (
+    "FIX",
+    "REVERSE",
+    "ALPHA",
+    "REVERSE_ALPHA",
+    "LENGTH_WORD",
+    "REVERSE_LENGTH_WORD",
+    "LENGTH_CHAR",
+    "REVERSE_LENGTH_CHAR",
+    "ODD_EVEN",
+    "EVEN_ODD",
+)
+MASKOUT_RULES = ("FIX", "WORD_LONG", "WORD_SHORT", "ODD", "EVEN")
+
+
+class RulePackError(ValueError):
+    """A rule pack that cannot be used; the message names the file and the field."""
+
+
+@dataclass(frozen=True)
+class RulePack:
+    name: str
+    version: int
+    data: dict[str, Any]
+    source: str
+    # pools derived from the data (tag pairs, label styles), made once per pack
+    derived: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
+
+    @property
+    def id(self) -> str:
+        return f"{self.name}/{self.version}"
+
+    @property
+    def margins(self) -> dict[str, float]:
+        """How far apart neighbouring keys of a sort (or the two sides of a cut) must be."""
+        return self.data["margins"]
+
+    @property
+    def avoid(self) -> tuple[str, ...]:
+        """Strings no label, tag or phrasing may contain (chat-control strings)."""
+        return tuple(self.data["avoid_strings"])
+
+    def avoiding(self, strings: set[str] | frozenset[str]) -> RulePack:
+        """This pack with ``strings`` avoided too (a tokenizer's special tokens, a template's
+        control strings): every pool entry that contains one is left out. An error names a
+        pool that would be left empty."""
+        extra = sorted(s for s in strings if s and s not in self.avoid)
+        if not extra:
+            return self
+        data = json.loads(json.dumps(self.data))
+        data["avoid_strings"] = list(self.avoid) + extra
+        _filter_pools(data, tuple(data["avoid_strings"]), self.source)
+        return replace(self, data=data, derived={})
+
+    @property
+    def format(self) -> dict[str, Any]:
+        return self.data["format"]
+
+    @property
+    def permute(self) -> dict[str, Any]:
+        return self.data["permute"]
+
+    @property
+    def maskout(self) -> dict[str, Any]:
+        return self.data["maskout"]
+
+
+def default_rules_path() -> Path:
+    return Path(str(resources.files("mosaic_it") / "data" / "rules.json"))
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise RulePackError(f"{path}: cannot read rule pack: {exc.strerror or exc}") from None
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise RulePackError(
+            f"{path}: line {exc.lineno}, column {exc.colno}: invalid JSON: {exc.msg}"
+        ) from None
+    if not isinstance(data, dict):
+        raise RulePackError(f"{path}: a rule pack is a JSON object, got {type(data).__name__}")
+    return data
+
+
+def _merge(base: Any, extra: Any) -> Any:
+    if isinstance(base, dict) and isinstance(extra, dict):
+        merged = dict(base)
+        for key, value in extra.items():
+            merged[key] = _merge(base[key], value) if key in base else value
+        return merged
+    if isinstance(base, list) and isinstance(extra, list):
+        return base + [item for item in extra if item not in base]
+    return extra
+
+
+def load_rule_pack(path: str | Path | None = None) -> RulePack:
+    """Load and validate a rule pack; ``None`` gives the default one.
+
+    Packs are cached per path and modification: a pack edited on disk is read again."""
+    try:
+        st = os.stat(path if path is not None else default_rules_path())
+        stamp = (st.st_mtime_ns, st.st_size, st.st_ino)
+    except OSError:
+        stamp = None  # the loader says what is wrong with the path
+    return _load_rule_pack(path, stamp)
+
+
+@lru_cache(maxsize=8)
+def _load_rule_pack(path: str | Path | None, stamp: object) -> RulePack:
+    default_path = default_rules_path()
+    target = Path(path) if path is not None else default_path
+    data = _read_json(target)
+    if data.get("extends") is not None:
+        if data["extends"] != "default":
+            raise RulePackError(f'{target}: extends: only "default" can be extended')
+        data = _merge(_read_json(default_path), {k: v for k, v in data.items() if k != "extends"})
+    _validate(data, str(target))
+    _filter_pools(data, tuple(data["avoid_strings"]), str(target))
+    return RulePack(data["name"], data["version"], data, str(target))
+
+
+def contains_any(text: str, strings: tuple[str, ...]) -> bool:
+    return any(s in text for s in strings)
+
+
+def _filter_pools(data: dict[str, Any], avoid: tuple[str, ...], source: str) -> None:
+    """Leave out every label, phrasing and separator that contains an avoided string (tags are
+    built from brackets and words, so whole tags are checked when they are drawn)."""
+    fmt, permute, maskout = data["format"], data["permute"], data["maskout"]
+    pools: list[tuple[str, dict[str, Any], str]] = [
+        ("format.labels", fmt, "labels"),
+        ("format.tag_phrasings", fmt, "tag_phrasings"),
+        ("format.generic_phrasings", fmt, "generic_phrasings"),
+        ("permute.order_separators", permute, "order_separators"),
+        ("permute.tie_break", permute, "tie_break"),
+        ("input_counts", data, "input_counts"),
+    ]
+    pools += [(f"permute.rules.{r}", permute["rules"], r) for r in PERMUTE_RULES]
+    pools += [
+        (f"maskout.rules.{r}.{number}", maskout["rules"][r], number)
+        for r in MASKOUT_RULES
+        for number in ("one", "many")
+    ]
+    for where, holder, key in pools:
+        kept = [t for t in holder[key] if not contains_any(t, avoid)]
+        if not kept:
+            raise RulePackError(
+                f"{source}: {where}: every entry contains a string that must be "
+                f"avoided ({', '.join(avoid)})"
+            )
+        holder[key] = kept
+
+
+# ---------------------------------------------------------------------------- validation
+
+
+class _Checker:
+    def __init__(self, source: str) -> None:
+        self.source = source
+
+    def fail(self, where: str, why: str) -> None:
+        raise RulePackError(f"{self.source}: {where}: {why}")
+
+    def get(self, obj: dict[str, Any], key: str, where: str) -> Any:
+        if not isinstance(obj, dict):
+            self.fail(where, "expected an object")
+        if key not in obj:
+            self.fail(f"{where}.{key}" if where else key, "missing")
+        return obj[key]
+
+    def probability(self, obj: dict[str, Any], key: str, where: str) -> None:
+        value = self.get(obj, key, where)
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 1:
+            self.fail(f"{where}.{key}", f"expected a probability in [0, 1], got {value!r}")
+
+    def texts(
+        self,
+        value: Any,
+        where: str,
+        fields: set[str],
+        *,
+        allow_empty: bool = False,
+        one_line: bool = True,
+    ) -> None:
+        """A non-empty list of distinct strings whose placeholders are exactly ``fields``."""
+        if not isinstance(value, list) or not value:
+            self.fail(where, "expected a non-empty list of strings")
+        seen: set[str] = set()
+        for i, text in enumerate(value):
+            here = f"{where}[{i}]"
+            if not isinstance(text, str):
+                self.fail(here, f"expected a string, got {type(text).__name__}")
+            if not text and not allow_empty:
+                self.fail(here, "empty string")
+            if one_line and ("\n" in text or "\r" in text):
+                self.fail(here, "must not contain a line break")
+            if text in seen:
+                self.fail(here, f"duplicate entry {text!r}")
+            seen.add(text)
+            try:
+                parsed = [
+                    (n, spec, conv)
+                    for _, n, spec, conv in string.Formatter().parse(text)
+                    if n is not None
+                ]
+            except ValueError as exc:
+                self.fail(
+                    here,
+                    f"bad placeholder syntax in {text!r} ({exc}); write a literal brace as "
+                    "{{ or }}",
+                )
+            for name, spec, conv in parsed:
+                # a width such as {n:>999999999} would make one sample of any size
+                if spec or conv:
+                    self.fail(
+                        here,
+                        f"placeholder {{{name}{'!' + conv if conv else ''}"
+                        f"{':' + spec if spec else ''}}} in {text!r}: write {{{name}}} "
+                        "alone (no format spec or conversion)",
+                    )
+            found = [name for name, _, _ in parsed]
+            if sorted(found) != sorted(fields):
+                want = ", ".join("{" + f + "}" for f in sorted(fields)) or "no placeholder"
+                self.fail(here, f"{text!r} must contain {want} exactly once each")
+
+    def pairs(self, value: Any, where: str, *, allow_empty: bool) -> None:
+        if not isinstance(value, list) or not value:
+            self.fail(where, "expected a non-empty list of [begin, end] pairs")
+        for i, pair in enumerate(value):
+            if (
+                not isinstance(pair, list)
+                or len(pair) != 2
+                or not all(isinstance(p, str) for p in pair)
+            ):
+                self.fail(f"{where}[{i}]", f"expected a pair of strings, got {pair!r}")
+            for part in pair:
+                if not allow_empty and not part:
+                    self.fail(f"{where}[{i}]", "empty string")
+                if "{" in part or "}" in part or "\n" in part:
+                    self.fail(f"{where}[{i}]", f"{part!r} must not contain braces or line breaks")
+
+
+def _validate(data: dict[str, Any], source: str) -> None:
+    c = _Checker(source)
+    name, version = c.get(data, "name", ""), c.get(data, "version", "")
+    if not isinstance(name, str) or not name:
+        c.fail("name", "expected a non-empty string")
+    if isinstance(version, bool) or not isinstance(version, int):
+        c.fail("version", "expected an integer")
+
+    margins = c.get(data, "margins", "")
+    for key in ("words", "characters", "relative"):
+        value = c.get(margins, key, "margins")
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+            c.fail(f"margins.{key}", f"expected a number >= 0, got {value!r}")
+    if margins["relative"] >= 1:
+        c.fail("margins.relative", "expected a fraction below 1")
+    c.texts(c.get(data, "input_counts", ""), "input_counts", set())
+    avoid = c.get(data, "avoid_strings", "")
+    if not isinstance(avoid, list) or not all(isinstance(a, str) and a for a in avoid):
+        c.fail("avoid_strings", "expected a list of non-empty strings")
+
+    fmt = c.get(data, "format", "")
+    placement = c.get(fmt, "meta_placement", "format")
+    if placement not in ("independent", "joined"):
+        c.fail("format.meta_placement", f'expected "independent" or "joined", got {placement!r}')
+    c.texts(c.get(fmt, "labels", "format"), "format.labels", {"n"})
+    for i, label in enumerate(fmt["labels"]):
+        if label != label.strip():
+            c.fail(f"format.labels[{i}]", "must not start or end with whitespace")
+    punct = c.get(fmt, "label_punctuation", "format")
+    c.texts(punct, "format.label_punctuation", set(), allow_empty=True)
+    for key in (
+        "unnumbered_probability",
+        "label_newline_probability",
+        "tag_probability",
+        "tag_lowercase_probability",
+        "generic_probability",
+        "meta_after_probability",
+    ):
+        c.probability(fmt, key, "format")
+    c.pairs(c.get(fmt, "tag_brackets", "format"), "format.tag_brackets", allow_empty=False)
+    c.pairs(c.get(fmt, "tag_words", "format"), "format.tag_words", allow_empty=False)
+    for i, (begin, end) in enumerate(fmt["tag_words"]):
+        if begin.lower() == end.lower():
+            c.fail(f"format.tag_words[{i}]", "begin and end words must differ")
+    c.texts(c.get(fmt, "tag_phrasings", "format"), "format.tag_phrasings", {"begin", "end"})
+    c.texts(c.get(fmt, "generic_phrasings", "format"), "format.generic_phrasings", set())
+    for key in ("instruction_separators", "meta_separators"):
+        seps = c.get(fmt, key, "format")
+        c.texts(seps, f"format.{key}", set(), one_line=False)
+        for i, sep in enumerate(seps):
+            if sep.strip("\n") or not sep:
+                c.fail(f"format.{key}[{i}]", "a separator is one or more newlines")
+    sep = c.get(fmt, "response_separator", "format")
+    if not isinstance(sep, str) or not sep or sep.strip("\n"):
+        c.fail("format.response_separator", "a separator is one or more newlines")
+
+    permute = c.get(data, "permute", "")
+    c.pairs(c.get(permute, "order_brackets", "permute"), "permute.order_brackets", allow_empty=True)
+    c.texts(c.get(permute, "order_separators", "permute"), "permute.order_separators", set())
+    rules = c.get(permute, "rules", "permute")
+    for rule in PERMUTE_RULES:
+        fields = {"order"} if rule == "FIX" else set()
+        c.texts(c.get(rules, rule, "permute.rules"), f"permute.rules.{rule}", fields)
+    _unknown(c, rules, PERMUTE_RULES, "permute.rules")
+    c.texts(c.get(permute, "tie_break", "permute"), "permute.tie_break", set())
+    if not isinstance(c.get(permute, "identity_orders", "permute"), bool):
+        c.fail("permute.identity_orders", "expected true or false")
+
+    maskout = c.get(data, "maskout", "")
+    for key in ("list_separator", "list_last_separator"):
+        if not isinstance(c.get(maskout, key, "maskout"), str):
+            c.fail(f"maskout.{key}", "expected a string")
+    rules = c.get(maskout, "rules", "maskout")
+    for rule in MASKOUT_RULES:
+        entry = c.get(rules, rule, "maskout.rules")
+        for number in ("one", "many"):
+            fields = {"FIX": {"positions"}, "WORD_LONG": {"n"}, "WORD_SHORT": {"n"}}.get(
+                rule, set()
+            )
+            if number == "one":
+                fields = fields - {"n"}
+            where = f"maskout.rules.{rule}"
+            c.texts(c.get(entry, number, where), f"{where}.{number}", fields)
+    _unknown(c, rules, MASKOUT_RULES, "maskout.rules")
+
+
+def _unknown(c: _Checker, rules: dict[str, Any], known: tuple[str, ...], where: str) -> None:
+    for rule in rules:
+        if rule not in known:
+            c.fail(f"{where}.{rule}", f"unknown rule; the rules are {', '.join(known)}")

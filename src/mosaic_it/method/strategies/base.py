@@ -1,0 +1,82 @@
+"""What a rule sees and what it decides."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, NamedTuple
+
+from mosaic_it.method.textunits import (  # noqa: F401 (the rules' units)
+    char_count,
+    first_letter,
+    word_count,
+    word_count_split,
+)
+
+
+class Item(NamedTuple):
+    """One instruction of a sample, as shown in the prompt (a tuple: made for every sample):
+    its text is everything written for it, its input included."""
+
+    number: int  # 1-based position in the prompt
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class RuleChoice:
+    """A rule applied to a sample: its meta-instruction and the answers that make it true."""
+
+    strategy: str
+    rule: str
+    meta: str
+    answer_order: list[int]  # instruction numbers, in answer order
+    masked: list[int] = field(default_factory=list)
+    params: dict[str, Any] = field(default_factory=dict)
+
+
+class Passed(NamedTuple):
+    """A rule drawn for a sample but not used, and why (for the run's summary)."""
+
+    rule: str
+    reason: str  # "numbers", "letters", "equal", "margin", "identity", "tie"
+
+
+def apart(a: int, b: int, margins: dict[str, float] | None, unit: str) -> bool:
+    """Whether counts ``a`` and ``b`` (in ``unit``: "words" or "characters") are far enough
+    apart for a reader to tell which is larger at a glance: by at least the pack's absolute
+    margin and by its relative margin of the larger. Without margins, any difference will do."""
+    gap = abs(a - b)
+    if margins is None:
+        return gap > 0
+    return gap > 0 and gap >= margins[unit] and gap >= margins["relative"] * max(a, b)
+
+
+def join_numbers(numbers: list[int], separator: str, last_separator: str) -> str:
+    """``[2, 5, 7]`` -> ``"2, 5 and 7"``."""
+    words = [str(n) for n in numbers]
+    if len(words) <= 1:
+        return "".join(words)
+    return separator.join(words[:-1]) + last_separator + words[-1]
+
+
+@dataclass(frozen=True, slots=True)
+class Check:
+    """One thing a response (or a spec) was checked for.
+
+    ``passed`` is None when the spec states nothing that makes it checkable (for instance the
+    answer order of an unnumbered sample): "not verifiable" is neither a pass nor a fail.
+    """
+
+    name: str
+    passed: bool | None
+    reason: str = ""
+
+    @property
+    def status(self) -> str:
+        return "not_verifiable" if self.passed is None else "pass" if self.passed else "fail"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "passed": self.passed, "reason": self.reason}
+
+
+def format_numbers(numbers: list[int] | tuple[int, ...]) -> str:
+    return ", ".join(map(str, numbers)) if numbers else "none"

@@ -1,0 +1,179 @@
+"""Permute: the answers come in an order other than the instructions'.
+
+Responses keep their original number labels. Sorting rules sort stably. Length rules (words,
+characters, counted as :mod:`mosaic_it.method.textunits` defines them, over everything written for
+an
+instruction, its input included) are only drawn when every two neighbouring instructions of
+the order differ by the rule pack's margins, so no two tie and no order hangs on a word or
+two; alphabetical rules may tie on a first letter, and then say that tied instructions keep
+their given order. By default a rule is not drawn when its order is the given one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from itertools import pairwise
+from typing import Any
+
+from mosaic_it.method.rulepack import PERMUTE_RULES, RulePack
+from mosaic_it.method.strategies.base import (
+    Item,
+    Passed,
+    RuleChoice,
+    apart,
+    char_count,
+    first_letter,
+    format_numbers,
+    word_count,
+    word_count_split,
+)
+from mosaic_it.rng import Rng
+
+# rule -> (sort key, descending, unit of the margin; None: letters, which may tie)
+SORT_RULES: dict[str, tuple[Callable[[str], Any], bool, str | None]] = {
+    "ALPHA": (first_letter, False, None),
+    "REVERSE_ALPHA": (first_letter, True, None),
+    "LENGTH_WORD": (word_count, False, "words"),
+    "REVERSE_LENGTH_WORD": (word_count, True, "words"),
+    "LENGTH_CHAR": (char_count, False, "characters"),
+    "REVERSE_LENGTH_CHAR": (char_count, True, "characters"),
+}
+# rules that measure an instruction's text (its input included): their phrasing says so
+MEASURED = frozenset(r for r, (_, _, unit) in SORT_RULES.items() if unit)
+# rules that name instructions by number: only for numbered samples
+NEEDS_NUMBERS = frozenset({"FIX", "ODD_EVEN", "EVEN_ODD"})
+
+
+def _sorted_order(
+    rule: str, items: list[Item], margins: dict[str, float] | None
+) -> tuple[list[int] | None, str]:
+    """A sort rule's order, or None and why it does not apply."""
+    key, descending, unit = SORT_RULES[rule]
+    keys = [key(it.text) for it in items]
+    if any(k is None for k in keys):
+        return None, "letters"  # an instruction without an a-z first letter
+    if len(set(keys)) < 2:
+        return None, "equal"  # the order would say nothing
+    # sorted() stays stable with reverse=True: ties keep the given order, as stated
+    ranked = sorted(
+        zip(keys, (it.number for it in items)), key=lambda kv: kv[0], reverse=descending
+    )
+    order = [n for _, n in ranked]
+    if unit is not None and margins is not None:
+        if not all(apart(a, b, margins, unit) for (a, _), (b, _) in pairwise(ranked)):
+            return None, "margin"
+        if unit == "words":
+            # the order must hold as clearly when words are counted the other common way
+            split = {it.number: word_count_split(it.text) for it in items}
+            sign = -1 if descending else 1
+            if not all(
+                sign * (split[b] - split[a]) > 0 and apart(split[a], split[b], margins, unit)
+                for a, b in pairwise(order)
+            ):
+                return None, "margin"
+    return order, ""
+
+
+def expected_order(
+    rule: str, items: list[Item], params: dict[str, Any], margins: dict[str, float] | None = None
+) -> list[int] | None:
+    """The answer order the rule demands for these instructions (None: rule not applicable).
+    With ``margins`` a length rule applies only when neighbouring keys are that far apart."""
+    numbers = [it.number for it in items]
+    if rule == "FIX":
+        return list(params["order"])
+    if rule == "REVERSE":
+        return numbers[::-1]
+    if rule == "ODD_EVEN":
+        return [n for n in numbers if n % 2] + [n for n in numbers if not n % 2]
+    if rule == "EVEN_ODD":
+        return [n for n in numbers if not n % 2] + [n for n in numbers if n % 2]
+    return _sorted_order(rule, items, margins)[0]
+
+
+def can_differ(rule: str, k: int) -> bool:
+    """Whether ``rule`` can ask for an order other than the given one for k instructions
+    (ODD_EVEN keeps two instructions in their order)."""
+    return k > 1 and not (rule == "ODD_EVEN" and k == 2)
+
+
+def has_ties(rule: str, items: list[Item]) -> bool:
+    if rule not in SORT_RULES:
+        return False
+    keys = [SORT_RULES[rule][0](it.text) for it in items]
+    return len(set(keys)) < len(keys)
+
+
+def choose(
+    rng: Rng,
+    pack: RulePack,
+    items: list[Item],
+    numbered: bool,
+    passed: list[Passed] | None = None,
+) -> RuleChoice | None:
+    """Pick a permute rule uniformly among those that apply to these instructions; rules drawn
+    first that do not apply are added to ``passed`` with the reason."""
+    cfg = pack.permute
+    candidates = list(PERMUTE_RULES)
+    rng.shuffle(candidates)
+    numbers = [it.number for it in items]
+    for rule in candidates:
+        reason = ""
+        params: dict[str, Any] = {}
+        if rule in NEEDS_NUMBERS and not numbered:
+            reason = "numbers"
+        elif rule == "FIX":
+            order = list(numbers)
+            while order == numbers:
+                rng.shuffle(order)
+            params["order"] = order
+        elif rule in SORT_RULES:
+            order, reason = _sorted_order(rule, items, pack.margins)
+        else:
+            order = expected_order(rule, items, params)
+        if not reason and order == numbers and not cfg["identity_orders"]:
+            reason = "identity"
+        if reason:
+            if passed is not None:
+                passed.append(Passed(rule, reason))
+            continue
+        phrasing = rng.choice(cfg["rules"][rule])
+        if rule == "FIX":
+            open_, close = rng.choice(cfg["order_brackets"])
+            sep = rng.choice(cfg["order_separators"])
+            phrasing = phrasing.format(order=open_ + sep.join(map(str, order)) + close)
+        if has_ties(rule, items):
+            phrasing = f"{phrasing} {rng.choice(cfg['tie_break'])}"
+        return RuleChoice("permute", rule, phrasing, order, [], params)
+    return None
+
+
+def check(
+    rule: str, items: list[Item], params: dict[str, Any], answer_order: list[int], numbered: bool
+) -> str | None:
+    """Why a sample's stated order is not what ``rule`` gives for these instructions (None: it is).
+
+    The same :func:`expected_order` that composed the sample re-derives it, so generation and
+    verification share one definition of every rule (and of words and letters). Margins are a
+    choice of what to draw, not part of a rule's truth, so they are not re-checked here.
+    """
+    if rule not in PERMUTE_RULES:
+        return f"unknown permute rule {rule!r}"
+    if rule in NEEDS_NUMBERS and not numbered:
+        return f"{rule} names instructions by number, but the sample is unnumbered"
+    numbers = [it.number for it in items]
+    if rule == "FIX":
+        order = params.get("order") if isinstance(params, dict) else None
+        if not isinstance(order, list) or sorted(order) != numbers:
+            return f"FIX needs rule_params.order, a reordering of {format_numbers(numbers)}"
+        if order == numbers:
+            return "FIX must state an order other than the given one"
+    expected = expected_order(rule, items, params)
+    if expected is None:
+        return f"{rule} does not apply to these instructions"
+    if list(answer_order) != expected:
+        return (
+            f"{rule} orders these instructions {format_numbers(expected)}, "
+            f"the spec says {format_numbers(answer_order)}"
+        )
+    return None

@@ -1,0 +1,1 @@
+"""Checking a response against a sample's spec."""

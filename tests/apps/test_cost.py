@@ -1,0 +1,134 @@
+"""mosaic-it cost: padding regimes counted by hand, packing, and the command line."""
+
+from __future__ import annotations
+
+import json
+import random
+
+import pytest
+
+from mosaic_it.apps.cost import CostOptions, Timing, dynamic_shapes, pack_bfd, price, side_cost
+from mosaic_it.cli.main import main
+
+from ..conftest import make_records
+
+
+def test_regimes_on_hand_counted_lengths():
+    opt = CostOptions(original_epochs=2, batch_size=4, micro_batch_size=2, max_length=10, seed=0)
+    lengths = [3, 10, 12, 5, 1]  # 12 is cut to 10 by the trainer
+    side = side_cost("o", "x", lengths, 2, opt)
+    assert side.sequences == 5 and side.real_tokens == 3 + 10 + 10 + 5 + 1
+    assert side.truncated == 1 and side.longest == 12
+    r = side.regimes
+    assert r["pad_to_max"].tokens == 5 * 10 * 2
+    assert r["pad_to_max"].steps == 2 * 2  # ceil(5 / 4) per epoch
+    # dynamic padding: every group padded to its own longest, in the seeded order
+    cut = [3, 10, 10, 5, 1]
+    expected = 0
+    for e in range(2):
+        order = list(range(5))
+        random.Random(f"0:{e}").shuffle(order)
+        for s in range(0, 5, 2):
+            chunk = order[s : s + 2]
+            expected += len(chunk) * max(cut[i] for i in chunk)
+    assert r["dynamic_micro"].tokens == expected
+    assert r["dynamic_micro"].tokens <= r["dynamic_batch"].tokens <= r["pad_to_max"].tokens
+    # packing: 10 | 10 | 5+3+1 -> three rows of 10
+    assert r["packing"].rows == 3 and r["packing"].tokens == 3 * 10 * 2
+    assert r["packing"].steps == 2
+
+
+def test_best_fit_decreasing_packing():
+    rnd = random.Random(1)
+    lengths = [rnd.randint(1, 100) for _ in range(500)]
+    rows = pack_bfd(lengths, 128)
+    assert sum(rows) == sum(lengths) and max(rows) <= 128
+    assert len(rows) <= 1.1 * sum(lengths) / 128 + 2  # close to the lower bound
+    assert sorted(pack_bfd([70, 60, 50, 40], 100)) == [50, 70, 100]  # 60+40, 70, 50
+    assert sorted(pack_bfd([70, 60, 40, 30], 100)) == [100, 100]
+
+
+def test_dynamic_shapes_cover_every_sequence_once():
+    lengths = list(range(1, 24))
+    shapes = dynamic_shapes(lengths, 5, seed=3, epoch=1)
+    assert sum(r for r, _ in shapes) == len(lengths)
+    assert shapes != dynamic_shapes(lengths, 5, seed=3, epoch=2)  # a new shuffle per epoch
+    assert shapes == dynamic_shapes(lengths, 5, seed=3, epoch=1)
+
+
+def test_pricing_interpolates_in_length():
+    t = Timing("m", "cpu", 2, [10, 20], [1.0, 3.0], 0.5, 1, None)
+    assert t.micro_seconds(2, 15) == pytest.approx(2.0)
+    assert t.micro_seconds(1, 20) == pytest.approx(1.5)
+    assert t.micro_seconds(2, 5) == pytest.approx(0.5)
+    side = side_cost(
+        "o", "x", [20, 20, 20, 20], 1, CostOptions(batch_size=4, micro_batch_size=2, max_length=20)
+    )
+    price(side, t)
+    assert side.regimes["pad_to_max"].seconds == pytest.approx(2 * 3.0 + 1 * 0.5)
+
+
+def _files(alpaca_file, tmp_path):
+    records = [
+        {"instruction": r.instruction, "input": r.input, "output": r.output}
+        for r in make_records(60, seed=2, max_words=60)
+    ]
+    original = alpaca_file(records, "orig.json")
+    mosaic = tmp_path / "mosaic.jsonl"
+    assert (
+        main(["mosaic", str(original), str(mosaic), "--epochs", "4", "--max-tokens", "512", "-q"])
+        == 0
+    )
+    return original, mosaic
+
+
+def test_cost_command_counts(alpaca_file, tmp_path, capsys):
+    original, mosaic = _files(alpaca_file, tmp_path)
+    out = tmp_path / "cost.json"
+    code = main(
+        ["cost", str(original), str(mosaic), "--no-time", "--max-length", "512", "--json", str(out)]
+    )
+    assert code == 0
+    text = capsys.readouterr().out
+    assert "pad to max length" in text and "The seed claims" in text
+    result = json.loads(out.read_text())
+    o, m = result["original"], result["mosaic"]
+    assert o["sequences"] == 60 and o["epochs"] == 3 and m["epochs"] == 1
+    # the mosaic holds every record 4 times: fewer sequences, more real tokens
+    assert m["sequences"] < 60 * 3 and m["real_tokens"] > o["real_tokens"] * 3
+    assert result["reduction"]["pad_to_max"] == pytest.approx(
+        1 - m["sequences"] / (3 * 60), abs=1e-4
+    )
+    assert result["reduction"]["packing"] < 0  # packing: the mosaic run costs more
+    assert result["timing"] is None
+
+
+def test_cost_command_times_the_tiny_model(alpaca_file, tmp_path, capsys):
+    pytest.importorskip("torch")
+    pytest.importorskip("transformers")
+    original, mosaic = _files(alpaca_file, tmp_path)
+    out = tmp_path / "cost.json"
+    code = main(
+        [
+            "cost",
+            str(original),
+            str(mosaic),
+            "--max-length",
+            "512",
+            "--micro-batch-size",
+            "2",
+            "--measure-repeats",
+            "1",
+            "--json",
+            str(out),
+        ]
+    )
+    assert code == 0
+    result = json.loads(out.read_text())
+    t = result["timing"]
+    assert t["model"] == "builtin:tiny-llama" and t["device"] in ("cpu", "cuda")
+    assert len(t["lengths"]) == 4 and all(s > 0 for s in t["seconds"])
+    for side in ("original", "mosaic"):
+        for regime in result[side]["regimes"].values():
+            assert regime["seconds"] > 0
+    assert "extrapolated from measured steps" in capsys.readouterr().out

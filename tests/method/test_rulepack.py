@@ -1,0 +1,95 @@
+import json
+
+import pytest
+
+from mosaic_it import MosaicConfig, Mosaicker, RulePackError, load_rule_pack
+from mosaic_it.method.rulepack import default_rules_path
+
+from ..conftest import make_records
+
+
+def write(tmp_path, data, name="rules.json"):
+    path = tmp_path / name
+    path.write_text(json.dumps(data) if not isinstance(data, str) else data)
+    return path
+
+
+def test_bundled_pack_is_valid_and_at_least_as_rich_as_the_method(pack):
+    f, p, m = pack.format, pack.permute, pack.maskout
+    assert len(f["labels"]) >= 9 and len(f["label_punctuation"]) == 3
+    assert len(f["tag_brackets"]) >= 27 and len(f["tag_words"]) >= 17
+    assert len(f["tag_phrasings"]) >= 30 and len(f["generic_phrasings"]) >= 7
+    assert all(len(v) >= 5 for v in p["rules"].values())
+    assert len(p["order_brackets"]) >= 8 and len(p["order_separators"]) >= 7
+    assert set(m["rules"]) == {"FIX", "WORD_LONG", "WORD_SHORT", "ODD", "EVEN"}
+
+
+@pytest.mark.parametrize(
+    "mutate,where",
+    [
+        (lambda d: d["format"].pop("labels"), "format.labels: missing"),
+        (lambda d: d["format"]["labels"].append("no number"), "format.labels[17]"),
+        (lambda d: d["format"].__setitem__("tag_probability", 1.5), "format.tag_probability"),
+        (
+            lambda d: d["format"]["tag_phrasings"].append("Use {begin} only."),
+            "format.tag_phrasings[34]",
+        ),
+        (
+            lambda d: d["permute"]["rules"]["FIX"].append("Order {order} {oops}."),
+            "permute.rules.FIX[9]",
+        ),
+        (
+            lambda d: d["permute"]["rules"].__setitem__("SHUFFLE", ["x"]),
+            "permute.rules.SHUFFLE: unknown rule",
+        ),
+        (
+            lambda d: d["maskout"]["rules"]["WORD_LONG"]["one"].append("Skip {n}."),
+            "maskout.rules.WORD_LONG.one[6]",
+        ),
+        (lambda d: d["format"]["tag_words"].append(["A", "a"]), "format.tag_words[20]"),
+        (
+            lambda d: d["format"]["generic_phrasings"].append("Bad { brace."),
+            "format.generic_phrasings[12]",
+        ),
+    ],
+)
+def test_malformed_pack_names_file_and_field(tmp_path, mutate, where):
+    data = json.loads(default_rules_path().read_text())
+    mutate(data)
+    path = write(tmp_path, data)
+    with pytest.raises(RulePackError) as exc:
+        load_rule_pack(path)
+    assert str(path) in str(exc.value) and where in str(exc.value)
+
+
+def test_invalid_json_pack(tmp_path):
+    path = write(tmp_path, '{"name": "x",\n "version": }')
+    with pytest.raises(RulePackError, match=r"line 2, column 13: invalid JSON"):
+        load_rule_pack(path)
+
+
+def test_extending_the_default_pack_adds_phrasings(tmp_path):
+    extra = "Keep every answer between {begin} and {end}, nothing outside."
+    path = write(
+        tmp_path,
+        {
+            "extends": "default",
+            "name": "mine",
+            "format": {"tag_phrasings": [extra], "tag_probability": 1.0},
+        },
+    )
+    pack = load_rule_pack(path)
+    assert pack.id == "mine/2" and extra in pack.format["tag_phrasings"]
+    assert len(pack.format["tag_phrasings"]) == len(load_rule_pack().format["tag_phrasings"]) + 1
+    samples = list(Mosaicker(MosaicConfig(rules=str(path), epochs=1)).run(make_records(60)))
+    assert all(s.spec.format == "tags" or s.spec.format == "plain" for s in samples)
+    assert all(s.spec.rule_pack == "mine/2" for s in samples)
+
+
+def test_a_replacement_pack_is_used_verbatim(tmp_path):
+    data = json.loads(default_rules_path().read_text())
+    data["name"] = "tiny"
+    data["format"]["labels"] = ["Q{n}"]
+    path = write(tmp_path, data)
+    samples = list(Mosaicker(MosaicConfig(rules=str(path), epochs=1)).run(make_records(60)))
+    assert {s.spec.numbering.label for s in samples if s.spec.numbering} == {"Q{n}"}
