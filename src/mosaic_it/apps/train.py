@@ -4,7 +4,7 @@ The trainer is TRL's ``SFTTrainer`` on *prompt-completion* rows (see
 :class:`mosaic_it.apps.models.PromptFormat`). For such rows TRL tokenizes the prompt and the
 prompt + completion + EOS, and sets the label of every token of the common prefix (BOS,
 template, instruction) to -100: the loss covers the response tokens and the EOS only, as in
-FastChat. ``tests/test_train.py`` checks this token by token on the installed TRL.
+FastChat. ``tests/apps/test_train.py`` checks this token by token on the installed TRL.
 
 Sequences are padded per micro-batch (dynamic padding), not to the maximum length: the
 loss is the same, the cost is lower (``mosaic-it cost`` shows how much).
