@@ -43,6 +43,7 @@ from mosaic_it.apps.models import (
     resolve_model,
 )
 from mosaic_it.apps.score import EvalItem, ScoreReport, plot, read_eval, score
+from mosaic_it.engine.parallel import usable_cpus
 from mosaic_it.io.files import InputError, iter_raw, write_json
 from mosaic_it.io.outputs import Output, content_digest, guard
 
@@ -229,7 +230,6 @@ def idle_cores() -> int:
     every operation: on 2 cores under a load average of about 20, one thread generated 5.4
     times as many tokens per second as torch's default two (``benchmarks/eval_throughput.py``,
     figures in README)."""
-    from mosaic_it.cli.main import usable_cpus
 
     cores = usable_cpus()
     try:

@@ -38,7 +38,15 @@ from typing import Any
 from mosaic_it.budget.special import run_special_strings
 from mosaic_it.budget.templates import TEMPLATES, Template, get_template
 from mosaic_it.budget.tokenizer import Tokenizer, load_tokenizer
-from mosaic_it.io.files import InputError, InvalidRecord, read_records, write_json, write_records
+from mosaic_it.io.files import (
+    EXAMPLE,
+    InputError,
+    InvalidRecord,
+    example_path,
+    read_records,
+    write_json,
+    write_records,
+)
 from mosaic_it.io.formats import FORMATS
 from mosaic_it.io.outputs import Output, guard
 from mosaic_it.method.compose import compose, plan_sample
@@ -573,7 +581,6 @@ def add_parser(sub: Any) -> Callable[[argparse.Namespace], int]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from mosaic_it.cli.main import EXAMPLE, example_path
 
     source = example_path() if args.input == EXAMPLE else Path(args.input)
     with guard(

@@ -24,7 +24,14 @@ from typing import Any
 from mosaic_it.apps.make_eval import EvalSet, make_eval
 from mosaic_it.budget.templates import TEMPLATES
 from mosaic_it.budget.tokenizer import load_tokenizer
-from mosaic_it.io.files import InputError, read_records, write_json, write_records
+from mosaic_it.io.files import (
+    EXAMPLE,
+    InputError,
+    example_path,
+    read_records,
+    write_json,
+    write_records,
+)
 from mosaic_it.method.rulepack import load_rule_pack
 from mosaic_it.records import Record
 
@@ -130,7 +137,6 @@ def add_parser(sub: Any) -> Callable[[argparse.Namespace], int]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from mosaic_it.cli.main import EXAMPLE, example_path
 
     source = example_path() if args.input == EXAMPLE else Path(args.input)
     out = Path(args.output).resolve()

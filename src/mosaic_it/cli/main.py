@@ -9,7 +9,6 @@ import os
 import sys
 from collections.abc import Iterator
 from dataclasses import fields
-from importlib import resources
 from itertools import chain
 from pathlib import Path
 from typing import Any
@@ -20,15 +19,17 @@ from mosaic_it.budget.templates import TEMPLATE_NAMES
 from mosaic_it.budget.tokenizer import TokenizerError
 from mosaic_it.cli.recipe import apply_recipe, effective_config
 from mosaic_it.engine.mosaicker import MosaicConfig, Mosaicker
-from mosaic_it.engine.parallel import WorkerDied
+from mosaic_it.engine.parallel import WorkerDied, usable_cpus
 from mosaic_it.executors.local import fingerprint, work_dir_for, write_run
 from mosaic_it.io.files import (
+    EXAMPLE,
     OUTPUT_KINDS,
     InputError,
     InvalidRecord,
     RowSpool,
     atomic_writer,
     config_path_for,
+    example_path,
     input_kind,
     output_kind,
     read_json_lines,
@@ -51,21 +52,8 @@ from mosaic_it.method.sizing import WRAP_MODES
 from mosaic_it.method.strategies import STRATEGIES
 from mosaic_it.records import Record
 
-EXAMPLE = "builtin:example"
 EXIT_BAD_INPUT = 2
 EXIT_WORKER_DIED = 3
-
-
-def usable_cpus() -> int:
-    """The cores this process may run on (a cluster job's share, not the whole node's)."""
-    try:
-        return len(os.sched_getaffinity(0)) or 1
-    except (AttributeError, OSError):  # no affinity on this platform
-        return os.cpu_count() or 1
-
-
-def example_path() -> Path:
-    return Path(str(resources.files("mosaic_it") / "data" / "example.jsonl"))
 
 
 def _strategies(text: str) -> tuple[str, ...]:

@@ -31,6 +31,14 @@ from mosaic_it.engine.store import release_freed_memory
 from mosaic_it.records import Record
 
 
+def usable_cpus() -> int:
+    """The cores this process may run on (a cluster job's share, not the whole node's)."""
+    try:
+        return len(os.sched_getaffinity(0)) or 1
+    except (AttributeError, OSError):  # no affinity on this platform
+        return os.cpu_count() or 1
+
+
 class WorkerDied(RuntimeError):
     """A worker process ended without finishing its work (killed, or out of memory)."""
 

@@ -20,6 +20,7 @@ import tempfile
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from importlib import resources
 from pathlib import Path
 from typing import IO, Any
 
@@ -44,6 +45,13 @@ from mosaic_it.io.outputs import (
     os_error_reason,
 )
 from mosaic_it.records import Record
+
+EXAMPLE = "builtin:example"  # an INPUT that names the bundled example records
+
+
+def example_path() -> Path:
+    """The bundled example: 120 real Alpaca records, as JSONL."""
+    return Path(str(resources.files("mosaic_it") / "data" / "example.jsonl"))
 
 
 class InputError(ValueError):
