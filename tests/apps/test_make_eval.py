@@ -365,6 +365,9 @@ def test_split_holds_records_out_and_make_eval_reads_any_format(tmp_path, capsys
         )
     assert held_prompts
     assert main(["split", str(src), str(src), str(held), "--held-out", "3"]) == 2
-    assert "is the input" in capsys.readouterr().err
+    assert "is the same file as INPUT" in capsys.readouterr().err
+    both = tmp_path / "both.jsonl"
+    assert main(["split", str(src), str(both), str(both), "--held-out", "3"]) == 2
+    assert "TRAIN" in capsys.readouterr().err and not both.exists()
     assert main(["split", str(src), str(train), str(held), "--held-out", "60"]) == 2
     assert "nothing to train on" in capsys.readouterr().err

@@ -73,7 +73,7 @@ def test_held_out_is_required_and_inputs_are_never_overwritten(tmp_path, capsys)
     train.write_text(example_path().read_text(encoding="utf-8"))
     before = train.read_bytes()
     assert main(["make-rl-prompts", str(train), str(train), "--held-out", str(train)]) == 2
-    assert "is an input of this command" in capsys.readouterr().err
+    assert "is the same file as INPUT" in capsys.readouterr().err
     assert train.read_bytes() == before
     assert (
         main(["make-rl-prompts", str(train), str(tmp_path / "o.jsonl"), "--held-out", str(train)])

@@ -551,20 +551,31 @@ def add_parser(sub: Any) -> Callable[[argparse.Namespace], int]:
     )
     p.add_argument("--split", default=None, help="dataset split of a hub dataset or directory")
     p.add_argument("output", help="where to write the evaluation set (.jsonl or .json)")
-    p.add_argument("--n", type=int, default=1000, help="items to make (default %(default)s)")
+    add_composition_options(
+        p,
+        "items",
+        "chat template of chat_prompt and of the token budget; none: no chat_prompt",
+    )
+    p.set_defaults(handler=run)
+    return run
+
+
+def add_composition_options(p: argparse.ArgumentParser, what: str, template_help: str) -> None:
+    """The options of every command that composes balanced, verifiable mosaic prompts
+    (make-eval, make-rl-prompts): how many ``what`` to make, their size, budget and pack."""
+    p.add_argument("--n", type=int, default=1000, help=f"{what} to make (default %(default)s)")
     p.add_argument("--seed", type=int, default=42, help="random seed (default %(default)s)")
     p.add_argument(
         "--max-instructions",
         type=int,
         default=10,
-        help="largest instruction count M; items have 2..M (default %(default)s)",
+        help=f"largest instruction count M; {what} have 2..M (default %(default)s)",
     )
     p.add_argument(
         "--template",
         choices=list(TEMPLATES),
         default="vicuna",
-        help="chat template of chat_prompt and of the token budget; none: no "
-        "chat_prompt (default %(default)s)",
+        help=f"{template_help} (default %(default)s)",
     )
     p.add_argument(
         "--max-tokens",
@@ -576,8 +587,6 @@ def add_parser(sub: Any) -> Callable[[argparse.Namespace], int]:
     p.add_argument("--rules", default=None, help="a rule pack JSON (default: the bundled one)")
     p.add_argument("--balance", metavar="FILE", help="write the balance table here as JSON")
     p.add_argument("-q", "--quiet", action="store_true", help="no summary on stderr")
-    p.set_defaults(handler=run)
-    return run
 
 
 def run(args: argparse.Namespace) -> int:

@@ -21,8 +21,7 @@ from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-from mosaic_it.apps.make_eval import EvalSet, make_eval
-from mosaic_it.budget.templates import TEMPLATES
+from mosaic_it.apps.make_eval import EvalSet, add_composition_options, make_eval
 from mosaic_it.budget.tokenizer import load_tokenizer
 from mosaic_it.io.files import (
     EXAMPLE,
@@ -32,6 +31,7 @@ from mosaic_it.io.files import (
     write_json,
     write_records,
 )
+from mosaic_it.io.outputs import Output, guard
 from mosaic_it.method.rulepack import load_rule_pack
 from mosaic_it.records import Record
 
@@ -109,40 +109,20 @@ def add_parser(sub: Any) -> Callable[[argparse.Namespace], int]:
         help="held-out records (the input of make-eval); their instructions are "
         "never used (repeatable)",
     )
-    p.add_argument("--n", type=int, default=1000, help="rows to make (default %(default)s)")
-    p.add_argument("--seed", type=int, default=42, help="random seed (default %(default)s)")
-    p.add_argument(
-        "--max-instructions",
-        type=int,
-        default=10,
-        help="largest instruction count M; rows have 2..M (default %(default)s)",
-    )
-    p.add_argument(
-        "--template",
-        choices=list(TEMPLATES),
-        default="vicuna",
-        help="chat template the token budget counts (default %(default)s)",
-    )
-    p.add_argument(
-        "--max-tokens",
-        type=int,
-        default=2048,
-        help="largest rendered prompt + reference, in tokens (default %(default)s)",
-    )
-    p.add_argument("--tokenizer", default=None, help="tokenizer for the budget (default: bundled)")
-    p.add_argument("--rules", default=None, help="a rule pack JSON (default: the bundled one)")
-    p.add_argument("--balance", metavar="FILE", help="write the balance table here as JSON")
-    p.add_argument("-q", "--quiet", action="store_true", help="no summary on stderr")
+    add_composition_options(p, "rows", "chat template the token budget counts")
     return run
 
 
 def run(args: argparse.Namespace) -> int:
 
     source = example_path() if args.input == EXAMPLE else Path(args.input)
-    out = Path(args.output).resolve()
-    for given in (source, *map(Path, args.held_out)):
-        if given.exists() and given.resolve() == out:
-            raise ValueError(f"{args.output} is an input of this command; write elsewhere")
+    inputs = {"INPUT": source, "--rules": args.rules, "--tokenizer": args.tokenizer}
+    inputs.update({f"--held-out {path}": path for path in args.held_out})
+    with guard(inputs, [Output(args.output, "OUTPUT"), Output(args.balance, "--balance")]):
+        return _make_rl_prompts(args, source)
+
+
+def _make_rl_prompts(args: argparse.Namespace, source: Path) -> int:
     records = list(read_records(source))
     held_out = [r for path in args.held_out for r in read_records(Path(path))]
     rows, evalset, dropped = make_rl_prompts(

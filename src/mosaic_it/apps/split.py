@@ -10,10 +10,10 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 from mosaic_it.io.files import iter_raw, write_records
+from mosaic_it.io.outputs import Output, guard
 from mosaic_it.rng import Rng
 
 
@@ -49,12 +49,8 @@ def split(
     seed: int,
     data_split: str | None = None,
 ) -> tuple[int, int]:
-    """Write the two files; returns (training records, held-out records)."""
-    paths = {Path(p).resolve() for p in (train, held_out_path)}
-    if len(paths) < 2:
-        raise ValueError("the training and held-out files must be two different files")
-    if Path(source).exists() and Path(source).resolve() in paths:
-        raise ValueError(f"{source} is the input: write the split to new files")
+    """Write the two files; returns (training records, held-out records). The command line
+    checks and locks the paths first (:func:`mosaic_it.io.outputs.guard`)."""
     objects: list[Any] = [obj for _, _, obj in iter_raw(source, data_split)]
     held = split_indices(len(objects), held_out_count(len(objects), held_out), seed)
     n_train = write_records(train, (o for i, o in enumerate(objects) if i not in held))
@@ -90,9 +86,11 @@ def add_parser(sub: Any) -> Callable[[argparse.Namespace], int]:
 
 
 def run(args: argparse.Namespace) -> int:
-    n_train, n_held = split(
-        args.input, args.train, args.held_out, args.count, args.seed, args.split
-    )
+    outputs = [Output(args.train, "TRAIN"), Output(args.held_out, "HELD-OUT")]
+    with guard({"INPUT": args.input}, outputs):
+        n_train, n_held = split(
+            args.input, args.train, args.held_out, args.count, args.seed, args.split
+        )
     print(
         f"mosaic-it: wrote {n_train} training records to {args.train} and {n_held} held-out "
         f"records to {args.held_out}",
