@@ -458,9 +458,18 @@ def stage_eval_data(
             "ifeval_prompts": len(ifeval),
             "ifeval_keys": [r["key"] for r in ifeval],
             "loss_pairs": len(loss_idx),
+            "rule_pack": _rule_pack_id(),
             "seconds": round(time.perf_counter() - t0, 1),
         }
     )
+
+
+def _rule_pack_id() -> str:
+    """The rule pack the stage's items and samples were made with (recorded, not fingerprinted:
+    a cached stage made by an older pack says so in results.json)."""
+    from mosaic_it.method.rulepack import load_rule_pack
+
+    return load_rule_pack().id
 
 
 def _as_record(row: dict[str, Any]) -> Any:
@@ -519,6 +528,7 @@ def stage_mosaic(profile: Profile, prep: dict[str, Any], cache: Path, log: Log) 
         {
             "command": "mosaic-it " + " ".join(argv),
             "samples": samples,
+            "rule_pack": _rule_pack_id(),
             "seconds": round(time.perf_counter() - t0, 1),
         }
     )
