@@ -1097,55 +1097,34 @@ def _pct(cell: dict[str, Any] | None) -> str:
 
 
 def render_table(results: dict[str, Any]) -> str:
-    modes = list(next(iter(results["arms"].values()))["multi"].keys())
-    head = [
-        "arm",
-        "IFEval prompt strict",
-        "IFEval prompt loose",
-        "IFEval instr. strict",
-        "IFEval instr. loose",
+    """Markdown: one column per arm (scores with 95% intervals, then cost), a table per grader
+    mode of make-eval sample accuracy by strategy and k, and the paired comparison."""
+    arms = results["arms"]
+    modes = list(next(iter(arms.values()))["multi"].keys())
+    rows: list[tuple[str, Callable[[dict[str, Any]], str]]] = [
+        ("IFEval prompt-level, strict", lambda a: _pct(a["ifeval"]["prompt_strict"])),
+        ("IFEval prompt-level, loose", lambda a: _pct(a["ifeval"]["prompt_loose"])),
+        ("IFEval instruction-level, strict", lambda a: _pct(a["ifeval"]["instruction_strict"])),
+        ("IFEval instruction-level, loose", lambda a: _pct(a["ifeval"]["instruction_loose"])),
     ]
-    head += [f"multi sample ({m})" for m in modes] + [f"multi instr. ({m})" for m in modes]
-    head += ["held-out loss/token", "sequences trained", "tokens trained", "steps", "train wall"]
-    lines = ["| " + " | ".join(head) + " |", "|" + " --- |" * len(head)]
-    for name, arm in results["arms"].items():
-        ife = arm["ifeval"]
-        cells = [
-            f"{name}: {arm['label']}",
-            _pct(ife["prompt_strict"]),
-            _pct(ife["prompt_loose"]),
-            _pct(ife["instruction_strict"]),
-            _pct(ife["instruction_loose"]),
-        ]
-        cells += [_pct(arm["multi"][m]["sample"]) for m in modes]
-        cells += [_pct(arm["multi"][m]["instruction"]) for m in modes]
-        tr = arm.get("train") or {}
-        cells += [
-            f"{arm['loss']['loss_per_token']:.3f}",
-            f"{tr.get('sequences', 0):,}",
-            f"{tr.get('tokens', 0):,}",
-            str(tr.get("steps", 0)),
-            _dur(tr["seconds"]) if tr else "-",
-        ]
-        lines.append("| " + " | ".join(cells) + " |")
-    lines.append("")
-    lines.append(f"Multi-instruction sample accuracy (%) per strategy and k, mode {modes[0]}:")
-    lines.append("")
-    first = next(iter(results["arms"].values()))["multi"][modes[0]]["by_strategy_and_k"]
-    cols = [(s, k) for s in sorted(first) for k in sorted(first[s], key=int)]
-    lines.append("| arm | " + " | ".join(f"{s} k={k}" for s, k in cols) + " |")
-    lines.append("|" + " --- |" * (len(cols) + 1))
-    for name, arm in results["arms"].items():
-        by = arm["multi"][modes[0]]["by_strategy_and_k"]
-        vals = []
-        for s, k in cols:
-            t = by.get(s, {}).get(k)
-            vals.append(
-                "-"
-                if not t or t["sample_accuracy"] is None
-                else f"{100 * t['sample_accuracy']:.0f} (n={t['n']})"
-            )
-        lines.append(f"| {name} | " + " | ".join(vals) + " |")
+    for m in modes:
+        rows.append((f"make-eval, samples wholly followed ({m})", _multi(m, "sample")))
+    for m in modes:
+        rows.append((f"make-eval, instructions followed ({m})", _multi(m, "instruction")))
+    rows += [
+        ("held-out loss per response token (lower is better)", _loss_cell),
+        ("sequences trained", lambda a: f"{(a.get('train') or {}).get('sequences', 0):,}"),
+        ("tokens trained", lambda a: f"{(a.get('train') or {}).get('tokens', 0):,}"),
+        ("optimizer steps", lambda a: str((a.get("train") or {}).get("steps", 0))),
+        ("training wall time", lambda a: _dur(a["train"]["seconds"]) if a.get("train") else "-"),
+    ]
+    head = ["metric (%, 95% interval)"] + [f"{name}: {arm['label']}" for name, arm in arms.items()]
+    lines = [_md_row(head), _md_row(["---"] * len(head))]
+    lines += [_md_row([label] + [cell(arm) for arm in arms.values()]) for label, cell in rows]
+    for m in modes:
+        title = f"make-eval samples wholly followed (%), by strategy and k, grader mode {m}:"
+        lines += ["", title, ""]
+        lines += _by_strategy_table(arms, m)
     if results.get("paired"):
         note = (
             "Paired, arm 2 minus arm 1 on the same items (95% bootstrap interval; "
@@ -1164,6 +1143,35 @@ def render_table(results: dict[str, Any]) -> str:
                 f"| {d.get('b_worse', '-')} | {d.get('mcnemar_p', '-')} |"
             )
     return "\n".join(lines) + "\n"
+
+
+def _md_row(cells: list[str]) -> str:
+    return "| " + " | ".join(cells) + " |"
+
+
+def _multi(mode: str, level: str) -> Callable[[dict[str, Any]], str]:
+    return lambda arm: _pct(arm["multi"][mode][level])
+
+
+def _loss_cell(arm: dict[str, Any]) -> str:
+    loss = arm["loss"]
+    ci = loss.get("ci95")
+    band = f" ({ci[0]:.3f}-{ci[1]:.3f})" if ci else ""
+    return f"{loss['loss_per_token']:.3f}{band}"
+
+
+def _by_strategy_table(arms: dict[str, Any], mode: str) -> list[str]:
+    first = next(iter(arms.values()))["multi"][mode]["by_strategy_and_k"]
+    keys = [(s, k) for s in sorted(first) for k in sorted(first[s], key=int)]
+    lines = [_md_row(["strategy", "k", "items", *arms]), _md_row(["---"] * (3 + len(arms)))]
+    for s, k in keys:
+        cells = []
+        for arm in arms.values():
+            t = arm["multi"][mode]["by_strategy_and_k"].get(s, {}).get(k)
+            ok = t and t["sample_accuracy"] is not None
+            cells.append(f"{100 * t['sample_accuracy']:.0f}" if ok else "-")
+        lines.append(_md_row([s, str(k), str(first[s][k]["n"]), *cells]))
+    return lines
 
 
 def _cell(arm: dict[str, Any], where: tuple[str, ...]) -> dict[str, Any]:
@@ -1393,6 +1401,23 @@ def publish(cache: Path, target: Path, arms: list[str]) -> None:
             shutil.copyfile(src, target / f"responses-{arm}-{what}.jsonl")
 
 
+def update_readme(readme: Path, profile: str, table: str) -> None:
+    """Replace what stands between the profile's two marker lines with the table."""
+    begin, end = f"<!-- replicate-{profile}:begin -->", f"<!-- replicate-{profile}:end -->"
+    try:
+        text = readme.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ReplicateError(f"--readme {readme}: {exc.strerror}") from exc
+    lines = text.split("\n")
+    if lines.count(begin) != 1 or lines.count(end) != 1 or lines.index(begin) > lines.index(end):
+        raise ReplicateError(f"--readme {readme}: needs one line {begin} and, after it, one {end}")
+    i, j = lines.index(begin), lines.index(end)
+    new = lines[: i + 1] + ["", table.rstrip("\n"), ""] + lines[j:]
+    tmp = readme.with_name(f".{readme.name}.replicate-tmp")
+    tmp.write_text("\n".join(new), encoding="utf-8")
+    os.replace(tmp, readme)
+
+
 def _versions() -> dict[str, str]:
     import importlib.metadata as md
 
@@ -1438,6 +1463,11 @@ def main(argv: list[str] | None = None) -> int:
         default=None,
         help="override the profile's number of training records (0: all)",
     )
+    p.add_argument(
+        "--readme",
+        help="also put the table into this file (README.md) between the lines "
+        "'<!-- replicate-PROFILE:begin -->' and '<!-- replicate-PROFILE:end -->'",
+    )
     p.add_argument("-q", "--quiet", action="store_true", help="no progress on stderr")
     args = p.parse_args(argv)
     profile = PROFILES[args.profile]
@@ -1464,6 +1494,9 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         run(profile, cache, results_dir, train_data, Log(args.quiet))
+        if args.readme:
+            table = (cache / "results" / "table.md").read_text(encoding="utf-8")
+            update_readme(Path(args.readme), profile.name, table)
     except (ReplicateError, ModelError, InputError) as exc:
         print(f"replicate: error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT

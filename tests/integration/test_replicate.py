@@ -72,20 +72,29 @@ def test_tiny_profile_end_to_end_and_resume(tmp_path, capsys):
     assert result["arms"]["arm1-seed42"]["train"]["sequences"] == 3 * data["train_records"]
     assert "prompt_strict" in result["paired"] and "loss" in result["paired"]
     table = (cache / "results" / "table.md").read_text()
-    assert table.count("\n| arm") >= 1 and "arm2-seed42" in table and table in first.out
+    assert "| IFEval prompt-level, strict |" in table and "arm2-seed42" in table
+    assert "by strategy and k, grader mode strict" in table and table in first.out
     assert (cache / "results" / "replicate.png").read_bytes()[:4] == b"\x89PNG"
     published = {p.name for p in results.iterdir()}
     assert {"results.json", "table.md", "replicate.png"} <= published
     assert "responses-arm2-seed42-ifeval.jsonl" in published
 
-    # a second run recomputes nothing but the scores
+    # a second run recomputes nothing but the scores, and can put the table into a README
     stamps = {m: m.stat().st_mtime_ns for m in markers}
-    assert rep.main(argv) == 0
+    readme = tmp_path / "README.md"
+    marks = "<!-- replicate-tiny:begin -->\nold\n<!-- replicate-tiny:end -->"
+    readme.write_text(f"# x\n{marks}\nafter\n")
+    assert rep.main([*argv, "--readme", str(readme)]) == 0
     second = capsys.readouterr()
     assert second.err.count(": cached") == len(markers)
     assert "training:" not in second.err
     assert {m: m.stat().st_mtime_ns for m in markers} == stamps
     assert json.loads((cache / "results" / "results.json").read_text())["arms"] == result["arms"]
+    text = readme.read_text()
+    assert "old" not in text and table.rstrip() in text and text.endswith("end -->\nafter\n")
+    readme.write_text("no markers\n")
+    assert rep.main([*argv, "--readme", str(readme)]) == 2
+    assert "needs one line <!-- replicate-tiny:begin -->" in capsys.readouterr().err
 
     # an interrupted generation keeps the answers it wrote and adds the others
     gen = cache / "generate" / "arm1-seed42" / "ifeval"
