@@ -6,7 +6,7 @@ set made by ``mosaic-it make-eval``, generates with transformers (batched, greed
 prints the table; ``--out`` writes it as JSON, ``--responses`` keeps the answers (JSONL of id and
 response, written as they come, so ``--resume`` continues an interrupted run).
 
-Prompting follows the model: ``--template auto`` uses the format a model trained by
+Prompting follows the model: ``--prompt-format auto`` uses the format a model trained by
 ``mosaic-it train`` was trained with (its ``mosaic_it_train.json``), else the tokenizer's own chat
 template, else Vicuna v1.1.
 

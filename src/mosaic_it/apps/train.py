@@ -130,7 +130,7 @@ class TrainConfig:
             raise ValueError(what)
 
         if self.template not in PROMPT_FORMATS:
-            bad(f"--template: choose from {', '.join(PROMPT_FORMATS)}, got {self.template!r}")
+            bad(f"--prompt-format: choose from {', '.join(PROMPT_FORMATS)}, got {self.template!r}")
         if self.epochs <= 0:
             bad(f"--epochs must be positive, got {self.epochs}")
         if self.mosaic_on_the_fly and self.epochs != int(self.epochs):
