@@ -22,7 +22,13 @@ from mosaic_it.io.outputs import Output, guard
 
 
 def declare(a: Arguments) -> None:
-    d = GenerationOptions()
+    _declare_generation(a, GenerationOptions())
+    _declare_outputs(a)
+    _declare_served(a.group("served models (--backend openai)"))
+
+
+def _declare_generation(a: Arguments, d: GenerationOptions) -> None:
+    """The model, the evaluation set, and how answers are generated."""
     a.add(
         "--model",
         required=True,
@@ -77,6 +83,10 @@ def declare(a: Arguments) -> None:
         default="auto",
         help="auto: bf16 on a GPU that has it, fp32 otherwise",
     )
+
+
+def _declare_outputs(a: Arguments) -> None:
+    """Scoring, and what is written."""
     a.add(
         "--mode",
         choices=["strict", "loose"],
@@ -100,7 +110,9 @@ def declare(a: Arguments) -> None:
         "ties across thread counts, so fix it to compare runs exactly)",
     )
     a.add("-q", "--quiet", action="store_true", help="no progress on stderr")
-    s = a.group("served models (--backend openai)")
+
+
+def _declare_served(s: Arguments) -> None:
     s.add("--base-url", help="the server's API root, e.g. http://127.0.0.1:8000/v1")
     s.add(
         "--api-key-env",
