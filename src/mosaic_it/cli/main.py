@@ -19,17 +19,25 @@ from mosaic_it.io.files import EXAMPLE, InputError, example_path
 from mosaic_it.io.outputs import RunInterrupted, describe_os_error
 from mosaic_it.method.rulepack import RulePackError
 
-__all__ = ["EXAMPLE", "EXIT_BAD_INPUT", "EXIT_WORKER_DIED", "build_parser", "example_path", "main"]
+__all__ = [
+    "EXAMPLE",
+    "EXIT_BAD_INPUT",
+    "EXIT_WORKER_DIED",
+    "build",
+    "build_parser",
+    "example_path",
+    "main",
+]
 
 EXIT_BAD_INPUT = 2
 EXIT_WORKER_DIED = 3
 
 
 def build_parser() -> argparse.ArgumentParser:
-    return _build()[0]
+    return build()[0]
 
 
-def _build() -> tuple[argparse.ArgumentParser, dict[str, tuple[Command, Arguments]]]:
+def build() -> tuple[argparse.ArgumentParser, dict[str, tuple[Command, Arguments]]]:
     """The parser, and each command with the arguments it declared on its subparser."""
     parser = argparse.ArgumentParser(
         prog="mosaic-it",
@@ -54,7 +62,7 @@ def _build() -> tuple[argparse.ArgumentParser, dict[str, tuple[Command, Argument
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser, commands = _build()
+    parser, commands = build()
     argv = sys.argv[1:] if argv is None else argv
     args = parser.parse_args(argv)
     command, arguments = commands[args.command]

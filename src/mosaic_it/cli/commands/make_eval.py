@@ -7,7 +7,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from mosaic_it.apps.make_eval import make_eval
+from mosaic_it.apps.make_eval import EvalSet, make_eval
 from mosaic_it.budget.templates import TEMPLATE_NAMES, get_template
 from mosaic_it.budget.tokenizer import load_tokenizer
 from mosaic_it.cli.registry import Arguments, Command
@@ -119,16 +119,21 @@ def _make_eval(args: argparse.Namespace, source: Path) -> int:
             f"mosaic-it: warning: left out {len(skipped)} multi-turn record(s) of {source}",
             file=sys.stderr,
         )
+    report_composition(
+        evalset,
+        args.quiet,
+        f"wrote {len(evalset.items)} of {evalset.asked} evaluation items to {args.output}",
+    )
+    return 0
+
+
+def report_composition(evalset: EvalSet, quiet: bool, wrote: str) -> None:
+    """The notes of a composition (always), what was written and the balance table."""
     for note in evalset.notes:
         print(f"mosaic-it: warning: {note}", file=sys.stderr)
-    if not args.quiet:
-        print(
-            f"mosaic-it: wrote {len(evalset.items)} of {evalset.asked} evaluation items to "
-            f"{args.output}",
-            file=sys.stderr,
-        )
+    if not quiet:
+        print(f"mosaic-it: {wrote}", file=sys.stderr)
         print(evalset.render_balance(), file=sys.stderr)
-    return 0
 
 
 COMMAND = Command(

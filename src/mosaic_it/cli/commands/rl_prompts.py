@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 from mosaic_it.apps.rl_prompts import make_rl_prompts
-from mosaic_it.cli.commands.make_eval import composition_options, declare_composition
+from mosaic_it.cli.commands.make_eval import (
+    composition_options,
+    declare_composition,
+    report_composition,
+)
 from mosaic_it.cli.registry import Arguments, Command
 from mosaic_it.io.files import EXAMPLE, example_path, read_records, write_json, write_records
 from mosaic_it.io.outputs import Output, guard
@@ -42,16 +45,13 @@ def _make_rl_prompts(args: argparse.Namespace, source: Path) -> int:
     write_records(args.output, rows)
     if args.balance:
         write_json(args.balance, {**evalset.balance(), "held_out_left_out": dropped})
-    for note in evalset.notes:
-        print(f"mosaic-it: warning: {note}", file=sys.stderr)
-    if not args.quiet:
-        print(
-            f"mosaic-it: wrote {len(rows)} of {evalset.asked} RL prompts to {args.output} "
-            f"from {len(records) - dropped} training records ({dropped} left out: their "
-            "instruction is held out)",
-            file=sys.stderr,
-        )
-        print(evalset.render_balance(), file=sys.stderr)
+    report_composition(
+        evalset,
+        args.quiet,
+        f"wrote {len(rows)} of {evalset.asked} RL prompts to {args.output} from "
+        f"{len(records) - dropped} training records ({dropped} left out: their instruction is "
+        "held out)",
+    )
     return 0
 
 
