@@ -74,7 +74,9 @@ class Assembly:
         self.info = check_dataset_info(outputs, kind)
         self.spool = RowSpool() if outputs.keep_multiturn else None
         self.columns: set[str] = set()
-        self.direct = kind in ("json", "jsonl") and not outputs.keep_originals and not self.spool
+        self.direct = (
+            kind in ("json", "jsonl") and not outputs.keep_originals and self.spool is None
+        )
         self.samples_path = Path(outputs.output) if self.direct else staging_path(outputs.output)
 
     def keep_conversation(self, conversation: Any) -> None:
