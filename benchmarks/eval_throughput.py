@@ -179,7 +179,7 @@ def main() -> int:
                 work / "make-eval.log",
             )
         common = ["--eval-set", str(eval_set), "--max-new-tokens", str(a.max_new_tokens)]
-        local = ["--model", str(model), "--template", "chat"]
+        local = ["--model", str(model), "--prompt-format", "chat"]
         rows = []
 
         def record(row: dict) -> None:

@@ -74,7 +74,7 @@ def main() -> int:
     p.add_argument("--lr", type=float, default=1e-5)
     p.add_argument("--rewards", default="partial")
     p.add_argument("--reward-mode", default="loose")
-    p.add_argument("--template", default="chat")
+    p.add_argument("--prompt-format", default="chat", help="as mosaic-it train --prompt-format")
     a = p.parse_args()
 
     work = Path(a.workdir)
@@ -112,8 +112,8 @@ def main() -> int:
         str(work / "eval.jsonl"),
         "--max-new-tokens",
         str(a.max_completion_length),
-        "--template",
-        a.template,
+        "--prompt-format",
+        a.prompt_format,
         "-q",
     ]
     run = work / "run"
@@ -129,8 +129,8 @@ def main() -> int:
                 a.model,
                 "--output-dir",
                 str(run),
-                "--template",
-                a.template,
+                "--prompt-format",
+                a.prompt_format,
                 "--max-steps",
                 str(a.steps),
                 "--num-generations",

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from mosaic_it.cli.main import build_parser, main
+from mosaic_it.cli.main import build, main
 from mosaic_it.io.outputs import MARKER, Output, PathError, content_digest, guard, lock_path_for
 
 RECORDS = [
@@ -755,8 +755,7 @@ def test_cost_advises_only_flags_it_takes():
 
     from mosaic_it.apps import cost
 
-    sub = next(a for a in build_parser()._actions if a.dest == "command")
-    flags = {s for a in sub.choices["cost"]._actions for s in a.option_strings}
+    flags = {s for a in build()[1]["cost"][1].actions for s in a.option_strings}
     text = Path(cost.__file__).read_text(encoding="utf-8")
     advised = set(re.findall(r"(?:pass|lower|add|use) (--[a-z][a-z-]+)", text))
     assert advised and advised <= flags, advised - flags

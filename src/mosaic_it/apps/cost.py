@@ -26,7 +26,6 @@ few measured steps, and they say so.
 
 from __future__ import annotations
 
-import argparse
 import bisect
 import json
 import math
@@ -38,10 +37,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from mosaic_it.budget.templates import TEMPLATE_NAMES, get_template
+from mosaic_it.budget.templates import get_template
 from mosaic_it.budget.tokenizer import load_tokenizer
-from mosaic_it.io.files import InputError, read_records, write_json
-from mosaic_it.io.outputs import Output, guard
+from mosaic_it.io.files import InputError, read_records
 
 REGIMES = ("pad_to_max", "dynamic_batch", "dynamic_micro", "packing")
 REGIME_LABELS = {
@@ -462,79 +460,6 @@ def render(result: dict[str, Any]) -> str:
     return "\n".join(out + [""] + result["claim"] + [""] + notes)
 
 
-# --------------------------------------------------------------------------------------
-# Command line
-# --------------------------------------------------------------------------------------
-
-
-def add_parser(sub: Any) -> Callable[[argparse.Namespace], int]:
-    d = CostOptions()
-    p = sub.add_parser(
-        "cost",
-        help="compare the training cost of original and mosaic data under three padding regimes",
-        description="Sequences, tokens (padded to max length, dynamically, packed), optimizer "
-        "steps and an extrapolated training time, original against mosaic.",
-    )
-    p.add_argument("original", help="the original records (any input format)")
-    p.add_argument("mosaic", help="the mosaic made from them (e.g. mosaic-it mosaic --epochs 4)")
-    p.add_argument(
-        "--original-epochs",
-        type=int,
-        default=d.original_epochs,
-        help="epochs trained on the original (default %(default)s: FastChat)",
-    )
-    p.add_argument(
-        "--mosaic-epochs",
-        type=int,
-        default=d.mosaic_epochs,
-        help="epochs trained on the mosaic (default %(default)s)",
-    )
-    p.add_argument(
-        "--batch-size",
-        type=int,
-        default=d.batch_size,
-        help="sequences per optimizer step (default %(default)s)",
-    )
-    p.add_argument(
-        "--micro-batch-size",
-        type=int,
-        default=d.micro_batch_size,
-        help="sequences per forward pass (default %(default)s)",
-    )
-    p.add_argument(
-        "--max-length",
-        type=int,
-        default=d.max_length,
-        help="padded length and packing row length (default %(default)s)",
-    )
-    p.add_argument(
-        "--template",
-        choices=TEMPLATE_NAMES,
-        default="vicuna",
-        help="training sequence the lengths count (default %(default)s)",
-    )
-    p.add_argument("--tokenizer", default=None, help="tokenizer for the counts (default: bundled)")
-    p.add_argument(
-        "--seed", type=int, default=d.seed, help="batch order seed (default %(default)s)"
-    )
-    p.add_argument(
-        "--model",
-        default="builtin:tiny-llama",
-        help="model whose steps are timed (default %(default)s, on CPU)",
-    )
-    p.add_argument(
-        "--measure-repeats",
-        type=int,
-        default=3,
-        help="timed steps per measured length (default %(default)s)",
-    )
-    p.add_argument(
-        "--no-time", action="store_true", help="counts only, no timing (no torch needed)"
-    )
-    p.add_argument("--json", metavar="FILE", help="also write the figures as JSON")
-    return cmd_cost
-
-
 def run_cost(
     original: str,
     mosaic: str,
@@ -561,40 +486,3 @@ def run_cost(
         price(o, timing)
         price(m, timing)
     return report(o, m, opt, timing)
-
-
-def cmd_cost(args: argparse.Namespace) -> int:
-    with guard(
-        {
-            "ORIGINAL": args.original,
-            "MOSAIC": args.mosaic,
-            "--tokenizer": args.tokenizer,
-            "--model": args.model,
-        },
-        [Output(args.json, "--json")],
-    ):
-        return _cost(args)
-
-
-def _cost(args: argparse.Namespace) -> int:
-    opt = CostOptions(
-        args.original_epochs,
-        args.mosaic_epochs,
-        args.batch_size,
-        args.micro_batch_size,
-        args.max_length,
-        args.seed,
-    )
-    result = run_cost(
-        args.original,
-        args.mosaic,
-        opt,
-        template=args.template,
-        tokenizer=args.tokenizer,
-        model=None if args.no_time else args.model,
-        repeats=args.measure_repeats,
-    )
-    print(render(result))
-    if args.json:
-        write_json(args.json, result)
-    return 0

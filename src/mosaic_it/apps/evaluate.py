@@ -6,7 +6,7 @@ set made by ``mosaic-it make-eval``, generates with transformers (batched, greed
 prints the table; ``--out`` writes it as JSON, ``--responses`` keeps the answers (JSONL of id and
 response, written as they come, so ``--resume`` continues an interrupted run).
 
-Prompting follows the model: ``--template auto`` uses the format a model trained by
+Prompting follows the model: ``--prompt-format auto`` uses the format a model trained by
 ``mosaic-it train`` was trained with (its ``mosaic_it_train.json``), else the tokenizer's own chat
 template, else Vicuna v1.1.
 
@@ -20,10 +20,8 @@ Every backend writes answers as they come and is scored the same way.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -32,7 +30,6 @@ from typing import Any
 
 from mosaic_it.apps.backends import OpenAIBackend, ServedOptions, VLLMBackend
 from mosaic_it.apps.models import (
-    PROMPT_FORMATS,
     ModelError,
     PromptFormat,
     check_vocab,
@@ -42,10 +39,10 @@ from mosaic_it.apps.models import (
     require_torch,
     resolve_model,
 )
-from mosaic_it.apps.score import EvalItem, ScoreReport, plot, read_eval, score
+from mosaic_it.apps.score import EvalItem, ScoreReport, read_eval, score
 from mosaic_it.engine.parallel import usable_cpus
 from mosaic_it.io.files import InputError, iter_raw, write_json
-from mosaic_it.io.outputs import Output, content_digest, guard
+from mosaic_it.io.outputs import content_digest
 
 LISTED = 5
 MAX_BATCH = 64  # prompts in one batch when batches are sized by tokens
@@ -425,196 +422,3 @@ def evaluate(
         "seconds": {"load": round(load_seconds, 1), "generate": round(seconds, 1)},
     }
     return report, meta
-
-
-# --------------------------------------------------------------------------------------
-# Command line
-# --------------------------------------------------------------------------------------
-
-
-def add_parser(sub: Any) -> Callable[[argparse.Namespace], int]:
-    d = GenerationOptions()
-    p = sub.add_parser(
-        "eval",
-        help="generate answers to an evaluation set with a model and score them",
-        description="Prompt a model with every item of an evaluation set (mosaic-it make-eval), "
-        "generate with transformers here or ask a served model (--backend openai), and verify "
-        "every answer against its spec.",
-    )
-    p.add_argument(
-        "--model",
-        required=True,
-        help="model directory (e.g. a mosaic-it train output), .gguf file or Hub id; "
-        "with --backend openai: the served model's name",
-    )
-    p.add_argument(
-        "--backend",
-        choices=BACKENDS,
-        default="transformers",
-        help="transformers: load the model here (default); openai: ask an "
-        "OpenAI-compatible server at --base-url; vllm: vLLM's offline engine here "
-        "(needs vllm)",
-    )
-    p.add_argument("--eval-set", required=True, help="JSONL from mosaic-it make-eval")
-    p.add_argument("--tokenizer", help="tokenizer directory or Hub id (default: the model's own)")
-    p.add_argument(
-        "--template",
-        choices=("auto", *PROMPT_FORMATS),
-        default="auto",
-        help="auto: the format the model was trained with by mosaic-it train, else "
-        "the tokenizer's chat template, else vicuna (default %(default)s)",
-    )
-    p.add_argument(
-        "--max-new-tokens",
-        type=int,
-        default=d.max_new_tokens,
-        help="longest answer (default %(default)s)",
-    )
-    p.add_argument(
-        "--batch-size",
-        type=int,
-        default=d.batch_size,
-        help="prompts generated together; 0: as many as fit in --batch-tokens "
-        f"(at most {MAX_BATCH}) (default %(default)s)",
-    )
-    p.add_argument(
-        "--batch-tokens",
-        type=int,
-        default=d.batch_tokens,
-        help="with --batch-size 0: prompts x (longest prompt + --max-new-tokens) "
-        "per batch (default %(default)s)",
-    )
-    p.add_argument("--sample", action="store_true", help="sample instead of greedy decoding")
-    p.add_argument("--temperature", type=float, default=d.temperature, help="with --sample")
-    p.add_argument("--top-p", type=float, default=d.top_p, help="with --sample")
-    p.add_argument("--seed", type=int, default=d.seed, help="with --sample")
-    p.add_argument(
-        "--dtype",
-        choices=["auto", "bf16", "fp32"],
-        default="auto",
-        help="auto: bf16 on a GPU that has it, fp32 otherwise",
-    )
-    p.add_argument(
-        "--mode",
-        choices=["strict", "loose"],
-        default="loose",
-        help="how strictly labels and tags are checked (see mosaic-it score; default %(default)s)",
-    )
-    p.add_argument("--responses", metavar="FILE", help="write the answers here (JSONL)")
-    p.add_argument(
-        "--resume",
-        action="store_true",
-        help="keep the answers already in --responses and generate the rest",
-    )
-    p.add_argument("--out", metavar="FILE", help="write the score table as JSON")
-    p.add_argument("--plot", metavar="FILE.png", help="accuracy against instruction count")
-    p.add_argument(
-        "--threads",
-        type=int,
-        default=0,
-        help="transformers on CPU: torch threads (default 0: the cores not kept busy "
-        "by other processes, by load average; answers may differ in rare last-bit "
-        "ties across thread counts, so fix it to compare runs exactly)",
-    )
-    p.add_argument("-q", "--quiet", action="store_true", help="no progress on stderr")
-    s = p.add_argument_group("served models (--backend openai)")
-    s.add_argument("--base-url", help="the server's API root, e.g. http://127.0.0.1:8000/v1")
-    s.add_argument(
-        "--api-key-env",
-        default="OPENAI_API_KEY",
-        metavar="VAR",
-        help="environment variable holding the API key (default %(default)s; the key "
-        "is never printed or written)",
-    )
-    s.add_argument(
-        "--concurrency",
-        type=int,
-        default=8,
-        help="requests in flight at once (default %(default)s)",
-    )
-    s.add_argument(
-        "--timeout",
-        type=float,
-        default=120.0,
-        help="seconds to wait for one reply (default %(default)s)",
-    )
-    s.add_argument(
-        "--retries",
-        type=int,
-        default=5,
-        help="further tries of a request after a 429, a 5xx, a timeout or a reply "
-        "that is not a chat completion, with doubling waits (default %(default)s)",
-    )
-    return cmd_eval
-
-
-def cmd_eval(args: argparse.Namespace) -> int:
-    if args.resume and not args.responses:
-        raise ValueError("--resume needs --responses FILE (the answers to keep)")
-    run_file = responses_run_path(args.responses) if args.responses else None
-    with guard(
-        {"--eval-set": args.eval_set, "--model": args.model, "--tokenizer": args.tokenizer},
-        [
-            Output(args.responses, "--responses"),
-            Output(run_file, "--responses run record"),
-            Output(args.out, "--out"),
-            Output(args.plot, "--plot"),
-        ],
-    ):
-        return _eval(args)
-
-
-def _eval(args: argparse.Namespace) -> int:
-    opt = GenerationOptions(
-        args.max_new_tokens,
-        args.batch_size,
-        args.sample,
-        args.temperature,
-        args.top_p,
-        args.seed,
-        args.threads,
-        args.batch_tokens,
-    )
-    served = None
-    if args.backend == "openai":
-        if not args.base_url:
-            raise ValueError("--backend openai needs --base-url (e.g. http://127.0.0.1:8000/v1)")
-        served = ServedOptions(
-            args.base_url,
-            args.model,
-            args.api_key_env,
-            args.concurrency,
-            args.timeout,
-            args.retries,
-        )
-    elif args.base_url:
-        raise ValueError("--base-url is for --backend openai")
-
-    def log(text: str) -> None:
-        if not args.quiet:
-            print(f"mosaic-it eval: {text}", file=sys.stderr, flush=True)
-
-    report, meta = evaluate(
-        args.model,
-        args.eval_set,
-        tokenizer=args.tokenizer,
-        template=args.template,
-        opt=opt,
-        mode=args.mode,
-        responses_path=args.responses,
-        resume=args.resume,
-        dtype=args.dtype,
-        backend=args.backend,
-        served=served,
-        log=log,
-    )
-    print(
-        f"model {meta['model']} ({meta['prompt_format']} prompts, "
-        f"{'sampled' if opt.sample else 'greedy'}, up to {opt.max_new_tokens} new tokens)"
-    )
-    print(report.render())
-    if args.out:
-        write_json(args.out, {**report.to_dict(), "run": meta})
-    if args.plot:
-        plot(report, args.plot)
-    return 0

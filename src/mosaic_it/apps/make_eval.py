@@ -25,30 +25,16 @@ Which items are kept:
 
 from __future__ import annotations
 
-import argparse
 import re
-import sys
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from itertools import pairwise
-from pathlib import Path
 from typing import Any
 
 from mosaic_it.budget.special import run_special_strings
-from mosaic_it.budget.templates import TEMPLATES, Template, get_template
+from mosaic_it.budget.templates import Template, get_template
 from mosaic_it.budget.tokenizer import Tokenizer, load_tokenizer
-from mosaic_it.io.files import (
-    EXAMPLE,
-    InputError,
-    InvalidRecord,
-    example_path,
-    read_records,
-    write_json,
-    write_records,
-)
-from mosaic_it.io.formats import FORMATS
-from mosaic_it.io.outputs import Output, guard
 from mosaic_it.method.compose import compose, plan_sample
 from mosaic_it.method.rulepack import MASKOUT_RULES, PERMUTE_RULES, RulePack, load_rule_pack
 from mosaic_it.method.strategies import Item, maskout, permute
@@ -445,7 +431,7 @@ def make_eval(
     *,
     seed: int = 42,
     max_instructions: int = 10,
-    template: str = "vicuna",
+    template: str | Template = "vicuna",
     max_tokens: int = 2048,
     pack: RulePack | None = None,
     tokenizer: Tokenizer | None = None,
@@ -454,7 +440,7 @@ def make_eval(
     if not records:
         raise ValueError("no records to compose an evaluation set from")
     cells = allocate(n, max_instructions, seed)
-    tmpl = get_template(template)
+    tmpl = template if isinstance(template, Template) else get_template(template)
     tokenizer = tokenizer or load_tokenizer()
     # as in training: no tag, label or phrasing holding the tokenizer's or template's controls
     pack = (pack or load_rule_pack()).avoiding(run_special_strings(tokenizer, tmpl))
@@ -510,7 +496,7 @@ def make_eval(
         }
         if sample.system:
             item["system"] = sample.system
-        if template != "none":
+        if tmpl.name != "none":
             item["chat_prompt"] = chat_prompt(tmpl, sample)
         items.append(item)
     return EvalSet(
@@ -523,118 +509,3 @@ def make_eval(
         drawer.reused,
         dict(drawer.rejected),
     )
-
-
-# ---------------------------------------------------------------------------- command line
-
-
-def add_parser(sub: Any) -> Callable[[argparse.Namespace], int]:
-    """Register the subcommand on ``sub`` (argparse subparsers); returns its handler."""
-    p = sub.add_parser(
-        "make-eval",
-        help="compose a balanced, verifiable evaluation set of mosaic prompts",
-        description="Compose a held-out evaluation set: prompts built only from verifiable "
-        "layouts, balanced across strategies/rules and instruction counts 2..M. Each JSONL "
-        "line: id, prompt, reference, mosaic (the spec) and, with a chat template, chat_prompt.",
-    )
-    p.add_argument(
-        "input",
-        help="held-out records in any input format of mosaic-it mosaic "
-        "(JSON list, JSONL, Parquet, a save_to_disk directory or a hub name; "
-        "builtin:example); e.g. the held-out file of mosaic-it split",
-    )
-    p.add_argument(
-        "--input-format",
-        choices=list(FORMATS),
-        default=None,
-        help="the input's record format (default: detected from the first record)",
-    )
-    p.add_argument("--split", default=None, help="dataset split of a hub dataset or directory")
-    p.add_argument("output", help="where to write the evaluation set (.jsonl or .json)")
-    add_composition_options(
-        p,
-        "items",
-        "chat template of chat_prompt and of the token budget; none: no chat_prompt",
-    )
-    p.set_defaults(handler=run)
-    return run
-
-
-def add_composition_options(p: argparse.ArgumentParser, what: str, template_help: str) -> None:
-    """The options of every command that composes balanced, verifiable mosaic prompts
-    (make-eval, make-rl-prompts): how many ``what`` to make, their size, budget and pack."""
-    p.add_argument("--n", type=int, default=1000, help=f"{what} to make (default %(default)s)")
-    p.add_argument("--seed", type=int, default=42, help="random seed (default %(default)s)")
-    p.add_argument(
-        "--max-instructions",
-        type=int,
-        default=10,
-        help=f"largest instruction count M; {what} have 2..M (default %(default)s)",
-    )
-    p.add_argument(
-        "--template",
-        choices=list(TEMPLATES),
-        default="vicuna",
-        help=f"{template_help} (default %(default)s)",
-    )
-    p.add_argument(
-        "--max-tokens",
-        type=int,
-        default=2048,
-        help="largest rendered prompt + reference, in tokens (default %(default)s)",
-    )
-    p.add_argument("--tokenizer", default=None, help="tokenizer for the budget (default: bundled)")
-    p.add_argument("--rules", default=None, help="a rule pack JSON (default: the bundled one)")
-    p.add_argument("--balance", metavar="FILE", help="write the balance table here as JSON")
-    p.add_argument("-q", "--quiet", action="store_true", help="no summary on stderr")
-
-
-def run(args: argparse.Namespace) -> int:
-
-    source = example_path() if args.input == EXAMPLE else Path(args.input)
-    with guard(
-        {"INPUT": source, "--rules": args.rules, "--tokenizer": args.tokenizer},
-        [Output(args.output, "OUTPUT"), Output(args.balance, "--balance")],
-    ):
-        return _make_eval(args, source)
-
-
-def _make_eval(args: argparse.Namespace, source: Path) -> int:
-    skipped: list[InvalidRecord] = []
-    records = list(
-        read_records(source, invalid=skipped, input_format=args.input_format, split=args.split)
-    )
-    evalset = make_eval(
-        records,
-        args.n,
-        seed=args.seed,
-        max_instructions=args.max_instructions,
-        template=args.template,
-        max_tokens=args.max_tokens,
-        pack=load_rule_pack(args.rules),
-        tokenizer=load_tokenizer(args.tokenizer),
-    )
-    if not evalset.items:
-        raise InputError(
-            f"{source}: no evaluation item could be made from {len(records)} record(s) "
-            f"({'; '.join(evalset.notes) or 'too few records, or none fits --max-tokens'}); "
-            f"{args.output} was not written"
-        )
-    write_records(args.output, evalset.items)
-    if args.balance:
-        write_json(args.balance, evalset.balance())
-    if skipped:
-        print(
-            f"mosaic-it: warning: left out {len(skipped)} multi-turn record(s) of {source}",
-            file=sys.stderr,
-        )
-    for note in evalset.notes:
-        print(f"mosaic-it: warning: {note}", file=sys.stderr)
-    if not args.quiet:
-        print(
-            f"mosaic-it: wrote {len(evalset.items)} of {evalset.asked} evaluation items to "
-            f"{args.output}",
-            file=sys.stderr,
-        )
-        print(evalset.render_balance(), file=sys.stderr)
-    return 0

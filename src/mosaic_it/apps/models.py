@@ -455,6 +455,6 @@ def prompt_format(name: str, tokenizer: Any | None = None) -> PromptFormat:
         raise ModelError(f"unknown prompt format {name!r}; choose from {', '.join(PROMPT_FORMATS)}")
     if name == "chat" and tokenizer is not None and not getattr(tokenizer, "chat_template", None):
         raise ModelError(
-            "--template chat: this tokenizer has no chat template; use --template vicuna"
+            "--prompt-format chat: this tokenizer has no chat template; use --prompt-format vicuna"
         )
     return PromptFormat(name)

@@ -15,24 +15,13 @@ instruction; how many were left out is printed.
 
 from __future__ import annotations
 
-import argparse
-import sys
-from collections.abc import Callable, Iterable, Sequence
-from pathlib import Path
+from collections.abc import Iterable, Sequence
 from typing import Any
 
-from mosaic_it.apps.make_eval import EvalSet, add_composition_options, make_eval
-from mosaic_it.budget.tokenizer import load_tokenizer
+from mosaic_it.apps.make_eval import EvalSet, make_eval
 from mosaic_it.io.files import (
-    EXAMPLE,
     InputError,
-    example_path,
-    read_records,
-    write_json,
-    write_records,
 )
-from mosaic_it.io.outputs import Output, guard
-from mosaic_it.method.rulepack import load_rule_pack
 from mosaic_it.records import Record
 
 
@@ -84,69 +73,3 @@ def make_rl_prompts(
         )
     evalset = make_eval(kept, n, **options)
     return [rl_row(item) for item in evalset.items], evalset, dropped
-
-
-# ---------------------------------------------------------------------------- command line
-
-
-def add_parser(sub: Any) -> Callable[[argparse.Namespace], int]:
-    """Register the subcommand on ``sub`` (argparse subparsers); returns its handler."""
-    p = sub.add_parser(
-        "make-rl-prompts",
-        help="compose verifiable mosaic prompts for RL (TRL prompt-only rows with their spec)",
-        description="Compose prompt-only RL rows from training records, with the evaluation "
-        "set's layouts, balance and budget: each JSONL line holds id, prompt (messages), mosaic "
-        "(the spec the rewards grade against) and reference. Records whose instruction is "
-        "among the --held-out records are never used.",
-    )
-    p.add_argument("input", help="training records, any format mosaic reads")
-    p.add_argument("output", help="where to write the rows (.jsonl or .json)")
-    p.add_argument(
-        "--held-out",
-        required=True,
-        action="append",
-        metavar="FILE",
-        help="held-out records (the input of make-eval); their instructions are "
-        "never used (repeatable)",
-    )
-    add_composition_options(p, "rows", "chat template the token budget counts")
-    return run
-
-
-def run(args: argparse.Namespace) -> int:
-
-    source = example_path() if args.input == EXAMPLE else Path(args.input)
-    inputs = {"INPUT": source, "--rules": args.rules, "--tokenizer": args.tokenizer}
-    inputs.update({f"--held-out {path}": path for path in args.held_out})
-    with guard(inputs, [Output(args.output, "OUTPUT"), Output(args.balance, "--balance")]):
-        return _make_rl_prompts(args, source)
-
-
-def _make_rl_prompts(args: argparse.Namespace, source: Path) -> int:
-    records = list(read_records(source))
-    held_out = [r for path in args.held_out for r in read_records(Path(path))]
-    rows, evalset, dropped = make_rl_prompts(
-        records,
-        held_out,
-        args.n,
-        seed=args.seed,
-        max_instructions=args.max_instructions,
-        template=args.template,
-        max_tokens=args.max_tokens,
-        pack=load_rule_pack(args.rules),
-        tokenizer=load_tokenizer(args.tokenizer),
-    )
-    write_records(args.output, rows)
-    if args.balance:
-        write_json(args.balance, {**evalset.balance(), "held_out_left_out": dropped})
-    for note in evalset.notes:
-        print(f"mosaic-it: warning: {note}", file=sys.stderr)
-    if not args.quiet:
-        print(
-            f"mosaic-it: wrote {len(rows)} of {evalset.asked} RL prompts to {args.output} "
-            f"from {len(records) - dropped} training records ({dropped} left out: their "
-            "instruction is held out)",
-            file=sys.stderr,
-        )
-        print(evalset.render_balance(), file=sys.stderr)
-    return 0

@@ -20,16 +20,13 @@ stops the command with the file and line (exit status 2).
 
 from __future__ import annotations
 
-import argparse
-import sys
 from collections import Counter
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from mosaic_it.io.files import InputError, iter_raw, write_json
-from mosaic_it.io.outputs import Output, guard
+from mosaic_it.io.files import InputError, iter_raw
 from mosaic_it.records import MosaicSpec
 from mosaic_it.verifier.checks import (
     SpecError,
@@ -401,62 +398,3 @@ def plot(report: ScoreReport, path: str | Path) -> None:
     fig.tight_layout()
     fig.savefig(path, format="png", dpi=120)
     plt.close(fig)
-
-
-# ---------------------------------------------------------------------------- command line
-
-
-def add_parser(sub: Any) -> Callable[[argparse.Namespace], int]:
-    """Register the subcommand on ``sub`` (argparse subparsers); returns its handler."""
-    p = sub.add_parser(
-        "score",
-        help="score model responses against an evaluation set",
-        description="Join an evaluation set (make-eval) with model responses (JSONL of id and "
-        "response) by id, verify every response and print sample- and instruction-level "
-        "accuracy overall, per strategy, per rule and per instruction count.",
-    )
-    p.add_argument("eval", help="the evaluation set (JSONL from make-eval)")
-    p.add_argument("responses", help='model responses: JSONL of {"id": ..., "response": ...}')
-    p.add_argument(
-        "--mode",
-        choices=["strict", "loose"],
-        default="loose",
-        help="loose: forgive markdown decoration, spacing, label wording and a "
-        "framing first/last line, as a careful grader does; strict: labels and tags "
-        "exactly as asked (default %(default)s)",
-    )
-    p.add_argument("--out", metavar="FILE", help="write the table (and every listed id) as JSON")
-    p.add_argument(
-        "--plot",
-        metavar="FILE.png",
-        help="draw accuracy against instruction count (needs matplotlib)",
-    )
-    p.set_defaults(handler=run)
-    return run
-
-
-def run(args: argparse.Namespace) -> int:
-    with guard(
-        {"EVAL": args.eval, "RESPONSES": args.responses},
-        [Output(args.out, "--out"), Output(args.plot, "--plot")],
-    ):
-        return _score(args)
-
-
-def _score(args: argparse.Namespace) -> int:
-    items, invalid = read_eval(args.eval)
-    responses = read_responses(args.responses)
-    report = score(items, responses, mode=args.mode, invalid=invalid)
-    print(report.render())
-    if args.out:
-        write_json(args.out, report.to_dict())
-    if args.plot:
-        plot(report, args.plot)
-    if invalid:
-        print(
-            f"mosaic-it: error: {len(invalid)} evaluation item(s) could not be read; the "
-            "others were scored",
-            file=sys.stderr,
-        )
-        return EXIT_BAD_INPUT
-    return 0

@@ -12,23 +12,19 @@ with the tokenizer and template given (the bundled tokenizer and Vicuna by defau
 
 from __future__ import annotations
 
-import argparse
 import base64
 import html
 import io
 import json
 import statistics
-import sys
 from collections import Counter
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from mosaic_it.budget.templates import TEMPLATE_NAMES, get_template
+from mosaic_it.budget.templates import get_template
 from mosaic_it.budget.tokenizer import load_tokenizer
 from mosaic_it.io.files import InputError, atomic_writer, iter_raw, records_from_raw
-from mosaic_it.io.outputs import Output, guard
 
 
 @dataclass
@@ -353,59 +349,3 @@ def write_report(stats: DataStats, report: str | None, png_dir: str | None) -> l
             out.write(render_html(stats, figs))
         written.append(report)
     return written
-
-
-# --------------------------------------------------------------------------------------
-# Command line
-# --------------------------------------------------------------------------------------
-
-
-def add_parser(sub: Any) -> Callable[[argparse.Namespace], int]:
-    p = sub.add_parser(
-        "stats",
-        help="plots and counts of a mosaic dataset, as one self-contained HTML page",
-        description="Instructions and tokens per sample, strategy/rule/format mix and what was "
-        "left out; plots embedded in one HTML file (needs matplotlib).",
-    )
-    p.add_argument("data", help="a mosaic dataset (any output format), or original records")
-    p.add_argument("--report", metavar="FILE.html", help="write the HTML report here")
-    p.add_argument("--png", metavar="DIR", help="write every plot as a PNG file in DIR")
-    p.add_argument("--stats", metavar="FILE", help="the summary JSON of mosaic-it mosaic --stats")
-    p.add_argument(
-        "--max-tokens",
-        type=int,
-        default=None,
-        help="the budget line (default: from --stats, else 2048)",
-    )
-    p.add_argument("--tokenizer", default=None, help="counts data without specs (default: bundled)")
-    p.add_argument(
-        "--template",
-        choices=TEMPLATE_NAMES,
-        default="vicuna",
-        help="template of those counts (default %(default)s)",
-    )
-    return cmd_stats
-
-
-def cmd_stats(args: argparse.Namespace) -> int:
-    with guard(
-        {"DATA": args.data, "--stats": args.stats, "--tokenizer": args.tokenizer},
-        [Output(args.report, "--report"), Output(args.png, "--png", "dir")],
-    ):
-        return _stats(args)
-
-
-def _stats(args: argparse.Namespace) -> int:
-    stats = collect(
-        args.data,
-        summary_path=args.stats,
-        budget=args.max_tokens,
-        tokenizer=args.tokenizer,
-        template=args.template,
-    )
-    width = max(len(k) for k, _ in stats.overview())
-    for key, value in stats.overview():
-        print(f"{key:{width}}  {value}")
-    for path in write_report(stats, args.report, args.png):
-        print(f"mosaic-it stats: wrote {path}", file=sys.stderr)
-    return 0

@@ -32,7 +32,6 @@ mean. ``--batch-size`` then counts completions per optimizer step (a multiple of
 
 from __future__ import annotations
 
-import argparse
 import copy
 import json
 import logging
@@ -48,7 +47,6 @@ from typing import Any
 
 from mosaic_it.apps.models import (
     PROMPT_FORMATS,
-    TINY_LLAMA,
     ModelError,
     PromptFormat,
     check_vocab,
@@ -59,7 +57,7 @@ from mosaic_it.apps.models import (
     resolve_model,
 )
 from mosaic_it.io.files import InputError, InvalidRecord, iter_raw, read_records, write_json
-from mosaic_it.io.outputs import Output, RunInterrupted, content_digest, guard
+from mosaic_it.io.outputs import content_digest
 from mosaic_it.records import Record
 
 CONFIG_FILE = "mosaic_it_train.json"
@@ -132,7 +130,7 @@ class TrainConfig:
             raise ValueError(what)
 
         if self.template not in PROMPT_FORMATS:
-            bad(f"--template: choose from {', '.join(PROMPT_FORMATS)}, got {self.template!r}")
+            bad(f"--prompt-format: choose from {', '.join(PROMPT_FORMATS)}, got {self.template!r}")
         if self.epochs <= 0:
             bad(f"--epochs must be positive, got {self.epochs}")
         if self.mosaic_on_the_fly and self.epochs != int(self.epochs):
@@ -790,274 +788,6 @@ def _versions() -> dict[str, str]:
         except md.PackageNotFoundError:
             pass
     return out
-
-
-# --------------------------------------------------------------------------------------
-# Command line
-# --------------------------------------------------------------------------------------
-
-
-def add_parser(sub: Any) -> Callable[[argparse.Namespace], int]:
-    d = TrainConfig(data="", output_dir="", model="")
-    p = sub.add_parser(
-        "train",
-        help="fine-tune a causal LM on original or mosaic data (needs mosaic-it[train])",
-        description="Supervised fine-tuning with TRL: loss on the response tokens and EOS only. "
-        "Multi-GPU: accelerate launch -m mosaic_it.cli train ...",
-    )
-    p.add_argument(
-        "data", help="Alpaca JSON/JSONL: original records, or the output of mosaic-it mosaic"
-    )
-    p.add_argument(
-        "--model",
-        required=True,
-        help=f"model directory, .gguf file, Hub id, or {TINY_LLAMA} (a random tiny Llama)",
-    )
-    p.add_argument(
-        "--output-dir", required=True, help="checkpoints, final model, tokenizer and config"
-    )
-    p.add_argument("--tokenizer", help="tokenizer directory or Hub id (default: the model's own)")
-    p.add_argument(
-        "--template",
-        choices=PROMPT_FORMATS,
-        default=d.template,
-        help="vicuna: FastChat Vicuna v1.1; chat: the tokenizer's chat template "
-        "(default %(default)s)",
-    )
-    p.add_argument(
-        "--epochs", type=float, default=d.epochs, help="training epochs (default %(default)s)"
-    )
-    p.add_argument(
-        "--batch-size",
-        type=int,
-        default=d.batch_size,
-        help="sequences per optimizer step over all processes (default %(default)s)",
-    )
-    p.add_argument(
-        "--micro-batch-size",
-        type=int,
-        default=d.micro_batch_size,
-        help="sequences per forward pass per process; lower it if memory runs out "
-        "(default %(default)s)",
-    )
-    p.add_argument(
-        "--lr",
-        type=float,
-        default=None,
-        help="peak learning rate (default 2e-5, or 2e-4 with --lora-r)",
-    )
-    p.add_argument("--lr-scheduler", default=d.lr_scheduler, help="(default %(default)s)")
-    p.add_argument(
-        "--warmup-ratio", type=float, default=d.warmup_ratio, help="(default %(default)s)"
-    )
-    p.add_argument(
-        "--weight-decay", type=float, default=d.weight_decay, help="(default %(default)s)"
-    )
-    p.add_argument(
-        "--max-length",
-        type=int,
-        default=d.max_length,
-        help="longest training sequence; longer ones are cut (default %(default)s)",
-    )
-    p.add_argument(
-        "--lora-r", type=int, default=0, help="LoRA rank; 0 = full fine-tuning (default)"
-    )
-    p.add_argument("--lora-alpha", type=int, default=None, help="LoRA alpha (default 2 x r)")
-    p.add_argument(
-        "--lora-dropout", type=float, default=d.lora_dropout, help="(default %(default)s)"
-    )
-    p.add_argument(
-        "--lora-targets",
-        default=d.lora_targets,
-        help="comma-separated module names, or all-linear (default)",
-    )
-    p.add_argument(
-        "--merge-lora",
-        action="store_true",
-        help="also save the LoRA-merged full model in OUTPUT/merged",
-    )
-    p.add_argument("--gradient-checkpointing", action="store_true", help="trade compute for memory")
-    p.add_argument(
-        "--dtype",
-        choices=["auto", "bf16", "fp32"],
-        default=d.dtype,
-        help="auto: bf16 on a GPU that supports it, fp32 on CPU (default)",
-    )
-    p.add_argument("--seed", type=int, default=d.seed, help="(default %(default)s)")
-    p.add_argument(
-        "--max-steps",
-        type=int,
-        default=d.max_steps,
-        help="stop after this many optimizer steps (default: all epochs)",
-    )
-    p.add_argument(
-        "--save-steps",
-        type=int,
-        default=d.save_steps,
-        help="checkpoint every N steps (default: every epoch)",
-    )
-    p.add_argument(
-        "--save-total-limit",
-        type=int,
-        default=d.save_total_limit,
-        help="checkpoints kept (default %(default)s)",
-    )
-    p.add_argument(
-        "--logging-steps", type=int, default=d.logging_steps, help="(default %(default)s)"
-    )
-    p.add_argument(
-        "--resume",
-        nargs="?",
-        const=True,
-        default=None,
-        metavar="CHECKPOINT",
-        help="continue from the last checkpoint in --output-dir (or from CHECKPOINT)",
-    )
-    p.add_argument(
-        "--on-error",
-        choices=["raise", "skip"],
-        default="raise",
-        help="a malformed record stops the run (raise) or is skipped",
-    )
-    p.add_argument(
-        "--method",
-        choices=METHODS,
-        default=d.method,
-        help="sft: supervised fine-tuning on records; grpo: RL on rows of mosaic-it "
-        "make-rl-prompts with verifiable rewards (default %(default)s)",
-    )
-    r = p.add_argument_group("GRPO (--method grpo)")
-    r.add_argument(
-        "--num-generations",
-        type=int,
-        default=d.num_generations,
-        help="completions per prompt; --batch-size counts completions and must be a "
-        "multiple of it (default %(default)s)",
-    )
-    r.add_argument(
-        "--max-completion-length",
-        type=int,
-        default=d.max_completion_length,
-        help="longest completion in tokens (default %(default)s)",
-    )
-    r.add_argument(
-        "--rewards",
-        default=d.rewards,
-        help="+-joined rewards: pass (1 when every constraint holds) and/or partial "
-        "(share of answers in place) (default %(default)s)",
-    )
-    r.add_argument(
-        "--reward-mode",
-        choices=["strict", "loose"],
-        default=d.reward_mode,
-        help="how strictly the grader reads labels and tags (default %(default)s)",
-    )
-    r.add_argument(
-        "--temperature",
-        type=float,
-        default=d.temperature,
-        help="sampling temperature of the completions (default %(default)s)",
-    )
-    g = p.add_argument_group("on-the-fly mosaics")
-    g.add_argument(
-        "--mosaic-on-the-fly",
-        action="store_true",
-        help="DATA holds original records; every epoch trains on a fresh mosaic epoch",
-    )
-    g.add_argument("--mosaic-wrap-mode", default=None, help="as mosaic --wrap-mode")
-    g.add_argument(
-        "--mosaic-max-instructions", type=int, default=None, help="as mosaic --max-instructions"
-    )
-    g.add_argument("--mosaic-strategies", default=None, help="as mosaic --strategies")
-    g.add_argument("--mosaic-rules", default=None, help="as mosaic --rules")
-    return cmd_train
-
-
-def config_from_args(args: argparse.Namespace) -> TrainConfig:
-    options: dict[str, Any] = {}
-    if args.mosaic_wrap_mode:
-        options["wrap_mode"] = args.mosaic_wrap_mode
-    if args.mosaic_max_instructions:
-        options["max_instructions"] = args.mosaic_max_instructions
-    if args.mosaic_strategies:
-        options["strategies"] = [
-            s for s in args.mosaic_strategies.replace(",", "+").split("+") if s
-        ]
-    if args.mosaic_rules:
-        options["rules"] = args.mosaic_rules
-    if options and not args.mosaic_on_the_fly:
-        raise ValueError("--mosaic-* options need --mosaic-on-the-fly")
-    return TrainConfig(
-        data=args.data,
-        output_dir=args.output_dir,
-        model=args.model,
-        tokenizer=args.tokenizer,
-        template=args.template,
-        epochs=args.epochs,
-        batch_size=args.batch_size,
-        micro_batch_size=args.micro_batch_size,
-        learning_rate=args.lr,
-        lr_scheduler=args.lr_scheduler,
-        warmup_ratio=args.warmup_ratio,
-        weight_decay=args.weight_decay,
-        max_length=args.max_length,
-        lora_r=args.lora_r,
-        lora_alpha=args.lora_alpha,
-        lora_dropout=args.lora_dropout,
-        lora_targets=args.lora_targets,
-        gradient_checkpointing=args.gradient_checkpointing,
-        dtype=args.dtype,
-        seed=args.seed,
-        max_steps=args.max_steps,
-        save_steps=args.save_steps,
-        save_total_limit=args.save_total_limit,
-        logging_steps=args.logging_steps,
-        mosaic_on_the_fly=args.mosaic_on_the_fly,
-        mosaic_options=options or None,
-        on_error=args.on_error,
-        method=args.method,
-        num_generations=args.num_generations,
-        max_completion_length=args.max_completion_length,
-        rewards=args.rewards,
-        reward_mode=args.reward_mode,
-        temperature=args.temperature,
-    )
-
-
-def cmd_train(args: argparse.Namespace) -> int:
-    config = config_from_args(args)
-    with guard(
-        {"DATA": config.data, "--model": config.model, "--tokenizer": config.tokenizer},
-        [Output(config.output_dir, "--output-dir", "dir", markers=(CONFIG_FILE,))],
-        lock=_is_main(),
-    ):  # one lock for all the processes of a multi-GPU run
-        try:
-            result = train(config, resume=args.resume)
-        except KeyboardInterrupt:
-            kept = sorted(p.name for p in Path(config.output_dir).glob("checkpoint-*"))
-            raise RunInterrupted(
-                f"interrupted; checkpoints kept in {config.output_dir}: "
-                + (
-                    f"{', '.join(kept)}; continue with --resume"
-                    if kept
-                    else "none (none had been saved yet); run again to start over"
-                )
-            ) from None
-        if args.merge_lora and config.lora_r:
-            merge_lora(config.output_dir)
-    if _is_main():
-        last = f", last logged loss {result.losses[-1][1]:.4f}" if result.losses else ""
-        if result.rewards:
-            last += (
-                f", mean reward {result.rewards[0][1]:.3f} at step {result.rewards[0][0]} "
-                f"-> {result.rewards[-1][1]:.3f} at step {result.rewards[-1][0]}"
-            )
-        print(
-            f"mosaic-it train: {result.steps} steps over {result.rows} sequences in "
-            f"{result.seconds:.1f} s{last}; saved to {result.output_dir}",
-            file=sys.stderr,
-        )
-    return 0
 
 
 def merge_lora(output_dir: str) -> Path:

@@ -14,8 +14,11 @@ from __future__ import annotations
 
 import argparse
 import os
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
+
+from mosaic_it.cli.registry import Arguments
 
 SKIP = {"help", "config", "command", "handler"}
 # options holding paths; outputs are always paths, inputs only when they exist (else a name)
@@ -28,17 +31,17 @@ class RecipeError(ValueError):
     """A bad recipe; the message names the file and the key."""
 
 
-def _options(parser: argparse.ArgumentParser) -> dict[str, argparse.Action]:
-    return {a.dest: a for a in parser._actions if a.dest not in SKIP}  # noqa: SLF001
+def _options(actions: Iterable[argparse.Action]) -> dict[str, argparse.Action]:
+    return {a.dest: a for a in actions if a.dest not in SKIP}
 
 
-def explicit_options(parser: argparse.ArgumentParser, argv: list[str]) -> set[str]:
-    """The options of ``parser`` that ``argv`` gives explicitly (parsed with no defaults)."""
-    saved = [(a, a.default) for a in parser._actions]  # noqa: SLF001
+def explicit_options(arguments: Arguments, argv: list[str]) -> set[str]:
+    """The options of a command that ``argv`` gives explicitly (parsed with no defaults)."""
+    saved = [(a, a.default) for a in arguments.actions]
     try:
-        for action in parser._actions:  # noqa: SLF001
+        for action in arguments.actions:
             action.default = argparse.SUPPRESS
-        given, _ = parser.parse_known_args(argv)
+        given, _ = arguments.parser.parse_known_args(argv)
     finally:
         for action, default in saved:
             action.default = default
@@ -66,7 +69,7 @@ def _coerce(action: argparse.Action, key: str, value: Any, where: str) -> Any:
     def bad(why: str) -> RecipeError:
         return RecipeError(f"{where}: key '{key}': {why}")
 
-    if isinstance(action, (argparse._StoreTrueAction, argparse._StoreFalseAction)):  # noqa: SLF001
+    if action.nargs == 0 and isinstance(action.const, bool):  # a store_true/store_false flag
         if not isinstance(value, bool):
             raise bad(f"expected true or false, got {value!r}")
         return value
@@ -110,7 +113,7 @@ def _resolve(key: str, value: Any, base: Path) -> Any:
 
 
 def apply_recipe(
-    parser: argparse.ArgumentParser, args: argparse.Namespace, argv: list[str], path: str
+    arguments: Arguments, args: argparse.Namespace, argv: list[str], path: str
 ) -> None:
     """Fill ``args`` from the recipe at ``path``, except options ``argv`` gives explicitly."""
     recipe = Path(path)
@@ -119,8 +122,8 @@ def apply_recipe(
         data = {}
     if not isinstance(data, dict):
         raise RecipeError(f"{recipe}: expected a mapping of option names to values")
-    options = _options(parser)
-    explicit = explicit_options(parser, argv)
+    options = _options(arguments.actions)
+    explicit = explicit_options(arguments, argv)
     base = recipe.resolve().parent
     for key, value in data.items():
         dest = str(key).replace("-", "_")
@@ -147,7 +150,7 @@ def _portable(key: str, value: Any, base: Path) -> Any:
 
 
 def effective_config(
-    parser: argparse.ArgumentParser, args: argparse.Namespace, config_file: Path
+    actions: Iterable[argparse.Action], args: argparse.Namespace, config_file: Path
 ) -> str:
     """The YAML of every option of the run, paths relative to ``config_file``'s directory."""
     import yaml
@@ -155,7 +158,7 @@ def effective_config(
     base = config_file.resolve().parent
     values = {
         dest: _portable(dest, getattr(args, dest), base)
-        for dest in _options(parser)
+        for dest in _options(actions)
         if hasattr(args, dest)
     }
     header = (

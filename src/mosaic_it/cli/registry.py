@@ -1,0 +1,107 @@
+"""The command registry: every subcommand declares its arguments and its handler once.
+
+A command is a :class:`Command` in its own module of :mod:`mosaic_it.cli.commands`; the parser
+is built from the registry (:func:`mosaic_it.cli.main.build_parser`), and each argument a command
+declares is kept (:class:`Arguments`), so that recipes can read and check options without
+reaching into argparse's internals.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+Handler = Callable[[argparse.Namespace], int]
+
+
+class Arguments:
+    """Where a command declares its arguments: ``add`` is argparse's ``add_argument`` on the
+    command's parser (or one of its groups), and every action it makes is kept in ``actions``."""
+
+    def __init__(self, parser: Any, actions: list[argparse.Action] | None = None) -> None:
+        self.parser = parser
+        self.actions: list[argparse.Action] = [] if actions is None else actions
+
+    def add(self, *flags: str, **options: Any) -> argparse.Action:
+        action = self.parser.add_argument(*flags, **options)
+        self.actions.append(action)
+        return action
+
+    def group(self, title: str) -> Arguments:
+        """A titled section of the command's help; its arguments are kept with the others."""
+        return Arguments(self.parser.add_argument_group(title), self.actions)
+
+    def exclusive(self) -> Arguments:
+        """Arguments of which at most one may be given."""
+        return Arguments(self.parser.add_mutually_exclusive_group(), self.actions)
+
+
+@dataclass(frozen=True)
+class Command:
+    """One subcommand: its name, help texts, arguments and handler.
+
+    ``prepare(args, arguments, argv)`` runs after parsing and before the handler, inside the
+    error handling of :func:`mosaic_it.cli.main.main` (``mosaic`` merges its ``--config``
+    recipe there); ``argv`` is the command's own part of the command line.
+    """
+
+    name: str
+    help: str
+    declare: Callable[[Arguments], None]
+    handler: Handler
+    description: str | None = None
+    prepare: Callable[[argparse.Namespace, Arguments, list[str]], None] | None = None
+    # keyword arguments of the subparser beyond help and description
+    parser_options: dict[str, Any] = field(default_factory=dict)
+
+
+class DeprecatedAlias(argparse.Action):
+    """An old flag that still works for one more release: it stores its value under the new
+    flag's name and prints one line saying which flag to use instead."""
+
+    def __init__(self, option_strings: list[str], dest: str, *, use: str, **kwargs: Any) -> None:
+        self.use = use
+        super().__init__(option_strings, dest, **kwargs)
+
+    def __call__(
+        self,
+        parser: argparse.ArgumentParser,
+        namespace: argparse.Namespace,
+        values: Any,
+        option_string: str | None = None,
+    ) -> None:
+        print(
+            f"mosaic-it: warning: {parser.prog} {option_string} is deprecated and will be "
+            f"removed; use {self.use} {values} ({option_string} names the chat template in the "
+            "other commands)",
+            file=sys.stderr,
+        )
+        setattr(namespace, self.dest, values)
+
+
+def declare_prompt_format(
+    a: Arguments, choices: tuple[str, ...], default: str, help_text: str
+) -> None:
+    """``--prompt-format``: how training and evaluation put a record to the model (train,
+    eval). ``--template`` was its name there until it came to mean the chat template in every
+    command; it still works for one more release, saying so."""
+    either = a.exclusive()
+    either.add(
+        "--prompt-format",
+        choices=choices,
+        default=default,
+        help=f"{help_text} (default %(default)s)",
+    )
+    either.add(
+        "--template",
+        dest="prompt_format",
+        choices=choices,
+        action=DeprecatedAlias,
+        default=argparse.SUPPRESS,
+        use="--prompt-format",
+        help="deprecated: the old name of --prompt-format (elsewhere --template is the chat "
+        "template of the token budget)",
+    )
