@@ -714,7 +714,7 @@ def train_command(config: Any) -> str:
         config.model,
         "--output-dir",
         config.output_dir,
-        "--template",
+        "--prompt-format",
         config.template,
         "--epochs",
         f"{config.epochs:g}",

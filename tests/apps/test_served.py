@@ -119,7 +119,7 @@ def test_served_model_answers_like_the_same_model_here(
                 "eval",
                 "--model",
                 str(tiny_dir),
-                "--template",
+                "--prompt-format",
                 "chat",
                 "--eval-set",
                 str(eval_set),
