@@ -15,7 +15,7 @@ def write(tmp_path, data, name="rules.json"):
 
 
 def test_bundled_pack_is_valid_and_at_least_as_rich_as_the_method(pack):
-    f, p, m = pack.format, pack.permute, pack.maskout
+    f, p, m = pack.layout, pack.permute, pack.maskout
     assert len(f["labels"]) >= 9 and len(f["label_punctuation"]) == 3
     assert len(f["tag_brackets"]) >= 27 and len(f["tag_words"]) >= 17
     assert len(f["tag_phrasings"]) >= 30 and len(f["generic_phrasings"]) >= 7
@@ -79,10 +79,10 @@ def test_extending_the_default_pack_adds_phrasings(tmp_path):
         },
     )
     pack = load_rule_pack(path)
-    assert pack.id == "mine/2" and extra in pack.format["tag_phrasings"]
-    assert len(pack.format["tag_phrasings"]) == len(load_rule_pack().format["tag_phrasings"]) + 1
+    assert pack.id == "mine/2" and extra in pack.layout["tag_phrasings"]
+    assert len(pack.layout["tag_phrasings"]) == len(load_rule_pack().layout["tag_phrasings"]) + 1
     samples = list(Mosaicker(MosaicConfig(rules=str(path), epochs=1)).run(make_records(60)))
-    assert all(s.spec.format == "tags" or s.spec.format == "plain" for s in samples)
+    assert all(s.spec.layout_kind == "tags" or s.spec.layout_kind == "plain" for s in samples)
     assert all(s.spec.rule_pack == "mine/2" for s in samples)
 
 

@@ -50,9 +50,9 @@ from mosaic_it.io.files import (
 from mosaic_it.io.formats import FORMATS
 from mosaic_it.io.outputs import Output, guard
 from mosaic_it.method.compose import compose, plan_sample
+from mosaic_it.method.layout import Layout, render_instruction
 from mosaic_it.method.rulepack import MASKOUT_RULES, PERMUTE_RULES, RulePack, load_rule_pack
 from mosaic_it.method.strategies import Item, maskout, permute
-from mosaic_it.method.strategies.format import Layout, render_instruction
 from mosaic_it.method.strategies.permute import SORT_RULES
 from mosaic_it.records import MosaicSpec, Record, Sample, Tags
 from mosaic_it.rng import Rng

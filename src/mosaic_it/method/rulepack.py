@@ -72,7 +72,8 @@ class RulePack:
         return replace(self, data=data, derived={})
 
     @property
-    def format(self) -> dict[str, Any]:
+    def layout(self) -> dict[str, Any]:
+        """The layout pools: the pack's "format" section."""
         return self.data["format"]
 
     @property
@@ -148,11 +149,11 @@ def contains_any(text: str, strings: tuple[str, ...]) -> bool:
 def _filter_pools(data: dict[str, Any], avoid: tuple[str, ...], source: str) -> None:
     """Leave out every label, phrasing and separator that contains an avoided string (tags are
     built from brackets and words, so whole tags are checked when they are drawn)."""
-    fmt, permute, maskout = data["format"], data["permute"], data["maskout"]
+    layout, permute, maskout = data["format"], data["permute"], data["maskout"]
     pools: list[tuple[str, dict[str, Any], str]] = [
-        ("format.labels", fmt, "labels"),
-        ("format.tag_phrasings", fmt, "tag_phrasings"),
-        ("format.generic_phrasings", fmt, "generic_phrasings"),
+        ("format.labels", layout, "labels"),
+        ("format.tag_phrasings", layout, "tag_phrasings"),
+        ("format.generic_phrasings", layout, "generic_phrasings"),
         ("permute.order_separators", permute, "order_separators"),
         ("permute.tie_break", permute, "tie_break"),
         ("input_counts", data, "input_counts"),
@@ -282,15 +283,15 @@ def _validate(data: dict[str, Any], source: str) -> None:
     if not isinstance(avoid, list) or not all(isinstance(a, str) and a for a in avoid):
         c.fail("avoid_strings", "expected a list of non-empty strings")
 
-    fmt = c.get(data, "format", "")
-    placement = c.get(fmt, "meta_placement", "format")
+    layout = c.get(data, "format", "")  # the layout pools
+    placement = c.get(layout, "meta_placement", "format")
     if placement not in ("independent", "joined"):
         c.fail("format.meta_placement", f'expected "independent" or "joined", got {placement!r}')
-    c.texts(c.get(fmt, "labels", "format"), "format.labels", {"n"})
-    for i, label in enumerate(fmt["labels"]):
+    c.texts(c.get(layout, "labels", "format"), "format.labels", {"n"})
+    for i, label in enumerate(layout["labels"]):
         if label != label.strip():
             c.fail(f"format.labels[{i}]", "must not start or end with whitespace")
-    punct = c.get(fmt, "label_punctuation", "format")
+    punct = c.get(layout, "label_punctuation", "format")
     c.texts(punct, "format.label_punctuation", set(), allow_empty=True)
     for key in (
         "unnumbered_probability",
@@ -300,21 +301,21 @@ def _validate(data: dict[str, Any], source: str) -> None:
         "generic_probability",
         "meta_after_probability",
     ):
-        c.probability(fmt, key, "format")
-    c.pairs(c.get(fmt, "tag_brackets", "format"), "format.tag_brackets", allow_empty=False)
-    c.pairs(c.get(fmt, "tag_words", "format"), "format.tag_words", allow_empty=False)
-    for i, (begin, end) in enumerate(fmt["tag_words"]):
+        c.probability(layout, key, "format")
+    c.pairs(c.get(layout, "tag_brackets", "format"), "format.tag_brackets", allow_empty=False)
+    c.pairs(c.get(layout, "tag_words", "format"), "format.tag_words", allow_empty=False)
+    for i, (begin, end) in enumerate(layout["tag_words"]):
         if begin.lower() == end.lower():
             c.fail(f"format.tag_words[{i}]", "begin and end words must differ")
-    c.texts(c.get(fmt, "tag_phrasings", "format"), "format.tag_phrasings", {"begin", "end"})
-    c.texts(c.get(fmt, "generic_phrasings", "format"), "format.generic_phrasings", set())
+    c.texts(c.get(layout, "tag_phrasings", "format"), "format.tag_phrasings", {"begin", "end"})
+    c.texts(c.get(layout, "generic_phrasings", "format"), "format.generic_phrasings", set())
     for key in ("instruction_separators", "meta_separators"):
-        seps = c.get(fmt, key, "format")
+        seps = c.get(layout, key, "format")
         c.texts(seps, f"format.{key}", set(), one_line=False)
         for i, sep in enumerate(seps):
             if sep.strip("\n") or not sep:
                 c.fail(f"format.{key}[{i}]", "a separator is one or more newlines")
-    sep = c.get(fmt, "response_separator", "format")
+    sep = c.get(layout, "response_separator", "format")
     if not isinstance(sep, str) or not sep or sep.strip("\n"):
         c.fail("format.response_separator", "a separator is one or more newlines")
 

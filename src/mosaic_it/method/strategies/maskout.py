@@ -17,9 +17,11 @@ from mosaic_it.method.strategies.base import (
     Item,
     Passed,
     RuleChoice,
+    Strategy,
     apart,
     format_numbers,
     join_numbers,
+    register,
     word_count,
     word_count_split,
 )
@@ -162,3 +164,18 @@ def check(
             f"{format_numbers(rest)}, the spec says {format_numbers(answer_order)}"
         )
     return None
+
+
+def check_spec(
+    rule: str | None,
+    items: list[Item],
+    params: dict[str, Any],
+    answer_order: list[int],
+    masked: list[int],
+    numbered: bool,
+) -> str | None:
+    """:func:`check` of a whole spec."""
+    return check(rule or "", items, params, answer_order, masked, numbered)
+
+
+STRATEGY = register(Strategy("maskout", MASKOUT_RULES, check_spec, choose, MEASURED))

@@ -20,10 +20,12 @@ from mosaic_it.method.strategies.base import (
     Item,
     Passed,
     RuleChoice,
+    Strategy,
     apart,
     char_count,
     first_letter,
     format_numbers,
+    register,
     word_count,
     word_count_split,
 )
@@ -177,3 +179,20 @@ def check(
             f"the spec says {format_numbers(answer_order)}"
         )
     return None
+
+
+def check_spec(
+    rule: str | None,
+    items: list[Item],
+    params: dict[str, Any],
+    answer_order: list[int],
+    masked: list[int],
+    numbered: bool,
+) -> str | None:
+    """:func:`check` of a whole spec: a permute sample skips nothing."""
+    if masked:
+        return "a permute sample skips nothing"
+    return check(rule or "", items, params, answer_order, numbered)
+
+
+STRATEGY = register(Strategy("permute", PERMUTE_RULES, check_spec, choose, MEASURED))
