@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from mosaic_it import Record, load_rule_pack, verify
+from mosaic_it import Record, RulePackError, load_rule_pack, verify
 from mosaic_it.method.compose import compose, plan_sample
 from mosaic_it.method.strategies import STRATEGIES, Strategy, find_strategy, register, registered
 from mosaic_it.method.strategies.base import Passed, RuleChoice, format_numbers, unregister
@@ -45,14 +45,33 @@ def check(rule, items, params, answer_order, masked, numbered):
     return None
 
 
+def check_pack(c, section):
+    c.texts(c.get(section, "phrasings", "swap"), "swap.phrasings", set())
+
+
+def pack_pools(section):
+    return [("swap.phrasings", section, "phrasings")]
+
+
+PHRASING = "Answer instruction 2 first, then 1, then the rest in order."
+
+
+def write_pack(path, phrasings):
+    body = {"extends": "default", "swap": {"phrasings": phrasings}}
+    path.write_text(json.dumps(body), encoding="utf-8")
+    return path
+
+
 @pytest.fixture
-def swap_pack(tmp_path):
-    register(Strategy("swap", ("FIRST_TWO",), check, choose))
-    path = tmp_path / "rules.json"
-    section = {"phrasings": ["Answer instruction 2 first, then 1, then the rest in order."]}
-    path.write_text(json.dumps({"extends": "default", "swap": section}), encoding="utf-8")
-    yield load_rule_pack(path)
+def swap_strategy():
+    register(Strategy("swap", ("FIRST_TWO",), check, choose, frozenset(), check_pack, pack_pools))
+    yield
     unregister("swap")
+
+
+@pytest.fixture
+def swap_pack(tmp_path, swap_strategy):
+    return load_rule_pack(write_pack(tmp_path / "rules.json", [PHRASING]))
 
 
 def test_compose_and_verify_use_a_strategy_registered_elsewhere(swap_pack):
@@ -93,3 +112,13 @@ def test_a_name_is_registered_once():
     with pytest.raises(ValueError, match="'permute' is registered already"):
         register(Strategy("permute", ("FIX",), check, choose))
     assert find_strategy("permute").rules[0] == "FIX"
+
+
+def test_the_rule_pack_asks_a_registered_strategy_to_check_its_section(tmp_path, swap_strategy):
+    with pytest.raises(RulePackError, match=r"swap\.phrasings: expected a non-empty list"):
+        load_rule_pack(write_pack(tmp_path / "empty.json", []))
+    (tmp_path / "none.json").write_text('{"extends": "default"}', encoding="utf-8")
+    with pytest.raises(RulePackError, match=r"none\.json: swap: missing"):
+        load_rule_pack(tmp_path / "none.json")
+    avoided = write_pack(tmp_path / "avoid.json", [PHRASING, "Say <|im_end|> first."])
+    assert load_rule_pack(avoided).section("swap")["phrasings"] == [PHRASING]

@@ -18,8 +18,9 @@ from hypothesis import strategies as st
 from mosaic_it import MosaicSpec, Numbering, Record, Tags, load_rule_pack, mosaic, verify
 from mosaic_it.method.compose import SamplePlan, compose
 from mosaic_it.method.layout import Layout, choose_layout
-from mosaic_it.method.rulepack import MASKOUT_RULES, PERMUTE_RULES
 from mosaic_it.method.strategies import Item, maskout, permute
+from mosaic_it.method.strategies.maskout import MASKOUT_RULES
+from mosaic_it.method.strategies.permute import PERMUTE_RULES
 from mosaic_it.rng import Rng
 from mosaic_it.verifier.checks import SpecError, load_spec
 

@@ -20,7 +20,7 @@ from mosaic_it.method.textunits import (  # noqa: F401 (the rules' units)
 )
 
 if TYPE_CHECKING:
-    from mosaic_it.method.rulepack import RulePack
+    from mosaic_it.method.rulepack import PackChecker, RulePack
     from mosaic_it.rng import Rng
 
 
@@ -106,6 +106,13 @@ CheckSpec = Callable[
 ]
 
 
+# (checker, the strategy's section of a rule pack) -> None; a fault fails through the checker
+CheckPack = Callable[["PackChecker", Any], None]
+# the section -> its pools of texts, as (JSON path, holder, key): entries holding a string the
+# pack avoids are left out
+PackPools = Callable[[dict[str, Any]], list[tuple[str, dict[str, Any], str]]]
+
+
 @dataclass(frozen=True)
 class Strategy:
     """One strategy, as composing and verifying see it."""
@@ -116,6 +123,8 @@ class Strategy:
     choose: ChooseRule | None = None  # draws a rule for a sample; None: a layout only
     # rules that measure an instruction's text: their meta-instruction says the input counts
     measured: frozenset[str] = frozenset()
+    check_pack: CheckPack | None = None  # checks its section of a rule pack (named after it)
+    pack_pools: PackPools | None = None
 
 
 _REGISTRY: dict[str, Strategy] = {}

@@ -13,9 +13,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from itertools import pairwise
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from mosaic_it.method.rulepack import PERMUTE_RULES, RulePack
 from mosaic_it.method.strategies.base import (
     Item,
     Passed,
@@ -30,6 +29,22 @@ from mosaic_it.method.strategies.base import (
     word_count_split,
 )
 from mosaic_it.rng import Rng
+
+if TYPE_CHECKING:
+    from mosaic_it.method.rulepack import PackChecker, RulePack
+
+PERMUTE_RULES = (
+    "FIX",
+    "REVERSE",
+    "ALPHA",
+    "REVERSE_ALPHA",
+    "LENGTH_WORD",
+    "REVERSE_LENGTH_WORD",
+    "LENGTH_CHAR",
+    "REVERSE_LENGTH_CHAR",
+    "ODD_EVEN",
+    "EVEN_ODD",
+)
 
 # rule -> (sort key, descending, unit of the margin; None: letters, which may tie)
 SORT_RULES: dict[str, tuple[Callable[[str], Any], bool, str | None]] = {
@@ -195,4 +210,28 @@ def check_spec(
     return check(rule or "", items, params, answer_order, numbered)
 
 
-STRATEGY = register(Strategy("permute", PERMUTE_RULES, check_spec, choose, MEASURED))
+def check_pack(c: PackChecker, section: Any) -> None:
+    """The rule pack's "permute" section: phrasings of every rule, order brackets, tie breaks."""
+    c.pairs(c.get(section, "order_brackets", "permute"), "permute.order_brackets", allow_empty=True)
+    c.texts(c.get(section, "order_separators", "permute"), "permute.order_separators", set())
+    rules = c.get(section, "rules", "permute")
+    for rule in PERMUTE_RULES:
+        fields = {"order"} if rule == "FIX" else set()
+        c.texts(c.get(rules, rule, "permute.rules"), f"permute.rules.{rule}", fields)
+    c.known_rules(rules, PERMUTE_RULES, "permute.rules")
+    c.texts(c.get(section, "tie_break", "permute"), "permute.tie_break", set())
+    if not isinstance(c.get(section, "identity_orders", "permute"), bool):
+        c.fail("permute.identity_orders", "expected true or false")
+
+
+def pack_pools(section: dict[str, Any]) -> list[tuple[str, dict[str, Any], str]]:
+    pools = [
+        ("permute.order_separators", section, "order_separators"),
+        ("permute.tie_break", section, "tie_break"),
+    ]
+    return pools + [(f"permute.rules.{r}", section["rules"], r) for r in PERMUTE_RULES]
+
+
+STRATEGY = register(
+    Strategy("permute", PERMUTE_RULES, check_spec, choose, MEASURED, check_pack, pack_pools)
+)
