@@ -38,10 +38,10 @@ def choose(rng, pack, items, numbered, passed):
     return RuleChoice("swap", "FIRST_TWO", meta, swap_first_two([it.number for it in items]))
 
 
-def check(rule, items, params, answer_order, masked, numbered):
+def check(spec, items):
     expected = swap_first_two([it.number for it in items])
-    if masked or answer_order != expected:
-        return f"FIRST_TWO answers {format_numbers(expected)}, the spec says {answer_order}"
+    if spec.masked or spec.answer_order != expected:
+        return f"FIRST_TWO answers {format_numbers(expected)}, the spec says {spec.answer_order}"
     return None
 
 

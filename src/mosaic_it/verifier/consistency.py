@@ -78,11 +78,7 @@ def _consistency_problem(spec: MosaicSpec, texts: list[str]) -> str | None:
     strategy = find_strategy(spec.strategy)
     if strategy is None:
         return f"unknown strategy {spec.strategy!r}"
-    items = [Item(i, text) for i, text in enumerate(texts, start=1)]
-    numbered = spec.numbering is not None
-    return strategy.check(
-        spec.rule, items, spec.rule_params, spec.answer_order, spec.masked, numbered
-    )
+    return strategy.check(spec, [Item(i, text) for i, text in enumerate(texts, start=1)])
 
 
 # ---------------------------------------------------------------------------- reading a prompt

@@ -16,7 +16,6 @@ from itertools import pairwise
 from mosaic_it.records import MosaicSpec, Numbering, Tags
 from mosaic_it.verifier.patterns import LOOSE, READ_MODES, STRICT, Patterns, compiled_patterns
 
-#
 # A response is read against what its spec states. Labels are the hard part: an answer may itself
 # hold lines that look like labels (a numbered list "2. ..." when the label is "{n}" + "."), so a
 # response is first read *exactly*: could the engine have rendered it, for some answer texts?

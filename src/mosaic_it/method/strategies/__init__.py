@@ -1,6 +1,7 @@
-"""The Mosaic-IT strategies. Each module holds one strategy and registers it (see
-:mod:`.base`): how a rule is chosen and phrased for a group of instructions, and which answers
-(in which order) make it true.
+"""The Mosaic-IT strategies. Each module of this package holds one strategy and registers it
+(see :mod:`.base`): how a rule is chosen and phrased for a group of instructions, which answers
+(in which order) make it true, and what its section of the rule pack holds. Every module here
+is imported with the package, so a new strategy is its module and its rule-pack section.
 
 * :mod:`.format`  - a layout only (number labels, tags, generic or no meta-instruction; see
   :mod:`mosaic_it.method.layout`), every instruction answered in order.
@@ -8,13 +9,9 @@
 * :mod:`.maskout` - leave some instructions unanswered (FIX, WORD_LONG, WORD_SHORT, ODD, EVEN).
 """
 
-# importing a strategy registers it; they register in this order
-# isort: off
-from mosaic_it.method.strategies import format  # noqa: F401
-from mosaic_it.method.strategies import permute  # noqa: F401
-from mosaic_it.method.strategies import maskout  # noqa: F401
+import importlib
+import pkgutil
 
-# isort: on
 from mosaic_it.method.strategies.base import (
     Item,
     RuleChoice,
@@ -25,8 +22,12 @@ from mosaic_it.method.strategies.base import (
 )
 
 # the built-in strategies, in the order a sample's strategy is drawn from (part of what a seed
-# reproduces: never reorder)
+# reproduces: never reorder); they register first, in this order, then any other module here
 STRATEGIES = ("format", "permute", "maskout")
+
+for _name in (*STRATEGIES, *sorted(m.name for m in pkgutil.iter_modules(__path__))):
+    if _name != "base":
+        importlib.import_module(f"{__name__}.{_name}")
 
 __all__ = [
     "STRATEGIES",

@@ -21,6 +21,7 @@ from mosaic_it.method.textunits import (  # noqa: F401 (the rules' units)
 
 if TYPE_CHECKING:
     from mosaic_it.method.rulepack import PackChecker, RulePack
+    from mosaic_it.records import MosaicSpec
     from mosaic_it.rng import Rng
 
 
@@ -99,11 +100,9 @@ def format_numbers(numbers: list[int] | tuple[int, ...]) -> str:
 ChooseRule = Callable[
     ["Rng", "RulePack", list[Item], bool, "list[Passed] | None"], "RuleChoice | None"
 ]
-# (rule, items, rule_params, answer_order, masked, numbered) -> why the spec is not what the
-# rule gives for these instructions, or None when it is
-CheckSpec = Callable[
-    [str | None, list[Item], dict[str, Any], list[int], list[int], bool], str | None
-]
+# (spec, its instructions) -> why the spec's answers are not what its rule gives for these
+# instructions, or None when they are
+CheckSpec = Callable[["MosaicSpec", list[Item]], str | None]
 
 
 # (checker, the strategy's section of a rule pack) -> None; a fault fails through the checker

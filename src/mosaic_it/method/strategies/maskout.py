@@ -28,6 +28,7 @@ from mosaic_it.rng import Rng
 
 if TYPE_CHECKING:
     from mosaic_it.method.rulepack import PackChecker, RulePack
+    from mosaic_it.records import MosaicSpec
 
 MASKOUT_RULES = ("FIX", "WORD_LONG", "WORD_SHORT", "ODD", "EVEN")
 
@@ -170,16 +171,11 @@ def check(
     return None
 
 
-def check_spec(
-    rule: str | None,
-    items: list[Item],
-    params: dict[str, Any],
-    answer_order: list[int],
-    masked: list[int],
-    numbered: bool,
-) -> str | None:
+def check_spec(spec: MosaicSpec, items: list[Item]) -> str | None:
     """:func:`check` of a whole spec."""
-    return check(rule or "", items, params, answer_order, masked, numbered)
+    numbered = spec.numbering is not None
+    rule, params = spec.rule or "", spec.rule_params
+    return check(rule, items, params, spec.answer_order, spec.masked, numbered)
 
 
 def check_pack(c: PackChecker, section: Any) -> None:

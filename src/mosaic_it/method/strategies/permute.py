@@ -32,6 +32,7 @@ from mosaic_it.rng import Rng
 
 if TYPE_CHECKING:
     from mosaic_it.method.rulepack import PackChecker, RulePack
+    from mosaic_it.records import MosaicSpec
 
 PERMUTE_RULES = (
     "FIX",
@@ -196,18 +197,12 @@ def check(
     return None
 
 
-def check_spec(
-    rule: str | None,
-    items: list[Item],
-    params: dict[str, Any],
-    answer_order: list[int],
-    masked: list[int],
-    numbered: bool,
-) -> str | None:
+def check_spec(spec: MosaicSpec, items: list[Item]) -> str | None:
     """:func:`check` of a whole spec: a permute sample skips nothing."""
-    if masked:
+    if spec.masked:
         return "a permute sample skips nothing"
-    return check(rule or "", items, params, answer_order, numbered)
+    numbered = spec.numbering is not None
+    return check(spec.rule or "", items, spec.rule_params, spec.answer_order, numbered)
 
 
 def check_pack(c: PackChecker, section: Any) -> None:
