@@ -68,6 +68,13 @@ def test_invalid_json_pack(tmp_path):
         load_rule_pack(path)
 
 
+def test_a_pack_nested_too_deeply_is_one_line(tmp_path):
+    path = tmp_path / "deep.json"
+    path.write_text("[" * 100_000 + "]" * 100_000, encoding="utf-8")
+    with pytest.raises(RulePackError, match=r"deep\.json: nested too deeply"):
+        load_rule_pack(path)
+
+
 def test_extending_the_default_pack_adds_phrasings(tmp_path):
     extra = "Keep every answer between {begin} and {end}, nothing outside."
     path = write(

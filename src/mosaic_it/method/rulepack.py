@@ -19,6 +19,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from mosaic_it.io.jsoncodec import dumps_bytes, loads
 from mosaic_it.method.strategies import find_strategy, registered
 
 # the rule names are their strategies' own; named here too for the callers of today
@@ -60,7 +61,7 @@ class RulePack:
         extra = sorted(s for s in strings if s and s not in self.avoid)
         if not extra:
             return self
-        data = json.loads(json.dumps(self.data))
+        data = loads(dumps_bytes(self.data))  # a deep copy
         data["avoid_strings"] = list(self.avoid) + extra
         _filter_pools(data, tuple(data["avoid_strings"]), self.source)
         return replace(self, data=data, derived={})
@@ -93,11 +94,13 @@ def _read_json(path: Path) -> dict[str, Any]:
     except OSError as exc:
         raise RulePackError(f"{path}: cannot read rule pack: {exc.strerror or exc}") from None
     try:
-        data = json.loads(text)
+        data = loads(text)
     except json.JSONDecodeError as exc:
         raise RulePackError(
             f"{path}: line {exc.lineno}, column {exc.colno}: invalid JSON: {exc.msg}"
         ) from None
+    except ValueError as exc:  # nested too deeply
+        raise RulePackError(f"{path}: {exc}") from None
     if not isinstance(data, dict):
         raise RulePackError(f"{path}: a rule pack is a JSON object, got {type(data).__name__}")
     return data
