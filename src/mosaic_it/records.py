@@ -6,10 +6,16 @@ output format. Nothing in between knows about file formats.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields
+from collections.abc import Mapping
+from dataclasses import MISSING, dataclass, field, fields
 from typing import Any
 
 RecordId = str | int
+SPEC_VERSIONS = (1,)  # versions of the "mosaic" spec this code reads
+
+
+class SpecError(ValueError):
+    """A spec that cannot be verified against: missing fields, wrong types, unknown versions."""
 
 
 @dataclass(slots=True, frozen=True)
@@ -70,9 +76,9 @@ class MosaicSpec:
 
     sources: list[RecordId]
     epoch: int
-    strategy: str  # "format" | "permute" | "maskout"
+    strategy: str  # a registered strategy: "format" | "permute" | "maskout"
     rule: str | None  # e.g. "REVERSE", "WORD_LONG"; None for format only
-    format: str  # "tags" | "generic" | "plain"
+    layout_kind: str  # "tags" | "generic" | "plain"; written as "format" (see _KEYS)
     numbering: Numbering | None
     tags: Tags | None
     meta: str  # the whole meta-instruction text ("" when there is none), in reading order
@@ -103,7 +109,7 @@ class MosaicSpec:
     def to_dict(self) -> dict[str, Any]:
         # written out rather than dataclasses.asdict, whose deep copies cost more than the
         # rest of writing a sample; same keys, same order
-        d = {f.name: getattr(self, f.name) for f in _SPEC_FIELDS}
+        d = {_KEYS.get(f.name, f.name): getattr(self, f.name) for f in _SPEC_FIELDS}
         d["sources"] = list(self.sources)
         d["answer_order"] = list(self.answer_order)
         d["masked"] = list(self.masked)
@@ -119,19 +125,52 @@ class MosaicSpec:
         return d
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> MosaicSpec:
-        d = dict(d)
-        d.pop("instructions", None)
-        numbering = d.pop("numbering", None)
-        tags = d.pop("tags", None)
-        return cls(
-            numbering=Numbering(**numbering) if numbering else None,
-            tags=Tags(**tags) if tags else None,
-            **d,
-        )
+    def from_dict(cls, d: Mapping[str, Any]) -> MosaicSpec:
+        """The one reader of a spec's dict (an output record's "mosaic" field): checks its
+        fields, nested objects and version, and raises :class:`SpecError` naming what is wrong.
+        What the values must mean (rules, numbers) is the verifier's to check."""
+        if not isinstance(d, Mapping):
+            raise SpecError(f"a spec is an object, got {type(d).__name__}")
+        missing = [_KEYS.get(name, name) for name in _REQUIRED if _KEYS.get(name, name) not in d]
+        if missing:
+            raise SpecError(f"spec is missing field(s) {', '.join(map(repr, missing))}")
+        unknown = sorted(set(d) - _KNOWN)
+        if unknown:
+            raise SpecError(f"spec has unknown field(s) {', '.join(map(repr, unknown))}")
+        check_version(d.get("version", 1))
+        values = {_NAMES.get(k, k): v for k, v in d.items()}
+        stated = values.pop("instructions", None)
+        try:
+            numbering = values.pop("numbering", None)
+            tags = values.pop("tags", None)
+            spec = cls(
+                numbering=Numbering(**numbering) if numbering is not None else None,
+                tags=Tags(**tags) if tags is not None else None,
+                **values,
+            )
+        except TypeError as exc:  # a nested object with missing or unknown fields, or not one
+            raise SpecError(f"spec: {exc}") from None
+        if stated is not None and isinstance(spec.sources, list) and stated != spec.instructions:
+            raise SpecError(
+                f"spec: 'instructions' is {stated!r} but 'sources' names {spec.instructions}"
+            )
+        return spec
 
 
 _SPEC_FIELDS = fields(MosaicSpec)
+_KEYS = {"layout_kind": "format"}  # field -> the key a spec's dict has always used for it
+_NAMES = {key: name for name, key in _KEYS.items()}
+# fields a spec dict must hold: those MosaicSpec has no default for
+_REQUIRED = [f.name for f in _SPEC_FIELDS if f.default is MISSING and f.default_factory is MISSING]
+_KNOWN = {_KEYS.get(f.name, f.name) for f in _SPEC_FIELDS} | {"instructions"}
+
+
+def check_version(version: object) -> None:
+    if version not in SPEC_VERSIONS:
+        raise SpecError(
+            f"spec version {version!r} is not known to this mosaic-it "
+            f"(it reads version {', '.join(map(str, SPEC_VERSIONS))})"
+        )
 
 
 def _copy(value: Any) -> Any:
@@ -151,7 +190,7 @@ class Sample:
     output: str
     spec: MosaicSpec
     system: str = ""
-    # how it was laid out (a strategies.format.Layout), for counting; not written out
+    # how it was laid out (a method.layout.Layout), for counting; not written out
     layout: Any = field(default=None, compare=False, repr=False)
     # "strategy.RULE: reason" when the rule first drawn for it did not apply; not written out
     replaced: str | None = field(default=None, compare=False, repr=False)

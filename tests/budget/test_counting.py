@@ -136,7 +136,7 @@ def test_a_seam_no_piece_spans_splits_the_word_there():
 
     from mosaic_it import load_rule_pack
 
-    fmt = load_rule_pack().format
+    fmt = load_rule_pack().layout
     tags = [
         o + w + c for o, c in fmt["tag_brackets"] for pair in fmt["tag_words"][:4] for w in pair
     ]

@@ -100,7 +100,7 @@ def test_strategy_and_format_rates():
     # rules that cannot apply fall back to format only, so format is a little above 1/3
     assert strategies["permute"] / n == pytest.approx(1 / 3, abs=0.04)
     assert strategies["maskout"] / n == pytest.approx(1 / 3, abs=0.04)
-    formats = Counter(s.spec.format for s in samples)
+    formats = Counter(s.spec.layout_kind for s in samples)
     assert formats["tags"] / len(samples) == pytest.approx(0.5, abs=0.04)
     assert formats["generic"] / len(samples) == pytest.approx(0.25, abs=0.04)
     unnumbered = sum(s.spec.numbering is None for s in samples) / len(samples)
@@ -109,21 +109,21 @@ def test_strategy_and_format_rates():
 
 def test_spec_re_renders_the_sample(pack):
     """The spec holds every choice: rendering it again gives the same text."""
-    from mosaic_it.method.strategies.format import Layout, render_instruction, render_response
+    from mosaic_it.method.layout import Layout, render_instruction, render_response
 
     records = {r.id: r for r in make_records(150, seed=8)}
     for s in mosaic(list(records.values()), epochs=1, seed=5):
         spec = s.spec
         group = [records[i] for i in spec.sources]
         layout = Layout(
-            spec.format,
+            spec.layout_kind,
             spec.numbering,
             spec.tags,
             "",
             spec.meta_position == "after",
             "\n\n" if "\n\n".join(r.prompt for r in group) in s.instruction else "\n",
             "",
-            pack.format["response_separator"],
+            pack.layout["response_separator"],
         )
         assert render_response(layout, [r.output for r in group], spec.answer_order) == s.output
         assert set(spec.answer_order) | set(spec.masked) == set(range(1, len(group) + 1)) or (

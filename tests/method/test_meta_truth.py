@@ -14,8 +14,8 @@ import pytest
 from mosaic_it import MosaicConfig, Mosaicker, Record, load_rule_pack, mosaic, read_records
 from mosaic_it.cli.main import main
 from mosaic_it.io.files import InputError
+from mosaic_it.method.layout import tag_pairs
 from mosaic_it.method.rulepack import default_rules_path
-from mosaic_it.method.strategies.format import tag_pairs
 
 from ..chat_fixtures import llama3_dir  # noqa: F401 - fixture
 from ..conftest import REAL_DATA, make_records
@@ -114,7 +114,7 @@ def test_permute_never_asks_for_the_given_order(tmp_path):
 
 def test_format_and_rule_sentences_are_placed_independently_or_joined(tmp_path):
     samples, _ = run(make_records(900, seed=3), epochs=2)
-    ruled = [s for s in samples if s.spec.rule and s.spec.format != "plain"]
+    ruled = [s for s in samples if s.spec.rule and s.spec.layout_kind != "plain"]
     sides = Counter(s.spec.meta_position for s in ruled)
     assert sides["both"] / len(ruled) == pytest.approx(0.5, abs=0.08)
     path = tmp_path / "joined.json"
@@ -157,7 +157,7 @@ def test_no_tag_label_or_phrasing_holds_a_chat_control_string():
     assert "<|end|>" in pack.avoid and len(tag_pairs(pack)) < 32 * 20
     # a template's control strings leave the pack too: "USER:" under vicuna
     extended = pack.avoiding(frozenset({"Reply"}))
-    assert not any("Reply" in t for t in extended.format["generic_phrasings"])
+    assert not any("Reply" in t for t in extended.layout["generic_phrasings"])
 
 
 def test_records_holding_special_tokens_are_left_out_by_default(alpaca_file, tmp_path, capsys):

@@ -15,7 +15,7 @@ def write(tmp_path, data, name="rules.json"):
 
 
 def test_bundled_pack_is_valid_and_at_least_as_rich_as_the_method(pack):
-    f, p, m = pack.format, pack.permute, pack.maskout
+    f, p, m = pack.layout, pack.permute, pack.maskout
     assert len(f["labels"]) >= 9 and len(f["label_punctuation"]) == 3
     assert len(f["tag_brackets"]) >= 27 and len(f["tag_words"]) >= 17
     assert len(f["tag_phrasings"]) >= 30 and len(f["generic_phrasings"]) >= 7
@@ -68,6 +68,13 @@ def test_invalid_json_pack(tmp_path):
         load_rule_pack(path)
 
 
+def test_a_pack_nested_too_deeply_is_one_line(tmp_path):
+    path = tmp_path / "deep.json"
+    path.write_text("[" * 100_000 + "]" * 100_000, encoding="utf-8")
+    with pytest.raises(RulePackError, match=r"deep\.json: nested too deeply"):
+        load_rule_pack(path)
+
+
 def test_extending_the_default_pack_adds_phrasings(tmp_path):
     extra = "Keep every answer between {begin} and {end}, nothing outside."
     path = write(
@@ -79,10 +86,10 @@ def test_extending_the_default_pack_adds_phrasings(tmp_path):
         },
     )
     pack = load_rule_pack(path)
-    assert pack.id == "mine/2" and extra in pack.format["tag_phrasings"]
-    assert len(pack.format["tag_phrasings"]) == len(load_rule_pack().format["tag_phrasings"]) + 1
+    assert pack.id == "mine/2" and extra in pack.layout["tag_phrasings"]
+    assert len(pack.layout["tag_phrasings"]) == len(load_rule_pack().layout["tag_phrasings"]) + 1
     samples = list(Mosaicker(MosaicConfig(rules=str(path), epochs=1)).run(make_records(60)))
-    assert all(s.spec.format == "tags" or s.spec.format == "plain" for s in samples)
+    assert all(s.spec.layout_kind == "tags" or s.spec.layout_kind == "plain" for s in samples)
     assert all(s.spec.rule_pack == "mine/2" for s in samples)
 
 

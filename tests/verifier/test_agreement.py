@@ -111,7 +111,7 @@ def test_the_labelled_set_covers_every_strategy_rule_and_layout(agreement):
     specs = [items[r.item].spec for r in rows]
     assert {s.strategy for s in specs} == {"format", "permute", "maskout"}
     assert len({(s.strategy, s.rule) for s in specs}) == 16
-    assert {s.format for s in specs} >= {"tags", "generic"} and any(
+    assert {s.layout_kind for s in specs} >= {"tags", "generic"} and any(
         s.numbering is None for s in specs
     )
     labels = Counter((r.accept, r.contested) for r in rows)

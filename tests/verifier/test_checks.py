@@ -17,17 +17,18 @@ from hypothesis import strategies as st
 
 from mosaic_it import MosaicSpec, Numbering, Record, Tags, load_rule_pack, mosaic, verify
 from mosaic_it.method.compose import SamplePlan, compose
-from mosaic_it.method.rulepack import MASKOUT_RULES, PERMUTE_RULES
+from mosaic_it.method.layout import Layout, choose_layout
 from mosaic_it.method.strategies import Item, maskout, permute
-from mosaic_it.method.strategies.format import Layout, choose_layout
+from mosaic_it.method.strategies.maskout import MASKOUT_RULES
+from mosaic_it.method.strategies.permute import PERMUTE_RULES
 from mosaic_it.rng import Rng
 from mosaic_it.verifier.checks import SpecError, load_spec
 
 from ..conftest import make_records, real_data_or_skip
 
 PACK = load_rule_pack()
-LABELS = PACK.format["labels"]
-PUNCTUATION = PACK.format["label_punctuation"]
+LABELS = PACK.layout["labels"]
+PUNCTUATION = PACK.layout["label_punctuation"]
 WORDS = [
     "apple",
     "river",
@@ -41,7 +42,7 @@ WORDS = [
     "music",
     "energy",
 ]
-SEP = PACK.format["response_separator"]
+SEP = PACK.layout["response_separator"]
 
 
 # ---------------------------------------------------------------------------- generated records
@@ -406,7 +407,7 @@ def spec_for(strategy, rule, numbering=LABELLED, tags=None, params=None):
         epoch=0,
         strategy=strategy,
         rule=rule,
-        format="tags" if tags else "generic",
+        layout_kind="tags" if tags else "generic",
         numbering=numbering,
         tags=tags,
         meta="m",

@@ -36,9 +36,9 @@ from mosaic_it.budget.special import run_special_strings
 from mosaic_it.budget.templates import Template, get_template
 from mosaic_it.budget.tokenizer import Tokenizer, load_tokenizer
 from mosaic_it.method.compose import compose, plan_sample
+from mosaic_it.method.layout import Layout, render_instruction
 from mosaic_it.method.rulepack import MASKOUT_RULES, PERMUTE_RULES, RulePack, load_rule_pack
 from mosaic_it.method.strategies import Item, maskout, permute
-from mosaic_it.method.strategies.format import Layout, render_instruction
 from mosaic_it.method.strategies.permute import SORT_RULES
 from mosaic_it.records import MosaicSpec, Record, Sample, Tags
 from mosaic_it.rng import Rng

@@ -37,15 +37,15 @@ from mosaic_it.budget.pretokens import PieceCounter, SeamError, pretoken_scheme
 from mosaic_it.budget.templates import Template
 from mosaic_it.budget.tokenizer import Tokenizer
 from mosaic_it.method.compose import SamplePlan, compose, plan_sample, sample_layout
-from mosaic_it.method.rulepack import RulePack
-from mosaic_it.method.sizing import draw_k
-from mosaic_it.method.strategies.format import (
+from mosaic_it.method.layout import (
     Layout,
     instruction_parts,
     layout_fits,
     plain_layout,
     response_parts,
 )
+from mosaic_it.method.rulepack import RulePack
+from mosaic_it.method.sizing import draw_k
 from mosaic_it.records import Record, Sample
 from mosaic_it.rng import Rng
 
@@ -241,7 +241,7 @@ class Grouper:
 
     def _pack_texts(self) -> list[str]:
         """Every text the rule pack can write (phrasings, tie breaks, tags), to count ahead."""
-        f = self.pack.format
+        f = self.pack.layout
         texts: list[str] = []
         for key in ("tag_phrasings", "generic_phrasings"):
             texts += f[key]

@@ -133,7 +133,7 @@ class RunSummary:
         self.strategies[spec.strategy] += 1
         if spec.rule:
             self.rules[f"{spec.strategy}.{spec.rule}"] += 1
-        self.formats[spec.format] += 1
+        self.formats[spec.layout_kind] += 1
         self.tokens_in_samples += spec.tokens
         self.max_sample_tokens = max(self.max_sample_tokens, spec.tokens)
 

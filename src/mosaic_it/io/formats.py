@@ -27,6 +27,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from mosaic_it.io.errors import type_name
+from mosaic_it.io.llamafactory import dataset_info_entry  # noqa: F401 (named here too)
 from mosaic_it.records import Record, RecordId, Sample
 
 FORMATS = ("alpaca", "sharegpt", "messages", "prompt-completion")
@@ -56,10 +58,6 @@ class Conversation:
 
 
 Parsed = Record | Conversation
-
-
-def _type_name(value: Any) -> str:
-    return "null" if value is None else type(value).__name__
 
 
 # ---------------------------------------------------------------------- detection
@@ -107,7 +105,7 @@ def _text(value: Any, where: str, allow_empty: bool = False) -> str:
                 continue
             if not isinstance(part, dict):
                 raise ValueError(
-                    f"field '{where}[{j}]': expected a text part, got {_type_name(part)}"
+                    f"field '{where}[{j}]': expected a text part, got {type_name(part)}"
                 )
             kind = part.get("type", "text")
             if kind != "text":
@@ -117,12 +115,12 @@ def _text(value: Any, where: str, allow_empty: bool = False) -> str:
             if not isinstance(part.get("text"), str):
                 raise ValueError(
                     f"field '{where}[{j}].text': expected a string, got "
-                    f"{_type_name(part.get('text'))}"
+                    f"{type_name(part.get('text'))}"
                 )
             pieces.append(part["text"])
         value = "".join(pieces)
     elif not isinstance(value, str):
-        raise ValueError(f"field '{where}': expected a string, got {_type_name(value)}")
+        raise ValueError(f"field '{where}': expected a string, got {type_name(value)}")
     if not allow_empty and not value.strip():
         raise ValueError(f"field '{where}': empty")
     return value
@@ -133,7 +131,7 @@ def _optional_text(obj: dict[str, Any], name: str) -> str:
     if value is None:
         return ""
     if not isinstance(value, str):
-        raise ValueError(f"field '{name}': expected a string, got {_type_name(value)}")
+        raise ValueError(f"field '{name}': expected a string, got {type_name(value)}")
     return value
 
 
@@ -142,13 +140,13 @@ def _record_id(obj: dict[str, Any], index: int) -> RecordId:
     if rid is None:
         return index
     if isinstance(rid, bool) or not isinstance(rid, (str, int)):
-        raise ValueError(f"field 'id': expected a string or an integer, got {_type_name(rid)}")
+        raise ValueError(f"field 'id': expected a string or an integer, got {type_name(rid)}")
     return rid
 
 
 def _object(obj: Any, fields: str) -> dict[str, Any]:
     if not isinstance(obj, dict):
-        raise ValueError(f"expected an object with {fields}, got {_type_name(obj)}")
+        raise ValueError(f"expected an object with {fields}, got {type_name(obj)}")
     return obj
 
 
@@ -169,7 +167,7 @@ def parse_alpaca(obj: Any, index: int) -> Parsed:
         )
     if not isinstance(history, list):
         raise ValueError(
-            f"field 'history': expected a list of [prompt, response], got {_type_name(history)}"
+            f"field 'history': expected a list of [prompt, response], got {type_name(history)}"
         )
     turns: list[tuple[str, str]] = []
     for j, pair in enumerate(history):
@@ -188,7 +186,7 @@ def _turns(
 ) -> tuple[str, list[tuple[str, str]]]:
     """(system, turns) of a list of messages; checks roles, contents and alternation."""
     if not isinstance(value, list):
-        raise ValueError(f"field '{name}': expected a list of messages, got {_type_name(value)}")
+        raise ValueError(f"field '{name}': expected a list of messages, got {type_name(value)}")
     if not value:
         raise ValueError(f"field '{name}': empty")
     system = ""
@@ -196,7 +194,7 @@ def _turns(
     for j, message in enumerate(value):
         where = f"{name}[{j}]"
         if not isinstance(message, dict):
-            raise ValueError(f"field '{where}': expected an object, got {_type_name(message)}")
+            raise ValueError(f"field '{where}': expected an object, got {type_name(message)}")
         if role_key not in message:
             raise ValueError(f"field '{where}.{role_key}': missing")
         raw_role = message[role_key]
@@ -263,7 +261,7 @@ def parse_prompt_completion(obj: Any, index: int) -> Parsed:
         if not isinstance(completion, list):
             raise ValueError(
                 "field 'completion': expected a list of messages like 'prompt', got "
-                f"{_type_name(completion)}"
+                f"{type_name(completion)}"
             )
         system, turns = _turns(prompt, "prompt", "role", "content", last=USER)
         if len(completion) != 1:
@@ -272,9 +270,7 @@ def parse_prompt_completion(obj: Any, index: int) -> Parsed:
             )
         message = completion[0]
         if not isinstance(message, dict):
-            raise ValueError(
-                f"field 'completion[0]': expected an object, got {_type_name(message)}"
-            )
+            raise ValueError(f"field 'completion[0]': expected an object, got {type_name(message)}")
         role = message.get("role")
         if not isinstance(role, str) or ROLE_NAMES.get(role) != ASSISTANT:
             raise ValueError(
@@ -368,53 +364,3 @@ def record_to_row(record: Record, fmt: str) -> dict[str, Any]:
 def conversation_to_row(conversation: Conversation, fmt: str) -> dict[str, Any]:
     """A passed-through conversation in format ``fmt``, marked ``"mosaic": None``."""
     return _format_turns(fmt, conversation.system, conversation.turns, None)
-
-
-# ---------------------------------------------------------------------- LLaMA-Factory
-
-
-def dataset_info_entry(fmt: str, file_name: str, columns: set[str]) -> dict[str, Any]:
-    """The LLaMA-Factory ``dataset_info.json`` entry for an output in format ``fmt``.
-
-    ``columns`` are the top-level fields the written rows have (``system`` and ``history``
-    are mapped only when present, since LLaMA-Factory reads every mapped column).
-    """
-    if fmt == "alpaca":
-        cols = {"prompt": "instruction", "query": "input", "response": "output"}
-        for name in ("system", "history"):
-            if name in columns:
-                cols[name] = name
-        return {"file_name": file_name, "formatting": "alpaca", "columns": cols}
-    if fmt == "sharegpt":
-        cols = {"messages": "conversations"}
-        if "system" in columns:
-            cols["system"] = "system"
-        return {
-            "file_name": file_name,
-            "formatting": "sharegpt",
-            "columns": cols,
-            "tags": {
-                "role_tag": "from",
-                "content_tag": "value",
-                "user_tag": "human",
-                "assistant_tag": "gpt",
-                "system_tag": "system",
-            },
-        }
-    if fmt == "messages":
-        return {
-            "file_name": file_name,
-            "formatting": "sharegpt",
-            "columns": {"messages": "messages"},
-            "tags": {
-                "role_tag": "role",
-                "content_tag": "content",
-                "user_tag": "user",
-                "assistant_tag": "assistant",
-                "system_tag": "system",
-            },
-        }
-    raise ValueError(
-        f"LLaMA-Factory has no formatting for {fmt!r} rows: write --output-format alpaca, "
-        "sharegpt or messages for --dataset-info"
-    )

@@ -3,17 +3,15 @@
 Knows text and rules, not tokenizers. Every random draw comes from generators seeded by the
 sample's path (seed, epoch, sample number), so composing the same group twice gives the same
 sample, and growing a group by one record keeps the layout drawn for it unless the new record
-rules it out (see :func:`~.strategies.format.fit_layout`).
+rules it out (see :func:`~.layout.fit_layout`). The rule comes from the sample's strategy, found
+in the registry of strategies (:mod:`.strategies.base`).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from mosaic_it.method.rulepack import RulePack
-from mosaic_it.method.strategies import Item, RuleChoice, maskout, permute
-from mosaic_it.method.strategies.base import Passed
-from mosaic_it.method.strategies.format import (
+from mosaic_it.method.layout import (
     Layout,
     choose_layout,
     fit_layout,
@@ -21,14 +19,12 @@ from mosaic_it.method.strategies.format import (
     render_instruction,
     render_response,
 )
+from mosaic_it.method.rulepack import RulePack
+from mosaic_it.method.strategies import Item, RuleChoice, find_strategy
+from mosaic_it.method.strategies import format as layout_only
+from mosaic_it.method.strategies.base import Passed
 from mosaic_it.records import MosaicSpec, Record, Sample
 from mosaic_it.rng import Rng
-
-RULE_STRATEGIES = {"permute": permute, "maskout": maskout}
-# rules that measure an instruction's text: their meta-instruction says the input counts
-MEASURED_RULES = {("permute", r) for r in permute.MEASURED} | {
-    ("maskout", r) for r in maskout.MEASURED
-}
 
 
 class LayoutError(ValueError):
@@ -73,19 +69,20 @@ def choose_rule(
     numbered: bool | None = None,
     passed: list[Passed] | None = None,
 ) -> RuleChoice | None:
-    """The permute/maskout rule for these records, or None (format only). ``numbered``: whether
-    the sample's layout numbers its instructions (by default, whether the plan's does)."""
-    module = RULE_STRATEGIES.get(plan.strategy)
-    if module is None or len(records) < 2:
-        return None  # a single instruction gets the format layer only
+    """The rule the plan's strategy draws for these records, or None (a layout only).
+    ``numbered``: whether the sample's layout numbers its instructions (by default, whether the
+    plan's does)."""
+    strategy = find_strategy(plan.strategy)
+    if strategy is None or strategy.choose is None or len(records) < 2:
+        return None  # a single instruction gets its layout only
     if numbered is None:
         numbered = plan.layout.numbering is not None
     items = [Item(i, r.prompt) for i, r in enumerate(records, start=1)]
     rng = Rng(*plan.path, "rule")
-    choice = module.choose(rng, pack, items, numbered, passed)
+    choice = strategy.choose(rng, pack, items, numbered, passed)
     if (
         choice is not None
-        and (choice.strategy, choice.rule) in MEASURED_RULES
+        and choice.rule in strategy.measured
         and any("\n" in r.prompt for r in records)
     ):
         # the length counts everything written for an instruction: where an instruction runs
@@ -131,9 +128,9 @@ def compose(
     spec = MosaicSpec(
         sources=[r.id for r in records],
         epoch=epoch,
-        strategy=choice.strategy if choice else "format",
+        strategy=choice.strategy if choice else layout_only.NAME,
         rule=choice.rule if choice else None,
-        format=layout.kind,
+        layout_kind=layout.kind,
         numbering=layout.numbering,
         tags=layout.tags,
         meta=meta,

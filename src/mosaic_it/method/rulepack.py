@@ -1,6 +1,8 @@
 """Rule packs: the labels, tags and phrasings of the meta-instructions, kept as data.
 
-The default pack ships as ``mosaic_it/data/rules.json``. A user pack either replaces it or,
+The default pack ships as ``mosaic_it/data/rules.json``: the layout pools (its ``format``
+section), then one section per strategy, which that strategy checks (see
+:mod:`mosaic_it.method.strategies.base`). A user pack either replaces it or,
 with ``"extends": "default"``, adds to it: lists are appended (duplicates dropped), numbers and
 strings replace the default's. Every pack is validated before use, and an error names the file
 and the JSON path of the offending value.
@@ -17,19 +19,12 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-PERMUTE_RULES = (
-    "FIX",
-    "REVERSE",
-    "ALPHA",
-    "REVERSE_ALPHA",
-    "LENGTH_WORD",
-    "REVERSE_LENGTH_WORD",
-    "LENGTH_CHAR",
-    "REVERSE_LENGTH_CHAR",
-    "ODD_EVEN",
-    "EVEN_ODD",
-)
-MASKOUT_RULES = ("FIX", "WORD_LONG", "WORD_SHORT", "ODD", "EVEN")
+from mosaic_it.io.jsoncodec import dumps_bytes, loads
+from mosaic_it.method.strategies import find_strategy, registered
+
+# the rule names are their strategies' own; named here too for the callers of today
+from mosaic_it.method.strategies.maskout import MASKOUT_RULES  # noqa: F401
+from mosaic_it.method.strategies.permute import PERMUTE_RULES  # noqa: F401
 
 
 class RulePackError(ValueError):
@@ -66,13 +61,14 @@ class RulePack:
         extra = sorted(s for s in strings if s and s not in self.avoid)
         if not extra:
             return self
-        data = json.loads(json.dumps(self.data))
+        data = loads(dumps_bytes(self.data))  # a deep copy
         data["avoid_strings"] = list(self.avoid) + extra
         _filter_pools(data, tuple(data["avoid_strings"]), self.source)
         return replace(self, data=data, derived={})
 
     @property
-    def format(self) -> dict[str, Any]:
+    def layout(self) -> dict[str, Any]:
+        """The layout pools: the pack's "format" section."""
         return self.data["format"]
 
     @property
@@ -82,6 +78,10 @@ class RulePack:
     @property
     def maskout(self) -> dict[str, Any]:
         return self.data["maskout"]
+
+    def section(self, strategy: str) -> dict[str, Any]:
+        """A strategy's own section of the pack (its phrasings), named after it."""
+        return self.data[strategy]
 
 
 def default_rules_path() -> Path:
@@ -94,11 +94,13 @@ def _read_json(path: Path) -> dict[str, Any]:
     except OSError as exc:
         raise RulePackError(f"{path}: cannot read rule pack: {exc.strerror or exc}") from None
     try:
-        data = json.loads(text)
+        data = loads(text)
     except json.JSONDecodeError as exc:
         raise RulePackError(
             f"{path}: line {exc.lineno}, column {exc.colno}: invalid JSON: {exc.msg}"
         ) from None
+    except ValueError as exc:  # nested too deeply
+        raise RulePackError(f"{path}: {exc}") from None
     if not isinstance(data, dict):
         raise RulePackError(f"{path}: a rule pack is a JSON object, got {type(data).__name__}")
     return data
@@ -148,21 +150,17 @@ def contains_any(text: str, strings: tuple[str, ...]) -> bool:
 def _filter_pools(data: dict[str, Any], avoid: tuple[str, ...], source: str) -> None:
     """Leave out every label, phrasing and separator that contains an avoided string (tags are
     built from brackets and words, so whole tags are checked when they are drawn)."""
-    fmt, permute, maskout = data["format"], data["permute"], data["maskout"]
+    layout = data["format"]
     pools: list[tuple[str, dict[str, Any], str]] = [
-        ("format.labels", fmt, "labels"),
-        ("format.tag_phrasings", fmt, "tag_phrasings"),
-        ("format.generic_phrasings", fmt, "generic_phrasings"),
-        ("permute.order_separators", permute, "order_separators"),
-        ("permute.tie_break", permute, "tie_break"),
+        ("format.labels", layout, "labels"),
+        ("format.tag_phrasings", layout, "tag_phrasings"),
+        ("format.generic_phrasings", layout, "generic_phrasings"),
         ("input_counts", data, "input_counts"),
     ]
-    pools += [(f"permute.rules.{r}", permute["rules"], r) for r in PERMUTE_RULES]
-    pools += [
-        (f"maskout.rules.{r}.{number}", maskout["rules"][r], number)
-        for r in MASKOUT_RULES
-        for number in ("one", "many")
-    ]
+    for name in registered():
+        strategy = find_strategy(name)
+        if strategy is not None and strategy.pack_pools is not None:
+            pools += strategy.pack_pools(data[name])
     for where, holder, key in pools:
         kept = [t for t in holder[key] if not contains_any(t, avoid)]
         if not kept:
@@ -176,7 +174,9 @@ def _filter_pools(data: dict[str, Any], avoid: tuple[str, ...], source: str) -> 
 # ---------------------------------------------------------------------------- validation
 
 
-class _Checker:
+class PackChecker:
+    """Checks of a rule pack's values; each failure names the file and the JSON path."""
+
     def __init__(self, source: str) -> None:
         self.source = source
 
@@ -261,9 +261,15 @@ class _Checker:
                 if "{" in part or "}" in part or "\n" in part:
                     self.fail(f"{where}[{i}]", f"{part!r} must not contain braces or line breaks")
 
+    def known_rules(self, rules: dict[str, Any], known: tuple[str, ...], where: str) -> None:
+        """Every rule of a section is one the strategy knows."""
+        for rule in rules:
+            if rule not in known:
+                self.fail(f"{where}.{rule}", f"unknown rule; the rules are {', '.join(known)}")
+
 
 def _validate(data: dict[str, Any], source: str) -> None:
-    c = _Checker(source)
+    c = PackChecker(source)
     name, version = c.get(data, "name", ""), c.get(data, "version", "")
     if not isinstance(name, str) or not name:
         c.fail("name", "expected a non-empty string")
@@ -282,15 +288,15 @@ def _validate(data: dict[str, Any], source: str) -> None:
     if not isinstance(avoid, list) or not all(isinstance(a, str) and a for a in avoid):
         c.fail("avoid_strings", "expected a list of non-empty strings")
 
-    fmt = c.get(data, "format", "")
-    placement = c.get(fmt, "meta_placement", "format")
+    layout = c.get(data, "format", "")  # the layout pools
+    placement = c.get(layout, "meta_placement", "format")
     if placement not in ("independent", "joined"):
         c.fail("format.meta_placement", f'expected "independent" or "joined", got {placement!r}')
-    c.texts(c.get(fmt, "labels", "format"), "format.labels", {"n"})
-    for i, label in enumerate(fmt["labels"]):
+    c.texts(c.get(layout, "labels", "format"), "format.labels", {"n"})
+    for i, label in enumerate(layout["labels"]):
         if label != label.strip():
             c.fail(f"format.labels[{i}]", "must not start or end with whitespace")
-    punct = c.get(fmt, "label_punctuation", "format")
+    punct = c.get(layout, "label_punctuation", "format")
     c.texts(punct, "format.label_punctuation", set(), allow_empty=True)
     for key in (
         "unnumbered_probability",
@@ -300,55 +306,25 @@ def _validate(data: dict[str, Any], source: str) -> None:
         "generic_probability",
         "meta_after_probability",
     ):
-        c.probability(fmt, key, "format")
-    c.pairs(c.get(fmt, "tag_brackets", "format"), "format.tag_brackets", allow_empty=False)
-    c.pairs(c.get(fmt, "tag_words", "format"), "format.tag_words", allow_empty=False)
-    for i, (begin, end) in enumerate(fmt["tag_words"]):
+        c.probability(layout, key, "format")
+    c.pairs(c.get(layout, "tag_brackets", "format"), "format.tag_brackets", allow_empty=False)
+    c.pairs(c.get(layout, "tag_words", "format"), "format.tag_words", allow_empty=False)
+    for i, (begin, end) in enumerate(layout["tag_words"]):
         if begin.lower() == end.lower():
             c.fail(f"format.tag_words[{i}]", "begin and end words must differ")
-    c.texts(c.get(fmt, "tag_phrasings", "format"), "format.tag_phrasings", {"begin", "end"})
-    c.texts(c.get(fmt, "generic_phrasings", "format"), "format.generic_phrasings", set())
+    c.texts(c.get(layout, "tag_phrasings", "format"), "format.tag_phrasings", {"begin", "end"})
+    c.texts(c.get(layout, "generic_phrasings", "format"), "format.generic_phrasings", set())
     for key in ("instruction_separators", "meta_separators"):
-        seps = c.get(fmt, key, "format")
+        seps = c.get(layout, key, "format")
         c.texts(seps, f"format.{key}", set(), one_line=False)
         for i, sep in enumerate(seps):
             if sep.strip("\n") or not sep:
                 c.fail(f"format.{key}[{i}]", "a separator is one or more newlines")
-    sep = c.get(fmt, "response_separator", "format")
+    sep = c.get(layout, "response_separator", "format")
     if not isinstance(sep, str) or not sep or sep.strip("\n"):
         c.fail("format.response_separator", "a separator is one or more newlines")
 
-    permute = c.get(data, "permute", "")
-    c.pairs(c.get(permute, "order_brackets", "permute"), "permute.order_brackets", allow_empty=True)
-    c.texts(c.get(permute, "order_separators", "permute"), "permute.order_separators", set())
-    rules = c.get(permute, "rules", "permute")
-    for rule in PERMUTE_RULES:
-        fields = {"order"} if rule == "FIX" else set()
-        c.texts(c.get(rules, rule, "permute.rules"), f"permute.rules.{rule}", fields)
-    _unknown(c, rules, PERMUTE_RULES, "permute.rules")
-    c.texts(c.get(permute, "tie_break", "permute"), "permute.tie_break", set())
-    if not isinstance(c.get(permute, "identity_orders", "permute"), bool):
-        c.fail("permute.identity_orders", "expected true or false")
-
-    maskout = c.get(data, "maskout", "")
-    for key in ("list_separator", "list_last_separator"):
-        if not isinstance(c.get(maskout, key, "maskout"), str):
-            c.fail(f"maskout.{key}", "expected a string")
-    rules = c.get(maskout, "rules", "maskout")
-    for rule in MASKOUT_RULES:
-        entry = c.get(rules, rule, "maskout.rules")
-        for number in ("one", "many"):
-            fields = {"FIX": {"positions"}, "WORD_LONG": {"n"}, "WORD_SHORT": {"n"}}.get(
-                rule, set()
-            )
-            if number == "one":
-                fields = fields - {"n"}
-            where = f"maskout.rules.{rule}"
-            c.texts(c.get(entry, number, where), f"{where}.{number}", fields)
-    _unknown(c, rules, MASKOUT_RULES, "maskout.rules")
-
-
-def _unknown(c: _Checker, rules: dict[str, Any], known: tuple[str, ...], where: str) -> None:
-    for rule in rules:
-        if rule not in known:
-            c.fail(f"{where}.{rule}", f"unknown rule; the rules are {', '.join(known)}")
+    for name in registered():  # each strategy checks its own section
+        strategy = find_strategy(name)
+        if strategy is not None and strategy.check_pack is not None:
+            strategy.check_pack(c, c.get(data, name, ""))

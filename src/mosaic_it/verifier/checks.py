@@ -33,40 +33,39 @@ with neither labels nor tags, or the order of an unnumbered one.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import MISSING, dataclass, field, fields
+from dataclasses import dataclass, field
 from typing import Any
 
-from mosaic_it.method.rulepack import MASKOUT_RULES, PERMUTE_RULES, RulePack, load_rule_pack
-from mosaic_it.method.strategies import STRATEGIES, Item, maskout, permute
-from mosaic_it.method.strategies.base import Check, format_numbers
-from mosaic_it.records import MosaicSpec, Numbering, Tags
+from mosaic_it.method.rulepack import RulePack, load_rule_pack
+from mosaic_it.method.strategies.base import Check
+from mosaic_it.records import MosaicSpec, SpecError
+from mosaic_it.verifier.answers import LAYOUT_CHECKS, answer_checks, followed_answers, tag_case
+from mosaic_it.verifier.consistency import SPEC_CONSISTENT, read_prompt, spec_consistency
 from mosaic_it.verifier.content import Topics
-from mosaic_it.verifier.parse import (
-    LOOSE,
-    READ_MODES,
-    STRICT,
+from mosaic_it.verifier.patterns import LOOSE, READ_MODES, STRICT
+from mosaic_it.verifier.reading import (
     AnswerSpec,
     ReadResponse,
-    answer_checks,
-    followed_answers,
-    instruction_splits,
     labelled_blocks_in_last,
     read_response,
-    tag_case,
+    reference_answers,
 )
+from mosaic_it.verifier.spec import load_spec
 
-__all__ = ["Check", "SpecError", "Verdict", "load_spec", "verify"]
+# what the package and its commands import from here: the verifier's whole surface
+__all__ = [
+    "READ_MODES",
+    "Check",
+    "SpecError",
+    "Verdict",
+    "load_spec",
+    "read_prompt",
+    "reference_answers",
+    "verify",
+]
 
-SPEC_VERSIONS = (1,)  # versions of the "mosaic" spec this code reads
-FORMATS = ("tags", "generic", "plain")
 PASS, FAIL, NOT_VERIFIABLE = "pass", "fail", "not_verifiable"
-SPEC_CONSISTENT = "spec_consistent"
 REPEAT_CHARS = 40  # an answer's opening that, written again after the last answer, is a repeat
-PROMPT_READINGS = 256  # readings of a prompt tried before spec consistency is called unverifiable
-
-
-class SpecError(ValueError):
-    """A spec that cannot be verified against: missing fields, wrong types, unknown versions."""
 
 
 @dataclass(frozen=True)
@@ -127,142 +126,6 @@ class Verdict:
         }
 
 
-# ---------------------------------------------------------------------------- the spec
-
-# fields a spec dict must hold: those MosaicSpec has no default for
-_REQUIRED = [
-    f.name for f in fields(MosaicSpec) if f.default is MISSING and f.default_factory is MISSING
-]
-_KNOWN = {f.name for f in fields(MosaicSpec)} | {"instructions"}
-
-
-def load_spec(spec: MosaicSpec | Mapping[str, Any], pack: RulePack | None = None) -> MosaicSpec:
-    """A validated spec from a MosaicSpec or its dict (an output record's "mosaic" field).
-
-    Raises :class:`SpecError` naming what is missing or wrong.
-    """
-    if isinstance(spec, MosaicSpec):
-        _validate(spec, pack)
-        return spec
-    if not isinstance(spec, Mapping):
-        raise SpecError(f"a spec is an object, got {type(spec).__name__}")
-    missing = [name for name in _REQUIRED if name not in spec]
-    if missing:
-        raise SpecError(f"spec is missing field(s) {', '.join(map(repr, missing))}")
-    unknown = sorted(set(spec) - _KNOWN)
-    if unknown:
-        raise SpecError(f"spec has unknown field(s) {', '.join(map(repr, unknown))}")
-    version = spec.get("version", 1)
-    if version not in SPEC_VERSIONS:
-        raise SpecError(
-            f"spec version {version!r} is not known to this mosaic-it "
-            f"(it reads version {', '.join(map(str, SPEC_VERSIONS))})"
-        )
-    d = dict(spec)
-    stated = d.pop("instructions", None)
-    try:
-        numbering = d.pop("numbering")
-        tags = d.pop("tags")
-        result = MosaicSpec(
-            numbering=Numbering(**numbering) if numbering is not None else None,
-            tags=Tags(**tags) if tags is not None else None,
-            **d,
-        )
-    except TypeError as exc:  # a nested object with missing or unknown fields, or not an object
-        raise SpecError(f"spec: {exc}") from None
-    _validate(result, pack)
-    if stated is not None and stated != result.instructions:
-        raise SpecError(
-            f"spec: 'instructions' is {stated!r} but 'sources' names {result.instructions}"
-        )
-    return result
-
-
-def _validate(spec: MosaicSpec, pack: RulePack | None) -> None:
-    def bad(name: str, why: str) -> None:
-        raise SpecError(f"spec field {name!r}: {why}")
-
-    if spec.version not in SPEC_VERSIONS:
-        raise SpecError(
-            f"spec version {spec.version!r} is not known to this mosaic-it "
-            f"(it reads version {', '.join(map(str, SPEC_VERSIONS))})"
-        )
-    _check_rule_pack(spec.rule_pack, pack or load_rule_pack())
-    if not isinstance(spec.sources, list) or not spec.sources:
-        bad("sources", "expected a non-empty list")
-    k = len(spec.sources)
-    if spec.strategy not in STRATEGIES:
-        bad("strategy", f"unknown strategy {spec.strategy!r}; known: {', '.join(STRATEGIES)}")
-    rules = {"format": (None,), "permute": PERMUTE_RULES, "maskout": MASKOUT_RULES}[spec.strategy]
-    if spec.rule not in rules:
-        bad("rule", f"{spec.rule!r} is not a {spec.strategy} rule")
-    if spec.format not in FORMATS:
-        bad("format", f"unknown format {spec.format!r}; known: {', '.join(FORMATS)}")
-    if (spec.format == "tags") != (spec.tags is not None):
-        bad("tags", f"format {spec.format!r} with tags {spec.tags!r}")
-    n = spec.numbering
-    if n is not None and not (
-        isinstance(n.label, str)
-        and n.label.count("{n}") == 1
-        and isinstance(n.punctuation, str)
-        and isinstance(n.newline, bool)
-    ):
-        bad("numbering", "expected label (a text with one {n}), punctuation (text), newline (bool)")
-    t = spec.tags
-    if t is not None and not (
-        isinstance(t.begin, str)
-        and isinstance(t.end, str)
-        and t.begin.strip()
-        and t.end.strip()
-        and t.begin != t.end
-    ):
-        bad("tags", "expected two different non-empty texts, begin and end")
-    for name in ("answer_order", "masked"):
-        value = getattr(spec, name)
-        if not isinstance(value, list) or not all(
-            isinstance(x, int) and not isinstance(x, bool) and 1 <= x <= k for x in value
-        ):
-            bad(name, f"expected a list of instruction numbers 1..{k}")
-        if len(set(value)) != len(value):
-            bad(name, "names an instruction twice")
-    if not spec.answer_order:
-        bad("answer_order", "no instruction is to be answered")
-    if sorted(spec.answer_order + spec.masked) != list(range(1, k + 1)):
-        bad("answer_order", f"with 'masked' it must name every instruction 1..{k} once")
-    if not isinstance(spec.rule_params, dict):
-        bad("rule_params", "expected an object")
-    if spec.meta_position not in (None, "before", "after", "both"):
-        bad("meta_position", f"expected before, after, both or null, got {spec.meta_position!r}")
-    if spec.meta_position == "both" and not (
-        isinstance(spec.meta_tail, str)
-        and spec.meta_tail
-        and spec.meta.endswith(" " + spec.meta_tail)
-    ):
-        bad("meta_tail", "with meta_position \"both\" it must be the end of 'meta' after a space")
-
-
-def _check_rule_pack(rule_pack: str, pack: RulePack) -> None:
-    """A spec made with a newer version of the bundled pack may use rules this code doesn't know.
-
-    Other packs are fine: a spec carries every label, tag and number it needs.
-    """
-    if not isinstance(rule_pack, str):
-        raise SpecError(f"spec field 'rule_pack': expected a text, got {type(rule_pack).__name__}")
-    name, _, version = rule_pack.rpartition("/")
-    newer = not version.isdigit() or int(version) > int(pack.version)
-    if name == pack.name and newer:
-        raise SpecError(
-            f"spec made with rule pack {rule_pack}, a version this mosaic-it does not "
-            f"know (it has {pack.id})"
-        )
-
-
-def answer_spec(spec: MosaicSpec) -> AnswerSpec:
-    return AnswerSpec(
-        spec.numbering, spec.tags, tuple(spec.answer_order), tuple(spec.masked), spec.instructions
-    )
-
-
 # ---------------------------------------------------------------------------- verifying
 
 
@@ -296,13 +159,10 @@ def verify(
     required = len(spec.answer_order)
     if not response.strip():
         return Verdict(mode, (Check("not_empty", False, "empty"), *extra), required, 0)
-    aspec = answer_spec(spec)
+    aspec = AnswerSpec.of(spec)
     if not aspec.checkable:
         why = "not verifiable: the sample has neither number labels nor tags"
-        checks = [
-            Check(name, None, why)
-            for name in ("count", "labels", "order", "tags", "masked", "nothing_extra")
-        ]
+        checks = [Check(name, None, why) for name in LAYOUT_CHECKS]
         return Verdict(mode, (*checks, *extra), required, None)
     topics = _topics(spec, references, instructions)
     fit = (lambda n, text: topics.scores(text)[n - 1] or 0.0) if topics else None
@@ -411,94 +271,3 @@ def _with_loose_hints(checks: list[Check], aspec: AnswerSpec, response: str) -> 
         else c
         for c in checks
     ]
-
-
-def spec_consistency(
-    spec: MosaicSpec,
-    *,
-    instructions: Sequence[str] | None = None,
-    prompt: str | None = None,
-    pack: RulePack | None = None,
-) -> Check:
-    """The "spec_consistent" check: the spec's rule, re-applied to the instructions, gives its
-    answer order and skips. With ``prompt`` the instructions are read back from the rendered
-    instruction; it passes when one reading of it is consistent."""
-    if instructions is not None:
-        problem = _consistency_problem(spec, list(instructions))
-        return Check(SPEC_CONSISTENT, problem is None, problem or "")
-    assert prompt is not None
-    return read_prompt(spec, prompt, pack)[0]
-
-
-def read_prompt(
-    spec: MosaicSpec, prompt: str, pack: RulePack | None = None
-) -> tuple[Check, list[str] | None]:
-    """The instruction texts of a rendered prompt: the first reading consistent with the spec
-    (None if there is none), with the "spec_consistent" check."""
-    name = SPEC_CONSISTENT
-    cfg = (pack or load_rule_pack()).format
-    readings = instruction_splits(
-        spec.numbering,
-        spec.instructions,
-        prompt,
-        *spec.meta_parts(),
-        cfg["instruction_separators"],
-        cfg["meta_separators"],
-    )
-    first_problem = None
-    for tried, texts in enumerate(readings, start=1):
-        problem = _consistency_problem(spec, texts)
-        if problem is None:
-            return Check(name, True), texts
-        first_problem = first_problem or problem
-        if tried >= PROMPT_READINGS:
-            return Check(
-                name,
-                None,
-                f"not verifiable: the prompt reads in more than "
-                f"{PROMPT_READINGS} ways; pass the instructions instead",
-            ), None
-    if first_problem is None:
-        return Check(
-            name,
-            False,
-            f"the prompt does not read as {spec.instructions} instructions in the spec's layout",
-        ), None
-    return Check(name, False, first_problem), None
-
-
-def reference_answers(spec: MosaicSpec, reference: str) -> list[str | None] | None:
-    """Each instruction's answer in a reference response (None for a skipped one), or None if
-    the reference does not read exactly as the spec's layout."""
-    aspec = answer_spec(spec)
-    if not aspec.checkable:
-        return None
-    read = read_response(aspec, reference, STRICT)
-    if not read.exact:
-        return None
-    out: list[str | None] = [None] * spec.instructions
-    for number, answer in zip(spec.answer_order, read.answers):
-        out[number - 1] = answer.content
-    return out
-
-
-def _consistency_problem(spec: MosaicSpec, texts: list[str]) -> str | None:
-    k = spec.instructions
-    if len(texts) != k:
-        return f"{len(texts)} instructions given, the spec has {k}"
-    items = [Item(i, text) for i, text in enumerate(texts, start=1)]
-    numbered = spec.numbering is not None
-    if spec.strategy == "permute":
-        if spec.masked:
-            return "a permute sample skips nothing"
-        return permute.check(spec.rule or "", items, spec.rule_params, spec.answer_order, numbered)
-    if spec.strategy == "maskout":
-        return maskout.check(
-            spec.rule or "", items, spec.rule_params, spec.answer_order, spec.masked, numbered
-        )
-    if spec.answer_order != list(range(1, k + 1)) or spec.masked:
-        return (
-            f"a format-only sample answers 1..{k} in order, the spec says "
-            f"{format_numbers(spec.answer_order)}"
-        )
-    return None

@@ -1,9 +1,16 @@
-"""What a rule sees and what it decides."""
+"""What a rule sees and what it decides, and the registry of strategies.
+
+A strategy is one module of this package that registers a :class:`Strategy` when imported:
+composing (:mod:`mosaic_it.method.compose`) and verifying (:mod:`mosaic_it.verifier`) find it
+by the name a sample's spec carries, so adding a strategy touches its own module and its
+section of the rule pack, nothing else.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from mosaic_it.method.textunits import (  # noqa: F401 (the rules' units)
     char_count,
@@ -11,6 +18,11 @@ from mosaic_it.method.textunits import (  # noqa: F401 (the rules' units)
     word_count,
     word_count_split,
 )
+
+if TYPE_CHECKING:
+    from mosaic_it.method.rulepack import PackChecker, RulePack
+    from mosaic_it.records import MosaicSpec
+    from mosaic_it.rng import Rng
 
 
 class Item(NamedTuple):
@@ -80,3 +92,62 @@ class Check:
 
 def format_numbers(numbers: list[int] | tuple[int, ...]) -> str:
     return ", ".join(map(str, numbers)) if numbers else "none"
+
+
+# ---------------------------------------------------------------------------- the registry
+
+# (rng, pack, items, numbered, passed) -> the rule drawn for these instructions, or None
+ChooseRule = Callable[
+    ["Rng", "RulePack", list[Item], bool, "list[Passed] | None"], "RuleChoice | None"
+]
+# (spec, its instructions) -> why the spec's answers are not what its rule gives for these
+# instructions, or None when they are
+CheckSpec = Callable[["MosaicSpec", list[Item]], str | None]
+
+
+# (checker, the strategy's section of a rule pack) -> None; a fault fails through the checker
+CheckPack = Callable[["PackChecker", Any], None]
+# the section -> its pools of texts, as (JSON path, holder, key): entries holding a string the
+# pack avoids are left out
+PackPools = Callable[[dict[str, Any]], list[tuple[str, dict[str, Any], str]]]
+
+
+@dataclass(frozen=True)
+class Strategy:
+    """One strategy, as composing and verifying see it."""
+
+    name: str  # the name a spec carries ("strategy")
+    rules: tuple[str | None, ...]  # the rules a spec of it may name (None: no rule)
+    check: CheckSpec  # the rule re-applied to a sample's instructions (verification)
+    choose: ChooseRule | None = None  # draws a rule for a sample; None: a layout only
+    # rules that measure an instruction's text: their meta-instruction says the input counts
+    measured: frozenset[str] = frozenset()
+    check_pack: CheckPack | None = None  # checks its section of a rule pack (named after it)
+    pack_pools: PackPools | None = None
+
+
+_REGISTRY: dict[str, Strategy] = {}
+
+
+def register(strategy: Strategy) -> Strategy:
+    """Make ``strategy`` known by its name (a strategy module does this once, when imported)."""
+    known = _REGISTRY.get(strategy.name)
+    if known is not None and known is not strategy:
+        raise ValueError(f"a strategy named {strategy.name!r} is registered already")
+    _REGISTRY[strategy.name] = strategy
+    return strategy
+
+
+def unregister(name: str) -> None:
+    """Forget a strategy registered by :func:`register` (one made for a single run)."""
+    _REGISTRY.pop(name, None)
+
+
+def find_strategy(name: str) -> Strategy | None:
+    """The registered strategy of that name, or None."""
+    return _REGISTRY.get(name)
+
+
+def registered() -> tuple[str, ...]:
+    """The names of every registered strategy, in the order they registered."""
+    return tuple(_REGISTRY)

@@ -10,20 +10,27 @@ the cut, and when drawn, the two sides of the cut at least the rule pack's margi
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from mosaic_it.method.rulepack import MASKOUT_RULES, RulePack
 from mosaic_it.method.strategies.base import (
     Item,
     Passed,
     RuleChoice,
+    Strategy,
     apart,
     format_numbers,
     join_numbers,
+    register,
     word_count,
     word_count_split,
 )
 from mosaic_it.rng import Rng
+
+if TYPE_CHECKING:
+    from mosaic_it.method.rulepack import PackChecker, RulePack
+    from mosaic_it.records import MosaicSpec
+
+MASKOUT_RULES = ("FIX", "WORD_LONG", "WORD_SHORT", "ODD", "EVEN")
 
 NEEDS_NUMBERS = frozenset({"FIX", "ODD", "EVEN"})
 MEASURED = frozenset({"WORD_LONG", "WORD_SHORT"})  # their phrasing says the input counts
@@ -162,3 +169,42 @@ def check(
             f"{format_numbers(rest)}, the spec says {format_numbers(answer_order)}"
         )
     return None
+
+
+def check_spec(spec: MosaicSpec, items: list[Item]) -> str | None:
+    """:func:`check` of a whole spec."""
+    numbered = spec.numbering is not None
+    rule, params = spec.rule or "", spec.rule_params
+    return check(rule, items, params, spec.answer_order, spec.masked, numbered)
+
+
+def check_pack(c: PackChecker, section: Any) -> None:
+    """The rule pack's "maskout" section: each rule's phrasings for one and for many skips."""
+    for key in ("list_separator", "list_last_separator"):
+        if not isinstance(c.get(section, key, "maskout"), str):
+            c.fail(f"maskout.{key}", "expected a string")
+    rules = c.get(section, "rules", "maskout")
+    for rule in MASKOUT_RULES:
+        entry = c.get(rules, rule, "maskout.rules")
+        for number in ("one", "many"):
+            fields = {"FIX": {"positions"}, "WORD_LONG": {"n"}, "WORD_SHORT": {"n"}}.get(
+                rule, set()
+            )
+            if number == "one":
+                fields = fields - {"n"}
+            where = f"maskout.rules.{rule}"
+            c.texts(c.get(entry, number, where), f"{where}.{number}", fields)
+    c.known_rules(rules, MASKOUT_RULES, "maskout.rules")
+
+
+def pack_pools(section: dict[str, Any]) -> list[tuple[str, dict[str, Any], str]]:
+    return [
+        (f"maskout.rules.{r}.{number}", section["rules"][r], number)
+        for r in MASKOUT_RULES
+        for number in ("one", "many")
+    ]
+
+
+STRATEGY = register(
+    Strategy("maskout", MASKOUT_RULES, check_spec, choose, MEASURED, check_pack, pack_pools)
+)

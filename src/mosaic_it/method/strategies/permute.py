@@ -13,21 +13,39 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from itertools import pairwise
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from mosaic_it.method.rulepack import PERMUTE_RULES, RulePack
 from mosaic_it.method.strategies.base import (
     Item,
     Passed,
     RuleChoice,
+    Strategy,
     apart,
     char_count,
     first_letter,
     format_numbers,
+    register,
     word_count,
     word_count_split,
 )
 from mosaic_it.rng import Rng
+
+if TYPE_CHECKING:
+    from mosaic_it.method.rulepack import PackChecker, RulePack
+    from mosaic_it.records import MosaicSpec
+
+PERMUTE_RULES = (
+    "FIX",
+    "REVERSE",
+    "ALPHA",
+    "REVERSE_ALPHA",
+    "LENGTH_WORD",
+    "REVERSE_LENGTH_WORD",
+    "LENGTH_CHAR",
+    "REVERSE_LENGTH_CHAR",
+    "ODD_EVEN",
+    "EVEN_ODD",
+)
 
 # rule -> (sort key, descending, unit of the margin; None: letters, which may tie)
 SORT_RULES: dict[str, tuple[Callable[[str], Any], bool, str | None]] = {
@@ -177,3 +195,38 @@ def check(
             f"the spec says {format_numbers(answer_order)}"
         )
     return None
+
+
+def check_spec(spec: MosaicSpec, items: list[Item]) -> str | None:
+    """:func:`check` of a whole spec: a permute sample skips nothing."""
+    if spec.masked:
+        return "a permute sample skips nothing"
+    numbered = spec.numbering is not None
+    return check(spec.rule or "", items, spec.rule_params, spec.answer_order, numbered)
+
+
+def check_pack(c: PackChecker, section: Any) -> None:
+    """The rule pack's "permute" section: phrasings of every rule, order brackets, tie breaks."""
+    c.pairs(c.get(section, "order_brackets", "permute"), "permute.order_brackets", allow_empty=True)
+    c.texts(c.get(section, "order_separators", "permute"), "permute.order_separators", set())
+    rules = c.get(section, "rules", "permute")
+    for rule in PERMUTE_RULES:
+        fields = {"order"} if rule == "FIX" else set()
+        c.texts(c.get(rules, rule, "permute.rules"), f"permute.rules.{rule}", fields)
+    c.known_rules(rules, PERMUTE_RULES, "permute.rules")
+    c.texts(c.get(section, "tie_break", "permute"), "permute.tie_break", set())
+    if not isinstance(c.get(section, "identity_orders", "permute"), bool):
+        c.fail("permute.identity_orders", "expected true or false")
+
+
+def pack_pools(section: dict[str, Any]) -> list[tuple[str, dict[str, Any], str]]:
+    pools = [
+        ("permute.order_separators", section, "order_separators"),
+        ("permute.tie_break", section, "tie_break"),
+    ]
+    return pools + [(f"permute.rules.{r}", section["rules"], r) for r in PERMUTE_RULES]
+
+
+STRATEGY = register(
+    Strategy("permute", PERMUTE_RULES, check_spec, choose, MEASURED, check_pack, pack_pools)
+)

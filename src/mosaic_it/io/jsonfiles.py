@@ -1,0 +1,130 @@
+"""JSON list and JSONL files (one object per line): reading records, writing rows.
+
+Which of the two a path is, is told by its extension (``.jsonl``, ``.ndjson``: JSONL). Reading
+yields ``(index, location, object)`` for every record; writing is atomic (see :mod:`.atomic`).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+from mosaic_it.io.atomic import atomic_writer
+from mosaic_it.io.errors import InputError, type_name
+from mosaic_it.io.jsoncodec import (
+    UnreadableRecord,
+    check_text,
+    decode,
+    dumps,
+    dumps_indented,
+    error_text,
+    loads,
+)
+from mosaic_it.io.outputs import check_readable_input
+
+JSONL_SUFFIXES = (".jsonl", ".ndjson")
+BOM = b"\xef\xbb\xbf"  # UTF-8 byte order mark, written by some Windows tools
+
+
+def is_jsonl(path: str | Path) -> bool:
+    return str(path).lower().endswith(JSONL_SUFFIXES)
+
+
+def iter_json_file(path: Path, lenient: bool = False) -> Iterator[tuple[int, str, Any]]:
+    """Records of a JSON list or JSONL file. ``lenient``: a JSONL line that cannot be read is
+    yielded as an :class:`UnreadableRecord` (for the caller to skip) instead of stopping."""
+    check_readable_input(path)
+    try:
+        handle = path.open("rb", buffering=1 << 20)  # bytes: orjson reads them as they are
+    except OSError as exc:
+        raise InputError(f"{path}: cannot read: {exc.strerror or exc}") from None
+    with handle:
+        if handle.peek(3)[:3] == BOM:
+            handle.read(3)
+        if is_jsonl(path):
+            yield from _jsonl_records(path, handle, lenient)
+            return
+        data, odd = _whole_document(path, handle.read())
+    if not isinstance(data, list):
+        raise InputError(f"{path}: expected a JSON list of records, got {type_name(data)}")
+    for index, obj in enumerate(data):
+        where = f"{path}: record {index}"
+        if odd:
+            try:
+                check_text(obj)
+            except UnreadableRecord as exc:
+                if not lenient:
+                    raise InputError(f"{where}: {exc}") from None
+                obj = exc
+        yield index, where, obj
+
+
+def _jsonl_records(
+    path: Path, lines: Iterable[bytes], lenient: bool
+) -> Iterator[tuple[int, str, Any]]:
+    index = 0
+    name = str(path)
+    for lineno, line in enumerate(lines, start=1):
+        if line.isspace() or not line:
+            continue
+        where = f"{name}:{lineno} (record {index})"
+        try:
+            obj, odd = decode(line)
+            if odd:
+                check_text(obj)
+        except (ValueError, UnicodeDecodeError) as exc:
+            if not lenient:
+                raise InputError(f"{path}:{lineno}: {error_text(exc)}") from None
+            obj = UnreadableRecord(error_text(exc))
+        yield index, where, obj
+        index += 1
+
+
+def _whole_document(path: Path, data: bytes) -> tuple[Any, bool]:
+    try:
+        return decode(data)
+    except json.JSONDecodeError as exc:
+        raise InputError(
+            f"{path}:{exc.lineno}: invalid JSON at column {exc.colno}: {exc.msg}"
+            + (" (is this JSONL? name it .jsonl)" if exc.msg == "Extra data" else "")
+        ) from None
+    except UnicodeDecodeError as exc:
+        raise InputError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+    except ValueError as exc:
+        raise InputError(f"{path}: {exc}") from None
+
+
+def read_json_lines(path: str | Path) -> Iterator[dict[str, Any]]:
+    """The objects of a JSONL file this tool wrote (no checks beyond the codec's)."""
+    with open(path, encoding="utf-8") as lines:
+        for line in lines:
+            if line.strip():
+                yield loads(line)
+
+
+def write_records(path: str | Path, records: Iterable[dict[str, Any]]) -> int:
+    """Write dicts as JSONL or as a JSON list (by extension), atomically; returns the count."""
+    n = 0
+    with atomic_writer(path) as out:
+        if is_jsonl(path):
+            for rec in records:
+                out.write(dumps(rec))
+                out.write("\n")
+                n += 1
+        else:
+            out.write("[")
+            for rec in records:
+                out.write(",\n  " if n else "\n  ")
+                out.write(dumps(rec))
+                n += 1
+            out.write("\n]\n" if n else "]\n")
+    return n
+
+
+def write_json(path: str | Path, obj: Any) -> None:
+    """One JSON document for people to read (a summary, a report), atomically."""
+    with atomic_writer(path) as out:
+        out.write(dumps_indented(obj))
+        out.write("\n")

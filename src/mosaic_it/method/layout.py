@@ -1,0 +1,305 @@
+"""Layouts: how a sample's instructions and answers are laid out, and rendering them.
+
+A layout decides the number labels (or none), begin/end tags around every answer (stated by a
+meta-instruction), otherwise a generic meta-instruction or none at all (plain concatenation),
+where the meta-instruction goes and which separators join the parts. Its pools are the rule
+pack's ``format`` section; the paper calls a sample that gets only a layout the Format strategy
+(:mod:`.strategies.format`).
+
+Reading a response or a rendered prompt back is the verifier's (:mod:`mosaic_it.verifier`),
+which renders nothing.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import TypeVar
+
+from mosaic_it.method.rulepack import RulePack
+from mosaic_it.records import Numbering, Tags
+from mosaic_it.rng import Rng
+
+TAGS, GENERIC, PLAIN = "tags", "generic", "plain"
+LAYOUT_KINDS = (TAGS, GENERIC, PLAIN)  # written as a spec's "format"
+
+
+@dataclass(frozen=True, slots=True)
+class Layout:
+    kind: str  # one of LAYOUT_KINDS
+    numbering: Numbering | None
+    tags: Tags | None
+    meta: str  # the layout's meta-instruction (tags or generic), "" for plain
+    meta_after: bool
+    instruction_separator: str
+    meta_separator: str
+    response_separator: str
+    # where a rule's meta-instruction goes (None: on the layout sentence's side)
+    rule_after: bool | None = None
+    tag_phrasing: str = ""  # the tag phrasing, with {begin} and {end}, to restate other tags
+
+
+T = TypeVar("T")
+
+
+def label_styles(pack: RulePack) -> list[tuple[str, str]]:
+    """Every (label, punctuation) pair of the pack, in a fixed order."""
+    styles = pack.derived.get("label_styles")
+    if styles is None:
+        cfg = pack.layout
+        styles = pack.derived["label_styles"] = [
+            (label, punct) for label in cfg["labels"] for punct in cfg["label_punctuation"]
+        ]
+    return styles
+
+
+def tag_pairs(pack: RulePack) -> list[tuple[str, str, str, str]]:
+    """Every (open, close, begin word, end word) whose tags, in either case, hold none of the
+    strings the pack avoids (chat-control tokens such as ``<|end|>``)."""
+    pairs = pack.derived.get("tag_pairs")
+    if pairs is None:
+        cfg, avoid = pack.layout, pack.avoid
+        pairs = pack.derived["tag_pairs"] = [
+            (open_, close, b, e)
+            for open_, close in cfg["tag_brackets"]
+            for b, e in cfg["tag_words"]
+            if not any(a in open_ + w + close for w in (b, e, b.lower(), e.lower()) for a in avoid)
+        ]
+        if not pairs:
+            raise ValueError(f"{pack.source}: every tag holds a string that must be avoided")
+    return pairs
+
+
+def choose_layout(rng: Rng, pack: RulePack) -> Layout:
+    """Draw a layout. The draws happen in a fixed order, whatever the outcome."""
+    cfg = pack.layout
+    numbered = not rng.chance(cfg["unnumbered_probability"])
+    label, punctuation = rng.choice(label_styles(pack))
+    newline = rng.chance(cfg["label_newline_probability"])
+    use_tags = rng.chance(cfg["tag_probability"])
+    open_, close, begin_word, end_word = rng.choice(tag_pairs(pack))
+    if rng.chance(cfg["tag_lowercase_probability"]):
+        begin_word, end_word = begin_word.lower(), end_word.lower()
+    tag_phrasing = rng.choice(cfg["tag_phrasings"])
+    use_generic = rng.chance(cfg["generic_probability"])
+    generic_phrasing = rng.choice(cfg["generic_phrasings"])
+    meta_after = rng.chance(cfg["meta_after_probability"])
+    rule_after = rng.chance(cfg["meta_after_probability"])
+    instruction_separator = rng.choice(cfg["instruction_separators"])
+    meta_separator = rng.choice(cfg["meta_separators"])
+
+    numbering = _numbering(label, punctuation, newline) if numbered else None
+    if numbering is None:
+        # without labels, a blank line is what tells one instruction from the next
+        instruction_separator = max(cfg["instruction_separators"], key=len)
+    tags = Tags(open_ + begin_word + close, open_ + end_word + close) if use_tags else None
+    if tags:
+        kind, meta = TAGS, tag_phrasing.format(begin=tags.begin, end=tags.end)
+    elif use_generic:
+        kind, meta = GENERIC, generic_phrasing
+    else:
+        kind, meta = PLAIN, ""
+    return Layout(
+        kind,
+        numbering,
+        tags,
+        meta,
+        meta_after,
+        instruction_separator,
+        meta_separator,
+        cfg["response_separator"],
+        rule_after if cfg["meta_placement"] == "independent" else None,
+        tag_phrasing if tags else "",
+    )
+
+
+@lru_cache(maxsize=4096)
+def _numbering(label: str, punctuation: str, newline: bool) -> Numbering:
+    """One Numbering per style, so that the labels it renders are kept across samples."""
+    return Numbering(label, punctuation, newline)
+
+
+def plain_layout(pack: RulePack) -> Layout:
+    """The smallest layout: no labels, tags or meta-instruction (used when nothing else fits)."""
+    cfg = pack.layout
+    return Layout(PLAIN, None, None, "", False, "\n", "\n", cfg["response_separator"])
+
+
+# ---------------------------------------------------------------------- fitting a layout to texts
+#
+# A layout is drawn before the sample's records are known; the records then decide what a reader
+# could misread. Labels: no line of any instruction, input or answer may begin the way a label
+# of the style would (a Markdown list "1. ..." under the label "{n}" + "."). Tags: neither tag
+# may occur in any of those texts. Unnumbered: every instruction is one paragraph (a blank line
+# is what separates them). Where the drawn layout does not fit, the first style that fits in a
+# random order seeded by the sample's path is used: the choice is uniform among the styles that
+# fit, and growing a sample by a record keeps its style unless the new record rules it out.
+
+
+_BLANK_LINE = re.compile(r"\n[ \t]*(?:\n|$)|^[ \t]*\n")
+
+
+_NUMBERED_LINE = re.compile(r"^[^\n\d]{0,24}\d[^\n]{0,40}", re.MULTILINE)
+
+
+@lru_cache(maxsize=4096)
+def _label_start(label: str, punctuation: str) -> re.Pattern[str]:
+    """A line that begins the way a label of this style does, for any number (matched against
+    the start of a line, cut after 40 characters past its first digit). The punctuation after
+    the label may be any of ".", ":" or none, since a loose reader forgives it: "2. Eat" in
+    an answer would read as label 2 of the style "{n}"."""
+    del punctuation  # every punctuation collides, the style's own included
+    head, _, tail = label.partition("{n}")
+    return re.compile(re.escape(head) + r"\d+" + re.escape(tail) + r"[.:]?(?:\s|$)")
+
+
+@lru_cache(maxsize=1 << 16)
+def _numbered_lines(text: str) -> tuple[str, ...]:
+    """The starts of the lines of ``text`` that hold a digit near their beginning: the only
+    lines a label could be read in (kept per text: a record is checked in every sample)."""
+    return tuple(_NUMBERED_LINE.findall(text))
+
+
+def one_paragraph(text: str) -> bool:
+    """Whether ``text`` holds no blank line (so a blank line can separate it from the next)."""
+    return _BLANK_LINE.search(text) is None
+
+
+def numbering_fits(numbering: Numbering, texts: Sequence[str]) -> bool:
+    pattern = _label_start(numbering.label, numbering.punctuation)
+    head, _, tail = numbering.label.partition("{n}")
+    if len(head) > 24 or len(tail + numbering.punctuation) > 30:  # longer than the cut lines
+        return not any(re.search("^" + pattern.pattern, t, re.MULTILINE) for t in texts)
+    return not any(pattern.match(line) for t in texts for line in _numbered_lines(t))
+
+
+def tags_fit(tags: Tags, texts: Sequence[str]) -> bool:
+    return not any(tags.begin in t or tags.end in t for t in texts)
+
+
+def layout_fits(
+    layout: Layout, prompts: Sequence[str], outputs: Sequence[str], many: bool | None = None
+) -> bool:
+    """Whether a reader can read ``layout`` unambiguously around these texts; ``many``: whether
+    the sample holds more than one instruction (by default, whether ``prompts`` does)."""
+    texts = [*prompts, *outputs]
+    if layout.numbering is None:
+        if (len(prompts) > 1 if many is None else many) and not all(map(one_paragraph, prompts)):
+            return False
+    elif not numbering_fits(layout.numbering, texts):
+        return False
+    return layout.tags is None or tags_fit(layout.tags, texts)
+
+
+def fit_layout(
+    pack: RulePack,
+    layout: Layout,
+    rng: Callable[[], Rng],
+    prompts: Sequence[str],
+    outputs: Sequence[str],
+) -> Layout | None:
+    """``layout``, or the layout nearest to it that fits these texts (another label style,
+    numbered instead of unnumbered, other tags); None when no style fits. ``rng`` makes the
+    generator of the random order, only when one is needed."""
+    if layout_fits(layout, prompts, outputs):
+        return layout
+    texts = [*prompts, *outputs]
+    numbering, tags, meta = layout.numbering, layout.tags, layout.meta
+    instruction_separator = layout.instruction_separator
+    order = rng()
+    if numbering is None and len(prompts) > 1 and not all(map(one_paragraph, prompts)):
+        # cannot be read unnumbered: number it, with a style drawn for it
+        newline = order.chance(pack.layout["label_newline_probability"])
+        numbering = _numbering(*order.choice(label_styles(pack)), newline)
+    if numbering is not None and not numbering_fits(numbering, texts):
+        styles = list(label_styles(pack))
+        order.shuffle(styles)
+        fitting = (_numbering(lab, punct, numbering.newline) for lab, punct in styles)
+        numbering = next((n for n in fitting if numbering_fits(n, texts)), None)
+        if numbering is None:
+            return None
+    if tags is not None and not tags_fit(tags, texts):
+        lower = tags.begin != tags.begin.upper() or tags.end != tags.end.upper()
+        pairs = list(tag_pairs(pack))
+        order.shuffle(pairs)
+        candidates = (
+            Tags(o + (b.lower() if lower else b) + c, o + (e.lower() if lower else e) + c)
+            for o, c, b, e in pairs
+        )
+        tags = next((t for t in candidates if tags_fit(t, texts)), None)
+        if tags is None:
+            return None
+        meta = layout.tag_phrasing.format(begin=tags.begin, end=tags.end)
+    return Layout(
+        layout.kind,
+        numbering,
+        tags,
+        meta,
+        layout.meta_after,
+        instruction_separator,
+        layout.meta_separator,
+        layout.response_separator,
+        layout.rule_after,
+        layout.tag_phrasing,
+    )
+
+
+def place_meta(layout: Layout, rule_meta: str) -> tuple[str, str]:
+    """The meta-instruction text before the instructions and the text after them: the layout
+    sentence on its side, the rule's sentence on its own side (or with the layout sentence)."""
+    before: list[str] = []
+    after: list[str] = []
+    if layout.meta:
+        (after if layout.meta_after else before).append(layout.meta)
+    if rule_meta:
+        rule_after = layout.meta_after if layout.rule_after is None else layout.rule_after
+        (after if rule_after else before).append(rule_meta)
+    return " ".join(before), " ".join(after)
+
+
+def instruction_parts(
+    layout: Layout, prompts: Sequence[T], head: str, tail: str = ""
+) -> list[str | T]:
+    """The instruction block, with meta-instruction text ``head`` before it and ``tail`` after
+    it, as a list of parts.
+
+    ``prompts`` may be texts (to render) or anything standing for them (to count), so the text
+    and its token count come from this one description of the layout.
+    """
+    parts: list[str | T] = []
+    if head:
+        parts += [head, layout.meta_separator]
+    for number, prompt in enumerate(prompts, start=1):
+        if number > 1:
+            parts.append(layout.instruction_separator)
+        if layout.numbering:
+            parts.append(layout.numbering.render(number))
+        parts.append(prompt)
+    if tail:
+        parts += [layout.meta_separator, tail]
+    return parts
+
+
+def response_parts(layout: Layout, outputs: Sequence[T], answer_order: list[int]) -> list[str | T]:
+    """The answers in the order given by instruction number, each with its own label."""
+    parts: list[str | T] = []
+    for position, number in enumerate(answer_order):
+        if position:
+            parts.append(layout.response_separator)
+        if layout.numbering:
+            parts.append(layout.numbering.render(number))
+        if layout.tags:
+            parts += [layout.tags.begin, outputs[number - 1], layout.tags.end]
+        else:
+            parts.append(outputs[number - 1])
+    return parts
+
+
+def render_instruction(layout: Layout, prompts: list[str], head: str, tail: str = "") -> str:
+    return "".join(instruction_parts(layout, prompts, head, tail))
+
+
+def render_response(layout: Layout, outputs: list[str], answer_order: list[int]) -> str:
+    return "".join(response_parts(layout, outputs, answer_order))
