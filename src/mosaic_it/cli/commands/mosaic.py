@@ -31,15 +31,15 @@ from mosaic_it.io.files import (
 from mosaic_it.io.formats import FORMATS, sample_to_row
 from mosaic_it.io.outputs import Output, RunInterrupted, guard, same_file
 from mosaic_it.method.sizing import WRAP_MODES
-from mosaic_it.method.strategies import STRATEGIES
+from mosaic_it.method.strategies.base import registered
 
 
 def _strategies(text: str) -> tuple[str, ...]:
     parts = tuple(p.strip() for p in text.replace(",", "+").split("+") if p.strip())
     for p in parts:
-        if p not in STRATEGIES:
+        if p not in registered():
             raise argparse.ArgumentTypeError(
-                f"unknown strategy {p!r}; use a +-joined subset of {'+'.join(STRATEGIES)}"
+                f"unknown strategy {p!r}; use a +-joined subset of {'+'.join(registered())}"
             )
     return parts
 
