@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from mosaic_it.apps.models import ModelError
+from mosaic_it.apps.prompt_formats import chat_messages
 
 RETRY_STATUS = (408, 409, 425, 429, 500, 502, 503, 504)
 MAX_BACKOFF = 30.0
@@ -42,12 +43,6 @@ class PromptLike(Protocol):
 
 class ServerError(ModelError):
     """The server failed a request for good: the message says which item and why."""
-
-
-def messages_for(prompt: PromptLike) -> list[dict[str, str]]:
-    messages = [{"role": "system", "content": prompt.system}] if prompt.system else []
-    messages.append({"role": "user", "content": prompt.instruction})
-    return messages
 
 
 @dataclass(frozen=True)
@@ -119,7 +114,7 @@ class OpenAIBackend:
     def body(self, prompt: PromptLike, opt: Any) -> dict[str, Any]:
         body: dict[str, Any] = {
             "model": self.options.model,
-            "messages": messages_for(prompt),
+            "messages": chat_messages(prompt.instruction, prompt.system),
             "max_tokens": opt.max_new_tokens,
             "stream": False,
         }
@@ -304,7 +299,9 @@ class VLLMBackend:
             if opt.sample
             else SamplingParams(max_tokens=opt.max_new_tokens, temperature=0.0)
         )
-        outputs = self.llm.chat([messages_for(p) for p in prompts], params, use_tqdm=False)
+        outputs = self.llm.chat(
+            [chat_messages(p.instruction, p.system) for p in prompts], params, use_tqdm=False
+        )
         tokens = 0
         for prompt, out in zip(prompts, outputs):
             tokens += len(out.outputs[0].token_ids)

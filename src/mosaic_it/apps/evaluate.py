@@ -32,16 +32,14 @@ from typing import Any
 
 from mosaic_it.apps.backends import OpenAIBackend, ServedOptions, VLLMBackend
 from mosaic_it.apps.models import (
-    PROMPT_FORMATS,
     ModelError,
-    PromptFormat,
     check_vocab,
     load_model,
     load_tokenizer_for,
-    prompt_format,
     require_torch,
     resolve_model,
 )
+from mosaic_it.apps.prompt_formats import PROMPT_FORMATS, PromptFormat, prompt_format
 from mosaic_it.apps.score import EvalItem, ScoreReport, plot, read_eval, score
 from mosaic_it.engine.parallel import usable_cpus
 from mosaic_it.io.files import InputError, iter_raw, write_json
