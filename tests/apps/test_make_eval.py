@@ -9,17 +9,9 @@ from itertools import pairwise
 import pytest
 
 from mosaic_it import verify
-from mosaic_it.apps.make_eval import (
-    CHAR_MARGIN,
-    WORD_MARGIN,
-    absent_referent,
-    allocate,
-    eval_rules,
-    make_eval,
-    possible,
-    rule_name,
-    tag_problem,
-)
+from mosaic_it.apps.eval_balance import allocate, eval_rules, possible, rule_name
+from mosaic_it.apps.eval_checks import CHAR_MARGIN, WORD_MARGIN, absent_referent, tag_problem
+from mosaic_it.apps.make_eval import make_eval
 from mosaic_it.cli.main import main
 from mosaic_it.io.files import write_records
 from mosaic_it.records import Record, Tags
