@@ -7,7 +7,8 @@ import random
 
 import pytest
 
-from mosaic_it.apps.cost import CostOptions, Timing, dynamic_shapes, pack_bfd, price, side_cost
+from mosaic_it.apps.cost_counting import CostOptions, dynamic_shapes, pack_bfd, side_cost
+from mosaic_it.apps.cost_timing import Timing, price
 from mosaic_it.cli.main import main
 
 from ..conftest import make_records
