@@ -131,7 +131,7 @@ def test_smollm2_135m_instruct_offline(eval_set, tmp_path, capsys):
 
 
 def test_batches_are_sized_by_tokens_unless_a_size_is_given():
-    from mosaic_it.apps.evaluate import MAX_BATCH, GenerationOptions, Prompt, batches
+    from mosaic_it.apps.generation import MAX_BATCH, GenerationOptions, Prompt, batches
 
     encoded = [
         (Prompt(str(i), "x", ""), [1] * n)

@@ -62,7 +62,11 @@ def precision(config: TrainConfig, torch: Any) -> tuple[Any, bool, bool]:
 def prepare_run(
     config: TrainConfig, resume: str | bool | None = None, callbacks: tuple[Any, ...] = ()
 ) -> Run:
-    """Load data, model and tokenizer and build the trainer; raises ModelError/ValueError."""
+    """Load data, model and tokenizer and build the trainer; raises ModelError/ValueError.
+
+    (Over 60 lines: one straight sequence of loading steps, in the order their errors should
+    show; the data and the GRPO trainer are built by sft_data and _prepare_grpo.)
+    """
     torch = require_torch()
     try:
         import datasets
