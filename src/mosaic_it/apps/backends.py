@@ -41,6 +41,23 @@ class PromptLike(Protocol):
     system: str
 
 
+class GenerationBackend(Protocol):
+    """What ``mosaic-it eval`` asks of a backend: what it runs (for the record of a run), and
+    answers to prompts, each handed to ``on_answer(id, text)`` as it comes."""
+
+    name: str
+
+    def describe(self) -> dict[str, Any]: ...
+
+    def answer(
+        self,
+        prompts: Sequence[PromptLike],
+        opt: Any,
+        on_answer: Callable[[str, str], None],
+        log: Callable[[str], None] = ...,
+    ) -> dict[str, Any]: ...
+
+
 class ServerError(ModelError):
     """The server failed a request for good: the message says which item and why."""
 

@@ -29,7 +29,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any
 
-from mosaic_it.apps.backends import OpenAIBackend, ServedOptions, VLLMBackend
+from mosaic_it.apps.backends import (
+    GenerationBackend,
+    OpenAIBackend,
+    ServedOptions,
+    VLLMBackend,
+)
 from mosaic_it.apps.generation import (
     MAX_BATCH,
     GenerationOptions,
@@ -214,7 +219,7 @@ def make_backend(
     template: str,
     dtype: str,
     served: ServedOptions | None,
-) -> tuple[Any, float]:
+) -> tuple[GenerationBackend, float]:
     """The generation backend, loaded, and the seconds loading its model took."""
     if backend == "openai":
         if served is None:

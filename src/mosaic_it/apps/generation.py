@@ -6,11 +6,12 @@ from __future__ import annotations
 import json
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from mosaic_it.apps.backends import PromptLike
 from mosaic_it.apps.models import (
     ModelError,
     check_vocab,
@@ -18,6 +19,7 @@ from mosaic_it.apps.models import (
     load_tokenizer_for,
     require_torch,
     resolve_model,
+    use_bf16,
 )
 from mosaic_it.apps.prompt_formats import PromptFormat, prompt_format
 from mosaic_it.engine.parallel import usable_cpus
@@ -72,7 +74,7 @@ def generate(
     model: Any,
     tokenizer: Any,
     fmt: PromptFormat,
-    prompts: list[Prompt],
+    prompts: Sequence[PromptLike],
     opt: GenerationOptions,
     on_answer: Callable[[str, str], None],
     log: Callable[[str], None] = lambda s: None,
@@ -154,8 +156,8 @@ def idle_cores() -> int:
 
 
 def batches(
-    encoded: list[tuple[Prompt, list[int]]], opt: GenerationOptions
-) -> list[list[tuple[Prompt, list[int]]]]:
+    encoded: list[tuple[PromptLike, list[int]]], opt: GenerationOptions
+) -> list[list[tuple[PromptLike, list[int]]]]:
     """Consecutive batches of the length-sorted prompts: ``batch_size`` each, or (0) as many as
     keep prompts x (longest prompt + max_new_tokens) within ``batch_tokens``, from one length
     bucket (the longest prompt at most ``BUCKET_RATIO`` times the shortest).
@@ -166,8 +168,8 @@ def batches(
     """
     if opt.batch_size:
         return [encoded[i : i + opt.batch_size] for i in range(0, len(encoded), opt.batch_size)]
-    out: list[list[tuple[Prompt, list[int]]]] = []
-    current: list[tuple[Prompt, list[int]]] = []
+    out: list[list[tuple[PromptLike, list[int]]]] = []
+    current: list[tuple[PromptLike, list[int]]] = []
     for item in encoded:  # sorted by length: the newest prompt is the longest
         cost = (len(current) + 1) * (len(item[1]) + opt.max_new_tokens)
         if current and (
@@ -217,9 +219,7 @@ class TransformersBackend:
         self.tokenizer = load_tokenizer_for(source, tokenizer)
         self.fmt = choose_format(template, model_spec, self.tokenizer)
         self.cuda = torch.cuda.is_available()
-        self.bf16 = dtype == "bf16" or (
-            dtype == "auto" and self.cuda and torch.cuda.is_bf16_supported()
-        )
+        self.bf16 = use_bf16(dtype, torch)
         t0 = time.perf_counter()
         model = load_model(source, dtype=torch.bfloat16 if self.bf16 else torch.float32)
         check_vocab(model, self.tokenizer, model_spec)
@@ -238,7 +238,7 @@ class TransformersBackend:
 
     def answer(
         self,
-        prompts: list[Prompt],
+        prompts: Sequence[PromptLike],
         opt: GenerationOptions,
         on_answer: Callable[[str, str], None],
         log: Callable[[str], None] = lambda s: None,

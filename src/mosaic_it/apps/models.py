@@ -60,6 +60,14 @@ def require_torch() -> Any:
     return torch
 
 
+def use_bf16(dtype: str, torch: Any) -> bool:
+    """Whether ``--dtype`` (auto, bf16 or fp32) means bf16 here: auto is bf16 on a GPU that
+    supports it, fp32 otherwise."""
+    return dtype == "bf16" or (
+        dtype == "auto" and torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+    )
+
+
 # --------------------------------------------------------------------------------------
 # Tokenizers
 # --------------------------------------------------------------------------------------

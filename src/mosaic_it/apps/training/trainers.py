@@ -15,6 +15,7 @@ from mosaic_it.apps.models import (
     load_tokenizer_for,
     require_torch,
     resolve_model,
+    use_bf16,
 )
 from mosaic_it.apps.prompt_formats import PromptFormat, prompt_format
 from mosaic_it.apps.training.callbacks import RewardLog
@@ -50,9 +51,7 @@ class Run:
 def precision(config: TrainConfig, torch: Any) -> tuple[Any, bool, bool]:
     """(dtype to load the weights in, bf16 autocast, CPU only) for this machine."""
     cuda = torch.cuda.is_available()
-    bf16 = config.dtype == "bf16" or (
-        config.dtype == "auto" and cuda and torch.cuda.is_bf16_supported()
-    )
+    bf16 = use_bf16(config.dtype, torch)
     # Full fine-tuning keeps fp32 master weights under bf16 autocast; a LoRA base is frozen,
     # so it may as well sit in bf16.
     load = torch.bfloat16 if bf16 and config.lora_r else torch.float32
