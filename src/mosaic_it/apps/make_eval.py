@@ -145,7 +145,7 @@ def make_eval(
     *,
     seed: int = 42,
     max_instructions: int = 10,
-    template: str = "vicuna",
+    template: str | Template = "vicuna",
     max_tokens: int = 2048,
     pack: RulePack | None = None,
     tokenizer: Tokenizer | None = None,
@@ -154,7 +154,7 @@ def make_eval(
     if not records:
         raise ValueError("no records to compose an evaluation set from")
     cells = allocate(n, max_instructions, seed)
-    tmpl = get_template(template)
+    tmpl = template if isinstance(template, Template) else get_template(template)
     tokenizer = tokenizer or load_tokenizer()
     # as in training: no tag, label or phrasing holding the tokenizer's or template's controls
     pack = (pack or load_rule_pack()).avoiding(run_special_strings(tokenizer, tmpl))
@@ -190,7 +190,7 @@ def make_eval(
         )
     Rng(seed, "eval", "order").shuffle(made)  # cells interleaved: a partial run stays balanced
     return EvalSet(
-        eval_items(made, tmpl if template != "none" else None),
+        eval_items(made, tmpl if tmpl.name != "none" else None),
         cells,
         n,
         max_instructions,

@@ -29,6 +29,8 @@ from pathlib import Path
 from typing import Any
 
 TINY_LLAMA = "builtin:tiny-llama"
+# the prompt formats of apps.prompt_formats, named here because that module builds on this one
+PROMPT_FORMATS = ("vicuna", "chat")
 INSTALL_HINT = 'pip install "mosaic-it[train]"'
 WEIGHT_FILES = (
     "model.safetensors",

@@ -12,10 +12,17 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from mosaic_it.apps.models import ModelError
+from mosaic_it.apps.models import PROMPT_FORMATS, ModelError
 from mosaic_it.budget.templates import TEMPLATES, Template
 
-PROMPT_FORMATS = ("vicuna", "chat")
+__all__ = [
+    "PROMPT_FORMATS",
+    "PromptFormat",
+    "chat_messages",
+    "generation_prompt",
+    "prompt_format",
+]
+
 VICUNA = TEMPLATES["vicuna"]
 
 
