@@ -332,8 +332,7 @@ def stage_train_data(profile: Profile, train_data: str, cache: Path, log: Log) -
     from mosaic_it.apps.models import load_tokenizer_for, resolve_model
     from mosaic_it.apps.prompt_formats import prompt_format
     from mosaic_it.apps.training.data import row_lengths, training_rows
-    from mosaic_it.cli.main import EXAMPLE, example_path
-    from mosaic_it.io.files import write_records
+    from mosaic_it.io.files import EXAMPLE, example_path, write_records
 
     spec = model_spec(profile)
     st = Stage(
