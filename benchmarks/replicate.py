@@ -753,10 +753,10 @@ class ArmModel:
                 check_vocab,
                 load_model,
                 load_tokenizer_for,
-                prompt_format,
                 require_torch,
                 resolve_model,
             )
+            from mosaic_it.apps.prompt_formats import prompt_format
 
             torch = require_torch()
             source = resolve_model(self.spec)
