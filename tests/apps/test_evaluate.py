@@ -131,7 +131,7 @@ def test_smollm2_135m_instruct_offline(eval_set, tmp_path, capsys):
 
 
 def test_batches_are_sized_by_tokens_unless_a_size_is_given():
-    from mosaic_it.apps.evaluate import MAX_BATCH, GenerationOptions, Prompt, batches
+    from mosaic_it.apps.generation import MAX_BATCH, GenerationOptions, Prompt, batches
 
     encoded = [
         (Prompt(str(i), "x", ""), [1] * n)
@@ -148,3 +148,29 @@ def test_batches_are_sized_by_tokens_unless_a_size_is_given():
     assert [len(b) for b in got] == [20] * 5 + [10, 3]  # 20 x (10 + 90) = 2000
     fixed = batches(encoded, GenerationOptions(batch_size=8))
     assert [len(b) for b in fixed] == [8] * 14 + [1]
+
+
+def test_the_resume_record_holds_what_must_match_and_not_how_it_ran(eval_set, tmp_path):
+    from mosaic_it.apps.evaluate import make_backend, responses_run
+    from mosaic_it.apps.generation import GenerationOptions
+    from mosaic_it.io.outputs import content_digest
+
+    opt = GenerationOptions(max_new_tokens=32, batch_size=4, threads=1, batch_tokens=999)
+    described = {"backend": "openai", "prompt_format": "chat", "device": "x", "served_model": "m"}
+    run = responses_run("served-name", str(eval_set), described, opt)
+    assert run["model"] == "served-name"  # not a path: kept as given
+    assert run["eval_set"] == content_digest(str(eval_set))
+    assert (run["backend"], run["prompt_format"], run["served_model"]) == ("openai", "chat", "m")
+    assert "device" not in run
+    assert run["generation"] == {
+        "max_new_tokens": 32,
+        "sample": False,
+        "temperature": 0.7,
+        "top_p": 0.9,
+        "seed": 0,
+    }
+    (tmp_path / "model").mkdir()
+    local = responses_run(str(tmp_path / "model"), str(eval_set), described, opt)
+    assert local["model"] == os.path.realpath(tmp_path / "model")
+    with pytest.raises(ValueError, match="--backend openai needs --base-url"):
+        make_backend("openai", "m", None, "auto", "auto", None)

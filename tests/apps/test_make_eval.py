@@ -9,17 +9,11 @@ from itertools import pairwise
 import pytest
 
 from mosaic_it import verify
-from mosaic_it.apps.make_eval import (
-    CHAR_MARGIN,
-    WORD_MARGIN,
-    absent_referent,
-    allocate,
-    eval_rules,
-    make_eval,
-    possible,
-    rule_name,
-    tag_problem,
-)
+from mosaic_it.apps.eval_balance import allocate, eval_rules, possible, rule_name
+from mosaic_it.apps.eval_checks import CHAR_MARGIN, WORD_MARGIN, absent_referent, tag_problem
+from mosaic_it.apps.make_eval import make_eval, usable_records
+from mosaic_it.apps.prompt_formats import generation_prompt
+from mosaic_it.budget.templates import TEMPLATES
 from mosaic_it.cli.main import main
 from mosaic_it.io.files import write_records
 from mosaic_it.records import Record, Tags
@@ -371,3 +365,23 @@ def test_split_holds_records_out_and_make_eval_reads_any_format(tmp_path, capsys
     assert "TRAIN" in capsys.readouterr().err and not both.exists()
     assert main(["split", str(src), str(train), str(held), "--held-out", "60"]) == 2
     assert "nothing to train on" in capsys.readouterr().err
+
+
+def test_usable_records_count_what_is_left_out_and_refuse_an_empty_pool():
+    records = make_records(3, seed=2) + [Record("p", "Sing <Song>.", "x")]
+    usable, left_out = usable_records(records)
+    assert [r.id for r in usable] == [r.id for r in records[:3]]
+    assert left_out == Counter({"a placeholder": 1})
+    with pytest.raises(ValueError, match="every record refers to something"):
+        usable_records([Record("p", "Sing <Song>.", "x")])
+
+
+def test_eval_items_are_numbered_and_carry_the_chat_prompt_of_their_template():
+    evalset = make_eval(make_records(40, seed=5), 12, seed=3, max_instructions=3)
+    items = evalset.items
+    assert [i["id"] for i in items] == [f"eval-{n:02d}" for n in range(1, len(items) + 1)]
+    vicuna = TEMPLATES["vicuna"]
+    for item in items:
+        assert item["chat_prompt"] == generation_prompt(vicuna, item["prompt"])
+        assert item["chat_prompt"].endswith(f" USER: {item['prompt']} ASSISTANT:")
+        assert len(item["references"]) == item["mosaic"]["instructions"]

@@ -7,7 +7,8 @@ from collections import defaultdict
 
 import pytest
 
-from mosaic_it.apps.make_eval import make_eval, rule_name
+from mosaic_it.apps.eval_balance import rule_name
+from mosaic_it.apps.make_eval import make_eval
 from mosaic_it.cli.main import main
 from mosaic_it.io.files import write_records
 

@@ -12,8 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from mosaic_it.apps.backends import LocalServer, ServedOptions, ServerError
+from mosaic_it.apps.backends import ServedOptions, ServerError
 from mosaic_it.apps.evaluate import evaluate
+from mosaic_it.apps.local_server import LocalServer
 from mosaic_it.cli.main import main
 
 SECRET = "sk-test-0123456789abcdef"

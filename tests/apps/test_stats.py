@@ -107,3 +107,16 @@ def test_bad_summary_file_is_exit_2(mosaic_run, tmp_path, capsys):
     bad.write_text("[1, 2]")
     assert main(["stats", str(data), "--stats", str(bad)]) == 2
     assert "mosaic-it mosaic --stats" in capsys.readouterr().err
+
+
+def test_figures_draw_only_what_the_data_holds():
+    from collections import Counter
+
+    from mosaic_it.apps.stats import DataStats
+    from mosaic_it.apps.stats_report import figures
+
+    stats = DataStats("x.jsonl", samples=3, instructions=Counter({2: 2, 3: 1}), tokens=[9, 12, 30])
+    drawn = figures(stats)
+    assert [name for name, _, _ in drawn] == ["instructions", "tokens"]
+    assert all(png.startswith(b"\x89PNG") for _, _, png in drawn)
+    assert "the dashed line is the budget" in drawn[1][1]

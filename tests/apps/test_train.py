@@ -17,15 +17,11 @@ pytest.importorskip("trl")
 import torch  # noqa: E402
 
 from mosaic_it import MosaicConfig, Mosaicker  # noqa: E402
-from mosaic_it.apps.models import TINY_LLAMA, PromptFormat, bundled_hf_tokenizer
-from mosaic_it.apps.train import (
-    OnTheFlyRows,
-    TrainConfig,
-    _budget_counter,
-    _checkpointing,
-    prepare_run,
-    train,
-)
+from mosaic_it.apps.models import TINY_LLAMA, bundled_hf_tokenizer
+from mosaic_it.apps.prompt_formats import PromptFormat
+from mosaic_it.apps.train import TrainConfig, prepare_run, train
+from mosaic_it.apps.training.data import OnTheFlyRows, budget_counter
+from mosaic_it.apps.training.trainers import _checkpointing
 from mosaic_it.budget.templates import VICUNA_SYSTEM
 from mosaic_it.cli.main import main
 
@@ -177,7 +173,7 @@ def test_on_the_fly_draws_a_fresh_mosaic_each_epoch(data_dir, tmp_path):
     from mosaic_it.io.files import record_from_alpaca
 
     recs = [record_from_alpaca(r, i) for i, r in enumerate(records)]
-    stream = OnTheFlyRows(recs, fmt, 2, {"seed": 1, "max_tokens": 160}, _budget_counter(tok))
+    stream = OnTheFlyRows(recs, fmt, 2, {"seed": 1, "max_tokens": 160}, budget_counter(tok))
     rows = list(stream)
     assert rows == list(stream)  # every pass replays the same stream (resume relies on it)
     expected = [

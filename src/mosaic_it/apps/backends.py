@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import threading
 import time
 import urllib.error
@@ -27,7 +26,20 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from mosaic_it.apps.local_server import LocalServer
 from mosaic_it.apps.models import ModelError
+from mosaic_it.apps.prompt_formats import chat_messages
+
+# LocalServer lives in apps.local_server; it stays importable from here
+__all__ = [
+    "GenerationBackend",
+    "LocalServer",
+    "OpenAIBackend",
+    "PromptLike",
+    "ServedOptions",
+    "ServerError",
+    "VLLMBackend",
+]
 
 RETRY_STATUS = (408, 409, 425, 429, 500, 502, 503, 504)
 MAX_BACKOFF = 30.0
@@ -40,14 +52,25 @@ class PromptLike(Protocol):
     system: str
 
 
+class GenerationBackend(Protocol):
+    """What ``mosaic-it eval`` asks of a backend: what it runs (for the record of a run), and
+    answers to prompts, each handed to ``on_answer(id, text)`` as it comes."""
+
+    name: str
+
+    def describe(self) -> dict[str, Any]: ...
+
+    def answer(
+        self,
+        prompts: Sequence[PromptLike],
+        opt: Any,
+        on_answer: Callable[[str, str], None],
+        log: Callable[[str], None] = ...,
+    ) -> dict[str, Any]: ...
+
+
 class ServerError(ModelError):
     """The server failed a request for good: the message says which item and why."""
-
-
-def messages_for(prompt: PromptLike) -> list[dict[str, str]]:
-    messages = [{"role": "system", "content": prompt.system}] if prompt.system else []
-    messages.append({"role": "user", "content": prompt.instruction})
-    return messages
 
 
 @dataclass(frozen=True)
@@ -119,7 +142,7 @@ class OpenAIBackend:
     def body(self, prompt: PromptLike, opt: Any) -> dict[str, Any]:
         body: dict[str, Any] = {
             "model": self.options.model,
-            "messages": messages_for(prompt),
+            "messages": chat_messages(prompt.instruction, prompt.system),
             "max_tokens": opt.max_new_tokens,
             "stream": False,
         }
@@ -304,89 +327,12 @@ class VLLMBackend:
             if opt.sample
             else SamplingParams(max_tokens=opt.max_new_tokens, temperature=0.0)
         )
-        outputs = self.llm.chat([messages_for(p) for p in prompts], params, use_tqdm=False)
+        outputs = self.llm.chat(
+            [chat_messages(p.instruction, p.system) for p in prompts], params, use_tqdm=False
+        )
         tokens = 0
         for prompt, out in zip(prompts, outputs):
             tokens += len(out.outputs[0].token_ids)
             on_answer(prompt.id, out.outputs[0].text.strip())
         log(f"{len(prompts)}/{len(prompts)} answered")
         return {"answers": len(prompts), "tokens_generated": tokens}
-
-
-class LocalServer:
-    """``transformers serve`` serving a model directory on 127.0.0.1, for as long as the
-    ``with`` block lasts (needs mosaic-it[serve]); ``base_url`` is its API root."""
-
-    def __init__(
-        self,
-        model_dir: str | os.PathLike[str],
-        log: str | os.PathLike[str],
-        start_timeout: float = 300.0,
-        threads: int = 0,
-    ) -> None:
-        self.threads = threads  # torch threads of the server (0: torch's default)
-        self.model_dir = str(model_dir)
-        self.log = log
-        self.start_timeout = start_timeout
-        self.proc: Any = None
-        self.base_url = ""
-
-    def __enter__(self) -> LocalServer:
-        import subprocess
-        import sys
-
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
-        cmd = [
-            sys.executable,
-            "-c",
-            (
-                "import sys; from transformers.cli.transformers import "
-                "main; sys.argv[0] = 'transformers'; sys.exit(main())"
-            ),
-            "serve",
-            self.model_dir,
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--device",
-            "cpu",
-        ]
-        with open(self.log, "w") as out:
-            self.proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=self._env())
-        self.base_url = f"http://127.0.0.1:{port}/v1"
-        deadline = time.monotonic() + self.start_timeout
-        while True:
-            if self.proc.poll() is not None:
-                raise ModelError(f"transformers serve exited: {self._tail()}")
-            try:
-                urllib.request.urlopen(self.base_url + "/models", timeout=2).read()
-                return self
-            except OSError:
-                if time.monotonic() > deadline:
-                    self.__exit__()
-                    raise ModelError(f"transformers serve did not start: {self._tail()}") from None
-                time.sleep(0.5)
-
-    def _env(self) -> dict[str, str]:
-        env = {**os.environ, "HF_HUB_OFFLINE": "1"}
-        if self.threads:
-            env["OMP_NUM_THREADS"] = str(self.threads)
-        return env
-
-    def _tail(self) -> str:
-        with open(self.log, encoding="utf-8", errors="replace") as f:
-            return f.read()[-2000:]
-
-    def __exit__(self, *exc: object) -> None:
-        import subprocess
-
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()

@@ -26,290 +26,49 @@ few measured steps, and they say so.
 
 from __future__ import annotations
 
-import bisect
-import json
-import math
-import os
-import random
-import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
-from pathlib import Path
+from dataclasses import asdict
 from typing import Any
 
-from mosaic_it.budget.templates import get_template
-from mosaic_it.budget.tokenizer import load_tokenizer
-from mosaic_it.io.files import InputError, read_records
+from mosaic_it.apps.cost_counting import (
+    REGIMES,
+    CostOptions,
+    Regime,
+    Side,
+    dynamic_shapes,
+    pack_bfd,
+    sequence_lengths,
+    side_cost,
+)
+from mosaic_it.apps.cost_timing import Timing, measure, price
 
-REGIMES = ("pad_to_max", "dynamic_batch", "dynamic_micro", "packing")
+# counting and timing live in apps.cost_counting and apps.cost_timing; these names stay
+# importable from here
+__all__ = [
+    "REGIMES",
+    "CostOptions",
+    "Regime",
+    "Side",
+    "Timing",
+    "dynamic_shapes",
+    "measure",
+    "pack_bfd",
+    "price",
+    "render",
+    "report",
+    "run_cost",
+    "sequence_lengths",
+    "side_cost",
+]
+
 REGIME_LABELS = {
     "pad_to_max": "pad to max length",
     "dynamic_batch": "dynamic padding per batch",
     "dynamic_micro": "dynamic padding per micro-batch",
     "packing": "packing (best-fit decreasing)",
 }
+
 SEED_CLAIM = 0.80
-
-
-@dataclass(frozen=True)
-class CostOptions:
-    original_epochs: int = 3  # FastChat's default
-    mosaic_epochs: int = 1  # one pass over a mosaic made with --epochs 4
-    batch_size: int = 128  # sequences (or packed rows) per optimizer step
-    micro_batch_size: int = 4  # sequences per forward pass
-    max_length: int = 2048  # FastChat's model_max_length
-    seed: int = 42
-
-    def __post_init__(self) -> None:
-        for name in (
-            "original_epochs",
-            "mosaic_epochs",
-            "batch_size",
-            "micro_batch_size",
-            "max_length",
-        ):
-            if getattr(self, name) < 1:
-                raise ValueError(f"--{name.replace('_', '-')} must be at least 1")
-
-
-@dataclass
-class Regime:
-    """One padding regime on one side: per-epoch figures and the totals over all epochs."""
-
-    rows: int  # sequences, or packed rows
-    tokens: int  # tokens processed, padding included, all epochs
-    steps: int  # optimizer steps, all epochs
-    seconds: float | None = None  # estimated training time, all epochs
-    micro_shapes: list[tuple[int, int]] = field(default_factory=list, repr=False)  # (rows, length)
-
-
-@dataclass
-class Side:
-    name: str
-    path: str
-    epochs: int
-    sequences: int  # per epoch
-    real_tokens: int  # per epoch
-    truncated: int
-    longest: int
-    regimes: dict[str, Regime] = field(default_factory=dict)
-
-    def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
-        for r in d["regimes"].values():
-            r.pop("micro_shapes", None)
-        d["real_tokens_all_epochs"] = self.real_tokens * self.epochs
-        d["sequences_all_epochs"] = self.sequences * self.epochs
-        return d
-
-
-# --------------------------------------------------------------------------------------
-# Counting
-# --------------------------------------------------------------------------------------
-
-
-def sequence_lengths(
-    path: str, template: str = "vicuna", tokenizer: str | None = None
-) -> list[int]:
-    """Exact token counts of the training sequences of a data file (any input format)."""
-    tok = load_tokenizer(tokenizer)
-    tmpl = get_template(template, tokenizer)
-    items = [(r.prompt, r.output, r.system) for r in read_records(path)]
-    if not items:
-        raise InputError(f"{path}: no records")
-    out: list[int] = []
-    for start in range(0, len(items), 8192):
-        out.extend(tmpl.count_batch(tok, items[start : start + 8192]))
-    return out
-
-
-def dynamic_shapes(lengths: list[int], group: int, seed: int, epoch: int) -> list[tuple[int, int]]:
-    """(rows, padded length) of each group of a seeded shuffle, padded to its longest."""
-    order = list(range(len(lengths)))
-    random.Random(f"{seed}:{epoch}").shuffle(order)
-    return [
-        (len(chunk), max(lengths[i] for i in chunk))
-        for chunk in (order[s : s + group] for s in range(0, len(order), group))
-    ]
-
-
-def pack_bfd(lengths: list[int], capacity: int) -> list[int]:
-    """Best-fit-decreasing bin packing; returns the filled length of each row."""
-    free: list[int] = []  # sorted remaining capacities of the open rows
-    for n in sorted(lengths, reverse=True):
-        i = bisect.bisect_left(free, n)
-        if i == len(free):
-            bisect.insort(free, capacity - n)
-        else:
-            rest = free.pop(i) - n
-            bisect.insort(free, rest)
-    return [capacity - f for f in free]
-
-
-def side_cost(name: str, path: str, lengths: list[int], epochs: int, opt: CostOptions) -> Side:
-    L, B, m = opt.max_length, opt.batch_size, opt.micro_batch_size
-    cut = [min(n, L) for n in lengths]
-    side = Side(
-        name, path, epochs, len(cut), sum(cut), sum(1 for n in lengths if n > L), max(lengths)
-    )
-    n = len(cut)
-    steps = math.ceil(n / B) * epochs
-
-    micro = [(min(m, n - s), L) for s in range(0, n, m)]
-    side.regimes["pad_to_max"] = Regime(n, n * L * epochs, steps, micro_shapes=micro * epochs)
-
-    shapes_b: list[tuple[int, int]] = []
-    shapes_m: list[tuple[int, int]] = []
-    for e in range(epochs):
-        for rows, length in dynamic_shapes(cut, B, opt.seed, e):
-            shapes_b.extend((min(m, rows - s), length) for s in range(0, rows, m))
-        shapes_m.extend(dynamic_shapes(cut, m, opt.seed, e))
-    side.regimes["dynamic_batch"] = Regime(
-        n, sum(r * x for r, x in shapes_b), steps, micro_shapes=shapes_b
-    )
-    side.regimes["dynamic_micro"] = Regime(
-        n, sum(r * x for r, x in shapes_m), steps, micro_shapes=shapes_m
-    )
-
-    packed = pack_bfd(cut, L)
-    rows = len(packed)
-    micro_p = [(min(m, rows - s), L) for s in range(0, rows, m)]
-    side.regimes["packing"] = Regime(
-        rows, rows * L * epochs, math.ceil(rows / B) * epochs, micro_shapes=micro_p * epochs
-    )
-    return side
-
-
-# --------------------------------------------------------------------------------------
-# Timing
-# --------------------------------------------------------------------------------------
-
-
-@dataclass
-class Timing:
-    model: str
-    device: str
-    micro_batch_size: int
-    lengths: list[int]  # padded lengths measured
-    seconds: list[float]  # fastest forward+backward of a full micro-batch at each length
-    optimizer_step: float
-    repeats: int
-    load_average: float | None
-
-    def micro_seconds(self, rows: int, length: int) -> float:
-        """Interpolated (linear in length, proportional in rows) time of one micro-batch."""
-        xs, ys = self.lengths, self.seconds
-        if length <= xs[0]:
-            t = ys[0] * length / xs[0]
-        elif length >= xs[-1]:
-            t = ys[-1] * length / xs[-1]
-        else:
-            j = bisect.bisect_left(xs, length)
-            x0, x1, y0, y1 = xs[j - 1], xs[j], ys[j - 1], ys[j]
-            t = y0 + (y1 - y0) * (length - x0) / (x1 - x0)
-        return t * rows / self.micro_batch_size
-
-
-def measure(
-    model_spec: str, micro: int, max_length: int, repeats: int = 3, points: int = 4
-) -> Timing:
-    """Time ``mosaic-it train``'s own step at ``points`` lengths up to ``max_length``.
-
-    The trainer is the one ``mosaic-it train`` builds (TRL's SFTTrainer, same precision, loss on
-    the completion, TRL's token metrics), and a micro-batch is its ``training_step`` (forward,
-    loss, backward) on a batch from its own collator: random token ids (the time depends on the
-    shape, not the text) with the first quarter of each sequence masked as a prompt. The
-    optimizer step is the trainer's AdamW with gradient clipping, as ``Trainer`` runs it.
-    """
-    import tempfile
-
-    from mosaic_it.apps.models import ModelError, require_torch
-    from mosaic_it.apps.train import TrainConfig, prepare_run
-
-    try:
-        torch = require_torch()
-    except ModelError as exc:
-        raise ModelError(f"{exc}; or pass --no-time for the counts alone") from None
-    cuda = torch.cuda.is_available()
-    device = "cuda" if cuda else "cpu"
-    # a short length too, so that the fixed cost of a step shows in short batches' prices
-    fractions = [1 / 16] + [(k + 1) / (points - 1) for k in range(points - 1)]
-    lengths = sorted({max(8, int(max_length * f)) for f in fractions})
-    gen = torch.Generator().manual_seed(0)
-    with tempfile.TemporaryDirectory(prefix="mosaic-it-cost-") as tmp:
-        data = Path(tmp) / "one.jsonl"
-        data.write_text(json.dumps({"instruction": "x", "output": "y"}) + "\n", encoding="utf-8")
-        config = TrainConfig(
-            data=str(data),
-            output_dir=str(Path(tmp) / "out"),
-            model=model_spec,
-            batch_size=micro,
-            micro_batch_size=micro,
-            max_length=max_length,
-        )
-        trainer = prepare_run(config).trainer
-        model = trainer.model
-        model.train()
-        trainer.create_optimizer()
-        optimizer = trainer.optimizer
-        trainer.current_gradient_accumulation_steps = 1  # set by Trainer's loop otherwise
-        vocab = model.get_input_embeddings().num_embeddings
-
-        def step(length: int) -> float:
-            ids = torch.randint(0, vocab, (micro, length), generator=gen).tolist()
-            cut = length // 4
-            batch = trainer.data_collator(
-                [{"input_ids": row, "labels": [-100] * cut + row[cut:]} for row in ids]
-            )
-            batch = trainer._prepare_inputs(batch)
-            if cuda:
-                torch.cuda.synchronize()
-            t0 = time.perf_counter()
-            trainer.training_step(model, batch, num_items_in_batch=None)
-            if cuda:
-                torch.cuda.synchronize()
-            return time.perf_counter() - t0
-
-        try:
-            step(lengths[0])  # warm-up
-            samples: dict[int, list[float]] = {n: [] for n in lengths}
-            # interleaved, so load changes hit every length alike; the fastest of the repeats
-            # is kept: on a shared machine other processes only ever add time
-            for _ in range(repeats):
-                for n in lengths:
-                    samples[n].append(step(n))
-            opt_times = []
-            for _ in range(repeats):
-                t0 = time.perf_counter()
-                torch.nn.utils.clip_grad_norm_(model.parameters(), trainer.args.max_grad_norm)
-                optimizer.step()
-                optimizer.zero_grad(set_to_none=False)
-                if cuda:
-                    torch.cuda.synchronize()
-                opt_times.append(time.perf_counter() - t0)
-            opt_seconds = min(opt_times)
-        except torch.OutOfMemoryError as exc:
-            raise ModelError(
-                f"out of memory measuring micro-batches of {micro} x {max_length} tokens on "
-                f"{device} ({str(exc).splitlines()[0][:120]}); lower --micro-batch-size"
-            ) from None
-    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
-    return Timing(
-        model_spec,
-        device,
-        micro,
-        lengths,
-        [min(samples[n]) for n in lengths],
-        opt_seconds,
-        repeats,
-        load,
-    )
-
-
-def price(side: Side, timing: Timing) -> None:
-    for regime in side.regimes.values():
-        compute = sum(timing.micro_seconds(r, n) for r, n in regime.micro_shapes)
-        regime.seconds = compute + regime.steps * timing.optimizer_step
 
 
 # --------------------------------------------------------------------------------------
@@ -342,6 +101,22 @@ def _change(original: float, mosaic: float) -> str:
 
 def report(original: Side, mosaic: Side, opt: CostOptions, timing: Timing | None) -> dict[str, Any]:
     """The comparison as a JSON-able dict, with the table rows and the verdict on the claim."""
+    verdict = reductions(original, mosaic, timing)
+    return {
+        "options": asdict(opt),
+        "original": original.to_dict(),
+        "mosaic": mosaic.to_dict(),
+        "timing": asdict(timing) if timing else None,
+        "reduction": verdict,
+        "table": table_rows(original, mosaic, opt, timing),
+        "claim": claim_lines(verdict, original, mosaic),
+    }
+
+
+def table_rows(
+    original: Side, mosaic: Side, opt: CostOptions, timing: Timing | None
+) -> list[list[str]]:
+    """The comparison table: a head row, then figure, original, mosaic and the change."""
     rows: list[list[str]] = []
     o_head = f"original x {original.epochs} epochs"
     m_head = f"mosaic x {mosaic.epochs} epoch{'s' if mosaic.epochs > 1 else ''}"
@@ -381,7 +156,11 @@ def report(original: Side, mosaic: Side, opt: CostOptions, timing: Timing | None
                 ]
             )
             add(f"est. time in all, {REGIME_LABELS[key]}", a, b, _fmt_secs)
+    return rows
 
+
+def reductions(original: Side, mosaic: Side, timing: Timing | None) -> dict[str, float]:
+    """How much less the mosaic run costs, per regime (tokens, and time when measured)."""
     verdict = {}
     for key in REGIMES:
         a, b = original.regimes[key].tokens, mosaic.regimes[key].tokens
@@ -396,15 +175,7 @@ def report(original: Side, mosaic: Side, opt: CostOptions, timing: Timing | None
         for key in REGIMES:
             a, b = original.regimes[key].seconds or 0.0, mosaic.regimes[key].seconds or 0.0
             verdict[f"time_{key}"] = round(_reduction(a, b), 4)
-    return {
-        "options": asdict(opt),
-        "original": original.to_dict(),
-        "mosaic": mosaic.to_dict(),
-        "timing": asdict(timing) if timing else None,
-        "reduction": verdict,
-        "table": rows,
-        "claim": claim_lines(verdict, original, mosaic),
-    }
+    return verdict
 
 
 def claim_lines(verdict: dict[str, float], original: Side, mosaic: Side) -> list[str]:

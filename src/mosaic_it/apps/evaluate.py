@@ -24,58 +24,50 @@ import json
 import os
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
-from mosaic_it.apps.backends import OpenAIBackend, ServedOptions, VLLMBackend
-from mosaic_it.apps.models import (
-    ModelError,
-    PromptFormat,
-    check_vocab,
-    load_model,
-    load_tokenizer_for,
-    prompt_format,
-    require_torch,
-    resolve_model,
+from mosaic_it.apps.backends import (
+    GenerationBackend,
+    OpenAIBackend,
+    ServedOptions,
+    VLLMBackend,
 )
-from mosaic_it.apps.score import EvalItem, ScoreReport, read_eval, score
-from mosaic_it.engine.parallel import usable_cpus
+from mosaic_it.apps.generation import (
+    MAX_BATCH,
+    GenerationOptions,
+    Prompt,
+    TransformersBackend,
+    batches,
+    choose_format,
+    generate,
+    idle_cores,
+)
+from mosaic_it.apps.score import read_eval, score
+from mosaic_it.apps.score_report import EvalItem, ScoreReport
 from mosaic_it.io.files import InputError, iter_raw, write_json
 from mosaic_it.io.outputs import content_digest
 
+# generation with transformers lives in apps.generation; these names stay importable from here
+__all__ = [
+    "BACKENDS",
+    "MAX_BATCH",
+    "GenerationOptions",
+    "Prompt",
+    "TransformersBackend",
+    "batches",
+    "check_responses_run",
+    "choose_format",
+    "evaluate",
+    "generate",
+    "idle_cores",
+    "read_done",
+    "read_eval_set",
+    "responses_run_path",
+]
+
 LISTED = 5
-MAX_BATCH = 64  # prompts in one batch when batches are sized by tokens
-BUCKET_RATIO = 1.5  # ... and whose longest prompt is at most this times its shortest
 BACKENDS = ("transformers", "openai", "vllm")
-
-
-@dataclass(frozen=True)
-class GenerationOptions:
-    max_new_tokens: int = 512
-    batch_size: int = 0  # 0: as many prompts as fit in batch_tokens (at most MAX_BATCH)
-    sample: bool = False  # greedy by default
-    temperature: float = 0.7
-    top_p: float = 0.9
-    seed: int = 0
-    threads: int = 0  # transformers on CPU: torch threads (0: the idle cores, see idle_cores)
-    batch_tokens: int = 16384  # with batch_size 0: prompts x (longest prompt + max_new_tokens)
-
-    def __post_init__(self) -> None:
-        if self.max_new_tokens < 1 or self.batch_size < 0 or self.batch_tokens < 1:
-            raise ValueError(
-                "--max-new-tokens and --batch-tokens must be at least 1, "
-                "--batch-size at least 0 (0: by --batch-tokens)"
-            )
-        if self.threads < 0:
-            raise ValueError("--threads must be 0 (one per usable core) or more")
-
-
-@dataclass
-class Prompt:
-    id: str
-    instruction: str
-    system: str
 
 
 def read_eval_set(path: str) -> tuple[list[EvalItem], list[Prompt]]:
@@ -103,20 +95,6 @@ def read_eval_set(path: str) -> tuple[list[EvalItem], list[Prompt]]:
             )
         prompts.append(Prompt(item.id, item.prompt, systems.get(item.id, "")))
     return items, prompts
-
-
-def choose_format(name: str, model_spec: str, tokenizer: Any) -> PromptFormat:
-    """``auto``: the training run's format, else the tokenizer's chat template, else Vicuna."""
-    if name != "auto":
-        return prompt_format(name, tokenizer)
-    saved = Path(model_spec) / "mosaic_it_train.json"
-    if saved.is_file():
-        try:
-            trained = json.loads(saved.read_text(encoding="utf-8"))["config"]["template"]
-            return prompt_format(trained, tokenizer)
-        except (ValueError, KeyError, TypeError):
-            pass
-    return PromptFormat("chat" if getattr(tokenizer, "chat_template", None) else "vicuna")
 
 
 def responses_run_path(responses: str | Path) -> Path:
@@ -157,178 +135,6 @@ def read_done(path: Path) -> dict[str, str]:
     return done
 
 
-def generate(
-    model: Any,
-    tokenizer: Any,
-    fmt: PromptFormat,
-    prompts: list[Prompt],
-    opt: GenerationOptions,
-    on_answer: Callable[[str, str], None],
-    log: Callable[[str], None] = lambda s: None,
-) -> dict[str, int]:
-    """Answer every prompt in batches of similar length; ``on_answer(id, text)`` per answer."""
-    torch = require_torch()
-    device = next(model.parameters()).device
-    threads = None
-    if device.type == "cpu":
-        threads = opt.threads or idle_cores()
-        torch.set_num_threads(threads)
-    encoded = [(p, fmt.generation_ids(tokenizer, p.instruction, p.system)) for p in prompts]
-    encoded.sort(key=lambda e: len(e[1]))  # similar lengths together: less padding
-    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-    stop = _stop_ids(model, tokenizer)
-    generated = 0
-    torch.manual_seed(opt.seed)
-    done = 0
-    for batch in batches(encoded, opt):
-        width = max(len(ids) for _, ids in batch)
-        input_ids = torch.tensor(
-            [[pad] * (width - len(ids)) + ids for _, ids in batch], device=device
-        )
-        mask = torch.tensor(
-            [[0] * (width - len(ids)) + [1] * len(ids) for _, ids in batch], device=device
-        )
-        kwargs: dict[str, Any] = {"do_sample": opt.sample}
-        if opt.sample:
-            kwargs.update(temperature=opt.temperature, top_p=opt.top_p)
-        else:
-            kwargs.update(temperature=None, top_p=None, top_k=None)
-        t0 = time.perf_counter()
-        try:
-            with torch.inference_mode():
-                out = model.generate(
-                    input_ids=input_ids,
-                    attention_mask=mask,
-                    max_new_tokens=opt.max_new_tokens,
-                    eos_token_id=stop,
-                    pad_token_id=pad,
-                    use_cache=True,
-                    **kwargs,
-                )
-        except torch.OutOfMemoryError as exc:
-            raise ModelError(
-                f"out of memory generating {len(batch)} answers of up to {opt.max_new_tokens} "
-                f"tokens after {width}-token prompts ({str(exc).splitlines()[0][:120]}); lower "
-                "--batch-tokens (or set a small --batch-size) or --max-new-tokens"
-            ) from None
-        new = out[:, width:]
-        for (p, _), ids in zip(batch, new.tolist()):
-            ids = _until_stop(ids, stop, pad)
-            generated += len(ids)
-            on_answer(p.id, tokenizer.decode(ids, skip_special_tokens=True).strip())
-        done += len(batch)
-        log(f"{done}/{len(encoded)} answered ({time.perf_counter() - t0:.1f} s for this batch)")
-    return {"answers": len(encoded), "tokens_generated": generated, "threads": threads}
-
-
-def idle_cores() -> int:
-    """Cores this process may use that other processes do not keep busy (by the 1-minute load
-    average), at least 1. On a shared CPU, threads beyond the idle cores wait for each other at
-    every operation: on 2 cores under a load average of about 20, one thread generated 5.4
-    times as many tokens per second as torch's default two (``benchmarks/eval_throughput.py``,
-    figures in README)."""
-
-    cores = usable_cpus()
-    try:
-        busy = os.getloadavg()[0]
-    except (AttributeError, OSError):
-        return cores
-    return max(1, min(cores, round(cores - busy)))
-
-
-def batches(
-    encoded: list[tuple[Prompt, list[int]]], opt: GenerationOptions
-) -> list[list[tuple[Prompt, list[int]]]]:
-    """Consecutive batches of the length-sorted prompts: ``batch_size`` each, or (0) as many as
-    keep prompts x (longest prompt + max_new_tokens) within ``batch_tokens``, from one length
-    bucket (the longest prompt at most ``BUCKET_RATIO`` times the shortest).
-
-    A decoding step reads every weight once whatever the batch, so on a CPU (memory-bound) the
-    tokens per second of decoding grow with the batch; the token budget keeps the KV cache
-    bounded, and the buckets keep the padding of the prompts (computed for nothing) small.
-    """
-    if opt.batch_size:
-        return [encoded[i : i + opt.batch_size] for i in range(0, len(encoded), opt.batch_size)]
-    out: list[list[tuple[Prompt, list[int]]]] = []
-    current: list[tuple[Prompt, list[int]]] = []
-    for item in encoded:  # sorted by length: the newest prompt is the longest
-        cost = (len(current) + 1) * (len(item[1]) + opt.max_new_tokens)
-        if current and (
-            cost > opt.batch_tokens
-            or len(current) == MAX_BATCH
-            or len(item[1]) > BUCKET_RATIO * len(current[0][1])
-        ):
-            out.append(current)
-            current = []
-        current.append(item)
-    if current:
-        out.append(current)
-    return out
-
-
-def _stop_ids(model: Any, tokenizer: Any) -> list[int]:
-    ids = {tokenizer.eos_token_id}
-    configured = getattr(model.generation_config, "eos_token_id", None)
-    if isinstance(configured, int):
-        ids.add(configured)
-    elif configured:
-        ids.update(configured)
-    return sorted(i for i in ids if i is not None)
-
-
-def _until_stop(ids: list[int], stop: list[int], pad: int) -> list[int]:
-    for j, t in enumerate(ids):
-        if t in stop:
-            return ids[:j]
-    return ids
-
-
-class TransformersBackend:
-    """The model loaded here, generating with transformers (see :func:`generate`)."""
-
-    name = "transformers"
-
-    def __init__(
-        self,
-        model_spec: str,
-        tokenizer: str | None = None,
-        template: str = "auto",
-        dtype: str = "auto",
-    ) -> None:
-        torch = require_torch()
-        source = resolve_model(model_spec)
-        self.tokenizer = load_tokenizer_for(source, tokenizer)
-        self.fmt = choose_format(template, model_spec, self.tokenizer)
-        self.cuda = torch.cuda.is_available()
-        self.bf16 = dtype == "bf16" or (
-            dtype == "auto" and self.cuda and torch.cuda.is_bf16_supported()
-        )
-        t0 = time.perf_counter()
-        model = load_model(source, dtype=torch.bfloat16 if self.bf16 else torch.float32)
-        check_vocab(model, self.tokenizer, model_spec)
-        if self.cuda:
-            model = model.to("cuda")
-        self.model = model.eval()
-        self.load_seconds = time.perf_counter() - t0
-
-    def describe(self) -> dict[str, Any]:
-        return {
-            "backend": self.name,
-            "prompt_format": self.fmt.name,
-            "device": "cuda" if self.cuda else "cpu",
-            "dtype": "bf16" if self.bf16 else "fp32",
-        }
-
-    def answer(
-        self,
-        prompts: list[Prompt],
-        opt: GenerationOptions,
-        on_answer: Callable[[str, str], None],
-        log: Callable[[str], None] = lambda s: None,
-    ) -> dict[str, Any]:
-        return generate(self.model, self.tokenizer, self.fmt, prompts, opt, on_answer, log)
-
-
 def evaluate(
     model_spec: str,
     eval_set: str,
@@ -346,6 +152,9 @@ def evaluate(
 ) -> tuple[ScoreReport, dict[str, Any]]:
     """Generate with ``backend``, score, and return the report with what was run.
 
+    (Over 60 lines: a dozen of them are its keyword options; the steps are make_backend,
+    responses_run, the backend's answer and score.)
+
     ``model_spec`` is the model (transformers, vllm) or the served model's name (openai, with
     ``served`` saying where and how to ask)."""
     opt = opt or GenerationOptions()
@@ -358,34 +167,10 @@ def evaluate(
             f"{responses_path} exists; pass --resume to keep its answers and "
             "add the missing ones, or remove it"
         )
-    engine: Any
-    load_seconds = 0.0
-    if backend == "openai":
-        if served is None:
-            raise ValueError("--backend openai needs --base-url")
-        engine = OpenAIBackend(served)
-    elif backend == "vllm":
-        engine = VLLMBackend(model_spec, dtype, tokenizer)
-        load_seconds = engine.load_seconds
-    else:
-        engine = TransformersBackend(model_spec, tokenizer, template, dtype)
-        load_seconds = engine.load_seconds
-
-    # what must match for --resume to add answers to the file: same model, eval set content,
-    # backend, prompt format and generation options (not the address a server listens on)
-    described = engine.describe()
-    run_info = {
-        "model": os.path.realpath(model_spec) if Path(model_spec).exists() else model_spec,
-        "eval_set": content_digest(eval_set),
-        **{k: described[k] for k in ("backend", "prompt_format", "served_model") if k in described},
-        "generation": {
-            k: v
-            for k, v in opt.__dict__.items()
-            if k not in ("batch_size", "threads", "batch_tokens")
-        },
-    }
+    engine, load_seconds = make_backend(backend, model_spec, tokenizer, template, dtype, served)
+    run_info = responses_run(model_spec, eval_set, engine.describe(), opt)
     responses: dict[str, str] = {}
-    out_file = None
+    out_file: IO[str] | None = None
     if responses_file is not None:
         check_responses_run(responses_file, run_info, resume)
         responses = read_done(responses_file) if resume else {}
@@ -422,3 +207,42 @@ def evaluate(
         "seconds": {"load": round(load_seconds, 1), "generate": round(seconds, 1)},
     }
     return report, meta
+
+
+def make_backend(
+    backend: str,
+    model_spec: str,
+    tokenizer: str | None,
+    template: str,
+    dtype: str,
+    served: ServedOptions | None,
+) -> tuple[GenerationBackend, float]:
+    """The generation backend, loaded, and the seconds loading its model took."""
+    if backend == "openai":
+        if served is None:
+            raise ValueError("--backend openai needs --base-url")
+        return OpenAIBackend(served), 0.0
+    engine: VLLMBackend | TransformersBackend
+    if backend == "vllm":
+        engine = VLLMBackend(model_spec, dtype, tokenizer)
+    else:
+        engine = TransformersBackend(model_spec, tokenizer, template, dtype)
+    return engine, engine.load_seconds
+
+
+def responses_run(
+    model_spec: str, eval_set: str, described: dict[str, Any], opt: GenerationOptions
+) -> dict[str, Any]:
+    """What must match for --resume to add answers to a responses file: same model, eval set
+    content, backend, prompt format and generation options (not the address a server listens
+    on)."""
+    return {
+        "model": os.path.realpath(model_spec) if Path(model_spec).exists() else model_spec,
+        "eval_set": content_digest(eval_set),
+        **{k: described[k] for k in ("backend", "prompt_format", "served_model") if k in described},
+        "generation": {
+            k: v
+            for k, v in opt.__dict__.items()
+            if k not in ("batch_size", "threads", "batch_tokens")
+        },
+    }

@@ -1,4 +1,4 @@
-"""Models and tokenizers for ``train``, ``eval`` and ``cost``, and the prompt formats they share.
+"""Models and tokenizers for ``train``, ``eval`` and ``cost``.
 
 Everything here needs the ``train`` extra (torch, transformers); importing this module without
 it raises :class:`ModelError` with the install command, never an ImportError from deep inside.
@@ -8,35 +8,28 @@ A model spec is one of:
 * ``builtin:tiny-llama``: a randomly initialised Llama (hidden 64, 2 layers, the bundled 32,000
   token tokenizer), for tests, CI and cost measurements on a CPU;
 * a ``.gguf`` file: de-quantized once (transformers reads it; needs the ``gguf`` package) into a
-  plain model directory in the cache (:func:`gguf_model_dir`), which is then loaded like any
-  other, so it trains (full or LoRA) in the chosen dtype;
+  plain model directory in the cache (:func:`mosaic_it.apps.gguf_model.gguf_model_dir`), which
+  is then loaded like any other, so it trains (full or LoRA) in the chosen dtype;
 * a directory saved by ``save_pretrained`` (or by ``mosaic-it train``; a LoRA adapter directory
   is loaded on its base model, which needs ``peft``);
 * a Hugging Face Hub id (needs the network, or the local Hub cache).
 
-The prompt format decides how an instruction and its response become one training sequence,
-and how an instruction becomes a generation prompt, so that training and evaluation agree:
-
-* ``vicuna``: FastChat's Vicuna v1.1, ``<s>`` + system + `` USER: `` + instruction +
-  `` ASSISTANT:`` and then `` `` + response + ``</s>`` (the method's paper);
-* ``chat``: the tokenizer's own chat template (system, user, assistant messages).
+The prompt formats that training and evaluation share are in
+:mod:`mosaic_it.apps.prompt_formats`.
 """
 
 from __future__ import annotations
 
 import copy
-import hashlib
 import json
 import os
-import shutil
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from mosaic_it.budget.templates import VICUNA_SYSTEM
-
 TINY_LLAMA = "builtin:tiny-llama"
+# the prompt formats of apps.prompt_formats, named here because that module builds on this one
 PROMPT_FORMATS = ("vicuna", "chat")
 INSTALL_HINT = 'pip install "mosaic-it[train]"'
 WEIGHT_FILES = (
@@ -67,6 +60,14 @@ def require_torch() -> Any:
             f"install them with: {INSTALL_HINT}"
         ) from None
     return torch
+
+
+def use_bf16(dtype: str, torch: Any) -> bool:
+    """Whether ``--dtype`` (auto, bf16 or fp32) means bf16 here: auto is bf16 on a GPU that
+    supports it, fp32 otherwise."""
+    return dtype == "bf16" or (
+        dtype == "auto" and torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+    )
 
 
 # --------------------------------------------------------------------------------------
@@ -193,6 +194,8 @@ def load_tokenizer_for(source: ModelSource, tokenizer: str | None = None) -> Any
     else:
         where = tokenizer or (str(source.path) if source.path else source.spec)
         if tokenizer is None and source.kind == "gguf":
+            from mosaic_it.apps.gguf_model import gguf_model_dir  # it imports this module
+
             where = str(gguf_model_dir(source))
         if tokenizer is None and source.kind == "adapter":
             where = _adapter_tokenizer_dir(source)
@@ -200,7 +203,7 @@ def load_tokenizer_for(source: ModelSource, tokenizer: str | None = None) -> Any
             tok = AutoTokenizer.from_pretrained(where)
         except Exception as exc:  # transformers raises OSError, ValueError, ImportError...
             raise ModelError(
-                f"{where}: cannot load a tokenizer ({_short(exc)}); pass --tokenizer with the "
+                f"{where}: cannot load a tokenizer ({short_error(exc)}); pass --tokenizer with the "
                 "model's tokenizer directory"
             ) from exc
     if tok.eos_token is None:
@@ -255,6 +258,8 @@ def load_model(source: ModelSource, *, dtype: Any = None, seed: int = 0) -> Any:
         return LlamaForCausalLM(tiny_llama_config()).to(dtype)
     try:
         if source.kind == "gguf":
+            from mosaic_it.apps.gguf_model import gguf_model_dir  # it imports this module
+
             where = gguf_model_dir(source)
             print(
                 f"mosaic-it: {source.spec}: GGUF weights de-quantized to float32 in {where} "
@@ -263,7 +268,7 @@ def load_model(source: ModelSource, *, dtype: Any = None, seed: int = 0) -> Any:
             )
             return AutoModelForCausalLM.from_pretrained(str(where), dtype=dtype)
         if source.kind == "adapter":
-            if _missing("peft"):
+            if package_missing("peft"):
                 raise ModelError(
                     f"{source.spec}: a LoRA adapter; loading it needs peft: {INSTALL_HINT}"
                 )
@@ -283,7 +288,9 @@ def load_model(source: ModelSource, *, dtype: Any = None, seed: int = 0) -> Any:
             if source.kind == "hub"
             else "check that the directory is complete and was written by save_pretrained"
         )
-        raise ModelError(f"{source.spec}: cannot load the model ({_short(exc)}); {hint}") from exc
+        raise ModelError(
+            f"{source.spec}: cannot load the model ({short_error(exc)}); {hint}"
+        ) from exc
 
 
 def cache_root() -> Path:
@@ -293,88 +300,6 @@ def cache_root() -> Path:
         return Path(os.environ["MOSAIC_IT_CACHE"]).expanduser()
     base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
     return Path(base).expanduser() / "mosaic-it"
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-GGUF_MARKER = "mosaic_it_gguf.json"
-
-
-def gguf_model_dir(source: ModelSource) -> Path:
-    """A plain transformers directory (float32 safetensors, config, tokenizer) with the GGUF
-    file's weights de-quantized, made on first use in ``cache_root()/gguf/<stem>-<sha256[:16]>``.
-
-    transformers loads a GGUF file as a quantized model that it refuses to train or save; its
-    de-quantized tensors are copied into the same architecture built from the config without
-    ``quantization_config``. The directory is written beside and renamed when complete, so an
-    interrupted conversion leaves nothing half-made; the key is the file's content, so a changed
-    file gets a new directory.
-    """
-    assert source.path is not None and source.gguf_file is not None
-    gguf_path = source.path / source.gguf_file
-    digest = file_sha256(gguf_path)
-    target = cache_root() / "gguf" / f"{gguf_path.stem}-{digest[:16]}"
-    if (target / GGUF_MARKER).is_file():
-        return target
-    torch = require_torch()
-    if _missing("gguf"):
-        raise ModelError(
-            f"{source.spec}: loading a .gguf file needs the gguf package: pip install gguf"
-        )
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    print(
-        f"mosaic-it: {source.spec}: de-quantizing the GGUF weights to float32 once, into {target}",
-        file=sys.stderr,
-    )
-    try:
-        quantized = AutoModelForCausalLM.from_pretrained(
-            str(source.path), gguf_file=source.gguf_file, dtype=torch.float32
-        )
-        tok = AutoTokenizer.from_pretrained(str(source.path), gguf_file=source.gguf_file)
-    except Exception as exc:
-        raise ModelError(f"{source.spec}: cannot read the GGUF file ({_short(exc)})") from exc
-    config = copy.deepcopy(quantized.config)
-    if hasattr(config, "quantization_config"):
-        del config.quantization_config
-    plain = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
-    plain.load_state_dict(quantized.state_dict(), strict=True)
-    partial = target.with_name(target.name + f".partial-{os.getpid()}")
-    shutil.rmtree(partial, ignore_errors=True)
-    try:
-        plain.save_pretrained(str(partial))
-        tok.save_pretrained(str(partial))
-        (partial / GGUF_MARKER).write_text(
-            json.dumps(
-                {
-                    "source": str(gguf_path.resolve()),
-                    "sha256": digest,
-                    "dtype": "float32",
-                    "parameters": sum(p.numel() for p in plain.parameters()),
-                },
-                indent=1,
-            )
-            + "\n",
-            encoding="utf-8",
-        )
-        if not target.exists():  # else another process finished first
-            partial.rename(target)
-        elif not (target / GGUF_MARKER).is_file():
-            raise ModelError(f"{target}: exists but was not written by mosaic-it; move it away")
-    except OSError as exc:
-        raise ModelError(
-            f"{target}: cannot write the de-quantized model ({exc}); set "
-            "MOSAIC_IT_CACHE to a writable directory"
-        ) from exc
-    finally:
-        shutil.rmtree(partial, ignore_errors=True)
-    return target
 
 
 def check_vocab(model: Any, tokenizer: Any, model_name: str) -> None:
@@ -391,70 +316,14 @@ def check_vocab(model: Any, tokenizer: Any, model_name: str) -> None:
         )
 
 
-def _missing(module: str) -> bool:
+def package_missing(module: str) -> bool:
+    """Whether ``module`` cannot be imported here (checked without importing it)."""
     import importlib.util
 
     return importlib.util.find_spec(module) is None
 
 
-def _short(exc: BaseException, limit: int = 300) -> str:
+def short_error(exc: BaseException, limit: int = 300) -> str:
+    """An exception's message on one line, at most ``limit`` characters."""
     text = " ".join(str(exc).split()) or type(exc).__name__
     return text if len(text) <= limit else text[: limit - 3] + "..."
-
-
-# --------------------------------------------------------------------------------------
-# Prompt formats
-# --------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class PromptFormat:
-    """How an instruction and a response become a training row and a generation prompt."""
-
-    name: str  # "vicuna" | "chat"
-
-    def training_row(self, instruction: str, response: str, system: str = "") -> dict[str, Any]:
-        """A TRL prompt-completion row; the trainer masks the prompt and trains the completion.
-
-        TRL appends the EOS token to a text completion; a chat completion ends with the
-        template's end-of-turn token.
-        """
-        if self.name == "vicuna":
-            return {
-                "prompt": f"{system or VICUNA_SYSTEM} USER: {instruction} ASSISTANT:",
-                "completion": f" {response}",
-            }
-        return {
-            "prompt": _messages(instruction, system),
-            "completion": [{"role": "assistant", "content": response}],
-        }
-
-    def generation_ids(self, tokenizer: Any, instruction: str, system: str = "") -> list[int]:
-        """Token ids the model continues to answer ``instruction`` (special tokens included)."""
-        if self.name == "vicuna":
-            row = self.training_row(instruction, "", system)
-            return list(tokenizer(row["prompt"]).input_ids)
-        out = tokenizer.apply_chat_template(
-            _messages(instruction, system),
-            add_generation_prompt=True,
-            tokenize=True,
-            return_dict=True,
-        )
-        return list(out["input_ids"])
-
-
-def _messages(instruction: str, system: str) -> list[dict[str, str]]:
-    messages = [{"role": "system", "content": system}] if system else []
-    messages.append({"role": "user", "content": instruction})
-    return messages
-
-
-def prompt_format(name: str, tokenizer: Any | None = None) -> PromptFormat:
-    """Check the format against the tokenizer (``chat`` needs a chat template)."""
-    if name not in PROMPT_FORMATS:
-        raise ModelError(f"unknown prompt format {name!r}; choose from {', '.join(PROMPT_FORMATS)}")
-    if name == "chat" and tokenizer is not None and not getattr(tokenizer, "chat_template", None):
-        raise ModelError(
-            "--prompt-format chat: this tokenizer has no chat template; use --prompt-format vicuna"
-        )
-    return PromptFormat(name)
