@@ -7,7 +7,10 @@ parent keeps reading and parsing, takes the results back in order, and learns th
 workers counted, so its own cache ends as full as if it had counted everything itself. The
 counts are exact either way: the output is the same for any number of workers.
 
-A worker that dies (killed, out of memory) is an error the run reports, never a hang.
+Workers get what they work on from their pool (:class:`ForkPool`): one state object, handed to
+each by the pool's initializer and inherited through the fork (shared pages, nothing pickled),
+and passed to every job as its first argument. A worker that dies (killed, out of memory) is an
+error the run reports, never a hang.
 """
 
 from __future__ import annotations
