@@ -218,10 +218,7 @@ class WordCounter(FoldingBase):
         if text.endswith("\n"):
             return head, "\n", False
         stripped = text.rstrip(" ")
-        if len(stripped) < len(text):
-            if stripped.endswith("\n") or not stripped:
-                return head, text[len(stripped) :], False
-            # trailing spaces after a character form their own word
+        if len(stripped) < len(text):  # trailing spaces form their own word, whatever precedes
             return head, text[len(stripped) :], False
         cut = max(text.rfind("\n"), -1)
         last_space = text.rfind(" ")
@@ -333,19 +330,11 @@ class WordCounter(FoldingBase):
         is the first piece's plus each later piece's count after a space, kept per piece.
         """
         self._bound()  # before looking for missing words: prime() then keeps every one
-        known = self._words
         if len(self._spaced) > MAX_WORDS or len(self._first) > MAX_WORDS:
             self._spaced, self._first = {}, {}
         spaced, first = self._spaced, self._first
-        get, spaced_get, first_get = known.__getitem__, spaced.__getitem__, first.__getitem__
-        edges = self.edges
-
-        def alone(total: int, head: str) -> int:
-            """A text's count tokenized alone, from its count in context and its first word."""
-            if head == "\n":  # alone, the prepended "▁" is a word of its own
-                return total + get(" ")
-            return total - get(head) + get(" " + head)
-
+        spaced_get, first_get = spaced.__getitem__, first.__getitem__
+        edges, alone = self.edges, self._alone
         standalone: list[int] = []
         summaries: list[Summary] = []
         later: list[tuple[int, str, list[str] | None]] = []  # texts with something uncounted
@@ -370,20 +359,36 @@ class WordCounter(FoldingBase):
             later.append((len(standalone), t, pieces if simple else None))
             standalone.append(0)
             summaries.append(EMPTY)
-        if not later:
-            return standalone, summaries
+        if later:
+            self._count_new(later, standalone, summaries, journal)
+        return standalone, summaries
 
-        # the texts with words or pieces not seen before: count their new words in one call
-        findall = WORD.findall
+    def _alone(self, total: int, head: str) -> int:
+        """A text's count tokenized alone, from its count in context and its first word."""
+        if head == "\n":  # alone, the prepended "▁" is a word of its own
+            return total + self._words[" "]
+        return total - self._words[head] + self._words[" " + head]
+
+    def _count_new(
+        self,
+        later: list[tuple[int, str, list[str] | None]],
+        standalone: list[int],
+        summaries: list[Summary],
+        journal: list[WordCount] | None,
+    ) -> None:
+        """:meth:`count_texts` for the texts with words or pieces not seen before (``later``:
+        where each goes, the text, its pieces if simple): their new words in one call."""
+        findall, known = WORD.findall, self._words
         split = [findall(t) for _, t, _ in later]
         missing: set[str] = set()
         for words in split:
             missing.update(words)
             missing.add(" " if words[0] == "\n" else " " + words[0])
         self.prime([w for w in missing if w not in known], journal)
+        get, spaced, first = known.__getitem__, self._spaced, self._first
         for (i, t, pieces), words in zip(later, split):
             total = sum(map(get, words))
-            standalone[i] = alone(total, words[0])
+            standalone[i] = self._alone(total, words[0])
             summaries[i] = (total, words[0], words[-1], len(words) == 1)
             if pieces is not None:  # keep the pieces' counts for the texts still to come
                 if pieces[0] not in first:
@@ -391,4 +396,3 @@ class WordCounter(FoldingBase):
                 for p in pieces[1:]:
                     if p not in spaced:
                         spaced[p] = sum(map(get, findall(" " + p)))
-        return standalone, summaries
