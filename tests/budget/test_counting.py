@@ -226,3 +226,140 @@ def test_tokenizers_that_are_not_word_local_are_refused(qwen_dir, llama3_dir):
     # unknown characters side by side become one token: words are never cut
     fused = WordCounter(variant(byte_fallback=False))
     assert fused._spans is None and fused.split("a\u0fffb") == ["a\u0fffb"]
+
+
+# ---------------------------------------------------------------------- the folding interface
+
+SAMPLE_TEXTS = [
+    "Give three tips for staying healthy.",
+    "1. Eat well.\n2. Sleep.",
+    "  spaced  out  ",
+    "中文 and é",
+    "<|im_start|>user",
+    "\n\nDone.",
+]
+
+
+def folding_counters(qwen_dir):
+    from mosaic_it.budget.pretokens import PieceCounter
+    from mosaic_it.budget.tokenizer import load_tokenizer
+
+    qwen = load_tokenizer(qwen_dir)
+    return [(WordCounter(TOK), TOK), (PieceCounter(qwen), qwen)]
+
+
+def test_both_counters_fold_many_samples_exactly(qwen_dir):
+    from mosaic_it.budget.folding import SharedCache
+
+    for counter, tok in folding_counters(qwen_dir):
+        counts, summaries = counter.count_texts(SAMPLE_TEXTS)
+        assert counts == tok.count_batch(SAMPLE_TEXTS)
+        samples, whole = [], []
+        for i in range(len(SAMPLE_TEXTS) - 1):
+            # two sequences a sample: a text after a label, and two texts joined by a newline
+            first = [counter.glue(counter.lead + f"({i}) "), summaries[i]]
+            second = [counter.glue(counter.lead), summaries[i], counter.glue("\n")]
+            second.append(summaries[i + 1])
+            samples.append([first, second])
+            text = SAMPLE_TEXTS[i]
+            whole.append(tok.count(f"({i}) " + text) + tok.count(text + "\n" + SAMPLE_TEXTS[i + 1]))
+        assert counter.fold_many(samples) == whole
+        assert [sum(map(counter.fold, s)) for s in samples] == whole
+        # only the word counter hands a worker's counts back; the other keeps its caches
+        assert isinstance(counter, SharedCache) == (counter.shape == "issb")
+
+
+def test_the_piece_counter_has_no_methods_it_does_not_use(qwen_dir):
+    _, (pieces, _) = folding_counters(qwen_dir)
+    for name in ("learn", "prime", "settle", "fold_known", "journal"):
+        assert not hasattr(pieces, name)
+
+
+def test_a_workers_journal_teaches_the_parent_every_word_it_counted():
+    texts = ["alpha beta gamma", "delta\n\nepsilon  zeta", "alpha omega"]
+    worker, parent = WordCounter(TOK), WordCounter(TOK)
+    journal: list[tuple[str, int]] = []
+    counts, summaries = worker.count_texts(texts, journal)
+    assert journal and all(isinstance(w, str) and n >= 0 for w, n in journal)
+    parent.learn(journal)
+    again: list[tuple[str, int]] = []
+    assert parent.count_texts(texts, again) == (counts, summaries)
+    assert again == []  # nothing left to count: the worker's words were enough
+
+
+# ---------------------------------------------------------------------- exact sample counts
+
+
+def mosaicked(records, **options):
+    from mosaic_it import MosaicConfig, Mosaicker
+
+    m = Mosaicker(MosaicConfig(epochs=1, special_tokens="keep", **options))
+    return m, list(m.run(records))
+
+
+def sample_counter(m, records):
+    from mosaic_it.budget.sample_count import SampleCounter
+
+    counter = SampleCounter(m.tokenizer, m.template)
+    prompts, outputs = counter.count(records)
+    assert prompts == m.tokenizer.count_batch([r.prompt for r in records])
+    assert outputs == m.tokenizer.count_batch([r.output for r in records])
+    return counter
+
+
+def test_sample_counts_are_exact_folded_or_whole():
+    from dataclasses import replace
+
+    from ..conftest import make_records
+
+    records = make_records(60, seed=11)
+    records[7] = replace(records[7], system="You answer briefly.")
+    for template in ("vicuna", "chatml", "none"):
+        m, samples = mosaicked(records, max_tokens=700, template=template)
+        index = {r.id: i for i, r in enumerate(records)}
+        pairs = [(s, [index[i] for i in s.spec.sources]) for s in samples]
+        truth = [s.spec.tokens for s in samples]
+        counter = sample_counter(m, records)
+        assert counter.folds and "folded from word counts" in counter.counting
+        assert [counter.exact(s, g) for s, g in pairs] == truth
+        assert counter.exact_many(pairs) == truth
+        counter.compact()  # summaries in arrays (as after spooling): the same counts
+        assert counter.exact_many(pairs) == truth
+        counter.stop_folding("asked to")
+        assert not counter.folds and counter.counting.endswith("tokenized whole (asked to)")
+        assert counter.exact_many(pairs) == truth
+
+
+def test_special_token_text_turns_folding_off_and_counts_stay_exact():
+    import copy
+    from dataclasses import replace
+
+    from mosaic_it import MosaicConfig, Mosaicker
+    from mosaic_it.budget.tokenizer import Tokenizer
+
+    from ..conftest import make_records
+
+    backend = copy.deepcopy(TOK.backend)
+    backend.encode_special_tokens = False  # "</s>" in a text is read as the special token
+    tok = Tokenizer("bundled, specials matched", TOK.bos_token, TOK.eos_token, backend)
+    records = make_records(20, seed=12)
+    records[3] = replace(records[3], output=records[3].output + " </s> then more")
+    m = Mosaicker(MosaicConfig(epochs=1, special_tokens="keep", max_tokens=800), tokenizer=tok)
+    samples = list(m.run(records))
+    counter = sample_counter(m, records)
+    assert not counter.folds and "special-token strings" in counter.counting
+    index = {r.id: i for i, r in enumerate(records)}
+    pairs = [(s, [index[i] for i in s.spec.sources]) for s in samples]
+    assert counter.exact_many(pairs) == [s.spec.tokens for s in samples]
+
+
+def test_counting_texts_unfolded_gives_the_same_counts():
+    from mosaic_it.budget.sample_count import SampleCounter
+    from mosaic_it.budget.templates import get_template
+
+    counter = SampleCounter(TOK, get_template("vicuna"))
+    folded = counter.count_texts(SAMPLE_TEXTS)
+    whole = counter.count_texts(SAMPLE_TEXTS, fold=False)
+    assert folded.numbers == whole.numbers == TOK.count_batch(SAMPLE_TEXTS)
+    assert folded.summaries is not None and whole.summaries is None and whole.learned == []
+    assert counter.take_counts(whole) == (whole.numbers[0::2], whole.numbers[1::2])

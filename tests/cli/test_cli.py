@@ -171,7 +171,7 @@ def test_interrupted_run_leaves_no_output_and_resumes(alpaca_file, tmp_path, mon
     clean = tmp_path / "clean.jsonl"
     assert main(["mosaic", str(src), str(clean), "--workers", "1", "-q"]) == 0
 
-    real = engine.Grouper.run_epoch
+    real = engine.Grouper.group_epoch
 
     def interrupted(self, admitted, epoch):
         if epoch == 2:
@@ -179,7 +179,7 @@ def test_interrupted_run_leaves_no_output_and_resumes(alpaca_file, tmp_path, mon
             raise KeyboardInterrupt
         yield from real(self, admitted, epoch)
 
-    monkeypatch.setattr(engine.Grouper, "run_epoch", interrupted)
+    monkeypatch.setattr(engine.Grouper, "group_epoch", interrupted)
     assert main(["mosaic", str(src), str(out), "--workers", "1", "-q"]) == 130
     assert out.read_text() == "previous\n"  # untouched: no partial output
     parts = tmp_path / ".o.jsonl.mosaic-parts"
@@ -188,7 +188,7 @@ def test_interrupted_run_leaves_no_output_and_resumes(alpaca_file, tmp_path, mon
         "epoch-00001.jsonl",
     ]
 
-    monkeypatch.setattr(engine.Grouper, "run_epoch", real)
+    monkeypatch.setattr(engine.Grouper, "group_epoch", real)
     stats = tmp_path / "s.json"
     assert (
         main(

@@ -181,3 +181,23 @@ def test_spooled_records_give_the_same_samples():
 
     prepared = spooled.prepare(records)
     assert isinstance(prepared.grouper.records, DiskStore) and len(prepared.grouper.records) == 300
+
+
+def test_an_epochs_counters_are_taken_out_once():
+    from mosaic_it.engine.admission import GroupingStats
+
+    m = Mosaicker(MosaicConfig(epochs=2, max_tokens=600))
+    prepared = m.prepare(make_records(150, seed=9))
+    grouper = prepared.grouper
+    list(grouper.group_epoch(prepared.admitted, 1))  # counters gathered before the mark
+    before = GroupingStats(**vars(grouper.stats))
+    assert before.exact_checks > 0
+    mark = grouper.mark()
+    samples = list(grouper.group_epoch(prepared.admitted, 0))
+    taken, late = grouper.take_since(mark)
+    assert samples and taken.exact_checks > 0 and late == []
+    assert grouper.stats == before  # what is left is as it was at the mark
+    # the same epoch again gathers the same counters: they depend on the epoch alone
+    mark = grouper.mark()
+    assert len(list(grouper.group_epoch(prepared.admitted, 0))) == len(samples)
+    assert grouper.take_since(mark)[0] == taken

@@ -62,7 +62,7 @@ def test_special_token_text_late_in_the_input_is_counted_whole(tokenizer):
     late = 3 * COUNT_BATCH + 3
     records[late] = replace(records[late], output=records[late].output + " </s> and <s>")
     m, p = prepared(records, 2, tok)
-    assert p.grouper.words is None  # folding is off: samples are tokenized whole
+    assert not p.grouper.counter.folds  # folding is off: samples are tokenized whole
     texts = [t for r in records for t in (r.prompt, r.output)]
     counts = tok.count_batch(texts)
     assert counts[2 * late + 1] < tokenizer.count(texts[2 * late + 1])  # "</s>" is one token
@@ -84,7 +84,7 @@ def test_a_worker_that_dies_is_a_clear_error_not_a_hang(tmp_path, monkeypatch, c
     # forked workers inherit the patched function; the parent never calls it with 2 workers
     monkeypatch.setattr(
         parallel if where == "counting" else local,
-        "_count_job" if where == "counting" else "_run_epoch",
+        "_count_job" if where == "counting" else "_write_epoch",
         _die,
     )
     src = tmp_path / "in.jsonl"
@@ -104,3 +104,50 @@ def test_a_worker_that_dies_is_a_clear_error_not_a_hang(tmp_path, monkeypatch, c
         in capsys.readouterr().err
     )
     assert not out.exists()
+
+
+def _worker_sees(state, item):
+    from mosaic_it.engine import parallel
+
+    return state["name"], item * state["factor"], os.getpid(), parallel._WORKER_STATE[0] is state
+
+
+def test_a_fork_pool_hands_its_state_to_each_worker():
+    from mosaic_it.engine import parallel
+
+    state = {"name": "counts", "factor": 3}
+    with parallel.fork_pool(2, "testing", state) as pool:
+        mapped = list(pool.map(_worker_sees, range(6)))
+        submitted = pool.submit(_worker_sees, 10).result()
+    assert [m[:2] for m in mapped] == [("counts", 3 * i) for i in range(6)]
+    assert submitted[:2] == ("counts", 30)
+    assert all(m[2] != os.getpid() and m[3] for m in [*mapped, submitted])
+    assert parallel._WORKER_STATE == []  # the parent's own module is never set
+
+
+@pytest.mark.parametrize("input_name", ["in.jsonl"])
+def test_the_stats_do_not_depend_on_the_workers(tmp_path, input_name):
+    from mosaic_it.cli.main import main
+
+    src = tmp_path / input_name
+    rows = [
+        {"id": r.id, "instruction": r.instruction, "input": r.input, "output": r.output}
+        for r in make_records(400, seed=10, long_every=97)
+    ]
+    src.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    keys = ("exact_checks", "margin_misses", "plain_fallbacks", "rule_fallbacks", "rejected")
+    found = []
+    for workers in (1, 2):
+        stats = tmp_path / f"stats-{workers}.json"
+        out = tmp_path / f"out-{workers}.jsonl"
+        args = ["mosaic", str(src), str(out), "--workers", str(workers), "--epochs", "3"]
+        assert main([*args, "--max-tokens", "700", "--stats", str(stats), "-q"]) == 0
+        summary = json.loads(stats.read_text())
+        summary = summary.get("summary", summary)
+        found.append({k: summary[k] for k in keys})
+    # the same run in one process, through the Python API
+    m = Mosaicker(MosaicConfig(epochs=3, max_tokens=700))
+    list(m.run(make_records(400, seed=10, long_every=97)))
+    in_process = m.summary.to_dict()
+    assert found[0] == found[1] == {k: in_process[k] for k in keys}
+    assert found[0]["exact_checks"] > 0 and found[0]["rejected"]

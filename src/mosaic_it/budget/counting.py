@@ -27,6 +27,7 @@ from dataclasses import dataclass
 
 from tokenizers.models import BPE
 
+from mosaic_it.budget.folding import FoldingBase, WordCount
 from mosaic_it.budget.tokenizer import Tokenizer
 
 WORD = re.compile(r"\n| *[^ \n]+| +")
@@ -34,10 +35,9 @@ Summary = tuple[int, str, str, bool]  # (count in context, first word, last word
 EMPTY: Summary = (0, "", "", True)
 SMALL_BATCH = 64
 MAX_SPANS = 48  # pieces looked at for one pair of characters before the tokenizer is asked
-# caches are cleared when they reach these sizes: memory stays flat over millions of samples
-# (counts never depend on what is cached, only the time does)
+# the word caches are cleared when they reach this size: memory stays flat over millions of
+# samples (counts never depend on what is cached, only the time does)
 MAX_WORDS = 400_000
-MAX_GLUE = 50_000
 
 
 @dataclass(frozen=True)
@@ -101,53 +101,17 @@ def _check(tokenizer: Tokenizer) -> _Locality | None:
     return _Locality({pair: tuple(found) for pair, found in spans.items()})
 
 
-class FoldingCounter:
-    """What the counters that fold exact counts share: the special-token check, and the table
-    of the texts their summaries hold (so that arrays can hold them as small integers)."""
-
-    def __init__(self, tokenizer: Tokenizer) -> None:
-        self.tokenizer = tokenizer
-        self.word_list: list[str] = [""]
-        self._word_ids: dict[str, int] = {"": 0}
-        specials = [t.content for t in tokenizer.backend.get_added_tokens_decoder().values()]
-        if getattr(tokenizer.backend, "encode_special_tokens", False):
-            specials = []  # special-token strings in the text are read as plain text
-        self._specials = re.compile("|".join(map(re.escape, specials))) if specials else None
-
-    def unsafe(self, text: str) -> bool:
-        """Text holding a special-token string may be split there: count it whole instead."""
-        return bool(self._specials and self._specials.search(text))
-
-    def glue(self, text: str) -> tuple:
-        """The summary of a text that recurs (a label, a separator, a template's text), kept."""
-        s = self._glue.get(text)
-        if s is None:
-            if len(self._glue) > MAX_GLUE:
-                self._glue = {"": self._glue[""]}
-            s = self._glue[text] = self.summarize(text)  # type: ignore[attr-defined]
-        return s
-
-    def word_id(self, w: str) -> int:
-        """A small integer standing for a text of a summary (kept in arrays instead)."""
-        i = self._word_ids.get(w)
-        if i is None:
-            i = self._word_ids[w] = len(self.word_list)
-            self.word_list.append(w)
-        return i
-
-
-class WordCounter(FoldingCounter):
-    """Folds exact counts from word summaries; one per tokenizer and run."""
+class WordCounter(FoldingBase):
+    """Folds exact counts from word summaries; one per tokenizer and run. Implements
+    :class:`.folding.FoldingCounter` and :class:`.folding.SharedCache`."""
 
     lead = " "  # stands for the "▁" the tokenizer prepends to a whole text
     shape = "issb"  # a summary: count, first word, last word, one word
 
     def __init__(self, tokenizer: Tokenizer) -> None:
-        super().__init__(tokenizer)
+        super().__init__(tokenizer, EMPTY)
         self._words: dict[str, int] = {"\n": 1}
-        self._glue: dict[str, Summary] = {"": EMPTY}
         self._newline = tokenizer.count("\n")  # the prepended "▁" and the newline byte
-        self.journal: list[tuple[str, int]] | None = None  # words counted, when set
         # counts of the space-free pieces of texts (see count_texts): after a space, and first
         self._spaced: dict[str, int] = {}
         self._first: dict[str, int] = {}
@@ -156,10 +120,11 @@ class WordCounter(FoldingCounter):
 
     # --------------------------------------------------------------- words
 
-    def prime(self, words: Sequence[str]) -> None:
+    def prime(self, words: Sequence[str], journal: list[WordCount] | None = None) -> None:
         """Count many words in one batched call (a few, one by one: a parallel batch has a
         start-up cost of milliseconds). A word that splits where no piece spans (see
-        :meth:`split`) is counted from its parts, most of which are known already."""
+        :meth:`split`) is counted from its parts, most of which are known already. The words
+        counted are added to ``journal``, when given."""
         self._bound()
         known = self._words
         missing = sorted({w for w in words if w not in known})
@@ -183,8 +148,8 @@ class WordCounter(FoldingCounter):
         known.update(learned)  # no reset in between: all of them stay
         derived = [(w, sum(known[p] for p in parts)) for w, parts in split]
         known.update(derived)
-        if self.journal is not None:
-            self.journal += learned + derived
+        if journal is not None:
+            journal += learned + derived
 
     def split(self, w: str) -> list[str]:
         """``w`` cut where no vocabulary piece holds the two characters that meet (see
@@ -223,7 +188,7 @@ class WordCounter(FoldingCounter):
         words = {w for t in texts for w in WORD.findall(t)}
         self.prime(sorted(words | {" " + w for w in words if not w.startswith((" ", "\n"))}))
 
-    def learn(self, counted: Sequence[tuple[str, int]]) -> None:
+    def learn(self, counted: Sequence[WordCount]) -> None:
         """Take word counts made elsewhere (by a worker process with the same tokenizer)."""
         self._bound()
         self._words.update(counted)
@@ -253,10 +218,7 @@ class WordCounter(FoldingCounter):
         if text.endswith("\n"):
             return head, "\n", False
         stripped = text.rstrip(" ")
-        if len(stripped) < len(text):
-            if stripped.endswith("\n") or not stripped:
-                return head, text[len(stripped) :], False
-            # trailing spaces after a character form their own word
+        if len(stripped) < len(text):  # trailing spaces form their own word, whatever precedes
             return head, text[len(stripped) :], False
         cut = max(text.rfind("\n"), -1)
         last_space = text.rfind(" ")
@@ -343,8 +305,21 @@ class WordCounter(FoldingCounter):
             self.prime(list(missing))
         return self.settle(total, open_seams)
 
-    def count_texts(self, texts: Sequence[str]) -> tuple[list[int], list[Summary]]:
-        """Each text's count tokenized alone and its summary, from its words alone.
+    def fold_many(self, samples: Sequence[Sequence[Sequence[Summary]]]) -> list[int | None]:
+        """Each sample's count (the sum of its sequences' folds): the seam words none has
+        counted yet are counted in one batched call for all of them."""
+        missing: set[str] = set()
+        known = [[self.fold_known(seq, missing) for seq in sample] for sample in samples]
+        if missing:
+            self.prime(list(missing))
+        settle = self.settle
+        return [sum(settle(*fold) for fold in folds) for folds in known]
+
+    def count_texts(
+        self, texts: Sequence[str], journal: list[WordCount] | None = None
+    ) -> tuple[list[int], list[Summary]]:
+        """Each text's count tokenized alone and its summary, from its words alone; the words
+        it counts are added to ``journal``, when given.
 
         A text's count is the sum of its words' counts, so only the words never seen before are
         tokenized (in one batched call); the text itself never is. Word counts repeat across
@@ -355,19 +330,11 @@ class WordCounter(FoldingCounter):
         is the first piece's plus each later piece's count after a space, kept per piece.
         """
         self._bound()  # before looking for missing words: prime() then keeps every one
-        known = self._words
         if len(self._spaced) > MAX_WORDS or len(self._first) > MAX_WORDS:
             self._spaced, self._first = {}, {}
         spaced, first = self._spaced, self._first
-        get, spaced_get, first_get = known.__getitem__, spaced.__getitem__, first.__getitem__
-        edges = self.edges
-
-        def alone(total: int, head: str) -> int:
-            """A text's count tokenized alone, from its count in context and its first word."""
-            if head == "\n":  # alone, the prepended "▁" is a word of its own
-                return total + get(" ")
-            return total - get(head) + get(" " + head)
-
+        spaced_get, first_get = spaced.__getitem__, first.__getitem__
+        edges, alone = self.edges, self._alone
         standalone: list[int] = []
         summaries: list[Summary] = []
         later: list[tuple[int, str, list[str] | None]] = []  # texts with something uncounted
@@ -392,20 +359,36 @@ class WordCounter(FoldingCounter):
             later.append((len(standalone), t, pieces if simple else None))
             standalone.append(0)
             summaries.append(EMPTY)
-        if not later:
-            return standalone, summaries
+        if later:
+            self._count_new(later, standalone, summaries, journal)
+        return standalone, summaries
 
-        # the texts with words or pieces not seen before: count their new words in one call
-        findall = WORD.findall
+    def _alone(self, total: int, head: str) -> int:
+        """A text's count tokenized alone, from its count in context and its first word."""
+        if head == "\n":  # alone, the prepended "▁" is a word of its own
+            return total + self._words[" "]
+        return total - self._words[head] + self._words[" " + head]
+
+    def _count_new(
+        self,
+        later: list[tuple[int, str, list[str] | None]],
+        standalone: list[int],
+        summaries: list[Summary],
+        journal: list[WordCount] | None,
+    ) -> None:
+        """:meth:`count_texts` for the texts with words or pieces not seen before (``later``:
+        where each goes, the text, its pieces if simple): their new words in one call."""
+        findall, known = WORD.findall, self._words
         split = [findall(t) for _, t, _ in later]
         missing: set[str] = set()
         for words in split:
             missing.update(words)
             missing.add(" " if words[0] == "\n" else " " + words[0])
-        self.prime([w for w in missing if w not in known])
+        self.prime([w for w in missing if w not in known], journal)
+        get, spaced, first = known.__getitem__, self._spaced, self._first
         for (i, t, pieces), words in zip(later, split):
             total = sum(map(get, words))
-            standalone[i] = alone(total, words[0])
+            standalone[i] = self._alone(total, words[0])
             summaries[i] = (total, words[0], words[-1], len(words) == 1)
             if pieces is not None:  # keep the pieces' counts for the texts still to come
                 if pieces[0] not in first:
@@ -413,4 +396,3 @@ class WordCounter(FoldingCounter):
                 for p in pieces[1:]:
                     if p not in spaced:
                         spaced[p] = sum(map(get, findall(" " + p)))
-        return standalone, summaries

@@ -39,7 +39,7 @@ from itertools import pairwise
 from tokenizers import Regex, pre_tokenizers
 from tokenizers.models import BPE
 
-from mosaic_it.budget.counting import FoldingCounter
+from mosaic_it.budget.folding import FoldingBase, SeamError
 from mosaic_it.budget.gguf import (
     GPT2_PATTERN,
     LLAMA3_PATTERN,
@@ -310,22 +310,18 @@ _PUNCT = r"!-/:-@\[-`{-~"
 _CHARS = {LETTER: "A-Za-z", DIGIT: "0-9", NEWLINE: r"\r\n", SPACE: " ", TAB: r"\t", PUNCT: _PUNCT}
 
 
-class SeamError(ValueError):
-    """A seam this module cannot fold (NFC could compose across it): count the sample whole."""
-
-
-class PieceCounter(FoldingCounter):
-    """Folds exact counts from piece summaries; one per tokenizer and run (see the module)."""
+class PieceCounter(FoldingBase):
+    """Folds exact counts from piece summaries; one per tokenizer and run (see the module).
+    Implements :class:`.folding.FoldingCounter`; its caches are kept per process."""
 
     lead = ""  # byte-level BPE prepends nothing to a text
     shape = "isisii"  # a summary: see PieceSummary
-    journal: list[tuple[str, int]] | None = None  # kept for the engine's interface
 
     def __init__(self, tokenizer: Tokenizer) -> None:
         scheme = pretoken_scheme(tokenizer)
         if scheme is None:
             raise ValueError(f"{tokenizer.name}: not a BPE tokenizer this can fold")
-        super().__init__(tokenizer)
+        super().__init__(tokenizer, EMPTY)
         self._hard = scheme.hard
         self._nfc = scheme.nfc
         self._split = scheme.splitter()
@@ -334,7 +330,6 @@ class PieceCounter(FoldingCounter):
         self._pieces: dict[str, int] = {}  # piece -> tokens
         self._texts: dict[str, int] = {}  # text -> tokens of all its pieces
         self._regions: dict[str, int] = {}  # text -> tokens of its pieces but the last character's
-        self._glue: dict[str, PieceSummary] = {"": EMPTY}
         self._spaced: dict[str, int] = {}  # piece -> tokens of " " + piece (see count_texts)
         self._first: dict[str, int] = {}  # piece -> tokens of the piece at a text's start
         self._safe: dict[tuple[str, str], bool] = {}
@@ -356,20 +351,10 @@ class PieceCounter(FoldingCounter):
         """Added tokens are folded around unless they take white space or are normalised."""
         return not self._plain_added and super().unsafe(text)
 
-    # --------------------------------------------------------------- engine interface
-
-    def learn(self, counted: Sequence[tuple[str, int]]) -> None:
-        """Nothing to take from a worker: its counts are kept per process."""
-
-    def prime(self, words: Sequence[str]) -> None:
-        """Nothing to count ahead: pieces are counted as they are met."""
-
     def prime_pack(self, texts: Sequence[str]) -> None:
+        """Keep the summaries of a rule pack's texts (pieces are counted as they are met)."""
         for text in texts:
             self.glue(text)
-
-    def settle(self, total: int, open_seams: Sequence[object]) -> int:
-        return total
 
     # --------------------------------------------------------------- counting
 
@@ -529,8 +514,8 @@ class PieceCounter(FoldingCounter):
             )
         return ok
 
-    def fold_known(self, parts: Sequence[PieceSummary], missing: set[str]) -> tuple[int, list]:
-        """The count of the concatenation of ``parts`` (no seam is left open here).
+    def fold(self, parts: Sequence[PieceSummary]) -> int:
+        """The count of the concatenation of ``parts``.
 
         Raises :class:`SeamError` where NFC could compose across a seam.
         """
@@ -565,7 +550,14 @@ class PieceCounter(FoldingCounter):
             if last is not None and len(region) > 64:
                 region = region[last:]
                 region_count = self._count_all(region)
-        return total, []
+        return total
 
-    def fold(self, parts: Sequence[PieceSummary]) -> int:
-        return self.fold_known(parts, set())[0]
+    def fold_many(self, samples: Sequence[Sequence[Sequence[PieceSummary]]]) -> list[int | None]:
+        """Each sample's count, None for a sample with a seam NFC could compose across."""
+        counts: list[int | None] = []
+        for sample in samples:
+            try:
+                counts.append(sum(map(self.fold, sample)))
+            except SeamError:
+                counts.append(None)
+        return counts

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import time
 from array import array
-from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
@@ -12,14 +11,17 @@ from typing import Any
 from mosaic_it.budget.special import SPECIAL_TOKEN_MODES, SpecialFinder, run_special_strings
 from mosaic_it.budget.templates import check_template, get_template
 from mosaic_it.budget.tokenizer import Tokenizer, load_tokenizer
-from mosaic_it.engine.grouping import Counts, Grouper, Reject
+from mosaic_it.engine.admission import Reject
+from mosaic_it.engine.bounds import Counts
+from mosaic_it.engine.grouping import Grouper
 from mosaic_it.engine.parallel import counted_batches
 from mosaic_it.engine.store import SPOOL_THRESHOLD, DiskStore, release_freed_memory
+from mosaic_it.engine.summary import RunSummary
 from mosaic_it.io.files import InputError, InvalidRecord, batches, record_from_alpaca
 from mosaic_it.method.rulepack import RulePack, load_rule_pack
 from mosaic_it.method.sizing import WRAP_MODES
 from mosaic_it.method.strategies import STRATEGIES
-from mosaic_it.records import MosaicSpec, Record, Sample
+from mosaic_it.records import Record, Sample
 
 COUNT_BATCH = 2048  # records counted together (one job of a counting worker)
 
@@ -86,179 +88,6 @@ class MosaicConfig:
         return cls(**d)
 
 
-@dataclass
-class RunSummary:
-    """What a run read, wrote, left out and why."""
-
-    records_read: int = 0
-    records_mosaicked: int = 0
-    samples_written: int = 0
-    epochs: int = 0
-    invalid: list[dict[str, Any]] = field(default_factory=list)
-    rejected: list[dict[str, Any]] = field(default_factory=list)
-    duplicate_ids: int = 0
-    instructions_per_sample: Counter[int] = field(default_factory=Counter)
-    strategies: Counter[str] = field(default_factory=Counter)
-    rules: Counter[str] = field(default_factory=Counter)
-    # "strategy.RULE: reason" -> samples whose first drawn rule did not apply and was replaced
-    rules_replaced: Counter[str] = field(default_factory=Counter)
-    formats: Counter[str] = field(default_factory=Counter)
-    special_token_records: int = 0  # records holding a special token (kept or left out)
-    wrap_mode: str = ""
-    max_tokens: int = 0
-    tokens_in_records: int = 0
-    tokens_in_samples: int = 0
-    max_sample_tokens: int = 0
-    exact_checks: int = 0
-    margin_misses: int = 0
-    plain_fallbacks: int = 0
-    rule_fallbacks: int = 0
-    tokenizer: str = ""
-    counting: str = ""  # how exact sample counts were made (see Grouper.counting)
-    template: str = ""
-    rule_pack: str = ""
-    resumed_epochs: list[int] = field(default_factory=list)
-    workers: int = 1
-    seconds: dict[str, float] = field(default_factory=dict)
-
-    def add(self, sample: Sample) -> None:
-        self.add_spec(sample.spec)
-        if sample.replaced:
-            self.rules_replaced[sample.replaced] += 1
-
-    def add_spec(self, spec: MosaicSpec) -> None:
-        """Count one written sample from its spec."""
-        self.samples_written += 1
-        self.instructions_per_sample[spec.instructions] += 1
-        self.strategies[spec.strategy] += 1
-        if spec.rule:
-            self.rules[f"{spec.strategy}.{spec.rule}"] += 1
-        self.formats[spec.layout_kind] += 1
-        self.tokens_in_samples += spec.tokens
-        self.max_sample_tokens = max(self.max_sample_tokens, spec.tokens)
-
-    # fields a merge adds up, takes the largest of, or keeps from the first summary
-    _SUMS = (
-        "records_read",
-        "records_mosaicked",
-        "samples_written",
-        "duplicate_ids",
-        "special_token_records",
-        "tokens_in_records",
-        "tokens_in_samples",
-        "exact_checks",
-        "margin_misses",
-        "plain_fallbacks",
-        "rule_fallbacks",
-    )
-    _COUNTERS = ("instructions_per_sample", "strategies", "rules", "rules_replaced", "formats")
-
-    def merge(self, other: RunSummary) -> None:
-        """Fold the summary of another part of the same run (a shard) into this one."""
-        for key in self._SUMS:
-            setattr(self, key, getattr(self, key) + getattr(other, key))
-        for key in self._COUNTERS:
-            getattr(self, key).update(getattr(other, key))
-        self.max_sample_tokens = max(self.max_sample_tokens, other.max_sample_tokens)
-        self.invalid += other.invalid
-        self.rejected += other.rejected
-        self.resumed_epochs = sorted(set(self.resumed_epochs) | set(other.resumed_epochs))
-        for key, seconds in other.seconds.items():
-            self.seconds[key] = self.seconds.get(key, 0.0) + seconds
-        for key in (
-            "epochs",
-            "wrap_mode",
-            "max_tokens",
-            "tokenizer",
-            "template",
-            "rule_pack",
-            "counting",
-        ):
-            if not getattr(self, key):
-                setattr(self, key, getattr(other, key))
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> RunSummary:
-        """The summary :meth:`to_dict` wrote (derived keys such as means are recomputed)."""
-        known = {f.name: d[f.name] for f in fields(cls) if f.name in d}
-        summary = cls(**known)
-        summary.instructions_per_sample = Counter(
-            {int(k): v for k, v in d.get("instructions_per_sample", {}).items()}
-        )
-        for key in ("strategies", "rules", "rules_replaced", "formats"):
-            setattr(summary, key, Counter(d.get(key, {})))
-        return summary
-
-    @property
-    def mean_instructions(self) -> float:
-        n = sum(self.instructions_per_sample.values())
-        return sum(k * c for k, c in self.instructions_per_sample.items()) / n if n else 0.0
-
-    def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
-        d["instructions_per_sample"] = {
-            str(k): self.instructions_per_sample[k] for k in sorted(self.instructions_per_sample)
-        }
-        for key in ("strategies", "rules", "rules_replaced", "formats"):
-            d[key] = dict(sorted(getattr(self, key).items()))
-        d["left_out"] = self.left_out()
-        d["mean_instructions_per_sample"] = round(self.mean_instructions, 4)
-        d["mean_sample_tokens"] = (
-            round(self.tokens_in_samples / self.samples_written, 2) if self.samples_written else 0
-        )
-        d["seconds"] = {k: round(v, 3) for k, v in self.seconds.items()}
-        return d
-
-    def left_out(self) -> dict[str, int]:
-        """Records left out, by reason (the printed summary and the JSON both show these)."""
-        counts = Counter(r["reason"] for r in self.invalid + self.rejected)
-        return {
-            reason: counts[reason]
-            for reason in ("invalid", "multi-turn", "special_tokens", "too_long")
-        }
-
-    def render(self) -> str:
-        """A short human-readable report."""
-        out = self.left_out()
-        replaced = sum(self.rules_replaced.values())
-        lines = [
-            f"records read        {self.records_read}",
-            f"records mosaicked   {self.records_mosaicked}",
-            f"left out (invalid)  {out['invalid']}",
-            f"left out (multi-turn) {out['multi-turn']}",
-            (
-                f"left out (special tokens) {out['special_tokens']}"
-                + (
-                    f" ({self.special_token_records} kept)"
-                    if self.special_token_records and not out["special_tokens"]
-                    else ""
-                )
-            ),
-            f"rejected (too long) {out['too_long']}",
-            f"samples written     {self.samples_written} over {self.epochs} epoch(s)",
-            f"instructions/sample mean {self.mean_instructions:.2f}, histogram "
-            + " ".join(f"{k}:{c}" for k, c in sorted(self.instructions_per_sample.items())),
-            "strategies          "
-            + " ".join(f"{k}:{v}" for k, v in sorted(self.strategies.items())),
-            "formats             " + " ".join(f"{k}:{v}" for k, v in sorted(self.formats.items())),
-            "rules               " + " ".join(f"{k}:{v}" for k, v in sorted(self.rules.items())),
-            f"rules replaced      {replaced} (first drawn rule did not apply) "
-            + " ".join(f"{k}:{v}" for k, v in sorted(self.rules_replaced.items())),
-            f"tokens              {self.tokens_in_samples} in samples (max {self.max_sample_tokens}"
-            f" of budget {self.max_tokens}, {self.template} template, {self.tokenizer})",
-        ]
-        if self.counting:
-            lines.append(f"counting            {self.counting}")
-        if self.duplicate_ids:
-            lines.append(f"warning: {self.duplicate_ids} record id(s) occur more than once")
-        for r in (self.rejected + self.invalid)[:10]:
-            lines.append(f"  left out: {r['reason']}: {r['detail']}")
-        more = len(self.rejected) + len(self.invalid) - 10
-        if more > 0:
-            lines.append(f"  ... and {more} more (see --stats / --rejects)")
-        return "\n".join(lines)
-
-
 def _as_record(obj: Record | dict[str, Any], index: int) -> Record:
     if isinstance(obj, Record):
         return obj
@@ -276,6 +105,77 @@ class Prepared:
     admitted: array
     summary: RunSummary
     positions: array = field(default_factory=lambda: array("i"))  # input position, by index
+
+
+class _Intake:
+    """What :meth:`Mosaicker.prepare` gathers batch by batch: the records stored (in memory,
+    then spooled to disk past ``spool_threshold`` characters), their system prompts, and which
+    are admitted."""
+
+    def __init__(
+        self,
+        grouper: Grouper,
+        summary: RunSummary,
+        memory: list[Record],
+        max_tokens: int,
+        spool_threshold: int,
+    ) -> None:
+        self.grouper = grouper
+        self.summary = summary
+        self.memory = memory
+        self.max_tokens = max_tokens
+        self.spool_threshold = spool_threshold
+        self.disk: DiskStore | None = None
+        self.admitted = array("i")
+        self.positions = array("i")  # input position of every stored record
+        self.stored = self.held = 0  # records stored, characters of text held
+        self._seen_ids: set[int] = set()
+        self._systems: dict[str, int] = {}
+        self._system_of = array("i")
+
+    def take(self, items: list[Record], prompt_counts: list[int], output_counts: list[int]) -> None:
+        """Store a counted batch and admit those of its records that can fit the budget."""
+        counts = self.grouper.counts
+        counts.prompt.extend(prompt_counts)
+        counts.output.extend(output_counts)
+        self.held += sum(len(r.instruction) + len(r.input) + len(r.output) for r in items)
+        if self.disk is None and self.held > self.spool_threshold:
+            self.disk = DiskStore()
+            self.disk.extend(self.memory)
+            self.memory.clear()
+            self.grouper.spool(self.disk)
+            release_freed_memory()
+        for j, r in enumerate(items):
+            self._admit(self.stored + j, r)
+        (self.disk if self.disk is not None else self.memory).extend(items)
+        self.summary.tokens_in_records += sum(prompt_counts) + sum(output_counts)
+        self.stored += len(items)
+
+    def _admit(self, index: int, record: Record) -> None:
+        key = hash(record.id)
+        if key in self._seen_ids:
+            self.summary.duplicate_ids += 1
+        self._seen_ids.add(key)
+        self._system_of.append(self._systems.setdefault(record.system, len(self._systems)))
+        ok, tokens = self.grouper.admission.fits_alone(index, record)
+        if ok:
+            self.admitted.append(index)
+            return
+        self.summary.rejected.append(
+            Reject(
+                self.positions[index],
+                record.id,
+                "too_long",
+                f"needs {tokens} tokens alone, budget {self.max_tokens}",
+                tokens,
+            ).to_dict()
+        )
+
+    def finish(self) -> None:
+        """Everything is stored: tell the grouper the system-prompt partitions, if several."""
+        if self.disk is not None:
+            self.disk.flush()
+        self.grouper.systems = self._system_of if len(self._systems) > 1 else None
 
 
 class Mosaicker:
@@ -319,25 +219,20 @@ class Mosaicker:
         while the next batches are read, when more than one) and then stored (in memory, or
         spooled to disk once ``spool_threshold`` characters of text are held).
         """
-        cfg, summary = self.config, RunSummary()
-        self.summary = summary
-        summary.wrap_mode, summary.max_tokens, summary.epochs = (
-            cfg.wrap_mode,
-            cfg.max_tokens,
-            cfg.epochs,
-        )
-        summary.tokenizer, summary.template, summary.rule_pack = (
-            self.tokenizer.name,
-            self.template.name,
-            self.pack.id,
+        cfg = self.config
+        summary = self.summary = RunSummary(
+            wrap_mode=cfg.wrap_mode,
+            max_tokens=cfg.max_tokens,
+            epochs=cfg.epochs,
+            tokenizer=self.tokenizer.name,
+            template=self.template.name,
+            rule_pack=self.pack.id,
         )
         t0 = time.perf_counter()
         memory: list[Record] = []
-        disk: DiskStore | None = None
-        counts = Counts()
         grouper = Grouper(
             memory,
-            counts,
+            Counts(),
             pack=self.pack,
             tokenizer=self.tokenizer,
             template=self.template,
@@ -347,75 +242,43 @@ class Mosaicker:
             max_tokens=cfg.max_tokens,
             seed=cfg.seed,
         )
-        admitted = array("i")
-        seen_ids: set[int] = set()
-        systems: dict[str, int] = {}
-        system_of = array("i")
-        bar = self._bar(None, desc="counting tokens")
-        n = held = 0
-
-        finder = SpecialFinder(self.special | set(self.pack.avoid))
-        positions = array("i")  # input position of every stored record
+        intake = _Intake(grouper, summary, memory, cfg.max_tokens, self.spool_threshold)
         left_out: list[dict[str, Any]] = []
-
-        def parsed() -> Iterator[list[Record]]:
-            start = 0
-            for chunk in batches(records, COUNT_BATCH):
-                batch = [_as_record(r, start + j) for j, r in enumerate(chunk)]
-                kept = [
-                    j for j, r in enumerate(batch) if self._admit(finder, r, start + j, left_out)
-                ]
-                positions.extend(start + j for j in kept)
-                yield [batch[j] for j in kept]
-                start += len(chunk)
-
-        for items, prompt_counts, output_counts in counted_batches(grouper, parsed(), workers):
-            counts.prompt.extend(prompt_counts)
-            counts.output.extend(output_counts)
-            held += sum(len(r.instruction) + len(r.input) + len(r.output) for r in items)
-            if disk is None and held > self.spool_threshold:
-                disk = DiskStore()
-                disk.extend(memory)
-                memory.clear()
-                grouper.spool(disk)
-                release_freed_memory()
-            for j, r in enumerate(items):
-                index = n + j
-                key = hash(r.id)
-                if key in seen_ids:
-                    summary.duplicate_ids += 1
-                seen_ids.add(key)
-                system_of.append(systems.setdefault(r.system, len(systems)))
-                ok, tokens = grouper.fits_alone(index, r)
-                if ok:
-                    admitted.append(index)
-                else:
-                    summary.rejected.append(
-                        Reject(
-                            positions[index],
-                            r.id,
-                            "too_long",
-                            f"needs {tokens} tokens alone, budget {cfg.max_tokens}",
-                            tokens,
-                        ).to_dict()
-                    )
-            (disk if disk is not None else memory).extend(items)
-            summary.tokens_in_records += sum(prompt_counts) + sum(output_counts)
-            n += len(items)
+        parsed = self._parsed(records, intake.positions, left_out)
+        bar = self._bar(None, desc="counting tokens")
+        for items, prompt_counts, output_counts in counted_batches(
+            grouper.counter, parsed, workers
+        ):
+            intake.take(items, prompt_counts, output_counts)
             if bar is not None:
                 bar.update(len(items))
         if bar is not None:
             bar.close()
-        if disk is not None:
-            disk.flush()
-        grouper.systems = system_of if len(systems) > 1 else None
+        intake.finish()
         summary.invalid = [r.to_dict() for r in invalid or []]
         summary.rejected[:0] = left_out
         summary.special_token_records += len(left_out)
-        summary.records_read = n + len(summary.invalid) + len(left_out)
-        summary.records_mosaicked = len(admitted)
+        summary.records_read = intake.stored + len(summary.invalid) + len(left_out)
+        summary.records_mosaicked = len(intake.admitted)
         summary.seconds["read_and_count"] = time.perf_counter() - t0
-        return Prepared(grouper, admitted, summary, positions)
+        return Prepared(grouper, intake.admitted, summary, intake.positions)
+
+    def _parsed(
+        self,
+        records: Iterable[Record | dict[str, Any]],
+        positions: array,
+        left_out: list[dict[str, Any]],
+    ) -> Iterator[list[Record]]:
+        """The records in batches, those holding special strings left out (or kept, or an
+        error: see :meth:`_admit`); ``positions`` gets the input position of each kept."""
+        finder = SpecialFinder(self.special | set(self.pack.avoid))
+        start = 0
+        for chunk in batches(records, COUNT_BATCH):
+            batch = [_as_record(r, start + j) for j, r in enumerate(chunk)]
+            kept = [j for j, r in enumerate(batch) if self._admit(finder, r, start + j, left_out)]
+            positions.extend(start + j for j in kept)
+            yield [batch[j] for j in kept]
+            start += len(chunk)
 
     def _admit(
         self, finder: SpecialFinder, record: Record, index: int, left_out: list[dict[str, Any]]
@@ -443,7 +306,7 @@ class Mosaicker:
     def run_epoch(self, prepared: Prepared, epoch: int) -> Iterator[Sample]:
         """The samples of one epoch, in order; counted into ``prepared.summary``."""
         add = prepared.summary.add
-        for sample in prepared.grouper.run_epoch(prepared.admitted, epoch):
+        for sample in prepared.grouper.group_epoch(prepared.admitted, epoch):
             add(sample)
             yield sample
 
@@ -459,7 +322,7 @@ class Mosaicker:
             )
         grouper.late_rejects.clear()
         g = grouper.stats
-        summary.counting = grouper.counting
+        summary.counting = grouper.counter.counting
         summary.exact_checks += g.exact_checks
         summary.margin_misses += g.margin_misses
         summary.plain_fallbacks += g.plain_fallbacks

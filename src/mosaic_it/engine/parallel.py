@@ -1,5 +1,5 @@
 """Work on forked processes: counting the records while the parent reads the next ones, and
-the epochs (see :mod:`.runner`).
+the epochs (see :mod:`mosaic_it.executors.local`).
 
 Counting a batch of records is a pure function of its texts (given the tokenizer), so batches
 are counted on forked workers, each with the word cache the parent had when it forked. The
@@ -7,7 +7,10 @@ parent keeps reading and parsing, takes the results back in order, and learns th
 workers counted, so its own cache ends as full as if it had counted everything itself. The
 counts are exact either way: the output is the same for any number of workers.
 
-A worker that dies (killed, out of memory) is an error the run reports, never a hang.
+Workers get what they work on from their pool (:class:`ForkPool`): one state object, handed to
+each by the pool's initializer and inherited through the fork (shared pages, nothing pickled),
+and passed to every job as its first argument. A worker that dies (killed, out of memory) is an
+error the run reports, never a hang.
 """
 
 from __future__ import annotations
@@ -20,15 +23,19 @@ import signal
 import threading
 import time
 from collections import deque
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from contextlib import contextmanager
+from functools import partial
 from itertools import chain, islice
+from typing import Any, TypeVar
 
-from mosaic_it.engine.grouping import Counted, Grouper
+from mosaic_it.budget.sample_count import Counted, SampleCounter
 from mosaic_it.engine.store import release_freed_memory
 from mosaic_it.records import Record
+
+R = TypeVar("R")
 
 
 def usable_cpus() -> int:
@@ -43,24 +50,55 @@ class WorkerDied(RuntimeError):
     """A worker process ended without finishing its work (killed, or out of memory)."""
 
 
+class ForkPool:
+    """Forked worker processes that each hold one ``state`` object, inherited through the
+    fork (shared memory: nothing large is pickled). A job is a module-level function called
+    in a worker as ``job(state, *args)``."""
+
+    def __init__(self, executor: ProcessPoolExecutor) -> None:
+        self._executor = executor
+
+    def submit(self, job: Callable[..., R], *args: Any) -> Future[R]:
+        return self._executor.submit(_call_with_state, job, *args)
+
+    def map(self, job: Callable[..., R], items: Iterable[Any]) -> Iterator[R]:
+        """``job(state, item)`` for each item, in order."""
+        return self._executor.map(partial(_call_with_state, job), items)
+
+
+# in a worker process only: the state its pool gave it (set by _start_worker, at its start)
+_WORKER_STATE: list[Any] = []
+
+
+def _start_worker(parent: int, state: Any) -> None:
+    """Run in each worker as it starts: it ends with the parent, and keeps ``state``."""
+    die_with_parent(parent)
+    _WORKER_STATE[:] = [state]
+
+
+def _call_with_state(job: Callable[..., R], *args: Any) -> R:
+    return job(_WORKER_STATE[0], *args)
+
+
 @contextmanager
-def fork_pool(workers: int, what: str) -> Iterator[ProcessPoolExecutor]:
-    """``workers`` forked processes (they share the parent's memory: nothing large is
-    pickled); a worker that dies raises :class:`WorkerDied` naming ``what`` it was doing."""
+def fork_pool(workers: int, what: str, state: Any) -> Iterator[ForkPool]:
+    """``workers`` forked processes holding ``state`` (see :class:`ForkPool`); a worker that
+    dies raises :class:`WorkerDied` naming ``what`` it was doing."""
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")  # tokenizers, after a fork
     # the objects made so far go out of the collector's sight: a collection in a worker would
     # otherwise write to every one of them, copying the parent's pages into the worker
     gc.collect()
     gc.freeze()
     release_freed_memory()  # what the parent freed is not copied into the workers' share
+    # with the fork start method the initializer's arguments are inherited, never pickled
     pool = ProcessPoolExecutor(
         workers,
         mp_context=multiprocessing.get_context("fork"),
-        initializer=die_with_parent,
-        initargs=(os.getpid(),),
+        initializer=_start_worker,
+        initargs=(os.getpid(), state),
     )
     try:
-        yield pool
+        yield ForkPool(pool)
     except BrokenProcessPool:
         raise WorkerDied(
             f"a worker process died while {what} (killed, or out of memory?); no output was "
@@ -96,19 +134,13 @@ def die_with_parent(parent: int) -> None:
         os._exit(1)
 
 
-# set in the parent just before the workers are forked; read by them
-_GROUPER: list[Grouper] = []
-
-
-def _count_job(texts: list[str], fold: bool) -> Counted:
-    grouper = _GROUPER[0]
-    if not fold:
-        grouper.words = None  # the parent found special-token strings: count texts whole
-    return grouper.count_texts(texts)
+def _count_job(counter: SampleCounter, texts: list[str], fold: bool) -> Counted:
+    # fold is False once the parent found special-token strings: count the texts whole
+    return counter.count_texts(texts, fold)
 
 
 def counted_batches(
-    grouper: Grouper, batches: Iterable[list[Record]], workers: int
+    counter: SampleCounter, batches: Iterable[list[Record]], workers: int
 ) -> Iterator[tuple[list[Record], list[int], list[int]]]:
     """Each batch of records with its prompt and output counts, in order.
 
@@ -118,25 +150,20 @@ def counted_batches(
     """
     it = iter(batches)
     ahead = list(islice(it, 2))  # two batches read: is there more than one?
-    if len(ahead) < 2 or workers <= 1 or grouper.words is None:
+    if len(ahead) < 2 or workers <= 1 or not counter.folds:
         # one batch, one process, or a tokenizer without word counts (which batches on all
         # cores itself)
         for items in chain(ahead, it):
-            yield items, *grouper.count(items)
+            yield items, *counter.count(items)
         return
-    _GROUPER.append(grouper)
     pending: deque[tuple[list[Record], Future[Counted]]] = deque()
-    try:
-        with fork_pool(workers, "counting tokens") as pool:
-            for items in chain(ahead, it):
-                texts = grouper.texts_to_count(items)
-                job = pool.submit(_count_job, texts, grouper.words is not None)
-                pending.append((items, job))
-                while len(pending) > 2 * workers:
-                    items, job = pending.popleft()
-                    yield items, *grouper.take_counts(job.result())
-            while pending:
+    with fork_pool(workers, "counting tokens", counter) as pool:
+        for items in chain(ahead, it):
+            texts = counter.texts_to_count(items)
+            pending.append((items, pool.submit(_count_job, texts, counter.folds)))
+            while len(pending) > 2 * workers:
                 items, job = pending.popleft()
-                yield items, *grouper.take_counts(job.result())
-    finally:
-        _GROUPER.clear()
+                yield items, *counter.take_counts(job.result())
+        while pending:
+            items, job = pending.popleft()
+            yield items, *counter.take_counts(job.result())

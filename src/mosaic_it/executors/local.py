@@ -20,20 +20,20 @@ import os
 import shutil
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, BinaryIO
 
-from mosaic_it.engine.mosaicker import Mosaicker, Prepared, RunSummary
+from mosaic_it.engine.admission import GroupingStats
+from mosaic_it.engine.mosaicker import Mosaicker, Prepared
 from mosaic_it.engine.parallel import fork_pool
+from mosaic_it.engine.summary import RunSummary
 from mosaic_it.io.files import atomic_writer, dumps_bytes, is_jsonl
 from mosaic_it.io.outputs import PathError, content_digest, describe_os_error
 from mosaic_it.records import MosaicSpec, Sample
 
 SampleToDict = Callable[[Sample], dict[str, Any]]
 MANIFEST = "manifest.json"
-
-# set in the parent just before the workers are forked; read by them
-_JOB: dict[str, Any] = {}
 
 
 def work_dir_for(output: str | Path) -> Path:
@@ -45,51 +45,45 @@ def _part(work: Path, epoch: int) -> Path:
     return work / f"epoch-{epoch:05d}.jsonl"
 
 
-def _run_epoch(epoch: int) -> dict[str, Any]:
-    """Write one epoch's samples to its part file; returns the epoch's summary counters."""
-    mosaicker: Mosaicker = _JOB["mosaicker"]
-    prepared: Prepared = _JOB["prepared"]
-    to_dict: SampleToDict = _JOB["to_dict"]
-    work: Path = _JOB["work"]
-    start = time.perf_counter()
+@dataclass(frozen=True)
+class EpochJob:
+    """What writing one epoch's part needs (forked workers inherit it: nothing is pickled)."""
+
+    mosaicker: Mosaicker
+    prepared: Prepared
+    to_dict: SampleToDict
+    work: Path
+
+
+@dataclass
+class EpochResult:
+    """What writing one epoch's part found: its summary, its grouping counters and late
+    rejects (sent back from a worker, added to the run's once)."""
+
+    summary: RunSummary
+    stats: GroupingStats
+    late_rejects: list[int]
+
+
+def _write_epoch(job: EpochJob, epoch: int) -> EpochResult:
+    """Write one epoch's samples to its part file."""
+    prepared, grouper = job.prepared, job.prepared.grouper
     summary = RunSummary()
-    prepared_epoch = Prepared(prepared.grouper, prepared.admitted, summary, prepared.positions)
-    final = _part(work, epoch)
+    prepared_epoch = Prepared(grouper, prepared.admitted, summary, prepared.positions)
+    final = _part(job.work, epoch)
     partial = final.with_suffix(".partial")
+    mark = grouper.mark()
     with open(partial, "wb") as out:
         lines: list[bytes] = []
-        for sample in mosaicker.run_epoch(prepared_epoch, epoch):
-            lines.append(dumps_bytes(to_dict(sample)))
+        for sample in job.mosaicker.run_epoch(prepared_epoch, epoch):
+            lines.append(dumps_bytes(job.to_dict(sample)))
             if len(lines) >= 512:
                 out.write(b"\n".join(lines) + b"\n")
                 lines.clear()
         if lines:
             out.write(b"\n".join(lines) + b"\n")
     os.replace(partial, final)
-    grouper = prepared.grouper
-    counters = {
-        "samples_written": summary.samples_written,
-        "instructions_per_sample": dict(summary.instructions_per_sample),
-        "strategies": dict(summary.strategies),
-        "rules": dict(summary.rules),
-        "rules_replaced": dict(summary.rules_replaced),
-        "formats": dict(summary.formats),
-        "tokens_in_samples": summary.tokens_in_samples,
-        "max_sample_tokens": summary.max_sample_tokens,
-        "late_rejects": list(grouper.late_rejects),
-        "stats": dict(vars(grouper.stats), by_epoch=None),
-        "seconds": time.perf_counter() - start,
-    }
-    grouper.late_rejects.clear()
-    return counters
-
-
-def _merge(summary: RunSummary, c: dict[str, Any]) -> None:
-    summary.samples_written += c["samples_written"]
-    for key in ("instructions_per_sample", "strategies", "rules", "rules_replaced", "formats"):
-        getattr(summary, key).update(c[key])
-    summary.tokens_in_samples += c["tokens_in_samples"]
-    summary.max_sample_tokens = max(summary.max_sample_tokens, c["max_sample_tokens"])
+    return EpochResult(summary, *grouper.take_since(mark))
 
 
 def fingerprint(mosaicker: Mosaicker, source: str | Path | None, extra: dict[str, Any]) -> str:
@@ -117,6 +111,52 @@ def fingerprint(mosaicker: Mosaicker, source: str | Path | None, extra: dict[str
     return hashlib.sha256(json.dumps(info, sort_keys=True, default=str).encode()).hexdigest()
 
 
+def _finished_epochs(
+    work: Path, epochs: int, fingerprint_value: str, note: Callable[[str], None]
+) -> set[int]:
+    """The epochs an interrupted run of the same input and options finished in ``work``."""
+    manifest_path = work / MANIFEST
+    if not manifest_path.exists():
+        note(f"--resume: nothing to resume ({work} does not exist); ran every epoch")
+        return set()
+    try:
+        manifest = json.loads(manifest_path.read_text())
+    except ValueError:
+        manifest = {}
+    if manifest.get("fingerprint") != fingerprint_value:
+        note(
+            f"--resume: the parts in {work} were made from another input, rule pack, "
+            "tokenizer or options; they were discarded and every epoch ran again"
+        )
+        return set()
+    done = {e for e in range(epochs) if _part(work, e).exists()}
+    note(
+        f"--resume: reused epoch(s) {', '.join(map(str, sorted(done)))} from {work}"
+        if done
+        else f"--resume: no finished epoch in {work}; ran every epoch"
+    )
+    return done
+
+
+def _open_work_dir(work: Path, epochs: int, fingerprint_value: str, keep: bool) -> None:
+    """Make the work directory (cleared first unless ``keep``) and its manifest."""
+    manifest_path = work / MANIFEST
+    if not keep and work.exists():
+        if not manifest_path.exists() and any(work.iterdir()):
+            raise PathError(
+                f"{work}: a directory this tool did not write is in the way of the "
+                "run's parts; move it away"
+            )
+        shutil.rmtree(work)
+    try:
+        work.mkdir(parents=True, exist_ok=True)
+        manifest_path.write_text(json.dumps({"fingerprint": fingerprint_value, "epochs": epochs}))
+    except OSError as exc:
+        raise PathError(describe_os_error(exc, "cannot write the run's parts")) from None
+    for stale in work.glob("*.partial"):
+        stale.unlink()
+
+
 def write_run(
     mosaicker: Mosaicker,
     prepared: Prepared,
@@ -133,63 +173,26 @@ def write_run(
     ``note`` is told what ``resume`` found (the epochs reused, or why none were)."""
     epochs = mosaicker.config.epochs
     work = work_dir_for(output)
-    manifest_path = work / MANIFEST
-    done: set[int] = set()
-    if resume and manifest_path.exists():
-        try:
-            manifest = json.loads(manifest_path.read_text())
-        except ValueError:
-            manifest = {}
-        if manifest.get("fingerprint") == fingerprint_value:
-            done = {e for e in range(epochs) if _part(work, e).exists()}
-            note(
-                f"--resume: reused epoch(s) {', '.join(map(str, sorted(done)))} from {work}"
-                if done
-                else f"--resume: no finished epoch in {work}; ran every epoch"
-            )
-        else:
-            note(
-                f"--resume: the parts in {work} were made from another input, rule pack, "
-                "tokenizer or options; they were discarded and every epoch ran again"
-            )
-    elif resume:
-        note(f"--resume: nothing to resume ({work} does not exist); ran every epoch")
-    if not done and work.exists():
-        if not manifest_path.exists() and any(work.iterdir()):
-            raise PathError(
-                f"{work}: a directory this tool did not write is in the way of the "
-                "run's parts; move it away"
-            )
-        shutil.rmtree(work)
-    try:
-        work.mkdir(parents=True, exist_ok=True)
-        manifest_path.write_text(json.dumps({"fingerprint": fingerprint_value, "epochs": epochs}))
-    except OSError as exc:
-        raise PathError(describe_os_error(exc, "cannot write the run's parts")) from None
-    for stale in work.glob("*.partial"):
-        stale.unlink()
+    done = _finished_epochs(work, epochs, fingerprint_value, note) if resume else set()
+    _open_work_dir(work, epochs, fingerprint_value, keep=bool(done))
 
     summary = prepared.summary
     summary.resumed_epochs = sorted(done)
     todo = [e for e in range(epochs) if e not in done]
     t0 = time.perf_counter()
-    _JOB.update(mosaicker=mosaicker, prepared=prepared, to_dict=to_dict, work=work)
+    job = EpochJob(mosaicker, prepared, to_dict, work)
     try:
-        results = list(_map(todo, workers, mosaicker.progress))
+        results = list(_write_epochs(job, todo, workers))
     except OSError as exc:  # disk full, read-only...: the finished epochs stay for --resume
         raise PathError(
             describe_os_error(exc, "cannot write") + f"; {output} was not touched; the finished "
             f"epochs are kept in {work}: free space (or fix the cause) and run the same command "
             "with --resume"
         ) from None
-    finally:
-        _JOB.clear()
-    for c in results:
-        _merge(summary, c)
-        for key, value in c["stats"].items():
-            if isinstance(value, int):
-                setattr(prepared.grouper.stats, key, getattr(prepared.grouper.stats, key) + value)
-        prepared.grouper.late_rejects.extend(c["late_rejects"])
+    for result in results:
+        summary.merge(result.summary)
+        prepared.grouper.stats.add(result.stats)
+        prepared.grouper.late_rejects.extend(result.late_rejects)
     for e in sorted(done):
         _count_part(summary, _part(work, e))
     try:
@@ -204,23 +207,24 @@ def write_run(
     return summary
 
 
-def _map(epochs: list[int], workers: int, progress: bool) -> Iterator[dict[str, Any]]:
+def _write_epochs(job: EpochJob, epochs: list[int], workers: int) -> Iterator[EpochResult]:
+    """Write the parts of ``epochs``, here or on ``workers`` forked processes."""
     bar = None
-    if progress:
+    if job.mosaicker.progress:
         from tqdm import tqdm
 
         bar = tqdm(total=len(epochs), desc="epochs", unit="epoch", leave=False)
     try:
         if workers <= 1 or len(epochs) <= 1:
             for e in epochs:
-                yield _run_epoch(e)
+                yield _write_epoch(job, e)
                 if bar is not None:
                     bar.update(1)
             return
         # forked: the workers share the counted records; nothing large is pickled
-        with fork_pool(min(workers, len(epochs)), "grouping epochs") as pool:
-            for c in pool.map(_run_epoch, epochs):
-                yield c
+        with fork_pool(min(workers, len(epochs)), "grouping epochs", job) as pool:
+            for result in pool.map(_write_epoch, epochs):
+                yield result
                 if bar is not None:
                     bar.update(1)
     finally:

@@ -32,10 +32,12 @@ import os
 import re
 import tempfile
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
-from mosaic_it.engine.mosaicker import MosaicConfig, Mosaicker, RunSummary
+from mosaic_it.engine.mosaicker import MosaicConfig, Mosaicker
+from mosaic_it.engine.summary import RunSummary
 from mosaic_it.io.files import (
     InputError,
     InvalidRecord,
@@ -272,6 +274,33 @@ def _quiet_ray_logs() -> None:
         logging.getLogger(name).setLevel(logging.ERROR)
 
 
+def _keyed(batch: Any, *, parquet: bool, shards: int) -> Any:
+    """A batch of input rows (a pyarrow table) as JSON texts with their file, key and shard."""
+    import pyarrow as pa
+
+    paths = batch.column("path").to_pylist()
+    if parquet:
+        objs = [{k: v for k, v in r.items() if k != "path"} for r in batch.to_pylist()]
+        texts = [dumps(o) for o in objs]
+    else:
+        texts = batch.column("text").to_pylist()
+        objs = []
+        for t in texts:
+            try:
+                objs.append(loads(t))
+            except ValueError:
+                objs.append(None)  # the shard task reports it, with its file
+    keys = [record_key(o, t) for o, t in zip(objs, texts)]
+    return pa.table(
+        {
+            TEXT: pa.array(texts, pa.string()),
+            PATH: pa.array(paths, pa.string()),
+            KEY: pa.array(keys, pa.string()),
+            SHARD: pa.array([shard_of(k, shards) for k in keys], pa.int64()),
+        }
+    )
+
+
 def run_ray(
     inputs: list[str], job: ShardJob, *, shards: int, quiet: bool = False
 ) -> tuple[RunSummary, list[dict[str, Any]]]:
@@ -295,36 +324,13 @@ def run_ray(
     fs, base = _filesystem(job.output_dir)
     fs.create_dir(base, recursive=True)
 
-    def add_shard(batch: pa.Table) -> pa.Table:
-        paths = batch.column("path").to_pylist()
-        if parquet:
-            objs = [{k: v for k, v in r.items() if k != "path"} for r in batch.to_pylist()]
-            texts = [dumps(o) for o in objs]
-        else:
-            texts = batch.column("text").to_pylist()
-            objs = []
-            for t in texts:
-                try:
-                    objs.append(loads(t))
-                except ValueError:
-                    objs.append(None)  # the shard task reports it, with its file
-        keys = [record_key(o, t) for o, t in zip(objs, texts)]
-        return pa.table(
-            {
-                TEXT: pa.array(texts, pa.string()),
-                PATH: pa.array(paths, pa.string()),
-                KEY: pa.array(keys, pa.string()),
-                SHARD: pa.array([shard_of(k, shards) for k in keys], pa.int64()),
-            }
-        )
-
     def run_group(batch: pa.Table) -> pa.Table:
         rows = batch.to_pylist()
         return pa.table({"summary": [dumps(mosaic_shard(rows, rows[0][SHARD], job))]})
 
     try:
         out = (
-            ds.map_batches(add_shard, batch_format="pyarrow")
+            ds.map_batches(partial(_keyed, parquet=parquet, shards=shards), batch_format="pyarrow")
             .groupby(SHARD)
             .map_groups(run_group, batch_format="pyarrow")
             .take_all()

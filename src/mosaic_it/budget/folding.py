@@ -1,0 +1,128 @@
+"""The folding-counter interface: exact token counts of a concatenation, from summaries.
+
+A folding counter summarises each text once (its count and what lies at its edges) and folds
+the summaries of a sample's parts into the sample's exact count, without tokenizing the sample.
+Two counters implement it: :class:`.counting.WordCounter` (word-local SentencePiece BPE) and
+:class:`.pretokens.PieceCounter` (BPE behind a split expression). :mod:`.sample_count` picks the
+one a tokenizer allows and is the only user of this interface.
+
+A counter whose cache a forked worker can extend (the word counter: each word is counted once,
+wherever) also implements :class:`SharedCache`; the other keeps its caches per process.
+"""
+
+from __future__ import annotations
+
+import re
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from typing import Any, Protocol, runtime_checkable
+
+from mosaic_it.budget.tokenizer import Tokenizer
+
+# a counter's summary of one text: a tuple whose fields :attr:`FoldingCounter.shape` describes
+Summary = tuple[Any, ...]
+WordCount = tuple[str, int]  # a word and its count, as a worker learned it
+# caches are cleared when they reach this size: memory stays flat over millions of samples
+# (counts never depend on what is cached, only the time does)
+MAX_GLUE = 50_000
+
+
+class SeamError(ValueError):
+    """A seam a counter cannot fold (NFC could compose across it): count the sample whole."""
+
+
+class FoldingCounter(Protocol):
+    """Exact counts of concatenated texts, folded from the texts' summaries."""
+
+    # what the tokenizer prepends to a whole text, written as text (the "▁" of SentencePiece
+    # models, which the counters write " "), or ""
+    lead: str
+    # one letter a field of a summary: i (a count), s (a text), b (a flag); summaries are kept
+    # in arrays of that shape once a run's records are spooled to disk
+    shape: str
+    word_list: list[str]  # the texts summaries hold, by the number :meth:`word_id` gives them
+
+    def word_id(self, text: str) -> int:
+        """A small integer standing for a text of a summary (kept in arrays instead)."""
+        ...
+
+    def unsafe(self, text: str) -> bool:
+        """Whether text holds a special-token string that stops folding: count it whole."""
+        ...
+
+    def glue(self, text: str) -> Summary:
+        """The summary of a text that recurs (a label, a separator, a template's text), kept."""
+        ...
+
+    def prime_pack(self, texts: Sequence[str]) -> None:
+        """Prepare for texts a rule pack writes again and again (counted ahead, or kept)."""
+        ...
+
+    def count_texts(self, texts: Sequence[str]) -> tuple[list[int], list[Summary]]:
+        """Each text's count tokenized alone, and its summary."""
+        ...
+
+    def fold(self, parts: Sequence[Summary]) -> int:
+        """The count of the concatenation of ``parts``; :class:`SeamError` where it cannot."""
+        ...
+
+    def fold_many(self, samples: Sequence[Sequence[Sequence[Summary]]]) -> list[int | None]:
+        """Each sample's count: the sum of its sequences' folds (None where a seam cannot be
+        folded). Does in one go what it can for all of them (one tokenizer call)."""
+        ...
+
+
+@runtime_checkable
+class SharedCache(Protocol):
+    """A counter whose word counts a forked worker can hand back to the parent's cache."""
+
+    def count_texts(
+        self, texts: Sequence[str], journal: list[WordCount] | None = None
+    ) -> tuple[list[int], list[Summary]]:
+        """As :meth:`FoldingCounter.count_texts`; every word counted is added to ``journal``."""
+        ...
+
+    def learn(self, counted: Sequence[WordCount]) -> None:
+        """Take word counts made elsewhere (by a worker process with the same tokenizer)."""
+        ...
+
+
+class FoldingBase(ABC):
+    """What the two folding counters share: the special-token check, the recurring texts'
+    summaries, and the table of the texts their summaries hold (so that arrays can hold them
+    as small integers)."""
+
+    def __init__(self, tokenizer: Tokenizer, empty: Summary) -> None:
+        self.tokenizer = tokenizer
+        self.word_list: list[str] = [""]
+        self._word_ids: dict[str, int] = {"": 0}
+        self._glue: dict[str, Summary] = {"": empty}
+        specials = [t.content for t in tokenizer.backend.get_added_tokens_decoder().values()]
+        if getattr(tokenizer.backend, "encode_special_tokens", False):
+            specials = []  # special-token strings in the text are read as plain text
+        self._specials = re.compile("|".join(map(re.escape, specials))) if specials else None
+
+    @abstractmethod
+    def summarize(self, text: str) -> Summary:
+        """The summary of one text."""
+
+    def unsafe(self, text: str) -> bool:
+        """Text holding a special-token string may be split there: count it whole instead."""
+        return bool(self._specials and self._specials.search(text))
+
+    def glue(self, text: str) -> Summary:
+        """The summary of a text that recurs (a label, a separator, a template's text), kept."""
+        s = self._glue.get(text)
+        if s is None:
+            if len(self._glue) > MAX_GLUE:
+                self._glue = {"": self._glue[""]}
+            s = self._glue[text] = self.summarize(text)
+        return s
+
+    def word_id(self, text: str) -> int:
+        """A small integer standing for a text of a summary (kept in arrays instead)."""
+        i = self._word_ids.get(text)
+        if i is None:
+            i = self._word_ids[text] = len(self.word_list)
+            self.word_list.append(text)
+        return i
