@@ -21,6 +21,7 @@ from mosaic_it.io.files import InputError, InvalidRecord, batches, record_from_a
 from mosaic_it.method.rulepack import RulePack, load_rule_pack
 from mosaic_it.method.sizing import WRAP_MODES
 from mosaic_it.method.strategies import STRATEGIES
+from mosaic_it.method.strategies.base import registered
 from mosaic_it.records import Record, Sample
 
 COUNT_BATCH = 2048  # records counted together (one job of a counting worker)
@@ -69,8 +70,8 @@ class MosaicConfig:
         if not strategies:
             bad("strategies", "name at least one of format, permute, maskout")
         for s in strategies:
-            if s not in STRATEGIES:
-                bad("strategies", f"unknown strategy {s!r}; choose from {', '.join(STRATEGIES)}")
+            if s not in registered():
+                bad("strategies", f"unknown strategy {s!r}; choose from {', '.join(registered())}")
         if len(set(strategies)) != len(strategies):
             bad("strategies", f"{'+'.join(strategies)} names a strategy twice")
 
