@@ -21,8 +21,9 @@ from typing import Any
 
 from mosaic_it.budget.tokenizer import Tokenizer
 from mosaic_it.engine.mosaicker import MosaicConfig, Mosaicker
+from mosaic_it.io.assemble import output_rows
 from mosaic_it.io.files import InvalidRecord, dumps, records_from_raw, rows_dataset
-from mosaic_it.io.formats import check_format, conversation_to_row, record_to_row, sample_to_row
+from mosaic_it.io.formats import check_format, conversation_to_row, sample_to_row
 from mosaic_it.records import Record
 
 try:  # a torch IterableDataset when torch is there; torch stays optional
@@ -105,18 +106,15 @@ def mosaic_dataset(
         _records(source, input_format, on_error, invalid, conversations), invalid
     )
 
-    def rows() -> Iterator[dict[str, Any]]:
-        for epoch in range(mosaicker.config.epochs):
-            for sample in mosaicker.run_epoch(prepared, epoch):
-                yield sample_to_row(sample, output_format)
-        if keep_originals:
-            for i in prepared.admitted:
-                yield record_to_row(prepared.grouper.records[i], output_format)
-        for conversation in conversations or ():
-            yield conversation_to_row(conversation, output_format)
-
-    columns = {"history"} if conversations else set()
-    return rows_dataset(rows(), output_format, columns)
+    samples = (
+        sample_to_row(sample, output_format)
+        for epoch in range(mosaicker.config.epochs)
+        for sample in mosaicker.run_epoch(prepared, epoch)
+    )
+    originals = (prepared.grouper.records[i] for i in prepared.admitted) if keep_originals else ()
+    passed = (conversation_to_row(c, output_format) for c in conversations or ())
+    rows = output_rows(samples, originals, passed, output_format)
+    return rows_dataset(rows, output_format, {"history"} if conversations else set())
 
 
 class MosaicIterable(_IterableBase):  # type: ignore[misc,valid-type]

@@ -38,6 +38,7 @@ from typing import Any
 
 from mosaic_it.engine.mosaicker import MosaicConfig, Mosaicker
 from mosaic_it.engine.summary import RunSummary
+from mosaic_it.io.assemble import output_rows
 from mosaic_it.io.files import (
     InputError,
     InvalidRecord,
@@ -47,7 +48,7 @@ from mosaic_it.io.files import (
     records_from_raw,
     write_rows,
 )
-from mosaic_it.io.formats import check_format, conversation_to_row, record_to_row, sample_to_row
+from mosaic_it.io.formats import check_format, conversation_to_row, sample_to_row
 from mosaic_it.records import Record
 from mosaic_it.rng import derive_seed
 
@@ -133,20 +134,19 @@ def shard_rows(
     and how many of each kind, in the local engine's order."""
     fmt = job.output_format
     prepared = mosaicker.prepare(records, invalid)
-    rows: list[dict[str, Any]] = []
+    samples: list[dict[str, Any]] = []
     for epoch in range(job.config.epochs):
         for sample in mosaicker.run_epoch(prepared, epoch):
             row = sample_to_row(sample, fmt)
             row["mosaic"]["shard"] = shard
-            rows.append(row)
+            samples.append(row)
     mosaicker.finish(prepared, 0.0)
-    written = {"samples": len(rows), "originals": 0, "multi_turn": len(conversations)}
-    if job.keep_originals:
-        store = prepared.grouper.records
-        rows += [record_to_row(store[i], fmt) for i in prepared.admitted]
-        written["originals"] = len(prepared.admitted)
+    originals = (
+        [prepared.grouper.records[i] for i in prepared.admitted] if job.keep_originals else []
+    )
     passed = [conversation_to_row(c, fmt) for c in conversations]
-    rows += passed
+    written = {"samples": len(samples), "originals": len(originals), "multi_turn": len(passed)}
+    rows = list(output_rows(samples, originals, passed, fmt))
     columns = {c for r in passed for c in r}
     if any(r.system for r in records) or fmt in ("alpaca", "sharegpt"):
         columns.add("system")
