@@ -21,6 +21,7 @@ from hypothesis import strategies as st
 from tokenizers import AddedToken, processors
 from tokenizers.models import BPE
 
+from mosaic_it.budget import sentencepiece_bpe as spbpe
 from mosaic_it.budget import tokenizer as tokmod
 from mosaic_it.budget.tokenizer import DEFAULT_TOKENIZER, Tokenizer, TokenizerError, load_tokenizer
 
@@ -164,8 +165,8 @@ def test_real_data_matches_sentencepiece(tok, sp, capsys):
 
     # Timings: reported, not asserted.
     start = time.perf_counter()
-    model = tokmod._parse_sentencepiece_model(MODEL_FILE.read_bytes(), str(MODEL_FILE))
-    tokmod._sentencepiece_bpe_to_tokenizers(model, str(MODEL_FILE))
+    model = spbpe.parse_sentencepiece_model(MODEL_FILE.read_bytes(), str(MODEL_FILE))
+    spbpe.sentencepiece_bpe_to_tokenizers(model, str(MODEL_FILE))
     build_s = time.perf_counter() - start
     start = time.perf_counter()
     total = sum(tok.count_batch(texts))
@@ -236,12 +237,12 @@ def test_converted_bpe_variants_match_sentencepiece(
     )
     data = buffer.getvalue()
     reference = spm.SentencePieceProcessor(model_proto=data)
-    model = tokmod._parse_sentencepiece_model(data, "trained")
+    model = spbpe.parse_sentencepiece_model(data, "trained")
     assert model.remove_extra_whitespaces is remove_extra_whitespaces
     assert model.add_dummy_prefix is add_dummy_prefix
     assert model.byte_fallback is byte_fallback
     assert model.bos_id == reference.bos_id() and model.eos_id == reference.eos_id()
-    backend = tokmod._sentencepiece_bpe_to_tokenizers(model, "trained")
+    backend = spbpe.sentencepiece_bpe_to_tokenizers(model, "trained")
     probes = _PROBES + _TRAIN_TEXT[:6]
     if normalization != "identity":
         # Multi-codepoint graphemes such as "\r\n" hit the known Precompiled difference,
@@ -277,8 +278,8 @@ def test_precompiled_charsmap_grapheme_difference(text):
     )
     data = buffer.getvalue()
     reference = spm.SentencePieceProcessor(model_proto=data)
-    backend = tokmod._sentencepiece_bpe_to_tokenizers(
-        tokmod._parse_sentencepiece_model(data, "trained"), "trained"
+    backend = spbpe.sentencepiece_bpe_to_tokenizers(
+        spbpe.parse_sentencepiece_model(data, "trained"), "trained"
     )
     assert backend.encode(text, add_special_tokens=False).ids == reference.encode(text)
 
@@ -349,8 +350,8 @@ def test_the_model_is_converted_when_the_json_cannot_be_read(monkeypatch, sp):
 
 
 def test_bundled_model_settings():
-    model = tokmod._parse_sentencepiece_model(MODEL_FILE.read_bytes(), str(MODEL_FILE))
-    assert model.model_type == tokmod._BPE
+    model = spbpe.parse_sentencepiece_model(MODEL_FILE.read_bytes(), str(MODEL_FILE))
+    assert model.model_type == spbpe.BPE_MODEL
     assert model.byte_fallback
     assert model.add_dummy_prefix
     assert not model.remove_extra_whitespaces  # Llama/Mistral keep whitespace as is

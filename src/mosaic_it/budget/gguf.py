@@ -25,6 +25,17 @@ import tokenizers
 from tokenizers import AddedToken, Regex, decoders, pre_tokenizers
 from tokenizers.models import BPE
 
+from mosaic_it.budget.sentencepiece_bpe import (
+    BPE_MODEL,
+    BYTE,
+    CONTROL,
+    NORMAL,
+    UNKNOWN,
+    USER_DEFINED,
+    SentencePieceModel,
+    sentencepiece_bpe_to_tokenizers,
+)
+
 MAGIC = b"GGUF"
 # GGUF value types: (struct format, size) of the scalar ones; 8 is a string, 9 an array
 _SCALARS = {
@@ -43,8 +54,7 @@ _SCALARS = {
 _ARRAY_CODES = {4: "I", 5: "i", 6: "f"}  # arrays read in one step (token types, scores)
 STRING, ARRAY = 8, 9
 
-# token types (llama.cpp's, the same numbers as SentencePiece's)
-NORMAL, UNKNOWN, CONTROL, USER_DEFINED, UNUSED, BYTE = 1, 2, 3, 4, 5, 6
+# token types: llama.cpp's are SentencePiece's (NORMAL, UNKNOWN, CONTROL, USER_DEFINED, BYTE)
 
 GPT2_PATTERN = r"'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+"
 LLAMA3_PATTERN = (
@@ -246,12 +256,6 @@ def _add_tokens(backend: tokenizers.Tokenizer, tokens: list[str], types: list[in
 def _sentencepiece(
     meta: dict[str, Any], tokens: list[str], types: list[int]
 ) -> tokenizers.Tokenizer:
-    from mosaic_it.budget.tokenizer import (
-        _BPE,
-        _sentencepiece_bpe_to_tokenizers,
-        _SentencePieceModel,
-    )
-
     scores = meta.get("tokenizer.ggml.scores") or [0.0] * len(tokens)
     unk = meta.get("tokenizer.ggml.unknown_token_id")
     if not isinstance(unk, int):
@@ -259,9 +263,9 @@ def _sentencepiece(
     pieces = list(zip(tokens, scores, types))
     if 0 <= unk < len(pieces):  # some files type their unknown token as a control token
         pieces[unk] = (tokens[unk], scores[unk], UNKNOWN)
-    model = _SentencePieceModel(
+    model = SentencePieceModel(
         pieces=pieces,
-        model_type=_BPE,
+        model_type=BPE_MODEL,
         byte_fallback=BYTE in types,
         unk_id=unk,
         bos_id=meta.get("tokenizer.ggml.bos_token_id", -1),
@@ -269,4 +273,4 @@ def _sentencepiece(
         add_dummy_prefix=bool(meta.get("tokenizer.ggml.add_space_prefix", True)),
         remove_extra_whitespaces=False,  # llama.cpp keeps every space
     )
-    return _sentencepiece_bpe_to_tokenizers(model, origin="GGUF", user_defined=True)
+    return sentencepiece_bpe_to_tokenizers(model, origin="GGUF", user_defined=True)

@@ -1,53 +1,31 @@
 """Exact counts of a concatenation for BPE behind a regex pre-tokenizer, or on the whole text.
 
-Byte-level BPE tokenizers behind GPT-2's (SmolLM2's, after a digit split), Qwen2's, Llama-3's,
-Tekken's or o200k's split expression cut text into pieces with a regular expression and run
-BPE on each piece alone, so a text's count is the sum of its pieces' counts. Joining two texts
-changes only the pieces near the seam; how near is told by *hard pairs*: two adjacent characters
-that no alternative of the expression can take in one piece, not even part way (a letter then a
-non-letter, a digit then anything for Qwen2, a newline then a non-space character, ...). No
-attempt to match consumes across a hard pair, and none looks more than one character past what
-it consumed, so the pieces before a hard pair are the same whatever text follows it, and those
-after it are the same whatever text precedes it.
+The tokenizers :mod:`.hard_pairs` covers never join two characters of a *hard pair* into one
+piece, and the pieces on either side of one do not depend on the other side (a split
+expression may look one character past a match, which a summary keeps). A text is thus
+summarised by its count, the text up to just past its first hard pair with the count of the
+pieces before that pair, and the text after its last hard pair with its count. A seam
+re-splits only the few characters between the nearest hard pairs on either side, and nothing
+at all when the seam itself is a hard pair nothing looks past. Added tokens (a chat template's
+``<|im_start|>``) are split off before anything else and are one token each: a text holding
+them is summarised by the texts before the first and after the last. Without a split
+expression (Gemma's BPE on the whole text) the tokenizer counts each region whole.
 
-A text is thus summarised by its count, the text up to just past its first hard pair with the
-count of the pieces before that pair, and the text after its last hard pair with its count. A
-seam re-splits only the few characters between the nearest hard pairs on either side. Added
-tokens (a chat template's ``<|im_start|>``) are split off before anything else and are one token
-each: a text holding them is summarised by the texts before the first and after the last.
-
-BPE run on the whole text with spaces written "▁" and nothing prepended (Gemma's) has hard pairs
-too: two characters no vocabulary piece and no added token holds side by side, which no merge
-can join (see :func:`_vocabulary_scheme`); the same summaries and folding then apply, with the
-tokenizer counting each region whole.
-
-The reasoning is made for the expressions in :data:`PATTERNS` only, and characters are sorted into
-classes only when they are ASCII: any pair with another character is taken as one that can join,
-which only makes the re-split stretch longer. With an NFC normaliser a seam is folded only when
-NFC cannot compose across it; a sample with such a seam is counted whole by the engine.
+With an NFC normaliser a seam is folded only when NFC cannot compose across it; a sample with
+such a seam is counted whole by the engine.
 """
 
 from __future__ import annotations
 
-import json
 import re
 import unicodedata
 from collections.abc import Sequence
-from dataclasses import dataclass
-from itertools import pairwise
-
-from tokenizers import Regex, pre_tokenizers
-from tokenizers.models import BPE
 
 from mosaic_it.budget.folding import FoldingBase, SeamError
-from mosaic_it.budget.gguf import (
-    GPT2_PATTERN,
-    LLAMA3_PATTERN,
-    O200K_PATTERN,
-    QWEN2_PATTERN,
-    TEKKEN_PATTERN,
-)
+from mosaic_it.budget.hard_pairs import UNKNOWN, Scheme, pretoken_scheme
 from mosaic_it.budget.tokenizer import Tokenizer
+
+__all__ = ["PieceCounter", "PieceSummary", "Scheme", "SeamError", "pretoken_scheme"]
 
 # (count, head, count of head's pieces before its hard pair, tail, tail's count, kind)
 PieceSummary = tuple[int, str, int, str, int, int]
@@ -57,238 +35,6 @@ PieceSummary = tuple[int, str, int, str, int, int]
 WHOLE, CUT, SPECIAL = 0, 1, 2
 EMPTY: PieceSummary = (0, "", 0, "", 0, WHOLE)
 MAX_CACHE = 400_000  # entries in each cache before it starts again (counts never depend on it)
-
-# the split expressions reasoned about above, by the rules their alternatives follow (see
-# _joinable): GPT-2's (also behind ByteLevel's own regex), Qwen2's (a digit a piece), Llama-3's
-# (digits three at most, as in tiktoken's cl100k), Mistral's Tekken (Qwen2's, with letters by
-# case, which only joins fewer pairs, and "/" after newlines) and tiktoken's o200k (Tekken's,
-# digits three at most, and a contraction may follow letters)
-GPT2, QWEN2, LLAMA3, TEKKEN, O200K = "gpt2", "qwen2", "llama3", "tekken", "o200k"
-PATTERNS = {
-    GPT2_PATTERN: GPT2,
-    QWEN2_PATTERN: QWEN2,
-    LLAMA3_PATTERN: LLAMA3,
-    TEKKEN_PATTERN: TEKKEN,
-    O200K_PATTERN: O200K,
-}
-NAMES = {
-    GPT2_PATTERN: "GPT-2's",
-    QWEN2_PATTERN: "Qwen2's",
-    LLAMA3_PATTERN: "Llama-3's",
-    TEKKEN_PATTERN: "Tekken's",
-    O200K_PATTERN: "o200k's",
-}
-
-# character classes (ASCII only; everything else is UNKNOWN)
-UNKNOWN, LETTER, DIGIT, NEWLINE, SPACE, TAB, PUNCT = range(7)
-
-
-def _classes() -> list[int]:
-    table = [UNKNOWN] * 128
-    for c in range(128):
-        ch = chr(c)
-        if ch.isalpha():
-            table[c] = LETTER
-        elif ch.isdigit():
-            table[c] = DIGIT
-        elif ch in "\r\n":
-            table[c] = NEWLINE
-        elif ch == " ":
-            table[c] = SPACE
-        elif ch == "\t":
-            table[c] = TAB
-        elif 33 <= c <= 126:
-            table[c] = PUNCT
-    return table
-
-
-CLASS = _classes()
-
-
-def _joinable(a: int, b: int, rules: str, digits_apart: bool) -> bool:
-    """Whether some alternative of the expression can consume class ``a`` then class ``b``.
-
-    Qwen2 and Llama-3 (their alternatives, and the pairs they consume): contractions ("'" then
-    letters), ``[^\\r\\n\\p{L}\\p{N}]?\\p{L}+`` (space, tab or punctuation, then letters),
-    ``\\p{N}{1,3}`` (digits, Llama-3 only), `` ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*`` (a space then
-    punctuation, punctuation, newlines after it), and the white-space runs.
-
-    GPT-2: contractions, `` ?\\p{L}+`` (only a space may come before letters), `` ?\\p{N}+``,
-    `` ?[^\\s\\p{L}\\p{N}]+`` (no newlines after punctuation), and the white-space runs.
-
-    Tekken: Qwen2's, but punctuation may be followed by newlines and "/" in any order (a
-    newline then punctuation). o200k: Tekken's, digits three at most, and letters may take a
-    contraction after them (a letter then "'"); an attempt at a contraction reads at most
-    three characters after the letters, each joinable to the one before, so it never reads
-    past a hard pair.
-
-    ``digits_apart``: a pre-tokenizer step before the expression cuts on both sides of every
-    digit (``Digits(individual_digits=True)``), so no pair with a digit joins.
-    """
-    if UNKNOWN in (a, b):
-        return True
-    if digits_apart and DIGIT in (a, b):
-        return False
-    white = (SPACE, TAB, NEWLINE)
-    if rules == GPT2:
-        return (
-            (b == LETTER and a in (LETTER, SPACE, PUNCT))
-            or (b == DIGIT and a in (DIGIT, SPACE))
-            or (b == PUNCT and a in (PUNCT, SPACE))
-            or (a in white and b in white)
-        )
-    return (
-        (b == LETTER and a in (LETTER, SPACE, TAB, PUNCT))
-        or (rules == O200K and a == LETTER and b == PUNCT)
-        or (rules in (TEKKEN, O200K) and a == NEWLINE and b == PUNCT)
-        or (rules in (LLAMA3, O200K) and a == DIGIT == b)
-        or (a == SPACE and b == PUNCT)
-        or (a == PUNCT and b in (PUNCT, NEWLINE))
-        or (a in white and b in white)
-    )
-
-
-@dataclass(frozen=True)
-class _Scheme:
-    """What makes a tokenizer foldable here: its split expression (None: no pre-tokenizer, the
-    model runs on the whole normalised text), its normaliser and its hard pairs."""
-
-    pattern: str | None
-    digits_apart: bool  # a Digits(individual_digits=True) step runs before the expression
-    nfc: bool
-    hard: tuple[tuple[bool, ...], ...]  # hard[a][b] for classes a, b
-
-    def describe(self) -> str:
-        if self.pattern is None:
-            return "BPE on the whole text, cut only where no piece or added token joins"
-        name = NAMES[self.pattern]
-        extra = ", digits apart" if self.digits_apart else ""
-        return f"byte-level BPE, {name} split expression{extra}{', NFC' if self.nfc else ''}"
-
-    def splitter(self) -> pre_tokenizers.PreTokenizer | None:
-        """The tokenizer's own pre-tokenization without its byte mapping (pieces, offsets)."""
-        if self.pattern is None:
-            return None
-        split = pre_tokenizers.Split(Regex(self.pattern), behavior="isolated")
-        if not self.digits_apart:
-            return split
-        return pre_tokenizers.Sequence([pre_tokenizers.Digits(individual_digits=True), split])
-
-    def cuts(self) -> tuple[re.Pattern[str], re.Pattern[str]]:
-        """Where counting may cut a text, and a space no cut can be made before (see
-        PieceCounter.count_texts): between the ASCII characters of a hard pair whose first is
-        no white space (no attempt before it looks past it)."""
-        alternatives = []
-        before_space = ""
-        for a in (LETTER, DIGIT, PUNCT):
-            after = "".join(_CHARS[b] for b in range(1, 7) if self.hard[a][b])
-            if after:
-                alternatives.append(f"(?<=[{_CHARS[a]}])(?=[{after}])")
-            if self.hard[a][SPACE]:
-                before_space += _CHARS[a]
-        cut = re.compile("|".join(alternatives) or "(?!)")
-        odd = re.compile(f"(?:^|[^{before_space}]) " if before_space else " ")
-        return cut, odd
-
-
-_INSPECTED: dict[int, tuple[object, _Scheme | None]] = {}
-
-
-def pretoken_scheme(tokenizer: Tokenizer) -> _Scheme | None:
-    """The scheme of a byte-level BPE tokenizer this module can fold, or None (checked once)."""
-    known = _INSPECTED.get(id(tokenizer.backend))
-    if known is not None and known[0] is tokenizer.backend:
-        return known[1]
-    result = _check(tokenizer)
-    _INSPECTED[id(tokenizer.backend)] = (tokenizer.backend, result)
-    return result
-
-
-def _check(tokenizer: Tokenizer) -> _Scheme | None:
-    backend = tokenizer.backend
-    model = backend.model
-    if not isinstance(model, BPE) or model.dropout not in (None, 0, 0.0):
-        return None
-    if model.continuing_subword_prefix or model.end_of_word_suffix:
-        return None
-    try:
-        normalizer = json.loads(backend.normalizer.__getstate__()) if backend.normalizer else None
-        pre = json.loads(backend.pre_tokenizer.__getstate__()) if backend.pre_tokenizer else None
-    except Exception:  # noqa: BLE001 - anything we cannot inspect is not foldable
-        return None
-    if pre is None and normalizer in (_SPACES_ESCAPED, _SPACES_ESCAPED["normalizers"][0]):
-        return _vocabulary_scheme(tokenizer)
-    if normalizer not in (None, {"type": "NFC"}) or not pre:
-        return None
-    found = _split_of(pre.get("pretokenizers") or [] if pre.get("type") == "Sequence" else [pre])
-    if found is None:
-        return None
-    pattern, digits_apart = found
-    rules = PATTERNS[pattern]
-    hard = tuple(
-        tuple(not _joinable(a, b, rules, digits_apart) for b in range(7)) for a in range(7)
-    )
-    return _Scheme(pattern, digits_apart, normalizer is not None, hard)
-
-
-# SentencePiece-style BPE with no space prefix (Gemma's): spaces written "▁", nothing prepended
-_SPACES_ESCAPED = {
-    "type": "Sequence",
-    "normalizers": [{"type": "Replace", "pattern": {"String": " "}, "content": "▁"}],
-}
-
-
-def _vocabulary_scheme(tokenizer: Tokenizer) -> _Scheme | None:
-    """Hard pairs of BPE run on the whole (space-escaped) text: two classes no vocabulary
-    piece and no added token holds side by side. No merge can then join the two characters
-    (it would make such a piece), no added token spans them, and BPE's merges on either side
-    are the same as on that side alone; characters outside the vocabulary fall back to bytes
-    one character at a time."""
-    backend = tokenizer.backend
-    if backend.model.fuse_unk and not backend.model.byte_fallback:
-        return None  # unknown characters side by side would become one token
-    skip_special = getattr(backend, "encode_special_tokens", False)
-    added = [  # special tokens in the text are plain text when encode_special_tokens is set
-        t for t in backend.get_added_tokens_decoder().values() if not (t.special and skip_special)
-    ]
-    if any(t.normalized or t.lstrip or t.rstrip or t.single_word for t in added):
-        return None  # matched in the normalised text, or taking white space with them
-    joins = [[False] * 7 for _ in range(7)]
-    texts = [p.replace("▁", " ") for p in backend.get_vocab(with_added_tokens=False)]
-    texts += [t.content for t in added]
-    for text in texts:
-        for x, y in pairwise(text):
-            joins[CLASS[ord(x)] if x < "\x80" else UNKNOWN][
-                CLASS[ord(y)] if y < "\x80" else UNKNOWN
-            ] = True
-    hard = tuple(tuple(not (joins[a][b] or UNKNOWN in (a, b)) for b in range(7)) for a in range(7))
-    return _Scheme(None, False, False, hard)
-
-
-def _split_of(steps: list[dict]) -> tuple[str, bool] | None:
-    """The split expression of these pre-tokenizer steps and whether digits go apart first,
-    when they are one of: an expression of :data:`PATTERNS` then the byte mapping; the
-    byte mapping with its own (GPT-2's) expression; either after ``Digits`` one a piece."""
-    digits_apart = bool(steps) and steps[0] == {"type": "Digits", "individual_digits": True}
-    if digits_apart:
-        steps = steps[1:]
-    byte_level = steps[-1] if steps else {}
-    if byte_level.get("type") != "ByteLevel" or byte_level.get("add_prefix_space"):
-        return None
-    if len(steps) == 1 and byte_level.get("use_regex"):
-        return GPT2_PATTERN, digits_apart
-    if len(steps) != 2 or byte_level.get("use_regex"):
-        return None
-    split = steps[0]
-    pattern = (split.get("pattern") or {}).get("Regex")
-    if (
-        split.get("type") != "Split"
-        or pattern not in PATTERNS
-        or split.get("behavior") != "Isolated"
-        or split.get("invert")
-    ):
-        return None
-    return pattern, digits_apart
 
 
 def _bytes_to_unicode() -> dict[int, str]:
@@ -305,10 +51,6 @@ def _bytes_to_unicode() -> dict[int, str]:
 
 _BYTE_CHARS = str.maketrans({chr(b): c for b, c in _bytes_to_unicode().items()})
 
-# the ASCII characters of each class, as they are written in a character set
-_PUNCT = r"!-/:-@\[-`{-~"
-_CHARS = {LETTER: "A-Za-z", DIGIT: "0-9", NEWLINE: r"\r\n", SPACE: " ", TAB: r"\t", PUNCT: _PUNCT}
-
 
 class PieceCounter(FoldingBase):
     """Folds exact counts from piece summaries; one per tokenizer and run (see the module).
@@ -322,7 +64,10 @@ class PieceCounter(FoldingBase):
         if scheme is None:
             raise ValueError(f"{tokenizer.name}: not a BPE tokenizer this can fold")
         super().__init__(tokenizer, EMPTY)
+        self.scheme = scheme
         self._hard = scheme.hard
+        self._classes = scheme.classes
+        self._apart = scheme.apart()
         self._nfc = scheme.nfc
         self._split = scheme.splitter()
         self._cut, self._odd_space = scheme.cuts()
@@ -399,22 +144,22 @@ class PieceCounter(FoldingBase):
 
     def _first_cut(self, text: str) -> int | None:
         """The first position i (0 < i < len) where text[i - 1], text[i] is a hard pair."""
-        hard = self._hard
-        prev = CLASS[ord(text[0])] if text[0] < "\x80" else UNKNOWN
+        hard, classes = self._hard, self._classes
+        prev = classes[ord(text[0])] if text[0] < "\x80" else UNKNOWN
         for i in range(1, len(text)):
             ch = text[i]
-            cls = CLASS[ord(ch)] if ch < "\x80" else UNKNOWN
+            cls = classes[ord(ch)] if ch < "\x80" else UNKNOWN
             if hard[prev][cls]:
                 return i
             prev = cls
         return None
 
     def _last_cut(self, text: str) -> int | None:
-        hard = self._hard
-        nxt = CLASS[ord(text[-1])] if text[-1] < "\x80" else UNKNOWN
+        hard, classes = self._hard, self._classes
+        nxt = classes[ord(text[-1])] if text[-1] < "\x80" else UNKNOWN
         for i in range(len(text) - 1, 0, -1):
             ch = text[i - 1]
-            cls = CLASS[ord(ch)] if ch < "\x80" else UNKNOWN
+            cls = classes[ord(ch)] if ch < "\x80" else UNKNOWN
             if hard[cls][nxt]:
                 return i
             nxt = cls
@@ -532,8 +277,21 @@ class PieceCounter(FoldingBase):
                 continue
             if not head:
                 continue
-            if region and not self._seam_safe(region[-1], head[0]):
-                raise SeamError(f"NFC may compose {region[-1]!r} with {head[0]!r}")
+            apart = True  # nothing before the part
+            if region:
+                left, right = region[-1], head[0]
+                if not self._seam_safe(left, right):
+                    raise SeamError(f"NFC may compose {left!r} with {right!r}")
+                classes = self._classes
+                apart = self._apart[classes[ord(left)] if left < "\x80" else UNKNOWN][
+                    classes[ord(right)] if right < "\x80" else UNKNOWN
+                ]
+            if apart:
+                # a hard pair at the seam that nothing looks past: the region keeps its pieces
+                # and the part keeps its own, so nothing is counted again
+                total += count
+                region, region_count = tail, tail_count
+                continue
             if kind == CUT:
                 # re-split the region with the part's head: the pieces before the head's hard
                 # pair are final, and the part's own pieces after it stay as they were

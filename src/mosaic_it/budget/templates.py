@@ -27,6 +27,7 @@ maps them to their ids, as ``transformers``' ``apply_chat_template`` does.
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -221,6 +222,39 @@ def template_from_chat_template(spec: str) -> Template:
     the ways of ``CONTENT_TRANSFORMS``; otherwise the template cannot be counted exactly and a
     :class:`TemplateError` says why.
     """
+    render = _renderer(spec)
+    s, u, a = SENTINELS
+    prefix, middle, suffix = _split(render(_messages(None, u, a)), u, a, spec)
+
+    # the split must hold for other contents too
+    u2, a2 = "Some other question?", "A longer answer, with\ntwo lines."
+    if render(_messages(None, u2, a2)) != prefix + u2 + middle + a2 + suffix:
+        raise TemplateError(
+            f"{spec}: its chat_template renders the text around a message differently "
+            "depending on the message, so it is not prefix + instruction + middle + response "
+            "+ suffix; choose a built-in --template"
+        )
+    system_prefix = _system_prefix(render, (middle, suffix), spec)
+
+    def expected(system: str | None, user: str, assistant: str) -> str:
+        head = prefix if system is None else str(system_prefix).replace(SYSTEM, system)
+        return head + user + middle + assistant + suffix
+
+    return Template(
+        "auto",
+        prefix,
+        middle,
+        suffix,
+        False,
+        True,
+        system_prefix=system_prefix,
+        transforms=_content_transforms(render, expected, system_prefix is not None, spec),
+        source=spec,
+    )
+
+
+def _renderer(spec: str) -> Callable[[list[dict[str, str]]], str]:
+    """The tokenizer's ``apply_chat_template`` as a function of messages to text."""
     try:
         from transformers import AutoTokenizer
     except ImportError:
@@ -250,41 +284,44 @@ def template_from_chat_template(spec: str) -> Template:
             raise TemplateError(f"{spec}: its chat_template did not render to text")
         return text
 
+    return render
+
+
+def _system_prefix(
+    render: Callable[[list[dict[str, str]]], str], after: tuple[str, str], spec: str
+) -> str | None:
+    """Where a system prompt goes: the text before the instruction with SYSTEM standing for
+    the prompt (None: the template rejects or ignores system messages). ``after``: the
+    middle and suffix rendered without a system prompt, which must stay the same."""
     s, u, a = SENTINELS
-    prefix, middle, suffix = _split(render(_messages(None, u, a)), u, a, spec)
-
-    # the split must hold for other contents too
-    u2, a2 = "Some other question?", "A longer answer, with\ntwo lines."
-    if render(_messages(None, u2, a2)) != prefix + u2 + middle + a2 + suffix:
-        raise TemplateError(
-            f"{spec}: its chat_template renders the text around a message differently "
-            "depending on the message, so it is not prefix + instruction + middle + response "
-            "+ suffix; choose a built-in --template"
-        )
-
-    # where a system prompt goes (None: the template rejects or ignores system messages)
-    system_prefix: str | None = None
     try:
         with_system = render(_messages(s, u, a))
     except TemplateError:
-        with_system = None
-    if with_system is not None and with_system.count(s) == 1:
-        head, rest = with_system.split(s)
-        sys_tail, middle2, suffix2 = _split(rest, u, a, spec)
-        if (middle2, suffix2) != (middle, suffix) or SYSTEM in head + sys_tail:
-            raise TemplateError(
-                f"{spec}: with a system prompt its chat_template renders the answer "
-                "differently; choose a built-in --template"
-            )
-        system_prefix = head + SYSTEM + sys_tail
+        return None
+    if with_system.count(s) != 1:
+        return None
+    head, rest = with_system.split(s)
+    sys_tail, middle, suffix = _split(rest, u, a, spec)
+    if (middle, suffix) != after or SYSTEM in head + sys_tail:
+        raise TemplateError(
+            f"{spec}: with a system prompt its chat_template renders the answer "
+            "differently; choose a built-in --template"
+        )
+    return head + SYSTEM + sys_tail
 
-    def expected(system: str | None, user: str, assistant: str) -> str:
-        head = prefix if system is None else str(system_prefix).replace(SYSTEM, system)
-        return head + user + middle + assistant + suffix
 
+def _content_transforms(
+    render: Callable[[list[dict[str, str]]], str],
+    expected: Callable[[str | None, str, str], str],
+    has_system: bool,
+    spec: str,
+) -> tuple[str, ...]:
+    """What the template does to the white space around each message (system, user,
+    assistant): the name of the ``CONTENT_TRANSFORMS`` entry that reproduces it."""
+    s, u, a = SENTINELS
     transforms = []
     for slot, role in enumerate(("system", "user", "assistant")):
-        if slot == 0 and system_prefix is None:
+        if slot == 0 and not has_system:
             transforms.append("keep")
             continue
         padded = PADDING + SENTINELS[slot] + PADDING
@@ -302,17 +339,7 @@ def template_from_chat_template(spec: str) -> Template:
                 f"{spec}: its chat_template changes the {role} message's text in a way "
                 "mosaic-it cannot reproduce; choose a built-in --template"
             )
-    return Template(
-        "auto",
-        prefix,
-        middle,
-        suffix,
-        False,
-        True,
-        system_prefix=system_prefix,
-        transforms=tuple(transforms),
-        source=spec,
-    )
+    return tuple(transforms)
 
 
 def _split(text: str, user: str, assistant: str, spec: str) -> tuple[str, str, str]:
