@@ -28,7 +28,6 @@ from mosaic_it.engine.admission import GroupingStats
 from mosaic_it.engine.mosaicker import Mosaicker, Prepared
 from mosaic_it.engine.parallel import fork_pool
 from mosaic_it.engine.summary import RunSummary
-from mosaic_it.io.atomic import atomic_path
 from mosaic_it.io.files import atomic_writer, dumps_bytes, is_jsonl
 from mosaic_it.io.outputs import PathError, content_digest, describe_os_error
 from mosaic_it.records import MosaicSpec, Sample
@@ -71,8 +70,10 @@ def _write_epoch(job: EpochJob, epoch: int) -> EpochResult:
     prepared, grouper = job.prepared, job.prepared.grouper
     summary = RunSummary()
     prepared_epoch = Prepared(grouper, prepared.admitted, summary, prepared.positions)
+    final = _part(job.work, epoch)
+    partial = final.with_suffix(".partial")
     mark = grouper.mark()
-    with atomic_path(_part(job.work, epoch)) as partial, open(partial, "wb") as out:
+    with open(partial, "wb") as out:
         lines: list[bytes] = []
         for sample in job.mosaicker.run_epoch(prepared_epoch, epoch):
             lines.append(dumps_bytes(job.to_dict(sample)))
@@ -81,6 +82,7 @@ def _write_epoch(job: EpochJob, epoch: int) -> EpochResult:
                 lines.clear()
         if lines:
             out.write(b"\n".join(lines) + b"\n")
+    os.replace(partial, final)
     return EpochResult(summary, *grouper.take_since(mark))
 
 
