@@ -520,6 +520,14 @@ def test_no_permission(scratch, capsys):
 # --------------------------------------------------------------------------- real processes
 
 
+def _sigint_as_from_a_shell() -> None:
+    """In a child before exec: SIGINT unblocked and default, as a terminal gives it. A child
+    inherits the test process's mask and ignored signals, which a library used by an earlier
+    test (a process pool, a resource tracker) can leave changed."""
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _start(args: list[str], cwd: Path, session: bool = False, **env: str) -> subprocess.Popen:
     return subprocess.Popen(
         [sys.executable, "-m", "mosaic_it.cli.main", *args],
@@ -529,6 +537,7 @@ def _start(args: list[str], cwd: Path, session: bool = False, **env: str) -> sub
         stderr=subprocess.PIPE,
         text=True,
         start_new_session=session,
+        preexec_fn=_sigint_as_from_a_shell,
     )
 
 
@@ -784,6 +793,10 @@ def test_ctrl_c_during_train_names_the_checkpoints_kept(scratch, capsys):
                 return
             time.sleep(0.05)
 
+    # this process receives the SIGINT: make it deliverable as a terminal's would be, whatever
+    # an earlier test's libraries left in this thread's mask or handler (restored after)
+    mask = signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+    handler = signal.signal(signal.SIGINT, signal.default_int_handler)
     watcher = threading.Thread(target=interrupt, daemon=True)
     watcher.start()
     try:
@@ -810,6 +823,8 @@ def test_ctrl_c_during_train_names_the_checkpoints_kept(scratch, capsys):
     finally:
         running.clear()
         watcher.join()
+        signal.signal(signal.SIGINT, handler)
+        signal.pthread_sigmask(signal.SIG_SETMASK, mask)
     err = capsys.readouterr().err
     assert status == 130, err
     assert "interrupted; checkpoints kept in run: checkpoint-" in err
