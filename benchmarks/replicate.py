@@ -969,9 +969,14 @@ def ifeval_checker() -> tuple[Callable[[dict[str, Any], str], Any], str]:
     algorithm with a pretrained English model, put in their place here.
     """
     try:
+        import langdetect
         import nltk.tokenize
         import punkt
         from if_verifiable import api
+
+        # the language check detects with langdetect, which draws at random unless seeded: the
+        # same answers must get the same scores on every run
+        langdetect.DetectorFactory.seed = 0
         from if_verifiable.ifeval import instructions_util
         from if_verifiable.types import IFEvalSample
     except ImportError as exc:
@@ -1061,7 +1066,13 @@ def score_multi(eval_path: Path, responses: dict[str, str]) -> dict[str, Any]:
         sample_pass = {}
         num, den = [], []
         for item in items:
-            v = verify(item.spec, responses.get(item.id, ""), mode=mode)
+            v = verify(  # as score() grades it: with the references and the instructions
+                item.spec,
+                responses.get(item.id, ""),
+                mode=mode,
+                references=item.references,
+                instructions=item.instructions,
+            )
             if v.passed is None:
                 continue
             sample_pass[item.id] = float(bool(v.passed))
