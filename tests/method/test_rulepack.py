@@ -100,3 +100,40 @@ def test_a_replacement_pack_is_used_verbatim(tmp_path):
     path = write(tmp_path, data)
     samples = list(Mosaicker(MosaicConfig(rules=str(path), epochs=1)).run(make_records(60)))
     assert {s.spec.numbering.label for s in samples if s.spec.numbering} == {"Q{n}"}
+
+
+def test_string_set_finds_what_a_plain_search_finds():
+    from mosaic_it.method.rulepack import StringSet
+
+    rng = __import__("random").Random(7)
+    alphabet = "ab<|>_ \u00e9\u4e2d"
+    strings = {"".join(rng.choice(alphabet) for _ in range(rng.randint(1, 6))) for _ in range(300)}
+    found = StringSet(strings)
+    for _ in range(2000):
+        text = "".join(rng.choice(alphabet) for _ in range(rng.randint(0, 40)))
+        hit = found.found_in(text)
+        assert (hit is not None) == any(s in text for s in strings)
+        assert hit is None or (hit in strings and hit in text)
+    assert StringSet([]).found_in("anything") is None
+
+
+def test_thousands_of_avoided_strings_leave_out_exactly_the_tags_that_hold_one(pack):
+    from mosaic_it.method.layout import tag_pairs
+
+    # a tokenizer's many special tokens: a few match tag pieces, most match nothing
+    special = {f"<unused{i}>" for i in range(5000)} | {"[BEGIN]", "<<", "ANSWER"}
+    avoiding = pack.avoiding(frozenset(special))
+    kept = tag_pairs(avoiding)
+    every = [
+        (o, c, b, e) for o, c in pack.layout["tag_brackets"] for b, e in pack.layout["tag_words"]
+    ]
+    expected = [
+        t
+        for t in every
+        if not any(
+            a in t[0] + w + t[1]
+            for w in (t[2], t[3], t[2].lower(), t[3].lower())
+            for a in avoiding.avoid
+        )
+    ]
+    assert kept == expected and 0 < len(kept) < len(every)

@@ -60,12 +60,12 @@ def tag_pairs(pack: RulePack) -> list[tuple[str, str, str, str]]:
     strings the pack avoids (chat-control tokens such as ``<|end|>``)."""
     pairs = pack.derived.get("tag_pairs")
     if pairs is None:
-        cfg, avoid = pack.layout, pack.avoid
+        cfg, avoided = pack.layout, pack.avoided
         pairs = pack.derived["tag_pairs"] = [
             (open_, close, b, e)
             for open_, close in cfg["tag_brackets"]
             for b, e in cfg["tag_words"]
-            if not any(a in open_ + w + close for w in (b, e, b.lower(), e.lower()) for a in avoid)
+            if not any(avoided.found_in(open_ + w + close) for w in (b, e, b.lower(), e.lower()))
         ]
         if not pairs:
             raise ValueError(f"{pack.source}: every tag holds a string that must be avoided")

@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import os
 import string
+from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from importlib import resources
@@ -53,6 +54,14 @@ class RulePack:
     def avoid(self) -> tuple[str, ...]:
         """Strings no label, tag or phrasing may contain (chat-control strings)."""
         return tuple(self.data["avoid_strings"])
+
+    @property
+    def avoided(self) -> StringSet:
+        """:attr:`avoid` as a :class:`StringSet`, made once per pack."""
+        found = self.derived.get("avoided")
+        if found is None:
+            found = self.derived["avoided"] = StringSet(self.avoid)
+        return found
 
     def avoiding(self, strings: set[str] | frozenset[str]) -> RulePack:
         """This pack with ``strings`` avoided too (a tokenizer's special tokens, a template's
@@ -143,8 +152,31 @@ def _load_rule_pack(path: str | Path | None, stamp: object) -> RulePack:
     return RulePack(data["name"], data["version"], data, str(target))
 
 
-def contains_any(text: str, strings: tuple[str, ...]) -> bool:
-    return any(s in text for s in strings)
+class StringSet:
+    """Tells whether a text holds one of a set of strings.
+
+    A tokenizer brings thousands of special tokens to avoid (Gemma 3 has 6,251), and the
+    tags drawn from a pack are checked against all of them: a short text is looked up by its
+    substrings of the lengths the set holds, so the cost grows with the text, not the set.
+    """
+
+    def __init__(self, strings: Iterable[str]) -> None:
+        self.strings = frozenset(s for s in strings if s)
+        self._shortest_first = sorted(self.strings, key=lambda s: (len(s), s))
+        self._lengths = sorted({len(s) for s in self.strings})
+
+    def found_in(self, text: str) -> str | None:
+        """The first string of the set ``text`` holds (shortest first), or None."""
+        n = len(text)
+        if n * len(self._lengths) > len(self.strings):  # a long text: search for each string
+            return next((s for s in self._shortest_first if s in text), None)
+        for k in self._lengths:
+            if k > n:
+                break
+            for i in range(n - k + 1):
+                if text[i : i + k] in self.strings:
+                    return text[i : i + k]
+        return None
 
 
 def _filter_pools(data: dict[str, Any], avoid: tuple[str, ...], source: str) -> None:
@@ -161,12 +193,14 @@ def _filter_pools(data: dict[str, Any], avoid: tuple[str, ...], source: str) -> 
         strategy = find_strategy(name)
         if strategy is not None and strategy.pack_pools is not None:
             pools += strategy.pack_pools(data[name])
+    avoided = StringSet(avoid)
     for where, holder, key in pools:
-        kept = [t for t in holder[key] if not contains_any(t, avoid)]
+        kept = [t for t in holder[key] if avoided.found_in(t) is None]
         if not kept:
+            found = sorted({avoided.found_in(t) or "" for t in holder[key]})
             raise RulePackError(
                 f"{source}: {where}: every entry contains a string that must be "
-                f"avoided ({', '.join(avoid)})"
+                f"avoided ({', '.join(found)})"
             )
         holder[key] = kept
 
