@@ -37,6 +37,15 @@ VERBS = [
 ]
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _own_cache(tmp_path_factory):
+    """Every test, and every process a test starts, keeps derived files (converted tokenizers,
+    de-quantized models) in a cache of the session's own, never in the user's."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("MOSAIC_IT_CACHE", str(tmp_path_factory.mktemp("cache")))
+        yield
+
+
 def make_records(n: int, seed: int = 0, long_every: int = 0, max_words: int = 220) -> list[Record]:
     """Deterministic synthetic Alpaca records of varied length (some with input)."""
     import random

@@ -2,7 +2,7 @@
 
 transformers loads a GGUF file as a quantized model that it refuses to train or save; its
 de-quantized tensors are copied into the same architecture built from the config without
-``quantization_config`` and saved once in the cache (:func:`mosaic_it.apps.models.cache_root`).
+``quantization_config`` and saved once in the cache (:func:`mosaic_it.cache.cache_root`).
 """
 
 from __future__ import annotations
@@ -19,11 +19,11 @@ from typing import Any
 from mosaic_it.apps.models import (
     ModelError,
     ModelSource,
-    cache_root,
     package_missing,
     require_torch,
     short_error,
 )
+from mosaic_it.cache import cache_root
 
 GGUF_MARKER = "mosaic_it_gguf.json"
 

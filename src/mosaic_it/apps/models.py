@@ -22,11 +22,12 @@ from __future__ import annotations
 
 import copy
 import json
-import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from mosaic_it.cache import cache_root  # noqa: F401  (the cache's root, named here too)
 
 TINY_LLAMA = "builtin:tiny-llama"
 # the prompt formats of apps.prompt_formats, named here because that module builds on this one
@@ -291,15 +292,6 @@ def load_model(source: ModelSource, *, dtype: Any = None, seed: int = 0) -> Any:
         raise ModelError(
             f"{source.spec}: cannot load the model ({short_error(exc)}); {hint}"
         ) from exc
-
-
-def cache_root() -> Path:
-    """Where mosaic-it keeps derived files: ``$MOSAIC_IT_CACHE``, else
-    ``$XDG_CACHE_HOME/mosaic-it``, else ``~/.cache/mosaic-it``."""
-    if os.environ.get("MOSAIC_IT_CACHE"):
-        return Path(os.environ["MOSAIC_IT_CACHE"]).expanduser()
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base).expanduser() / "mosaic-it"
 
 
 def check_vocab(model: Any, tokenizer: Any, model_name: str) -> None:

@@ -15,11 +15,13 @@ user-defined ones added tokens matched in the text as written (as llama.cpp matc
 
 from __future__ import annotations
 
+import hashlib
 import mmap
 import struct
 from array import array
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import tokenizers
 from tokenizers import AddedToken, Regex, decoders, pre_tokenizers
@@ -37,6 +39,7 @@ from mosaic_it.budget.sentencepiece_bpe import (
 )
 
 MAGIC = b"GGUF"
+T = TypeVar("T")
 # GGUF value types: (struct format, size) of the scalar ones; 8 is a string, 9 an array
 _SCALARS = {
     0: ("B", 1),
@@ -101,13 +104,29 @@ class GGUFError(ValueError):
 def read_metadata(path: str | Path, prefix: str = "tokenizer.") -> dict[str, Any]:
     """The metadata of a GGUF file whose keys start with ``prefix`` (plus
     ``general.architecture``): strings, numbers, and lists of them."""
+    return _on_map(path, lambda buf: _parse(buf, prefix)[0])
+
+
+def metadata_digest(path: str | Path) -> str:
+    """SHA-256 of the file's header and metadata, everything before its tensors: what the
+    tokenizer is built from (a file of gigabytes is hashed in the time of its vocabulary)."""
+
+    def digest(buf: memoryview) -> str:
+        _, end = _parse(buf, "\0")  # no key starts with NUL: values are skipped, not read
+        return hashlib.sha256(buf[:end]).hexdigest()
+
+    return _on_map(path, digest)
+
+
+def _on_map(path: str | Path, read: Callable[[memoryview], T]) -> T:
+    """``read`` of the file's bytes, mapped; GGUFError for a file that is no GGUF file."""
     with open(path, "rb") as f:
         try:
             data = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
         except ValueError as exc:  # an empty file
             raise GGUFError("not a GGUF file (empty)") from exc
     try:
-        return _parse(memoryview(data), prefix)
+        return read(memoryview(data))
     except GGUFError as exc:
         problem = str(exc)  # the traceback holds views of the map: let it go before closing
     finally:
@@ -118,7 +137,8 @@ def read_metadata(path: str | Path, prefix: str = "tokenizer.") -> dict[str, Any
     raise GGUFError(problem)
 
 
-def _parse(buf: memoryview, prefix: str) -> dict[str, Any]:
+def _parse(buf: memoryview, prefix: str) -> tuple[dict[str, Any], int]:
+    """The kept metadata, and where the metadata ends."""
     if bytes(buf[:4]) != MAGIC:
         raise GGUFError("not a GGUF file (no GGUF magic number)")
     try:
@@ -135,7 +155,7 @@ def _parse(buf: memoryview, prefix: str) -> dict[str, Any]:
             value, pos = _value(buf, pos + 4, kind, keep)
             if keep:
                 found[key] = value
-        return found
+        return found, pos
     except (struct.error, UnicodeDecodeError, IndexError) as exc:
         raise GGUFError(f"truncated or corrupt GGUF metadata ({exc})") from exc
 

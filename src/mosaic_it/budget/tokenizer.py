@@ -43,7 +43,8 @@ from pathlib import Path
 
 import tokenizers
 
-from mosaic_it.budget.gguf import GGUFError, build_backend, read_metadata
+from mosaic_it.budget.converted import cached_conversion
+from mosaic_it.budget.gguf import GGUFError, build_backend, metadata_digest, read_metadata
 from mosaic_it.budget.sentencepiece_bpe import (
     SentencePieceError,
     SentencePieceModel,
@@ -310,7 +311,9 @@ def _load_gguf(path: Path) -> Tokenizer:
 def _cached_gguf(key: tuple[str, int, int]) -> tuple[tokenizers.Tokenizer, str | None, str | None]:
     path = key[0]
     try:
-        return build_backend(read_metadata(path))
+        return cached_conversion(
+            Path(path).stem, metadata_digest(path), lambda: build_backend(read_metadata(path))
+        )
     except OSError as exc:
         raise TokenizerError(f"{path}: cannot read ({exc.strerror or exc})") from exc
     except (GGUFError, SentencePieceError) as exc:
