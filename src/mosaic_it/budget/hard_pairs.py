@@ -194,10 +194,11 @@ class Scheme:
         return _set_of(chr(cls - 1))
 
     def cuts(self) -> tuple[re.Pattern[str], re.Pattern[str]]:
-        """Where counting may cut a text, and a space no cut can be made before (see
-        PieceCounter.count_texts): between the ASCII characters of a pair :meth:`apart`
-        holds. With a class for each character, only cuts before white space are looked for
-        (a handful of alternatives, where every pair would make a slow expression)."""
+        """Where counting may cut a text, and a space no cut can be made before unless it
+        starts the text (see PieceCounter.count_texts): between the ASCII characters of a pair
+        :meth:`apart` holds. With a class for each character, only cuts before white space are
+        looked for (a handful of alternatives, where every pair would make a slow
+        expression)."""
         apart, n = self.apart(), len(self.hard)
         space = self.class_of(" ")
         if self.classes is CLASS:
@@ -216,7 +217,9 @@ class Scheme:
         ]
         before_space = "".join(chars(a) for a in range(1, n) if apart[a][space])
         cut = re.compile("|".join(alternatives) or "(?!)")
-        odd = re.compile(f"(?:^|[^{before_space}]) " if before_space else " ")
+        # a space at the start of a text is odd too (callers test that apart): a pattern that
+        # starts with a class is searched twice as fast as one that starts with "^|"
+        odd = re.compile(f"[^{before_space}] " if before_space else " ")
         return cut, odd
 
 

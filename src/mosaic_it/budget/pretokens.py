@@ -181,7 +181,7 @@ class PieceCounter(FoldingBase):
     def _summarize_normal(self, text: str, total: int | None) -> PieceSummary:
         """:meth:`summarize` of a normalised text without added tokens."""
         if total is None:
-            total = self._count_all(text)
+            total = self._total(text)
         first = self._first_cut(text)
         if first is None:
             return total, text, total, text, total, WHOLE
@@ -207,13 +207,9 @@ class PieceCounter(FoldingBase):
         space, so no attempt before it looks past it). The segments are counted apart, each once
         (they repeat like words), and most texts are cut by ``str.split(" ")`` alone.
         """
-        if len(self._spaced) > MAX_CACHE or len(self._first) > MAX_CACHE:
-            self._spaced, self._first = {}, {}
-        spaced, first, segment = self._spaced, self._first, self._segment
-        spaced_get, first_get = spaced.__getitem__, first.__getitem__
         numbers: list[int] = []
         summaries: list[PieceSummary] = []
-        specials = self._specials
+        specials, total_of = self._specials, self._total
         for t in texts:
             if specials is not None and specials.search(t):
                 summary = self._summarize_added(t)
@@ -225,22 +221,29 @@ class PieceCounter(FoldingBase):
                 numbers.append(0)
                 summaries.append(EMPTY)
                 continue
-            if self._odd_space.search(t):  # a space no cut can be made before: cut elsewhere
-                total = sum(map(segment, self._cut.split(t)))
-            else:
-                pieces = t.split(" ")
-                try:
-                    total = first_get(pieces[0]) + sum(map(spaced_get, pieces[1:]))
-                except KeyError:
-                    if pieces[0] not in first:
-                        first[pieces[0]] = self._count_all(pieces[0])
-                    for piece in pieces[1:]:
-                        if piece not in spaced:
-                            spaced[piece] = self._count_all(" " + piece)
-                    total = first_get(pieces[0]) + sum(map(spaced_get, pieces[1:]))
+            total = total_of(t)
             numbers.append(total)
             summaries.append(self._summarize_normal(t, total))
         return numbers, summaries
+
+    def _total(self, t: str) -> int:
+        """The count of a non-empty normalised text without added tokens, from its segments
+        (see :meth:`count_texts`)."""
+        if t[0] == " " or self._odd_space.search(t):  # a space no cut can be made before
+            return sum(map(self._segment, self._cut.split(t)))
+        spaced, first = self._spaced, self._first
+        if len(spaced) > MAX_CACHE or len(first) > MAX_CACHE:
+            spaced, first = self._spaced, self._first = {}, {}
+        pieces = t.split(" ")
+        try:
+            return first[pieces[0]] + sum(map(spaced.__getitem__, pieces[1:]))
+        except KeyError:
+            if pieces[0] not in first:
+                first[pieces[0]] = self._count_all(pieces[0])
+            for piece in pieces[1:]:
+                if piece not in spaced:
+                    spaced[piece] = self._count_all(" " + piece)
+            return first[pieces[0]] + sum(map(spaced.__getitem__, pieces[1:]))
 
     def _segment(self, text: str) -> int:
         return self._count_all(text) if text else 0

@@ -98,7 +98,7 @@ class Tokenizer:
 
     def count(self, text: str) -> int:
         """Number of tokens in ``text``, without any special tokens added."""
-        return len(self.backend.encode(text, add_special_tokens=False).ids)
+        return len(self.backend.encode(text, add_special_tokens=False))
 
     def count_batch(self, texts: list[str]) -> list[int]:
         """:meth:`count` for many texts at once (encoded in parallel by the Rust library)."""
