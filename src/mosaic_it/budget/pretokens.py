@@ -269,11 +269,12 @@ class PieceCounter(FoldingBase):
         """
         total = 0
         region, region_count = "", 0  # the text after the last hard pair, and its count
+        classes, apart_pairs, nfc = self._classes, self._apart, self._nfc
         for count, head, head_count, tail, tail_count, kind in parts:
             if kind == SPECIAL:
                 # the split stops at the part's first added token: the region and the part's
                 # head are one text, counted whole; the part's tail starts a new region
-                if region and head and not self._seam_safe(region[-1], head[0]):
+                if nfc and region and head and not self._seam_safe(region[-1], head[0]):
                     raise SeamError(f"NFC may compose {region[-1]!r} with {head[0]!r}")
                 total += self._segment(region + head) - region_count + (count - head_count)
                 region, region_count = tail, tail_count
@@ -283,10 +284,9 @@ class PieceCounter(FoldingBase):
             apart = True  # nothing before the part
             if region:
                 left, right = region[-1], head[0]
-                if not self._seam_safe(left, right):
+                if nfc and not self._seam_safe(left, right):
                     raise SeamError(f"NFC may compose {left!r} with {right!r}")
-                classes = self._classes
-                apart = self._apart[classes[ord(left)] if left < "\x80" else UNKNOWN][
+                apart = apart_pairs[classes[ord(left)] if left < "\x80" else UNKNOWN][
                     classes[ord(right)] if right < "\x80" else UNKNOWN
                 ]
             if apart:
