@@ -194,6 +194,23 @@ def test_run_saved_with_the_old_template_key_still_resumes(data_dir, tmp_path):
     assert saved["config"]["prompt_format"] == "vicuna" and "template" not in saved["config"]
 
 
+def test_eval_prompts_a_run_saved_with_the_old_template_key_as_it_was_trained(tmp_path):
+    """eval --prompt-format auto reads the format a run was trained with, from its config file
+    as written now and as written before the rename: vicuna here, though the tokenizer has a
+    chat template (which auto picks without one)."""
+    from mosaic_it.apps.generation import choose_format
+
+    tok = bundled_hf_tokenizer()
+    tok.chat_template = "{% for m in messages %}{{ m['content'] }}{% endfor %}"
+    config = _config(Path("d"), tmp_path, prompt_format="vicuna").to_dict()
+    (tmp_path / "mosaic_it_train.json").write_text(json.dumps({"config": config}))
+    assert choose_format("auto", str(tmp_path), tok).name == "vicuna"
+    _as_saved_before_the_rename(tmp_path)
+    assert choose_format("auto", str(tmp_path), tok).name == "vicuna"
+    (tmp_path / "mosaic_it_train.json").write_text(json.dumps({"config": {}}))
+    assert choose_format("auto", str(tmp_path), tok).name == "chat"
+
+
 def test_on_the_fly_draws_a_fresh_mosaic_each_epoch(data_dir, tmp_path):
     fmt = PromptFormat("vicuna")
     tok = bundled_hf_tokenizer()
