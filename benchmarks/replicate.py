@@ -544,7 +544,7 @@ def arm_key(arm: int, seed: int) -> str:
 
 
 RECIPE_FIELDS = (
-    "template",
+    "prompt_format",
     "epochs",
     "batch_size",
     "micro_batch_size",
@@ -559,6 +559,9 @@ RECIPE_FIELDS = (
     "mosaic_on_the_fly",
     "mosaic_options",
 )
+# a field's key in the recipe where it differs from its name: TrainConfig.prompt_format was
+# "template" when the first arms were trained, and a finished arm's fingerprint must not change
+RECIPE_KEYS = {"prompt_format": "template"}
 
 
 def train_config(profile: Profile, arm: int, seed: int, cache: Path, spec: str) -> Any:
@@ -574,7 +577,7 @@ def train_config(profile: Profile, arm: int, seed: int, cache: Path, spec: str) 
         data=str(data),
         output_dir=str(cache / "train" / arm_key(arm, seed) / "model"),
         model=spec,
-        template=profile.prompt_format,
+        prompt_format=profile.prompt_format,
         epochs=epochs,
         batch_size=profile.batch_size,
         micro_batch_size=profile.micro_batch_size,
@@ -605,7 +608,7 @@ def trained_tokens(config: Any) -> dict[str, int]:
     )
 
     tok = load_tokenizer_for(resolve_model(config.model), config.tokenizer)
-    fmt = prompt_format(config.template, tok)
+    fmt = prompt_format(config.prompt_format, tok)
     records = read_training_records(config.data)
     if config.mosaic_on_the_fly:
         rows = list(
@@ -660,7 +663,7 @@ def stage_train(
     config = train_config(profile, arm, seed, cache, spec)
     # the recipe by name (not every field of TrainConfig: a new option with its default must
     # not orphan a finished arm)
-    recipe = {k: getattr(config, k) for k in RECIPE_FIELDS}
+    recipe = {RECIPE_KEYS.get(k, k): getattr(config, k) for k in RECIPE_FIELDS}
     key = {
         "stage": "train",
         "deps": deps,
@@ -716,7 +719,7 @@ def train_command(config: Any) -> str:
         "--output-dir",
         config.output_dir,
         "--prompt-format",
-        config.template,
+        config.prompt_format,
         "--epochs",
         f"{config.epochs:g}",
         "--batch-size",

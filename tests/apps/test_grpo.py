@@ -90,7 +90,9 @@ def test_grpo_grades_every_completion_logs_rewards_and_resumes(rl_rows, tmp_path
 def test_grpo_trains_lora_adapters(rl_rows, tmp_path):
     pytest.importorskip("peft")
     out = tmp_path / "lora"
-    result = train(_config(rl_rows, out, max_steps=1, lora_r=4, rewards="pass", template="vicuna"))
+    result = train(
+        _config(rl_rows, out, max_steps=1, lora_r=4, rewards="pass", prompt_format="vicuna")
+    )
     assert result.steps == 1 and (out / "adapter_config.json").is_file()
     assert len(_logged(out)) == 4
 

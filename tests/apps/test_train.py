@@ -166,6 +166,51 @@ def test_tiny_llama_loss_falls_saves_and_resumes(data_dir, tmp_path):
         train(_config(data_dir, out, max_steps=9, batch_size=8), resume=True)
 
 
+def _as_saved_before_the_rename(out: Path) -> None:
+    """Rewrite OUT/mosaic_it_train.json as releases before ``prompt_format`` wrote it: the
+    prompt format under the key "template"."""
+    path = out / "mosaic_it_train.json"
+    meta = json.loads(path.read_text(encoding="utf-8"))
+    meta["config"] = {
+        ("template" if k == "prompt_format" else k): v for k, v in meta["config"].items()
+    }
+    path.write_text(json.dumps(meta), encoding="utf-8")
+
+
+def test_run_saved_with_the_old_template_key_still_resumes(data_dir, tmp_path):
+    """A run whose config file says "template" resumes, is held to that prompt format, and
+    its config file is written again with "prompt_format"."""
+    out = tmp_path / "old"
+    train(_config(data_dir, out, max_steps=2, save_steps=2))
+    _as_saved_before_the_rename(out)
+    with pytest.raises(ValueError, match="prompt_format: 'vicuna' -> 'chat'"):
+        train(_config(data_dir, out, max_steps=3, prompt_format="chat"), resume=True)
+    shape = ["--epochs", "1", "--batch-size", "4", "--micro-batch-size", "4", "--max-length", "160"]
+    data = str(data_dir / "mosaic.jsonl")
+    argv = ["train", data, "--model", TINY_LLAMA, "--output-dir", str(out), *shape]
+    assert main([*argv, "--max-steps", "3", "--save-steps", "2", "--resume"]) == 0
+    saved = json.loads((out / "mosaic_it_train.json").read_text(encoding="utf-8"))
+    assert saved["result"]["steps"] == 3
+    assert saved["config"]["prompt_format"] == "vicuna" and "template" not in saved["config"]
+
+
+def test_eval_prompts_a_run_saved_with_the_old_template_key_as_it_was_trained(tmp_path):
+    """eval --prompt-format auto reads the format a run was trained with, from its config file
+    as written now and as written before the rename: vicuna here, though the tokenizer has a
+    chat template (which auto picks without one)."""
+    from mosaic_it.apps.generation import choose_format
+
+    tok = bundled_hf_tokenizer()
+    tok.chat_template = "{% for m in messages %}{{ m['content'] }}{% endfor %}"
+    config = _config(Path("d"), tmp_path, prompt_format="vicuna").to_dict()
+    (tmp_path / "mosaic_it_train.json").write_text(json.dumps({"config": config}))
+    assert choose_format("auto", str(tmp_path), tok).name == "vicuna"
+    _as_saved_before_the_rename(tmp_path)
+    assert choose_format("auto", str(tmp_path), tok).name == "vicuna"
+    (tmp_path / "mosaic_it_train.json").write_text(json.dumps({"config": {}}))
+    assert choose_format("auto", str(tmp_path), tok).name == "chat"
+
+
 def test_on_the_fly_draws_a_fresh_mosaic_each_epoch(data_dir, tmp_path):
     fmt = PromptFormat("vicuna")
     tok = bundled_hf_tokenizer()
@@ -280,7 +325,7 @@ def test_out_of_memory_says_what_to_lower(data_dir, tmp_path, capsys, monkeypatc
 
 
 def test_chat_template_rows_train_the_assistant_turn_only(data_dir, tmp_path):
-    """--template chat: the tokenizer's template renders the turns; only the answer and the
+    """--prompt-format chat: the tokenizer's template renders the turns; only the answer and the
     end-of-turn token it writes after it are trained."""
     tok = bundled_hf_tokenizer()
     tok.chat_template = (
@@ -289,7 +334,7 @@ def test_chat_template_rows_train_the_assistant_turn_only(data_dir, tmp_path):
     )
     tdir = tmp_path / "chat_tok"
     tok.save_pretrained(str(tdir))
-    config = _config(data_dir, tmp_path / "chat", tokenizer=str(tdir), template="chat")
+    config = _config(data_dir, tmp_path / "chat", tokenizer=str(tdir), prompt_format="chat")
     run = prepare_run(config)
     records = [json.loads(line) for line in (data_dir / "mosaic.jsonl").read_text().splitlines()]
     for record, ex in zip(records, run.trainer.train_dataset):

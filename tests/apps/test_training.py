@@ -11,7 +11,7 @@ import pytest
 from mosaic_it.apps.make_eval import make_eval
 from mosaic_it.apps.prompt_formats import PromptFormat
 from mosaic_it.apps.training.callbacks import RewardLog
-from mosaic_it.apps.training.config import TrainConfig
+from mosaic_it.apps.training.config import TrainConfig, saved_config
 from mosaic_it.apps.training.data import mosaic_options, read_rl_rows, training_rows
 from mosaic_it.apps.training.processes import is_main, rank, world_size
 from mosaic_it.io.files import InputError
@@ -106,3 +106,14 @@ def test_checkpoints_are_found_and_never_clobbered(tmp_path):
     assert find_checkpoint(str(out), True) == str(out / "checkpoint-3")
     with pytest.raises(ValueError, match="not a checkpoint directory"):
         find_checkpoint(str(out), str(tmp_path))
+
+
+def test_config_saved_by_an_earlier_release_reads_template_as_prompt_format(tmp_path):
+    """Before the rename the prompt format was saved as "template"; it is read under its name
+    now, and the name now wins where a file holds both."""
+    old = {k: v for k, v in _config(tmp_path).to_dict().items() if k != "prompt_format"}
+    assert saved_config({**old, "template": "chat"}) == {**old, "prompt_format": "chat"}
+    assert TrainConfig.from_dict({**old, "template": "chat"}).prompt_format == "chat"
+    both = {**old, "template": "chat", "prompt_format": "vicuna"}
+    assert TrainConfig.from_dict(both).prompt_format == "vicuna"
+    assert "template" not in TrainConfig.from_dict(both).to_dict()

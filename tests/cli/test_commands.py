@@ -73,7 +73,7 @@ def test_train_template_is_a_deprecated_alias_of_prompt_format(records, tmp_path
     err = capsys.readouterr().err
     assert err.count(DEPRECATED) == 1 and "1 steps" in err
     saved = json.loads((out / "mosaic_it_train.json").read_text(encoding="utf-8"))
-    assert saved["config"]["template"] == "vicuna"
+    assert saved["config"]["prompt_format"] == "vicuna"
     # one of the two, not both
     with pytest.raises(SystemExit):
         main([*base, "--prompt-format", "chat", "--template", "vicuna", *small])

@@ -140,7 +140,7 @@ def evaluate(
     eval_set: str,
     *,
     tokenizer: str | None = None,
-    template: str = "auto",
+    prompt_format: str = "auto",
     opt: GenerationOptions | None = None,
     mode: str = "loose",
     responses_path: str | None = None,
@@ -167,7 +167,9 @@ def evaluate(
             f"{responses_path} exists; pass --resume to keep its answers and "
             "add the missing ones, or remove it"
         )
-    engine, load_seconds = make_backend(backend, model_spec, tokenizer, template, dtype, served)
+    engine, load_seconds = make_backend(
+        backend, model_spec, tokenizer, prompt_format, dtype, served
+    )
     run_info = responses_run(model_spec, eval_set, engine.describe(), opt)
     responses: dict[str, str] = {}
     out_file: IO[str] | None = None
@@ -213,7 +215,7 @@ def make_backend(
     backend: str,
     model_spec: str,
     tokenizer: str | None,
-    template: str,
+    prompt_format: str,
     dtype: str,
     served: ServedOptions | None,
 ) -> tuple[GenerationBackend, float]:
@@ -226,7 +228,7 @@ def make_backend(
     if backend == "vllm":
         engine = VLLMBackend(model_spec, dtype, tokenizer)
     else:
-        engine = TransformersBackend(model_spec, tokenizer, template, dtype)
+        engine = TransformersBackend(model_spec, tokenizer, prompt_format, dtype)
     return engine, engine.load_seconds
 
 

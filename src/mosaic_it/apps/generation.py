@@ -22,6 +22,7 @@ from mosaic_it.apps.models import (
     use_bf16,
 )
 from mosaic_it.apps.prompt_formats import PromptFormat, prompt_format
+from mosaic_it.apps.training.config import CONFIG_FILE, saved_config
 from mosaic_it.engine.parallel import usable_cpus
 
 MAX_BATCH = 64  # prompts in one batch when batches are sized by tokens
@@ -60,11 +61,11 @@ def choose_format(name: str, model_spec: str, tokenizer: Any) -> PromptFormat:
     """``auto``: the training run's format, else the tokenizer's chat template, else Vicuna."""
     if name != "auto":
         return prompt_format(name, tokenizer)
-    saved = Path(model_spec) / "mosaic_it_train.json"
+    saved = Path(model_spec) / CONFIG_FILE
     if saved.is_file():
         try:
-            trained = json.loads(saved.read_text(encoding="utf-8"))["config"]["template"]
-            return prompt_format(trained, tokenizer)
+            config = saved_config(json.loads(saved.read_text(encoding="utf-8"))["config"])
+            return prompt_format(config["prompt_format"], tokenizer)
         except (ValueError, KeyError, TypeError):
             pass
     return PromptFormat("chat" if getattr(tokenizer, "chat_template", None) else "vicuna")
@@ -211,13 +212,13 @@ class TransformersBackend:
         self,
         model_spec: str,
         tokenizer: str | None = None,
-        template: str = "auto",
+        prompt_format: str = "auto",
         dtype: str = "auto",
     ) -> None:
         torch = require_torch()
         source = resolve_model(model_spec)
         self.tokenizer = load_tokenizer_for(source, tokenizer)
-        self.fmt = choose_format(template, model_spec, self.tokenizer)
+        self.fmt = choose_format(prompt_format, model_spec, self.tokenizer)
         self.cuda = torch.cuda.is_available()
         self.bf16 = use_bf16(dtype, torch)
         t0 = time.perf_counter()

@@ -14,7 +14,7 @@ CONFIG_FILE = "mosaic_it_train.json"
 RESUME_KEYS = (
     "model",
     "tokenizer",
-    "template",
+    "prompt_format",
     "epochs",
     "batch_size",
     "max_length",
@@ -35,6 +35,21 @@ METHODS = ("sft", "grpo")
 
 REWARD_LOG = "mosaic_it_rewards.jsonl"
 
+# keys that earlier releases wrote in CONFIG_FILE, by their name now: read, never written
+# ("template" named the prompt format before --template came to mean the chat template)
+RENAMED_KEYS = {"template": "prompt_format"}
+
+
+def saved_config(config: dict[str, Any]) -> dict[str, Any]:
+    """The ``config`` of a CONFIG_FILE with the keys of earlier releases under their names
+    now, so that runs saved before a rename still resume and still say how they prompt."""
+    out = dict(config)
+    for old, new in RENAMED_KEYS.items():
+        if old in out:
+            value = out.pop(old)
+            out.setdefault(new, value)
+    return out
+
 
 @dataclass(frozen=True)
 class TrainConfig:
@@ -44,7 +59,7 @@ class TrainConfig:
     output_dir: str
     model: str
     tokenizer: str | None = None  # None: the model's own
-    template: str = "vicuna"  # vicuna | chat (the tokenizer's chat template)
+    prompt_format: str = "vicuna"  # vicuna | chat (the tokenizer's chat template)
     epochs: float = 3.0  # FastChat's default
     batch_size: int = 128  # sequences per optimizer step, all processes together
     micro_batch_size: int = 4  # sequences per forward pass on one process
@@ -78,8 +93,11 @@ class TrainConfig:
         def bad(what: str) -> None:
             raise ValueError(what)
 
-        if self.template not in PROMPT_FORMATS:
-            bad(f"--prompt-format: choose from {', '.join(PROMPT_FORMATS)}, got {self.template!r}")
+        if self.prompt_format not in PROMPT_FORMATS:
+            bad(
+                f"--prompt-format: choose from {', '.join(PROMPT_FORMATS)}, "
+                f"got {self.prompt_format!r}"
+            )
         if self.epochs <= 0:
             bad(f"--epochs must be positive, got {self.epochs}")
         if self.mosaic_on_the_fly and self.epochs != int(self.epochs):
@@ -140,8 +158,9 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> TrainConfig:
+        """The config a CONFIG_FILE holds (one an earlier release wrote too)."""
         known = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in d.items() if k in known})
+        return cls(**{k: v for k, v in saved_config(d).items() if k in known})
 
 
 @dataclass

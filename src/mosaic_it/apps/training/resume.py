@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from mosaic_it.apps.training.config import CONFIG_FILE, RESUME_KEYS, TrainConfig
+from mosaic_it.apps.training.config import CONFIG_FILE, RESUME_KEYS, TrainConfig, saved_config
 from mosaic_it.io.outputs import content_digest
 
 
@@ -43,7 +43,7 @@ def check_resume_config(config: TrainConfig) -> None:
     if not saved_path.is_file():
         return
     meta = json.loads(saved_path.read_text(encoding="utf-8"))
-    saved, now = meta.get("config", {}), config.to_dict()
+    saved, now = saved_config(meta.get("config", {})), config.to_dict()
     changed = [k for k in RESUME_KEYS if k in saved and saved[k] != now.get(k)]
     if meta.get("data_content", content_digest(config.data)) != content_digest(config.data):
         raise ValueError(

@@ -84,7 +84,7 @@ def prepare_run(
     grpo = config.method == "grpo"
     records = [] if grpo else read_training_records(config.data, config.on_error)
     tokenizer = load_tokenizer_for(source, config.tokenizer)
-    fmt = prompt_format(config.template, tokenizer)
+    fmt = prompt_format(config.prompt_format, tokenizer)
     rl_rows = read_rl_rows(config.data, fmt) if grpo else []
     load_dtype, bf16, cpu = precision(config, torch)
     model = load_model(source, dtype=load_dtype, seed=config.seed)

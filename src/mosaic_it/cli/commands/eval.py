@@ -192,7 +192,7 @@ def _eval(args: argparse.Namespace) -> int:
         args.model,
         args.eval_set,
         tokenizer=args.tokenizer,
-        template=args.prompt_format,
+        prompt_format=args.prompt_format,
         opt=opt,
         mode=args.mode,
         responses_path=args.responses,

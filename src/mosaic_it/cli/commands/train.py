@@ -42,7 +42,7 @@ def _declare_data(a: Arguments, d: TrainConfig) -> None:
     declare_prompt_format(
         a,
         PROMPT_FORMATS,
-        d.template,
+        d.prompt_format,
         "how a record becomes a training sequence: vicuna: FastChat Vicuna v1.1; chat: "
         "the tokenizer's chat template",
     )
@@ -210,7 +210,7 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
         output_dir=args.output_dir,
         model=args.model,
         tokenizer=args.tokenizer,
-        template=args.prompt_format,
+        prompt_format=args.prompt_format,
         epochs=args.epochs,
         batch_size=args.batch_size,
         micro_batch_size=args.micro_batch_size,
