@@ -12,11 +12,11 @@ wherever) also implements :class:`SharedCache`; the other keeps its caches per p
 
 from __future__ import annotations
 
-import re
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from typing import Any, Protocol, runtime_checkable
 
+from mosaic_it.budget.literals import literal_pattern
 from mosaic_it.budget.tokenizer import Tokenizer
 
 # a counter's summary of one text: a tuple whose fields :attr:`FoldingCounter.shape` describes
@@ -100,7 +100,7 @@ class FoldingBase(ABC):
         specials = [t.content for t in tokenizer.backend.get_added_tokens_decoder().values()]
         if getattr(tokenizer.backend, "encode_special_tokens", False):
             specials = []  # special-token strings in the text are read as plain text
-        self._specials = re.compile("|".join(map(re.escape, specials))) if specials else None
+        self._specials = literal_pattern(specials)
 
     @abstractmethod
     def summarize(self, text: str) -> Summary:

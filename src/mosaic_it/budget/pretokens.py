@@ -17,12 +17,12 @@ such a seam is counted whole by the engine.
 
 from __future__ import annotations
 
-import re
 import unicodedata
 from collections.abc import Sequence
 
 from mosaic_it.budget.folding import FoldingBase, SeamError
 from mosaic_it.budget.hard_pairs import UNKNOWN, Scheme, pretoken_scheme
+from mosaic_it.budget.literals import literal_pattern
 from mosaic_it.budget.tokenizer import Tokenizer
 
 __all__ = ["PieceCounter", "PieceSummary", "Scheme", "SeamError", "pretoken_scheme"]
@@ -88,9 +88,8 @@ class PieceCounter(FoldingBase):
             # no pre-tokenizer: added tokens are in the hard pairs, and need no splitting off
             self._specials, self._plain_added = None, True
         elif added and self._plain_added and self._specials is not None:
-            # longest first: at one position the longest added token wins, as in tokenizers
-            contents = sorted({t.content for t in added}, key=len, reverse=True)
-            self._specials = re.compile("|".join(map(re.escape, contents)))
+            # at one position the longest added token wins, as in tokenizers
+            self._specials = literal_pattern(t.content for t in added)
 
     def unsafe(self, text: str) -> bool:
         """Added tokens are folded around unless they take white space or are normalised."""

@@ -11,9 +11,9 @@ another), and records holding one are counted and listed, and by default left ou
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable
 
+from mosaic_it.budget.literals import literal_pattern
 from mosaic_it.budget.templates import Template
 from mosaic_it.budget.tokenizer import Tokenizer
 from mosaic_it.records import Record
@@ -34,8 +34,7 @@ class SpecialFinder:
     """Finds the first special string a record's text holds."""
 
     def __init__(self, strings: Iterable[str]) -> None:
-        ordered = sorted(set(strings), key=lambda s: (-len(s), s))
-        self.pattern = re.compile("|".join(map(re.escape, ordered))) if ordered else None
+        self.pattern = literal_pattern(strings)  # leftmost, then longest
 
     def find(self, record: Record) -> tuple[str, str] | None:
         """(field, string) of the first special string in the record, or None."""
