@@ -194,33 +194,17 @@ class Scheme:
         return _set_of(chr(cls - 1))
 
     def cuts(self) -> tuple[re.Pattern[str], re.Pattern[str]]:
-        """Where counting may cut a text, and a space no cut can be made before unless it
-        starts the text (see PieceCounter.count_texts): between the ASCII characters of a pair
-        :meth:`apart` holds. With a class for each character, only cuts before white space are
-        looked for (a handful of alternatives, where every pair would make a slow
-        expression)."""
+        """Where counting may cut a text at a space, and a space it may not cut before (see
+        PieceCounter.count_texts): a space after an ASCII character whose pair with the space
+        :meth:`apart` holds is a cut; any other space is odd, and so is a space that starts a
+        text (callers test that apart)."""
         apart, n = self.apart(), len(self.hard)
         space = self.class_of(" ")
-        if self.classes is CLASS:
-            before = range(1, n)
-        else:
-            before = tuple(self.class_of(c) for c in " \t\r\n")
-        groups: dict[tuple[int, ...], list[int]] = {}
-        for a in range(1, n):
-            after = tuple(b for b in before if apart[a][b])
-            if after:
-                groups.setdefault(after, []).append(a)
-        chars = self._members
-        alternatives = [
-            f"(?<=[{''.join(map(chars, firsts))}])(?=[{''.join(map(chars, after))}])"
-            for after, firsts in groups.items()
-        ]
-        before_space = "".join(chars(a) for a in range(1, n) if apart[a][space])
-        cut = re.compile("|".join(alternatives) or "(?!)")
-        # a space at the start of a text is odd too (callers test that apart): a pattern that
-        # starts with a class is searched twice as fast as one that starts with "^|"
-        odd = re.compile(f"[^{before_space}] " if before_space else " ")
-        return cut, odd
+        before_space = "".join(self._members(a) for a in range(1, n) if apart[a][space])
+        if not before_space:
+            return re.compile("(?!)"), re.compile(" ")
+        # a pattern that starts with a class is searched twice as fast as one with "^|"
+        return re.compile(f"(?<=[{before_space}]) "), re.compile(f"[^{before_space}] ")
 
 
 _INSPECTED: dict[int, tuple[object, Scheme | None]] = {}

@@ -204,7 +204,9 @@ class PieceCounter(FoldingBase):
         A text is cut where the split can never join across: before a space that follows an
         ASCII letter, digit or punctuation mark (a hard pair whose first character is no white
         space, so no attempt before it looks past it). The segments are counted apart, each once
-        (they repeat like words), and most texts are cut by ``str.split(" ")`` alone.
+        (they repeat like words), and most texts are cut by ``str.split(" ")`` alone; a text
+        with a space no cut can be made before (after a space, a line break, a non-ASCII
+        character, or at its start) is cut before the other spaces.
         """
         numbers: list[int] = []
         summaries: list[PieceSummary] = []
@@ -228,12 +230,13 @@ class PieceCounter(FoldingBase):
     def _total(self, t: str) -> int:
         """The count of a non-empty normalised text without added tokens, from its segments
         (see :meth:`count_texts`)."""
-        if t[0] == " " or self._odd_space.search(t):  # a space no cut can be made before
-            return sum(map(self._segment, self._cut.split(t)))
         spaced, first = self._spaced, self._first
         if len(spaced) > MAX_CACHE or len(first) > MAX_CACHE:
             spaced, first = self._spaced, self._first = {}, {}
-        pieces = t.split(" ")
+        if t[0] == " " or self._odd_space.search(t):  # a space no cut can be made before
+            pieces = self._cut.split(t)  # cut only before the other spaces
+        else:
+            pieces = t.split(" ")
         try:
             return first[pieces[0]] + sum(map(spaced.__getitem__, pieces[1:]))
         except KeyError:
