@@ -1311,7 +1311,7 @@ def plot(results: dict[str, Any], path: Path) -> None:
 
 
 def default_cache(profile: str) -> Path:
-    from mosaic_it.apps.models import cache_root
+    from mosaic_it.cache import cache_root
 
     return cache_root() / "replicate" / profile
 

@@ -27,8 +27,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from mosaic_it.cache import cache_root  # noqa: F401  (the cache's root, named here too)
-
 TINY_LLAMA = "builtin:tiny-llama"
 # the prompt formats of apps.prompt_formats, named here because that module builds on this one
 PROMPT_FORMATS = ("vicuna", "chat")

@@ -32,7 +32,6 @@ from mosaic_it.io.outputs import PathError
 
 # the conversion's version: raise it when a change to the conversion changes what it builds
 CONVERSION = 2
-Special = tuple[str | None, str | None]  # the BOS and EOS tokens
 Built = tuple[tokenizers.Tokenizer, str | None, str | None]
 
 
@@ -59,15 +58,15 @@ def _safe(stem: str) -> str:
 def _read(folder: Path, key: str) -> Built | None:
     try:
         special = json.loads((folder / "special.json").read_text(encoding="utf-8"))
-        if special.get("key") != key:
-            return None
+        bos, eos, as_text = special["bos"], special["eos"], special["specials_as_text"]
+        if (
+            special["key"] != key
+            or not all(t is None or isinstance(t, str) for t in (bos, eos))
+            or not isinstance(as_text, bool)
+        ):
+            return None  # checked before the tokenizer, whose reading is the costly part
         backend = tokenizers.Tokenizer.from_file(str(folder / "tokenizer.json"))
     except Exception:  # missing, partial or unreadable: built again and replaced
-        return None
-    bos, eos, as_text = special.get("bos"), special.get("eos"), special.get("specials_as_text")
-    if not all(t is None or isinstance(t, str) for t in (bos, eos)) or not isinstance(
-        as_text, bool
-    ):
         return None
     if as_text:
         backend.encode_special_tokens = True
