@@ -11,7 +11,13 @@ from dataclasses import MISSING, dataclass, field, fields
 from typing import Any
 
 RecordId = str | int
+TEXT_FIELDS = ("instruction", "input", "output", "system")  # a record's texts, in this order
 SPEC_VERSIONS = (1,)  # versions of the "mosaic" spec this code reads
+
+
+def join_prompt(instruction: str, input_: str) -> str:
+    """The instruction as the model sees it: the instruction, then its input if any."""
+    return f"{instruction}\n{input_}" if input_ else instruction
 
 
 class SpecError(ValueError):
@@ -27,13 +33,15 @@ class Record:
     output: str
     input: str = ""
     system: str = ""  # samples only group records that share their system prompt
-    # the instruction as the model sees it: the instruction, then its input if any (kept:
-    # grouping reads it several times for every sample)
+    # join_prompt's text (kept: grouping reads it several times for every sample)
     prompt: str = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        text = f"{self.instruction}\n{self.input}" if self.input else self.instruction
-        object.__setattr__(self, "prompt", text)
+        object.__setattr__(self, "prompt", join_prompt(self.instruction, self.input))
+
+    def texts(self) -> tuple[str, str, str, str]:
+        """The record's texts in the order of :data:`TEXT_FIELDS`."""
+        return self.instruction, self.input, self.output, self.system
 
 
 @dataclass(slots=True, frozen=True)

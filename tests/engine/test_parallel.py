@@ -10,6 +10,7 @@ import pytest
 from mosaic_it import MosaicConfig, Mosaicker
 from mosaic_it.budget.tokenizer import Tokenizer
 from mosaic_it.engine.mosaicker import COUNT_BATCH
+from mosaic_it.io.files import InputError
 
 from ..conftest import make_records
 
@@ -71,6 +72,51 @@ def test_special_token_text_late_in_the_input_is_counted_whole(tokenizer):
     assert samples(m, p) == samples(*prepared(records, 1, tok))
 
 
+def _with_specials(n):
+    """Records of which a few, spread over several batches, hold chat-control strings."""
+    records = make_records(n, seed=8)
+    marked = {5: "instruction", COUNT_BATCH + 1: "output", 2 * COUNT_BATCH + 7: "system"}
+    for i, where in marked.items():
+        text = getattr(records[i], where) + " <|im_end|> then"
+        records[i] = replace(records[i], **{where: text})
+    return records, marked
+
+
+@pytest.mark.parametrize("mode", ["skip", "keep"])
+def test_records_holding_special_strings_are_sorted_alike_on_any_workers(mode):
+    # the workers find them: left out (listed, with their input position) or kept and counted
+    records, marked = _with_specials(3 * COUNT_BATCH + 11)
+    runs = []
+    for workers in (1, 2):
+        m = Mosaicker(MosaicConfig(epochs=1, max_tokens=1024, special_tokens=mode))
+        p = m.prepare(records, workers=workers)
+        runs.append((m, p))
+    (m1, p1), (m2, p2) = runs
+    assert p1.summary.rejected == p2.summary.rejected
+    assert p1.summary.special_token_records == p2.summary.special_token_records == len(marked)
+    assert list(p1.positions) == list(p2.positions)
+    assert list(p1.grouper.counts.output) == list(p2.grouper.counts.output)
+    assert samples(m1, p1) == samples(m2, p2)
+    if mode == "skip":
+        left = [(r["index"], r["reason"]) for r in p2.summary.rejected]
+        assert left == [(i, "special_tokens") for i in sorted(marked)]
+        assert [r["detail"].split("field ")[1].split()[0] for r in p2.summary.rejected] == [
+            repr(marked[i]) for i in sorted(marked)
+        ]
+        assert sorted(set(range(len(records))) - set(p2.positions)) == sorted(marked)
+    else:
+        assert list(p2.positions) == list(range(len(records)))
+
+
+def test_special_strings_in_error_mode_stop_at_the_first_record_on_any_workers():
+    records, marked = _with_specials(3 * COUNT_BATCH + 11)
+    first = min(marked)
+    for workers in (1, 2):
+        m = Mosaicker(MosaicConfig(epochs=1, special_tokens="error"))
+        with pytest.raises(InputError, match=f"record {first} .*field 'instruction'"):
+            m.prepare(records, workers=workers)
+
+
 def _die(*args):
     os._exit(9)  # as the kernel's out-of-memory killer would end a worker
 
@@ -84,7 +130,7 @@ def test_a_worker_that_dies_is_a_clear_error_not_a_hang(tmp_path, monkeypatch, c
     # forked workers inherit the patched function; the parent never calls it with 2 workers
     monkeypatch.setattr(
         parallel if where == "counting" else local,
-        "_count_job" if where == "counting" else "_write_epoch",
+        "_screen_job" if where == "counting" else "_write_epoch",
         _die,
     )
     src = tmp_path / "in.jsonl"

@@ -52,24 +52,26 @@ class RecordSummaries:
         self.tuples: list[tuple] | None = []
         self.columns = [array("i") for _ in shape]
 
-    def add(self, counter: FoldingCounter, summary: Summary) -> None:
+    def add_many(self, counter: FoldingCounter, summaries: Sequence[Summary]) -> None:
         if self.tuples is not None:
-            words = counter.word_list  # one string object for each text, however many hold it
-            self.tuples.append(
-                tuple(
-                    words[counter.word_id(v)] if kind == "s" else v
-                    for kind, v in zip(self.shape, summary)
-                )
-            )
+            # one string object for each text, however many summaries hold it (a worker's
+            # summaries come with strings of their own)
+            words, word_id = counter.word_list, counter.word_id
+            texts = [j for j, kind in enumerate(self.shape) if kind == "s"]
+            for summary in summaries:
+                kept = list(summary)
+                for j in texts:
+                    kept[j] = words[word_id(kept[j])]
+                self.tuples.append(tuple(kept))
             return
-        for kind, column, v in zip(self.shape, self.columns, summary):
-            column.append(counter.word_id(v) if kind == "s" else int(v))
+        for summary in summaries:
+            for kind, column, v in zip(self.shape, self.columns, summary):
+                column.append(counter.word_id(v) if kind == "s" else int(v))
 
     def compact(self, counter: FoldingCounter) -> None:
         """Keep the summaries in arrays from now on (a few bytes a text)."""
         tuples, self.tuples = self.tuples, None
-        for summary in tuples or ():
-            self.add(counter, summary)
+        self.add_many(counter, tuples or ())
 
     def getter(self, words: list[str]) -> Callable[[int], tuple]:
         """A function from a text's number to its summary (one built for each shape: this runs
@@ -105,6 +107,7 @@ class Counted:
     numbers: list[int]
     summaries: list[Summary] | None
     learned: list[WordCount]
+    unsafe: bool = False  # the texts hold special-token strings: folding stops
 
 
 class SampleCounter:
@@ -163,22 +166,19 @@ class SampleCounter:
     def count(self, records: Sequence[Record]) -> tuple[list[int], list[int]]:
         """Token counts of a batch of records' prompts and outputs, each tokenized alone
         (called once per record, in order); prepares their exact folding too."""
-        return self.take_counts(self.count_texts(self.texts_to_count(records)))
-
-    def texts_to_count(self, records: Sequence[Record]) -> list[str]:
-        """The texts :meth:`count_texts` counts for a batch of records (prompt and output of
-        each). Text holding special-token strings turns folding off for the rest of the run."""
-        texts = [t for r in records for t in (r.prompt, r.output)]
-        if self.folder is not None and any(self.folder.unsafe(t) for t in texts):
-            self.stop_folding("the data holds special-token strings")
-        return texts
+        return self.take_counts(
+            self.count_texts([t for r in records for t in (r.prompt, r.output)])
+        )
 
     def count_texts(self, texts: list[str], fold: bool = True) -> Counted:
         """Count texts; with a folding counter from their words or pieces (of which only those
         never seen before are tokenized), otherwise (or with ``fold`` False) by tokenizing every
-        text. Changes nothing but caches, so it may run on a forked worker: :meth:`take_counts`
-        takes the result."""
+        text. Texts holding special-token strings are all tokenized, and folding stops for the
+        rest of the run once :meth:`take_counts` takes them. Changes nothing but caches, so it
+        may run on a forked worker: :meth:`take_counts` takes the result."""
         counter = self.folder if fold else None
+        if counter is not None and any(map(counter.unsafe, texts)):
+            return Counted(self.tokenizer.count_batch(texts), None, [], unsafe=True)
         if counter is None:
             return Counted(self.tokenizer.count_batch(texts), None, [])
         learned: list[WordCount] = []
@@ -190,6 +190,8 @@ class SampleCounter:
 
     def take_counts(self, counted: Counted) -> tuple[list[int], list[int]]:
         """Keep what :meth:`count_texts` found (in record order); the records' counts."""
+        if counted.unsafe and self.folder is not None:
+            self.stop_folding("the data holds special-token strings")
         counter, numbers = self.folder, counted.numbers
         if counter is not None and counted.summaries is not None:
             if counted.learned and isinstance(counter, SharedCache):
@@ -198,9 +200,8 @@ class SampleCounter:
             assert self._summaries is not None
             prompts, outputs = self._summaries
             summaries = counted.summaries
-            for j in range(0, len(summaries), 2):
-                prompts.add(counter, summaries[j])
-                outputs.add(counter, summaries[j + 1])
+            prompts.add_many(counter, summaries[0::2])
+            outputs.add_many(counter, summaries[1::2])
         return numbers[0::2], numbers[1::2]
 
     # ------------------------------------------------------------------ samples

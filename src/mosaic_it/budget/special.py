@@ -11,12 +11,12 @@ another), and records holding one are counted and listed, and by default left ou
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 from mosaic_it.budget.literals import literal_pattern
 from mosaic_it.budget.templates import Template
 from mosaic_it.budget.tokenizer import Tokenizer
-from mosaic_it.records import Record
+from mosaic_it.records import TEXT_FIELDS, Record
 
 SPECIAL_TOKEN_MODES = ("skip", "keep", "error")
 
@@ -38,10 +38,15 @@ class SpecialFinder:
 
     def find(self, record: Record) -> tuple[str, str] | None:
         """(field, string) of the first special string in the record, or None."""
+        return self.find_in(record.texts())
+
+    def find_in(self, texts: Sequence[str]) -> tuple[str, str] | None:
+        """:meth:`find` over a record's texts, in the order of :data:`TEXT_FIELDS`."""
         if self.pattern is None:
             return None
-        for name in ("instruction", "input", "output", "system"):
-            m = self.pattern.search(getattr(record, name))
+        search = self.pattern.search
+        for name, text in zip(TEXT_FIELDS, texts):
+            m = search(text)
             if m:
                 return name, m.group()
         return None

@@ -14,7 +14,7 @@ from mosaic_it.budget.tokenizer import Tokenizer, load_tokenizer
 from mosaic_it.engine.admission import Reject
 from mosaic_it.engine.bounds import Counts
 from mosaic_it.engine.grouping import Grouper
-from mosaic_it.engine.parallel import counted_batches
+from mosaic_it.engine.parallel import Screen, screened_batches
 from mosaic_it.engine.store import SPOOL_THRESHOLD, DiskStore, release_freed_memory
 from mosaic_it.engine.summary import RunSummary
 from mosaic_it.io.files import InputError, InvalidRecord, batches, record_from_alpaca
@@ -87,6 +87,13 @@ class MosaicConfig:
         if unknown:
             raise ValueError(f"unknown option(s): {', '.join(unknown)}")
         return cls(**d)
+
+
+def _holds(index: int, record: Record, where: str, token: str) -> str:
+    return (
+        f"record {index} (id {record.id!r}): field {where!r} holds {token!r}, a special "
+        "token or chat-control string"
+    )
 
 
 def _as_record(obj: Record | dict[str, Any], index: int) -> Record:
@@ -243,14 +250,21 @@ class Mosaicker:
             max_tokens=cfg.max_tokens,
             seed=cfg.seed,
         )
+        mode = cfg.special_tokens
         intake = _Intake(grouper, summary, memory, cfg.max_tokens, self.spool_threshold)
         left_out: list[dict[str, Any]] = []
-        parsed = self._parsed(records, intake.positions, left_out)
+        finder = SpecialFinder(self.special | set(self.pack.avoid))
+        # "error" stops at the first record holding one, before any later record is read
+        screen = Screen(grouper.counter, finder if mode != "error" else None, mode == "keep")
         bar = self._bar(None, desc="counting tokens")
-        for items, prompt_counts, output_counts in counted_batches(
-            grouper.counter, parsed, workers
+        start = 0  # records read before the batch
+        for items, screened in screened_batches(
+            screen, self._batches(records, finder if mode == "error" else None), workers
         ):
-            intake.take(items, prompt_counts, output_counts)
+            kept = self._sort_found(items, screened.found, start, left_out)
+            intake.positions.extend(start + j for j in kept)
+            intake.take([items[j] for j in kept], *grouper.counter.take_counts(screened.counted))
+            start += len(items)
             if bar is not None:
                 bar.update(len(items))
         if bar is not None:
@@ -264,45 +278,45 @@ class Mosaicker:
         summary.seconds["read_and_count"] = time.perf_counter() - t0
         return Prepared(grouper, intake.admitted, summary, intake.positions)
 
-    def _parsed(
-        self,
-        records: Iterable[Record | dict[str, Any]],
-        positions: array,
-        left_out: list[dict[str, Any]],
+    def _batches(
+        self, records: Iterable[Record | dict[str, Any]], finder: SpecialFinder | None
     ) -> Iterator[list[Record]]:
-        """The records in batches, those holding special strings left out (or kept, or an
-        error: see :meth:`_admit`); ``positions`` gets the input position of each kept."""
-        finder = SpecialFinder(self.special | set(self.pack.avoid))
+        """The records in batches; with ``finder``, the first holding a special string is an
+        error (``--special-tokens error``)."""
         start = 0
         for chunk in batches(records, COUNT_BATCH):
             batch = [_as_record(r, start + j) for j, r in enumerate(chunk)]
-            kept = [j for j, r in enumerate(batch) if self._admit(finder, r, start + j, left_out)]
-            positions.extend(start + j for j in kept)
-            yield [batch[j] for j in kept]
-            start += len(chunk)
+            if finder is not None:
+                for j, record in enumerate(batch):
+                    found = finder.find(record)
+                    if found is not None:
+                        raise InputError(
+                            f"{_holds(start + j, record, *found)} (--special-tokens skip leaves "
+                            "such records out, keep mosaics them)"
+                        )
+            yield batch
+            start += len(batch)
 
-    def _admit(
-        self, finder: SpecialFinder, record: Record, index: int, left_out: list[dict[str, Any]]
-    ) -> bool:
-        """Whether a record goes on to be mosaicked, given the special strings in its text."""
-        found = finder.find(record)
-        if found is None:
-            return True
-        where, token = found
-        detail = (
-            f"record {index} (id {record.id!r}): field {where!r} holds {token!r}, a special "
-            "token or chat-control string"
-        )
-        mode = self.config.special_tokens
-        if mode == "error":
-            raise InputError(
-                f"{detail} (--special-tokens skip leaves such records out, keep mosaics them)"
-            )
-        if mode == "keep":
-            self.summary.special_token_records += 1
-            return True
-        left_out.append(Reject(index, record.id, "special_tokens", detail).to_dict())
-        return False
+    def _sort_found(
+        self,
+        items: list[Record],
+        found: list[tuple[int, str, str]],
+        start: int,
+        left_out: list[dict[str, Any]],
+    ) -> list[int]:
+        """The places in ``items`` of the records that go on, given those holding special
+        strings (``found``): counted and kept (``--special-tokens keep``), or left out."""
+        if not found:
+            return list(range(len(items)))
+        if self.config.special_tokens == "keep":
+            self.summary.special_token_records += len(found)
+            return list(range(len(items)))
+        for j, where, token in found:
+            record = items[j]
+            detail = _holds(start + j, record, where, token)
+            left_out.append(Reject(start + j, record.id, "special_tokens", detail).to_dict())
+        dropped = {j for j, _, _ in found}
+        return [j for j in range(len(items)) if j not in dropped]
 
     def run_epoch(self, prepared: Prepared, epoch: int) -> Iterator[Sample]:
         """The samples of one epoch, in order; counted into ``prepared.summary``."""

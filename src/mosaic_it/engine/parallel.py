@@ -27,13 +27,15 @@ from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from contextlib import contextmanager
+from dataclasses import dataclass
 from functools import partial
 from itertools import chain, islice
 from typing import Any, TypeVar
 
 from mosaic_it.budget.sample_count import Counted, SampleCounter
+from mosaic_it.budget.special import SpecialFinder
 from mosaic_it.engine.store import release_freed_memory
-from mosaic_it.records import Record
+from mosaic_it.records import Record, join_prompt
 
 R = TypeVar("R")
 
@@ -134,36 +136,76 @@ def die_with_parent(parent: int) -> None:
         os._exit(1)
 
 
-def _count_job(counter: SampleCounter, texts: list[str], fold: bool) -> Counted:
-    # fold is False once the parent found special-token strings: count the texts whole
-    return counter.count_texts(texts, fold)
+@dataclass(frozen=True)
+class Screened:
+    """What :class:`Screen` found in a batch of records."""
+
+    found: list[tuple[int, str, str]]  # (place in the batch, field, string) of each holding one
+    counted: Counted  # the texts of the records that go on, in order
 
 
-def counted_batches(
-    counter: SampleCounter, batches: Iterable[list[Record]], workers: int
-) -> Iterator[tuple[list[Record], list[int], list[int]]]:
-    """Each batch of records with its prompt and output counts, in order.
+@dataclass(frozen=True)
+class Screen:
+    """What is done to every batch of records before it is stored: the special strings the
+    records hold are found (where ``finder`` is set), and the texts of those that go on (all
+    of them, with ``keep_found``) are counted. It changes nothing but caches, so it runs on
+    forked workers while the parent reads on."""
 
-    With one batch, or one worker, everything is counted here (a small input never forks);
+    counter: SampleCounter
+    finder: SpecialFinder | None
+    keep_found: bool
+
+    def __call__(self, records: list[tuple[str, ...]], fold: bool) -> Screened:
+        """Screen records given by their texts (:meth:`Record.texts`); ``fold`` False: count
+        the texts whole (the parent has stopped folding)."""
+        found: list[tuple[int, str, str]] = []
+        if self.finder is not None:
+            find = self.finder.find_in
+            for j, texts in enumerate(records):
+                hit = find(texts)
+                if hit is not None:
+                    found.append((j, *hit))
+        left_out = set() if self.keep_found else {j for j, _, _ in found}
+        texts = [
+            text
+            for j, (instruction, input_, output, _) in enumerate(records)
+            if j not in left_out
+            for text in (join_prompt(instruction, input_), output)
+        ]
+        return Screened(found, self.counter.count_texts(texts, fold))
+
+
+def _screen_job(screen: Screen, records: list[tuple[str, ...]], fold: bool) -> Screened:
+    return screen(records, fold)
+
+
+def screened_batches(
+    screen: Screen, batches: Iterable[list[Record]], workers: int
+) -> Iterator[tuple[list[Record], Screened]]:
+    """Each batch of records with what :class:`Screen` found in it, in order.
+
+    With one batch, or one worker, everything is screened here (a small input never forks);
     otherwise batches go to ``workers`` processes, at most twice ``workers`` ahead of the one
-    being taken back.
+    being taken back. The counts are exact either way: a batch counted with folding after
+    the parent stopped folding only has its summaries left unused.
     """
+    counter = screen.counter
     it = iter(batches)
     ahead = list(islice(it, 2))  # two batches read: is there more than one?
     if len(ahead) < 2 or workers <= 1 or not counter.folds:
         # one batch, one process, or a tokenizer without word counts (which batches on all
         # cores itself)
         for items in chain(ahead, it):
-            yield items, *counter.count(items)
+            yield items, screen([r.texts() for r in items], counter.folds)
         return
-    pending: deque[tuple[list[Record], Future[Counted]]] = deque()
-    with fork_pool(workers, "counting tokens", counter) as pool:
+    pending: deque[tuple[list[Record], Future[Screened]]] = deque()
+    with fork_pool(workers, "counting tokens", screen) as pool:
         for items in chain(ahead, it):
-            texts = counter.texts_to_count(items)
-            pending.append((items, pool.submit(_count_job, texts, counter.folds)))
+            job = pool.submit(_screen_job, [r.texts() for r in items], counter.folds)
+            pending.append((items, job))
             while len(pending) > 2 * workers:
                 items, job = pending.popleft()
-                yield items, *counter.take_counts(job.result())
+                yield items, job.result()
         while pending:
             items, job = pending.popleft()
-            yield items, *counter.take_counts(job.result())
+            yield items, job.result()
