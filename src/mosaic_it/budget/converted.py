@@ -35,12 +35,18 @@ CONVERSION = 2
 Built = tuple[tokenizers.Tokenizer, str | None, str | None]
 
 
-def cached_conversion(stem: str, source_digest: str, build: Callable[[], Built]) -> Built:
-    """The tokenizer kept for ``source_digest``, else ``build()``'s, kept for the next run."""
-    key = hashlib.sha256(
+def conversion_key(source_digest: str) -> str:
+    """The key of the conversion of what ``source_digest`` names: it also names what the
+    conversion builds (:attr:`.tokenizer.Tokenizer.digest` is made from it)."""
+    return hashlib.sha256(
         f"mosaic-it tokenizer conversion {CONVERSION}\0tokenizers {tokenizers.__version__}\0"
         f"{source_digest}".encode()
     ).hexdigest()
+
+
+def cached_conversion(stem: str, source_digest: str, build: Callable[[], Built]) -> Built:
+    """The tokenizer kept for ``source_digest``, else ``build()``'s, kept for the next run."""
+    key = conversion_key(source_digest)
     folder = cache_root() / "tokenizers" / f"{_safe(stem)}-{key[:16]}"
     found = _read(folder, key)
     if found is not None:
