@@ -191,12 +191,14 @@ def test_runs_at_once_each_see_a_whole_entry_or_none(tmp_path, monkeypatch):
     assert not [p for p in (tmp_path / "vocabulary").iterdir() if p.name.startswith(".")]
 
 
-def test_every_loader_names_the_content():
+def test_every_loader_names_the_content(qwen_dir, smollm2_gguf):
     """The digest is of the content: a tokenizer.json's text, a conversion's key, else the
     backend's serialization; the bundled tokenizer is its tokenizer.json."""
     from importlib import resources
 
     from mosaic_it.budget import tokenizer as tokmod
+    from mosaic_it.budget.converted import conversion_key
+    from mosaic_it.budget.gguf import metadata_digest
 
     bundled = load_tokenizer()
     text = resources.files("mosaic_it").joinpath(tokmod._BUNDLED_JSON).read_text("utf-8")
@@ -204,3 +206,9 @@ def test_every_loader_names_the_content():
     converted = tokmod.convert_bundled()
     assert converted.digest == tokmod.serialized_digest(converted.backend)
     assert converted.digest != bundled.digest  # another way of building: another name
+    with resources.as_file(resources.files("mosaic_it").joinpath(tokmod._BUNDLED_RESOURCE)) as p:
+        assert load_tokenizer(p).digest == converted.digest  # the same model, the same build
+    qwen = (qwen_dir / "tokenizer.json").read_text("utf-8")
+    assert load_tokenizer(qwen_dir).digest == tokmod.content_digest("tokenizer.json", qwen)
+    key = conversion_key(metadata_digest(smollm2_gguf))
+    assert load_tokenizer(smollm2_gguf).digest == tokmod.content_digest("converted", key)

@@ -8,7 +8,9 @@ and EOS tokens, whether special tokens written in a text are read as text, which
 ``tokenizer.json`` does not record, and the full key). The key is the SHA-256 of what the
 tokenizer is made from (for a GGUF file its metadata), of this conversion's version and of the
 ``tokenizers`` library's, so an edited file, a changed conversion or another library never
-reads a stale entry.
+reads a stale entry. The key also names the tokenizer's content
+(:attr:`.tokenizer.Tokenizer.digest`), under which facts derived from its vocabulary are kept
+(:mod:`.vocab_cache`).
 
 The cache only saves time: an entry that cannot be read is built again and replaced, and a
 cache that cannot be written is left alone (the run goes on with the tokenizer it built). Both

@@ -14,7 +14,8 @@ a text's count is the sum of its words' counts, and only words not seen before a
 (:meth:`WordCounter.count_texts`), several times faster than one tokenizer pass over the text.
 Each sample's exact count is folded from the summaries of its parts, in microseconds.
 
-:func:`supports` checks the properties above on the tokenizer itself; byte-level BPE tokenizers
+:func:`supports` checks the properties above on the tokenizer itself (its scan of every piece,
+:func:`vocabulary_spans`, is kept in the cache for the next run); byte-level BPE tokenizers
 are folded by :mod:`.pretokens` where they can be, and samples are tokenized whole otherwise.
 """
 

@@ -20,6 +20,11 @@ package, by :mod:`.sentencepiece_bpe` (which reads the protobuf with :mod:`.prot
 
 Counts never include special tokens added by a post-processor (BOS/EOS): callers add
 those explicitly, via :attr:`Tokenizer.bos_token` / :attr:`Tokenizer.eos_token`.
+
+A loaded tokenizer carries a digest of its content (:attr:`Tokenizer.digest`: a
+``tokenizer.json``'s text, a GGUF conversion's key, else its own serialization), under which
+the facts the counting proofs derive from its vocabulary are kept in the cache
+(:mod:`.vocab_cache`).
 Truncation and padding settings stored in a tokenizer.json are switched off.
 
 Special-token *text* inside the input (a literal ``"</s>"`` in a response) follows the
