@@ -1,5 +1,6 @@
-"""Where mosaic-it keeps what it derives from the user's files (converted tokenizers,
-de-quantized models, the replication's stages): never an input, never an output.
+"""Where mosaic-it keeps what it derives from the user's files (converted tokenizers, facts
+derived from a tokenizer's vocabulary, de-quantized models, the replication's stages): never an
+input, never an output.
 
 ``$MOSAIC_IT_CACHE``, else ``$XDG_CACHE_HOME/mosaic-it``, else ``~/.cache/mosaic-it``.
 """

@@ -8,7 +8,9 @@ and EOS tokens, whether special tokens written in a text are read as text, which
 ``tokenizer.json`` does not record, and the full key). The key is the SHA-256 of what the
 tokenizer is made from (for a GGUF file its metadata), of this conversion's version and of the
 ``tokenizers`` library's, so an edited file, a changed conversion or another library never
-reads a stale entry.
+reads a stale entry. The key also names the tokenizer's content
+(:attr:`.tokenizer.Tokenizer.digest`), under which facts derived from its vocabulary are kept
+(:mod:`.vocab_cache`).
 
 The cache only saves time: an entry that cannot be read is built again and replaced, and a
 cache that cannot be written is left alone (the run goes on with the tokenizer it built). Both
@@ -35,12 +37,18 @@ CONVERSION = 2
 Built = tuple[tokenizers.Tokenizer, str | None, str | None]
 
 
-def cached_conversion(stem: str, source_digest: str, build: Callable[[], Built]) -> Built:
-    """The tokenizer kept for ``source_digest``, else ``build()``'s, kept for the next run."""
-    key = hashlib.sha256(
+def conversion_key(source_digest: str) -> str:
+    """The key of the conversion of what ``source_digest`` names: it also names what the
+    conversion builds (:attr:`.tokenizer.Tokenizer.digest` is made from it)."""
+    return hashlib.sha256(
         f"mosaic-it tokenizer conversion {CONVERSION}\0tokenizers {tokenizers.__version__}\0"
         f"{source_digest}".encode()
     ).hexdigest()
+
+
+def cached_conversion(stem: str, source_digest: str, build: Callable[[], Built]) -> Built:
+    """The tokenizer kept for ``source_digest``, else ``build()``'s, kept for the next run."""
+    key = conversion_key(source_digest)
     folder = cache_root() / "tokenizers" / f"{_safe(stem)}-{key[:16]}"
     found = _read(folder, key)
     if found is not None:

@@ -20,6 +20,11 @@ package, by :mod:`.sentencepiece_bpe` (which reads the protobuf with :mod:`.prot
 
 Counts never include special tokens added by a post-processor (BOS/EOS): callers add
 those explicitly, via :attr:`Tokenizer.bos_token` / :attr:`Tokenizer.eos_token`.
+
+A loaded tokenizer carries a digest of its content (:attr:`Tokenizer.digest`: a
+``tokenizer.json``'s text, a GGUF conversion's key, else its own serialization), under which
+the facts the counting proofs derive from its vocabulary are kept in the cache
+(:mod:`.vocab_cache`).
 Truncation and padding settings stored in a tokenizer.json are switched off.
 
 Special-token *text* inside the input (a literal ``"</s>"`` in a response) follows the
@@ -34,6 +39,7 @@ charsmap, user-defined or unused pieces).
 from __future__ import annotations
 
 import functools
+import hashlib
 import json
 import os
 import re
@@ -43,7 +49,7 @@ from pathlib import Path
 
 import tokenizers
 
-from mosaic_it.budget.converted import cached_conversion
+from mosaic_it.budget.converted import cached_conversion, conversion_key
 from mosaic_it.budget.gguf import GGUFError, build_backend, metadata_digest, read_metadata
 from mosaic_it.budget.sentencepiece_bpe import (
     SentencePieceError,
@@ -65,6 +71,8 @@ _BUNDLED_RESOURCE = "data/tokenizer/tokenizer.model.v1"
 _BUNDLED_JSON = "data/tokenizer/tokenizer.json"  # the model converted, ready to load
 _BUNDLED_NAME = "mistral-7b-v0.1 (bundled)"
 _BUNDLED_BOS, _BUNDLED_EOS = "<s>", "</s>"  # the model's bos_id and eos_id pieces
+# what a tokenizer's content digest is taken from (see content_digest)
+_JSON_FILE, _SERIALIZED, _CONVERSION = "tokenizer.json", "serialized", "converted"
 
 # Special-token spellings tried, in order, when no tokenizer_config.json says which
 # tokens are BOS/EOS.  Only tokens registered as *special* added tokens count.
@@ -89,12 +97,18 @@ class Tokenizer:
     and end of a sequence (``None`` when the model has none or the tokenizer config says it
     is not added, e.g. Qwen2 has no BOS).  They are informational: :meth:`count` and
     :meth:`encode` never add them.
+
+    ``digest`` names the backend's content: the SHA-256 of what :func:`load_tokenizer` built
+    it from, with what fixes how it is built (see :func:`content_digest`). Facts derived from
+    the vocabulary are kept in the cache under it (:mod:`.vocab_cache`); a tokenizer made in
+    code around a backend has none, and its facts are derived every time.
     """
 
     name: str
     bos_token: str | None
     eos_token: str | None
     backend: tokenizers.Tokenizer = field(repr=False, compare=False)
+    digest: str | None = field(default=None, repr=False, compare=False)
 
     def count(self, text: str) -> int:
         """Number of tokens in ``text``, without any special tokens added."""
@@ -203,7 +217,11 @@ def _load_bundled() -> Tokenizer:
     if hasattr(backend, "encode_special_tokens"):
         backend.encode_special_tokens = True  # a setting of the object, not of the file
     return Tokenizer(
-        name=_BUNDLED_NAME, bos_token=_BUNDLED_BOS, eos_token=_BUNDLED_EOS, backend=backend
+        name=_BUNDLED_NAME,
+        bos_token=_BUNDLED_BOS,
+        eos_token=_BUNDLED_EOS,
+        backend=backend,
+        digest=content_digest(_JSON_FILE, text),
     )
 
 
@@ -225,7 +243,24 @@ def convert_bundled() -> Tokenizer:
         bos_token=model.special_piece(model.bos_id),
         eos_token=model.special_piece(model.eos_id),
         backend=backend,
+        digest=serialized_digest(backend),
     )
+
+
+def content_digest(kind: str, source: str) -> str:
+    """:attr:`Tokenizer.digest`: the SHA-256 of what a backend was built from, where that
+    alone fixes what is built (with the ``tokenizers`` version, which the users of the digest
+    add): the text of a ``tokenizer.json`` (``kind`` "tokenizer.json"), the key of a
+    conversion that has a version of its own ("converted", :mod:`.converted`), or else the
+    backend's own serialization ("serialized", :func:`serialized_digest`)."""
+    return hashlib.sha256(f"{kind}\0{source}".encode()).hexdigest()
+
+
+def serialized_digest(backend: tokenizers.Tokenizer) -> str:
+    """The content digest of a backend built in this process by a conversion without a
+    version of its own (a SentencePiece model's): its serialization (20 ms for 32,000 pieces;
+    a GGUF file's conversion has a key instead, its serialization costs 0.4 s for Gemma 3)."""
+    return content_digest(_SERIALIZED, backend.to_str())
 
 
 def _file_key(path: Path) -> tuple[str, int, int]:
@@ -254,13 +289,15 @@ def _load_directory(directory: Path) -> Tokenizer:
 
 
 def _load_tokenizer_json(path: Path, config: dict | None, name: str | None = None) -> Tokenizer:
-    backend = _cached_tokenizer_json(_file_key(path))
+    backend, digest = _cached_tokenizer_json(_file_key(path))
     bos, eos = _special_tokens_from_config(config, *_infer_special_tokens(backend))
-    return Tokenizer(name=name or str(path), bos_token=bos, eos_token=eos, backend=backend)
+    return Tokenizer(
+        name=name or str(path), bos_token=bos, eos_token=eos, backend=backend, digest=digest
+    )
 
 
 @functools.lru_cache(maxsize=16)
-def _cached_tokenizer_json(key: tuple[str, int, int]) -> tokenizers.Tokenizer:
+def _cached_tokenizer_json(key: tuple[str, int, int]) -> tuple[tokenizers.Tokenizer, str]:
     path = key[0]
     try:
         text = Path(path).read_text(encoding="utf-8")
@@ -274,22 +311,24 @@ def _cached_tokenizer_json(key: tuple[str, int, int]) -> tokenizers.Tokenizer:
         backend = tokenizers.Tokenizer.from_str(text)
     except Exception as exc:  # the Rust side raises plain Exception
         raise TokenizerError(f"{path}: not a valid tokenizer.json ({exc})") from exc
-    return _neutralise(backend)
+    return _neutralise(backend), content_digest(_JSON_FILE, text)
 
 
 def _load_sentencepiece(path: Path, config: dict | None, name: str | None = None) -> Tokenizer:
-    model, backend = _cached_sentencepiece(_file_key(path))
+    model, backend, digest = _cached_sentencepiece(_file_key(path))
     # The model itself records its BOS/EOS (trainer_spec.bos_id/eos_id, -1 = none).
     bos, eos = _special_tokens_from_config(
         config, model.special_piece(model.bos_id), model.special_piece(model.eos_id)
     )
-    return Tokenizer(name=name or str(path), bos_token=bos, eos_token=eos, backend=backend)
+    return Tokenizer(
+        name=name or str(path), bos_token=bos, eos_token=eos, backend=backend, digest=digest
+    )
 
 
 @functools.lru_cache(maxsize=8)
 def _cached_sentencepiece(
     key: tuple[str, int, int],
-) -> tuple[SentencePieceModel, tokenizers.Tokenizer]:
+) -> tuple[SentencePieceModel, tokenizers.Tokenizer, str]:
     path = key[0]
     try:
         data = Path(path).read_bytes()
@@ -297,23 +336,28 @@ def _cached_sentencepiece(
         raise TokenizerError(f"{path}: cannot read ({exc.strerror or exc})") from exc
     try:
         model = parse_sentencepiece_model(data, origin=path)
-        return model, sentencepiece_bpe_to_tokenizers(model, origin=path)
+        backend = sentencepiece_bpe_to_tokenizers(model, origin=path)
     except SentencePieceError as exc:
         raise TokenizerError(str(exc)) from exc
+    return model, backend, serialized_digest(backend)
 
 
 def _load_gguf(path: Path) -> Tokenizer:
-    backend, bos, eos = _cached_gguf(_file_key(path))
-    return Tokenizer(name=str(path), bos_token=bos, eos_token=eos, backend=backend)
+    (backend, bos, eos), digest = _cached_gguf(_file_key(path))
+    return Tokenizer(name=str(path), bos_token=bos, eos_token=eos, backend=backend, digest=digest)
 
 
 @functools.lru_cache(maxsize=4)
-def _cached_gguf(key: tuple[str, int, int]) -> tuple[tokenizers.Tokenizer, str | None, str | None]:
+def _cached_gguf(
+    key: tuple[str, int, int],
+) -> tuple[tuple[tokenizers.Tokenizer, str | None, str | None], str]:
     path = key[0]
     try:
-        return cached_conversion(
-            Path(path).stem, metadata_digest(path), lambda: build_backend(read_metadata(path))
+        source = metadata_digest(path)
+        built = cached_conversion(
+            Path(path).stem, source, lambda: build_backend(read_metadata(path))
         )
+        return built, content_digest(_CONVERSION, conversion_key(source))
     except OSError as exc:
         raise TokenizerError(f"{path}: cannot read ({exc.strerror or exc})") from exc
     except (GGUFError, SentencePieceError) as exc:
@@ -321,13 +365,13 @@ def _cached_gguf(key: tuple[str, int, int]) -> tuple[tokenizers.Tokenizer, str |
 
 
 def _load_hub(name: str) -> Tokenizer:
-    backend = _cached_hub(name)
+    backend, digest = _cached_hub(name)
     bos, eos = _special_tokens_from_config(_hub_config(name), *_infer_special_tokens(backend))
-    return Tokenizer(name=name, bos_token=bos, eos_token=eos, backend=backend)
+    return Tokenizer(name=name, bos_token=bos, eos_token=eos, backend=backend, digest=digest)
 
 
 @functools.lru_cache(maxsize=8)
-def _cached_hub(name: str) -> tokenizers.Tokenizer:
+def _cached_hub(name: str) -> tuple[tokenizers.Tokenizer, str]:
     try:
         backend = _from_pretrained(name)
     except TokenizerError:
@@ -337,7 +381,8 @@ def _cached_hub(name: str) -> tokenizers.Tokenizer:
             f"{name}: not a local file or directory, and loading it from the Hugging Face Hub "
             f"failed ({exc}). Check the path, or the network connection and repository id."
         ) from exc
-    return _neutralise(backend)
+    backend = _neutralise(backend)
+    return backend, serialized_digest(backend)
 
 
 def _from_pretrained(name: str) -> tokenizers.Tokenizer:
