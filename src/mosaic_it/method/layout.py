@@ -167,12 +167,22 @@ def one_paragraph(text: str) -> bool:
     return _BLANK_LINE.search(text) is None
 
 
+@lru_cache(maxsize=4096)
+def _short_label_match(label: str, punctuation: str) -> Callable[[str], object] | None:
+    """The match of :func:`_label_start` for a label short enough to be read within the lines
+    :func:`_numbered_lines` cuts, None for a longer one (kept per style: called for every
+    record of every sample)."""
+    head, _, tail = label.partition("{n}")
+    if len(head) > 24 or len(tail + punctuation) > 30:  # longer than the cut lines
+        return None
+    return _label_start(label, punctuation).match
+
+
 def numbering_fits(numbering: Numbering, texts: Sequence[str]) -> bool:
-    pattern = _label_start(numbering.label, numbering.punctuation)
-    head, _, tail = numbering.label.partition("{n}")
-    if len(head) > 24 or len(tail + numbering.punctuation) > 30:  # longer than the cut lines
+    match = _short_label_match(numbering.label, numbering.punctuation)
+    if match is None:
+        pattern = _label_start(numbering.label, numbering.punctuation)
         return not any(re.search("^" + pattern.pattern, t, re.MULTILINE) for t in texts)
-    match = pattern.match
     for t in texts:  # loops, not any() over a generator: a quarter of a million calls a run
         for line in _numbered_lines(t):
             if match(line):
