@@ -54,6 +54,10 @@ class FoldingCounter(Protocol):
         """The summary of a text that recurs (a label, a separator, a template's text), kept."""
         ...
 
+    def glue_many(self, texts: Sequence[str]) -> None:
+        """Keep the summaries of these texts, as :meth:`glue` would, made together."""
+        ...
+
     def prime_pack(self, texts: Sequence[str]) -> None:
         """Prepare for texts a rule pack writes again and again (counted ahead, or kept)."""
         ...
@@ -110,6 +114,11 @@ class FoldingBase(ABC):
         """Text holding a special-token string may be split there: count it whole instead."""
         return bool(self._specials and self._specials.search(text))
 
+    def summarize_many(self, texts: Sequence[str]) -> list[Summary]:
+        """:meth:`summarize` of each text; a counter whose summaries call the tokenizer
+        overrides it to count what they need in one call for all of them."""
+        return [self.summarize(t) for t in texts]
+
     def glue(self, text: str) -> Summary:
         """The summary of a text that recurs (a label, a separator, a template's text), kept."""
         s = self._glue.get(text)
@@ -118,6 +127,16 @@ class FoldingBase(ABC):
                 self._glue = {"": self._glue[""]}
             s = self._glue[text] = self.summarize(text)
         return s
+
+    def glue_many(self, texts: Sequence[str]) -> None:
+        """Keep the summaries of these texts, as :meth:`glue` would: those not kept yet (a new
+        meta-instruction, mostly) are summarised together (see :meth:`summarize_many`)."""
+        new = [t for t in dict.fromkeys(texts) if t not in self._glue]
+        if not new:
+            return
+        if len(self._glue) + len(new) > MAX_GLUE:
+            self._glue = {"": self._glue[""]}
+        self._glue.update(zip(new, self.summarize_many(new)))
 
     def word_id(self, text: str) -> int:
         """A small integer standing for a text of a summary (kept in arrays instead)."""
