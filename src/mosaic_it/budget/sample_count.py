@@ -210,8 +210,7 @@ class SampleCounter:
         if self.foldable(sample):
             assert self.folder is not None
             try:
-                parts = self._glued([self._parts(sample, group)])[0]
-                return self._special + sum(map(self.folder.fold, parts))
+                return self._special + sum(map(self.folder.fold, self._parts(sample, group)))
             except SeamError:
                 pass  # a seam the counter cannot fold: tokenize this sample whole
         return self.template.count(self.tokenizer, sample.instruction, sample.output, sample.system)
@@ -223,7 +222,10 @@ class SampleCounter:
         folded = [j for j, (sample, _) in enumerate(samples) if self.foldable(sample)]
         if folded:
             assert self.folder is not None
-            parts = self._glued([self._parts(*samples[j]) for j in folded])
+            # the texts a sample adds that recur (labels, separators, tags) are known after a
+            # few samples; its meta-instruction is often new: summarised together first
+            self.folder.glue_many([t for j in folded for t in samples[j][0].spec.meta_parts()])
+            parts = [self._parts(*samples[j]) for j in folded]
             for j, n in zip(folded, self.folder.fold_many(parts)):
                 counts[j] = None if n is None else self._special + n
         whole = [j for j, n in enumerate(counts) if n is None]
@@ -246,41 +248,31 @@ class SampleCounter:
             ok = self._safe_systems[sample.system] = not self.folder.unsafe(text)
         return ok
 
-    def _parts(self, sample: Sample, group: Sequence[int]) -> list[list[Summary | str]]:
-        """The parts of a sample's rendered sequence(s), in order (foldable tokenizers): the
-        records' summaries, and the texts the layout and template add (see :meth:`_glued`)."""
+    def _parts(self, sample: Sample, group: Sequence[int]) -> list[list[Summary]]:
+        """The summaries of a sample's rendered sequence(s), in order (foldable tokenizers)."""
         counter, t, spec, layout = self.folder, self.template, sample.spec, sample.layout
         assert counter is not None and self._summaries is not None
-        words = counter.word_list
+        glue, words = counter.glue, counter.word_list
         prompt_summaries, output_summaries = self._summaries
         prompts = list(map(prompt_summaries.getter(words), group))
         outputs = list(map(output_summaries.getter(words), group))
-        instruction = instruction_parts(layout, prompts, *spec.meta_parts())
-        response = response_parts(layout, outputs, spec.answer_order)
+        instruction = [
+            glue(p) if type(p) is str else p
+            for p in instruction_parts(layout, prompts, *spec.meta_parts())
+        ]
+        response = [
+            glue(p) if type(p) is str else p
+            for p in response_parts(layout, outputs, spec.answer_order)
+        ]
         # the counter's lead stands for what the tokenizer prepends to a whole text (the "▁"
         # of SentencePiece models)
         lead = counter.lead
         if t.joined:
             frame = self._frames.get(sample.system)
             if frame is None:
-                glue = counter.glue
                 frame = glue(lead + t.prefix_for(sample.system)), glue(t.middle), glue(t.suffix)
                 if len(self._frames) < MAX_FRAMES:
                     self._frames[sample.system] = frame
             return [[frame[0], *instruction, frame[1], *response, frame[2]]]
-        system = [[lead + sample.system]] if sample.system else []
-        return [[lead, *instruction], [lead, *response], *system]
-
-    def _glued(self, samples: list[list[list[Summary | str]]]) -> list[list[list[Summary]]]:
-        """:meth:`_parts` of many samples with each text replaced by its summary: the texts
-        not summarised yet are summarised together first (one tokenizer call for the batch)."""
-        counter = self.folder
-        assert counter is not None
-        # summaries are tuples, texts str: the type tells them apart
-        texts = [p for sample in samples for seq in sample for p in seq if type(p) is str]
-        counter.glue_many(texts)
-        glue = counter.glue
-        return [
-            [[glue(p) if type(p) is str else p for p in seq] for seq in sample]
-            for sample in samples
-        ]
+        system = [[glue(lead + sample.system)]] if sample.system else []
+        return [[glue(lead), *instruction], [glue(lead), *response], *system]
