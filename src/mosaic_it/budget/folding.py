@@ -58,6 +58,10 @@ class FoldingCounter(Protocol):
         """Keep the summaries of these texts, as :meth:`glue` would, made together."""
         ...
 
+    def glue_each(self, parts: Sequence[Summary | str]) -> list[Summary]:
+        """``parts`` with each text (a str) replaced by its :meth:`glue` summary."""
+        ...
+
     def prime_pack(self, texts: Sequence[str]) -> None:
         """Prepare for texts a rule pack writes again and again (counted ahead, or kept)."""
         ...
@@ -127,6 +131,14 @@ class FoldingBase(ABC):
                 self._glue = {"": self._glue[""]}
             s = self._glue[text] = self.summarize(text)
         return s
+
+    def glue_each(self, parts: Sequence[Summary | str]) -> list[Summary]:
+        """``parts`` with each text replaced by its :meth:`glue` summary (summaries are tuples,
+        texts str: the type tells them apart). The kept summaries are looked up directly: a
+        sample has dozens of such texts, nearly all kept already."""
+        get, glue = self._glue.get, self.glue
+        # a summary is a non-empty tuple: "or" calls glue() only for a text not kept yet
+        return [(get(p) or glue(p)) if type(p) is str else p for p in parts]  # type: ignore[misc]
 
     def glue_many(self, texts: Sequence[str]) -> None:
         """Keep the summaries of these texts, as :meth:`glue` would: those not kept yet (a new

@@ -256,14 +256,8 @@ class SampleCounter:
         prompt_summaries, output_summaries = self._summaries
         prompts = list(map(prompt_summaries.getter(words), group))
         outputs = list(map(output_summaries.getter(words), group))
-        instruction = [
-            glue(p) if type(p) is str else p
-            for p in instruction_parts(layout, prompts, *spec.meta_parts())
-        ]
-        response = [
-            glue(p) if type(p) is str else p
-            for p in response_parts(layout, outputs, spec.answer_order)
-        ]
+        instruction = counter.glue_each(instruction_parts(layout, prompts, *spec.meta_parts()))
+        response = counter.glue_each(response_parts(layout, outputs, spec.answer_order))
         # the counter's lead stands for what the tokenizer prepends to a whole text (the "▁"
         # of SentencePiece models)
         lead = counter.lead

@@ -287,15 +287,16 @@ def instruction_parts(
     ``prompts`` may be texts (to render) or anything standing for them (to count), so the text
     and its token count come from this one description of the layout.
     """
-    parts: list[str | T] = []
-    if head:
-        parts += [head, layout.meta_separator]
+    parts: list[str | T] = [head, layout.meta_separator] if head else []
+    # names bound once: this runs twice for every sample (rendering it, counting it)
+    separator, append = layout.instruction_separator, parts.append
+    label = layout.numbering.render if layout.numbering else None
     for number, prompt in enumerate(prompts, start=1):
         if number > 1:
-            parts.append(layout.instruction_separator)
-        if layout.numbering:
-            parts.append(layout.numbering.render(number))
-        parts.append(prompt)
+            append(separator)
+        if label is not None:
+            append(label(number))
+        append(prompt)
     if tail:
         parts += [layout.meta_separator, tail]
     return parts
@@ -304,15 +305,18 @@ def instruction_parts(
 def response_parts(layout: Layout, outputs: Sequence[T], answer_order: list[int]) -> list[str | T]:
     """The answers in the order given by instruction number, each with its own label."""
     parts: list[str | T] = []
+    separator, append = layout.response_separator, parts.append
+    label = layout.numbering.render if layout.numbering else None
+    tags = layout.tags
     for position, number in enumerate(answer_order):
         if position:
-            parts.append(layout.response_separator)
-        if layout.numbering:
-            parts.append(layout.numbering.render(number))
-        if layout.tags:
-            parts += [layout.tags.begin, outputs[number - 1], layout.tags.end]
+            append(separator)
+        if label is not None:
+            append(label(number))
+        if tags:
+            parts += [tags.begin, outputs[number - 1], tags.end]
         else:
-            parts.append(outputs[number - 1])
+            append(outputs[number - 1])
     return parts
 
 
