@@ -19,7 +19,7 @@ T = TypeVar("T")
 
 def derive_seed(*parts: object) -> int:
     """A 64-bit seed derived from a path of values, e.g. ``(seed, "epoch", 2, "sample", 17)``."""
-    text = "/".join(str(p) for p in parts).encode()
+    text = "/".join(map(str, parts)).encode()
     return int.from_bytes(hashlib.blake2b(text, digest_size=8).digest(), "little")
 
 
@@ -38,7 +38,9 @@ class Rng:
         """Uniform integer in [0, n)."""
         if n <= 0:
             raise ValueError("below() needs n >= 1")
-        return min(int(self._random() * n), n - 1)
+        # a comparison rather than min(): this runs for every draw of every sample
+        i = int(self._random() * n)
+        return i if i < n else n - 1
 
     def integer(self, low: int, high: int) -> int:
         """Uniform integer in [low, high], both ends included."""

@@ -166,11 +166,14 @@ class WordCounter(FoldingBase):
 
     # --------------------------------------------------------------- words
 
-    def prime(self, words: Sequence[str], journal: list[WordCount] | None = None) -> None:
+    def prime(
+        self, words: Sequence[str], journal: list[WordCount] | None = None, *, cut: bool = False
+    ) -> None:
         """Count many words in one batched call (a few, one by one: a parallel batch has a
         start-up cost of milliseconds). A word that splits where no piece spans (see
-        :meth:`split`) is counted from its parts, most of which are known already. The words
-        counted are added to ``journal``, when given."""
+        :meth:`split`) is counted from its parts, most of which are known already; in a big
+        batch only with ``cut`` (words made at seams, such as an answer's last word and a tag:
+        their parts are mostly known). The words counted are added to ``journal``, if given."""
         self._bound()
         known = self._words
         missing = sorted({w for w in words if w not in known})
@@ -178,7 +181,7 @@ class WordCounter(FoldingBase):
         split: list[tuple[str, list[str]]] = []
         for w in missing:
             # a big batch costs the tokenizer less per word than finding where words split
-            parts = self.split(w) if len(missing) < SMALL_BATCH else [w]
+            parts = self.split(w) if cut or len(missing) < SMALL_BATCH else [w]
             if len(parts) == 1:
                 whole.append(w)
             else:
@@ -348,7 +351,7 @@ class WordCounter(FoldingBase):
         missing: set[str] = set()
         total, open_seams = self.fold_known(parts, missing)
         if open_seams:
-            self.prime(list(missing))
+            self.prime(list(missing), cut=True)
         return self.settle(total, open_seams)
 
     def fold_many(self, samples: Sequence[Sequence[Sequence[Summary]]]) -> list[int | None]:
@@ -357,7 +360,7 @@ class WordCounter(FoldingBase):
         missing: set[str] = set()
         known = [[self.fold_known(seq, missing) for seq in sample] for sample in samples]
         if missing:
-            self.prime(list(missing))
+            self.prime(list(missing), cut=True)
         settle = self.settle
         return [sum(settle(*fold) for fold in folds) for folds in known]
 

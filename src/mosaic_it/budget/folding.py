@@ -54,6 +54,14 @@ class FoldingCounter(Protocol):
         """The summary of a text that recurs (a label, a separator, a template's text), kept."""
         ...
 
+    def glue_many(self, texts: Sequence[str]) -> None:
+        """Keep the summaries of these texts, as :meth:`glue` would, made together."""
+        ...
+
+    def glue_each(self, parts: Sequence[Summary | str]) -> list[Summary]:
+        """``parts`` with each text (a str) replaced by its :meth:`glue` summary."""
+        ...
+
     def prime_pack(self, texts: Sequence[str]) -> None:
         """Prepare for texts a rule pack writes again and again (counted ahead, or kept)."""
         ...
@@ -110,6 +118,11 @@ class FoldingBase(ABC):
         """Text holding a special-token string may be split there: count it whole instead."""
         return bool(self._specials and self._specials.search(text))
 
+    def summarize_many(self, texts: Sequence[str]) -> list[Summary]:
+        """:meth:`summarize` of each text; a counter whose summaries call the tokenizer
+        overrides it to count what they need in one call for all of them."""
+        return [self.summarize(t) for t in texts]
+
     def glue(self, text: str) -> Summary:
         """The summary of a text that recurs (a label, a separator, a template's text), kept."""
         s = self._glue.get(text)
@@ -118,6 +131,24 @@ class FoldingBase(ABC):
                 self._glue = {"": self._glue[""]}
             s = self._glue[text] = self.summarize(text)
         return s
+
+    def glue_each(self, parts: Sequence[Summary | str]) -> list[Summary]:
+        """``parts`` with each text replaced by its :meth:`glue` summary (summaries are tuples,
+        texts str: the type tells them apart). The kept summaries are looked up directly: a
+        sample has dozens of such texts, nearly all kept already."""
+        get, glue = self._glue.get, self.glue
+        # a summary is a non-empty tuple: "or" calls glue() only for a text not kept yet
+        return [(get(p) or glue(p)) if type(p) is str else p for p in parts]  # type: ignore[misc]
+
+    def glue_many(self, texts: Sequence[str]) -> None:
+        """Keep the summaries of these texts, as :meth:`glue` would: those not kept yet (a new
+        meta-instruction, mostly) are summarised together (see :meth:`summarize_many`)."""
+        new = [t for t in dict.fromkeys(texts) if t not in self._glue]
+        if not new:
+            return
+        if len(self._glue) + len(new) > MAX_GLUE:
+            self._glue = {"": self._glue[""]}
+        self._glue.update(zip(new, self.summarize_many(new)))
 
     def word_id(self, text: str) -> int:
         """A small integer standing for a text of a summary (kept in arrays instead)."""

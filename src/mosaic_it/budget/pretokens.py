@@ -37,6 +37,10 @@ EMPTY: PieceSummary = (0, "", 0, "", 0, WHOLE)
 MAX_CACHE = 400_000  # entries in each cache before it starts again (counts never depend on it)
 
 
+class _Uncounted(Exception):
+    """A text the tokenizer has not counted yet, met while gathering (see summarize_many)."""
+
+
 def _bytes_to_unicode() -> dict[int, str]:
     """GPT-2's map from bytes to the characters byte-level BPE vocabularies are written in."""
     keep = [*range(ord("!"), ord("~") + 1), *range(0xA1, 0xAD), *range(0xAE, 0x100)]
@@ -78,6 +82,8 @@ class PieceCounter(FoldingBase):
         self._spaced: dict[str, int] = {}  # piece -> tokens of " " + piece (see count_texts)
         self._first: dict[str, int] = {}  # piece -> tokens of the piece at a text's start
         self._safe: dict[tuple[str, str], bool] = {}
+        # while summarize_many gathers: the texts the tokenizer must count (None otherwise)
+        self._gathering: set[str] | None = None
         # added tokens are split off first and are one token each; folded around only when
         # they are matched as written (no normalisation, no white space taken with them)
         added = list(tokenizer.backend.get_added_tokens_decoder().values())
@@ -119,6 +125,9 @@ class PieceCounter(FoldingBase):
             if len(self._texts) > MAX_CACHE:
                 self._texts = {}
             if self._split is None:  # no pre-tokenizer: the model counts the whole text
+                if self._gathering is not None:
+                    self._gathering.add(text)
+                    raise _Uncounted(text)
                 n = self._texts[text] = self.tokenizer.count(text)
                 return n
             piece = self._piece
@@ -176,6 +185,34 @@ class PieceCounter(FoldingBase):
         if self._specials is not None and self._specials.search(text):
             return self._summarize_added(text)
         return self._summarize_normal(self._normal(text), total)
+
+    def summarize_many(self, texts: Sequence[str]) -> list[PieceSummary]:
+        """:meth:`summarize` of each text. Without a pre-tokenizer every text a summary needs
+        is tokenized whole, one call each; here the texts are summarised in rounds instead,
+        each round gathering the texts not counted yet and counting them in one call (a
+        summary needs a few: its pieces, then its edges)."""
+        summaries: dict[str, PieceSummary] = {}
+        pending = list(dict.fromkeys(texts))
+        while pending and self._split is None:
+            gathered: set[str] = set()
+            left: list[str] = []
+            self._gathering = gathered
+            try:
+                for t in pending:
+                    try:
+                        summaries[t] = self.summarize(t)
+                    except _Uncounted:
+                        left.append(t)
+            finally:
+                self._gathering = None
+            new = sorted(gathered)
+            if len(self._texts) + len(new) > MAX_CACHE:
+                self._texts = {}
+            self._texts.update(zip(new, self.tokenizer.count_batch(new)))
+            pending = left
+        for t in pending:  # with a pre-tokenizer: its pieces are counted by the model alone
+            summaries[t] = self.summarize(t)
+        return [summaries[t] for t in texts]
 
     def _summarize_normal(self, text: str, total: int | None) -> PieceSummary:
         """:meth:`summarize` of a normalised text without added tokens."""

@@ -223,6 +223,9 @@ class SampleCounter:
         folded = [j for j, (sample, _) in enumerate(samples) if self.foldable(sample)]
         if folded:
             assert self.folder is not None
+            # the texts a sample adds that recur (labels, separators, tags) are known after a
+            # few samples; its meta-instruction is often new: summarised together first
+            self.folder.glue_many([t for j in folded for t in samples[j][0].spec.meta_parts()])
             parts = [self._parts(*samples[j]) for j in folded]
             for j, n in zip(folded, self.folder.fold_many(parts)):
                 counts[j] = None if n is None else self._special + n
@@ -254,14 +257,8 @@ class SampleCounter:
         prompt_summaries, output_summaries = self._summaries
         prompts = list(map(prompt_summaries.getter(words), group))
         outputs = list(map(output_summaries.getter(words), group))
-        instruction = [
-            glue(p) if type(p) is str else p
-            for p in instruction_parts(layout, prompts, *spec.meta_parts())
-        ]
-        response = [
-            glue(p) if type(p) is str else p
-            for p in response_parts(layout, outputs, spec.answer_order)
-        ]
+        instruction = counter.glue_each(instruction_parts(layout, prompts, *spec.meta_parts()))
+        response = counter.glue_each(response_parts(layout, outputs, spec.answer_order))
         # the counter's lead stands for what the tokenizer prepends to a whole text (the "▁"
         # of SentencePiece models)
         lead = counter.lead

@@ -63,7 +63,10 @@ class TokenBounds:
         self.counts = counts
         self.tokenizer = tokenizer
         self.template = template
-        self._cache: dict[str, int] = {}
+        # the pack's texts (thousands of tags among them), counted in one call: one by one,
+        # each epoch's worker would count the tags its layouts meet again
+        texts = sorted(set(pack_texts(pack)) - {""})
+        self._cache: dict[str, int] = dict(zip(texts, tokenizer.count_batch(texts)))
         # the template's own tokens: its text and the special tokens it adds
         self.base = self.count(template.prefix + template.middle + template.suffix) + (
             template.special_count(tokenizer)

@@ -180,7 +180,7 @@ class Grouper:
         end = min(len(order) if self._ends is None else self._ends[pos], pos + k)
         candidates = order[pos:end]
         records = [self.records[i] for i in candidates]
-        j, sample, n = self._grow(plan, candidates, records, epoch, exact)
+        j, sample, n, fitted = self._grow(plan, candidates, records, epoch, exact)
         if j == 0:
             # the first record does not fit with this sample's layout: use the smallest layout
             self.stats.plain_fallbacks += 1
@@ -192,7 +192,7 @@ class Grouper:
                 return None, pos + 1
             return _Built(sample, pos, number, n, candidates[:1]), pos + 1
         if sample is None:
-            sample = self._compose(plan, records[:j], epoch)
+            sample = self._compose(plan, records[:j], epoch, fitted=fitted)
         if plan.strategy != "format" and j > 1 and sample.spec.strategy == "format":
             self.stats.rule_fallbacks += 1
         return _Built(sample, pos, number, n, candidates[:j]), pos + j
@@ -204,14 +204,19 @@ class Grouper:
         records: list[Record],
         epoch: int,
         exact: bool,
-    ) -> tuple[int, Sample | None, int | None]:
+    ) -> tuple[int, Sample | None, int | None, Layout | None]:
         """How many of the candidates fit one sample, with the sample and its count when they
-        were needed to tell (near the budget's edge, or in ``exact`` mode).
+        were needed to tell (near the budget's edge, or in ``exact`` mode), and its layout.
 
         Bounds on the rendered count grow one record at a time; the layout may change as
         records come (a record whose text a label style or tag would make ambiguous), and the
         bounds are then summed again for the new layout. One loop over the hot path of the
         engine, kept whole (about 60 lines) so that its running sums stay in local names.
+
+        The layout kept for the first j records is the one :func:`sample_layout` gives for
+        them: fitting is a test of each text on its own, so a layout found for fewer records
+        that also fits the next is still the first that fits in the plan's seeded order, and
+        composing needs not fit it again.
         """
         bounds, budget, output_counts = self.bounds, self.budget, self.counts.output
         rule_meta = bounds.rule_meta_max if plan.strategy != "format" else 0
@@ -222,6 +227,7 @@ class Grouper:
         known = fixed  # everything but the answers
         answers = j = 0
         best: tuple[Sample | None, int | None] = (None, None)
+        fitted: Layout | None = None  # the layout of the first j records
         for j, i in enumerate(candidates, start=1):
             record = records[j - 1]
             if not layout_fits(layout, [record.prompt], [record.output], many=j > 1) or (
@@ -241,20 +247,33 @@ class Grouper:
             high = known + answers + (rule_meta + 3 * j if rule_meta else 0)
             low = known - slack - 2 * SEAM_MARGIN * (4 * j + 4) + (0 if maskout else answers)
             if not exact and high <= budget:
-                best = (None, None)
+                best, fitted = (None, None), layout
                 continue
             if not exact and low > budget:
                 j -= 1
                 break
-            sample = self._compose(plan, records[:j], epoch)
+            sample = self._compose(plan, records[:j], epoch, fitted=layout)
             n = self._exact(sample, candidates[:j])
             if n > budget:
                 j -= 1
                 break
-            best = (sample, n)
-        return j, *best
+            best, fitted = (sample, n), layout
+        return j, *best, fitted
 
     def _compose(
-        self, plan: SamplePlan, records: list[Record], epoch: int, layout: Layout | None = None
+        self,
+        plan: SamplePlan,
+        records: list[Record],
+        epoch: int,
+        layout: Layout | None = None,
+        fitted: Layout | None = None,
     ) -> Sample:
-        return compose(self.pack, plan, records, epoch, layout=layout, template=self.template.name)
+        return compose(
+            self.pack,
+            plan,
+            records,
+            epoch,
+            layout=layout,
+            template=self.template.name,
+            fitted=fitted,
+        )

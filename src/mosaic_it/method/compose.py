@@ -107,13 +107,16 @@ def compose(
     *,
     layout: Layout | None = None,
     template: str = "vicuna",
+    fitted: Layout | None = None,
 ) -> Sample:
     """Render the sample for ``records`` under ``plan`` (``layout`` overrides the plan's, and
-    then no rule is drawn). :class:`LayoutError` when no layout of the pack fits the texts."""
+    then no rule is drawn). :class:`LayoutError` when no layout of the pack fits the texts.
+    ``fitted``: what :func:`sample_layout` gives for these records, when the caller knows it
+    already (grouping fits the layout record by record as a sample grows)."""
     choice = None
     passed: list[Passed] = []
     if layout is None:
-        layout = sample_layout(pack, plan, records)
+        layout = fitted if fitted is not None else sample_layout(pack, plan, records)
         if layout is None:
             raise LayoutError(
                 f"no label style or tag pair of rule pack {pack.id} can be read "

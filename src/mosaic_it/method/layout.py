@@ -167,12 +167,22 @@ def one_paragraph(text: str) -> bool:
     return _BLANK_LINE.search(text) is None
 
 
+@lru_cache(maxsize=4096)
+def _short_label_match(label: str, punctuation: str) -> Callable[[str], object] | None:
+    """The match of :func:`_label_start` for a label short enough to be read within the lines
+    :func:`_numbered_lines` cuts, None for a longer one (kept per style: called for every
+    record of every sample)."""
+    head, _, tail = label.partition("{n}")
+    if len(head) > 24 or len(tail + punctuation) > 30:  # longer than the cut lines
+        return None
+    return _label_start(label, punctuation).match
+
+
 def numbering_fits(numbering: Numbering, texts: Sequence[str]) -> bool:
-    pattern = _label_start(numbering.label, numbering.punctuation)
-    head, _, tail = numbering.label.partition("{n}")
-    if len(head) > 24 or len(tail + numbering.punctuation) > 30:  # longer than the cut lines
+    match = _short_label_match(numbering.label, numbering.punctuation)
+    if match is None:
+        pattern = _label_start(numbering.label, numbering.punctuation)
         return not any(re.search("^" + pattern.pattern, t, re.MULTILINE) for t in texts)
-    match = pattern.match
     for t in texts:  # loops, not any() over a generator: a quarter of a million calls a run
         for line in _numbered_lines(t):
             if match(line):
@@ -277,15 +287,16 @@ def instruction_parts(
     ``prompts`` may be texts (to render) or anything standing for them (to count), so the text
     and its token count come from this one description of the layout.
     """
-    parts: list[str | T] = []
-    if head:
-        parts += [head, layout.meta_separator]
+    parts: list[str | T] = [head, layout.meta_separator] if head else []
+    # names bound once: this runs twice for every sample (rendering it, counting it)
+    separator, append = layout.instruction_separator, parts.append
+    label = layout.numbering.render if layout.numbering else None
     for number, prompt in enumerate(prompts, start=1):
         if number > 1:
-            parts.append(layout.instruction_separator)
-        if layout.numbering:
-            parts.append(layout.numbering.render(number))
-        parts.append(prompt)
+            append(separator)
+        if label is not None:
+            append(label(number))
+        append(prompt)
     if tail:
         parts += [layout.meta_separator, tail]
     return parts
@@ -294,15 +305,18 @@ def instruction_parts(
 def response_parts(layout: Layout, outputs: Sequence[T], answer_order: list[int]) -> list[str | T]:
     """The answers in the order given by instruction number, each with its own label."""
     parts: list[str | T] = []
+    separator, append = layout.response_separator, parts.append
+    label = layout.numbering.render if layout.numbering else None
+    tags = layout.tags
     for position, number in enumerate(answer_order):
         if position:
-            parts.append(layout.response_separator)
-        if layout.numbering:
-            parts.append(layout.numbering.render(number))
-        if layout.tags:
-            parts += [layout.tags.begin, outputs[number - 1], layout.tags.end]
+            append(separator)
+        if label is not None:
+            append(label(number))
+        if tags:
+            parts += [tags.begin, outputs[number - 1], tags.end]
         else:
-            parts.append(outputs[number - 1])
+            append(outputs[number - 1])
     return parts
 
 
