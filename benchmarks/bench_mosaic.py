@@ -33,7 +33,10 @@ does; ``seconds_empty_cache`` is one more run that converts it first.
 
 Memory is reported twice: the CLI's peak RSS (``/usr/bin/time %M``: the largest single
 process) and the peak summed PSS of the whole process tree (``peak_pss_tree_mb``: the CLI and
-its forked workers, shared pages counted once), which is what the machine feels.
+its forked workers, shared pages counted once), which is what the machine feels. The tree is
+sampled in one more run of its own (``seconds_memory_run``), never in the timed ones: reading
+``smaps_rollup`` walks every page table, about 25 ms of CPU a sample, a third of a core at ten
+samples a second, which slowed the timed runs it shared two cores with.
 
 The data file (``--data``) is read and expanded into a temporary directory; it is never copied
 into the repository.
@@ -258,15 +261,16 @@ class TreePss:
     """Samples the summed proportional set size of a process tree (pages shared by forked
     workers count once, split between them) every ``interval`` seconds; keeps the peak."""
 
-    def __init__(self, root: int, interval: float = 0.1) -> None:
+    def __init__(self, root: int, interval: float = 0.1, active: bool = True) -> None:
         import threading
 
         self.root, self.interval, self.peak_kb, self.samples = root, interval, 0, 0
         self.processes = 0
+        self.active = active
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, daemon=True)
         self.available = os.path.exists(f"/proc/{os.getpid()}/smaps_rollup")
-        if self.available:
+        if self.available and active:
             self._thread.start()
 
     def _loop(self) -> None:
@@ -279,6 +283,8 @@ class TreePss:
             self._stop.wait(self.interval)
 
     def stop(self) -> dict[str, Any]:
+        if not self.active:
+            return {}
         if not self.available:
             return {
                 "peak_pss_tree_mb": None,
@@ -295,10 +301,16 @@ class TreePss:
 
 
 def run_cli(
-    cmd: list[str], workdir: Path, use_time: bool, env: dict[str, str] | None = None
+    cmd: list[str],
+    workdir: Path,
+    use_time: bool,
+    env: dict[str, str] | None = None,
+    sample_memory: bool = True,
 ) -> dict[str, Any]:
-    """Run ``cmd``; wall seconds (perf_counter), the child's peak RSS and the peak summed PSS
-    of its whole process tree (the CLI and its worker processes)."""
+    """Run ``cmd``; wall seconds (perf_counter), the child's peak RSS and, with
+    ``sample_memory``, the peak summed PSS of its whole process tree (the CLI and its worker
+    processes). Sampling costs about a third of a core (reading smaps_rollup walks every
+    page table), so timed runs go without it."""
     env = env or CHILD_ENV
     result: dict[str, Any] = {}
     if use_time:
@@ -308,7 +320,7 @@ def run_cli(
         child = subprocess.Popen(
             full, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
         )
-        sampler = TreePss(child.pid)
+        sampler = TreePss(child.pid, active=sample_memory)
         stdout, stderr = child.communicate()
         result["seconds"] = time.perf_counter() - t0
         result.update(sampler.stop())
@@ -333,7 +345,7 @@ def run_cli(
         p = subprocess.Popen(
             cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
         )
-        sampler = TreePss(p.pid)
+        sampler = TreePss(p.pid, active=sample_memory)
         peak = 0
         if psutil is not None:
             ps = psutil.Process(p.pid)
@@ -523,10 +535,14 @@ class Bench:
         for _ in range(self.args.repeat):
             floors.append(self.floor(spec, n))
             log(f"run: {name}{tag}, {n} records: {' '.join(cmd[3:])}")
-            tries.append(run_cli(cmd, self.workdir, self.use_time))
+            tries.append(run_cli(cmd, self.workdir, self.use_time, sample_memory=False))
+        # memory in a run of its own: sampling it would slow the timed runs
+        log(f"run (memory sampled): {name}{tag}, {n} records")
+        memory = run_cli(cmd, self.workdir, self.use_time)
         floor = min(floors, key=lambda f: f["floor_seconds"])
         floor["floor_method"] += f", best of {self.args.repeat}, taking turns with the runs"
         failed = [t for t in tries if t["returncode"] != 0]
+        failed += [memory] if memory["returncode"] != 0 else []
         run = failed[0] if failed else min(tries, key=lambda t: t["seconds"])
         line: dict[str, Any] = {
             "case": name,
@@ -557,7 +573,8 @@ class Bench:
                 "samples_per_second": round(samples / run["seconds"], 1),
                 "mean_instructions_per_sample": summ.get("mean_instructions_per_sample"),
                 "peak_rss_mb": run.get("peak_rss_mb"),
-                "peak_pss_tree_mb": run.get("peak_pss_tree_mb"),
+                "peak_pss_tree_mb": memory.get("peak_pss_tree_mb"),
+                "seconds_memory_run": memory["seconds"],
             }
         )
         if "cpu_seconds" in run:
@@ -570,7 +587,11 @@ class Bench:
             # floor's loading put it there); a first run converts it: one run with an empty cache
             cold_cache = Path(tempfile.mkdtemp(prefix="cache-cold-", dir=self.workdir))
             cold = run_cli(
-                cmd, self.workdir, self.use_time, {**CHILD_ENV, "MOSAIC_IT_CACHE": str(cold_cache)}
+                cmd,
+                self.workdir,
+                self.use_time,
+                {**CHILD_ENV, "MOSAIC_IT_CACHE": str(cold_cache)},
+                sample_memory=False,
             )
             shutil.rmtree(cold_cache, ignore_errors=True)
             line["seconds_empty_cache"] = cold["seconds"]
@@ -579,7 +600,7 @@ class Bench:
                 "that converts it first"
             )
         line["rss_source"] = run.get("rss_source")
-        line["pss_source"] = run.get("pss_source")
+        line["pss_source"] = memory.get("pss_source")
         line.update({k: v for k, v in floor.items() if k not in line})
         line["engine_seconds"] = summ.get("seconds")
         line["engine_exact_checks"] = summ.get("exact_checks")
