@@ -301,7 +301,8 @@ def sample_counter(m, records):
     from mosaic_it.budget.sample_count import SampleCounter
 
     counter = SampleCounter(m.tokenizer, m.template)
-    prompts, outputs = counter.count(records)
+    texts = [t for r in records for t in (r.prompt, r.output)]
+    prompts, outputs = counter.take_counts(counter.count_texts(texts))
     assert prompts == m.tokenizer.count_batch([r.prompt for r in records])
     assert outputs == m.tokenizer.count_batch([r.output for r in records])
     return counter

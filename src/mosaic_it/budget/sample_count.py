@@ -27,7 +27,7 @@ from mosaic_it.budget.pretokens import PieceCounter, pretoken_scheme
 from mosaic_it.budget.templates import Template
 from mosaic_it.budget.tokenizer import Tokenizer
 from mosaic_it.method.layout import instruction_parts, response_parts
-from mosaic_it.records import Record, Sample
+from mosaic_it.records import Sample
 
 MAX_FRAMES = 1000  # templates' texts kept summarised, by system prompt
 
@@ -162,13 +162,6 @@ class SampleCounter:
                 summaries.compact(self.folder)
 
     # ------------------------------------------------------------------ the records' texts
-
-    def count(self, records: Sequence[Record]) -> tuple[list[int], list[int]]:
-        """Token counts of a batch of records' prompts and outputs, each tokenized alone
-        (called once per record, in order); prepares their exact folding too."""
-        return self.take_counts(
-            self.count_texts([t for r in records for t in (r.prompt, r.output)])
-        )
 
     def count_texts(self, texts: list[str], fold: bool = True) -> Counted:
         """Count texts; with a folding counter from their words or pieces (of which only those
