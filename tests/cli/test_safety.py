@@ -680,6 +680,28 @@ def test_resume_fingerprint_follows_content_not_names(scratch):
     assert fp("other.json") != fp("d.json")
 
 
+def test_resume_fingerprint_follows_the_tokenizer_file(scratch):
+    from importlib import resources
+
+    from mosaic_it.engine.mosaicker import MosaicConfig, Mosaicker
+    from mosaic_it.executors.local import fingerprint
+
+    bundled = resources.files("mosaic_it").joinpath("data/tokenizer/tokenizer.json")
+    text = bundled.read_text(encoding="utf-8")
+    (scratch / "tok.json").write_text(text, encoding="utf-8")
+
+    def fp() -> str:
+        config = MosaicConfig(tokenizer="tok.json", template="chatml")
+        return fingerprint(Mosaicker(config), "d.json", {})
+
+    first = fp()
+    assert fp() == first
+    edited = json.loads(text)
+    edited["model"]["vocab"]["▁mosaic"] = len(edited["model"]["vocab"])
+    (scratch / "tok.json").write_text(json.dumps(edited), encoding="utf-8")
+    assert fp() != first  # another vocabulary under the same name
+
+
 def test_resume_discards_parts_of_another_run(scratch, capsys):
     parts = scratch / ".o.jsonl.mosaic-parts"
     parts.mkdir()

@@ -88,14 +88,23 @@ def _write_epoch(job: EpochJob, epoch: int) -> EpochResult:
 
 def fingerprint(mosaicker: Mosaicker, source: str | Path | None, extra: dict[str, Any]) -> str:
     """What must match for finished epochs to be reused: the content of the input (see
-    :func:`.outputs.content_digest`), of the rule pack and of the tokenizer's files, the
-    template, every option and the package version. A hub input or tokenizer counts by name."""
+    :func:`.outputs.content_digest`), of the rule pack and of the tokenizer, the template,
+    every option and the package version. A hub input or tokenizer counts by name.
+
+    A tokenizer file counts by the digest of what the tokenizer was built from
+    (:attr:`.Tokenizer.digest`: a GGUF file's tokenizer metadata, not its gigabytes of
+    weights) with its BOS and EOS tokens; a tokenizer directory by all its files' content (its
+    ``tokenizer_config.json`` may hold the chat template)."""
     from mosaic_it import __version__
 
     config = mosaicker.config
     tokenizer: str | None = config.tokenizer
     if tokenizer is not None and Path(tokenizer).exists():
-        tokenizer = content_digest(tokenizer)
+        built = mosaicker.tokenizer
+        if Path(tokenizer).is_file() and built.digest is not None:
+            tokenizer = f"{built.digest}\0{built.bos_token}\0{built.eos_token}"
+        else:
+            tokenizer = content_digest(tokenizer)
     info: dict[str, Any] = {
         "config": config.to_dict(),
         "tokenizer": [mosaicker.tokenizer.name, tokenizer],
