@@ -19,7 +19,8 @@ import json
 import os
 import shutil
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
+from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, BinaryIO
@@ -190,33 +191,27 @@ def write_run(
     todo = [e for e in range(epochs) if e not in done]
     t0 = time.perf_counter()
     job = EpochJob(mosaicker, prepared, to_dict, work)
-    try:
-        results = list(_write_epochs(job, todo, workers))
-    except OSError as exc:  # disk full, read-only...: the finished epochs stay for --resume
-        raise PathError(
-            describe_os_error(exc, "cannot write") + f"; {output} was not touched; the finished "
-            f"epochs are kept in {work}: free space (or fix the cause) and run the same command "
-            "with --resume"
-        ) from None
-    for result in results:
-        summary.merge(result.summary)
-        prepared.grouper.stats.add(result.stats)
-        prepared.grouper.late_rejects.extend(result.late_rejects)
-    for e in sorted(done):
-        _count_part(summary, _part(work, e))
-    try:
-        _assemble(output, [_part(work, e) for e in range(epochs)])
-    except PathError as exc:
-        raise PathError(
-            f"{exc}; every epoch is kept in {work}: run the same command with "
-            "--resume to write the output from them"
-        ) from None
+    # each epoch is appended to the output as soon as it and those before it are written,
+    # while the workers go on with the later ones: at the end only the last is left to copy
+    with _Assembly(output, work) as assembly, closing(_write_epochs(job, todo, workers)) as results:
+        for e in range(epochs):
+            if e in done:
+                _count_part(summary, _part(work, e))
+            else:
+                result = _next_epoch(results, output, work)
+                summary.merge(result.summary)
+                prepared.grouper.stats.add(result.stats)
+                prepared.grouper.late_rejects.extend(result.late_rejects)
+            assembly.append(_part(work, e))
+        assembly.end()
     shutil.rmtree(work, ignore_errors=True)
     mosaicker.finish(prepared, time.perf_counter() - t0)
     return summary
 
 
-def _write_epochs(job: EpochJob, epochs: list[int], workers: int) -> Iterator[EpochResult]:
+def _write_epochs(
+    job: EpochJob, epochs: list[int], workers: int
+) -> Generator[EpochResult, None, None]:
     """Write the parts of ``epochs``, here or on ``workers`` forked processes."""
     bar = None
     if job.mosaicker.progress:
@@ -248,24 +243,72 @@ def _count_part(summary: RunSummary, part: Path) -> None:
             summary.add_spec(MosaicSpec.from_dict(json.loads(line)["mosaic"]))
 
 
-def _assemble(output: str | Path, parts: list[Path]) -> None:
-    """Concatenate the part files (JSONL lines) into the output, as JSONL or a JSON list."""
-    with atomic_writer(output) as out:
-        if is_jsonl(output):
+class _Assembly:
+    """The output, made of the epochs' part files (JSONL lines) appended in order, as JSONL or
+    a JSON list; written under a temporary name and renamed into place only when the block
+    ends without error (:func:`.atomic_writer`). A failure to write it says which epochs are
+    kept in ``work`` for ``--resume``."""
+
+    def __init__(self, output: str | Path, work: Path) -> None:
+        self.output, self.work = output, work
+        self.jsonl = is_jsonl(output)
+        self.first = True  # no line written yet
+
+    def __enter__(self) -> _Assembly:
+        self._writer = atomic_writer(self.output)
+        try:
+            self.out = self._writer.__enter__()
+        except PathError as exc:
+            raise self._kept(exc) from None
+        if not self.jsonl:
+            self.out.write("[")
+        return self
+
+    def append(self, part: Path) -> None:
+        out = self.out
+        if self.jsonl:
             out.flush()
-            for part in parts:
-                with open(part, "rb") as src:
-                    _copy_bytes(src, out)
-            return
-        out.write("[")
-        first = True
-        for part in parts:
+            with open(part, "rb") as src:
+                _copy_bytes(src, out)
+        else:
             with open(part, encoding="utf-8") as src:
                 for line in src:
-                    out.write("\n  " if first else ",\n  ")
+                    out.write("\n  " if self.first else ",\n  ")
                     out.write(line.rstrip("\n"))
-                    first = False
-        out.write("]\n" if first else "\n]\n")
+                    self.first = False
+            out.flush()
+        # on its way to the disk while later epochs are made: the final fsync waits for less
+        os.fdatasync(out.fileno())
+
+    def end(self) -> None:
+        if not self.jsonl:
+            self.out.write("]\n" if self.first else "\n]\n")
+
+    def __exit__(self, *exc: Any) -> bool | None:
+        try:
+            return self._writer.__exit__(*exc)
+        except PathError as error:  # the output's own failure (disk full, read-only...)
+            raise self._kept(error) from None
+
+    def _kept(self, error: PathError) -> PathError:
+        if not any(self.work.glob("epoch-*.jsonl")):
+            return error
+        return PathError(
+            f"{error}; the finished epochs are kept in {self.work}: free space (or fix the "
+            "cause) and run the same command with --resume"
+        )
+
+
+def _next_epoch(results: Iterator[EpochResult], output: str | Path, work: Path) -> EpochResult:
+    """The next epoch's result; a failure to write its part names what is kept."""
+    try:
+        return next(results)
+    except OSError as exc:  # disk full, read-only...: the finished epochs stay for --resume
+        raise PathError(
+            describe_os_error(exc, "cannot write") + f"; {output} was not touched; the finished "
+            f"epochs are kept in {work}: free space (or fix the cause) and run the same command "
+            "with --resume"
+        ) from None
 
 
 def _copy_bytes(src: BinaryIO, out: IO[str]) -> None:
