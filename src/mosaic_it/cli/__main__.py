@@ -1,7 +1,5 @@
 """``python -m mosaic_it.cli``: the command line."""
 
-import sys
+from mosaic_it.cli.main import entry
 
-from mosaic_it.cli.main import main
-
-sys.exit(main())
+entry()
