@@ -88,8 +88,9 @@ def fork_pool(workers: int, what: str, state: Any) -> Iterator[ForkPool]:
     dies raises :class:`WorkerDied` naming ``what`` it was doing."""
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")  # tokenizers, after a fork
     # the objects made so far go out of the collector's sight: a collection in a worker would
-    # otherwise write to every one of them, copying the parent's pages into the worker
-    gc.collect()
+    # otherwise write to every one of them, copying the parent's pages into the worker (no
+    # collection first: it walks every object, a tenth of a second with a run's records held,
+    # on one core while the other waits; what garbage there is stays until the pool ends)
     gc.freeze()
     release_freed_memory()  # what the parent freed is not copied into the workers' share
     # with the fork start method the initializer's arguments are inherited, never pickled
