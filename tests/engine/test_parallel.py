@@ -197,3 +197,109 @@ def test_the_stats_do_not_depend_on_the_workers(tmp_path, input_name):
     in_process = m.summary.to_dict()
     assert found[0] == found[1] == {k: in_process[k] for k in keys}
     assert found[0]["exact_checks"] > 0 and found[0]["rejected"]
+
+
+# ------------------------------------------------------------------ reading ahead
+
+
+def _rows_with_bad_ones(n, bad_every):
+    rows = []
+    for i, r in enumerate(make_records(n, seed=11)):
+        row = {"id": r.id, "instruction": r.instruction, "input": r.input, "output": r.output}
+        if i % bad_every == bad_every - 1:
+            row["output"] = 7  # not a string: left out with --on-error skip, an error otherwise
+        rows.append(row)
+    return rows
+
+
+def _write_jsonl(path, rows):
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+def test_reading_ahead_gives_the_records_and_left_outs_of_reading_here(tmp_path, monkeypatch):
+    from mosaic_it.engine import parallel
+    from mosaic_it.io.files import read_records
+
+    monkeypatch.setattr(parallel, "READ_AHEAD_BATCH", 64)  # many messages; the child inherits it
+    monkeypatch.setattr(parallel, "READ_AHEAD_BATCHES", 3)  # and a reader often held back
+    src = _write_jsonl(tmp_path / "in.jsonl", _rows_with_bad_ones(1000, 97))
+
+    def read(invalid):
+        return read_records(src, on_error="skip", invalid=invalid)
+
+    here_invalid = []
+    here = list(read(here_invalid))
+    ahead_invalid = []
+    with parallel.ReadAhead(read, ahead_invalid) as records:
+        ahead = list(records)
+    assert ahead == here and len(here) == 1000 - len(here_invalid)
+    assert ahead_invalid == here_invalid and here_invalid
+    assert [r.prompt for r in ahead] == [r.prompt for r in here]
+
+
+def test_reading_ahead_raises_the_readers_error_after_the_records_before_it(tmp_path):
+    from mosaic_it.engine import parallel
+    from mosaic_it.io.files import read_records
+
+    rows = _rows_with_bad_ones(3000, 2504)
+    src = _write_jsonl(tmp_path / "in.jsonl", rows)
+    got = []
+    with pytest.raises(
+        InputError, match=r"in.jsonl:2504 \(record 2503\): field 'output': expected a string"
+    ):
+        with parallel.ReadAhead(lambda invalid: read_records(src), []) as records:
+            for r in records:
+                got.append(r.id)
+    assert got == [row["id"] for row in rows[:2503]]
+
+
+def _read_then_die(invalid):
+    yield from make_records(10, seed=12)
+    os._exit(9)  # as the kernel's out-of-memory killer would end it
+
+
+def test_a_reader_that_dies_is_a_clear_error_not_a_hang():
+    from mosaic_it.engine import parallel
+
+    with pytest.raises(parallel.WorkerDied, match="process reading the input ended"):
+        with parallel.ReadAhead(_read_then_die, []) as records:
+            list(records)
+
+
+@pytest.mark.parametrize("on_error", ["skip", "raise"])
+def test_a_run_reading_ahead_writes_what_a_run_reading_here_writes(
+    tmp_path, monkeypatch, capsys, on_error
+):
+    from mosaic_it.cli.commands import mosaic as command
+    from mosaic_it.cli.main import main
+    from mosaic_it.engine import parallel
+
+    used = []
+
+    class Seen(parallel.ReadAhead):
+        def __enter__(self):
+            used.append(self)
+            return super().__enter__()
+
+    monkeypatch.setattr(command, "ReadAhead", Seen)
+    src = _write_jsonl(tmp_path / "in.jsonl", _rows_with_bad_ones(2 * COUNT_BATCH + 300, 997))
+    found = []
+    for workers, least in ((1, 0), (2, 0), (2, 1 << 40)):  # here, ahead, here (too small)
+        monkeypatch.setattr(command, "READ_AHEAD_MIN_BYTES", least)
+        out, stats = tmp_path / f"out-{workers}-{least}.jsonl", tmp_path / f"s-{workers}.json"
+        args = ["mosaic", str(src), str(out), "--workers", str(workers), "--epochs", "2"]
+        code = main([*args, "--on-error", on_error, "--stats", str(stats), "-q"])
+        err = capsys.readouterr().err
+        if on_error == "raise":
+            found.append((code, err, out.exists()))
+            continue
+        summary = json.loads(stats.read_text())["summary"]
+        found.append((code, out.read_bytes(), summary["invalid"], summary["records_read"]))
+    assert len(used) == 1  # the second run only
+    assert found[0] == found[1] == found[2]
+    if on_error == "raise":
+        assert found[0][0] == 2 and "in.jsonl:997 (record 996): field 'output'" in found[0][1]
+        assert not found[0][2]
+    else:
+        assert found[0][0] == 0 and len(found[0][2]) == 4

@@ -1,5 +1,6 @@
-"""Work on forked processes: counting the records while the parent reads the next ones, and
-the epochs (see :mod:`mosaic_it.executors.local`).
+"""Work on forked processes: reading the input ahead (:class:`ReadAhead`), counting the
+records while the parent reads the next ones, and the epochs (see
+:mod:`mosaic_it.executors.local`).
 
 Counting a batch of records is a pure function of its texts (given the tokenizer), so batches
 are counted on forked workers, each with the word cache the parent had when it forked. The
@@ -19,6 +20,7 @@ import ctypes
 import gc
 import multiprocessing
 import os
+import queue
 import signal
 import threading
 import time
@@ -35,6 +37,7 @@ from typing import Any, TypeVar
 from mosaic_it.budget.sample_count import Counted, SampleCounter
 from mosaic_it.budget.special import SpecialFinder
 from mosaic_it.engine.store import release_freed_memory
+from mosaic_it.io.readers import InvalidRecord
 from mosaic_it.records import Record, join_prompt
 
 R = TypeVar("R")
@@ -210,3 +213,122 @@ def screened_batches(
         while pending:
             items, job = pending.popleft()
             yield items, job.result()
+
+
+# ------------------------------------------------------------------------------------------
+# Reading ahead
+# ------------------------------------------------------------------------------------------
+
+READ_AHEAD_BATCH = 2048  # records a message of the reading process carries
+READ_AHEAD_BATCHES = 32  # messages it may be ahead of the run (about 65,000 records)
+
+Reader = Callable[[list[InvalidRecord]], Iterable[Record]]
+
+
+class ReadAhead:
+    """The records of ``read`` (called with the list the records it leaves out go to), read
+    and parsed on a forked process while this one goes on: a run starts by loading its
+    tokenizer (a second or more for a large vocabulary, in one call that holds the
+    interpreter), and the input is read meanwhile on the core that would wait.
+
+    Iterating gives the same records in the same order as ``read`` itself, and ``invalid``
+    gets the same entries as they come; an error ``read`` raises is raised here after the
+    records before it. The reader stays at most :data:`READ_AHEAD_BATCHES` messages ahead, so
+    its memory does not grow with the input. Use it as a context manager: leaving the block
+    ends the reading process, whatever happened.
+    """
+
+    def __init__(self, read: Reader, invalid: list[InvalidRecord]) -> None:
+        self._read = read
+        self.invalid = invalid
+        context = multiprocessing.get_context("fork")
+        self._queue: Any = context.Queue(READ_AHEAD_BATCHES)
+        self._process = context.Process(
+            target=_read_ahead, args=(os.getpid(), read, self._queue), daemon=True
+        )
+
+    def __enter__(self) -> ReadAhead:
+        self._process.start()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        if self._process.is_alive():
+            self._process.kill()
+        self._process.join()
+        self._queue.close()
+        self._queue.cancel_join_thread()
+
+    def __iter__(self) -> Iterator[Record]:
+        while True:
+            kind, payload, invalid = self._next()
+            self.invalid.extend(invalid)
+            if kind == "records":
+                ids, instructions, outputs, inputs, systems = payload
+                yield from map(Record, ids, instructions, outputs, inputs, systems)
+            elif kind == "end":
+                return
+            else:
+                raise payload
+
+    def _next(self) -> tuple[str, Any, list[InvalidRecord]]:
+        while True:
+            try:
+                return self._queue.get(timeout=1.0)
+            except queue.Empty:
+                if not self._process.is_alive():
+                    try:  # what it sent just before it ended
+                        return self._queue.get(timeout=0.1)
+                    except queue.Empty:
+                        raise WorkerDied(
+                            "the process reading the input ended before it finished (killed, "
+                            "or out of memory?); no output was written: run again"
+                        ) from None
+
+
+def _read_ahead(parent: int, read: Reader, out: Any) -> None:
+    """The reading process: the records in messages of column lists, each with the records
+    left out since the last; then the end, or the error that stopped the reading."""
+    die_with_parent(parent)
+    invalid: list[InvalidRecord] = []
+    sent = 0  # entries of invalid already sent
+    batch: list[Record] = []
+
+    def send(kind: str, payload: Any) -> None:
+        nonlocal sent
+        out.put((kind, payload, invalid[sent:]))
+        sent = len(invalid)
+
+    def send_batch() -> None:
+        send("records", [[getattr(r, name) for r in batch] for name in _RECORD_COLUMNS])
+        batch.clear()
+
+    try:
+        for record in read(invalid):
+            batch.append(record)
+            if len(batch) >= READ_AHEAD_BATCH:
+                send_batch()
+        if batch:
+            send_batch()
+        send("end", None)
+    except KeyboardInterrupt:  # Ctrl-C reaches the whole process group: the parent reports it
+        pass
+    except BaseException as exc:  # handed to the parent, raised there after the records before
+        if batch:
+            send_batch()
+        send("error", _picklable(exc))
+    out.close()
+    out.join_thread()
+
+
+_RECORD_COLUMNS = ("id", "instruction", "output", "input", "system")  # Record's init order
+
+
+def _picklable(exc: BaseException) -> BaseException:
+    import pickle
+
+    try:
+        pickle.loads(pickle.dumps(exc))
+    except Exception:  # noqa: BLE001  an error that cannot cross: its message does
+        return RuntimeError(f"{type(exc).__name__}: {exc}")
+    exc.__traceback__ = None
+    return exc

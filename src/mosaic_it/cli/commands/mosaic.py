@@ -7,6 +7,8 @@ from __future__ import annotations
 import argparse
 import functools
 import sys
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import fields
 from pathlib import Path
 
@@ -16,7 +18,7 @@ from mosaic_it.cli.commands import mosaic_ray
 from mosaic_it.cli.recipe import apply_recipe, effective_config
 from mosaic_it.cli.registry import Arguments, Command
 from mosaic_it.engine.mosaicker import MosaicConfig, Mosaicker
-from mosaic_it.engine.parallel import usable_cpus
+from mosaic_it.engine.parallel import ReadAhead, Reader, usable_cpus
 from mosaic_it.executors.local import fingerprint, work_dir_for, write_run
 from mosaic_it.io.assemble import Assembly, RunOutputs, finish_run, refuse_empty_run
 from mosaic_it.io.files import (
@@ -32,6 +34,7 @@ from mosaic_it.io.formats import FORMATS, sample_to_row
 from mosaic_it.io.outputs import Output, RunInterrupted, guard, same_file
 from mosaic_it.method.sizing import WRAP_MODES
 from mosaic_it.method.strategies.base import registered
+from mosaic_it.records import Record
 
 
 def _strategies(text: str) -> tuple[str, ...]:
@@ -310,17 +313,22 @@ def _mosaic_local(
 ) -> int:
     assembly = Assembly(run_outputs(args), kind)
     progress = sys.stderr.isatty() if args.progress == "auto" else args.progress == "on"
-    mosaicker = Mosaicker(config, progress=progress)
     invalid: list[InvalidRecord] = []
-    records = read_records(
-        source,
-        on_error=args.on_error,
-        invalid=invalid,
-        input_format=args.input_format,
-        split=args.split,
-        on_conversation=assembly.keep_conversation if assembly.spool is not None else None,
-    )
-    prepared = mosaicker.prepare(assembly.noting_systems(records), invalid, workers=workers)
+    on_conversation = assembly.keep_conversation if assembly.spool is not None else None
+
+    def read(invalid: list[InvalidRecord]) -> Iterator[Record]:
+        return read_records(
+            source,
+            on_error=args.on_error,
+            invalid=invalid,
+            input_format=args.input_format,
+            split=args.split,
+            on_conversation=on_conversation,
+        )
+
+    with _reading(read, invalid, source, workers, on_conversation is None) as records:
+        mosaicker = Mosaicker(config, progress=progress)  # loads the tokenizer meanwhile
+        prepared = mosaicker.prepare(assembly.noting_systems(records), invalid, workers=workers)
     prepared.summary.workers = min(workers, config.epochs)
     if not prepared.admitted:
         refuse_empty_run(assembly.outputs, config, mosaicker.summary, source)
@@ -352,6 +360,28 @@ def _mosaic_local(
     if not args.quiet:
         print(report, file=sys.stderr)
     return 0
+
+
+READ_AHEAD_MIN_BYTES = 4 << 20  # a smaller input is read before the tokenizer has loaded
+
+
+@contextmanager
+def _reading(
+    read: Reader, invalid: list[InvalidRecord], source: Path, workers: int, alone: bool
+) -> Iterator[Iterable[Record]]:
+    """The input's records: read ahead on a process of their own (:class:`.ReadAhead`) for a
+    file of at least :data:`READ_AHEAD_MIN_BYTES` when the run has several workers and the
+    reading hands nothing else back (``alone``: no conversation passed through), else here."""
+    try:  # a file that cannot be read is reported by the reader, in its words
+        size = source.stat().st_size if source.is_file() else 0
+    except OSError:
+        size = 0
+    ahead = workers > 1 and alone and input_kind(source) in ("json", "jsonl", "parquet")
+    if not ahead or size < READ_AHEAD_MIN_BYTES:
+        yield read(invalid)
+        return
+    with ReadAhead(read, invalid) as records:
+        yield records
 
 
 def _interrupted(output: str, target: Path) -> RunInterrupted:
