@@ -220,7 +220,10 @@ def screened_batches(
 # ------------------------------------------------------------------------------------------
 
 READ_AHEAD_BATCH = 2048  # records a message of the reading process carries
-READ_AHEAD_BATCHES = 32  # messages it may be ahead of the run (about 65,000 records)
+# messages it may be ahead of the run (about 25,000 records, 20 MB of pickled text for Alpaca;
+# the process tree's memory peaks as the reading ends, the reader still alive beside the parent
+# and the counting workers)
+READ_AHEAD_BATCHES = 12
 
 Reader = Callable[[list[InvalidRecord]], Iterable[Record]]
 
@@ -248,7 +251,12 @@ class ReadAhead:
         )
 
     def __enter__(self) -> ReadAhead:
-        self._process.start()
+        # the reader's collections leave the objects it inherits alone (their pages stay shared)
+        gc.freeze()
+        try:
+            self._process.start()
+        finally:
+            gc.unfreeze()
         return self
 
     def __exit__(self, *exc: Any) -> None:
