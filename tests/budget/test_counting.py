@@ -351,6 +351,8 @@ def test_sample_counts_are_exact_folded_or_whole():
         assert counter.folds and "folded from word counts" in counter.counting
         assert [counter.exact(s, g) for s, g in pairs] == truth
         assert counter.exact_many(pairs) == truth
+        # a sample without the parts compose laid it out in is laid out again from its spec
+        assert counter.exact_many([(replace(s, parts=None), g) for s, g in pairs]) == truth
         counter.compact()  # summaries in arrays (as after spooling): the same counts
         assert counter.exact_many(pairs) == truth
         counter.stop_folding("asked to")

@@ -15,9 +15,9 @@ from mosaic_it.method.layout import (
     Layout,
     choose_layout,
     fit_layout,
+    instruction_parts,
     place_meta,
-    render_instruction,
-    render_response,
+    response_parts,
 )
 from mosaic_it.method.rulepack import RulePack
 from mosaic_it.method.strategies import Item, RuleChoice, find_strategy
@@ -29,6 +29,38 @@ from mosaic_it.rng import Rng
 
 class LayoutError(ValueError):
     """No label style or tag pair of the rule pack can be read unambiguously around a group."""
+
+
+# a sample's instruction or response as a list of parts: a text the layout writes, or the
+# number of a record in the sample's group (0-based) where that record's text goes
+Parts = list[str | int]
+
+
+@dataclass(frozen=True, slots=True)
+class SampleParts:
+    """How a sample's instruction and response are laid out around its records' texts (the
+    prompts in the instruction, the outputs in the response): rendering joins the texts, and
+    counting folds the same parts from the texts' summaries, without laying them out again."""
+
+    instruction: Parts
+    response: Parts
+
+
+def sample_parts(
+    layout: Layout, records: int, head: str, tail: str, answer_order: list[int]
+) -> SampleParts:
+    """The parts of a sample of ``records`` records (see :class:`SampleParts`), with
+    meta-instruction text ``head`` before the instructions and ``tail`` after them."""
+    numbers = range(records)
+    return SampleParts(
+        instruction_parts(layout, numbers, head, tail),
+        response_parts(layout, numbers, answer_order),
+    )
+
+
+def render_parts(parts: Parts, texts: list[str]) -> str:
+    """The text of ``parts``, with ``texts[n]`` where record number n goes."""
+    return "".join([texts[p] if type(p) is int else p for p in parts])  # type: ignore[misc]
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,8 +158,9 @@ def compose(
     head, tail = place_meta(layout, choice.meta if choice else "")
     meta = " ".join(part for part in (head, tail) if part)
     order = choice.answer_order if choice else list(range(1, len(records) + 1))
-    instruction = render_instruction(layout, [r.prompt for r in records], head, tail)
-    response = render_response(layout, [r.output for r in records], order)
+    parts = sample_parts(layout, len(records), head, tail, order)
+    instruction = render_parts(parts.instruction, [r.prompt for r in records])
+    response = render_parts(parts.response, [r.output for r in records])
     spec = MosaicSpec(
         sources=[r.id for r in records],
         epoch=epoch,
@@ -146,4 +179,4 @@ def compose(
         meta_tail=tail if head and tail else "",
     )
     replaced = f"{plan.strategy}.{passed[0].rule}: {passed[0].reason}" if passed else None
-    return Sample(instruction, response, spec, records[0].system, layout, replaced)
+    return Sample(instruction, response, spec, records[0].system, layout, parts, replaced)
