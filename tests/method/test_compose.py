@@ -18,8 +18,12 @@ def test_a_samples_parts_render_its_text_and_follow_its_layout():
         group = [by_id[i] for i in s.spec.sources]
         prompts, outputs = [r.prompt for r in group], [r.output for r in group]
         parts = s.parts
-        assert render_parts(parts.instruction, prompts) == s.instruction
-        assert render_parts(parts.response, outputs) == s.output
+        assert render_parts(parts.instruction, parts.instruction_at, prompts) == s.instruction
+        assert render_parts(parts.response, parts.response_at, outputs) == s.output
+        assert parts.instruction_at == [
+            j for j, p in enumerate(parts.instruction) if type(p) is int
+        ]
+        assert parts.response_at == [j for j, p in enumerate(parts.response) if type(p) is int]
         # every record's prompt once, in order; the outputs answered, in the answer order
         assert [p for p in parts.instruction if type(p) is int] == list(range(len(group)))
         assert [p + 1 for p in parts.response if type(p) is int] == s.spec.answer_order

@@ -36,14 +36,17 @@ class LayoutError(ValueError):
 Parts = list[str | int]
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class SampleParts:
     """How a sample's instruction and response are laid out around its records' texts (the
-    prompts in the instruction, the outputs in the response): rendering joins the texts, and
-    counting folds the same parts from the texts' summaries, without laying them out again."""
+    prompts in the instruction, the outputs in the response): rendering puts the texts in,
+    and counting folds the same parts from the texts' summaries, without laying them out
+    again. ``*_at``: where in the list a record's number stands."""
 
     instruction: Parts
+    instruction_at: list[int]
     response: Parts
+    response_at: list[int]
 
 
 def sample_parts(
@@ -52,15 +55,22 @@ def sample_parts(
     """The parts of a sample of ``records`` records (see :class:`SampleParts`), with
     meta-instruction text ``head`` before the instructions and ``tail`` after them."""
     numbers = range(records)
+    instruction_at: list[int] = []
+    response_at: list[int] = []
     return SampleParts(
-        instruction_parts(layout, numbers, head, tail),
-        response_parts(layout, numbers, answer_order),
+        instruction_parts(layout, numbers, head, tail, instruction_at),
+        instruction_at,
+        response_parts(layout, numbers, answer_order, response_at),
+        response_at,
     )
 
 
-def render_parts(parts: Parts, texts: list[str]) -> str:
-    """The text of ``parts``, with ``texts[n]`` where record number n goes."""
-    return "".join([texts[p] if type(p) is int else p for p in parts])  # type: ignore[misc]
+def render_parts(parts: Parts, at: list[int], texts: list[str]) -> str:
+    """The text of ``parts``, with ``texts[n]`` where record number n stands (at ``at``)."""
+    written = parts.copy()
+    for j in at:
+        written[j] = texts[written[j]]  # type: ignore[index]
+    return "".join(written)  # type: ignore[arg-type]
 
 
 @dataclass(frozen=True, slots=True)
@@ -159,8 +169,8 @@ def compose(
     meta = " ".join(part for part in (head, tail) if part)
     order = choice.answer_order if choice else list(range(1, len(records) + 1))
     parts = sample_parts(layout, len(records), head, tail, order)
-    instruction = render_parts(parts.instruction, [r.prompt for r in records])
-    response = render_parts(parts.response, [r.output for r in records])
+    instruction = render_parts(parts.instruction, parts.instruction_at, [r.prompt for r in records])
+    response = render_parts(parts.response, parts.response_at, [r.output for r in records])
     spec = MosaicSpec(
         sources=[r.id for r in records],
         epoch=epoch,
