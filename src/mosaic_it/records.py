@@ -200,6 +200,9 @@ class Sample:
     system: str = ""
     # how it was laid out (a method.layout.Layout), for counting; not written out
     layout: Any = field(default=None, compare=False, repr=False)
+    # the parts of its instruction and of its response (method.compose.SampleParts: texts, and
+    # the number of the record whose text goes where), for counting; not written out
+    parts: Any = field(default=None, compare=False, repr=False)
     # "strategy.RULE: reason" when the rule first drawn for it did not apply; not written out
     replaced: str | None = field(default=None, compare=False, repr=False)
 

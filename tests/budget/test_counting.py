@@ -181,6 +181,33 @@ def test_a_seam_no_piece_spans_splits_the_word_there():
 @settings(max_examples=300, deadline=None)
 @given(
     st.lists(
+        st.sampled_from(["The", "done.", "x", '"Hi"', "end.)", "3", "é", "中文", "😀", " "])
+        | st.text(max_size=5),
+        min_size=1,
+        max_size=4,
+    ).map("".join),
+    st.sampled_from(["<#A_END#>", "::OMEGA::", "((RES_END))", "[<close>]", "<<eor>>", "**"]),
+    st.sampled_from(["**alpha**", "<[start]>", "--OPEN--", "<|ANS_BEGIN|>", "[", "("]),
+)
+def test_a_seam_word_is_counted_from_the_span_around_the_seam(answer, end, begin):
+    """Folding an answer between tags counts again only the span between the nearest cuts
+    around each seam (which recurs), never the seam word itself, and the count is exact."""
+    wc = WordCounter(TOK)  # a fresh cache: every span is counted from scratch
+    parts = [begin, answer, end, "\n"]  # after the lead, which stands for the prepended "▁"
+    assert wc.fold([wc.glue(" ")] + [wc.glue(p) for p in parts]) == TOK.count("".join(parts))
+    for left, right in ((begin, answer), (answer, end)):
+        if left and right and WORD.findall(left)[-1:] and WORD.findall(right)[:1]:
+            tail, head = WORD.findall(left)[-1], WORD.findall(right)[0]
+            if head[0] not in " \n" and tail[-1] != "\n" and len(tail + head) > 12:
+                assert tail + head not in wc._words  # only the span was counted
+    # the same seams again, now from the spans counted: still exact
+    again = [answer, end, "x", begin, answer, end]
+    assert wc.fold([wc.glue(" ")] + [wc.glue(p) for p in again]) == TOK.count("".join(again))
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(
         st.sampled_from(
             PIECES
             + [
@@ -324,6 +351,8 @@ def test_sample_counts_are_exact_folded_or_whole():
         assert counter.folds and "folded from word counts" in counter.counting
         assert [counter.exact(s, g) for s, g in pairs] == truth
         assert counter.exact_many(pairs) == truth
+        # a sample without the parts compose laid it out in is laid out again from its spec
+        assert counter.exact_many([(replace(s, parts=None), g) for s, g in pairs]) == truth
         counter.compact()  # summaries in arrays (as after spooling): the same counts
         assert counter.exact_many(pairs) == truth
         counter.stop_folding("asked to")

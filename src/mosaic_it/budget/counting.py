@@ -9,9 +9,10 @@ tokenized independently, and the count of a text is the sum of its words' counts
 
 A text is then summarised by ``(total, head, tail, single)``: its count in the middle of a
 longer text, its first and last words, and whether it is one word. Joining two summaries only
-needs the count of the one word that may span the seam. Record texts are never tokenized whole:
-a text's count is the sum of its words' counts, and only words not seen before are tokenized
-(:meth:`WordCounter.count_texts`), several times faster than one tokenizer pass over the text.
+needs the count of the one word that may span the seam, or of the few characters around the
+seam that no cut divides (see :meth:`WordCounter.fold_known`). Record texts are never tokenized
+whole: a text's count is the sum of its words' counts, and only words not seen before are
+tokenized (:meth:`WordCounter.count_texts`), several times faster than one tokenizer pass.
 Each sample's exact count is folded from the summaries of its parts, in microseconds.
 
 :func:`supports` checks the properties above on the tokenizer itself (its scan of every piece,
@@ -299,9 +300,16 @@ class WordCounter(FoldingBase):
     ) -> tuple[int, list[tuple[str, str, str]]]:
         """The count of the concatenation of ``parts``, as far as words already counted tell.
 
-        Returns the count and the seams still open: ``(word, tail, head)`` where a word not
-        counted yet spans the seam (its words are added to ``missing``). Prime them and
-        :meth:`settle` the count. One pass, no tokenizer call: it runs for every sample.
+        Returns the count and the seams still open: ``(span, left, right)`` where a text not
+        counted yet lies around the seam (added to ``missing``). Prime them and :meth:`settle`
+        the count. One pass, no tokenizer call: it runs for every sample.
+
+        Where the last word before a seam and the first after it make one word, only the few
+        characters between the nearest cuts on either side (see :meth:`cuts_at`) are counted
+        again: BPE tokenizes the word apart at its cuts, so the word's count is its count with
+        the seam unjoined, less ``left`` and ``right`` (the halves between those cuts and the
+        seam), plus ``span`` (the two halves joined). Those spans recur (a tag and the letters
+        next to it) where the words do not (every answer's last word).
         """
         words, cuts_at = self._words, self.cuts_at
         total = 0
@@ -311,40 +319,52 @@ class WordCounter(FoldingBase):
             if not head:
                 continue
             total += count
-            if tail:
-                left, right = tail[-1], head[0]
-                if right == "\n" or left == "\n" or (right == " " and left != " "):
-                    tail = p_tail  # no token spans this seam
-                    continue
-                # the last word before the seam and the first after it are one word here
-                w = tail + head
-                n_w, n_tail, n_head = words.get(w), words.get(tail), words.get(head)
-                if (
-                    n_w is None
-                    and n_tail is not None
-                    and n_head is not None
-                    and (cuts_at(w, len(tail)))
-                ):
-                    # no piece lies across the seam, so no merge spans it: BPE splits the
-                    # word there and its count is the two halves' counts
-                    n_w = words[w] = n_tail + n_head
-                if n_w is None or n_tail is None or n_head is None:
-                    missing.update(
-                        x for x, n in ((w, n_w), (tail, n_tail), (head, n_head)) if n is None
-                    )
-                    open_seams.append((w, tail, head))
-                else:
-                    total += n_w - n_tail - n_head
-                tail = w if single else p_tail
-            else:
+            if not tail:
                 tail = p_tail
+                continue
+            left, right = tail[-1], head[0]
+            if right == "\n" or left == "\n" or (right == " " and left != " "):
+                tail = p_tail  # no token spans this seam
+                continue
+            # the last word before the seam and the first after it are one word here
+            w = tail + head
+            n_w = words.get(w)
+            if n_w is not None:  # a word met before (a label and a common first word)
+                n_tail, n_head = words.get(tail), words.get(head)
+                if n_tail is not None and n_head is not None:
+                    total += n_w - n_tail - n_head
+                    tail = w if single else p_tail
+                    continue
+            seam = len(tail)
+            if not cuts_at(w, seam):
+                # a piece may lie across the seam: the span between the nearest cuts around it
+                start = seam - 1
+                while start and not cuts_at(w, start):
+                    start -= 1
+                end, size = seam + 1, len(w)
+                while end < size and not cuts_at(w, end):
+                    end += 1
+                span, l_half, r_half = w[start:end], w[start:seam], w[seam:end]
+                n_span, n_left, n_right = words.get(span), words.get(l_half), words.get(r_half)
+                if n_span is None or n_left is None or n_right is None:
+                    missing.update(
+                        x
+                        for x, n in ((span, n_span), (l_half, n_left), (r_half, n_right))
+                        if n is None
+                    )
+                    open_seams.append((span, l_half, r_half))
+                else:
+                    total += n_span - n_left - n_right
+            # else: no piece lies across the seam, so no merge spans it: BPE splits the word
+            # there and its count is the two halves' counts
+            tail = w if single else p_tail
         return total, open_seams
 
     def settle(self, total: int, open_seams: Sequence[tuple[str, str, str]]) -> int:
-        """A count from :meth:`fold_known` with its open seams closed (their words primed:
+        """A count from :meth:`fold_known` with its open seams closed (their texts primed:
         any that a cache reset lost in between is counted again here)."""
         word = self.word
-        return total + sum(word(w) - word(tail) - word(head) for w, tail, head in open_seams)
+        return total + sum(word(s) - word(left) - word(right) for s, left, right in open_seams)
 
     def fold(self, parts: Sequence[Summary]) -> int:
         """The count of the concatenation of ``parts``, counting the seam words it needs."""

@@ -58,8 +58,9 @@ class FoldingCounter(Protocol):
         """Keep the summaries of these texts, as :meth:`glue` would, made together."""
         ...
 
-    def glue_each(self, parts: Sequence[Summary | str]) -> list[Summary]:
-        """``parts`` with each text (a str) replaced by its :meth:`glue` summary."""
+    def glue_each(self, parts: Sequence[str | int], summaries: Sequence[Summary]) -> list[Summary]:
+        """``parts`` with each text (a str) replaced by its :meth:`glue` summary, and each
+        number n by ``summaries[n]``."""
         ...
 
     def prime_pack(self, texts: Sequence[str]) -> None:
@@ -132,13 +133,16 @@ class FoldingBase(ABC):
             s = self._glue[text] = self.summarize(text)
         return s
 
-    def glue_each(self, parts: Sequence[Summary | str]) -> list[Summary]:
-        """``parts`` with each text replaced by its :meth:`glue` summary (summaries are tuples,
-        texts str: the type tells them apart). The kept summaries are looked up directly: a
-        sample has dozens of such texts, nearly all kept already."""
+    def glue_each(self, parts: Sequence[str | int], summaries: Sequence[Summary]) -> list[Summary]:
+        """``parts`` with each text replaced by its :meth:`glue` summary and each number n by
+        ``summaries[n]`` (a record's text, in a sample's parts). The kept summaries are looked
+        up directly: a sample has dozens of such texts, nearly all kept already."""
         get, glue = self._glue.get, self.glue
         # a summary is a non-empty tuple: "or" calls glue() only for a text not kept yet
-        return [(get(p) or glue(p)) if type(p) is str else p for p in parts]  # type: ignore[misc]
+        return [
+            summaries[p] if type(p) is int else (get(p) or glue(p))  # type: ignore[misc]
+            for p in parts
+        ]
 
     def glue_many(self, texts: Sequence[str]) -> None:
         """Keep the summaries of these texts, as :meth:`glue` would: those not kept yet (a new

@@ -26,7 +26,7 @@ from mosaic_it.budget.folding import FoldingCounter, SeamError, SharedCache, Sum
 from mosaic_it.budget.pretokens import PieceCounter, pretoken_scheme
 from mosaic_it.budget.templates import Template
 from mosaic_it.budget.tokenizer import Tokenizer
-from mosaic_it.method.layout import instruction_parts, response_parts
+from mosaic_it.method.compose import sample_parts
 from mosaic_it.records import Sample
 
 MAX_FRAMES = 1000  # templates' texts kept summarised, by system prompt
@@ -243,15 +243,18 @@ class SampleCounter:
         return ok
 
     def _parts(self, sample: Sample, group: Sequence[int]) -> list[list[Summary]]:
-        """The summaries of a sample's rendered sequence(s), in order (foldable tokenizers)."""
-        counter, t, spec, layout = self.folder, self.template, sample.spec, sample.layout
+        """The summaries of a sample's rendered sequence(s), in order (foldable tokenizers):
+        the parts compose laid the sample out in, with each record's summary where its text
+        went."""
+        counter, t, parts = self.folder, self.template, sample.parts
         assert counter is not None and self._summaries is not None
-        glue, words = counter.glue, counter.word_list
+        if parts is None:  # a sample made elsewhere: laid out again from its layout and spec
+            spec = sample.spec
+            parts = sample_parts(sample.layout, len(group), *spec.meta_parts(), spec.answer_order)
+        glue, glue_each, words = counter.glue, counter.glue_each, counter.word_list
         prompt_summaries, output_summaries = self._summaries
-        prompts = list(map(prompt_summaries.getter(words), group))
-        outputs = list(map(output_summaries.getter(words), group))
-        instruction = counter.glue_each(instruction_parts(layout, prompts, *spec.meta_parts()))
-        response = counter.glue_each(response_parts(layout, outputs, spec.answer_order))
+        instruction = glue_each(parts.instruction, list(map(prompt_summaries.getter(words), group)))
+        response = glue_each(parts.response, list(map(output_summaries.getter(words), group)))
         # the counter's lead stands for what the tokenizer prepends to a whole text (the "▁"
         # of SentencePiece models)
         lead = counter.lead

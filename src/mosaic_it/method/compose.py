@@ -15,9 +15,9 @@ from mosaic_it.method.layout import (
     Layout,
     choose_layout,
     fit_layout,
+    instruction_parts,
     place_meta,
-    render_instruction,
-    render_response,
+    response_parts,
 )
 from mosaic_it.method.rulepack import RulePack
 from mosaic_it.method.strategies import Item, RuleChoice, find_strategy
@@ -29,6 +29,48 @@ from mosaic_it.rng import Rng
 
 class LayoutError(ValueError):
     """No label style or tag pair of the rule pack can be read unambiguously around a group."""
+
+
+# a sample's instruction or response as a list of parts: a text the layout writes, or the
+# number of a record in the sample's group (0-based) where that record's text goes
+Parts = list[str | int]
+
+
+@dataclass(slots=True)
+class SampleParts:
+    """How a sample's instruction and response are laid out around its records' texts (the
+    prompts in the instruction, the outputs in the response): rendering puts the texts in,
+    and counting folds the same parts from the texts' summaries, without laying them out
+    again. ``*_at``: where in the list a record's number stands."""
+
+    instruction: Parts
+    instruction_at: list[int]
+    response: Parts
+    response_at: list[int]
+
+
+def sample_parts(
+    layout: Layout, records: int, head: str, tail: str, answer_order: list[int]
+) -> SampleParts:
+    """The parts of a sample of ``records`` records (see :class:`SampleParts`), with
+    meta-instruction text ``head`` before the instructions and ``tail`` after them."""
+    numbers = range(records)
+    instruction_at: list[int] = []
+    response_at: list[int] = []
+    return SampleParts(
+        instruction_parts(layout, numbers, head, tail, instruction_at),
+        instruction_at,
+        response_parts(layout, numbers, answer_order, response_at),
+        response_at,
+    )
+
+
+def render_parts(parts: Parts, at: list[int], texts: list[str]) -> str:
+    """The text of ``parts``, with ``texts[n]`` where record number n stands (at ``at``)."""
+    written = parts.copy()
+    for j in at:
+        written[j] = texts[written[j]]  # type: ignore[index]
+    return "".join(written)  # type: ignore[arg-type]
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,8 +168,9 @@ def compose(
     head, tail = place_meta(layout, choice.meta if choice else "")
     meta = " ".join(part for part in (head, tail) if part)
     order = choice.answer_order if choice else list(range(1, len(records) + 1))
-    instruction = render_instruction(layout, [r.prompt for r in records], head, tail)
-    response = render_response(layout, [r.output for r in records], order)
+    parts = sample_parts(layout, len(records), head, tail, order)
+    instruction = render_parts(parts.instruction, parts.instruction_at, [r.prompt for r in records])
+    response = render_parts(parts.response, parts.response_at, [r.output for r in records])
     spec = MosaicSpec(
         sources=[r.id for r in records],
         epoch=epoch,
@@ -146,4 +189,4 @@ def compose(
         meta_tail=tail if head and tail else "",
     )
     replaced = f"{plan.strategy}.{passed[0].rule}: {passed[0].reason}" if passed else None
-    return Sample(instruction, response, spec, records[0].system, layout, replaced)
+    return Sample(instruction, response, spec, records[0].system, layout, parts, replaced)

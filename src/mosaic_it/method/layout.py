@@ -279,10 +279,10 @@ def place_meta(layout: Layout, rule_meta: str) -> tuple[str, str]:
 
 
 def instruction_parts(
-    layout: Layout, prompts: Sequence[T], head: str, tail: str = ""
+    layout: Layout, prompts: Sequence[T], head: str, tail: str = "", at: list[int] | None = None
 ) -> list[str | T]:
     """The instruction block, with meta-instruction text ``head`` before it and ``tail`` after
-    it, as a list of parts.
+    it, as a list of parts; where each prompt went is appended to ``at``, if given.
 
     ``prompts`` may be texts (to render) or anything standing for them (to count), so the text
     and its token count come from this one description of the layout.
@@ -296,14 +296,19 @@ def instruction_parts(
             append(separator)
         if label is not None:
             append(label(number))
+        if at is not None:
+            at.append(len(parts))
         append(prompt)
     if tail:
         parts += [layout.meta_separator, tail]
     return parts
 
 
-def response_parts(layout: Layout, outputs: Sequence[T], answer_order: list[int]) -> list[str | T]:
-    """The answers in the order given by instruction number, each with its own label."""
+def response_parts(
+    layout: Layout, outputs: Sequence[T], answer_order: list[int], at: list[int] | None = None
+) -> list[str | T]:
+    """The answers in the order given by instruction number, each with its own label; where
+    each answer went is appended to ``at``, if given."""
     parts: list[str | T] = []
     separator, append = layout.response_separator, parts.append
     label = layout.numbering.render if layout.numbering else None
@@ -314,9 +319,12 @@ def response_parts(layout: Layout, outputs: Sequence[T], answer_order: list[int]
         if label is not None:
             append(label(number))
         if tags:
-            parts += [tags.begin, outputs[number - 1], tags.end]
-        else:
-            append(outputs[number - 1])
+            append(tags.begin)
+        if at is not None:
+            at.append(len(parts))
+        append(outputs[number - 1])
+        if tags:
+            append(tags.end)
     return parts
 
 
