@@ -15,7 +15,12 @@ from mosaic_it.engine.admission import Reject
 from mosaic_it.engine.bounds import Counts
 from mosaic_it.engine.grouping import Grouper
 from mosaic_it.engine.parallel import Screen, screened_batches
-from mosaic_it.engine.store import SPOOL_THRESHOLD, DiskStore, release_freed_memory
+from mosaic_it.engine.store import (
+    SPOOL_THRESHOLD,
+    DiskStore,
+    fewer_collections,
+    release_freed_memory,
+)
 from mosaic_it.engine.summary import RunSummary
 from mosaic_it.io.files import InputError, InvalidRecord, batches, record_from_alpaca
 from mosaic_it.method.rulepack import RulePack, load_rule_pack
@@ -227,6 +232,15 @@ class Mosaicker:
         while the next batches are read, when more than one) and then stored (in memory, or
         spooled to disk once ``spool_threshold`` characters of text are held).
         """
+        with fewer_collections():
+            return self._prepare(records, invalid, workers)
+
+    def _prepare(
+        self,
+        records: Iterable[Record | dict[str, Any]],
+        invalid: list[InvalidRecord] | None,
+        workers: int,
+    ) -> Prepared:
         cfg = self.config
         summary = self.summary = RunSummary(
             wrap_mode=cfg.wrap_mode,

@@ -36,7 +36,7 @@ from typing import Any, TypeVar
 
 from mosaic_it.budget.sample_count import Counted, SampleCounter
 from mosaic_it.budget.special import SpecialFinder
-from mosaic_it.engine.store import release_freed_memory
+from mosaic_it.engine.store import YOUNG_COLLECTION_THRESHOLD, release_freed_memory
 from mosaic_it.io.readers import InvalidRecord
 from mosaic_it.records import Record, join_prompt
 
@@ -297,6 +297,7 @@ def _read_ahead(parent: int, read: Reader, out: Any) -> None:
     """The reading process: the records in messages of column lists, each with the records
     left out since the last; then the end, or the error that stopped the reading."""
     die_with_parent(parent)
+    gc.set_threshold(YOUNG_COLLECTION_THRESHOLD)  # every object it makes dies once sent
     invalid: list[InvalidRecord] = []
     sent = 0  # entries of invalid already sent
     batch: list[Record] = []

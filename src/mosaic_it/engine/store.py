@@ -8,10 +8,12 @@ the process), and the peak memory does not grow with the size of the records' te
 
 from __future__ import annotations
 
+import gc
 import os
 import tempfile
 from array import array
 from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 
 from mosaic_it.io.files import dumps_bytes, loads
 from mosaic_it.records import Record
@@ -30,6 +32,28 @@ def release_freed_memory() -> None:
         ctypes.CDLL("libc.so.6").malloc_trim(0)
     except (OSError, AttributeError):  # not glibc: the pages are reused by the process instead
         pass
+
+
+# young objects between two collections of the youngest generation while a run reads or groups
+# (Python's default is 700)
+YOUNG_COLLECTION_THRESHOLD = 100_000
+
+
+@contextmanager
+def fewer_collections() -> Iterator[None]:
+    """Collect the youngest generation every :data:`YOUNG_COLLECTION_THRESHOLD` new objects,
+    not every 700, within the block; the thresholds are as they were after it.
+
+    Reading keeps every record it makes (a collection only walks them again), and grouping
+    makes samples whose objects die young by reference counting: at Python's thresholds the
+    collector took 14% of the parent's CPU while reading 52k records and 5% of each epoch's,
+    and found next to nothing to free."""
+    old = gc.get_threshold()
+    gc.set_threshold(YOUNG_COLLECTION_THRESHOLD, *old[1:])
+    try:
+        yield
+    finally:
+        gc.set_threshold(*old)
 
 
 class DiskStore(Sequence[Record]):

@@ -28,6 +28,7 @@ from typing import IO, Any, BinaryIO
 from mosaic_it.engine.admission import GroupingStats
 from mosaic_it.engine.mosaicker import Mosaicker, Prepared
 from mosaic_it.engine.parallel import fork_pool
+from mosaic_it.engine.store import fewer_collections
 from mosaic_it.engine.summary import RunSummary
 from mosaic_it.io.files import atomic_writer, dumps_bytes, is_jsonl
 from mosaic_it.io.outputs import PathError, content_digest, describe_os_error
@@ -74,7 +75,7 @@ def _write_epoch(job: EpochJob, epoch: int) -> EpochResult:
     final = _part(job.work, epoch)
     partial = final.with_suffix(".partial")
     mark = grouper.mark()
-    with open(partial, "wb") as out:
+    with fewer_collections(), open(partial, "wb") as out:
         lines: list[bytes] = []
         for sample in job.mosaicker.run_epoch(prepared_epoch, epoch):
             lines.append(dumps_bytes(job.to_dict(sample)))
