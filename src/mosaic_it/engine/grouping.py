@@ -84,6 +84,7 @@ class Grouper:
         self.admission = Admission(
             self.bounds, self.counter, self.stats, pack=pack, budget=self.budget
         )
+        self.facts = self.admission.facts  # what each admitted record rules out for layouts
         self._plain = plain_layout(pack)
         self._ends: array | None = None
 
@@ -134,6 +135,7 @@ class Grouper:
     def group_epoch(self, admitted: Sequence[int], epoch: int) -> Iterator[Sample]:
         """The samples of one epoch, in order, each with its exact count."""
         order, self._ends = self.epoch_order(admitted, epoch)
+        self.facts.cover(len(self.records))
         pos, number, exact_until = 0, 0, -1
         while pos < len(order):
             built: list[_Built] = []
@@ -218,37 +220,58 @@ class Grouper:
         that also fits the next is still the first that fits in the plan's seeded order, and
         composing needs not fit it again.
         """
-        bounds, budget, output_counts = self.bounds, self.budget, self.counts.output
+        bounds, budget = self.bounds, self.budget
+        prompt_counts, output_counts = self.counts.prompt, self.counts.output
+        codes, kinds = self.facts.codes, self.facts.kinds
         rule_meta = bounds.rule_meta_max if plan.strategy != "format" else 0
         maskout = plan.strategy == "maskout"
         system = records[0].system
         layout: Layout | None = plan.layout
         fixed, per_item, slack = bounds.layout_costs(layout, system)
+        labels = bounds.label_costs(layout.numbering, len(candidates))
+        need_one, need_many, test_texts = self.facts.needs(layout)
+        tags = layout.tags
         known = fixed  # everything but the answers
         answers = j = 0
         best: tuple[Sample | None, int | None] = (None, None)
         fitted: Layout | None = None  # the layout of the first j records
         for j, i in enumerate(candidates, start=1):
             record = records[j - 1]
-            if not layout_fits(layout, [record.prompt], [record.output], many=j > 1) or (
-                j == 2 and not layout_fits(layout, [records[0].prompt], [], many=True)
+            # the record's noted facts tell labels and blank lines; tags are looked for in its
+            # texts; where either may rule the layout out, the layout is tested on the texts
+            facts = kinds[codes[i]]
+            if j == 2:  # the first record is now one of several
+                facts |= kinds[codes[candidates[0]]]
+            clash = facts & (need_many if j > 1 else need_one)
+            if tags is not None and not clash:
+                begin, end, prompt, output = tags.begin, tags.end, record.prompt, record.output
+                clash = begin in prompt or end in prompt or begin in output or end in output
+            if (clash or test_texts) and (
+                not layout_fits(layout, [record.prompt], [record.output], many=j > 1)
+                or (j == 2 and not layout_fits(layout, [records[0].prompt], [], many=True))
             ):
                 layout = sample_layout(self.pack, plan, records[:j])
                 if layout is None:
                     j -= 1  # no layout of the pack reads unambiguously with this record
                     break
                 fixed, per_item, slack = bounds.layout_costs(layout, system)
+                labels = bounds.label_costs(layout.numbering, len(candidates))
+                need_one, need_many, test_texts = self.facts.needs(layout)
+                tags = layout.tags
                 known = fixed + sum(
                     bounds.item_cost(layout, per_item, n, g)
                     for n, g in enumerate(candidates[: j - 1], start=1)
                 )
-            known += bounds.item_cost(layout, per_item, j, i)
+            if j < len(labels):
+                known += per_item + labels[j] + prompt_counts[i]
+            else:
+                known += bounds.item_cost(layout, per_item, j, i)
             answers += output_counts[i]
             high = known + answers + (rule_meta + 3 * j if rule_meta else 0)
-            low = known - slack - 2 * SEAM_MARGIN * (4 * j + 4) + (0 if maskout else answers)
             if not exact and high <= budget:
                 best, fitted = (None, None), layout
                 continue
+            low = known - slack - 2 * SEAM_MARGIN * (4 * j + 4) + (0 if maskout else answers)
             if not exact and low > budget:
                 j -= 1
                 break

@@ -212,6 +212,102 @@ def layout_fits(
     return layout.tags is None or tags_fit(layout.tags, texts)
 
 
+# ---------------------------------------------------------------------- what each record rules out
+#
+# Grouping tests the layout of a growing sample against every record of every sample of every
+# epoch, and the same record always gives the same answer for the same label style. So each
+# record's facts are noted once, when it is admitted, as one byte: which label styles a line of
+# its texts begins like, and whether its prompt holds a blank line. A record whose facts miss a
+# layout's needs (:meth:`FitFacts.needs`) reads unambiguously with it as far as labels and blank
+# lines go; tags are tested on the texts themselves (a substring test, cheaper than noting
+# which of the pack's thousand tags a text holds).
+
+PARAGRAPHS = 1  # the prompt holds a blank line: it cannot go unnumbered among others
+_MAX_KINDS = 255  # kinds of facts one byte names; the last stands for "unknown: test the texts"
+_TEXT_CACHE = 1 << 16
+
+
+class FitFacts:
+    """What each record's texts rule out for layouts, noted once per record (:meth:`note`).
+
+    ``codes`` holds one byte a record: an index into ``kinds``, the distinct sets of facts met
+    so far as bits (:data:`PARAGRAPHS`, then one bit per label checker). The last code stands
+    for facts not noted (or past 254 kinds): every bit set, so the texts are tested instead.
+    """
+
+    def __init__(self, pack: RulePack) -> None:
+        checkers: dict[tuple[str, bool], int] = {}
+        self._bits: dict[tuple[str, str], int] = {}  # label style -> its checker's bit
+        self._short: list[tuple[Callable[[str], object], int]] = []
+        self._long: list[tuple[re.Pattern[str], int]] = []
+        for label, punctuation in label_styles(pack):
+            # numbering_fits reads a style by its label and by whether it is short
+            match = _short_label_match(label, punctuation)
+            key = (label, match is not None)
+            bit = checkers.get(key)
+            if bit is None:
+                bit = checkers[key] = PARAGRAPHS << (len(checkers) + 1)
+                if match is not None:
+                    self._short.append((match, bit))
+                else:
+                    start = _label_start(label, punctuation).pattern
+                    self._long.append((re.compile("^" + start, re.MULTILINE), bit))
+            self._bits[(label, punctuation)] = bit
+        self.unknown = (PARAGRAPHS << (len(checkers) + 1)) - 1  # every bit
+        self.kinds: list[int] = [0] * _MAX_KINDS + [self.unknown]
+        self._kind_codes: dict[int, int] = {0: 0}
+        self.codes = bytearray()
+        self._label_bits = lru_cache(maxsize=_TEXT_CACHE)(self._labels_of)
+
+    def _labels_of(self, text: str) -> int:
+        """The bits of the label checkers a line of ``text`` begins like."""
+        bits = 0
+        lines = _numbered_lines(text)
+        if lines:
+            for match, bit in self._short:
+                for line in lines:
+                    if match(line):
+                        bits |= bit
+                        break
+        for pattern, bit in self._long:
+            if pattern.search(text):
+                bits |= bit
+        return bits
+
+    def note(self, index: int, prompt: str, output: str) -> None:
+        """Note the facts of record ``index`` (records not noted read as unknown)."""
+        bits = self._label_bits(prompt) | self._label_bits(output)
+        if not one_paragraph(prompt):
+            bits |= PARAGRAPHS
+        code = self._kind_codes.get(bits)
+        if code is None:
+            code = len(self._kind_codes)
+            if code < _MAX_KINDS:
+                self._kind_codes[bits] = code
+                self.kinds[code] = bits
+            else:
+                code = _MAX_KINDS
+        if index == len(self.codes):
+            self.codes.append(code)
+        else:
+            self.cover(index + 1)
+            self.codes[index] = code
+
+    def cover(self, records: int) -> None:
+        """Make room for the facts of ``records`` records (those not noted read as unknown)."""
+        if len(self.codes) < records:
+            self.codes.extend(bytes([_MAX_KINDS]) * (records - len(self.codes)))
+
+    def needs(self, layout: Layout) -> tuple[int, int, bool]:
+        """The facts that rule ``layout`` out for a sample's only record and for a record among
+        several, and whether the texts must be tested whatever the facts (a label style the
+        pack does not hold)."""
+        if layout.numbering is None:
+            return 0, PARAGRAPHS, False
+        bit = self._bits.get((layout.numbering.label, layout.numbering.punctuation))
+        return (bit, bit, False) if bit is not None else (0, 0, True)
+
+
 def fit_layout(
     pack: RulePack,
     layout: Layout,
