@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import random
+import re
 from dataclasses import replace
 from pathlib import Path
 
@@ -12,8 +13,10 @@ from mosaic_it import MosaicConfig, Mosaicker, read_records
 from mosaic_it.method.layout import (
     PARAGRAPHS,
     FitFacts,
+    _numbered_lines,
     label_styles,
     layout_fits,
+    one_paragraph,
     plain_layout,
 )
 from mosaic_it.method.rulepack import load_rule_pack
@@ -122,3 +125,16 @@ def test_grouping_on_noted_facts_gives_the_samples_of_testing_every_text(tokeniz
             facts.codes[:] = bytes([len(facts.kinds) - 1]) * len(facts.codes)
         runs.append([s.to_record() for e in range(2) for s in m.run_epoch(prepared, e)])
     assert runs[0] == runs[1]
+
+
+def test_numbered_lines_are_the_lines_the_expression_finds():
+    """The lines a label could be read in, found by splitting the text, are those the
+    expression that defines them finds (a digit among a line's first 25 characters, the line
+    cut 40 characters past it), Unicode digits, carriage returns and long lines included."""
+    expression = re.compile(r"^[^\n\d]{0,24}\d[^\n]{0,40}", re.MULTILINE)
+    rnd = random.Random(3)
+    alphabet = ["a", "b", " ", "1", "7", "\n", "\r", "\t", "٣", "²", "x" * 30, ".", "#", "é"]
+    for _ in range(5000):
+        text = "".join(rnd.choice(alphabet) for _ in range(rnd.randint(0, 40)))
+        assert _numbered_lines(text) == tuple(expression.findall(text)), repr(text)
+        assert one_paragraph(text) == (re.search(r"\n[ \t]*(?:\n|$)|^[ \t]*\n", text) is None)

@@ -30,7 +30,7 @@ from mosaic_it.method.compose import SamplePlan, compose, plan_sample, sample_la
 from mosaic_it.method.layout import Layout, layout_fits, plain_layout
 from mosaic_it.method.rulepack import RulePack
 from mosaic_it.method.sizing import draw_k
-from mosaic_it.records import Record, Sample
+from mosaic_it.records import Record, Sample, Tags
 from mosaic_it.rng import Rng
 
 BATCH_SAMPLES = 256  # samples counted exactly together
@@ -181,7 +181,7 @@ class Grouper:
         plan = plan_sample(self.pack, self.strategies, path, rng)
         end = min(len(order) if self._ends is None else self._ends[pos], pos + k)
         candidates = order[pos:end]
-        records = [self.records[i] for i in candidates]
+        records = list(map(self.records.__getitem__, candidates))
         j, sample, n, fitted = self._grow(plan, candidates, records, epoch, exact)
         if j == 0:
             # the first record does not fit with this sample's layout: use the smallest layout
@@ -227,10 +227,9 @@ class Grouper:
         maskout = plan.strategy == "maskout"
         system = records[0].system
         layout: Layout | None = plan.layout
-        fixed, per_item, slack = bounds.layout_costs(layout, system)
-        labels = bounds.label_costs(layout.numbering, len(candidates))
-        need_one, need_many, test_texts = self.facts.needs(layout)
-        tags = layout.tags
+        k = len(candidates)
+        fixed, per_item, slack, labels = self._costs(layout, system, k)
+        need_one, need_many, test_texts, tags, begin, end = self._needs(layout)
         known = fixed  # everything but the answers
         answers = j = 0
         best: tuple[Sample | None, int | None] = (None, None)
@@ -244,7 +243,7 @@ class Grouper:
                 facts |= kinds[codes[candidates[0]]]
             clash = facts & (need_many if j > 1 else need_one)
             if tags is not None and not clash:
-                begin, end, prompt, output = tags.begin, tags.end, record.prompt, record.output
+                prompt, output = record.prompt, record.output
                 clash = begin in prompt or end in prompt or begin in output or end in output
             if (clash or test_texts) and (
                 not layout_fits(layout, [record.prompt], [record.output], many=j > 1)
@@ -254,10 +253,8 @@ class Grouper:
                 if layout is None:
                     j -= 1  # no layout of the pack reads unambiguously with this record
                     break
-                fixed, per_item, slack = bounds.layout_costs(layout, system)
-                labels = bounds.label_costs(layout.numbering, len(candidates))
-                need_one, need_many, test_texts = self.facts.needs(layout)
-                tags = layout.tags
+                fixed, per_item, slack, labels = self._costs(layout, system, k)
+                need_one, need_many, test_texts, tags, begin, end = self._needs(layout)
                 known = fixed + sum(
                     bounds.item_cost(layout, per_item, n, g)
                     for n, g in enumerate(candidates[: j - 1], start=1)
@@ -282,6 +279,19 @@ class Grouper:
                 break
             best, fitted = (sample, n), layout
         return j, *best, fitted
+
+    def _costs(self, layout: Layout, system: str, k: int) -> tuple[int, int, int, list[int]]:
+        """What ``layout`` adds to a sample of up to k records (see ``TokenBounds``)."""
+        return (
+            *self.bounds.layout_costs(layout, system),
+            self.bounds.label_costs(layout.numbering, k),
+        )
+
+    def _needs(self, layout: Layout) -> tuple[int, int, bool, Tags | None, str, str]:
+        """The facts that rule ``layout`` out (see ``FitFacts.needs``), and its tags."""
+        tags = layout.tags
+        begin, end = (tags.begin, tags.end) if tags is not None else ("", "")
+        return *self.facts.needs(layout), tags, begin, end
 
     def _compose(
         self,

@@ -141,7 +141,13 @@ def plain_layout(pack: RulePack) -> Layout:
 _BLANK_LINE = re.compile(r"\n[ \t]*(?:\n|$)|^[ \t]*\n")
 
 
-_NUMBERED_LINE = re.compile(r"^[^\n\d]{0,24}\d[^\n]{0,40}", re.MULTILINE)
+# the lines a label could be read in: a digit among their first 25 characters (cut 40
+# characters past it); what ``re.findall(r"^[^\n\d]{0,24}\d[^\n]{0,40}", text, re.MULTILINE)``
+# gives, found by splitting the text (the expression tries every position of the text)
+_DIGIT = re.compile(r"\d")
+_LINE_HEAD = 25  # characters of a line its first digit must be among
+_LINE_CUT = 40  # characters kept past that digit
+_ASCII_DIGITS = "0123456789"
 
 
 @lru_cache(maxsize=4096)
@@ -155,16 +161,36 @@ def _label_start(label: str, punctuation: str) -> re.Pattern[str]:
     return re.compile(re.escape(head) + r"\d+" + re.escape(tail) + r"[.:]?(?:\s|$)")
 
 
-@lru_cache(maxsize=1 << 16)
-def _numbered_lines(text: str) -> tuple[str, ...]:
+def _has_digit(text: str) -> bool:
+    if text.isascii():  # a search for each digit beats the regex's test of every character
+        for digit in _ASCII_DIGITS:
+            if digit in text:
+                return True
+        return False
+    return _DIGIT.search(text) is not None
+
+
+def _line_cuts(text: str) -> tuple[str, ...]:
     """The starts of the lines of ``text`` that hold a digit near their beginning: the only
-    lines a label could be read in (kept per text: a record is checked in every sample)."""
-    return tuple(_NUMBERED_LINE.findall(text))
+    lines a label could be read in."""
+    if not _has_digit(text):
+        return ()
+    cuts = []
+    search = _DIGIT.search
+    for line in text.split("\n"):
+        digit = search(line, 0, _LINE_HEAD)
+        if digit is not None:
+            cuts.append(line[: digit.start() + 1 + _LINE_CUT])
+    return tuple(cuts)
+
+
+# kept per text: a record is checked in every sample when its facts are not noted
+_numbered_lines = lru_cache(maxsize=1 << 16)(_line_cuts)
 
 
 def one_paragraph(text: str) -> bool:
     """Whether ``text`` holds no blank line (so a blank line can separate it from the next)."""
-    return _BLANK_LINE.search(text) is None
+    return "\n" not in text or _BLANK_LINE.search(text) is None
 
 
 @lru_cache(maxsize=4096)
@@ -238,7 +264,9 @@ class FitFacts:
     def __init__(self, pack: RulePack) -> None:
         checkers: dict[tuple[str, bool], int] = {}
         self._bits: dict[tuple[str, str], int] = {}  # label style -> its checker's bit
-        self._short: list[tuple[Callable[[str], object], int]] = []
+        # short checkers by the first character of their label ("" for a label that begins
+        # with its number): a line is tried only against the labels it may begin like
+        self._short: dict[str, list[tuple[Callable[[str], object], int]]] = {}
         self._long: list[tuple[re.Pattern[str], int]] = []
         for label, punctuation in label_styles(pack):
             # numbering_fits reads a style by its label and by whether it is short
@@ -248,7 +276,8 @@ class FitFacts:
             if bit is None:
                 bit = checkers[key] = PARAGRAPHS << (len(checkers) + 1)
                 if match is not None:
-                    self._short.append((match, bit))
+                    head = label.partition("{n}")[0]
+                    self._short.setdefault(head[:1], []).append((match, bit))
                 else:
                     start = _label_start(label, punctuation).pattern
                     self._long.append((re.compile("^" + start, re.MULTILINE), bit))
@@ -262,13 +291,12 @@ class FitFacts:
     def _labels_of(self, text: str) -> int:
         """The bits of the label checkers a line of ``text`` begins like."""
         bits = 0
-        lines = _numbered_lines(text)
-        if lines:
-            for match, bit in self._short:
-                for line in lines:
-                    if match(line):
-                        bits |= bit
-                        break
+        short = self._short
+        numeric = short.get("", ())
+        for line in _line_cuts(text):
+            for match, bit in (*numeric, *short.get(line[:1], ())):
+                if not bits & bit and match(line):
+                    bits |= bit
         for pattern, bit in self._long:
             if pattern.search(text):
                 bits |= bit
