@@ -75,26 +75,26 @@ def tag_pairs(pack: RulePack) -> list[tuple[str, str, str, str]]:
 def choose_layout(rng: Rng, pack: RulePack) -> Layout:
     """Draw a layout. The draws happen in a fixed order, whatever the outcome."""
     cfg = pack.layout
-    numbered = not rng.chance(cfg["unnumbered_probability"])
-    label, punctuation = rng.choice(label_styles(pack))
-    newline = rng.chance(cfg["label_newline_probability"])
-    use_tags = rng.chance(cfg["tag_probability"])
-    open_, close, begin_word, end_word = rng.choice(tag_pairs(pack))
-    if rng.chance(cfg["tag_lowercase_probability"]):
-        begin_word, end_word = begin_word.lower(), end_word.lower()
-    tag_phrasing = rng.choice(cfg["tag_phrasings"])
-    use_generic = rng.chance(cfg["generic_probability"])
-    generic_phrasing = rng.choice(cfg["generic_phrasings"])
-    meta_after = rng.chance(cfg["meta_after_probability"])
-    rule_after = rng.chance(cfg["meta_after_probability"])
-    instruction_separator = rng.choice(cfg["instruction_separators"])
-    meta_separator = rng.choice(cfg["meta_separators"])
+    chance, choice = rng.chance, rng.choice  # bound once: a layout is drawn for every sample
+    numbered = not chance(cfg["unnumbered_probability"])
+    label, punctuation = choice(label_styles(pack))
+    newline = chance(cfg["label_newline_probability"])
+    use_tags = chance(cfg["tag_probability"])
+    pair = choice(tag_pairs(pack))
+    lowercase = chance(cfg["tag_lowercase_probability"])
+    tag_phrasing = choice(cfg["tag_phrasings"])
+    use_generic = chance(cfg["generic_probability"])
+    generic_phrasing = choice(cfg["generic_phrasings"])
+    meta_after = chance(cfg["meta_after_probability"])
+    rule_after = chance(cfg["meta_after_probability"])
+    instruction_separator = choice(cfg["instruction_separators"])
+    meta_separator = choice(cfg["meta_separators"])
 
     numbering = _numbering(label, punctuation, newline) if numbered else None
     if numbering is None:
         # without labels, a blank line is what tells one instruction from the next
         instruction_separator = max(cfg["instruction_separators"], key=len)
-    tags = Tags(open_ + begin_word + close, open_ + end_word + close) if use_tags else None
+    tags = _tags(pair, lowercase) if use_tags else None
     if tags:
         kind, meta = TAGS, tag_phrasing.format(begin=tags.begin, end=tags.end)
     elif use_generic:
@@ -119,6 +119,16 @@ def choose_layout(rng: Rng, pack: RulePack) -> Layout:
 def _numbering(label: str, punctuation: str, newline: bool) -> Numbering:
     """One Numbering per style, so that the labels it renders are kept across samples."""
     return Numbering(label, punctuation, newline)
+
+
+@lru_cache(maxsize=4096)
+def _tags(pair: tuple[str, str, str, str], lowercase: bool) -> Tags:
+    """The tags of a (open, close, begin word, end word) pair of :func:`tag_pairs`, their
+    words lowercased or not (one Tags per pair and case, as for :func:`_numbering`)."""
+    open_, close, begin_word, end_word = pair
+    if lowercase:
+        begin_word, end_word = begin_word.lower(), end_word.lower()
+    return Tags(open_ + begin_word + close, open_ + end_word + close)
 
 
 def plain_layout(pack: RulePack) -> Layout:
