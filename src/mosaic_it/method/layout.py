@@ -260,7 +260,7 @@ def layout_fits(
 
 PARAGRAPHS = 1  # the prompt holds a blank line: it cannot go unnumbered among others
 _MAX_KINDS = 255  # kinds of facts one byte names; the last stands for "unknown: test the texts"
-_TEXT_CACHE = 1 << 16
+_TEXT_CACHE = 4096  # texts whose label bits are kept: a run's repeated texts, never its whole text
 
 
 class FitFacts:
