@@ -10,26 +10,41 @@ from __future__ import annotations
 
 import hashlib
 import math
-import random
+from _random import Random as _Twister
 from collections.abc import MutableSequence, Sequence
 from typing import TypeVar
 
 T = TypeVar("T")
 
+# "%s/%s/...": a path's text by one formatting (str() of each part, joined by "/"), for
+# paths of up to 15 parts; the engine seeds two generators for every sample it builds
+_PATH_FORMATS = ["/".join(["%s"] * n) for n in range(16)]
+
+
+def _seed_of(parts: tuple[object, ...]) -> int:
+    n = len(parts)
+    form = _PATH_FORMATS[n] if n < len(_PATH_FORMATS) else "/".join(["%s"] * n)
+    digest = hashlib.blake2b((form % parts).encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "little")
+
 
 def derive_seed(*parts: object) -> int:
     """A 64-bit seed derived from a path of values, e.g. ``(seed, "epoch", 2, "sample", 17)``."""
-    text = "/".join(map(str, parts)).encode()
-    return int.from_bytes(hashlib.blake2b(text, digest_size=8).digest(), "little")
+    return _seed_of(parts)
 
 
 class Rng:
-    """A small generator over ``random.Random.random()`` with the draws this project needs."""
+    """A small generator over ``random.Random.random()`` with the draws this project needs.
+
+    The Mersenne Twister is ``random.Random``'s own C base class, seeded with the same integer:
+    the same stream, without the Python layers ``random.Random`` adds for seeds of other types
+    and for its other draws (never used here).
+    """
 
     __slots__ = ("_random",)
 
     def __init__(self, *path: object) -> None:
-        self._random = random.Random(derive_seed(*path)).random
+        self._random = _Twister(_seed_of(path)).random
 
     def random(self) -> float:
         return self._random()
@@ -53,12 +68,19 @@ class Rng:
         return self._random() < p
 
     def choice(self, items: Sequence[T]) -> T:
-        return items[self.below(len(items))]
+        n = len(items)
+        if n <= 0:
+            raise ValueError("below() needs n >= 1")
+        i = int(self._random() * n)  # below(n), written out: drawn for every layout
+        return items[i if i < n else n - 1]
 
     def shuffle(self, items: MutableSequence[T]) -> None:
-        """Fisher-Yates, in place."""
+        """Fisher-Yates, in place (below(i + 1) written out: rules are shuffled per sample)."""
+        draw = self._random
         for i in range(len(items) - 1, 0, -1):
-            j = self.below(i + 1)
+            j = int(draw() * (i + 1))
+            if j > i:
+                j = i
             items[i], items[j] = items[j], items[i]
 
     def sample(self, items: Sequence[T], n: int) -> list[T]:

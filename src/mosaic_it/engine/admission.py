@@ -2,7 +2,9 @@
 
 A record that cannot fit the budget even alone, with the smallest layout, is rejected once and
 reported; every other record appears exactly once per epoch. The bounds decide most records;
-one near the edge is composed alone and counted exactly.
+one near the edge is composed alone and counted exactly. What an admitted record's texts rule
+out for layouts is noted then too (:class:`~mosaic_it.method.layout.FitFacts`), once for the
+whole run.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from dataclasses import dataclass, fields
 from mosaic_it.budget.sample_count import SampleCounter
 from mosaic_it.engine.bounds import TokenBounds
 from mosaic_it.method.compose import SamplePlan, compose
-from mosaic_it.method.layout import plain_layout
+from mosaic_it.method.layout import FitFacts, plain_layout
 from mosaic_it.method.rulepack import RulePack
 from mosaic_it.records import Record
 
@@ -67,12 +69,15 @@ class Admission:
         self.pack = pack
         self.budget = budget
         self._plain = plain_layout(pack)
+        self.facts = FitFacts(pack)
 
     def fits_alone(self, index: int, record: Record) -> tuple[bool, int | None]:
         """Whether a record fits the budget alone with the smallest layout, and its count when
-        that was needed (outside the bounds, or counted exactly near the edge)."""
+        that was needed (outside the bounds, or counted exactly near the edge). The facts of
+        a record that fits are noted."""
         low, high = self.bounds.single(index, record.system)
         if high <= self.budget:
+            self.facts.note(index, record.prompt, record.output)
             return True, None
         if low > self.budget:
             return False, low
@@ -81,4 +86,6 @@ class Admission:
         sample = compose(self.pack, plan, [record], 0, layout=self._plain, template=template)
         self.stats.exact_checks += 1
         n = self.counter.exact(sample, [index])
+        if n <= self.budget:
+            self.facts.note(index, record.prompt, record.output)
         return n <= self.budget, n

@@ -17,8 +17,10 @@ from mosaic_it.budget.templates import Template
 from mosaic_it.budget.tokenizer import Tokenizer
 from mosaic_it.method.layout import Layout
 from mosaic_it.method.rulepack import RulePack
+from mosaic_it.records import Numbering
 
 SEAM_MARGIN = 2  # tokens a seam between two separately counted texts may add or remove
+LABELS_KEPT = 64  # numbers up to which a label style's counts are kept in a list
 
 
 @dataclass
@@ -78,6 +80,7 @@ class TokenBounds:
             + max(self.count(t) for t in pack.data["input_counts"])
             + 2 * SEAM_MARGIN
         )
+        self._label_costs: dict[Numbering | None, list[int]] = {None: [0] * (LABELS_KEPT + 1)}
 
     def count(self, text: str) -> int:
         """Tokens of a small text alone (cached)."""
@@ -127,3 +130,16 @@ class TokenBounds:
         """What record ``index`` adds as item ``number`` of a sample, answer aside."""
         labels = 2 * self.count(layout.numbering.render(number)) if layout.numbering else 0
         return per_item + labels + self.counts.prompt[index]
+
+    def label_costs(self, numbering: Numbering | None, upto: int) -> list[int]:
+        """What the labels of a style add to an item (its instruction's and its answer's), by
+        number: the list holds numbers 1 to at least ``upto`` (at most :data:`LABELS_KEPT`;
+        :meth:`item_cost` tells past it). Kept per style: grouping reads it for every record."""
+        costs = self._label_costs.get(numbering)
+        if costs is None:
+            costs = self._label_costs[numbering] = [0]
+        upto = min(upto, LABELS_KEPT)
+        if numbering is not None and len(costs) <= upto:
+            render, count = numbering.render, self.count
+            costs += [2 * count(render(n)) for n in range(len(costs), upto + 1)]
+        return costs

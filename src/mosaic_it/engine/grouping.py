@@ -30,7 +30,7 @@ from mosaic_it.method.compose import SamplePlan, compose, plan_sample, sample_la
 from mosaic_it.method.layout import Layout, layout_fits, plain_layout
 from mosaic_it.method.rulepack import RulePack
 from mosaic_it.method.sizing import draw_k
-from mosaic_it.records import Record, Sample
+from mosaic_it.records import Record, Sample, Tags
 from mosaic_it.rng import Rng
 
 BATCH_SAMPLES = 256  # samples counted exactly together
@@ -84,6 +84,7 @@ class Grouper:
         self.admission = Admission(
             self.bounds, self.counter, self.stats, pack=pack, budget=self.budget
         )
+        self.facts = self.admission.facts  # what each admitted record rules out for layouts
         self._plain = plain_layout(pack)
         self._ends: array | None = None
 
@@ -134,6 +135,7 @@ class Grouper:
     def group_epoch(self, admitted: Sequence[int], epoch: int) -> Iterator[Sample]:
         """The samples of one epoch, in order, each with its exact count."""
         order, self._ends = self.epoch_order(admitted, epoch)
+        self.facts.cover(len(self.records))
         pos, number, exact_until = 0, 0, -1
         while pos < len(order):
             built: list[_Built] = []
@@ -179,7 +181,7 @@ class Grouper:
         plan = plan_sample(self.pack, self.strategies, path, rng)
         end = min(len(order) if self._ends is None else self._ends[pos], pos + k)
         candidates = order[pos:end]
-        records = [self.records[i] for i in candidates]
+        records = list(map(self.records.__getitem__, candidates))
         j, sample, n, fitted = self._grow(plan, candidates, records, epoch, exact)
         if j == 0:
             # the first record does not fit with this sample's layout: use the smallest layout
@@ -218,37 +220,55 @@ class Grouper:
         that also fits the next is still the first that fits in the plan's seeded order, and
         composing needs not fit it again.
         """
-        bounds, budget, output_counts = self.bounds, self.budget, self.counts.output
+        bounds, budget = self.bounds, self.budget
+        prompt_counts, output_counts = self.counts.prompt, self.counts.output
+        codes, kinds = self.facts.codes, self.facts.kinds
         rule_meta = bounds.rule_meta_max if plan.strategy != "format" else 0
         maskout = plan.strategy == "maskout"
         system = records[0].system
         layout: Layout | None = plan.layout
-        fixed, per_item, slack = bounds.layout_costs(layout, system)
+        k = len(candidates)
+        fixed, per_item, slack, labels = self._costs(layout, system, k)
+        need_one, need_many, test_texts, tags, begin, end = self._needs(layout)
         known = fixed  # everything but the answers
         answers = j = 0
         best: tuple[Sample | None, int | None] = (None, None)
         fitted: Layout | None = None  # the layout of the first j records
         for j, i in enumerate(candidates, start=1):
             record = records[j - 1]
-            if not layout_fits(layout, [record.prompt], [record.output], many=j > 1) or (
-                j == 2 and not layout_fits(layout, [records[0].prompt], [], many=True)
+            # the record's noted facts tell labels and blank lines; tags are looked for in its
+            # texts; where either may rule the layout out, the layout is tested on the texts
+            facts = kinds[codes[i]]
+            if j == 2:  # the first record is now one of several
+                facts |= kinds[codes[candidates[0]]]
+            clash = facts & (need_many if j > 1 else need_one)
+            if tags is not None and not clash:
+                prompt, output = record.prompt, record.output
+                clash = begin in prompt or end in prompt or begin in output or end in output
+            if (clash or test_texts) and (
+                not layout_fits(layout, [record.prompt], [record.output], many=j > 1)
+                or (j == 2 and not layout_fits(layout, [records[0].prompt], [], many=True))
             ):
                 layout = sample_layout(self.pack, plan, records[:j])
                 if layout is None:
                     j -= 1  # no layout of the pack reads unambiguously with this record
                     break
-                fixed, per_item, slack = bounds.layout_costs(layout, system)
+                fixed, per_item, slack, labels = self._costs(layout, system, k)
+                need_one, need_many, test_texts, tags, begin, end = self._needs(layout)
                 known = fixed + sum(
                     bounds.item_cost(layout, per_item, n, g)
                     for n, g in enumerate(candidates[: j - 1], start=1)
                 )
-            known += bounds.item_cost(layout, per_item, j, i)
+            if j < len(labels):
+                known += per_item + labels[j] + prompt_counts[i]
+            else:
+                known += bounds.item_cost(layout, per_item, j, i)
             answers += output_counts[i]
             high = known + answers + (rule_meta + 3 * j if rule_meta else 0)
-            low = known - slack - 2 * SEAM_MARGIN * (4 * j + 4) + (0 if maskout else answers)
             if not exact and high <= budget:
                 best, fitted = (None, None), layout
                 continue
+            low = known - slack - 2 * SEAM_MARGIN * (4 * j + 4) + (0 if maskout else answers)
             if not exact and low > budget:
                 j -= 1
                 break
@@ -259,6 +279,19 @@ class Grouper:
                 break
             best, fitted = (sample, n), layout
         return j, *best, fitted
+
+    def _costs(self, layout: Layout, system: str, k: int) -> tuple[int, int, int, list[int]]:
+        """What ``layout`` adds to a sample of up to k records (see ``TokenBounds``)."""
+        return (
+            *self.bounds.layout_costs(layout, system),
+            self.bounds.label_costs(layout.numbering, k),
+        )
+
+    def _needs(self, layout: Layout) -> tuple[int, int, bool, Tags | None, str, str]:
+        """The facts that rule ``layout`` out (see ``FitFacts.needs``), and its tags."""
+        tags = layout.tags
+        begin, end = (tags.begin, tags.end) if tags is not None else ("", "")
+        return *self.facts.needs(layout), tags, begin, end
 
     def _compose(
         self,

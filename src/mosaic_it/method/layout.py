@@ -75,26 +75,26 @@ def tag_pairs(pack: RulePack) -> list[tuple[str, str, str, str]]:
 def choose_layout(rng: Rng, pack: RulePack) -> Layout:
     """Draw a layout. The draws happen in a fixed order, whatever the outcome."""
     cfg = pack.layout
-    numbered = not rng.chance(cfg["unnumbered_probability"])
-    label, punctuation = rng.choice(label_styles(pack))
-    newline = rng.chance(cfg["label_newline_probability"])
-    use_tags = rng.chance(cfg["tag_probability"])
-    open_, close, begin_word, end_word = rng.choice(tag_pairs(pack))
-    if rng.chance(cfg["tag_lowercase_probability"]):
-        begin_word, end_word = begin_word.lower(), end_word.lower()
-    tag_phrasing = rng.choice(cfg["tag_phrasings"])
-    use_generic = rng.chance(cfg["generic_probability"])
-    generic_phrasing = rng.choice(cfg["generic_phrasings"])
-    meta_after = rng.chance(cfg["meta_after_probability"])
-    rule_after = rng.chance(cfg["meta_after_probability"])
-    instruction_separator = rng.choice(cfg["instruction_separators"])
-    meta_separator = rng.choice(cfg["meta_separators"])
+    chance, choice = rng.chance, rng.choice  # bound once: a layout is drawn for every sample
+    numbered = not chance(cfg["unnumbered_probability"])
+    label, punctuation = choice(label_styles(pack))
+    newline = chance(cfg["label_newline_probability"])
+    use_tags = chance(cfg["tag_probability"])
+    pair = choice(tag_pairs(pack))
+    lowercase = chance(cfg["tag_lowercase_probability"])
+    tag_phrasing = choice(cfg["tag_phrasings"])
+    use_generic = chance(cfg["generic_probability"])
+    generic_phrasing = choice(cfg["generic_phrasings"])
+    meta_after = chance(cfg["meta_after_probability"])
+    rule_after = chance(cfg["meta_after_probability"])
+    instruction_separator = choice(cfg["instruction_separators"])
+    meta_separator = choice(cfg["meta_separators"])
 
     numbering = _numbering(label, punctuation, newline) if numbered else None
     if numbering is None:
         # without labels, a blank line is what tells one instruction from the next
         instruction_separator = max(cfg["instruction_separators"], key=len)
-    tags = Tags(open_ + begin_word + close, open_ + end_word + close) if use_tags else None
+    tags = _tags(pair, lowercase) if use_tags else None
     if tags:
         kind, meta = TAGS, tag_phrasing.format(begin=tags.begin, end=tags.end)
     elif use_generic:
@@ -121,6 +121,16 @@ def _numbering(label: str, punctuation: str, newline: bool) -> Numbering:
     return Numbering(label, punctuation, newline)
 
 
+@lru_cache(maxsize=4096)
+def _tags(pair: tuple[str, str, str, str], lowercase: bool) -> Tags:
+    """The tags of a (open, close, begin word, end word) pair of :func:`tag_pairs`, their
+    words lowercased or not (one Tags per pair and case, as for :func:`_numbering`)."""
+    open_, close, begin_word, end_word = pair
+    if lowercase:
+        begin_word, end_word = begin_word.lower(), end_word.lower()
+    return Tags(open_ + begin_word + close, open_ + end_word + close)
+
+
 def plain_layout(pack: RulePack) -> Layout:
     """The smallest layout: no labels, tags or meta-instruction (used when nothing else fits)."""
     cfg = pack.layout
@@ -141,7 +151,13 @@ def plain_layout(pack: RulePack) -> Layout:
 _BLANK_LINE = re.compile(r"\n[ \t]*(?:\n|$)|^[ \t]*\n")
 
 
-_NUMBERED_LINE = re.compile(r"^[^\n\d]{0,24}\d[^\n]{0,40}", re.MULTILINE)
+# the lines a label could be read in: a digit among their first 25 characters (cut 40
+# characters past it); what ``re.findall(r"^[^\n\d]{0,24}\d[^\n]{0,40}", text, re.MULTILINE)``
+# gives, found by splitting the text (the expression tries every position of the text)
+_DIGIT = re.compile(r"\d")
+_LINE_HEAD = 25  # characters of a line its first digit must be among
+_LINE_CUT = 40  # characters kept past that digit
+_ASCII_DIGITS = "0123456789"
 
 
 @lru_cache(maxsize=4096)
@@ -155,16 +171,36 @@ def _label_start(label: str, punctuation: str) -> re.Pattern[str]:
     return re.compile(re.escape(head) + r"\d+" + re.escape(tail) + r"[.:]?(?:\s|$)")
 
 
-@lru_cache(maxsize=1 << 16)
-def _numbered_lines(text: str) -> tuple[str, ...]:
+def _has_digit(text: str) -> bool:
+    if text.isascii():  # a search for each digit beats the regex's test of every character
+        for digit in _ASCII_DIGITS:
+            if digit in text:
+                return True
+        return False
+    return _DIGIT.search(text) is not None
+
+
+def _line_cuts(text: str) -> tuple[str, ...]:
     """The starts of the lines of ``text`` that hold a digit near their beginning: the only
-    lines a label could be read in (kept per text: a record is checked in every sample)."""
-    return tuple(_NUMBERED_LINE.findall(text))
+    lines a label could be read in."""
+    if not _has_digit(text):
+        return ()
+    cuts = []
+    search = _DIGIT.search
+    for line in text.split("\n"):
+        digit = search(line, 0, _LINE_HEAD)
+        if digit is not None:
+            cuts.append(line[: digit.start() + 1 + _LINE_CUT])
+    return tuple(cuts)
+
+
+# kept per text: a record is checked in every sample when its facts are not noted
+_numbered_lines = lru_cache(maxsize=1 << 16)(_line_cuts)
 
 
 def one_paragraph(text: str) -> bool:
     """Whether ``text`` holds no blank line (so a blank line can separate it from the next)."""
-    return _BLANK_LINE.search(text) is None
+    return "\n" not in text or _BLANK_LINE.search(text) is None
 
 
 @lru_cache(maxsize=4096)
@@ -210,6 +246,104 @@ def layout_fits(
     elif not numbering_fits(layout.numbering, texts):
         return False
     return layout.tags is None or tags_fit(layout.tags, texts)
+
+
+# ---------------------------------------------------------------------- what each record rules out
+#
+# Grouping tests the layout of a growing sample against every record of every sample of every
+# epoch, and the same record always gives the same answer for the same label style. So each
+# record's facts are noted once, when it is admitted, as one byte: which label styles a line of
+# its texts begins like, and whether its prompt holds a blank line. A record whose facts miss a
+# layout's needs (:meth:`FitFacts.needs`) reads unambiguously with it as far as labels and blank
+# lines go; tags are tested on the texts themselves (a substring test, cheaper than noting
+# which of the pack's thousand tags a text holds).
+
+PARAGRAPHS = 1  # the prompt holds a blank line: it cannot go unnumbered among others
+_MAX_KINDS = 255  # kinds of facts one byte names; the last stands for "unknown: test the texts"
+_TEXT_CACHE = 4096  # texts whose label bits are kept: a run's repeated texts, never its whole text
+
+
+class FitFacts:
+    """What each record's texts rule out for layouts, noted once per record (:meth:`note`).
+
+    ``codes`` holds one byte a record: an index into ``kinds``, the distinct sets of facts met
+    so far as bits (:data:`PARAGRAPHS`, then one bit per label checker). The last code stands
+    for facts not noted (or past 254 kinds): every bit set, so the texts are tested instead.
+    """
+
+    def __init__(self, pack: RulePack) -> None:
+        checkers: dict[tuple[str, bool], int] = {}
+        self._bits: dict[tuple[str, str], int] = {}  # label style -> its checker's bit
+        # short checkers by the first character of their label ("" for a label that begins
+        # with its number): a line is tried only against the labels it may begin like
+        self._short: dict[str, list[tuple[Callable[[str], object], int]]] = {}
+        self._long: list[tuple[re.Pattern[str], int]] = []
+        for label, punctuation in label_styles(pack):
+            # numbering_fits reads a style by its label and by whether it is short
+            match = _short_label_match(label, punctuation)
+            key = (label, match is not None)
+            bit = checkers.get(key)
+            if bit is None:
+                bit = checkers[key] = PARAGRAPHS << (len(checkers) + 1)
+                if match is not None:
+                    head = label.partition("{n}")[0]
+                    self._short.setdefault(head[:1], []).append((match, bit))
+                else:
+                    start = _label_start(label, punctuation).pattern
+                    self._long.append((re.compile("^" + start, re.MULTILINE), bit))
+            self._bits[(label, punctuation)] = bit
+        self.unknown = (PARAGRAPHS << (len(checkers) + 1)) - 1  # every bit
+        self.kinds: list[int] = [0] * _MAX_KINDS + [self.unknown]
+        self._kind_codes: dict[int, int] = {0: 0}
+        self.codes = bytearray()
+        self._label_bits = lru_cache(maxsize=_TEXT_CACHE)(self._labels_of)
+
+    def _labels_of(self, text: str) -> int:
+        """The bits of the label checkers a line of ``text`` begins like."""
+        bits = 0
+        short = self._short
+        numeric = short.get("", ())
+        for line in _line_cuts(text):
+            for match, bit in (*numeric, *short.get(line[:1], ())):
+                if not bits & bit and match(line):
+                    bits |= bit
+        for pattern, bit in self._long:
+            if pattern.search(text):
+                bits |= bit
+        return bits
+
+    def note(self, index: int, prompt: str, output: str) -> None:
+        """Note the facts of record ``index`` (records not noted read as unknown)."""
+        bits = self._label_bits(prompt) | self._label_bits(output)
+        if not one_paragraph(prompt):
+            bits |= PARAGRAPHS
+        code = self._kind_codes.get(bits)
+        if code is None:
+            code = len(self._kind_codes)
+            if code < _MAX_KINDS:
+                self._kind_codes[bits] = code
+                self.kinds[code] = bits
+            else:
+                code = _MAX_KINDS
+        if index == len(self.codes):
+            self.codes.append(code)
+        else:
+            self.cover(index + 1)
+            self.codes[index] = code
+
+    def cover(self, records: int) -> None:
+        """Make room for the facts of ``records`` records (those not noted read as unknown)."""
+        if len(self.codes) < records:
+            self.codes.extend(bytes([_MAX_KINDS]) * (records - len(self.codes)))
+
+    def needs(self, layout: Layout) -> tuple[int, int, bool]:
+        """The facts that rule ``layout`` out for a sample's only record and for a record among
+        several, and whether the texts must be tested whatever the facts (a label style the
+        pack does not hold)."""
+        if layout.numbering is None:
+            return 0, PARAGRAPHS, False
+        bit = self._bits.get((layout.numbering.label, layout.numbering.punctuation))
+        return (bit, bit, False) if bit is not None else (0, 0, True)
 
 
 def fit_layout(

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from itertools import pairwise
+from operator import itemgetter
 from typing import TYPE_CHECKING, Any
 
 from mosaic_it.method.strategies.base import (
@@ -60,6 +61,7 @@ SORT_RULES: dict[str, tuple[Callable[[str], Any], bool, str | None]] = {
 MEASURED = frozenset(r for r, (_, _, unit) in SORT_RULES.items() if unit)
 # rules that name instructions by number: only for numbered samples
 NEEDS_NUMBERS = frozenset({"FIX", "ODD_EVEN", "EVEN_ODD"})
+_KEY = itemgetter(0)  # of a (key, number) pair
 
 
 def _sorted_order(
@@ -67,15 +69,13 @@ def _sorted_order(
 ) -> tuple[list[int] | None, str]:
     """A sort rule's order, or None and why it does not apply."""
     key, descending, unit = SORT_RULES[rule]
-    keys = [key(it.text) for it in items]
-    if any(k is None for k in keys):
+    keys = [key(text) for _, text in items]
+    if None in keys:
         return None, "letters"  # an instruction without an a-z first letter
     if len(set(keys)) < 2:
         return None, "equal"  # the order would say nothing
     # sorted() stays stable with reverse=True: ties keep the given order, as stated
-    ranked = sorted(
-        zip(keys, (it.number for it in items)), key=lambda kv: kv[0], reverse=descending
-    )
+    ranked = sorted(zip(keys, [it.number for it in items]), key=_KEY, reverse=descending)
     order = [n for _, n in ranked]
     if unit is not None and margins is not None:
         if not all(apart(a, b, margins, unit) for (a, _), (b, _) in pairwise(ranked)):
