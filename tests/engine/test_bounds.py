@@ -66,8 +66,9 @@ def test_admission_agrees_with_the_exact_count_at_the_edge(tokenizer, pack):
         for budget, fits in ((exact, True), (exact - 1, False)):
             stats = GroupingStats()
             admission = Admission(bounds, counter, stats, pack=pack, budget=budget)
-            ok, tokens = admission.fits_alone(i, r)
+            ok, tokens = admission.fits_alone(i, r, admission.facts.facts_of(r.prompt, r.output))
             assert ok == fits
             assert tokens == exact and stats.exact_checks == 1  # decided near the edge
         far = Admission(bounds, counter, GroupingStats(), pack=pack, budget=exact + 100)
-        assert far.fits_alone(i, r) == (True, None) and far.stats.exact_checks == 0
+        facts = far.facts.facts_of(r.prompt, r.output)
+        assert far.fits_alone(i, r, facts) == (True, None) and far.stats.exact_checks == 0

@@ -76,7 +76,7 @@ def test_facts_give_the_verdict_of_the_texts_for_every_label_style(tmp_path):
     rnd = random.Random(7)
     records = [(texts(rnd, styles), texts(rnd, styles)) for _ in range(400)]
     for index, (prompt, output) in enumerate(records):
-        facts.note(index, prompt, output)
+        facts.note(index, facts.facts_of(prompt, output))
     plain = plain_layout(pack)
     layouts = [plain] + [
         replace(plain, numbering=Numbering(label, punct, newline))
@@ -98,7 +98,7 @@ def test_facts_give_the_verdict_of_the_texts_for_every_label_style(tmp_path):
 
 def test_facts_not_noted_read_as_unknown_and_other_styles_are_tested(pack):
     facts = FitFacts(pack)
-    facts.note(3, "Say hi", "1. hi")
+    facts.note(3, facts.facts_of("Say hi", "1. hi"))
     facts.cover(6)
     assert [facts.kinds[c] == facts.unknown for c in facts.codes] == [1, 1, 1, 0, 1, 1]
     numbered = replace(plain_layout(pack), numbering=Numbering("{n}", ".", False))

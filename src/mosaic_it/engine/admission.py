@@ -71,13 +71,13 @@ class Admission:
         self._plain = plain_layout(pack)
         self.facts = FitFacts(pack)
 
-    def fits_alone(self, index: int, record: Record) -> tuple[bool, int | None]:
+    def fits_alone(self, index: int, record: Record, facts: int) -> tuple[bool, int | None]:
         """Whether a record fits the budget alone with the smallest layout, and its count when
-        that was needed (outside the bounds, or counted exactly near the edge). The facts of
-        a record that fits are noted."""
+        that was needed (outside the bounds, or counted exactly near the edge). The ``facts``
+        of a record that fits (:meth:`.FitFacts.facts_of` its texts) are noted."""
         low, high = self.bounds.single(index, record.system)
         if high <= self.budget:
-            self.facts.note(index, record.prompt, record.output)
+            self.facts.note(index, facts)
             return True, None
         if low > self.budget:
             return False, low
@@ -87,5 +87,5 @@ class Admission:
         self.stats.exact_checks += 1
         n = self.counter.exact(sample, [index])
         if n <= self.budget:
-            self.facts.note(index, record.prompt, record.output)
+            self.facts.note(index, facts)
         return n <= self.budget, n

@@ -146,8 +146,15 @@ class _Intake:
         self._systems: dict[str, int] = {}
         self._system_of = array("i")
 
-    def take(self, items: list[Record], prompt_counts: list[int], output_counts: list[int]) -> None:
-        """Store a counted batch and admit those of its records that can fit the budget."""
+    def take(
+        self,
+        items: list[Record],
+        counts: tuple[list[int], list[int]],
+        facts: list[int],
+    ) -> None:
+        """Store a counted batch (its records' prompt and output counts, and their facts for
+        layouts) and admit those of its records that can fit the budget."""
+        prompt_counts, output_counts = counts
         counts = self.grouper.counts
         counts.prompt.extend(prompt_counts)
         counts.output.extend(output_counts)
@@ -158,19 +165,19 @@ class _Intake:
             self.memory.clear()
             self.grouper.spool(self.disk)
             release_freed_memory()
-        for j, r in enumerate(items):
-            self._admit(self.stored + j, r)
+        for j, (r, f) in enumerate(zip(items, facts)):
+            self._admit(self.stored + j, r, f)
         (self.disk if self.disk is not None else self.memory).extend(items)
         self.summary.tokens_in_records += sum(prompt_counts) + sum(output_counts)
         self.stored += len(items)
 
-    def _admit(self, index: int, record: Record) -> None:
+    def _admit(self, index: int, record: Record, facts: int) -> None:
         key = hash(record.id)
         if key in self._seen_ids:
             self.summary.duplicate_ids += 1
         self._seen_ids.add(key)
         self._system_of.append(self._systems.setdefault(record.system, len(self._systems)))
-        ok, tokens = self.grouper.admission.fits_alone(index, record)
+        ok, tokens = self.grouper.admission.fits_alone(index, record, facts)
         if ok:
             self.admitted.append(index)
             return
@@ -269,7 +276,12 @@ class Mosaicker:
         left_out: list[dict[str, Any]] = []
         finder = SpecialFinder(self.special | set(self.pack.avoid))
         # "error" stops at the first record holding one, before any later record is read
-        screen = Screen(grouper.counter, finder if mode != "error" else None, mode == "keep")
+        screen = Screen(
+            grouper.counter,
+            finder if mode != "error" else None,
+            mode == "keep",
+            grouper.admission.facts,
+        )
         bar = self._bar(None, desc="counting tokens")
         start = 0  # records read before the batch
         for items, screened in screened_batches(
@@ -277,7 +289,8 @@ class Mosaicker:
         ):
             kept = self._sort_found(items, screened.found, start, left_out)
             intake.positions.extend(start + j for j in kept)
-            intake.take([items[j] for j in kept], *grouper.counter.take_counts(screened.counted))
+            counts = grouper.counter.take_counts(screened.counted)
+            intake.take([items[j] for j in kept], counts, screened.facts)
             start += len(items)
             if bar is not None:
                 bar.update(len(items))

@@ -38,6 +38,7 @@ from mosaic_it.budget.sample_count import Counted, SampleCounter
 from mosaic_it.budget.special import SpecialFinder
 from mosaic_it.engine.store import YOUNG_COLLECTION_THRESHOLD, release_freed_memory
 from mosaic_it.io.readers import InvalidRecord
+from mosaic_it.method.layout import FitFacts
 from mosaic_it.records import Record, join_prompt
 
 R = TypeVar("R")
@@ -146,18 +147,21 @@ class Screened:
 
     found: list[tuple[int, str, str]]  # (place in the batch, field, string) of each holding one
     counted: Counted  # the texts of the records that go on, in order
+    facts: list[int]  # what the texts of each record that goes on rule out for layouts
 
 
 @dataclass(frozen=True)
 class Screen:
     """What is done to every batch of records before it is stored: the special strings the
     records hold are found (where ``finder`` is set), and the texts of those that go on (all
-    of them, with ``keep_found``) are counted. It changes nothing but caches, so it runs on
-    forked workers while the parent reads on."""
+    of them, with ``keep_found``) are counted and their facts for layouts found
+    (:meth:`.FitFacts.facts_of`). It changes nothing but caches, so it runs on forked workers
+    while the parent reads on."""
 
     counter: SampleCounter
     finder: SpecialFinder | None
     keep_found: bool
+    facts: FitFacts
 
     def __call__(self, records: list[tuple[str, ...]], fold: bool) -> Screened:
         """Screen records given by their texts (:meth:`Record.texts`); ``fold`` False: count
@@ -176,7 +180,8 @@ class Screen:
             if j not in left_out
             for text in (join_prompt(instruction, input_), output)
         ]
-        return Screened(found, self.counter.count_texts(texts, fold))
+        facts = list(map(self.facts.facts_of, texts[0::2], texts[1::2]))
+        return Screened(found, self.counter.count_texts(texts, fold), facts)
 
 
 def _screen_job(screen: Screen, records: list[tuple[str, ...]], fold: bool) -> Screened:

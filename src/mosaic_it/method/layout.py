@@ -312,11 +312,17 @@ class FitFacts:
                 bits |= bit
         return bits
 
-    def note(self, index: int, prompt: str, output: str) -> None:
-        """Note the facts of record ``index`` (records not noted read as unknown)."""
+    def facts_of(self, prompt: str, output: str) -> int:
+        """The facts of a record's texts, as bits (a pure function of the texts: it may run on
+        a forked worker, and :meth:`note` keep them)."""
         bits = self._label_bits(prompt) | self._label_bits(output)
         if not one_paragraph(prompt):
             bits |= PARAGRAPHS
+        return bits
+
+    def note(self, index: int, bits: int) -> None:
+        """Keep the facts (:meth:`facts_of`) of record ``index`` (records not noted read as
+        unknown)."""
         code = self._kind_codes.get(bits)
         if code is None:
             code = len(self._kind_codes)
