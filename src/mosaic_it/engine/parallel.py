@@ -247,7 +247,6 @@ class ReadAhead:
     """
 
     def __init__(self, read: Reader, invalid: list[InvalidRecord]) -> None:
-        self._read = read
         self.invalid = invalid
         context = multiprocessing.get_context("fork")
         self._queue: Any = context.Queue(READ_AHEAD_BATCHES)

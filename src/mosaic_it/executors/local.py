@@ -294,10 +294,7 @@ class _Assembly:
     def _kept(self, error: PathError) -> PathError:
         if not any(self.work.glob("epoch-*.jsonl")):
             return error
-        return PathError(
-            f"{error}; the finished epochs are kept in {self.work}: free space (or fix the "
-            "cause) and run the same command with --resume"
-        )
+        return PathError(f"{error}; {_kept_for_resume(self.work)}")
 
 
 def _next_epoch(results: Iterator[EpochResult], output: str | Path, work: Path) -> EpochResult:
@@ -306,10 +303,16 @@ def _next_epoch(results: Iterator[EpochResult], output: str | Path, work: Path) 
         return next(results)
     except OSError as exc:  # disk full, read-only...: the finished epochs stay for --resume
         raise PathError(
-            describe_os_error(exc, "cannot write") + f"; {output} was not touched; the finished "
-            f"epochs are kept in {work}: free space (or fix the cause) and run the same command "
-            "with --resume"
+            f"{describe_os_error(exc, 'cannot write')}; {output} was not touched; "
+            + _kept_for_resume(work)
         ) from None
+
+
+def _kept_for_resume(work: Path) -> str:
+    return (
+        f"the finished epochs are kept in {work}: free space (or fix the cause) and run the same "
+        "command with --resume"
+    )
 
 
 def _copy_bytes(src: BinaryIO, out: IO[str]) -> None:
