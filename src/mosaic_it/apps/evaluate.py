@@ -46,6 +46,7 @@ from mosaic_it.apps.generation import (
 from mosaic_it.apps.score import read_eval, score
 from mosaic_it.apps.score_report import EvalItem, ScoreReport
 from mosaic_it.io.files import InputError, iter_raw, write_json
+from mosaic_it.io.nofollow import append_text
 from mosaic_it.io.outputs import content_digest
 
 # generation with transformers lives in apps.generation; these names stay importable from here
@@ -178,7 +179,7 @@ def evaluate(
         responses = read_done(responses_file) if resume else {}
         responses_file.parent.mkdir(parents=True, exist_ok=True)
         write_json(responses_run_path(responses_file), run_info)
-        out_file = responses_file.open("a", encoding="utf-8")
+        out_file = open(append_text(responses_file), "a", encoding="utf-8")
     todo = [p for p in prompts if p.id not in responses]
 
     def on_answer(key: str, text: str) -> None:

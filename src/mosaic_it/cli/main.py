@@ -78,7 +78,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"mosaic-it: error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except OSError as exc:  # the environment: disk full, read-only, no permission...
-        print(f"mosaic-it: error: {describe_os_error(exc)}", file=sys.stderr)
+        where = _output_of(args)
+        print(f"mosaic-it: error: {describe_os_error(exc, path=where)}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except RecursionError:
         print("mosaic-it: error: the input is nested too deeply to read", file=sys.stderr)
@@ -92,6 +93,15 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("mosaic-it: interrupted; no output was written", file=sys.stderr)
         return 130
+
+
+def _output_of(args: argparse.Namespace) -> str | None:
+    """What a command was writing, to name in a message about an error that names no file."""
+    for key in ("output", "out", "responses", "output_dir"):
+        value = getattr(args, key, None)
+        if isinstance(value, str) and value:
+            return value
+    return None
 
 
 def entry() -> NoReturn:

@@ -31,6 +31,13 @@ from mosaic_it.engine.parallel import fork_pool
 from mosaic_it.engine.store import fewer_collections
 from mosaic_it.engine.summary import RunSummary
 from mosaic_it.io.files import atomic_writer, dumps_bytes, is_jsonl
+from mosaic_it.io.nofollow import (
+    NotAFile,
+    check_real_dir,
+    describe_path,
+    open_or_create,
+    write_new_text,
+)
 from mosaic_it.io.outputs import PathError, content_digest, describe_os_error
 from mosaic_it.records import MosaicSpec, Sample
 
@@ -75,7 +82,8 @@ def _write_epoch(job: EpochJob, epoch: int) -> EpochResult:
     final = _part(job.work, epoch)
     partial = final.with_suffix(".partial")
     mark = grouper.mark()
-    with fewer_collections(), open(partial, "wb") as out:
+    with fewer_collections(), open(open_or_create(partial), "wb") as out:
+        out.truncate(0)
         lines: list[bytes] = []
         for sample in job.mosaicker.run_epoch(prepared_epoch, epoch):
             lines.append(dumps_bytes(job.to_dict(sample)))
@@ -127,6 +135,7 @@ def _finished_epochs(
 ) -> set[int]:
     """The epochs an interrupted run of the same input and options finished in ``work``."""
     manifest_path = work / MANIFEST
+    _check_work_dir(work)
     if not manifest_path.exists():
         note(f"--resume: nothing to resume ({work} does not exist); ran every epoch")
         return set()
@@ -140,7 +149,7 @@ def _finished_epochs(
             "tokenizer or options; they were discarded and every epoch ran again"
         )
         return set()
-    done = {e for e in range(epochs) if _part(work, e).exists()}
+    done = {e for e in range(epochs) if describe_path(_part(work, e)) == "a regular file"}
     note(
         f"--resume: reused epoch(s) {', '.join(map(str, sorted(done)))} from {work}"
         if done
@@ -152,8 +161,9 @@ def _finished_epochs(
 def _open_work_dir(work: Path, epochs: int, fingerprint_value: str, keep: bool) -> None:
     """Make the work directory (cleared first unless ``keep``) and its manifest."""
     manifest_path = work / MANIFEST
+    _check_work_dir(work)
     if not keep and work.exists():
-        if not manifest_path.exists() and any(work.iterdir()):
+        if describe_path(manifest_path) != "a regular file" and any(work.iterdir()):
             raise PathError(
                 f"{work}: a directory this tool did not write is in the way of the "
                 "run's parts; move it away"
@@ -161,11 +171,25 @@ def _open_work_dir(work: Path, epochs: int, fingerprint_value: str, keep: bool) 
         shutil.rmtree(work)
     try:
         work.mkdir(parents=True, exist_ok=True)
-        manifest_path.write_text(json.dumps({"fingerprint": fingerprint_value, "epochs": epochs}))
+        write_new_text(
+            manifest_path, json.dumps({"fingerprint": fingerprint_value, "epochs": epochs})
+        )
+        for stale in work.glob("*.partial"):
+            if describe_path(stale) == "a regular file":
+                stale.unlink()
     except OSError as exc:
-        raise PathError(describe_os_error(exc, "cannot write the run's parts")) from None
-    for stale in work.glob("*.partial"):
-        stale.unlink()
+        raise PathError(describe_os_error(exc, "cannot write the run's parts", path=work)) from None
+
+
+def _check_work_dir(work: Path) -> None:
+    """Refuse a work directory that is a link (or no directory): never written through."""
+    try:
+        check_real_dir(work)
+    except NotAFile as exc:
+        raise PathError(
+            f"{work}: {exc.strerror}; it holds a run's parts for --resume and is never "
+            "written through: remove it (and see who put it there), then run again"
+        ) from None
 
 
 def write_run(

@@ -34,11 +34,20 @@ import errno
 import fcntl
 import hashlib
 import os
+import re
 import stat
 from collections.abc import Iterable, Iterator, Mapping
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack, contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
+
+from mosaic_it.io.nofollow import (
+    NotAFile,
+    describe_path,
+    open_or_create,
+    remove_stale_temporaries,
+    write_new_text,
+)
 
 MARKER = ".mosaic-it"  # a file inside every directory this tool writes
 LOCK_SUFFIX = ".mosaic-lock"
@@ -75,10 +84,16 @@ def os_error_reason(exc: OSError) -> str:
     return reasons.get(exc.errno or 0, exc.strerror or str(exc))
 
 
-def describe_os_error(exc: OSError, doing: str = "") -> str:
-    """One line for an environment fault: the path, what was done and why it failed."""
-    where = exc.filename if exc.filename is not None else "?"
-    return f"{where}: {doing + ': ' if doing else ''}{os_error_reason(exc)}"
+def describe_os_error(
+    exc: OSError, doing: str = "", path: str | os.PathLike[str] | None = None
+) -> str:
+    """One line for an environment fault: the path, what was done and why it failed.
+
+    The path is the error's own, else ``path`` (what the caller was working on: some calls,
+    ``flock`` or ``rmtree`` among them, raise errors that name no file)."""
+    where = exc.filename if exc.filename is not None else path
+    prefix = f"{os.fspath(where)}: " if where is not None else ""
+    return f"{prefix}{doing + ': ' if doing else ''}{os_error_reason(exc)}"
 
 
 def _file_type(mode: int) -> str | None:
@@ -170,6 +185,12 @@ def check_output(out: Output) -> Path:
             )
     elif path.exists() or path.is_symlink():
         if out.kind == "dir":
+            what = _file_type(os.stat(path).st_mode) if path.exists() else None
+            if what is not None:
+                raise PathError(
+                    f"{out.name} {text}: is {what}, not a directory nor a file this tool can "
+                    "write (nothing was written): give a new file name or a new directory"
+                )
             raise PathError(
                 f"{out.name} {text}: exists and is not a directory; give a directory path"
             )
@@ -234,7 +255,13 @@ def _pid_alive(pid: int) -> bool:
 
 @contextmanager
 def lock_output(path: str | os.PathLike[str], name: str = "OUTPUT") -> Iterator[Path]:
-    """Hold the advisory lock of one output for the block; refuse if another run holds it."""
+    """Hold the advisory lock of one output for the block; refuse if another run holds it.
+
+    The lock file is created with ``O_EXCL | O_NOFOLLOW`` or, when a dead run left it, opened
+    with ``O_NOFOLLOW`` and used only if it is a regular file with one link holding nothing but
+    a process id: a link, a FIFO, a directory or a foreign file at its place is refused by
+    name, never written through or removed. With the lock held, the temporaries that killed
+    runs left beside the output are removed (:func:`.remove_stale_temporaries`)."""
     lock = lock_path_for(path)
     try:
         lock.parent.mkdir(parents=True, exist_ok=True)
@@ -243,13 +270,7 @@ def lock_output(path: str | os.PathLike[str], name: str = "OUTPUT") -> Iterator[
             f"{name} {path}: " + describe_os_error(exc, "cannot create the directory")
         ) from None
     while True:
-        try:
-            fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
-        except OSError as exc:
-            raise PathError(
-                f"{name} {path}: cannot write there ({os_error_reason(exc)}); choose a "
-                "writable place"
-            ) from None
+        fd = _open_lock(lock, name, path)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -262,23 +283,54 @@ def lock_output(path: str | os.PathLike[str], name: str = "OUTPUT") -> Iterator[
                 f"finish or choose another output (lock: {lock})"
             ) from None
         # the file may have been removed by the run that held it just before we locked it
-        try:
-            same = os.path.samestat(os.fstat(fd), os.stat(lock))
-        except FileNotFoundError:
-            same = False
-        if same:
+        if _still_at(fd, lock):
             break
         os.close(fd)
     try:
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        remove_stale_temporaries(path)
         yield lock
     finally:
-        try:
-            os.unlink(lock)
-        except OSError:
-            pass
+        if _still_at(fd, lock):
+            with suppress(OSError):
+                os.unlink(lock)
         os.close(fd)  # releases the lock
+
+
+def _still_at(fd: int, path: Path) -> bool:
+    """Whether the open file ``fd`` is still the one at ``path`` (not a link to it)."""
+    try:
+        return os.path.samestat(os.fstat(fd), os.lstat(path))
+    except OSError:
+        return False
+
+
+def _open_lock(lock: Path, name: str, path: str | os.PathLike[str]) -> int:
+    """The lock file's descriptor (see :func:`lock_output`), or a PathError naming it."""
+
+    def refuse(what: str) -> PathError:
+        return PathError(
+            f"{name} {path}: its lock file {lock} is {what}, not a lock this tool wrote; "
+            "nothing was written: remove it (and see who put it there), then run again"
+        )
+
+    try:
+        fd = open_or_create(lock, os.O_RDWR)
+    except NotAFile:
+        raise refuse(describe_path(lock)) from None
+    except OSError as exc:
+        raise PathError(
+            f"{name} {path}: cannot write there ({os_error_reason(exc)}); choose a writable place"
+        ) from None
+    held = os.pread(fd, 64, 0)
+    if not LOCK_RECORD.fullmatch(held):
+        os.close(fd)
+        raise refuse(f"a file holding {held[:20]!r}")
+    return fd
+
+
+LOCK_RECORD = re.compile(rb"[0-9]*\n?")  # what a lock of this tool holds: a pid, or nothing yet
 
 
 def mark_dir(path: str | os.PathLike[str]) -> None:
@@ -286,10 +338,8 @@ def mark_dir(path: str | os.PathLike[str]) -> None:
     p = Path(path)
     p.mkdir(parents=True, exist_ok=True)
     marker = p / MARKER
-    if not marker.exists():
-        marker.write_text(
-            "written by mosaic-it; a later run may replace this directory\n", encoding="utf-8"
-        )
+    if not marker.is_file() or marker.is_symlink():
+        write_new_text(marker, "written by mosaic-it; a later run may replace this directory\n")
 
 
 @contextmanager

@@ -9,6 +9,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from mosaic_it.io.nofollow import append_text
+
 
 class RewardLog:
     """A reward function that appends every completion's reward to a JSONL file as it goes."""
@@ -23,7 +25,7 @@ class RewardLog:
         state = columns.get("trainer_state")
         step = state.global_step + 1 if state is not None else None  # the step being made
         ids = columns.get("id") or [None] * len(scores)
-        with self.path.open("a", encoding="utf-8") as out:
+        with open(append_text(self.path), "a", encoding="utf-8") as out:
             for key, value in zip(ids, scores):
                 out.write(
                     json.dumps({"step": step, "id": key, "reward": self.__name__, "value": value})
