@@ -302,7 +302,7 @@ def test_stalling_server_times_out(fake, eval_set):
 
     server = fake(behave)
     t0 = time.monotonic()
-    with pytest.raises(ServerError, match=r"no reply within 0.3 s \(after 2 tries\)"):
+    with pytest.raises(ServerError, match=r"no complete reply within 0.3 s \(after 2 tries\)"):
         evaluate(
             "m", str(eval_set), backend="openai", served=_served(server.url, timeout=0.3, retries=1)
         )

@@ -2,11 +2,13 @@
 
 * :class:`OpenAIBackend`: any server with the OpenAI Chat Completions API (vLLM, SGLang,
   llama.cpp's server, TGI, ``transformers serve``). Requests run side by side up to
-  ``concurrency``; each has a timeout; a 429, a 5xx, a dropped connection, a timeout or a reply
-  that is not the API's JSON is retried with exponential backoff (a ``Retry-After`` header is
-  honoured); other 4xx replies stop at once. Answers reach ``on_answer`` as they come, so the
-  caller writes them before the next one arrives. The API key is read from an environment
-  variable and is sent only in the Authorization header: it is never printed or written.
+  ``concurrency``; each must be done within its timeout (a deadline for the whole request,
+  whatever the server sends meanwhile: :mod:`.http_deadline`); a 429, a 5xx, a dropped
+  connection, a timeout or a reply that is not the API's JSON is retried with exponential
+  backoff (a ``Retry-After`` header is honoured); other 4xx replies stop at once. Answers
+  reach ``on_answer`` as they come, so the caller writes them before the next one arrives.
+  The API key is read from an environment variable and is sent only in the Authorization
+  header: it is never printed or written.
 * :class:`VLLMBackend`: vLLM's offline ``LLM.chat`` in this process, where vLLM is installed.
 
 Only the standard library speaks HTTP here (``urllib``), so the served backend needs no extra.
@@ -15,6 +17,7 @@ Only the standard library speaks HTTP here (``urllib``), so the served backend n
 from __future__ import annotations
 
 import json
+import math
 import os
 import threading
 import time
@@ -26,6 +29,7 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from mosaic_it.apps.http_deadline import fetch_within
 from mosaic_it.apps.local_server import LocalServer
 from mosaic_it.apps.models import ModelError
 from mosaic_it.apps.prompt_formats import chat_messages
@@ -79,7 +83,7 @@ class ServedOptions:
     model: str
     api_key_env: str = "OPENAI_API_KEY"
     concurrency: int = 8
-    timeout: float = 120.0  # seconds for one request
+    timeout: float = 120.0  # seconds for one request, all of it (a deadline)
     retries: int = 5  # further tries after the first
     backoff: float = 1.0  # seconds before the first retry; doubles each time
 
@@ -91,8 +95,13 @@ class ServedOptions:
             )
         if not self.model:
             raise ValueError("--backend openai needs --model NAME (the served model's name)")
-        if self.concurrency < 1 or self.timeout <= 0 or self.retries < 0 or self.backoff < 0:
-            raise ValueError("--concurrency and --timeout must be positive, --retries at least 0")
+        if not (math.isfinite(self.timeout) and self.timeout > 0):
+            raise ValueError(
+                f"--timeout: the seconds a whole request may take, a positive finite number; "
+                f"got {self.timeout:g}"
+            )
+        if self.concurrency < 1 or self.retries < 0 or self.backoff < 0:
+            raise ValueError("--concurrency must be positive, --retries at least 0")
 
     @property
     def endpoint(self) -> str:
@@ -162,8 +171,7 @@ class OpenAIBackend:
             self.options.endpoint, data=data, headers=headers, method="POST"
         )
         try:
-            with urllib.request.urlopen(request, timeout=self.options.timeout) as reply:
-                raw = reply.read()
+            raw = fetch_within(request, self.options.timeout)
         except urllib.error.HTTPError as exc:
             text = _excerpt(exc.read() if exc.fp else b"")
             if exc.code in RETRY_STATUS:
@@ -175,7 +183,7 @@ class OpenAIBackend:
                 hint = " (check --base-url, which ends in /v1, and --model)"
             raise ServerError(f"HTTP {exc.code}{hint}: {text}") from None
         except TimeoutError:
-            raise _Retry(f"no reply within {self.options.timeout:g} s") from None
+            raise _Retry(f"no complete reply within {self.options.timeout:g} s") from None
         except (urllib.error.URLError, ConnectionError, OSError) as exc:
             reason = getattr(exc, "reason", exc)
             raise _Retry(f"connection failed ({reason})") from None
@@ -238,7 +246,7 @@ class OpenAIBackend:
         done = 0
         self._stop.clear()
         self._error = None
-        with ThreadPoolExecutor(max_workers=self.options.concurrency) as pool:
+        with _Requests(max_workers=self.options.concurrency) as pool:
             pending: dict[Future, PromptLike] = {pool.submit(self.ask, p, opt): p for p in prompts}
             try:
                 while pending:
@@ -270,6 +278,15 @@ class OpenAIBackend:
                     future.cancel()
                 raise
         return {"answers": done, "tokens_generated": tokens}
+
+
+class _Requests(ThreadPoolExecutor):
+    """Threads asking side by side; left by an exception (a signal, a failed item) they are
+    not waited for: each request in flight ends by its own deadline."""
+
+    def __exit__(self, exc_type: Any, *rest: Any) -> bool:
+        self.shutdown(wait=exc_type is None, cancel_futures=True)
+        return False
 
 
 def _retry_after(headers: Any) -> float | None:

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -31,6 +32,7 @@ from mosaic_it.apps.backends import (
     GenerationBackend,
     OpenAIBackend,
     ServedOptions,
+    ServerError,
     VLLMBackend,
 )
 from mosaic_it.apps.generation import (
@@ -47,7 +49,8 @@ from mosaic_it.apps.score import read_eval, score
 from mosaic_it.apps.score_report import EvalItem, ScoreReport
 from mosaic_it.io.files import InputError, iter_raw, write_json
 from mosaic_it.io.nofollow import append_text
-from mosaic_it.io.outputs import content_digest
+from mosaic_it.io.outputs import RunInterrupted, content_digest
+from mosaic_it.signals import signal_of
 
 # generation with transformers lives in apps.generation; these names stay importable from here
 __all__ = [
@@ -191,6 +194,14 @@ def evaluate(
     t1 = time.perf_counter()
     try:
         counts = engine.answer(todo, opt, on_answer, log)
+    except ServerError as exc:
+        raise ServerError(f"{exc}; {_kept_answers(responses_file, len(responses))}") from None
+    except KeyboardInterrupt as exc:  # a signal (see mosaic_it.signals)
+        raise RunInterrupted(
+            f"interrupted ({signal.Signals(signal_of(exc)).name}); "
+            + _kept_answers(responses_file, len(responses)),
+            signal_of(exc),
+        ) from None
     finally:
         if out_file is not None:
             out_file.close()
@@ -210,6 +221,19 @@ def evaluate(
         "seconds": {"load": round(load_seconds, 1), "generate": round(seconds, 1)},
     }
     return report, meta
+
+
+def _kept_answers(responses_file: Path | None, answers: int) -> str:
+    """What a run that stopped early leaves for ``--resume``, in words."""
+    if responses_file is None:
+        return (
+            f"the {answers} answer(s) received were not kept: give --responses FILE to keep "
+            "answers as they come and --resume to ask only the rest"
+        )
+    return (
+        f"the {answers} answer(s) so far are kept in {responses_file}: run the same command "
+        "with --resume to ask only the rest"
+    )
 
 
 def make_backend(

@@ -1,5 +1,5 @@
 """``python -m mosaic_it.cli``: the command line."""
 
-from mosaic_it.cli.main import entry
+from mosaic_it.cli import entry
 
 entry()

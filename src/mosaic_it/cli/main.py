@@ -2,7 +2,8 @@
 
 The parser is built from the command registry (:mod:`mosaic_it.cli.commands`); this module only
 runs the chosen command's handler and turns the errors a user can fix into one line on stderr
-and an exit status (2: bad input or environment; 3: a worker process died; 130: interrupted).
+and an exit status (2: bad input or environment; 3: a worker process died; 128 + the signal
+when a signal ended the run: 130 for Ctrl-C, 143 for SIGTERM, 129 for SIGHUP).
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import argparse
 import atexit
 import os
+import signal
 import sys
 from typing import NoReturn
 
@@ -21,6 +23,7 @@ from mosaic_it.engine.parallel import WorkerDied
 from mosaic_it.io.files import EXAMPLE, InputError, example_path
 from mosaic_it.io.outputs import RunInterrupted, describe_os_error
 from mosaic_it.method.rulepack import RulePackError
+from mosaic_it.signals import exit_status, raise_on_signals, signal_of
 
 __all__ = [
     "EXAMPLE",
@@ -89,10 +92,16 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_WORKER_DIED
     except RunInterrupted as exc:
         print(f"mosaic-it: {exc}", file=sys.stderr)
-        return 130
-    except KeyboardInterrupt:
-        print("mosaic-it: interrupted; no output was written", file=sys.stderr)
-        return 130
+        return exit_status(exc)
+    except KeyboardInterrupt as exc:
+        return _interrupted(exc)
+
+
+def _interrupted(exc: KeyboardInterrupt) -> int:
+    """A signal that ended a command with nothing more to say than that."""
+    name = signal.Signals(signal_of(exc)).name
+    print(f"mosaic-it: interrupted ({name}); no output was written", file=sys.stderr)
+    return exit_status(exc)
 
 
 def _output_of(args: argparse.Namespace) -> str | None:
@@ -111,7 +120,11 @@ def entry() -> NoReturn:
     tearing them down one by one at exit takes a tenth of a second or more after the output is
     written. The exit handlers (Ray's shutdown among them) still run, and stdout and stderr
     are flushed first; every file a command writes is closed before it returns."""
-    code = main()
+    raise_on_signals()
+    try:
+        code = main()
+    except KeyboardInterrupt as exc:  # before the command ran (parsing its options)
+        code = _interrupted(exc)
     atexit._run_exitfuncs()
     for stream in (sys.stdout, sys.stderr):
         try:

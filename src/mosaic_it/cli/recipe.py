@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shlex
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -60,7 +61,7 @@ def _load_yaml(path: Path) -> Any:
     try:
         return yaml.safe_load(text)
     except yaml.YAMLError as exc:
-        raise RecipeError(f"{path}: not valid YAML: {exc}") from None
+        raise RecipeError(f"{path}: not valid YAML: {' '.join(str(exc).split())}") from None
 
 
 def _coerce(action: argparse.Action, key: str, value: Any, where: str) -> Any:
@@ -149,6 +150,30 @@ def _portable(key: str, value: Any, base: Path) -> Any:
     return value
 
 
+def shell_word(text: str) -> str:
+    """``text`` as one word of a POSIX shell command on one line: quoted where needed, and a
+    name holding a line break or another control character in bash's ``$'...'`` form (so a
+    comment that shows it stays one line, whatever the file is called)."""
+    if text.isprintable():
+        return shlex.quote(text)
+    escaped = "".join(
+        {"\\": "\\\\", "'": "\\'", "\n": "\\n", "\t": "\\t", "\r": "\\r"}.get(c)
+        or (c if c.isprintable() else _escape(ord(c)))
+        for c in text
+    )
+    return f"$'{escaped}'"
+
+
+def _escape(code: int) -> str:
+    return (
+        f"\\x{code:02x}"
+        if code < 0x100
+        else f"\\u{code:04x}"
+        if code < 0x10000
+        else f"\\U{code:08x}"
+    )
+
+
 def effective_config(
     actions: Iterable[argparse.Action], args: argparse.Namespace, config_file: Path
 ) -> str:
@@ -163,6 +188,6 @@ def effective_config(
     }
     header = (
         "# mosaic-it: the effective options of the run that wrote the output beside this file.\n"
-        "# Run it again with: mosaic-it mosaic --config " + config_file.name + "\n"
+        "# Run it again with: mosaic-it mosaic --config " + shell_word(config_file.name) + "\n"
     )
     return header + yaml.safe_dump(values, sort_keys=False, allow_unicode=True, width=1000)

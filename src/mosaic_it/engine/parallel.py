@@ -40,6 +40,7 @@ from mosaic_it.engine.store import YOUNG_COLLECTION_THRESHOLD, release_freed_mem
 from mosaic_it.io.readers import InvalidRecord
 from mosaic_it.method.layout import FitFacts
 from mosaic_it.records import Record, join_prompt
+from mosaic_it.signals import leave_to_parent
 
 R = TypeVar("R")
 
@@ -111,9 +112,27 @@ def fork_pool(workers: int, what: str, state: Any) -> Iterator[ForkPool]:
             f"a worker process died while {what} (killed, or out of memory?); no output was "
             "written: run again, with fewer --workers if memory is short"
         ) from None
+    except BaseException:
+        # interrupted, or the work failed: the workers' jobs are not wanted. They are killed
+        # rather than waited for: an epoch can take minutes, and a worker blocked on a queue
+        # that a dead one holds would never finish
+        _kill_workers(pool)
+        raise
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
         gc.unfreeze()
+
+
+def _kill_workers(pool: ProcessPoolExecutor) -> None:
+    kill = getattr(pool, "kill_workers", None)  # Python 3.14
+    if kill is not None:
+        kill()
+        return
+    for process in list((getattr(pool, "_processes", None) or {}).values()):
+        try:
+            process.kill()
+        except (OSError, ValueError):  # already gone
+            pass
 
 
 PR_SET_PDEATHSIG = 1  # linux/prctl.h
@@ -121,7 +140,9 @@ PR_SET_PDEATHSIG = 1  # linux/prctl.h
 
 def die_with_parent(parent: int) -> None:
     """Run in each worker: end it when the parent ends, even killed with SIGKILL (which gives
-    the parent no chance to stop its workers), so that no worker is left blocked forever.
+    the parent no chance to stop its workers), so that no worker is left blocked forever; the
+    signals that reach the whole process group are left to the parent
+    (:func:`.signals.leave_to_parent`).
 
     Linux tells the worker itself (prctl PR_SET_PDEATHSIG); elsewhere a thread watches for
     the parent to go."""
@@ -139,6 +160,7 @@ def die_with_parent(parent: int) -> None:
         threading.Thread(target=watch, daemon=True).start()
     if os.getppid() != parent:  # the parent died before the signal was asked for
         os._exit(1)
+    leave_to_parent()
 
 
 @dataclass(frozen=True)

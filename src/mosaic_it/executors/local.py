@@ -218,20 +218,42 @@ def write_run(
     job = EpochJob(mosaicker, prepared, to_dict, work)
     # each epoch is appended to the output as soon as it and those before it are written,
     # while the workers go on with the later ones: at the end only the last is left to copy
-    with _Assembly(output, work) as assembly, closing(_write_epochs(job, todo, workers)) as results:
-        for e in range(epochs):
-            if e in done:
-                _count_part(summary, _part(work, e))
-            else:
-                result = _next_epoch(results, output, work)
-                summary.merge(result.summary)
-                prepared.grouper.stats.add(result.stats)
-                prepared.grouper.late_rejects.extend(result.late_rejects)
-            assembly.append(_part(work, e))
-        assembly.end()
+    try:
+        with (
+            _Assembly(output, work) as assembly,
+            closing(_write_epochs(job, todo, workers)) as results,
+        ):
+            for e in range(epochs):
+                if e in done:
+                    _count_part(summary, _part(work, e))
+                else:
+                    result = _next_epoch(results, output, work)
+                    summary.merge(result.summary)
+                    prepared.grouper.stats.add(result.stats)
+                    prepared.grouper.late_rejects.extend(result.late_rejects)
+                assembly.append(_part(work, e))
+            assembly.end()
+    except BaseException:  # interrupted, or failed: keep only what --resume can use
+        keep_for_resume(work)
+        raise
     shutil.rmtree(work, ignore_errors=True)
     mosaicker.finish(prepared, time.perf_counter() - t0)
     return summary
+
+
+def keep_for_resume(work: Path) -> list[Path]:
+    """After a run that did not finish (its workers ended): the finished epochs and the
+    manifest stay in ``work`` for ``--resume``, unfinished parts are removed, and so is
+    ``work`` itself when no epoch had finished. Returns the finished epochs kept."""
+    if describe_path(work) != "a directory":
+        return []
+    for partial in work.glob("*.partial"):
+        if describe_path(partial) == "a regular file":
+            partial.unlink()
+    kept = sorted(work.glob("epoch-*.jsonl"))
+    if not kept:
+        shutil.rmtree(work, ignore_errors=True)
+    return kept
 
 
 def _write_epochs(

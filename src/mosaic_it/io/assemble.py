@@ -78,6 +78,7 @@ class Assembly:
             kind in ("json", "jsonl") and not outputs.keep_originals and self.spool is None
         )
         self.samples_path = Path(outputs.output) if self.direct else staging_path(outputs.output)
+        self.done = False  # the output is written
 
     def keep_conversation(self, conversation: Any) -> None:
         """Pass a multi-turn record through (``--keep-multiturn``)."""
@@ -124,6 +125,7 @@ class Assembly:
             write_dataset_info(
                 self.outputs.dataset_info, self.info, self.outputs.output, fmt, self.columns
             )
+        self.done = True
         return written
 
 

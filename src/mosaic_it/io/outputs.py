@@ -58,7 +58,13 @@ class PathError(ValueError):
 
 
 class RunInterrupted(Exception):
-    """Ctrl-C, with what the run kept (the command line prints it and exits 130)."""
+    """A signal ended the run (Ctrl-C, SIGTERM, SIGHUP: see :mod:`mosaic_it.signals`); the
+    message says what was removed and what was kept (the command line prints it and exits
+    128 + ``signum``)."""
+
+    def __init__(self, message: str, signum: int = 2) -> None:
+        super().__init__(message)
+        self.signum = signum
 
 
 @dataclass(frozen=True)

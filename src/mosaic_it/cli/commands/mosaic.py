@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import functools
+import signal
 import sys
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
@@ -19,7 +20,7 @@ from mosaic_it.cli.recipe import apply_recipe, effective_config
 from mosaic_it.cli.registry import Arguments, Command
 from mosaic_it.engine.mosaicker import MosaicConfig, Mosaicker
 from mosaic_it.engine.parallel import ReadAhead, Reader, usable_cpus
-from mosaic_it.executors.local import fingerprint, work_dir_for, write_run
+from mosaic_it.executors.local import fingerprint, keep_for_resume, work_dir_for, write_run
 from mosaic_it.io.assemble import Assembly, RunOutputs, finish_run, refuse_empty_run
 from mosaic_it.io.files import (
     EXAMPLE,
@@ -35,6 +36,7 @@ from mosaic_it.io.outputs import Output, RunInterrupted, guard, same_file
 from mosaic_it.method.sizing import WRAP_MODES
 from mosaic_it.method.strategies.base import registered
 from mosaic_it.records import Record
+from mosaic_it.signals import signal_of
 
 
 def _strategies(text: str) -> tuple[str, ...]:
@@ -312,6 +314,16 @@ def _mosaic_local(
     args: argparse.Namespace, config: MosaicConfig, source: Path, kind: str, workers: int
 ) -> int:
     assembly = Assembly(run_outputs(args), kind)
+    try:
+        return _mosaic_into(args, config, source, workers, assembly)
+    except KeyboardInterrupt as exc:  # a signal (see mosaic_it.signals): say what was kept
+        raise _interrupted(args.output, assembly, exc) from None
+
+
+def _mosaic_into(
+    args: argparse.Namespace, config: MosaicConfig, source: Path, workers: int, assembly: Assembly
+) -> int:
+    kind = assembly.kind
     progress = sys.stderr.isatty() if args.progress == "auto" else args.progress == "on"
     invalid: list[InvalidRecord] = []
     on_conversation = assembly.keep_conversation if assembly.spool is not None else None
@@ -338,21 +350,18 @@ def _mosaic_local(
         "split": args.split,
         "output_format": args.output_format,
     }
-    try:
-        write_run(
-            mosaicker,
-            prepared,
-            assembly.samples_path,
-            to_dict=functools.partial(sample_to_row, fmt=args.output_format),
-            workers=workers,
-            resume=args.resume,
-            fingerprint_value=fingerprint(
-                mosaicker, source if input_kind(source) != "hub" else None, extra
-            ),
-            note=lambda text: None if args.quiet else print(f"mosaic-it: {text}", file=sys.stderr),
-        )
-    except KeyboardInterrupt:
-        raise _interrupted(args.output, assembly.samples_path) from None
+    write_run(
+        mosaicker,
+        prepared,
+        assembly.samples_path,
+        to_dict=functools.partial(sample_to_row, fmt=args.output_format),
+        workers=workers,
+        resume=args.resume,
+        fingerprint_value=fingerprint(
+            mosaicker, source if input_kind(source) != "hub" else None, extra
+        ),
+        note=lambda text: None if args.quiet else print(f"mosaic-it: {text}", file=sys.stderr),
+    )
     summary = mosaicker.summary
     written = assembly.write(summary.samples_written, prepared.grouper.records, prepared.admitted)
     output = {"format": args.output_format, "type": kind, "rows": written}
@@ -384,18 +393,30 @@ def _reading(
         yield records
 
 
-def _interrupted(output: str, target: Path) -> RunInterrupted:
-    """Ctrl-C during the epochs: say what was kept for --resume."""
-    work = work_dir_for(target)
-    kept = sorted(work.glob("epoch-*.jsonl")) if work.is_dir() else []
-    return RunInterrupted(
-        f"interrupted; {output} was not written or changed"
-        + (
-            f"; {len(kept)} finished epoch(s) kept in {work}: run the same command with "
-            "--resume to reuse them"
-            if kept
-            else ""
+def _interrupted(output: str, assembly: Assembly, exc: BaseException) -> RunInterrupted:
+    """A signal ended the run: what was removed, and what was kept for --resume."""
+    signum = signal_of(exc)
+    head = f"interrupted ({signal.Signals(signum).name})"
+    if assembly.done:
+        return RunInterrupted(
+            f"{head} after {output} was written; its side files (--stats, --rejects, "
+            "OUTPUT.config.yaml) may be missing: run the same command again to write them "
+            "(--resume has nothing to reuse)",
+            signum,
         )
+    work = work_dir_for(assembly.samples_path)
+    kept = keep_for_resume(work)
+    head += f"; {output} was not written or changed; temporary files removed"
+    if not kept:
+        return RunInterrupted(
+            f"{head}; no epoch had finished, so nothing was kept for --resume: run the same "
+            "command again",
+            signum,
+        )
+    return RunInterrupted(
+        f"{head}; {len(kept)} finished epoch(s) kept in {work}: run the same command with "
+        "--resume to reuse them",
+        signum,
     )
 
 

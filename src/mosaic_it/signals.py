@@ -1,0 +1,67 @@
+"""The signals that end a run: SIGINT (Ctrl-C), SIGTERM (``kill``, a scheduler's stop) and
+SIGHUP (the terminal closed) all end it the same way.
+
+The command line turns each into :class:`Interrupted` (a :class:`KeyboardInterrupt`), raised in
+the main thread wherever it is, so every ``finally`` and context manager on the way out runs:
+temporary files are removed, finished work a later ``--resume`` can reuse is kept, and the
+message says which. The exit status is 128 + the signal's number (130, 143, 129), as a shell
+reports a process the signal ended. A signal the caller ignores (``nohup`` ignores SIGHUP)
+stays ignored.
+
+Worker processes (:mod:`.engine.parallel`) leave the group-wide signals to their parent
+(:func:`leave_to_parent`): the parent ends them when it is interrupted; a worker killed on its
+own is reported by the parent as a worker that died.
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+from types import FrameType
+
+ENDING = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+
+class Interrupted(KeyboardInterrupt):
+    """A signal ended the run (``signum``: which)."""
+
+    def __init__(self, signum: int = signal.SIGINT) -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+    @property
+    def name(self) -> str:
+        return signal.Signals(self.signum).name
+
+
+def signal_of(exc: BaseException) -> int:
+    """The signal behind an interruption (a plain KeyboardInterrupt is SIGINT)."""
+    return getattr(exc, "signum", signal.SIGINT)
+
+
+def exit_status(exc: BaseException) -> int:
+    """What a shell reports for a process ended by the signal behind ``exc``."""
+    return 128 + signal_of(exc)
+
+
+def _raise(signum: int, frame: FrameType | None) -> None:
+    raise Interrupted(signum)
+
+
+def raise_on_signals() -> None:
+    """From now on, SIGINT, SIGTERM and SIGHUP raise :class:`Interrupted` in the main thread
+    (unless ignored). Call it from the main thread, as the command line starts."""
+    if threading.current_thread() is not threading.main_thread():
+        return
+    for signum in ENDING:
+        if signal.getsignal(signum) != signal.SIG_IGN:
+            signal.signal(signum, _raise)
+
+
+def leave_to_parent() -> None:
+    """In a worker process: SIGINT and SIGHUP, which reach the whole process group, are
+    ignored (the parent handles them and ends its workers without waiting on them); SIGTERM
+    ends the worker at once, as it does any process."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
