@@ -65,3 +65,9 @@ def leave_to_parent() -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
+def hold() -> None:
+    """From now on the ending signals wait, blocked: the command is done and the process is
+    exiting, and a signal now could only garble its end (a traceback from an exit handler)."""
+    signal.pthread_sigmask(signal.SIG_BLOCK, ENDING)

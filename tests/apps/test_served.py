@@ -374,3 +374,99 @@ def test_openai_backend_needs_a_base_url(eval_set, capsys):
         == 2
     )
     assert "expected http(s)://" in capsys.readouterr().err
+
+
+class TricklingServer:
+    """A real TCP server on 127.0.0.1 that answers every connection with a valid HTTP reply
+    sent one byte a second (from the status line on), as a stuck proxy or server can."""
+
+    def __init__(self, interval: float = 1.0) -> None:
+        import socket
+
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}/v1"
+        self.interval = interval
+        self.connections = 0
+        self.closed = threading.Event()
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        while not self.closed.is_set():
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            self.connections += 1
+            threading.Thread(target=self._trickle, args=(conn,), daemon=True).start()
+
+    def _trickle(self, conn) -> None:
+        body = json.dumps(completion({"messages": [{"content": "x"}]})).encode()
+        reply = b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body)
+        with conn:
+            conn.recv(65536)
+            for i in range(len(reply)):
+                if self.closed.wait(self.interval):
+                    return
+                try:
+                    conn.sendall(reply[i : i + 1])
+                except OSError:
+                    return
+
+    def close(self) -> None:
+        self.closed.set()
+        self.sock.close()
+
+
+def test_timeout_is_a_deadline_for_the_whole_request(eval_set, tmp_path, capsys):
+    """One byte a second never lets a per-read timeout expire; --timeout 3 ends the request
+    after about 3 s all the same, and the message names what --resume would do."""
+    server = TricklingServer()
+    responses = tmp_path / "r.jsonl"
+    args = ["eval", "--backend", "openai", "--base-url", server.url, "--model", "m"]
+    args += ["--eval-set", str(eval_set), "--concurrency", "1", "--responses", str(responses)]
+    try:
+        t0 = time.monotonic()
+        assert main([*args, "--timeout", "3", "--retries", "0", "-q"]) == 2
+        took = time.monotonic() - t0
+    finally:
+        server.close()
+    err = capsys.readouterr().err
+    assert 2.9 < took < 6, took
+    assert err.count("\n") == 1, err
+    assert "no complete reply within 3 s (after 1 tries)" in err, err
+    assert f"the 0 answer(s) so far are kept in {responses}" in err and "--resume" in err, err
+    assert server.connections == 1
+    # then --resume asks again, of a server that answers
+    good = FakeServer(lambda n, body: (200, completion(body), {}))
+    try:
+        args[args.index(server.url)] = good.url
+        assert main([*args, "--resume", "-q"]) == 0
+    finally:
+        good.close()
+    assert len(_answers(responses)) == 6
+
+
+def test_retries_each_get_their_own_deadline(eval_set):
+    server = TricklingServer(interval=0.5)
+    t0 = time.monotonic()
+    try:
+        with pytest.raises(ServerError, match=r"no complete reply within 1 s \(after 2 tries\)"):
+            evaluate(
+                "m",
+                str(eval_set),
+                backend="openai",
+                served=_served(server.url, timeout=1.0, retries=1, concurrency=1),
+            )
+    finally:
+        server.close()
+    assert 1.9 < time.monotonic() - t0 < 5
+    assert server.connections == 2
+
+
+@pytest.mark.parametrize("value", ["inf", "0", "-1", "nan", "-inf"])
+def test_timeout_must_be_positive_and_finite(eval_set, capsys, value):
+    args = ["eval", "--backend", "openai", "--base-url", "http://127.0.0.1:9/v1", "--model", "m"]
+    assert main([*args, "--eval-set", str(eval_set), f"--timeout={value}"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--timeout: the seconds a whole request may take" in err, err
+    assert "Traceback" not in err

@@ -284,9 +284,8 @@ class _Requests(ThreadPoolExecutor):
     """Threads asking side by side; left by an exception (a signal, a failed item) they are
     not waited for: each request in flight ends by its own deadline."""
 
-    def __exit__(self, exc_type: Any, *rest: Any) -> bool:
+    def __exit__(self, exc_type: Any, *rest: Any) -> None:
         self.shutdown(wait=exc_type is None, cancel_futures=True)
-        return False
 
 
 def _retry_after(headers: Any) -> float | None:

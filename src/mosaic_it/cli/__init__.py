@@ -20,7 +20,9 @@ def entry() -> NoReturn:
 
         name = signal.Signals(signal_of(exc)).name
         print(
-            f"mosaic-it: interrupted ({name}) while starting; nothing was written", file=sys.stderr
+            f"mosaic-it: interrupted ({name}) while starting; no output was written; nothing "
+            "was kept for --resume: run the same command again",
+            file=sys.stderr,
         )
         sys.exit(exit_status(exc))
     run()

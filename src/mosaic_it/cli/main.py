@@ -23,7 +23,7 @@ from mosaic_it.engine.parallel import WorkerDied
 from mosaic_it.io.files import EXAMPLE, InputError, example_path
 from mosaic_it.io.outputs import RunInterrupted, describe_os_error
 from mosaic_it.method.rulepack import RulePackError
-from mosaic_it.signals import exit_status, raise_on_signals, signal_of
+from mosaic_it.signals import exit_status, hold, raise_on_signals, signal_of
 
 __all__ = [
     "EXAMPLE",
@@ -94,13 +94,17 @@ def main(argv: list[str] | None = None) -> int:
         print(f"mosaic-it: {exc}", file=sys.stderr)
         return exit_status(exc)
     except KeyboardInterrupt as exc:
-        return _interrupted(exc)
+        return _interrupted(exc, hasattr(args, "resume"))
 
 
-def _interrupted(exc: KeyboardInterrupt) -> int:
-    """A signal that ended a command with nothing more to say than that."""
+def _interrupted(exc: KeyboardInterrupt, resumable: bool = True) -> int:
+    """A signal that ended a command before it had anything to keep."""
     name = signal.Signals(signal_of(exc)).name
-    print(f"mosaic-it: interrupted ({name}); no output was written", file=sys.stderr)
+    print(
+        f"mosaic-it: interrupted ({name}); no output was written"
+        + ("; nothing was kept for --resume: run the same command again" if resumable else ""),
+        file=sys.stderr,
+    )
     return exit_status(exc)
 
 
@@ -122,7 +126,10 @@ def entry() -> NoReturn:
     are flushed first; every file a command writes is closed before it returns."""
     raise_on_signals()
     try:
-        code = main()
+        try:
+            code = main()
+        finally:
+            hold()  # done: what is left is exiting
     except KeyboardInterrupt as exc:  # before the command ran (parsing its options)
         code = _interrupted(exc)
     atexit._run_exitfuncs()

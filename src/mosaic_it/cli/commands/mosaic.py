@@ -304,10 +304,19 @@ def run(args: argparse.Namespace) -> int:
     inputs = {"INPUT": source, "--rules": args.rules, "--tokenizer": args.tokenizer}
     if args.config and not same_file(args.config, config_path_for(args.output)):
         inputs["--config"] = args.config  # the run's own OUTPUT.config.yaml may be rerun
-    with guard(inputs, outputs):
-        if workers_note and not args.quiet:
-            print(f"mosaic-it: note: {workers_note}", file=sys.stderr)
-        return _mosaic_local(args, config, source, kind, workers)
+    code = None
+    try:
+        with guard(inputs, outputs):
+            if workers_note and not args.quiet:
+                print(f"mosaic-it: note: {workers_note}", file=sys.stderr)
+            code = _mosaic_local(args, config, source, kind, workers)
+    except KeyboardInterrupt:
+        if code is None:
+            raise
+        # the run was done: the signal came as its locks were released (one may be left; the
+        # next run on this output reuses and removes it)
+    assert code is not None
+    return code
 
 
 def _mosaic_local(
