@@ -117,7 +117,7 @@ def one_run(i: int, data: Path, work: Path, args: argparse.Namespace, length: fl
     rng = random.Random(args.seed * 1000 + i)
     name = rng.choice(list(SIGNALS))
     to_group = name != "SIGTERM" or rng.random() < 0.5
-    delay = rng.uniform(0.05, length)
+    delay = rng.uniform(0.05, args.window * length)
     directory = work / f"run-{i:03d}"
     directory.mkdir()
     output = directory / "o.jsonl"
@@ -187,6 +187,12 @@ def main() -> int:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--load", type=int, default=0, help="busy processes meanwhile")
     parser.add_argument("--hang-after", type=float, default=10.0)
+    parser.add_argument(
+        "--window",
+        type=float,
+        default=1.0,
+        help="signals come within this fraction of the calibrated run's length",
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--resume-check", action="store_true")
     parser.add_argument("--keep", action="store_true", help="keep the scratch directories")

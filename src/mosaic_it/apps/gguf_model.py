@@ -24,6 +24,7 @@ from mosaic_it.apps.models import (
     short_error,
 )
 from mosaic_it.cache import cache_root
+from mosaic_it.io.nofollow import NotAFile, remove_tree
 
 GGUF_MARKER = "mosaic_it_gguf.json"
 
@@ -62,7 +63,10 @@ def gguf_model_dir(source: ModelSource) -> Path:
         "parameters": sum(p.numel() for p in plain.parameters()),
     }
     partial = target.with_name(target.name + f".partial-{os.getpid()}")
-    shutil.rmtree(partial, ignore_errors=True)
+    try:
+        remove_tree(partial)  # a leftover of a process with this pid; a link is refused
+    except NotAFile as exc:
+        raise ModelError(f"{partial}: {exc.strerror}; move it away") from None
     try:
         plain.save_pretrained(str(partial))
         tok.save_pretrained(str(partial))
