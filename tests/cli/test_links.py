@@ -208,3 +208,24 @@ def test_config_file_reads_back_for_any_output_name(scratch, name):  # noqa: F81
     (scratch / name).unlink()
     assert main(["mosaic", "--config", str(config), "-q"]) == 0
     assert (scratch / name).read_bytes() == first
+
+
+def test_plot_at_a_link_replaces_the_link_not_its_target(tmp_path):
+    """``score --plot`` wrote through a link with matplotlib's own open(); now the picture
+    replaces the link and the file it pointed at keeps its bytes."""
+    pytest.importorskip("matplotlib")
+    data = Path(__file__).resolve().parents[1] / "data" / "agreement"
+    items = [line for line in (data / "eval.jsonl").read_text(encoding="utf-8").splitlines()]
+    responses = tmp_path / "r.jsonl"
+    responses.write_text(
+        '{"id": "eval-0", "response": "x"}\n', encoding="utf-8"
+    )  # one answer is enough to plot
+    target = tmp_path / "notes.txt"
+    target.write_text("my notes\n", encoding="utf-8")
+    (tmp_path / "acc.png").symlink_to(target)
+    assert items
+    args = ["score", str(data / "eval.jsonl"), str(responses), "--plot", str(tmp_path / "acc.png")]
+    assert main(args) == 0
+    assert target.read_text(encoding="utf-8") == "my notes\n"
+    png = tmp_path / "acc.png"
+    assert not png.is_symlink() and png.read_bytes().startswith(b"\x89PNG")

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from mosaic_it.apps.score_report import EvalItem, ScoreReport, Tally
-from mosaic_it.io.files import InputError, iter_raw
+from mosaic_it.io.files import InputError, atomic_path, iter_raw
 from mosaic_it.records import MosaicSpec
 from mosaic_it.verifier.checks import (
     SpecError,
@@ -206,5 +206,6 @@ def plot(report: ScoreReport, path: str | Path) -> None:
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(path, format="png", dpi=120)
+    with atomic_path(path) as tmp:  # never through a link at --plot
+        fig.savefig(tmp, format="png", dpi=120)
     plt.close(fig)

@@ -10,6 +10,7 @@ import io
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from mosaic_it.io.atomic import atomic_bytes
 from mosaic_it.io.files import atomic_writer
 
 if TYPE_CHECKING:  # apps.stats imports this module for write_report
@@ -200,7 +201,7 @@ def write_report(stats: DataStats, report: str | None, png_dir: str | None) -> l
         d = Path(png_dir)
         d.mkdir(parents=True, exist_ok=True)
         for name, _, png in figs:
-            (d / f"{name}.png").write_bytes(png)
+            atomic_bytes(d / f"{name}.png", png)
             written.append(str(d / f"{name}.png"))
     if report:
         with atomic_writer(report) as out:

@@ -58,6 +58,7 @@ from mosaic_it.apps.training.data import (
 from mosaic_it.apps.training.processes import is_main as _is_main
 from mosaic_it.apps.training.resume import check_resume_config, find_checkpoint
 from mosaic_it.apps.training.trainers import Run, precision, prepare_run
+from mosaic_it.io.atomic import atomic_bytes
 from mosaic_it.io.files import write_json
 from mosaic_it.io.outputs import content_digest
 
@@ -167,5 +168,5 @@ def merge_lora(output_dir: str) -> Path:
 
     AutoTokenizer.from_pretrained(output_dir).save_pretrained(str(target))
     # so that mosaic-it eval prompts the merged model the way it was trained
-    (target / CONFIG_FILE).write_bytes((Path(output_dir) / CONFIG_FILE).read_bytes())
+    atomic_bytes(target / CONFIG_FILE, (Path(output_dir) / CONFIG_FILE).read_bytes())
     return target

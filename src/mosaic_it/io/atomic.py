@@ -59,6 +59,14 @@ def atomic_writer(path: str | Path) -> Iterator[IO[str]]:
         os.fsync(handle.fileno())
 
 
+def atomic_bytes(path: str | Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` the same way (a link at ``path`` is replaced, never followed)."""
+    with atomic_path(path) as tmp, open(tmp, "wb") as out:
+        out.write(data)
+        out.flush()
+        os.fsync(out.fileno())
+
+
 @contextmanager
 def atomic_dir(path: str | Path) -> Iterator[Path]:
     """A fresh directory beside ``path`` (it does not exist yet: the block creates it) swapped
