@@ -30,6 +30,19 @@ class NotAFile(OSError):
     """A path this tool would write is a link, a FIFO, a directory... (the message says which)."""
 
 
+def special_file_type(mode: int) -> str | None:
+    """A FIFO, a socket or a device, in words (None for a file, a directory or a link)."""
+    for test, name in (
+        (stat.S_ISFIFO, "a FIFO (named pipe)"),
+        (stat.S_ISSOCK, "a socket"),
+        (stat.S_ISCHR, "a character device"),
+        (stat.S_ISBLK, "a block device"),
+    ):
+        if test(mode):
+            return name
+    return None
+
+
 def describe_path(path: str | os.PathLike[str]) -> str:
     """What is at ``path``, in words, without following a link."""
     try:
@@ -43,15 +56,11 @@ def describe_path(path: str | os.PathLike[str]) -> str:
         target = os.readlink(path)
         dangling = "" if os.path.exists(path) else "dangling "
         return f"a {dangling}symbolic link to {target}"
-    for test, name in (
-        (stat.S_ISDIR, "a directory"),
-        (stat.S_ISFIFO, "a FIFO (named pipe)"),
-        (stat.S_ISSOCK, "a socket"),
-        (stat.S_ISCHR, "a character device"),
-        (stat.S_ISBLK, "a block device"),
-    ):
-        if test(mode):
-            return name
+    if stat.S_ISDIR(mode):
+        return "a directory"
+    special = special_file_type(mode)
+    if special is not None:
+        return special
     if st.st_nlink > 1:
         return f"a file with {st.st_nlink} hard links (another name shares its content)"
     return "a regular file"

@@ -46,6 +46,7 @@ from mosaic_it.io.nofollow import (
     describe_path,
     open_or_create,
     remove_stale_temporaries,
+    special_file_type,
     write_new_text,
 )
 
@@ -102,25 +103,13 @@ def describe_os_error(
     return f"{prefix}{doing + ': ' if doing else ''}{os_error_reason(exc)}"
 
 
-def _file_type(mode: int) -> str | None:
-    for test, name in (
-        (stat.S_ISFIFO, "a FIFO (named pipe)"),
-        (stat.S_ISSOCK, "a socket"),
-        (stat.S_ISCHR, "a character device"),
-        (stat.S_ISBLK, "a block device"),
-    ):
-        if test(mode):
-            return name
-    return None
-
-
 def check_readable_input(path: str | os.PathLike[str], name: str = "INPUT") -> None:
     """Refuse an input that is not a regular file or a directory (a FIFO, a device)."""
     try:
         st = os.stat(path)
     except OSError:
         return  # missing: the reader says so, naming the file
-    what = _file_type(st.st_mode)
+    what = special_file_type(st.st_mode)
     if what is not None:
         raise PathError(
             f"{name} {path}: is {what}, not a regular file; save the data to a file and give that"
@@ -191,7 +180,7 @@ def check_output(out: Output) -> Path:
             )
     elif path.exists() or path.is_symlink():
         if out.kind == "dir":
-            what = _file_type(os.stat(path).st_mode) if path.exists() else None
+            what = special_file_type(os.stat(path).st_mode) if path.exists() else None
             if what is not None:
                 raise PathError(
                     f"{out.name} {text}: is {what}, not a directory nor a file this tool can "
@@ -204,7 +193,7 @@ def check_output(out: Output) -> Path:
             raise PathError(
                 f"{out.name} {text}: a broken symbolic link; remove it or write elsewhere"
             )
-        what = _file_type(os.stat(path).st_mode)
+        what = special_file_type(os.stat(path).st_mode)
         if what is not None:
             raise PathError(f"{out.name} {text}: is {what}; give a regular file name")
     return path
