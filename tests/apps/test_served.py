@@ -470,3 +470,37 @@ def test_timeout_must_be_positive_and_finite(eval_set, capsys, value):
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "--timeout: the seconds a whole request may take" in err, err
     assert "Traceback" not in err
+
+
+def test_a_signal_ends_a_served_eval_at_once_naming_resume(eval_set, tmp_path):
+    """SIGTERM while a request trickles in: the run does not wait for it (its deadline is a
+    minute away), exits 143 and says the answers so far are kept for --resume."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    server = TricklingServer()
+    src = Path(__file__).resolve().parents[2] / "src"
+    responses = tmp_path / "r.jsonl"
+    run = subprocess.Popen(
+        [sys.executable, "-m", "mosaic_it.cli", "eval", "--backend", "openai"]
+        + ["--base-url", server.url, "--model", "m", "--eval-set", str(eval_set)]
+        + ["--timeout", "60", "--responses", str(responses), "-q"],
+        env={**os.environ, "PYTHONPATH": str(src)},
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGTERM, signal.SIG_DFL),
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while server.connections == 0 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        run.send_signal(signal.SIGTERM)
+        sent = time.monotonic()
+        err = run.communicate(timeout=30)[1]
+    finally:
+        server.close()
+    assert time.monotonic() - sent < 10
+    assert run.returncode == 143, err
+    assert err.count("\n") == 1 and f"kept in {responses}" in err and "--resume" in err, err
