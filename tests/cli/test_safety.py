@@ -849,5 +849,5 @@ def test_ctrl_c_during_train_names_the_checkpoints_kept(scratch, capsys):
         signal.pthread_sigmask(signal.SIG_SETMASK, mask)
     err = capsys.readouterr().err
     assert status == 130, err
-    assert "interrupted; checkpoints kept in run: checkpoint-" in err
+    assert "interrupted (SIGINT); checkpoints kept in run: checkpoint-" in err
     assert "continue with --resume" in err

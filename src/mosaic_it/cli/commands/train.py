@@ -4,6 +4,7 @@ mosaic data (SFT), or with GRPO on mosaic prompts."""
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,7 @@ from mosaic_it.apps.train import (
 )
 from mosaic_it.cli.registry import Arguments, Command, declare_prompt_format
 from mosaic_it.io.outputs import Output, RunInterrupted, guard
+from mosaic_it.signals import signal_of
 
 
 def declare(a: Arguments) -> None:
@@ -251,15 +253,18 @@ def run(args: argparse.Namespace) -> int:
     ):  # one lock for all the processes of a multi-GPU run
         try:
             result = train(config, resume=args.resume)
-        except KeyboardInterrupt:
+        except KeyboardInterrupt as exc:  # a signal (see mosaic_it.signals)
             kept = sorted(p.name for p in Path(config.output_dir).glob("checkpoint-*"))
             raise RunInterrupted(
-                f"interrupted; checkpoints kept in {config.output_dir}: "
+                f"interrupted ({signal.Signals(signal_of(exc)).name}); checkpoints kept in "
+                f"{config.output_dir}: "
                 + (
                     f"{', '.join(kept)}; continue with --resume"
                     if kept
-                    else "none (none had been saved yet); run again to start over"
-                )
+                    else "none (none had been saved yet, nothing for --resume); run again to "
+                    "start over"
+                ),
+                signal_of(exc),
             ) from None
         if args.merge_lora and config.lora_r:
             merge_lora(config.output_dir)
