@@ -12,7 +12,9 @@ it records:
 * whether it was gone within ``--hang-after`` seconds of the signal (else a *hang*: the
   process group is killed and the run counted);
 * its exit status (128 + the signal, or 0 if it finished first);
-* whether its one-line message names ``--resume`` and says what was kept;
+* whether its one-line message names ``--resume`` and says what was kept (a signal that comes
+  while the interpreter is still starting, before the tool's first line runs, ends it by the
+  signal's default action, with nothing written and no message: counted apart);
 * what it left beside its output: only the parts ``--resume`` needs (a ``.NAME.mosaic-parts``
   directory holding ``manifest.json`` and finished ``epoch-*.jsonl``) may remain; anything else
   (a lock, a ``.partial``, a stage file) is a *leftover*.
@@ -138,7 +140,10 @@ def one_run(i: int, data: Path, work: Path, args: argparse.Namespace, length: fl
     gone = time.monotonic() - sent
     err = err.strip()
     finished = run.returncode == 0
-    expected = {0, 128 + SIGNALS[name]}
+    # the interpreter still starting, before the tool's first line: the signal's default
+    # action ends it (nothing written, nothing to say)
+    before_start = run.returncode == -SIGNALS[name] and not err
+    expected = {0, 128 + SIGNALS[name]} | ({-SIGNALS[name]} if before_start else set())
     row = {
         "run": i,
         "signal": name,
@@ -149,11 +154,13 @@ def one_run(i: int, data: Path, work: Path, args: argparse.Namespace, length: fl
         "status": run.returncode,
         "status_ok": run.returncode in expected,
         "finished_first": finished,
+        "before_start": before_start,
         "message": err,
         "one_line": finished or err.count("\n") == 0,
         "traceback": "Traceback" in err,
-        "names_resume": finished or "--resume" in err,
+        "names_resume": finished or before_start or "--resume" in err,
         "says_what_was_kept": finished
+        or before_start
         or "kept" in err
         or "nothing was written" in err
         or "no output was written" in err,
@@ -226,7 +233,7 @@ def main() -> int:
             p.kill()
         if not args.keep and args.workdir is None:
             shutil.rmtree(work, ignore_errors=True)
-    interrupted = [r for r in rows if not r["finished_first"]]
+    interrupted = [r for r in rows if not r["finished_first"] and not r["before_start"]]
     resumed = [r for r in rows if "resumed_same" in r]
     summary = {
         "summary": True,
@@ -234,7 +241,8 @@ def main() -> int:
         "calibrated_run_s": round(length, 1),
         "load_processes": args.load,
         "interrupted": len(interrupted),
-        "finished_first": len(rows) - len(interrupted),
+        "finished_first": sum(r["finished_first"] for r in rows),
+        "ended_before_the_tool_started": sum(r["before_start"] for r in rows),
         "by_signal": {s: sum(1 for r in interrupted if r["signal"] == s) for s in SIGNALS},
         "hangs": sum(r["hung"] for r in rows),
         "slowest_exit_s": max((r["gone_s"] for r in rows), default=0),

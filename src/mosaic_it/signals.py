@@ -15,9 +15,13 @@ own is reported by the parent as a worker that died.
 
 from __future__ import annotations
 
+import _thread
 import signal
+import sys
 import threading
+from collections.abc import Callable
 from types import FrameType
+from typing import Any
 
 ENDING = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
@@ -50,12 +54,38 @@ def _raise(signum: int, frame: FrameType | None) -> None:
 
 def raise_on_signals() -> None:
     """From now on, SIGINT, SIGTERM and SIGHUP raise :class:`Interrupted` in the main thread
-    (unless ignored). Call it from the main thread, as the command line starts."""
+    (unless ignored). Call it from the main thread, as the command line starts.
+
+    Python runs a handler between two steps of whatever code is running, and some code drops
+    what it raises: a ``__del__``, a weakref callback, the hooks run around ``fork`` (a signal
+    that came while a worker was forked once went unnoticed, and the run went on). An
+    :class:`Interrupted` dropped there is delivered again (:func:`_redeliver`)."""
     if threading.current_thread() is not threading.main_thread():
         return
     for signum in ENDING:
         if signal.getsignal(signum) != signal.SIG_IGN:
             signal.signal(signum, _raise)
+    if sys.unraisablehook is not _redeliver:
+        _previous_hook[:] = [sys.unraisablehook]
+        sys.unraisablehook = _redeliver
+
+
+_previous_hook: list[Callable[[Any], object]] = []
+REDELIVER_AFTER = 0.05  # seconds
+
+
+def _redeliver(unraisable: Any) -> None:
+    """An :class:`Interrupted` that code which ignores exceptions dropped: the signal is
+    delivered to the main thread again a moment later (:data:`REDELIVER_AFTER`), once out of
+    that code (other errors are reported as Python reports them)."""
+    if isinstance(unraisable.exc_value, Interrupted):
+        again = threading.Timer(
+            REDELIVER_AFTER, _thread.interrupt_main, args=(unraisable.exc_value.signum,)
+        )
+        again.daemon = True
+        again.start()
+        return
+    (_previous_hook[0] if _previous_hook else sys.__unraisablehook__)(unraisable)
 
 
 def leave_to_parent() -> None:

@@ -144,3 +144,34 @@ def test_interrupt_stress_five_runs(tmp_path):
     assert summary["runs"] == 5 and summary["hangs"] == 0
     assert summary["messages_naming_resume"] == summary["interrupted"]
     assert summary["runs_with_leftovers"] == 0 and summary["tracebacks"] == 0
+
+
+DROPPED = """
+import os, signal, sys, time
+from mosaic_it.signals import Interrupted, raise_on_signals
+raise_on_signals()
+def kill_me():  # as if SIGTERM came while a worker was being forked
+    os.kill(os.getpid(), signal.SIGTERM)
+    sum(range(1000))  # Python runs the handler here, in a hook that drops what it raises
+os.register_at_fork(after_in_parent=kill_me)
+try:
+    pid = os.fork()
+    if pid == 0:
+        os._exit(0)
+    os.waitpid(pid, 0)
+    time.sleep(2)
+    print("the signal was lost")
+except Interrupted as exc:
+    print("interrupted by", exc.name)
+"""
+
+
+def test_a_signal_dropped_by_a_fork_hook_still_ends_the_run():
+    """Python drops an exception raised in a fork hook (the run once went on for seconds after
+    a SIGHUP that came as a worker was forked); it is delivered again, and ends the run."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
+    done = subprocess.run(
+        [sys.executable, "-c", DROPPED], capture_output=True, text=True, env=env, timeout=60
+    )
+    assert done.stdout.strip() == "interrupted by SIGTERM", done.stdout + done.stderr
+    assert "Exception ignored" not in done.stderr, done.stderr
