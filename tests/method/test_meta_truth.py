@@ -277,7 +277,7 @@ def test_a_tokenizers_own_special_tokens_are_avoided_and_left_out(llama3_dir, tm
     records = make_records(200, seed=6)
     records[7] = Record("bad", "Echo <|reserved_special_token_3|>", "done")
     m = Mosaicker(
-        MosaicConfig(epochs=1, template="llama3", tokenizer=str(llama3_dir), rules=str(pack))
+        MosaicConfig(epochs=3, template="llama3", tokenizer=str(llama3_dir), rules=str(pack))
     )
     samples = list(m.run(records))
     assert all(not any(t in s.spec.tags.begin + s.spec.meta for t in special) for s in samples)

@@ -19,6 +19,7 @@ from mosaic_it.method.layout import (
     place_meta,
     response_parts,
 )
+from mosaic_it.method.metalike import meta_like
 from mosaic_it.method.rulepack import RulePack
 from mosaic_it.method.strategies import Item, RuleChoice, find_strategy
 from mosaic_it.method.strategies import format as layout_only
@@ -117,6 +118,11 @@ def choose_rule(
     strategy = find_strategy(plan.strategy)
     if strategy is None or strategy.choose is None or len(records) < 2:
         return None  # a single instruction gets its layout only
+    if any(meta_like(pack)(r.prompt) for r in records):
+        # an instruction that reads as a meta-instruction is never set beside a rule's
+        if passed is not None:
+            passed.append(Passed("", "meta_like"))
+        return None
     if numbered is None:
         numbered = plan.layout.numbering is not None
     items = [Item(i, r.prompt) for i, r in enumerate(records, start=1)]
@@ -188,5 +194,8 @@ def compose(
         rule_pack=pack.id,
         meta_tail=tail if head and tail else "",
     )
-    replaced = f"{plan.strategy}.{passed[0].rule}: {passed[0].reason}" if passed else None
+    replaced = None
+    if passed:
+        rule = f"{plan.strategy}.{passed[0].rule}" if passed[0].rule else plan.strategy
+        replaced = f"{rule}: {passed[0].reason}"
     return Sample(instruction, response, spec, records[0].system, layout, parts, replaced)

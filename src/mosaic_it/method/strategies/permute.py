@@ -27,7 +27,7 @@ from mosaic_it.method.strategies.base import (
     format_numbers,
     register,
     word_count,
-    word_count_split,
+    words_apart,
 )
 from mosaic_it.rng import Rng
 
@@ -62,6 +62,10 @@ MEASURED = frozenset(r for r, (_, _, unit) in SORT_RULES.items() if unit)
 # rules that name instructions by number: only for numbered samples
 NEEDS_NUMBERS = frozenset({"FIX", "ODD_EVEN", "EVEN_ODD"})
 _KEY = itemgetter(0)  # of a (key, number) pair
+# what an order's brackets may not hold (labels and comparisons use them), and separators that
+# read as comparisons
+ORDER_FORBIDDEN = "<>[]{}|#*_~=$"
+COMPARISONS = frozenset({">", "<", ">=", "<=", "=", "==", "≥", "≤", ">>", "<<", "-", "+", "."})
 
 
 def _sorted_order(
@@ -81,14 +85,11 @@ def _sorted_order(
         if not all(apart(a, b, margins, unit) for (a, _), (b, _) in pairwise(ranked)):
             return None, "margin"
         if unit == "words":
-            # the order must hold as clearly when words are counted the other common way
-            split = {it.number: word_count_split(it.text) for it in items}
-            sign = -1 if descending else 1
-            if not all(
-                sign * (split[b] - split[a]) > 0 and apart(split[a], split[b], margins, unit)
-                for a, b in pairwise(order)
-            ):
-                return None, "margin"
+            # the order must hold as clearly under every other common reading of a word
+            text = {it.number: it.text for it in items}
+            ascending = order[::-1] if descending else order
+            if not all(words_apart([text[a]], [text[b]], margins) for a, b in pairwise(ascending)):
+                return None, "reading"
     return order, ""
 
 
@@ -209,6 +210,14 @@ def check_pack(c: PackChecker, section: Any) -> None:
     """The rule pack's "permute" section: phrasings of every rule, order brackets, tie breaks."""
     c.pairs(c.get(section, "order_brackets", "permute"), "permute.order_brackets", allow_empty=True)
     c.texts(c.get(section, "order_separators", "permute"), "permute.order_separators", set())
+    # an order reads as plain numbers: no bracket a label could be, no separator that reads as
+    # a comparison ("3 > 1 > 2") or as part of a number
+    for i, pair in enumerate(section["order_brackets"]):
+        if any(ch in "".join(pair) for ch in ORDER_FORBIDDEN + "0123456789"):
+            c.fail(f"permute.order_brackets[{i}]", f"{pair!r} would read as a label or comparison")
+    for i, sep in enumerate(section["order_separators"]):
+        if sep.strip() in COMPARISONS or any(ch.isdigit() for ch in sep):
+            c.fail(f"permute.order_separators[{i}]", f"{sep!r} reads as a comparison or a number")
     rules = c.get(section, "rules", "permute")
     for rule in PERMUTE_RULES:
         fields = {"order"} if rule == "FIX" else set()
