@@ -401,7 +401,8 @@ def check_sample(record: dict, sources: dict, phrases: list[Phrase]) -> Verdict:
             return v
         if rule == "FIX":
             written = g.get("order") or g.get("positions") or ""
-            if re.search(r"[<>\[\]{}|]", written):
+            arrows = re.sub(r"->|=>", " ", written)  # an arrow reads as "then"
+            if re.search(r"[<>\[\]{}|]", arrows):
                 v.add("order_nested")
         if strategy == "permute":
             order = _permute(v, rule, g, texts, k, "tie" in kinds)

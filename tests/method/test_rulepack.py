@@ -1,4 +1,5 @@
 import json
+import re
 
 import pytest
 
@@ -138,3 +139,85 @@ def test_thousands_of_avoided_strings_leave_out_exactly_the_tags_that_hold_one(p
         )
     ]
     assert kept == expected and 0 < len(kept) < len(every)
+
+
+# ---------------------------------------------------------------------------- the schema
+
+
+@pytest.mark.parametrize(
+    "pack,message",
+    [
+        (
+            '{\n "extends": "default",\n "name": "x",\n "fromat": {"labels": ["({n})"]}\n}',
+            "line 4: fromat: unknown key 'fromat'; did you mean 'format'?",
+        ),
+        (
+            '{\n "extends": "default",\n "name": "x",\n "margins": {\n  "wrods": 3\n }\n}',
+            "line 5: margins.wrods: unknown key 'wrods'; did you mean 'words'?",
+        ),
+        (
+            '{"extends": "default", "name": "x", "format": {"tag_brackts": [["<", ">"]]}}',
+            "format.tag_brackts: unknown key 'tag_brackts'; did you mean 'tag_brackets'?",
+        ),
+        (
+            '{"extends": "default", "name": "x", "maskout": {"rules": {"ODD": {"once": ["x"]}}}}',
+            "maskout.rules.ODD.once: unknown key 'once'; did you mean 'one'?",
+        ),
+        (
+            '{"extends": "default", "name": "x", "format": {"tag_probability": "high"}}',
+            "format.tag_probability: expected a number, got str",
+        ),
+        ('{"extends": "default", "name": "x", "colour": 1}', "colour: unknown key 'colour'"),
+    ],
+)
+def test_unknown_keys_are_named_with_their_line_and_the_nearest_known_key(tmp_path, pack, message):
+    path = write(tmp_path, pack)
+    with pytest.raises(RulePackError) as exc:
+        load_rule_pack(path)
+    assert str(exc.value) == f"{path}: {message}" or str(exc.value).endswith(message)
+    assert "\n" not in str(exc.value)
+
+
+def test_a_misspelt_pack_is_refused_by_the_command_line_in_one_line(tmp_path, capsys):
+    from mosaic_it.cli.main import main
+
+    path = write(tmp_path, {"extends": "default", "name": "x", "margins": {"wrods": 3}})
+    data = write(tmp_path, [{"instruction": "Say hi.", "output": "Hi."}], "data.json")
+    assert main(["mosaic", str(data), str(tmp_path / "o.json"), "--rules", str(path)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"mosaic-it: error: {path}: line 1: margins.wrods: unknown key 'wrods'; "
+                   "did you mean 'words'?"]  # fmt: skip
+
+
+def test_the_schema_is_json_schema_and_names_every_key_and_rule_the_code_reads(pack):
+    from mosaic_it.method.packschema import first_error, pack_schema
+    from mosaic_it.method.strategies import find_strategy
+
+    schema = pack_schema()
+    assert first_error(pack.data, schema) is None
+    for strategy in ("permute", "maskout"):
+        rules = schema["properties"][strategy]["properties"]["rules"]["properties"]
+        assert set(rules) == set(find_strategy(strategy).rules)
+    assert set(schema["properties"]["format"]["required"]) == set(pack.layout)
+    assert set(schema["required"]) == set(pack.data) - {"extends"}
+    jsonschema = pytest.importorskip("jsonschema")
+    jsonschema.Draft202012Validator.check_schema(schema)
+    jsonschema.validate(json.loads(default_rules_path().read_text()), schema)
+    bad = {"extends": "default", "name": "x", "margins": {"wrods": 3}}
+    assert not jsonschema.Draft202012Validator(schema).is_valid({**pack.data, **bad})
+
+
+@pytest.mark.parametrize(
+    "mutate,where",
+    [
+        (lambda d: d["format"].__setitem__("meta_separators", ["\n"]), "format.meta_separators[0]"),
+        (lambda d: d["permute"]["order_separators"].append(" > "), "permute.order_separators[7]"),
+        (lambda d: d["permute"]["order_brackets"].append(["<", ">"]), "permute.order_brackets[3]"),
+        (lambda d: d["meta_like"]["en"].append("(unclosed"), "meta_like.en[11]"),
+    ],
+)
+def test_packs_that_would_make_ambiguous_prompts_are_refused(tmp_path, mutate, where):
+    data = json.loads(default_rules_path().read_text())
+    mutate(data)
+    with pytest.raises(RulePackError, match=re.escape(where)):
+        load_rule_pack(write(tmp_path, data))

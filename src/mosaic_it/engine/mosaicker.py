@@ -23,6 +23,7 @@ from mosaic_it.engine.store import (
 )
 from mosaic_it.engine.summary import RunSummary
 from mosaic_it.io.files import InputError, InvalidRecord, batches, record_from_alpaca
+from mosaic_it.method.layout import META_LIKE
 from mosaic_it.method.rulepack import RulePack, load_rule_pack
 from mosaic_it.method.sizing import WRAP_MODES
 from mosaic_it.method.strategies import STRATEGIES
@@ -177,6 +178,19 @@ class _Intake:
             self.summary.duplicate_ids += 1
         self._seen_ids.add(key)
         self._system_of.append(self._systems.setdefault(record.system, len(self._systems)))
+        facts_of = self.grouper.admission.facts
+        if facts & META_LIKE:
+            self.summary.meta_like_records += 1
+            if facts_of.unplaceable(facts):
+                self.summary.rejected.append(
+                    Reject(
+                        self.positions[index],
+                        record.id,
+                        "meta_like",
+                        "reads as a meta-instruction and no label style can number it",
+                    ).to_dict()
+                )
+                return
         ok, tokens = self.grouper.admission.fits_alone(index, record, facts)
         if ok:
             self.admitted.append(index)

@@ -374,6 +374,12 @@ class FitFacts:
         if len(self.codes) < records:
             self.codes.extend(bytes([_MAX_KINDS]) * (records - len(self.codes)))
 
+    def unplaceable(self, bits: int) -> bool:
+        """Whether a record with these facts reads as a meta-instruction and no label style
+        fits its texts: it could only go unnumbered, which it may not, so it is left out."""
+        labels = self.unknown & ~(PARAGRAPHS | META_LIKE)
+        return bool(bits & META_LIKE) and bits & labels == labels
+
     def needs(self, layout: Layout) -> tuple[int, int, bool]:
         """The facts that rule ``layout`` out for a sample's only record and for a record among
         several, and whether the texts must be tested whatever the facts (a label style the

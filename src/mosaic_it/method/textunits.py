@@ -80,8 +80,26 @@ def word_count_spaced(text: str) -> int:
     return each + sum(1 for part in text.split() if _HAS_WORD_CHAR.search(part))
 
 
+# a URL, an e-mail address or a file path: what many readers count as one word
+_ONE_WORD = regex.compile(
+    r"(?:[a-z][a-z0-9+.-]*://|www\.)[^\s<>\"]+"  # a URL
+    r"|[\w.%+-]+@[\w-]+(?:\.[\w-]+)+"  # an e-mail address
+    r"|(?:[A-Za-z]:\\|~/|\.{1,2}/|/)[\w.~-]+(?:[/\\][\w.~-]+)+[/\\]?",  # a path
+    regex.IGNORECASE,
+)
+
+
+@lru_cache(maxsize=_CACHE)
+def word_count_spans(text: str) -> int:
+    """Words as :func:`word_count` counts them, but every URL, e-mail address and file path
+    one word (where the definition counts the pieces between its punctuation)."""
+    if "/" not in text and "@" not in text and "\\" not in text and "www." not in text:
+        return word_count(text)
+    return word_count(_ONE_WORD.sub(" w ", text))
+
+
 # the readings of "word" a rule about words must hold under, the definition first
-WORD_READINGS = (word_count, word_count_split, word_count_spaced)
+WORD_READINGS = (word_count, word_count_split, word_count_spans, word_count_spaced)
 
 
 def has_segmented_script(text: str) -> bool:
