@@ -145,21 +145,17 @@ def words_spans_as_one(text: str) -> int:
 
 
 def words_by_spaces(text: str) -> int:
-    """Words as ``text.split()`` gives them, less stretches without a letter or a digit, and
-    one per letter of scripts written without spaces."""
-    count = 0
-    for part in text.split():
-        each = sum(
-            1
-            for ch in part
-            if unicodedata.category(ch).startswith("L")
-            and unicodedata.name(ch, "").startswith(_EACH_NAMES)
-        )
-        rest = any(
-            ch.isalnum() and not unicodedata.name(ch, "").startswith(_EACH_NAMES) for ch in part
-        )
-        count += each + (1 if rest else 0)
-    return count
+    """Words as ``text.split()`` gives them, less stretches without a letter or a digit; a
+    letter of a script written without spaces is a word of its own, and parts a stretch on
+    either side of it ("B小调" is two words)."""
+    spaced = "".join(
+        f" {ch} "
+        if unicodedata.category(ch).startswith("L")
+        and unicodedata.name(ch, "").startswith(_EACH_NAMES)
+        else ch
+        for ch in text
+    )
+    return sum(1 for part in spaced.split() if any(ch.isalnum() for ch in part))
 
 
 def _thai_words():
