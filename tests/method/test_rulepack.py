@@ -198,8 +198,9 @@ def test_the_schema_is_json_schema_and_names_every_key_and_rule_the_code_reads(p
     for strategy in ("permute", "maskout"):
         rules = schema["properties"][strategy]["properties"]["rules"]["properties"]
         assert set(rules) == set(find_strategy(strategy).rules)
-    assert set(schema["properties"]["format"]["required"]) == set(pack.layout)
-    assert set(schema["required"]) == set(pack.data) - {"extends"}
+    newer = {"meta_like", "tag_avoid_strings"}  # taken from the bundled pack when left out
+    assert set(schema["properties"]["format"]["required"]) == set(pack.layout) - newer
+    assert set(schema["required"]) == set(pack.data) - {"extends"} - newer
     jsonschema = pytest.importorskip("jsonschema")
     jsonschema.Draft202012Validator.check_schema(schema)
     jsonschema.validate(json.loads(default_rules_path().read_text()), schema)
@@ -210,9 +211,9 @@ def test_the_schema_is_json_schema_and_names_every_key_and_rule_the_code_reads(p
 @pytest.mark.parametrize(
     "mutate,where",
     [
-        (lambda d: d["format"].__setitem__("meta_separators", ["\n"]), "format.meta_separators[0]"),
-        (lambda d: d["permute"]["order_separators"].append(" > "), "permute.order_separators[7]"),
-        (lambda d: d["permute"]["order_brackets"].append(["<", ">"]), "permute.order_brackets[3]"),
+        (lambda d: d["format"].__setitem__("meta_separators", ["\n"]), "format.meta_separators"),
+        (lambda d: d["permute"].__setitem__("order_separators", [" > "]), "order_separators"),
+        (lambda d: d["permute"].__setitem__("order_brackets", [["<", ">"]]), "order_brackets"),
         (lambda d: d["meta_like"]["en"].append("(unclosed"), "meta_like.en[11]"),
     ],
 )
@@ -221,3 +222,29 @@ def test_packs_that_would_make_ambiguous_prompts_are_refused(tmp_path, mutate, w
     mutate(data)
     with pytest.raises(RulePackError, match=re.escape(where)):
         load_rule_pack(write(tmp_path, data))
+
+
+def test_a_full_pack_in_the_older_form_is_read_and_its_ambiguous_entries_never_drawn(tmp_path):
+    """A pack written in full before version 3 (no meta_like or tag_avoid_strings, a single
+    newline among the meta separators, "<"/">" order brackets and a ">" separator, "**" tags)
+    is accepted; what would read badly is never drawn."""
+    data = json.loads(default_rules_path().read_text())
+    del data["meta_like"], data["format"]["tag_avoid_strings"]
+    data["format"]["meta_separators"] = ["\n", "\n\n"]
+    data["format"]["tag_brackets"] += [["**", "**"], ["$", "$"]]
+    data["permute"]["order_brackets"] += [["<", ">"], ["[[", "]]"]]
+    data["permute"]["order_separators"] += [">", " > "]
+    pack = load_rule_pack(write(tmp_path, data))
+    assert pack.data["meta_like"] == load_rule_pack().data["meta_like"]
+    records = make_records(400, seed=5)
+    samples = list(Mosaicker(MosaicConfig(rules=pack.source, epochs=3)).run(records))
+    for s in samples:
+        assert not s.spec.tags or not any(m in s.spec.tags.begin for m in ("**", "$"))
+        if s.spec.meta:
+            assert (
+                "\n\n" + s.spec.meta in s.instruction
+                or s.spec.meta.split(" ")[0] in (s.instruction.split("\n\n")[0])
+            )
+        if s.spec.rule == "FIX" and s.spec.strategy == "permute":
+            plain = re.sub(r"->|=>", " ", s.spec.meta)  # arrows read as "then"
+            assert not re.search(r"[<>\[\]|]\s*[0-9]|[0-9]\s*[<>\[\]|]", plain), s.spec.meta

@@ -82,6 +82,18 @@ def tag_pairs(pack: RulePack) -> list[tuple[str, str, str, str]]:
     return pairs
 
 
+def meta_separators(pack: RulePack) -> list[str]:
+    """The pack's meta separators that hold a blank line: after one newline alone, a reader
+    may take the meta-instruction for a line of the last input (older packs hold "\n"; it is
+    never drawn)."""
+    seps = pack.derived.get("meta_separators")
+    if seps is None:
+        seps = pack.derived["meta_separators"] = [
+            s for s in pack.layout["meta_separators"] if s.count("\n") >= 2
+        ]
+    return seps
+
+
 def choose_layout(rng: Rng, pack: RulePack) -> Layout:
     """Draw a layout. The draws happen in a fixed order, whatever the outcome."""
     cfg = pack.layout
@@ -98,7 +110,7 @@ def choose_layout(rng: Rng, pack: RulePack) -> Layout:
     meta_after = chance(cfg["meta_after_probability"])
     rule_after = chance(cfg["meta_after_probability"])
     instruction_separator = choice(cfg["instruction_separators"])
-    meta_separator = choice(cfg["meta_separators"])
+    meta_separator = choice(meta_separators(pack))
 
     numbering = _numbering(label, punctuation, newline) if numbered else None
     if numbering is None:

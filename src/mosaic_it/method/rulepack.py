@@ -151,9 +151,27 @@ def _load_rule_pack(path: str | Path | None, stamp: object) -> RulePack:
         if data["extends"] != "default":
             raise RulePackError(f'{target}: extends: only "default" can be extended')
         data = _merge(_read_json(default_path), {k: v for k, v in data.items() if k != "extends"})
+    elif target != default_path:
+        _take_newer_keys(data, _read_json(default_path))
     _validate(data, str(target))
     _filter_pools(data, tuple(data["avoid_strings"]), str(target))
     return RulePack(data["name"], data["version"], data, str(target))
+
+
+# keys the bundled pack gained after packs were first written in full (version 3): a full pack
+# that leaves one out takes the bundled pack's
+NEWER_KEYS = (("meta_like",), ("format", "tag_avoid_strings"))
+
+
+def _take_newer_keys(data: dict[str, Any], default: dict[str, Any]) -> None:
+    for path in NEWER_KEYS:
+        holder, bundled = data, default
+        for key in path[:-1]:
+            holder, bundled = holder.get(key), bundled[key]
+            if not isinstance(holder, dict):
+                break
+        else:
+            holder.setdefault(path[-1], bundled[path[-1]])
 
 
 def _check_schema(data: dict[str, Any], path: Path) -> None:
@@ -385,9 +403,9 @@ def _validate(data: dict[str, Any], source: str) -> None:
         for i, sep in enumerate(seps):
             if sep.strip("\n") or not sep:
                 c.fail(f"format.{key}[{i}]", "a separator is one or more newlines")
-            if key == "meta_separators" and len(sep) < 2:
-                # one newline would read the meta-instruction as a line of the last input
-                c.fail(f"format.{key}[{i}]", "the meta-instruction stands after a blank line")
+    if not any(sep.count("\n") >= 2 for sep in layout["meta_separators"]):
+        # one newline would read the meta-instruction as a line of the last input
+        c.fail("format.meta_separators", "none holds a blank line (two newlines)")
     sep = c.get(layout, "response_separator", "format")
     if not isinstance(sep, str) or not sep or sep.strip("\n"):
         c.fail("format.response_separator", "a separator is one or more newlines")

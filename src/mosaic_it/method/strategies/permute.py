@@ -158,13 +158,34 @@ def choose(
             continue
         phrasing = rng.choice(cfg["rules"][rule])
         if rule == "FIX":
-            open_, close = rng.choice(cfg["order_brackets"])
-            sep = rng.choice(cfg["order_separators"])
+            styles = pack.derived.get("order_styles")
+            if styles is None:
+                styles = pack.derived["order_styles"] = order_styles(cfg)
+            open_, close = rng.choice(styles[0])
+            sep = rng.choice(styles[1])
             phrasing = phrasing.format(order=open_ + sep.join(map(str, order)) + close)
         if has_ties(rule, items):
             phrasing = f"{phrasing} {rng.choice(cfg['tie_break'])}"
         return RuleChoice("permute", rule, phrasing, order, [], params)
     return None
+
+
+def order_styles(section: dict[str, Any]) -> tuple[list[list[str]], list[str]]:
+    """The order brackets and separators of a pack's "permute" section that keep a FIX order
+    plain numbers: no bracket a label or a comparison uses (``<2>1>``, ``[[1 > 2]]``), no
+    separator that reads as a comparison or as part of a number. Older packs hold such
+    entries; they are never drawn."""
+    brackets = [
+        pair
+        for pair in section["order_brackets"]
+        if not any(ch in "".join(pair) for ch in ORDER_FORBIDDEN + "0123456789")
+    ]
+    separators = [
+        sep
+        for sep in section["order_separators"]
+        if sep.strip() not in COMPARISONS and not any(ch.isdigit() for ch in sep)
+    ]
+    return brackets, separators
 
 
 def check(
@@ -210,14 +231,13 @@ def check_pack(c: PackChecker, section: Any) -> None:
     """The rule pack's "permute" section: phrasings of every rule, order brackets, tie breaks."""
     c.pairs(c.get(section, "order_brackets", "permute"), "permute.order_brackets", allow_empty=True)
     c.texts(c.get(section, "order_separators", "permute"), "permute.order_separators", set())
-    # an order reads as plain numbers: no bracket a label could be, no separator that reads as
-    # a comparison ("3 > 1 > 2") or as part of a number
-    for i, pair in enumerate(section["order_brackets"]):
-        if any(ch in "".join(pair) for ch in ORDER_FORBIDDEN + "0123456789"):
-            c.fail(f"permute.order_brackets[{i}]", f"{pair!r} would read as a label or comparison")
-    for i, sep in enumerate(section["order_separators"]):
-        if sep.strip() in COMPARISONS or any(ch.isdigit() for ch in sep):
-            c.fail(f"permute.order_separators[{i}]", f"{sep!r} reads as a comparison or a number")
+    # an order reads as plain numbers: entries that would not are never drawn; a pack must
+    # keep one of each
+    brackets, separators = order_styles(section)
+    if not brackets:
+        c.fail("permute.order_brackets", "every pair reads as a label or a comparison")
+    if not separators:
+        c.fail("permute.order_separators", "every separator reads as a comparison or a number")
     rules = c.get(section, "rules", "permute")
     for rule in PERMUTE_RULES:
         fields = {"order"} if rule == "FIX" else set()
