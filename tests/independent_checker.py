@@ -191,6 +191,7 @@ META_LIKE = [
         r"\b(answer|respond to|reply to)\b.{0,30}\b(instructions|questions)\b.{0,30}\border\b",
         r"\bin (reverse|alphabetical) order\b.{0,20}\b(answer|respond|reply)",
         r"\b(wrap|enclose|surround)\b.{0,30}\b(answer|response|reply)s?\b",
+        r"\b(put|place)\b.{0,30}\b(answer|response|reply)s?\b.{0,10}\b(between|inside)\b",
         r"\b(this|the|these|following|above|each|every|given) instructions?\b",
         r"\b(the|these|following|above|each|every) questions\b",
         r"\banswer the following\b.{0,20}\bquestion\b",

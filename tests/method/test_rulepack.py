@@ -214,7 +214,7 @@ def test_the_schema_is_json_schema_and_names_every_key_and_rule_the_code_reads(p
         (lambda d: d["format"].__setitem__("meta_separators", ["\n"]), "format.meta_separators"),
         (lambda d: d["permute"].__setitem__("order_separators", [" > "]), "order_separators"),
         (lambda d: d["permute"].__setitem__("order_brackets", [["<", ">"]]), "order_brackets"),
-        (lambda d: d["meta_like"]["en"].append("(unclosed"), "meta_like.en[11]"),
+        (lambda d: d["meta_like"]["en"].append("(unclosed"), "meta_like.en[12]"),
     ],
 )
 def test_packs_that_would_make_ambiguous_prompts_are_refused(tmp_path, mutate, where):
