@@ -165,7 +165,8 @@ NEWER_KEYS = (("meta_like",), ("format", "tag_avoid_strings"))
 
 def _take_newer_keys(data: dict[str, Any], default: dict[str, Any]) -> None:
     for path in NEWER_KEYS:
-        holder, bundled = data, default
+        holder: Any = data
+        bundled: Any = default
         for key in path[:-1]:
             holder, bundled = holder.get(key), bundled[key]
             if not isinstance(holder, dict):
