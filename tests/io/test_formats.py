@@ -342,6 +342,7 @@ def test_round_trip_between_formats_keeps_every_pair(tmp_path, fmt_in, fmt_out):
         (".parquet", "alpaca"),
         ("", "prompt-completion"),
         ("", "messages"),
+        (".parquet", "messages-parts"),
     ],
 )
 def test_round_trip_through_each_output_type(tmp_path, suffix, fmt_out):
