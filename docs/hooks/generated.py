@@ -59,7 +59,8 @@ def cli_reference() -> str:
             choices = ""
             if action.choices and not isinstance(action.choices, dict):
                 choices = " (one of " + ", ".join(f"`{c}`" for c in action.choices) + ")"
-            help_text = action.help % dict(vars(action), prog=f"mosaic-it {name}") if action.help else ""
+            params = dict(vars(action), prog=f"mosaic-it {name}")
+            help_text = action.help % params if action.help else ""
             out.append(f"| {_flags(action)} | {_default(action)} | {_cell(help_text)}{choices} |")
         out.append("")
     return "\n".join(out)
