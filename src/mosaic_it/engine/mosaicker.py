@@ -156,9 +156,9 @@ class _Intake:
         """Store a counted batch (its records' prompt and output counts, and their facts for
         layouts) and admit those of its records that can fit the budget."""
         prompt_counts, output_counts = counts
-        counts = self.grouper.counts
-        counts.prompt.extend(prompt_counts)
-        counts.output.extend(output_counts)
+        kept = self.grouper.counts
+        kept.prompt.extend(prompt_counts)
+        kept.output.extend(output_counts)
         self.held += sum(len(r.instruction) + len(r.input) + len(r.output) for r in items)
         if self.disk is None and self.held > self.spool_threshold:
             self.disk = DiskStore()

@@ -10,6 +10,7 @@ in the registry of strategies (:mod:`.strategies.base`).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from mosaic_it.method.layout import (
     Layout,
@@ -68,10 +69,10 @@ def sample_parts(
 
 def render_parts(parts: Parts, at: list[int], texts: list[str]) -> str:
     """The text of ``parts``, with ``texts[n]`` where record number n stands (at ``at``)."""
-    written = parts.copy()
+    written: list[Any] = parts.copy()  # the numbers at ``at`` become texts
     for j in at:
-        written[j] = texts[written[j]]  # type: ignore[index]
-    return "".join(written)  # type: ignore[arg-type]
+        written[j] = texts[written[j]]
+    return "".join(written)
 
 
 @dataclass(frozen=True, slots=True)

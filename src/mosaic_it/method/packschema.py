@@ -1,5 +1,5 @@
-"""The rule pack's JSON Schema (``mosaic_it/data/rules.schema.json``) and a small validator of
-the part of JSON Schema it uses.
+"""The rule pack's JSON Schema (``mosaic_it/data/schemas/rules.schema.json``) and a small
+validator of the part of JSON Schema it uses.
 
 Why not the ``jsonschema`` library: the error a user needs names the misspelt key, its place in
 the file and the nearest known key, which takes walking the schema ourselves anyway; the subset
@@ -34,7 +34,9 @@ _NAMES = {"object": "an object", "array": "a list", "string": "a string", "numbe
 @lru_cache(maxsize=1)
 def pack_schema() -> dict[str, Any]:
     """The rule pack schema shipped with the package."""
-    text = (resources.files("mosaic_it") / "data" / "rules.schema.json").read_text("utf-8")
+    text = (resources.files("mosaic_it") / "data" / "schemas" / "rules.schema.json").read_text(
+        "utf-8"
+    )
     return json.loads(text)
 
 

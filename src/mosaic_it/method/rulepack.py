@@ -176,9 +176,9 @@ def _take_newer_keys(data: dict[str, Any], default: dict[str, Any]) -> None:
 
 
 def _check_schema(data: dict[str, Any], path: Path) -> None:
-    """The pack as written against the schema (``data/rules.schema.json``): an unknown key is
-    an error naming it, its line and the nearest known key. A pack that extends the default may
-    leave keys out."""
+    """The pack as written against its schema (``data/schemas/rules.schema.json``): an unknown
+    key is an error naming it, its line and the nearest known key. A pack that extends the
+    default may leave keys out."""
     found = first_error(
         data,
         pack_schema(),

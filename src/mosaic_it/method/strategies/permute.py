@@ -139,6 +139,7 @@ def choose(
     for rule in candidates:
         reason = ""
         params: dict[str, Any] = {}
+        order: list[int] | None = None
         if rule in NEEDS_NUMBERS and not numbered:
             reason = "numbers"
         elif rule == "FIX":
@@ -156,6 +157,7 @@ def choose(
             if passed is not None:
                 passed.append(Passed(rule, reason))
             continue
+        assert order is not None  # a rule without an order says why (reason)
         phrasing = rng.choice(cfg["rules"][rule])
         if rule == "FIX":
             styles = pack.derived.get("order_styles")
