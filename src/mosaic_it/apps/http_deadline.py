@@ -63,7 +63,7 @@ class _Tracked:
                 if deadline.expired.is_set():  # the time ran out while connecting
                     _shut(made)
 
-            made.connect = connect_in_time  # type: ignore[method-assign]
+            made.connect = connect_in_time
             deadline.add(made)
             return made
 
