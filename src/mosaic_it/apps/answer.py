@@ -1,0 +1,125 @@
+"""Answers of a model to an open-ended prompt set, for ``mosaic-it judge``: ``mosaic-it answer``.
+
+The model is asked through an OpenAI-compatible server (vLLM, SGLang, llama.cpp, TGI,
+``transformers serve`` serving a local model directory), with the backend of ``eval``
+(:class:`~mosaic_it.apps.backends.OpenAIBackend`: concurrency, timeouts, retries). Every first
+turn is asked first; a second turn (MT-Bench) is then asked with the first turn and the model's
+own answer to it in the conversation, and so on. Answers are written as they come, as
+``{"id", "response"}`` lines (the id ``ID#2`` for a second turn), and ``resume`` asks only for
+the missing ones, for the same model, prompt set and options (``RESPONSES.run.json``).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from mosaic_it.apps.backends import OpenAIBackend, ServedOptions
+from mosaic_it.apps.evaluate import check_responses_run, read_done, responses_run_path
+from mosaic_it.apps.generation import GenerationOptions
+from mosaic_it.apps.prompt_sets import PromptItem, turn_id
+from mosaic_it.io.files import write_json
+
+__all__ = ["ConversationBackend", "Turn", "answer_prompt_set"]
+
+
+@dataclass
+class Turn:
+    """One turn to ask: the conversation so far (user and assistant messages) and the turn."""
+
+    id: str
+    instruction: str
+    system: str
+    history: tuple[tuple[str, str], ...] = ()
+
+
+class ConversationBackend(OpenAIBackend):
+    """The served backend of ``eval``, sending the earlier turns of a conversation too."""
+
+    def body(self, prompt: Any, opt: Any) -> dict[str, Any]:
+        body = super().body(prompt, opt)
+        history = getattr(prompt, "history", ())
+        if history:
+            earlier = []
+            for user, assistant in history:
+                earlier += [
+                    {"role": "user", "content": user},
+                    {"role": "assistant", "content": assistant},
+                ]
+            system = body["messages"][:-1]  # the system message, if any
+            body["messages"] = [*system, *earlier, body["messages"][-1]]
+        return body
+
+
+def answer_prompt_set(
+    items: Sequence[PromptItem],
+    served: ServedOptions,
+    responses: str | Path,
+    *,
+    prompt_set: str,
+    opt: GenerationOptions | None = None,
+    system: str = "",
+    resume: bool = False,
+    log: Callable[[str], None] = lambda s: None,
+) -> dict[str, Any]:
+    """Answer every turn of every item (see the module doc); returns counts for the record."""
+    opt = opt or GenerationOptions()
+    path = Path(responses)
+    if path.exists() and not resume:
+        raise ValueError(
+            f"{path} exists; pass --resume to keep its answers and add the missing ones, "
+            "or remove it"
+        )
+    backend = ConversationBackend(served)
+    run = {
+        "model": served.model,
+        "prompt_set": prompt_set,
+        "prompts": len(items),
+        "backend": backend.name,
+        "system": system,
+        "generation": {
+            k: v
+            for k, v in opt.__dict__.items()
+            if k not in ("batch_size", "threads", "batch_tokens")
+        },
+    }
+    check_responses_run(path, run, resume)
+    done = read_done(path) if resume else {}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_json(responses_run_path(path), run)
+    asked = 0
+    tokens: int | None = 0
+    with path.open("a", encoding="utf-8") as out:
+
+        def on_answer(key: str, text: str) -> None:
+            done[key] = text
+            out.write(json.dumps({"id": key, "response": text}, ensure_ascii=False) + "\n")
+            out.flush()
+
+        for turn in range(1, max(len(i.turns) for i in items) + 1):
+            todo = [
+                Turn(
+                    turn_id(i.id, turn),
+                    i.turns[turn - 1],
+                    system,
+                    tuple((i.turns[t - 1], done[turn_id(i.id, t)]) for t in range(1, turn)),
+                )
+                for i in items
+                if len(i.turns) >= turn and turn_id(i.id, turn) not in done
+            ]
+            if not todo:
+                continue
+            log(f"turn {turn}: {len(todo)} prompts to answer")
+            used = backend.answer(todo, opt, on_answer, log).get("tokens_generated")
+            tokens = None if tokens is None or used is None else tokens + used
+            asked += len(todo)
+    return {
+        "answers": sum(len(i.turns) for i in items),
+        "asked": asked,
+        "kept": sum(len(i.turns) for i in items) - asked,
+        "tokens_generated": tokens,
+        "responses": str(path),
+    }
