@@ -121,7 +121,13 @@ def test_arithmetic_order_swap_and_sets(fake, files, tmp_path, capsys):
     ]
     assert sorted(shown_first) == sorted(x for _, a, b in CASES.values() for x in (a, b))
     assert all(q["body"]["temperature"] == 0.0 for q in server.requests)
-    assert r["calls"] == {"judgments": 10, "cached": 0, "cache_hit_rate": 0.0, "requests": 10}
+    assert r["calls"] == {
+        "judgments": 10,
+        "distinct": 10,
+        "cached": 0,
+        "requests": 10,
+        "cache_hit_rate": 0.0,
+    }
     # swapping the files mirrors every figure
     assert (
         main(

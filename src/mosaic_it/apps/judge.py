@@ -268,7 +268,6 @@ def judge_pairwise(
         )
     if options.judgments is not None:
         _write_judgments(options.judgments, plan, verdicts, names)
-    total = 2 * len(plan)
     return {
         "answers": {"answers_1": names[0], "answers_2": names[1]},
         "judge": {
@@ -279,10 +278,9 @@ def judge_pairwise(
             "verdict_retries": options.verdict_retries,
         },
         "calls": {
-            "judgments": total,
-            "cached": total - asked["judgments"],
-            "cache_hit_rate": round((total - asked["judgments"]) / total, 4) if total else None,
-            "requests": asked["requests"],
+            "judgments": 2 * len(plan),
+            **asked,
+            "cache_hit_rate": round(asked["cached"] / asked["distinct"], 4),
         },
         "results": summarize(units, options.seed, options.resamples),
         "protocol": "each turn judged twice, the answers' positions swapped; combined: win in "
@@ -365,7 +363,8 @@ def _judge_calls(
     log: Callable[[str], None],
 ) -> tuple[dict[str, dict[str, Any]], dict[str, int]]:
     """key -> {"verdict", "reply", "tries"} for every call: from the judgments file (with
-    ``resume``), the cache, or the judge; and how many judgments and requests were asked."""
+    ``resume``), the cache, or the judge; and how many distinct calls there were, how many
+    came from the cache or the judgments file, and how many requests were sent."""
     known = _read_cache(options.cache) if options.cache else {}
     if options.resume and options.judgments is not None:
         known.update(_read_judgments(options.judgments))
@@ -374,11 +373,11 @@ def _judge_calls(
             f"{options.judgments} exists; pass --resume to keep its judgments and ask the "
             "missing ones, or remove it"
         )
-    unique = {c.key: c for c in calls}
+    unique = {c.key: c for c in calls}  # the same text twice is asked once
     done = {k: known[k] for k in unique if k in known}
     pending = [c for k, c in unique.items() if k not in done]
-    asked = {"judgments": len(pending), "requests": 0}
-    log(f"{len(unique)} judge calls, {len(done)} cached, {len(pending)} to ask")
+    asked = {"distinct": len(unique), "cached": len(done), "requests": 0}
+    log(f"{len(unique)} distinct judge calls, {len(done)} cached, {len(pending)} to ask")
     if not pending:
         return done, asked
     backend = OpenAIBackend(served)

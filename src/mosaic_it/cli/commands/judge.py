@@ -140,8 +140,9 @@ def render(results: dict[str, Any]) -> str:
         f"answers 1: {a['answers_1']}",
         f"answers 2: {a['answers_2']}",
         f"judge: {results['judge']['model']} ({results['judge']['prompt']}); "
-        f"{results['calls']['judgments']} judgments, "
-        f"{results['calls']['cached']} from the cache",
+        f"{results['calls']['judgments']} judgments, {results['calls']['cached']} of "
+        f"{results['calls']['distinct']} distinct calls from the cache, "
+        f"{results['calls']['requests']} requests",
         "",
         "| test set | n | win | tie | lose | unreadable | winning score [95% CI] | "
         "win rate [95% CI] | consistent | chars 1 | chars 2 |",
