@@ -13,8 +13,8 @@ Any other set is a JSON list or JSONL file in the field's common shapes: the tex
 ``turns`` (a list: a multi-turn prompt), ``conversations`` (LIMA's list of texts, or ShareGPT's
 messages: the user's turns are kept), ``instruction`` / ``Instruction`` (with ``input`` or
 Self-Instruct's first ``instances[].input`` after it), ``prompt``, ``question`` or ``text``; its id
-is ``id``, ``question_id`` or ``idx`` (else its line number); its test set is ``dataset``,
-``source`` or ``category`` (else the file's name); a reference answer is ``reference`` or
+is ``id``, ``question_id`` or ``idx`` (else its line number); its test set is ``dataset`` or
+``source`` (else the file's name); a reference answer is ``reference`` or
 ``output`` (else none).
 """
 
@@ -49,7 +49,7 @@ BUILTIN_SETS: dict[str, tuple[str, str, str]] = {
     ),
 }
 ID_FIELDS = ("id", "question_id", "idx")
-SET_FIELDS = ("dataset", "source", "category")
+SET_FIELDS = ("dataset", "source")  # not "category": a topic within one test set
 TEXT_FIELDS = ("prompt", "question", "text")
 
 
@@ -101,8 +101,6 @@ def read_prompt_set(spec: str) -> list[PromptItem]:
     seen: set[str] = set()
     for index, where, obj in iter_raw(path):
         item = _item(obj, index, where, default_set)
-        if spec == "builtin:mt-bench":  # one set, its categories are not test sets
-            item = PromptItem(item.id, item.turns, "mt-bench", item.reference)
         if item.id in seen:
             raise InputError(f"{where}: id {item.id!r} appears twice; ids must be unique")
         seen.add(item.id)
