@@ -5,14 +5,13 @@ answers to an open-ended prompt set (AlpacaEval, MT-Bench's two turns, a file), 
 from __future__ import annotations
 
 import argparse
-import sys
 
 from mosaic_it.apps.answer import answer_prompt_set
-from mosaic_it.apps.backends import ServedOptions
 from mosaic_it.apps.evaluate import GenerationOptions, responses_run_path
 from mosaic_it.apps.prompt_sets import BUILTIN_SETS, read_prompt_set
 from mosaic_it.cli.commands.eval import _declare_served
 from mosaic_it.cli.registry import Arguments, Command
+from mosaic_it.cli.served import progress, served_options
 from mosaic_it.io.outputs import Output, guard
 
 
@@ -40,10 +39,7 @@ def declare(a: Arguments) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    if not args.base_url:
-        raise ValueError(
-            "--base-url is required (the server's API root, e.g. http://127.0.0.1:8000/v1)"
-        )
+    served = served_options(args, args.model)  # before any file is read
     if args.limit < 0:
         raise ValueError("--limit must be 0 (all) or more")
     inputs = {} if args.prompts.startswith("builtin:") else {"PROMPTS": args.prompts}
@@ -64,18 +60,7 @@ def run(args: argparse.Namespace) -> int:
             top_p=args.top_p,
             seed=args.seed,
         )
-        served = ServedOptions(
-            args.base_url,
-            args.model,
-            args.api_key_env,
-            args.concurrency,
-            args.timeout,
-            args.retries,
-        )
-
-        def log(text: str) -> None:
-            if not args.quiet:
-                print(f"mosaic-it answer: {text}", file=sys.stderr, flush=True)
+        log = progress("answer", args.quiet)
 
         counts = answer_prompt_set(
             items,

@@ -4,15 +4,14 @@ pairwise LLM-judge comparison of two answer files, or of one against the set's r
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 from typing import Any
 
-from mosaic_it.apps.backends import ServedOptions
 from mosaic_it.apps.judge import JudgeOptions, JudgePrompt, compare_files, default_cache
 from mosaic_it.apps.prompt_sets import BUILTIN_SETS
 from mosaic_it.cli.commands.eval import _declare_served
 from mosaic_it.cli.registry import Arguments, Command
+from mosaic_it.cli.served import progress, served_options
 from mosaic_it.io.files import write_json
 from mosaic_it.io.outputs import Output, guard
 
@@ -78,10 +77,7 @@ def declare(a: Arguments) -> None:
 def run(args: argparse.Namespace) -> int:
     if args.resume and not args.judgments:
         raise ValueError("--resume needs --judgments FILE (the judgments to keep)")
-    if not args.base_url:
-        raise ValueError(
-            "--base-url is required (the judge's API root, e.g. http://127.0.0.1:8000/v1)"
-        )
+    served = served_options(args, args.model)  # before any file is read
     if args.no_cache and args.cache:
         raise ValueError("--cache and --no-cache: choose one")
     inputs = {"ANSWERS_1": args.answers_1, "ANSWERS_2": args.answers_2}
@@ -103,18 +99,7 @@ def run(args: argparse.Namespace) -> int:
             resume=args.resume,
             resamples=args.resamples,
         )
-        served = ServedOptions(
-            args.base_url,
-            args.model,
-            args.api_key_env,
-            args.concurrency,
-            args.timeout,
-            args.retries,
-        )
-
-        def log(text: str) -> None:
-            if not args.quiet:
-                print(f"mosaic-it judge: {text}", file=sys.stderr, flush=True)
+        log = progress("judge", args.quiet)
 
         results = compare_files(args.prompts, args.answers_1, args.answers_2, served, options, log)
         print(render(results))
