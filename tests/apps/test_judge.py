@@ -388,3 +388,26 @@ def test_tiny_served_judge_garbage_is_retried_then_unreadable(
         JudgeOptions(max_new_tokens=8, verdict_retries=1, cache=tmp_path / "c.jsonl"),
     )
     assert again["calls"]["cache_hit_rate"] == 1.0 and again["results"] == r["results"]
+
+
+def test_a_server_failing_for_good_keeps_what_came(fake, files, tmp_path, capsys):
+    """A judge that refuses every request after the fourth: one line, exit 2; the verdicts
+    that came are in the cache, and the re-run against a working judge asks only the rest."""
+
+    def refusing(n, body):
+        return referee(n, body) if n < 4 else (400, {"error": "context too long"}, {})
+
+    broken, working = fake(refusing), fake(referee)
+    prompts, one, two = files
+    cache = tmp_path / "c.jsonl"
+    args = _args(broken.url, prompts, one, two, cache=cache, extra=["--concurrency", "1"])
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "HTTP 400" in err
+    kept = len(cache.read_text().splitlines())
+    assert kept == 4
+    out = tmp_path / "r.json"
+    again = _args(working.url, prompts, one, two, cache=cache, extra=["--out", str(out)])
+    assert main(again) == 0
+    assert len(working.requests) == 10 - kept
+    assert json.loads(out.read_text())["calls"]["cached"] == kept
