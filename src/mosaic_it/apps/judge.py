@@ -271,7 +271,8 @@ def judge_pairwise(
     return {
         "answers": {"answers_1": names[0], "answers_2": names[1]},
         "judge": {
-            **{k: v for k, v in _served_info(served).items()},
+            "model": served.model,
+            "base_url": served.public_url(),
             "prompt": options.prompt.name,
             "prompt_sha256": options.prompt.digest,
             "max_tokens": options.max_new_tokens,
@@ -340,10 +341,6 @@ def compare_files(
             log=log,
         )
     return {"prompt_set": prompt_set, **out}
-
-
-def _served_info(served: ServedOptions) -> dict[str, Any]:
-    return {"model": served.model, "base_url": served.public_url()}
 
 
 def _call(options: JudgeOptions, served: ServedOptions, text: str) -> _Call:
