@@ -28,7 +28,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from mosaic_it.apps.answer import answer_prompt_set
+from mosaic_it.apps.answer import ConversationBackend, answer_prompt_set
 from mosaic_it.apps.backends import LocalServer, ServedOptions
 from mosaic_it.apps.generation import GenerationOptions
 from mosaic_it.apps.gguf_model import gguf_model_dir
@@ -109,8 +109,9 @@ def main() -> int:
             for name, path in sets.items():
                 answer_prompt_set(
                     read_prompt_set(str(path)),
-                    served,
+                    ConversationBackend(served),
                     work / f"{arm}-{name}.jsonl",
+                    model=str(model_dir),
                     prompt_set=str(path),
                     opt=opt,
                     resume=True,

@@ -411,3 +411,39 @@ def test_a_server_failing_for_good_keeps_what_came(fake, files, tmp_path, capsys
     assert main(again) == 0
     assert len(working.requests) == 10 - kept
     assert json.loads(out.read_text())["calls"]["cached"] == kept
+
+
+def test_local_transformers_answers_a_second_turn_after_the_first(tmp_path, tiny_dir):  # noqa: F811
+    """--backend transformers: the second turn's prompt holds the first turn and the model's own
+    answer to it, in the model's prompt format (Vicuna here: FastChat's turns and </s>)."""
+    from mosaic_it.apps.models import bundled_hf_tokenizer
+    from mosaic_it.apps.prompt_formats import PromptFormat
+
+    tok = bundled_hf_tokenizer()
+    one = PromptFormat("vicuna").generation_ids(tok, "Q2", "", [("Q1", "A1")])
+    text = tok.decode(one).replace("</s> ", "</s>")  # the decoder's space after a special token
+    assert text.endswith("USER: Q1 ASSISTANT: A1</s>USER: Q2 ASSISTANT:"), text
+    chat = PromptFormat("chat").generation_ids(
+        bundled_hf_tokenizer_with_chat(), "Q2", "", [("Q1", "A1")]
+    )
+    assert "user: Q1\nassistant: A1\nuser: Q2\nassistant:" in tok.decode(chat)
+    prompts = tmp_path / "two.jsonl"
+    prompts.write_text(json.dumps({"id": "c", "turns": ["Say hi.", "Again."]}) + "\n")
+    out = tmp_path / "local.jsonl"
+    args = ["answer", str(prompts), "--backend", "transformers", "--model", str(tiny_dir)]
+    args += ["--prompt-format", "vicuna", "--max-new-tokens", "4", "--responses", str(out), "-q"]
+    assert main(args) == 0
+    answers = {d["id"]: d["response"] for d in map(json.loads, out.read_text().splitlines())}
+    assert set(answers) == {"c", "c#2"}
+    assert main(args + ["--resume"]) == 0  # nothing left to ask
+
+
+def bundled_hf_tokenizer_with_chat():
+    from mosaic_it.apps.models import bundled_hf_tokenizer
+
+    tok = bundled_hf_tokenizer()
+    tok.chat_template = (
+        "{% for m in messages %}{{ m['role'] }}: {{ m['content'] }}\n{% endfor %}"
+        "{% if add_generation_prompt %}assistant:{% endif %}"
+    )
+    return tok

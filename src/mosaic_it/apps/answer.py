@@ -1,8 +1,8 @@
 """Answers of a model to an open-ended prompt set, for ``mosaic-it judge``: ``mosaic-it answer``.
 
 The model is asked through an OpenAI-compatible server (vLLM, SGLang, llama.cpp, TGI,
-``transformers serve`` serving a local model directory), with the backend of ``eval``
-(:class:`~mosaic_it.apps.backends.OpenAIBackend`: concurrency, timeouts, retries). Every first
+``transformers serve``) with the served backend of ``eval`` (concurrency, timeouts, retries), or
+loaded here with its transformers backend (batched, the model's prompt format). Every first
 turn is asked first; a second turn (MT-Bench) is then asked with the first turn and the model's
 own answer to it in the conversation, and so on. Answers are written as they come, as
 ``{"id", "response"}`` lines (the id ``ID#2`` for a second turn), and ``resume`` asks only for
@@ -17,13 +17,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from mosaic_it.apps.backends import OpenAIBackend, ServedOptions
+from mosaic_it.apps.backends import GenerationBackend, OpenAIBackend, ServedOptions
 from mosaic_it.apps.evaluate import check_responses_run, read_done, responses_run_path
-from mosaic_it.apps.generation import GenerationOptions
+from mosaic_it.apps.generation import GenerationOptions, TransformersBackend
+from mosaic_it.apps.prompt_formats import chat_messages
 from mosaic_it.apps.prompt_sets import PromptItem, turn_id
 from mosaic_it.io.files import write_json
 
-__all__ = ["ConversationBackend", "Turn", "answer_prompt_set"]
+__all__ = ["ConversationBackend", "Turn", "answer_backend", "answer_prompt_set"]
 
 
 @dataclass
@@ -41,24 +42,36 @@ class ConversationBackend(OpenAIBackend):
 
     def body(self, prompt: Any, opt: Any) -> dict[str, Any]:
         body = super().body(prompt, opt)
-        history = getattr(prompt, "history", ())
-        if history:
-            earlier = []
-            for user, assistant in history:
-                earlier += [
-                    {"role": "user", "content": user},
-                    {"role": "assistant", "content": assistant},
-                ]
-            system = body["messages"][:-1]  # the system message, if any
-            body["messages"] = [*system, *earlier, body["messages"][-1]]
+        body["messages"] = chat_messages(prompt.instruction, prompt.system, prompt.history)
         return body
+
+
+def answer_backend(
+    backend: str,
+    model: str,
+    served: ServedOptions | None = None,
+    *,
+    tokenizer: str | None = None,
+    prompt_format: str = "auto",
+    dtype: str = "auto",
+) -> GenerationBackend:
+    """``openai``: the served model (``served``), sent whole conversations; ``transformers``:
+    the model loaded here (its prompt format renders the earlier turns)."""
+    if backend == "openai":
+        if served is None:
+            raise ValueError("--backend openai needs --base-url")
+        return ConversationBackend(served)
+    if backend == "transformers":
+        return TransformersBackend(model, tokenizer, prompt_format, dtype)
+    raise ValueError(f"--backend: choose from openai, transformers, got {backend!r}")
 
 
 def answer_prompt_set(
     items: Sequence[PromptItem],
-    served: ServedOptions,
+    backend: GenerationBackend,
     responses: str | Path,
     *,
+    model: str,
     prompt_set: str,
     opt: GenerationOptions | None = None,
     system: str = "",
@@ -73,12 +86,12 @@ def answer_prompt_set(
             f"{path} exists; pass --resume to keep its answers and add the missing ones, "
             "or remove it"
         )
-    backend = ConversationBackend(served)
-    run = {
-        "model": served.model,
+    described = backend.describe()
+    run: dict[str, Any] = {
+        "model": model,
         "prompt_set": prompt_set,
         "prompts": len(items),
-        "backend": backend.name,
+        **{k: described[k] for k in ("backend", "prompt_format", "served_model") if k in described},
         "system": system,
         "generation": {
             k: v
