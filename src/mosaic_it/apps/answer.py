@@ -23,6 +23,7 @@ from mosaic_it.apps.generation import GenerationOptions, TransformersBackend
 from mosaic_it.apps.prompt_formats import chat_messages
 from mosaic_it.apps.prompt_sets import PromptItem, turn_id
 from mosaic_it.io.files import write_json
+from mosaic_it.io.nofollow import append_text
 
 __all__ = ["ConversationBackend", "Turn", "answer_backend", "answer_prompt_set"]
 
@@ -105,7 +106,7 @@ def answer_prompt_set(
     write_json(responses_run_path(path), run)
     asked = 0
     tokens: int | None = 0
-    with path.open("a", encoding="utf-8") as out:
+    with open(append_text(path), "a", encoding="utf-8") as out:  # never through a link
 
         def on_answer(key: str, text: str) -> None:
             done[key] = text

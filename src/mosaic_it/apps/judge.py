@@ -33,7 +33,8 @@ from mosaic_it.apps.generation import GenerationOptions, Prompt
 from mosaic_it.apps.judge_stats import UnitResult, require_scipy, summarize
 from mosaic_it.apps.prompt_sets import PromptItem, read_prompt_set, turn_id
 from mosaic_it.cache import cache_root
-from mosaic_it.io.files import InputError, iter_raw
+from mosaic_it.io.files import InputError, atomic_writer, iter_raw
+from mosaic_it.io.nofollow import append_text
 
 __all__ = [
     "DEFAULT_PROMPT",
@@ -381,7 +382,7 @@ def _judge_calls(
     cache_file: IO[str] | None = None
     if options.cache is not None:
         options.cache.parent.mkdir(parents=True, exist_ok=True)
-        cache_file = options.cache.open("a", encoding="utf-8")
+        cache_file = open(append_text(options.cache), "a", encoding="utf-8")  # never via a link
     try:
         for attempt in range(options.verdict_retries + 1):
             last = attempt == options.verdict_retries
@@ -455,7 +456,7 @@ def _write_judgments(
 ) -> None:
     """One line per judged turn: both orders' verdicts and the judge's replies."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("w", encoding="utf-8") as f:
+    with atomic_writer(path) as f:
         for item, turn, first, second in plan:
             row = {
                 "id": turn_id(item.id, turn),
