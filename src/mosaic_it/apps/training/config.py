@@ -86,7 +86,7 @@ class TrainConfig:
     num_generations: int = 8  # grpo: completions per prompt (TRL's default)
     max_completion_length: int = 256  # grpo: longest generated completion, in tokens
     rewards: str = "partial"  # grpo: +-joined reward kinds of mosaic_it.rewards (pass, partial)
-    reward_mode: str = "strict"  # grpo: the grader's reading mode
+    reward_mode: str = "loose"  # grpo: the grader's reading mode (the rewards' and score's default)
     temperature: float = 1.0  # grpo: sampling temperature of the completions
 
     def __post_init__(self) -> None:
