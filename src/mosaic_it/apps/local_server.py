@@ -22,8 +22,11 @@ class LocalServer:
         log: str | os.PathLike[str],
         start_timeout: float = 300.0,
         threads: int = 0,
+        continuous_batching: bool = False,
     ) -> None:
         self.threads = threads  # torch threads of the server (0: torch's default)
+        # batch the requests in flight together (without it, one request at a time)
+        self.continuous_batching = continuous_batching
         self.model_dir = str(model_dir)
         self.log = log
         self.start_timeout = start_timeout
@@ -53,6 +56,8 @@ class LocalServer:
             "--device",
             "cpu",
         ]
+        if self.continuous_batching:
+            cmd.append("--continuous-batching")
         with open(self.log, "w") as out:
             self.proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=self._env())
         self.base_url = f"http://127.0.0.1:{port}/v1"
