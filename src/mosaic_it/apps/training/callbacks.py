@@ -25,7 +25,7 @@ class RewardLog:
         self.path = path
         self._scores: dict[str, list[float]] = {}
 
-    def wrap(self) -> list[Callable[..., list[float]]]:
+    def wrap(self) -> list[Any]:
         """The reward functions to hand to the trainer, in order."""
         return [self._logged(reward) for reward in self.rewards]
 

@@ -126,7 +126,7 @@ def prepare_run(
         train_dataset=data.dataset,
         processing_class=tokenizer,
         peft_config=_peft_config(config),
-        callbacks=[WarmupNote(), *callbacks],
+        callbacks=_callbacks(callbacks),
     )
     return Run(config, trainer, tokenizer, fmt, data.rows, data.truncated, data.longest, checkpoint)
 
@@ -279,9 +279,14 @@ def _prepare_grpo(
         train_dataset=Dataset.from_list(rows),
         processing_class=tokenizer,
         peft_config=_peft_config(config),
-        callbacks=[WarmupNote(), *callbacks],
+        callbacks=_callbacks(callbacks),
     )
     return Run(config, trainer, tokenizer, fmt, len(rows), 0, 0, checkpoint)
+
+
+def _callbacks(callbacks: tuple[Any, ...]) -> list[Any]:
+    """The trainer's callbacks: the caller's, after the note on what warm-up does."""
+    return [WarmupNote(), *callbacks]
 
 
 def _checkpointing(args_class: Any, on: bool) -> dict[str, bool]:
