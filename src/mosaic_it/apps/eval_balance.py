@@ -136,11 +136,9 @@ def allocate(
     max_instructions: int,
     seed: int,
     strategies: tuple[str, ...] | None = None,
-    min_instructions: int = 2,
 ) -> list[Cell]:
     """Equal shares of ``n`` for the strategies (all, or those named), then for each strategy's
-    rules, then for each rule's instruction counts (``min_instructions``..``max_instructions``);
-    remainders go to shares drawn at random."""
+    rules, then for each rule's instruction counts; remainders go to shares drawn at random."""
     if max_instructions < 2:
         raise ValueError(
             "max_instructions: an evaluation mosaic has 2 instructions or more, "
@@ -154,8 +152,7 @@ def allocate(
     for strategy, rule in eval_rules():
         if strategies is not None and strategy not in strategies:
             continue
-        low = max(2, min_instructions)
-        ks = [k for k in range(low, max_instructions + 1) if possible(strategy, rule, k)]
+        ks = [k for k in range(2, max_instructions + 1) if possible(strategy, rule, k)]
         if ks:
             counts.setdefault(strategy, {})[rule] = ks
     cells = []
