@@ -32,6 +32,7 @@ mean. ``--batch-size`` then counts completions per optimizer step (a multiple of
 
 from __future__ import annotations
 
+import json
 import logging
 import sys
 import time
@@ -104,6 +105,10 @@ def train(
             print(f"mosaic-it train: {threads} torch thread(s) on CPU ({how})", file=sys.stderr)
     run = prepare_run(config, resume, callbacks)
     out = Path(config.output_dir)
+    if run.checkpoint and _is_main():
+        note = _changed_steps_note(out / CONFIG_FILE, config.max_steps)
+        if note:
+            print(f"mosaic-it train: {note}", file=sys.stderr)
     meta = {
         "config": config.to_dict(),
         "data_content": content_digest(config.data),
@@ -138,6 +143,23 @@ def train(
         write_json(out / CONFIG_FILE, meta)
     return TrainResult(
         config.output_dir, state.global_step, losses, seconds, run.rows, run.truncated, rewards
+    )
+
+
+def _changed_steps_note(saved: Path, max_steps: int) -> str | None:
+    """What a resumed run with another --max-steps does to the learning rate: the optimizer
+    comes back with the rate the checkpoint's schedule had reached, so the first resumed step
+    runs at it (0 where a decay had ended), and the schedule goes on as one of the new length."""
+    try:
+        before = json.loads(saved.read_text(encoding="utf-8"))["config"].get("max_steps")
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return None
+    if before is None or before == max_steps:
+        return None
+    return (
+        f"--max-steps changed from {before} to {max_steps} on --resume: the first resumed step "
+        "runs at the learning rate the checkpoint's schedule had reached (0 at the end of a "
+        f"decay), the later ones on a schedule of {max_steps} steps"
     )
 
 
