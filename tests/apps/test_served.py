@@ -289,6 +289,7 @@ def test_failing_server_stops_keeping_the_answers_that_came(fake, eval_set, tmp_
     err = capsys.readouterr().err
     assert "HTTP 500" in err and "boom" in err and "after 1 tries" in err and "Traceback" not in err
     assert len(_answers(responses)) == 3
+    assert "the 3 answers so far are kept in" in err and "--resume to continue" in err
     good = fake(lambda n, body: (200, completion(body), {}))
     args[args.index(server.url)] = good.url
     assert main(args + ["--resume"]) == 0

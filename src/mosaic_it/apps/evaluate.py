@@ -43,10 +43,11 @@ from mosaic_it.apps.generation import (
     generate,
     idle_cores,
 )
+from mosaic_it.apps.models import ModelError
 from mosaic_it.apps.score import read_eval, score
 from mosaic_it.apps.score_report import EvalItem, ScoreReport
 from mosaic_it.io.files import InputError, iter_raw, write_json
-from mosaic_it.io.outputs import content_digest
+from mosaic_it.io.outputs import RunInterrupted, content_digest
 
 # generation with transformers lives in apps.generation; these names stay importable from here
 __all__ = [
@@ -190,6 +191,17 @@ def evaluate(
     t1 = time.perf_counter()
     try:
         counts = engine.answer(todo, opt, on_answer, log)
+    except (ModelError, KeyboardInterrupt) as exc:  # a server that failed for good, memory,
+        # Ctrl-C: say what is kept and how to go on
+        if responses_file is None or not responses:
+            raise
+        kept = (
+            f"the {len(responses)} answers so far are kept in {responses_file}: run the same "
+            "command with --resume to continue"
+        )
+        if isinstance(exc, KeyboardInterrupt):
+            raise RunInterrupted(f"interrupted; {kept}") from None
+        raise type(exc)(f"{exc}; {kept}") from None
     finally:
         if out_file is not None:
             out_file.close()
