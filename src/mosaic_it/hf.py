@@ -218,7 +218,7 @@ def _epoch_examples() -> type:
         return _EPOCH_EXAMPLES
     from datasets.iterable_dataset import ExamplesIterable
 
-    class EpochExamples(ExamplesIterable):  # type: ignore[misc,valid-type]
+    class EpochExamples(ExamplesIterable):
         def __init__(self, rows: Any, epoch: int) -> None:
             super().__init__(self._examples, {"epoch": epoch})
             self.rows = rows

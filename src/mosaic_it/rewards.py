@@ -179,11 +179,12 @@ class MosaicReward:
                 "reward: content=True needs a 'reference' column (as make-rl-prompts writes) "
                 "or a 'references' column"
             )
-        out = []
+        out: list[list[str | None] | None] = []
         for i, spec in enumerate(specs):
             refs = per_answer[i] if per_answer is not None else None
-            if refs is None and isinstance(composed[i] if composed is not None else None, str):
-                refs = reference_answers(spec, composed[i])
+            whole = composed[i] if composed is not None else None
+            if refs is None and isinstance(whole, str):
+                refs = reference_answers(spec, whole)
             if refs is None or len(refs) != spec.instructions:
                 raise SpecError(
                     f"row {i}: the reference does not give {spec.instructions} answers in the "
