@@ -9,7 +9,9 @@ tokens per second of each case as JSON lines and a table:
 * ``transformers``: the transformers backend now, at ``--batch-size`` and at each of
   ``--more-batch-sizes`` (0: batches sized by tokens, the default of ``mosaic-it eval``);
 * ``openai``: the same model served by ``transformers serve`` on 127.0.0.1, asked with
-  ``--concurrency`` requests in flight (needs mosaic-it[serve]);
+  each of ``--concurrency`` (comma-separated) requests in flight (needs mosaic-it[serve]);
+* ``openai-batching``: the same with ``transformers serve --continuous-batching``, which
+  batches the requests in flight together;
 * ``vllm``: vLLM's offline engine, where vLLM is installed (skipped otherwise).
 
 Every case generates greedily from the same model directory with the model's chat template, so
@@ -140,7 +142,7 @@ def main() -> int:
         default="0",
         help="comma-separated, 0 = sized by --batch-tokens (the default); '' for none",
     )
-    p.add_argument("--concurrency", type=int, default=8)
+    p.add_argument("--concurrency", default="8", help="comma-separated: one run each")
     p.add_argument("--before-ref", default=BEFORE_REF)
     p.add_argument(
         "--cases",
@@ -225,31 +227,39 @@ def main() -> int:
                             common,
                         )
                     )
-            elif case == "openai":
+            elif case in ("openai", "openai-batching"):
                 from mosaic_it.apps.backends import LocalServer
                 from mosaic_it.apps.evaluate import idle_cores
 
+                batching = case == "openai-batching"
                 # the server's torch threads as the transformers backend now chooses them
-                with LocalServer(model, work / "serve.log", threads=idle_cores()) as server:
-                    record(
-                        eval_case(
-                            "openai-transformers-serve",
-                            [
-                                "--backend",
-                                "openai",
-                                "--base-url",
-                                server.base_url,
-                                "--model",
-                                str(model),
-                                "--concurrency",
-                                str(a.concurrency),
-                            ],
-                            now,
-                            work,
-                            env,
-                            common,
+                with LocalServer(
+                    model,
+                    work / f"serve-{case}.log",
+                    threads=idle_cores(),
+                    continuous_batching=batching,
+                ) as server:
+                    for concurrency in a.concurrency.split(","):
+                        name = "continuous-batching" if batching else "transformers-serve"
+                        record(
+                            eval_case(
+                                f"openai-{name}-c{concurrency}",
+                                [
+                                    "--backend",
+                                    "openai",
+                                    "--base-url",
+                                    server.base_url,
+                                    "--model",
+                                    str(model),
+                                    "--concurrency",
+                                    concurrency,
+                                ],
+                                now,
+                                work,
+                                env,
+                                common,
+                            )
                         )
-                    )
             elif case == "vllm":
                 try:
                     import vllm  # noqa: F401

@@ -3,7 +3,9 @@
 * :func:`mosaic_dataset` turns a dataset (or any records) into a ``datasets.Dataset`` of
   mosaic samples, every epoch of the config, as the command line would write them.
 * :class:`MosaicIterable` draws the samples of one epoch each time it is iterated, so training
-  sees new combinations every epoch without writing them to disk. Epoch ``e`` is seeded by
+  sees new combinations every epoch without writing them to disk; its
+  :meth:`~MosaicIterable.to_iterable_dataset` is the route for TRL's and transformers'
+  trainers (their ``set_epoch`` picks the epoch). Epoch ``e`` is seeded by
   ``(seed, e)``: it equals epoch ``e`` of ``mosaic-it mosaic`` with the same config. It is
   a torch ``IterableDataset`` when torch is installed, and a generator function for
   ``datasets.IterableDataset.from_generator``.
@@ -127,8 +129,10 @@ class MosaicIterable(_IterableBase):
     (``persistent_workers``) or not: the epoch counter is shared with the workers
     (:class:`EpochClock`), so ``set_epoch`` in the main process reaches them.
 
-    ``datasets.IterableDataset.from_generator(iterable)`` works too: the object is callable
-    and each call yields the next epoch.
+    For a trainer, :meth:`to_iterable_dataset` gives a ``datasets.IterableDataset`` whose
+    epoch (``set_epoch``, which trainers call) is the mosaic epoch, however often it is
+    iterated. ``datasets.IterableDataset.from_generator(iterable)`` works too, but there the
+    object is called, and each call (a trainer's peeks included) yields the next epoch.
     """
 
     def __init__(
@@ -189,10 +193,58 @@ class MosaicIterable(_IterableBase):
         yield from self.__iter__()
 
     def to_iterable_dataset(self) -> Any:
-        """A ``datasets.IterableDataset`` drawing a new epoch each time it is iterated."""
+        """A ``datasets.IterableDataset`` whose epoch is the mosaic epoch: epoch ``e`` of the
+        dataset (``set_epoch(e)``, which TRL's and transformers' trainers call before every
+        training epoch) yields epoch ``e`` of ``mosaic-it mosaic`` with the same config and
+        seed. Iterating never moves the epoch on, so a trainer may peek at the rows as often
+        as it likes; ``map``, ``filter`` and the other lazy steps keep it (datasets hands the
+        epoch down to every step of the chain).
+        """
         import datasets
 
-        return datasets.IterableDataset.from_generator(self)
+        return datasets.IterableDataset(_epoch_examples()(self.epoch_rows, 0))
+
+
+def _epoch_examples() -> type:
+    """The ``datasets`` examples-iterable of :meth:`MosaicIterable.to_iterable_dataset`, made
+    on first use (``datasets`` stays optional).
+
+    ``datasets.IterableDataset`` hands its epoch to every step of its chain that has
+    ``shift_rngs`` (``shift_rngs(epoch)`` on a copy, each time it is iterated at an epoch other
+    than 0): that call picks the mosaic epoch here. One shard: the epoch's rows in order.
+    """
+    global _EPOCH_EXAMPLES
+    if _EPOCH_EXAMPLES is not None:
+        return _EPOCH_EXAMPLES
+    from datasets.iterable_dataset import ExamplesIterable
+
+    class EpochExamples(ExamplesIterable):
+        def __init__(self, rows: Any, epoch: int) -> None:
+            super().__init__(self._examples, {"epoch": epoch})
+            self.rows = rows
+            self.epoch = epoch
+
+        def _examples(self, epoch: int) -> Iterator[tuple[str, dict[str, Any]]]:
+            for index, row in enumerate(self.rows(epoch)):
+                yield f"{epoch}_{index}", row
+
+        def shift_rngs(self, value: int) -> EpochExamples:
+            return EpochExamples(self.rows, value)
+
+        def shuffle_data_sources(self, generator: Any) -> EpochExamples:
+            return EpochExamples(self.rows, self.epoch)  # one source: nothing to shuffle
+
+        def shard_data_sources(self, num_shards: int, index: int, contiguous: bool = True) -> Any:
+            return self if index == 0 else EpochExamples(lambda _: iter(()), self.epoch)
+
+        def reshard_data_sources(self) -> EpochExamples:
+            return EpochExamples(self.rows, self.epoch)
+
+    _EPOCH_EXAMPLES = EpochExamples
+    return EpochExamples
+
+
+_EPOCH_EXAMPLES: type | None = None
 
 
 def _torch_worker() -> tuple[int, int]:

@@ -67,24 +67,35 @@ def _logged(out):
     return [json.loads(line) for line in (out / REWARD_LOG).read_text().splitlines()]
 
 
-def test_grpo_grades_every_completion_logs_rewards_and_resumes(rl_rows, tmp_path):
+def test_grpo_grades_every_completion_logs_rewards_and_resumes(rl_rows, tmp_path, capsys):
     out = tmp_path / "run"
     first = train(_config(rl_rows, out, max_steps=2))
     assert first.steps == 2 and [s for s, _ in first.rewards] == [1, 2]
+    # the summary keeps each reward kind apart
+    assert all(set(means) == {"mosaic_pass", "mosaic_partial"} for _, means in first.rewards)
     lines = _logged(out)
-    # 4 completions per step (2 prompts x 2 generations), each graded by both rewards
-    assert len(lines) == 2 * 4 * 2
-    assert {(d["step"], d["reward"]) for d in lines} == {
-        (s, r) for s in (1, 2) for r in ("mosaic_pass", "mosaic_partial")
-    }
-    assert all(0.0 <= d["value"] <= 1.0 and d["id"].startswith("rl-") for d in lines)
+    # 4 completions per step (2 prompts x 2 generations): one line each, both rewards apart
+    assert len(lines) == 2 * 4
+    assert [d["step"] for d in lines] == [1] * 4 + [2] * 4
+    for d in lines:
+        assert set(d["rewards"]) == {"mosaic_pass", "mosaic_partial"}
+        assert all(0.0 <= v <= 1.0 for v in d["rewards"].values())
+        assert d["id"].startswith("rl-") and isinstance(d["completion"], str)
+    for step in (1, 2):
+        groups: dict[str, list[int]] = {}
+        for d in lines:
+            if d["step"] == step:
+                groups.setdefault(d["id"], []).append(d["generation"])
+        assert list(groups.values()) == [[0, 1], [0, 1]]
     saved = json.loads((out / "mosaic_it_train.json").read_text())
     assert saved["config"]["method"] == "grpo" and len(saved["result"]["rewards"]) == 2
 
+    capsys.readouterr()
     second = train(_config(rl_rows, out, max_steps=3), resume=True)
     assert second.steps == 3
+    assert "--max-steps changed from 2 to 3 on --resume" in capsys.readouterr().err
     steps = [d["step"] for d in _logged(out)]
-    assert steps.count(3) == 8 and steps.count(1) == 8  # only step 3 was made again
+    assert steps.count(3) == 4 and steps.count(1) == 4  # only step 3 was made again
 
 
 def test_grpo_trains_lora_adapters(rl_rows, tmp_path):

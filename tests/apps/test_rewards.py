@@ -45,13 +45,14 @@ def answer(n: int, text: str, tags: bool = True) -> str:
 RIGHT = answer(1, "Grow beans under red and blue light.") + "\n\n" + answer(2, "- [ ] Tent")
 CASES = {
     "right": (RIGHT, 1.0, 1.0),
-    "wrong order": (answer(2, "- [ ] Tent") + "\n\n" + answer(1, "Grow beans."), 0.0, 1 / 3),
+    "wrong order": (answer(2, "- [ ] Tent") + "\n\n" + answer(1, "Grow beans."), 0.0, 1 / 2),
     "masked answered": (RIGHT + "\n\n" + answer(3, "Rayleigh scattering."), 0.0, 2 / 3),
     "missing tags": (
         answer(1, "Grow beans.", tags=False) + "\n\n" + answer(2, "- [ ] Tent", tags=False),
         0.0,
-        0.0,
+        0.75,
     ),
+    "tags upper-cased": (RIGHT.upper(), 0.0, 0.95),
     "empty": ("", 0.0, 0.0),
 }
 
@@ -99,8 +100,10 @@ def test_rewards_score_any_output_without_raising(text):
 
 def test_loose_mode_forgives_decoration():
     bold = RIGHT.replace("(1).", "**(1).**")
-    assert rewards(mosaic_pass_reward, [bold]) == [0.0]
-    assert rewards(MosaicReward("pass", mode="loose"), [bold]) == [1.0]
+    assert rewards(MosaicReward("pass", mode="strict"), [bold]) == [0.0]
+    assert rewards(mosaic_pass_reward, [bold]) == [1.0]  # loose, the default
+    # strict partial credit counts it as a cosmetic slip
+    assert rewards(MosaicReward("partial", mode="strict"), [bold]) == [0.95]
 
 
 def test_a_bad_spec_is_a_data_error_naming_the_row():

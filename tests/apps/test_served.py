@@ -289,6 +289,7 @@ def test_failing_server_stops_keeping_the_answers_that_came(fake, eval_set, tmp_
     err = capsys.readouterr().err
     assert "HTTP 500" in err and "boom" in err and "after 1 tries" in err and "Traceback" not in err
     assert len(_answers(responses)) == 3
+    assert "the 3 answers so far are kept in" in err and "--resume to continue" in err
     good = fake(lambda n, body: (200, completion(body), {}))
     args[args.index(server.url)] = good.url
     assert main(args + ["--resume"]) == 0
@@ -434,7 +435,7 @@ def test_timeout_is_a_deadline_for_the_whole_request(eval_set, tmp_path, capsys)
     assert 2.9 < took < 6, took
     assert err.count("\n") == 1, err
     assert "no complete reply within 3 s (after 1 tries)" in err, err
-    assert f"the 0 answer(s) so far are kept in {responses}" in err and "--resume" in err, err
+    assert f"the 0 answers so far are kept in {responses}" in err and "--resume" in err, err
     assert server.connections == 1
     # then --resume asks again, of a server that answers
     good = FakeServer(lambda n, body: (200, completion(body), {}))

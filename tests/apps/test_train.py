@@ -466,3 +466,18 @@ def test_gguf_weights_train_full_and_lora(data_dir, tmp_path, monkeypatch, lora,
     assert len(made) == 1 and (made[0] / "mosaic_it_gguf.json").is_file()
     assert (made[0] / "model.safetensors").is_file()
     assert (out / ("adapter_model.safetensors" if lora else "model.safetensors")).is_file()
+
+
+def test_train_says_its_threads_and_what_warm_up_does(data_dir, tmp_path, capsys):
+    result = train(
+        _config(data_dir, tmp_path / "w", max_steps=2, warmup_ratio=0.5, threads=1, epochs=1)
+    )
+    err = capsys.readouterr().err
+    assert result.steps == 2 and torch.get_num_threads() == 1
+    assert "1 torch thread(s) on CPU (--threads)" in err
+    assert "warm-up over 1 of 2 step(s): step 1 runs at learning rate 0" in err
+    train(_config(data_dir, tmp_path / "d", max_steps=1))  # no warm-up, threads chosen
+    err = capsys.readouterr().err
+    assert "torch thread(s) on CPU (the usable cores not kept busy" in err
+    assert "warm-up" not in err
+    torch.set_num_threads(2)

@@ -162,3 +162,17 @@ def test_epoch_clock_copies_keep_their_values_apart():
     assert copy.deepcopy(clock).peek() == twin.peek() == 6
     twin.set(0)
     assert clock.peek() == 6
+
+
+def test_to_iterable_dataset_epoch_is_set_epoch_however_often_it_is_read(example_rows):
+    it = hf.MosaicIterable(example_rows, CONFIG, output_format="messages")
+    ds = it.to_iterable_dataset()
+    assert isinstance(ds, datasets.IterableDataset)
+    epoch_0 = list(it.epoch_rows(0))
+    assert list(ds) == list(ds) == epoch_0  # passes (a trainer's peeks) do not move it
+    mapped = ds.map(lambda row: {"n": len(row["messages"])})
+    mapped.set_epoch(2)  # a trainer calls it on the dataset it was given, after map
+    rows = list(mapped)
+    assert [r["mosaic"] for r in rows] == [r["mosaic"] for r in it.epoch_rows(2)]
+    assert {json.loads(r["mosaic"])["epoch"] for r in rows} == {2}
+    assert list(ds) == epoch_0  # the dataset it was mapped from keeps its own epoch

@@ -132,9 +132,14 @@ def possible(strategy: str, rule: str | None, k: int) -> bool:
     return strategy != "permute" or (rule is not None and permute.can_differ(rule, k))
 
 
-def allocate(n: int, max_instructions: int, seed: int) -> list[Cell]:
-    """Equal shares of ``n`` for the strategies, then for each strategy's rules, then for each
-    rule's instruction counts; remainders go to shares drawn at random."""
+def allocate(
+    n: int,
+    max_instructions: int,
+    seed: int,
+    strategies: tuple[str, ...] | None = None,
+) -> list[Cell]:
+    """Equal shares of ``n`` for the strategies (all, or those named), then for each strategy's
+    rules, then for each rule's instruction counts; remainders go to shares drawn at random."""
     if max_instructions < 2:
         raise ValueError(
             "max_instructions: an evaluation mosaic has 2 instructions or more, "
@@ -146,6 +151,8 @@ def allocate(n: int, max_instructions: int, seed: int) -> list[Cell]:
     # out, its share going to the strategy's other rules
     counts: dict[str, dict[str | None, list[int]]] = {}
     for strategy, rule in eval_rules():
+        if strategies is not None and strategy not in strategies:
+            continue
         ks = [k for k in range(2, max_instructions + 1) if possible(strategy, rule, k)]
         if ks:
             counts.setdefault(strategy, {})[rule] = ks

@@ -32,7 +32,6 @@ from mosaic_it.apps.backends import (
     GenerationBackend,
     OpenAIBackend,
     ServedOptions,
-    ServerError,
     VLLMBackend,
 )
 from mosaic_it.apps.generation import (
@@ -45,6 +44,7 @@ from mosaic_it.apps.generation import (
     generate,
     idle_cores,
 )
+from mosaic_it.apps.models import ModelError
 from mosaic_it.apps.score import read_eval, score
 from mosaic_it.apps.score_report import EvalItem, ScoreReport
 from mosaic_it.io.files import InputError, iter_raw, write_json
@@ -194,14 +194,13 @@ def evaluate(
     t1 = time.perf_counter()
     try:
         counts = engine.answer(todo, opt, on_answer, log)
-    except ServerError as exc:
-        raise ServerError(f"{exc}; {_kept_answers(responses_file, len(responses))}") from None
-    except KeyboardInterrupt as exc:  # a signal (see mosaic_it.signals)
-        raise RunInterrupted(
-            f"interrupted ({signal.Signals(signal_of(exc)).name}); "
-            + _kept_answers(responses_file, len(responses)),
-            signal_of(exc),
-        ) from None
+    except (ModelError, KeyboardInterrupt) as exc:  # a server that failed for good, memory,
+        # a signal (see mosaic_it.signals): say what is kept and how to go on
+        kept = _kept_answers(responses_file, len(responses))
+        if isinstance(exc, KeyboardInterrupt):
+            name = signal.Signals(signal_of(exc)).name
+            raise RunInterrupted(f"interrupted ({name}); {kept}", signal_of(exc)) from None
+        raise type(exc)(f"{exc}; {kept}") from None
     finally:
         if out_file is not None:
             out_file.close()
@@ -231,8 +230,8 @@ def _kept_answers(responses_file: Path | None, answers: int) -> str:
             "answers as they come and --resume to ask only the rest"
         )
     return (
-        f"the {answers} answer(s) so far are kept in {responses_file}: run the same command "
-        "with --resume to ask only the rest"
+        f"the {answers} answers so far are kept in {responses_file}: run the same command "
+        "with --resume to continue"
     )
 
 

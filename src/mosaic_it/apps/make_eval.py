@@ -135,11 +135,13 @@ def make_eval(
     max_tokens: int = 2048,
     pack: RulePack | None = None,
     tokenizer: Tokenizer | None = None,
+    strategies: tuple[str, ...] | None = None,
 ) -> EvalSet:
-    """Compose ``n`` verifiable evaluation items from ``records``, balanced over the cells."""
+    """Compose ``n`` verifiable evaluation items from ``records``, balanced over the cells (of
+    every strategy, or of ``strategies``)."""
     if not records:
         raise ValueError("no records to compose an evaluation set from")
-    cells = allocate(n, max_instructions, seed)
+    cells = allocate(n, max_instructions, seed, strategies)
     tmpl = template if isinstance(template, Template) else get_template(template)
     tokenizer = tokenizer or load_tokenizer()
     # as in training: no tag, label or phrasing holding the tokenizer's or template's controls

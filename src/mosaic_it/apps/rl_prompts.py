@@ -11,11 +11,18 @@ token budget) and writes them in TRL's conversational prompt-only shape::
 the composed answer (for a content check). A record whose instruction (with its input and system
 prompt) also stands in the held-out records is never used, so RL never sees an evaluation
 instruction; how many were left out is printed.
+
+With ``--curriculum`` the rows come in :data:`CURRICULUM`'s levels, easiest first, each row
+marked with its ``level``: a small model rarely gets a 5-instruction Maskout prompt right, so
+all its answers score alike and GRPO learns nothing from the group; it does get some of the
+format-only 2-instruction prompts right. ``mosaic-it train --method grpo`` keeps the file's
+order for rows with levels (no shuffle), so training goes from easy to hard.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from mosaic_it.apps.make_eval import EvalSet, make_eval
@@ -23,6 +30,25 @@ from mosaic_it.io.files import (
     InputError,
 )
 from mosaic_it.records import Record
+from mosaic_it.rng import Rng
+
+
+@dataclass(frozen=True)
+class Level:
+    """One level of the curriculum: which strategies, and at most how many instructions
+    (None: the command's --max-instructions)."""
+
+    number: int
+    strategies: tuple[str, ...] | None
+    max_instructions: int | None
+    what: str
+
+
+CURRICULUM = (
+    Level(1, ("format",), 2, "layout only (labels, tags), 2 instructions"),
+    Level(2, None, 3, "every rule (order, skipped instructions), 2-3 instructions"),
+    Level(3, None, None, "every rule, 2 to --max-instructions instructions"),
+)
 
 
 def _key(record: Record) -> tuple[str, str]:
@@ -40,6 +66,16 @@ def without_held_out(
             dropped += 1
         else:
             kept.append(r)
+    return kept, dropped
+
+
+def _usable(records: Iterable[Record], held_out: Iterable[Record]) -> tuple[list[Record], int]:
+    kept, dropped = without_held_out(records, held_out)
+    if not kept:
+        raise InputError(
+            "every training record is among the held-out records: nothing to "
+            "compose RL prompts from"
+        )
     return kept, dropped
 
 
@@ -65,11 +101,41 @@ def make_rl_prompts(
 
     ``options`` are those of :func:`evalset.make_eval` (seed, max_instructions, template,
     max_tokens, pack, tokenizer): the rows are composed exactly as an evaluation set is."""
-    kept, dropped = without_held_out(records, held_out)
-    if not kept:
-        raise InputError(
-            "every training record is among the held-out records: nothing to "
-            "compose RL prompts from"
-        )
+    kept, dropped = _usable(records, held_out)
     evalset = make_eval(kept, n, **options)
     return [rl_row(item) for item in evalset.items], evalset, dropped
+
+
+def make_curriculum(
+    records: Sequence[Record],
+    held_out: Sequence[Record],
+    n: int,
+    *,
+    seed: int = 42,
+    max_instructions: int = 10,
+    **options: Any,
+) -> tuple[list[dict[str, Any]], list[tuple[Level, EvalSet]], int]:
+    """Rows in the levels of :data:`CURRICULUM`, easiest first (``n`` shared equally, the
+    remainder to the hardest), each marked with its ``level``; and each level's balance."""
+    kept, dropped = _usable(records, held_out)
+    base, extra = divmod(n, len(CURRICULUM))
+    rows: list[dict[str, Any]] = []
+    made = []
+    for i, level in enumerate(CURRICULUM):
+        count = base + (extra if i == len(CURRICULUM) - 1 else 0)
+        if not count:
+            continue
+        evalset = make_eval(
+            kept,
+            count,
+            seed=Rng(seed, "curriculum", level.number).below(2**31),
+            max_instructions=min(level.max_instructions or max_instructions, max_instructions),
+            strategies=level.strategies,
+            **options,
+        )
+        for item in evalset.items:
+            row = rl_row(item)
+            row["id"] = row["id"].replace("rl-", f"rl-L{level.number}-", 1)
+            rows.append({**row, "level": level.number})
+        made.append((level, evalset))
+    return rows, made, dropped

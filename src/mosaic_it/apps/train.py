@@ -32,11 +32,14 @@ mean. ``--batch-size`` then counts completions per optimizer step (a multiple of
 
 from __future__ import annotations
 
+import json
 import logging
+import sys
 import time
 from pathlib import Path
 from typing import Any
 
+from mosaic_it.apps.generation import idle_cores
 from mosaic_it.apps.models import TINY_LLAMA, ModelError, require_torch
 from mosaic_it.apps.prompt_formats import PROMPT_FORMATS
 from mosaic_it.apps.training.callbacks import RewardLog, TiedWeightsNote
@@ -95,8 +98,18 @@ def train(
 ) -> TrainResult:
     """Train and save model, tokenizer and config in ``config.output_dir``."""
     torch = require_torch()
+    if not torch.cuda.is_available():
+        threads = config.threads or idle_cores()
+        torch.set_num_threads(threads)
+        if _is_main():
+            how = "--threads" if config.threads else "the usable cores not kept busy (load average)"
+            print(f"mosaic-it train: {threads} torch thread(s) on CPU ({how})", file=sys.stderr)
     run = prepare_run(config, resume, callbacks)
     out = Path(config.output_dir)
+    if run.checkpoint and _is_main():
+        note = _changed_steps_note(out / CONFIG_FILE, config.max_steps)
+        if note:
+            print(f"mosaic-it train: {note}", file=sys.stderr)
     meta: dict[str, Any] = {
         "config": config.to_dict(),
         "data_content": content_digest(config.data),
@@ -119,7 +132,7 @@ def train(
     run.trainer.save_model(config.output_dir)
     state = run.trainer.state
     losses = [(int(h["step"]), float(h["loss"])) for h in state.log_history if "loss" in h]
-    rewards = [(int(h["step"]), float(h["reward"])) for h in state.log_history if "reward" in h]
+    rewards = reward_curve(state.log_history)
     if _is_main():
         meta["result"] = {
             "steps": state.global_step,
@@ -132,6 +145,38 @@ def train(
     return TrainResult(
         config.output_dir, state.global_step, losses, seconds, run.rows, run.truncated, rewards
     )
+
+
+def _changed_steps_note(saved: Path, max_steps: int) -> str | None:
+    """What a resumed run with another --max-steps does to the learning rate: the optimizer
+    comes back with the rate the checkpoint's schedule had reached, so the first resumed step
+    runs at it (0 where a decay had ended), and the schedule goes on as one of the new length."""
+    try:
+        before = json.loads(saved.read_text(encoding="utf-8"))["config"].get("max_steps")
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return None
+    if before is None or before == max_steps:
+        return None
+    return (
+        f"--max-steps changed from {before} to {max_steps} on --resume: the first resumed step "
+        "runs at the learning rate the checkpoint's schedule had reached (0 at the end of a "
+        f"decay), the later ones on a schedule of {max_steps} steps"
+    )
+
+
+def reward_curve(log_history: list[dict[str, Any]]) -> list[tuple[int, dict[str, float]]]:
+    """(step, mean of each reward kind) for every logged GRPO step: TRL logs each reward
+    function's mean as ``rewards/NAME/mean`` (its "reward" is their sum, not shown)."""
+    curve = []
+    for h in log_history:
+        means = {
+            key[len("rewards/") : -len("/mean")]: float(value)
+            for key, value in h.items()
+            if key.startswith("rewards/") and key.endswith("/mean")
+        }
+        if means:
+            curve.append((int(h["step"]), means))
+    return curve
 
 
 def out_of_memory_message(config: TrainConfig, exc: BaseException) -> str:

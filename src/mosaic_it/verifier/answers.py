@@ -144,10 +144,14 @@ def _check_masked(read: ReadResponse, spec: AnswerSpec) -> Check:
 
 
 def followed_answers(
-    read: ReadResponse, spec: AnswerSpec, wrong: frozenset[int] = frozenset()
+    read: ReadResponse,
+    spec: AnswerSpec,
+    wrong: frozenset[int] = frozenset(),
+    tagged: bool = True,
 ) -> int:
-    """How many required answers are present, in the right relative place and correctly tagged,
-    leaving out the instruction numbers in ``wrong`` (answers whose content is another's).
+    """How many required answers are present, in the right relative place and correctly tagged
+    (with ``tagged=False``: tags aside), leaving out the instruction numbers in ``wrong``
+    (answers whose content is another's).
 
     Unnumbered answers are matched to the required ones by position (their order cannot be told).
     """
@@ -156,14 +160,18 @@ def followed_answers(
     if spec.numbering is None:
         answers = [a for a in read.answers if not a.blank][: len(spec.answer_order)]
         return sum(
-            1 for a, n in zip(answers, spec.answer_order) if a.begin and a.end and n not in wrong
+            1
+            for a, n in zip(answers, spec.answer_order)
+            if (a.begin and a.end or not tagged) and n not in wrong
         )
     present = _present(read)
     index = {n: i for i, n in enumerate(spec.answer_order)}
     in_order = sorted((pos, index[n]) for n, pos in present.items() if n in index)
     placed = {spec.answer_order[i] for i in _longest_increasing([i for _, i in in_order])}
     return sum(
-        1 for n in placed - wrong if read.answers[present[n]].begin and read.answers[present[n]].end
+        1
+        for n in placed - wrong
+        if not tagged or read.answers[present[n]].begin and read.answers[present[n]].end
     )
 
 

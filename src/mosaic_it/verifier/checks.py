@@ -82,6 +82,8 @@ class Verdict:
     required: int
     followed: int | None
     answers: tuple[int | None, ...] = field(default=())  # labels as read, in response order
+    # required answers present and in the right relative place, tags aside (None: as followed)
+    placed: int | None = None
 
     @property
     def status(self) -> str:
@@ -179,7 +181,8 @@ def verify(
     checks += [content, _repeat_check(earliest, aspec, mode, topics)]
     answers = tuple(a.number for a in read.answers)
     followed = followed_answers(read, aspec, wrong)
-    return Verdict(mode, (*checks, *extra), required, followed, answers)
+    placed = followed_answers(read, aspec, wrong, tagged=False)
+    return Verdict(mode, (*checks, *extra), required, followed, answers, placed)
 
 
 def _topics(

@@ -86,13 +86,16 @@ class TrainConfig:
     num_generations: int = 8  # grpo: completions per prompt (TRL's default)
     max_completion_length: int = 256  # grpo: longest generated completion, in tokens
     rewards: str = "partial"  # grpo: +-joined reward kinds of mosaic_it.rewards (pass, partial)
-    reward_mode: str = "strict"  # grpo: the grader's reading mode
+    reward_mode: str = "loose"  # grpo: the grader's reading mode (the rewards' and score's default)
     temperature: float = 1.0  # grpo: sampling temperature of the completions
+    threads: int = 0  # torch threads on CPU (0: the usable cores not kept busy, as eval)
 
     def __post_init__(self) -> None:
         def bad(what: str) -> None:
             raise ValueError(what)
 
+        if self.threads < 0:
+            bad(f"--threads must be 0 (chosen from the idle cores) or more, got {self.threads}")
         if self.prompt_format not in PROMPT_FORMATS:
             bad(
                 f"--prompt-format: choose from {', '.join(PROMPT_FORMATS)}, "
@@ -171,4 +174,5 @@ class TrainResult:
     seconds: float
     rows: int
     truncated: int
-    rewards: list[tuple[int, float]] = field(default_factory=list)  # grpo: (step, mean reward)
+    # grpo: (step, {reward name: mean}), each reward kind apart
+    rewards: list[tuple[int, dict[str, float]]] = field(default_factory=list)

@@ -76,6 +76,8 @@ def read_rl_rows(path: str, fmt: PromptFormat) -> list[dict[str, Any]]:
         }
         if isinstance(obj.get("reference"), str):
             row["reference"] = obj["reference"]
+        if isinstance(obj.get("level"), int):
+            row["level"] = obj["level"]  # a curriculum's rows: trained in the file's order
         rows.append(row)
     if not rows:
         raise InputError(f"{path}: no RL rows; make some with mosaic-it make-rl-prompts")

@@ -18,7 +18,7 @@ from mosaic_it.apps.models import (
     use_bf16,
 )
 from mosaic_it.apps.prompt_formats import PromptFormat, prompt_format
-from mosaic_it.apps.training.callbacks import RewardLog
+from mosaic_it.apps.training.callbacks import RewardLog, WarmupNote
 from mosaic_it.apps.training.config import REWARD_LOG, TrainConfig
 from mosaic_it.apps.training.data import (
     OnTheFlyRows,
@@ -126,7 +126,7 @@ def prepare_run(
         train_dataset=data.dataset,
         processing_class=tokenizer,
         peft_config=_peft_config(config),
-        callbacks=list(callbacks),
+        callbacks=_callbacks(callbacks),
     )
     return Run(config, trainer, tokenizer, fmt, data.rows, data.truncated, data.longest, checkpoint)
 
@@ -249,16 +249,23 @@ def _prepare_grpo(
     log_name = REWARD_LOG if is_main() else f"mosaic_it_rewards.rank{rank()}.jsonl"
     if checkpoint is None:
         (out / log_name).unlink(missing_ok=True)  # a fresh run: no rewards of another run
-    # TRL types reward_funcs as a list of callables returning list[float | None]
-    rewards: list[Any] = [
-        RewardLog(MosaicReward(kind, mode=config.reward_mode), out / log_name)
-        for kind in config.reward_kinds
-    ]
+    rewards = RewardLog(
+        [MosaicReward(kind, mode=config.reward_mode) for kind in config.reward_kinds],
+        out / log_name,
+    ).wrap()
     save: dict[str, Any] = {"save_strategy": "epoch"}
     if config.save_steps:
         save = {"save_strategy": "steps", "save_steps": config.save_steps}
+    curriculum = any("level" in row for row in rows)
+    if curriculum and is_main():
+        print(
+            "mosaic-it train: the rows have curriculum levels: trained in the file's order, "
+            "easiest first (not shuffled)",
+            file=sys.stderr,
+        )
     args = GRPOConfig(
         max_steps=config.max_steps,
+        shuffle_dataset=not curriculum,
         num_generations=config.num_generations,
         max_completion_length=config.max_completion_length,
         temperature=config.temperature,
@@ -273,9 +280,14 @@ def _prepare_grpo(
         train_dataset=Dataset.from_list(rows),
         processing_class=tokenizer,
         peft_config=_peft_config(config),
-        callbacks=list(callbacks),
+        callbacks=_callbacks(callbacks),
     )
     return Run(config, trainer, tokenizer, fmt, len(rows), 0, 0, checkpoint)
+
+
+def _callbacks(callbacks: tuple[Any, ...]) -> list[Any]:
+    """The trainer's callbacks: the caller's, after the note on what warm-up does."""
+    return [WarmupNote(), *callbacks]
 
 
 def _checkpointing(args_class: Any, on: bool) -> dict[str, Any]:

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
-from mosaic_it.apps.rl_prompts import make_rl_prompts
+from mosaic_it.apps.rl_prompts import CURRICULUM, make_curriculum, make_rl_prompts
 from mosaic_it.cli.commands.make_eval import (
     composition_options,
     declare_composition,
@@ -27,6 +28,13 @@ def declare(a: Arguments) -> None:
         help="held-out records (the input of make-eval); their instructions are "
         "never used (repeatable)",
     )
+    a.add(
+        "--curriculum",
+        action="store_true",
+        help="write the rows in levels, easiest first, each row marked with its level: "
+        + "; ".join(f"{lv.number}: {lv.what}" for lv in CURRICULUM)
+        + " (--n shared equally)",
+    )
     declare_composition(a, "rows", "chat template the token budget counts, as mosaic --template")
 
 
@@ -41,6 +49,8 @@ def run(args: argparse.Namespace) -> int:
 def _make_rl_prompts(args: argparse.Namespace, source: Path) -> int:
     records = list(read_records(source))
     held_out = [r for path in args.held_out for r in read_records(Path(path))]
+    if args.curriculum:
+        return _curriculum(args, records, held_out)
     rows, evalset, dropped = make_rl_prompts(records, held_out, args.n, **composition_options(args))
     write_records(args.output, rows)
     if args.balance:
@@ -52,6 +62,28 @@ def _make_rl_prompts(args: argparse.Namespace, source: Path) -> int:
         f"{len(records) - dropped} training records ({dropped} left out: their instruction is "
         "held out)",
     )
+    return 0
+
+
+def _curriculum(args: argparse.Namespace, records: list, held_out: list) -> int:
+    rows, levels, dropped = make_curriculum(records, held_out, args.n, **composition_options(args))
+    write_records(args.output, rows)
+    if args.balance:
+        balance = [{"level": lv.number, **evalset.balance()} for lv, evalset in levels]
+        write_json(args.balance, {"levels": balance, "held_out_left_out": dropped})
+    for level, evalset in levels:
+        report_composition(
+            evalset,
+            args.quiet,
+            f"level {level.number} ({level.what}): {len(evalset.items)} of {evalset.asked} rows",
+        )
+    if not args.quiet:
+        print(
+            f"mosaic-it: wrote {len(rows)} RL prompts in {len(levels)} levels to {args.output} "
+            f"from {len(records) - dropped} training records ({dropped} left out: their "
+            "instruction is held out)",
+            file=sys.stderr,
+        )
     return 0
 
 

@@ -103,6 +103,13 @@ def _declare_schedule(a: Arguments, d: TrainConfig) -> None:
     )
     a.add("--seed", type=int, default=d.seed, help="(default %(default)s)")
     a.add(
+        "--threads",
+        type=int,
+        default=d.threads,
+        help="torch threads on CPU (default 0: the usable cores not kept busy by other "
+        "processes, by load average, as eval chooses them)",
+    )
+    a.add(
         "--max-steps",
         type=int,
         default=d.max_steps,
@@ -241,6 +248,7 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
         rewards=args.rewards,
         reward_mode=args.reward_mode,
         temperature=args.temperature,
+        threads=args.threads,
     )
 
 
@@ -271,9 +279,14 @@ def run(args: argparse.Namespace) -> int:
     if _is_main():
         last = f", last logged loss {result.losses[-1][1]:.4f}" if result.losses else ""
         if result.rewards:
-            last += (
-                f", mean reward {result.rewards[0][1]:.3f} at step {result.rewards[0][0]} "
-                f"-> {result.rewards[-1][1]:.3f} at step {result.rewards[-1][0]}"
+            (s0, first), (s1, final) = result.rewards[0], result.rewards[-1]
+            last += "; mean rewards, step {} -> {}: {}".format(
+                s0,
+                s1,
+                ", ".join(
+                    f"{name} {first[name]:.3f} -> {final.get(name, float('nan')):.3f}"
+                    for name in first
+                ),
             )
         print(
             f"mosaic-it train: {result.steps} steps over {result.rows} sequences in "
