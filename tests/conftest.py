@@ -10,7 +10,10 @@ import pytest
 
 from mosaic_it import Record, load_rule_pack, load_tokenizer
 
-REAL_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "alpaca_en_demo.json"
+from .data_paths import ENGLISH_DEMO, real_data
+
+# the real English demo: beside the repository, or where tests/data_paths.py says
+REAL_DATA = real_data(ENGLISH_DEMO)
 
 WORDS = (
     "apple river stone bright quiet garden number seven travel window music simple "

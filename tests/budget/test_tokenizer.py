@@ -25,8 +25,10 @@ from mosaic_it.budget import sentencepiece_bpe as spbpe
 from mosaic_it.budget import tokenizer as tokmod
 from mosaic_it.budget.tokenizer import DEFAULT_TOKENIZER, Tokenizer, TokenizerError, load_tokenizer
 
+from ..conftest import REAL_DATA
+
 MODEL_FILE = Path(str(resources.files("mosaic_it").joinpath("data/tokenizer/tokenizer.model.v1")))
-ALPACA_DEMO = Path("/work/shared/data/alpaca_en_demo.json")  # real data, not part of the repo
+ALPACA_DEMO = REAL_DATA  # real data, not part of the repo (tests/data_paths.py)
 
 
 @pytest.fixture(scope="module")
