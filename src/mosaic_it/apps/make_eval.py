@@ -18,7 +18,8 @@ Which items are kept:
   by :data:`WORD_MARGIN` words, first letters are all different and start their instruction;
   the decision is the same whether an instruction's input counts or not, and the prompt says
   that it counts;
-- a source record is used once per set while unused ones remain (reuse is reported), and a
+- a source record is used once per set while unused ones can fill the item (an item takes
+  used records only after half its draws of unused ones fail; every reuse is reported), and a
   record whose prompt refers to something the model cannot see (a link to an image or a file, a
   placeholder such as ``<Song>``, "the following text" with no text) is left out and counted.
 """
@@ -89,6 +90,8 @@ class _Drawer:
         self.largest_group = max(len(g) for g in groups.values())
         self.used: set[int] = set()
         self.reused = 0  # records of kept items that an earlier item had used
+        # of those, the ones taken while enough unused records remained (none of them fit)
+        self.reused_unfit = 0
         self.rejected: Counter[str] = Counter()  # draws left out, by reason
 
     def draw(self, cell: Cell, j: int) -> tuple[Sample, list[Record]] | None:
@@ -139,7 +142,10 @@ class _Drawer:
                     f"a composed {cell.name} sample of records {[r.id for r in records]} "
                     f"does not verify: {verdict.reasons()}"
                 )
-            self.reused += sum(1 for i in chosen if i in self.used)
+            repeats = sum(1 for i in chosen if i in self.used)
+            self.reused += repeats
+            if len(fresh) >= cell.k:
+                self.reused_unfit += repeats
             self.used.update(chosen)
             return sample, records
         return None
@@ -210,9 +216,15 @@ def make_eval(
             f"something it does not hold: {counts}"
         )
     if drawer.reused:
+        why = ["the pool ran out"] if drawer.reused > drawer.reused_unfit else []
+        if drawer.reused_unfit:
+            why.append(
+                f"{drawer.reused_unfit} while unused records remained, none of which fit the "
+                f"item's cell in {MAX_ATTEMPTS // 2} draws"
+            )
         notes.append(
-            f"the pool ran out: {drawer.reused} record use(s) repeat a record used by an "
-            f"earlier item ({len(drawer.used)} distinct records in {len(made)} items)"
+            f"{drawer.reused} record use(s) repeat a record used by an earlier item "
+            f"({'; '.join(why)}; {len(drawer.used)} distinct records in {len(made)} items)"
         )
     Rng(seed, "eval", "order").shuffle(made)  # cells interleaved: a partial run stays balanced
     return EvalSet(
