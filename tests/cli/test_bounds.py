@@ -13,6 +13,7 @@ from mosaic_it.limits import bound
 
 # (the command line, with SRC and OUT for the paths; what its one line must say)
 ALL = "must be at least 1 and at most"
+EVAL = "--model builtin:tiny-llama --eval-set SRC"
 REFUSED = [
     ("mosaic SRC OUT.jsonl --epochs 1000000000", f"epochs: {ALL} 10000 (each epoch writes"),
     ("mosaic SRC OUT.jsonl --max-tokens 0", "max_tokens: must be at least 1"),
@@ -26,6 +27,10 @@ REFUSED = [
     ("make-rl-prompts SRC OUT.jsonl --held-out SRC --max-instructions 1", "max_instructions"),
     ("cost SRC SRC --no-time --original-epochs 1000000000", f"--original-epochs: {ALL} 10000"),
     ("cost SRC SRC --measure-repeats 0", f"--measure-repeats: {ALL} 100"),
+    ("mosaic SRC OUT --engine ray --shards -1", "--shards: must be at least 0 and at most"),
+    (f"eval {EVAL} --sample --temperature -1", "--temperature: must be above 0 and at most 100"),
+    (f"eval {EVAL} --sample --top-p 1.5", "--top-p: must be above 0 and at most 1"),
+    (f"eval {EVAL} --max-new-tokens 0", "--max-new-tokens: must be at least 1"),
 ]
 
 
