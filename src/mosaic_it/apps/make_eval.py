@@ -31,7 +31,7 @@ from collections import Counter
 from collections.abc import Sequence
 from typing import Any
 
-from mosaic_it.apps.eval_balance import Cell, EvalSet, allocate, rule_name
+from mosaic_it.apps.eval_balance import Cell, EvalSet, allocate, check_counts, rule_name
 from mosaic_it.apps.eval_checks import (
     absent_referent,
     layout_is_checkable,
@@ -43,7 +43,7 @@ from mosaic_it.budget.special import run_special_strings
 from mosaic_it.budget.templates import Template, get_template
 from mosaic_it.budget.tokenizer import Tokenizer, load_tokenizer
 from mosaic_it.errors import InternalError
-from mosaic_it.limits import MAX_EVAL_INSTRUCTIONS, MAX_ITEMS, bound
+from mosaic_it.limits import bound
 from mosaic_it.method.compose import LayoutError, SamplePlan, compose, plan_sample
 from mosaic_it.method.layout import PLAIN, Layout, label_styles
 from mosaic_it.method.rulepack import RulePack, load_rule_pack
@@ -242,22 +242,7 @@ def make_eval(
 def check_composition(n: int, max_instructions: int, max_tokens: int, seed: int) -> None:
     """Refuse, before any work, options no composition can satisfy (the command line calls this
     before reading its input; :func:`make_eval` again)."""
-    bound(
-        "n",
-        n,
-        at_least=1,
-        at_most=MAX_ITEMS,
-        whole=True,
-        why="the whole set is held in memory until it is written",
-    )
-    bound(
-        "max_instructions",
-        max_instructions,
-        at_least=2,
-        at_most=MAX_EVAL_INSTRUCTIONS,
-        whole=True,
-        why="an evaluation mosaic has 2 instructions or more, each k a cell of its own",
-    )
+    check_counts(n, max_instructions)
     bound("max_tokens", max_tokens, at_least=1, whole=True)
     bound("seed", seed, whole=True)
 
