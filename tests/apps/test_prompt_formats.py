@@ -54,6 +54,7 @@ def test_generation_prompt_ends_where_the_answer_begins():
 
 
 def test_vicuna_generation_ids_are_the_prompts_tokens():
+    needs("torch")  # the bundled tokenizer loads through mosaic_it.apps.models
     needs("transformers")
     from mosaic_it.apps.models import bundled_hf_tokenizer
 

@@ -47,6 +47,7 @@ def test_reward_log_appends_every_value_with_its_step_and_row(tmp_path):
 
 
 def test_row_lengths_count_what_trl_tokenizes():
+    needs("torch")  # the bundled tokenizer loads through mosaic_it.apps.models
     needs("transformers")
     from mosaic_it.apps.models import bundled_hf_tokenizer
     from mosaic_it.apps.training.data import row_lengths
