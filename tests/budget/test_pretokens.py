@@ -1,14 +1,13 @@
 """Byte-level BPE behind a regex pre-tokenizer: folded counts equal tokenizing the whole text."""
 
 import pytest
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
 
 from mosaic_it import load_tokenizer
 from mosaic_it.budget.pretokens import PieceCounter, SeamError, pretoken_scheme
 
 from ..chat_fixtures import llama3_dir, qwen_dir, smollm2_gguf  # noqa: F401 - fixtures
 from ..conftest import needs
+from ..hypothesis_or_skip import HealthCheck, given, settings, st
 
 # pieces that meet at seams in samples, and the characters the expressions treat apart: white
 # space runs, digits (and other numerals), contractions in both cases, code, CJK, emoji
