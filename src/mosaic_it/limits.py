@@ -20,6 +20,8 @@ MAX_EVAL_INSTRUCTIONS = 100
 # the most training epochs, and epochs of the cost comparison (each is a pass over the data,
 # planned or counted one at a time)
 MAX_TRAIN_EPOCHS = 10_000
+# the most worker processes of the local engine (with --force-workers): each is a forked copy
+MAX_WORKERS = 1024
 # the most shards of the ray engine: each is a task and an output file of its own
 MAX_SHARDS = 100_000
 # the most timed repeats of one measured step of mosaic-it cost (each is a training step)

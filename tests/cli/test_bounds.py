@@ -27,6 +27,7 @@ REFUSED = [
     ("make-rl-prompts SRC OUT.jsonl --held-out SRC --max-instructions 1", "max_instructions"),
     ("cost SRC SRC --no-time --original-epochs 1000000000", f"--original-epochs: {ALL} 10000"),
     ("cost SRC SRC --measure-repeats 0", f"--measure-repeats: {ALL} 100"),
+    ("mosaic SRC OUT.jsonl --workers 100000 --force-workers", "--workers: must be at most 1024"),
     ("mosaic SRC OUT --engine ray --shards -1", "--shards: must be at least 0 and at most"),
     (f"eval {EVAL} --sample --temperature -1", "--temperature: must be above 0 and at most 100"),
     (f"eval {EVAL} --sample --top-p 1.5", "--top-p: must be above 0 and at most 1"),
