@@ -406,6 +406,7 @@ def test_accepted_case(case, scratch, capsys):
 
 
 def test_a_marked_directory_is_replaced_and_an_empty_one_used(scratch, capsys):
+    needs("pyarrow")  # a directory OUTPUT is a saved dataset
     assert main(M + ["d.json", "out", "--epochs", "1", "-q"]) == 0
     assert (scratch / "out" / MARKER).is_file()
     assert main(M + ["d.json", "out", "--epochs", "2", "-q"]) == 0  # its own: replaced
@@ -647,6 +648,7 @@ def test_ctrl_c_names_resume_and_the_parts_kept(scratch):
 
 
 def test_offline_hub_name_fails_fast_in_one_line(scratch):
+    needs("datasets")  # without it, a hub name is refused earlier, naming the extra
     closed = "http://127.0.0.1:9"  # nothing listens on the discard port
     for args in (
         ["mosaic", "someone/dataset", "o.jsonl"],

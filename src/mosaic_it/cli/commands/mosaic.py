@@ -262,7 +262,8 @@ def workers_for(requested: int, force: bool = False) -> tuple[int, str]:
     cores = usable_cpus()
     if requested < 0:
         raise ValueError(f"--workers: must be 0 (one per usable core) or more, got {requested}")
-    bound("--workers", requested, at_most=MAX_WORKERS, why="each worker is a forked process")
+    if force:  # otherwise more than the usable cores are not run
+        bound("--workers", requested, at_most=MAX_WORKERS, why="each worker is a forked process")
     if requested == 0:
         return cores, ""
     if requested > cores and not force:
