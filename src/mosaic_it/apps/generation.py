@@ -87,7 +87,7 @@ def generate(
     opt: GenerationOptions,
     on_answer: Callable[[str, str], None],
     log: Callable[[str], None] = lambda s: None,
-) -> dict[str, int]:
+) -> dict[str, int | None]:
     """Answer every prompt in batches of similar length; ``on_answer(id, text)`` per answer."""
     torch = require_torch()
     device = next(model.parameters()).device

@@ -216,15 +216,15 @@ def make_eval(
             f"something it does not hold: {counts}"
         )
     if drawer.reused:
-        why = ["the pool ran out"] if drawer.reused > drawer.reused_unfit else []
+        reasons = ["the pool ran out"] if drawer.reused > drawer.reused_unfit else []
         if drawer.reused_unfit:
-            why.append(
+            reasons.append(
                 f"{drawer.reused_unfit} while unused records remained, none of which fit the "
                 f"item's cell in {MAX_ATTEMPTS // 2} draws"
             )
         notes.append(
             f"{drawer.reused} record use(s) repeat a record used by an earlier item "
-            f"({'; '.join(why)}; {len(drawer.used)} distinct records in {len(made)} items)"
+            f"({'; '.join(reasons)}; {len(drawer.used)} distinct records in {len(made)} items)"
         )
     Rng(seed, "eval", "order").shuffle(made)  # cells interleaved: a partial run stays balanced
     return EvalSet(
