@@ -56,6 +56,7 @@ EXTRA_OF = {
     "matplotlib": "plot",
     "sentencepiece": "test",
     "hypothesis": "test",
+    "jsonschema": "test",
     "ray": "ray",
     "if_verifiable": "replicate",
     "punkt": "replicate",
