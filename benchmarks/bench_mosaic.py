@@ -64,7 +64,10 @@ from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
-DEFAULT_DATA = "/work/shared/data/alpaca_en_demo.json"
+sys.path.insert(0, str(REPO))  # tests/data_paths.py, where the real data lies
+from tests.data_paths import ENGLISH_DEMO, real_data  # noqa: E402
+
+DEFAULT_DATA = str(real_data(ENGLISH_DEMO))  # beside the repo, or $MOSAIC_IT_DATA_DIR
 DEFAULT_N = 52_002
 QUICK_N = 5_000
 TARGET_MB = 600  # the whole process tree, summed PSS

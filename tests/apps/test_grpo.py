@@ -7,8 +7,10 @@ import json
 
 import pytest
 
-pytest.importorskip("torch")
-pytest.importorskip("trl")
+from ..conftest import needs
+
+needs("torch")
+needs("trl")
 
 import torch
 
@@ -99,7 +101,7 @@ def test_grpo_grades_every_completion_logs_rewards_and_resumes(rl_rows, tmp_path
 
 
 def test_grpo_trains_lora_adapters(rl_rows, tmp_path):
-    pytest.importorskip("peft")
+    needs("peft")
     out = tmp_path / "lora"
     result = train(
         _config(rl_rows, out, max_steps=1, lora_r=4, rewards="pass", prompt_format="vicuna")
@@ -154,3 +156,16 @@ def test_grpo_options_are_checked(rl_rows, tmp_path, capsys):
     )
     err = capsys.readouterr().err
     assert "bad.jsonl:1" in err and "field 'mosaic'" in err and "Traceback" not in err
+
+
+def test_a_run_that_cannot_take_one_step_is_refused_before_the_model(rl_rows, tmp_path, capsys):
+    """16 prompts, 64 completions a step at 2 a prompt: 32 prompts a step, so TRL's sampler
+    would give no step at all (it used to exit 0 after "0 steps")."""
+    argv = ["train", str(rl_rows), "--method", "grpo", "--model", TINY_LLAMA]
+    argv += ["--output-dir", str(tmp_path / "out"), "--num-generations", "2"]
+    assert main([*argv, "--batch-size", "64"]) == 2
+    err = capsys.readouterr().err
+    assert "16 prompt(s) cannot fill one optimizer step" in err, err
+    assert "give at least 32 prompts" in err and "--batch-size of at most 32" in err
+    assert main([*argv, "--temperature", "-1"]) == 2
+    assert "--temperature: must be above 0 and at most 100" in capsys.readouterr().err

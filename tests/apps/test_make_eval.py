@@ -269,8 +269,11 @@ def test_real_data_eval_set_has_no_free_or_ambiguous_items(capsys):
     with capsys.disabled():
         print("\n" + made.render_balance())
     assert len(made.items) == 240
-    # a record is used once while unused ones remain; a reuse says the pool ran out
-    assert made.reused == 0 or any("pool ran out" in n for n in made.notes)
+    # a record is used once while unused ones can fill the item; every reuse is reported, and
+    # here (about 720 uses of 988 usable records) none is for want of records
+    assert made.reused == 0 or any(
+        f"{made.reused} while unused records remained" in n for n in made.notes
+    )
     assert {s: row["made"] for s, row in made.balance()["by_strategy"].items()} == {
         "format": 80,
         "permute": 80,

@@ -9,6 +9,8 @@ import pytest
 from mosaic_it.apps.gguf_model import file_sha256
 from mosaic_it.apps.models import ModelError, package_missing, resolve_model, short_error, use_bf16
 
+from ..conftest import needs
+
 
 def test_file_digest_reads_in_blocks(tmp_path):
     data = bytes(range(256)) * 9000  # more than one 1 MiB block
@@ -18,7 +20,7 @@ def test_file_digest_reads_in_blocks(tmp_path):
 
 
 def test_bf16_only_when_asked_or_on_a_gpu_that_has_it():
-    torch = pytest.importorskip("torch")
+    torch = needs("torch")
     assert use_bf16("bf16", torch) is True
     assert use_bf16("fp32", torch) is False
     gpu_bf16 = torch.cuda.is_available() and torch.cuda.is_bf16_supported()

@@ -13,6 +13,8 @@ from mosaic_it.apps.prompt_formats import (
 )
 from mosaic_it.budget.templates import TEMPLATES, VICUNA_SYSTEM
 
+from ..conftest import needs
+
 # FastChat's Vicuna v1.1 conversation, written out: system, " USER: ", instruction, " ASSISTANT:"
 FASTCHAT = "{system} USER: {instruction} ASSISTANT:"
 
@@ -52,7 +54,8 @@ def test_generation_prompt_ends_where_the_answer_begins():
 
 
 def test_vicuna_generation_ids_are_the_prompts_tokens():
-    pytest.importorskip("transformers")
+    needs("torch")  # the bundled tokenizer loads through mosaic_it.apps.models
+    needs("transformers")
     from mosaic_it.apps.models import bundled_hf_tokenizer
 
     tok = bundled_hf_tokenizer()

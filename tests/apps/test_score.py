@@ -12,7 +12,7 @@ from mosaic_it.apps.make_eval import make_eval
 from mosaic_it.cli.main import main
 from mosaic_it.io.files import write_records
 
-from ..conftest import make_records
+from ..conftest import make_records, needs
 
 # text outside the answers: two lines of it fail every layout in both modes
 WRONG_PREFIX = "Sure, here are my answers.\nI hope they help!\n"
@@ -55,6 +55,7 @@ def half_right(items):
 
 
 def test_half_wrong_answers_score_exactly_half_per_rule(eval_file, eval_items, tmp_path, capsys):
+    needs("matplotlib")  # --plot
     responses = write_jsonl(tmp_path / "r.jsonl", half_right(eval_items))
     out, png = tmp_path / "table.json", tmp_path / "acc.png"
     args = ["score", str(eval_file), str(responses), "--out", str(out), "--plot", str(png)]

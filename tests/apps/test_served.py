@@ -17,6 +17,8 @@ from mosaic_it.apps.evaluate import evaluate
 from mosaic_it.apps.local_server import LocalServer
 from mosaic_it.cli.main import main
 
+from ..conftest import needs
+
 SECRET = "sk-test-0123456789abcdef"
 # Vicuna v1.1 as a chat template, so that the served model is prompted as mosaic-it prompts it
 VICUNA_CHAT = (
@@ -32,7 +34,7 @@ VICUNA_CHAT = (
 
 @pytest.fixture(scope="module")
 def tiny_dir(tmp_path_factory):
-    pytest.importorskip("torch")
+    needs("torch")
     from mosaic_it.apps.models import TINY_LLAMA, bundled_hf_tokenizer, load_model, resolve_model
 
     path = tmp_path_factory.mktemp("tiny") / "tiny-llama"

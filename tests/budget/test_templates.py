@@ -18,7 +18,7 @@ from ..chat_fixtures import (
     messages_of,
     qwen_dir,  # noqa: F401
 )
-from ..conftest import make_records
+from ..conftest import make_records, needs
 
 SYSTEMS = ["", "You are a terse assistant.", "  Reply in French.\n", "Think first.\n\nThen answer."]
 CONTENTS = [
@@ -38,7 +38,7 @@ def records(n: int = 40) -> list[Record]:
 
 
 def test_vicuna_matches_fastchat():
-    conversation = pytest.importorskip("fastchat.conversation")
+    conversation = needs("fastchat.conversation")
     t = get_template("vicuna")
     for system in SYSTEMS:
         for instruction, response in CONTENTS:
@@ -93,7 +93,7 @@ def test_auto_derives_the_tokenizers_own_template(qwen_dir, llama3_dir):  # noqa
 
 
 def test_auto_refuses_templates_it_cannot_reproduce(tmp_path):
-    pytest.importorskip("transformers")
+    needs("transformers")
     from tokenizers import Tokenizer, models, pre_tokenizers
 
     tiny = Tokenizer(models.WordLevel({"[UNK]": 0, "<|im_end|>": 1}, unk_token="[UNK]"))
@@ -141,7 +141,7 @@ def _expected_tokens(template: str, tokenizer_kind: str, dirs: dict, sample) -> 
         if template == "none":
             return sum(tok.count(t) for t in (sample.instruction, sample.output, sample.system))
         if template == "vicuna":
-            conversation = pytest.importorskip("fastchat.conversation")
+            conversation = needs("fastchat.conversation")
             conv = conversation.get_conv_template("vicuna_v1.1")
             if sample.system:
                 conv.set_system_message(sample.system)

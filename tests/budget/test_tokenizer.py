@@ -12,12 +12,10 @@ import shutil
 import time
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
 import pytest
-import sentencepiece as spm
 import tokenizers
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
 from tokenizers import AddedToken, processors
 from tokenizers.models import BPE
 
@@ -25,12 +23,21 @@ from mosaic_it.budget import sentencepiece_bpe as spbpe
 from mosaic_it.budget import tokenizer as tokmod
 from mosaic_it.budget.tokenizer import DEFAULT_TOKENIZER, Tokenizer, TokenizerError, load_tokenizer
 
+from ..conftest import REAL_DATA, needs
+from ..hypothesis_or_skip import HealthCheck, given, settings, st
+
 MODEL_FILE = Path(str(resources.files("mosaic_it").joinpath("data/tokenizer/tokenizer.model.v1")))
-ALPACA_DEMO = Path("/work/shared/data/alpaca_en_demo.json")  # real data, not part of the repo
+ALPACA_DEMO = REAL_DATA  # real data, not part of the repo (tests/data_paths.py)
 
 
 @pytest.fixture(scope="module")
-def sp() -> spm.SentencePieceProcessor:
+def spm() -> Any:
+    """The sentencepiece module: the reference these tests compare with (extra [test])."""
+    return needs("sentencepiece")
+
+
+@pytest.fixture(scope="module")
+def sp(spm) -> Any:
     return spm.SentencePieceProcessor(model_file=str(MODEL_FILE))
 
 
@@ -39,7 +46,7 @@ def tok() -> Tokenizer:
     return load_tokenizer()
 
 
-def _assert_same_ids(tok: Tokenizer, sp: spm.SentencePieceProcessor, text: str) -> None:
+def _assert_same_ids(tok: Tokenizer, sp: Any, text: str) -> None:
     expected = sp.encode(text)
     got = tok.encode(text)
     assert got == expected, (
@@ -219,7 +226,7 @@ _PROBES = [
 @pytest.mark.parametrize("add_dummy_prefix", [True, False])
 @pytest.mark.parametrize("byte_fallback", [True, False])
 def test_converted_bpe_variants_match_sentencepiece(
-    normalization, remove_extra_whitespaces, add_dummy_prefix, byte_fallback
+    normalization, remove_extra_whitespaces, add_dummy_prefix, byte_fallback, spm
 ):
     buffer = io.BytesIO()
     spm.SentencePieceTrainer.train(
@@ -263,7 +270,7 @@ def test_converted_bpe_variants_match_sentencepiece(
     "(Llama, Mistral, the bundled model) are unaffected",
 )
 @pytest.mark.parametrize("text", ["a\r\nb", "x\uff46\u0301y", "\uff76\uff9e"])
-def test_precompiled_charsmap_grapheme_difference(text):
+def test_precompiled_charsmap_grapheme_difference(text, spm):
     buffer = io.BytesIO()
     spm.SentencePieceTrainer.train(
         sentence_iterator=iter(_TRAIN_TEXT),
@@ -284,7 +291,7 @@ def test_precompiled_charsmap_grapheme_difference(text):
     assert backend.encode(text, add_special_tokens=False).ids == reference.encode(text)
 
 
-def test_user_defined_pieces_are_rejected_clearly(tmp_path):
+def test_user_defined_pieces_are_rejected_clearly(tmp_path, spm):
     path = tmp_path / "gemma-like.model"
     with path.open("wb") as fh:
         spm.SentencePieceTrainer.train(
@@ -299,7 +306,7 @@ def test_user_defined_pieces_are_rejected_clearly(tmp_path):
         load_tokenizer(path)
 
 
-def test_unigram_model_is_rejected_clearly(tmp_path):
+def test_unigram_model_is_rejected_clearly(tmp_path, spm):
     path = tmp_path / "unigram.model"
     with path.open("wb") as fh:
         spm.SentencePieceTrainer.train(

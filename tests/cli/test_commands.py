@@ -10,6 +10,7 @@ from mosaic_it.cli.commands import COMMANDS
 from mosaic_it.cli.main import build_parser, main
 
 from ..chat_fixtures import qwen_dir  # noqa: F401 - fixture
+from ..conftest import needs
 
 TINY = "builtin:tiny-llama"
 DEPRECATED = "--template is deprecated and will be removed; use --prompt-format"
@@ -50,7 +51,7 @@ def records(tmp_path):
 
 
 def test_train_template_is_a_deprecated_alias_of_prompt_format(records, tmp_path, capsys):
-    pytest.importorskip("trl")
+    needs("trl")
     out = tmp_path / "run"
     base = ["train", str(records), "--model", TINY, "--output-dir", str(out)]
     small = [
@@ -81,8 +82,8 @@ def test_train_template_is_a_deprecated_alias_of_prompt_format(records, tmp_path
 
 
 def test_eval_template_is_a_deprecated_alias_of_prompt_format(tmp_path, capsys):
-    pytest.importorskip("torch")
-    pytest.importorskip("transformers")
+    needs("torch")
+    needs("transformers")
     eval_set = tmp_path / "eval.jsonl"
     make = ["make-eval", "builtin:example", str(eval_set), "--n", "2", "--max-instructions", "2"]
     assert main([*make, "-q"]) == 0

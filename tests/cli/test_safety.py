@@ -21,6 +21,8 @@ import pytest
 from mosaic_it.cli.main import build, main
 from mosaic_it.io.outputs import MARKER, Output, PathError, content_digest, guard, lock_path_for
 
+from ..conftest import needs
+
 RECORDS = [
     {
         "instruction": f"Write sentence number {i} about rivers.",
@@ -355,7 +357,7 @@ CASES = [
 def test_hostile_case(case, scratch, capsys):
     _, setup, argv, status, message = case
     if "--engine" in argv and argv[argv.index("--engine") + 1] == "ray":
-        pytest.importorskip("ray")  # without Ray the run stops earlier, naming the extra
+        needs("ray")  # without Ray the run stops earlier, naming the extra
     setup(scratch)
     before = snapshot(scratch)
     assert main(argv) == status
@@ -404,6 +406,7 @@ def test_accepted_case(case, scratch, capsys):
 
 
 def test_a_marked_directory_is_replaced_and_an_empty_one_used(scratch, capsys):
+    needs("pyarrow")  # a directory OUTPUT is a saved dataset
     assert main(M + ["d.json", "out", "--epochs", "1", "-q"]) == 0
     assert (scratch / "out" / MARKER).is_file()
     assert main(M + ["d.json", "out", "--epochs", "2", "-q"]) == 0  # its own: replaced
@@ -645,6 +648,7 @@ def test_ctrl_c_names_resume_and_the_parts_kept(scratch):
 
 
 def test_offline_hub_name_fails_fast_in_one_line(scratch):
+    needs("datasets")  # without it, a hub name is refused earlier, naming the extra
     closed = "http://127.0.0.1:9"  # nothing listens on the discard port
     for args in (
         ["mosaic", "someone/dataset", "o.jsonl"],
@@ -729,7 +733,7 @@ def test_content_digest_samples_huge_files(tmp_path, monkeypatch):
 
 
 def test_train_resume_compares_the_data_content(scratch):
-    pytest.importorskip("transformers")
+    needs("transformers")
     from mosaic_it.apps.train import CONFIG_FILE, TrainConfig, check_resume_config
 
     os.link(scratch / "d.json", scratch / "same.json")
@@ -795,7 +799,7 @@ def test_cost_advises_only_flags_it_takes():
 def test_ctrl_c_during_train_names_the_checkpoints_kept(scratch, capsys):
     """A real SIGINT to this process while the tiny model trains (a thread sends it once the
     first checkpoint is saved); the run stops with 130 and names what it kept."""
-    pytest.importorskip("trl")
+    needs("trl")
     import threading
 
     running = threading.Event()

@@ -21,8 +21,9 @@ import pytest
 from mosaic_it.cli.main import example_path, main
 
 from ..chat_fixtures import hf_tokenizer, qwen_dir  # noqa: F401 - fixture
+from ..conftest import needs
 
-datasets = pytest.importorskip("datasets")
+datasets = needs("datasets")
 BUDGET = 400
 
 
@@ -74,9 +75,9 @@ def test_datasets_load_every_output(inputs):
 
 @pytest.mark.parametrize("fmt", ["messages", "prompt-completion"])
 def test_trl_sft_keeps_every_sample_whole(inputs, qwen_dir, fmt):  # noqa: F811
-    pytest.importorskip("torch")
-    trl = pytest.importorskip("trl")
-    transformers = pytest.importorskip("transformers")
+    needs("torch")
+    trl = needs("trl")
+    transformers = needs("transformers")
     out = inputs / f"trl-{fmt}.jsonl"
     run(
         str(inputs / "with_system.jsonl"),
@@ -141,8 +142,8 @@ def _fastchat_tokenizer(transformers):
 
 
 def test_fastchat_vicuna_preprocessing_keeps_every_sample_whole(inputs):
-    pytest.importorskip("torch")
-    transformers = pytest.importorskip("transformers")
+    needs("torch")
+    transformers = needs("transformers")
     if importlib.util.find_spec("fastchat") is None:
         pytest.skip("fschat not installed")
     from fastchat.train.train import preprocess
@@ -162,7 +163,7 @@ def test_fastchat_vicuna_preprocessing_keeps_every_sample_whole(inputs):
 
 
 def _import_llamafactory():
-    pytest.importorskip("torch")
+    needs("torch")
     if importlib.util.find_spec("llamafactory") is None:
         pytest.skip("llamafactory not installed")
     if importlib.util.find_spec("torchaudio") is None:

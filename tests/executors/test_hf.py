@@ -9,8 +9,10 @@ import pytest
 from mosaic_it import MosaicConfig
 from mosaic_it.cli.main import example_path, main
 
-datasets = pytest.importorskip("datasets")
-hf = pytest.importorskip("mosaic_it.hf")
+from ..conftest import needs
+
+datasets = needs("datasets")
+hf = needs("mosaic_it.hf")
 
 CONFIG = MosaicConfig(epochs=3, seed=9, max_tokens=1024)
 
@@ -114,7 +116,7 @@ def test_iterable_as_a_datasets_iterable_dataset(example_rows):
 
 
 def test_iterable_in_a_torch_dataloader(example_rows):
-    torch = pytest.importorskip("torch")
+    torch = needs("torch")
     it = hf.MosaicIterable(example_rows, CONFIG, output_format="alpaca")
     assert isinstance(it, torch.utils.data.IterableDataset)
     expected = sorted(json.dumps(r) for r in it.epoch_rows(2))
@@ -132,7 +134,7 @@ def _epochs_seen(loader) -> list[int]:
 
 @pytest.mark.parametrize("workers,persistent", [(0, False), (2, False), (2, True)])
 def test_dataloader_epochs_follow_set_epoch_and_passes(example_rows, workers, persistent):
-    torch = pytest.importorskip("torch")
+    torch = needs("torch")
     it = hf.MosaicIterable(example_rows, CONFIG, output_format="alpaca")
     loader = torch.utils.data.DataLoader(
         it, batch_size=None, num_workers=workers, persistent_workers=persistent

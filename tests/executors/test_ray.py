@@ -5,7 +5,9 @@ from collections import Counter
 
 import pytest
 
-ray = pytest.importorskip("ray")
+from ..conftest import needs
+
+ray = needs("ray")
 
 from mosaic_it.budget.templates import get_template
 from mosaic_it.cli.main import main
@@ -81,7 +83,7 @@ def test_ray_engine_semantics_and_determinism(local_ray, tmp_path, tokenizer):
 
 
 def test_ray_engine_parquet_in_and_out(local_ray, tmp_path):
-    pa = pytest.importorskip("pyarrow")
+    pa = needs("pyarrow")
     import pyarrow.parquet as pq
 
     records = make_records(60, seed=22)
@@ -237,7 +239,7 @@ def test_ray_engine_reads_every_format_and_writes_the_local_shape(
 
 
 def test_ray_engine_parquet_shards_of_messages(local_ray, tmp_path):
-    pq = pytest.importorskip("pyarrow.parquet")
+    pq = needs("pyarrow.parquet")
     src = tmp_path / "in.jsonl"
     src.write_text(
         "".join(

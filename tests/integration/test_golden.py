@@ -21,6 +21,7 @@ import pytest
 from mosaic_it.cli.main import main
 
 from ..chat_fixtures import qwen_dir  # noqa: F401  (a fixture)
+from ..conftest import needs
 
 GOLDEN = Path(__file__).parents[1] / "data" / "golden_outputs.json"
 UPDATE = os.environ.get("MOSAIC_IT_UPDATE_GOLDEN") == "1"
@@ -83,6 +84,8 @@ def golden() -> dict[str, str]:
 
 @pytest.mark.parametrize("name", list(CASES))
 def test_outputs_keep_their_bytes(name, tmp_path, golden, request):
+    if CASES[name][0].endswith(".parquet"):
+        needs("pyarrow")
     qwen = request.getfixturevalue("qwen_dir") if "{qwen}" in " ".join(CASES[name][1]) else None
     got = run_case(name, tmp_path, qwen)
     if name in SAME_AS:

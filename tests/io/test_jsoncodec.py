@@ -4,8 +4,6 @@ import json
 import math
 
 import pytest
-from hypothesis import given, settings
-from hypothesis import strategies as st
 
 from mosaic_it.io.jsoncodec import (
     _COMPACT,
@@ -18,6 +16,8 @@ from mosaic_it.io.jsoncodec import (
     error_text,
     loads,
 )
+
+from ..hypothesis_or_skip import given, settings, st
 
 # what output rows hold: text (any code point but lone surrogates), integers, booleans, null
 TEXT = st.text(st.characters(blacklist_categories=("Cs",)), max_size=40)

@@ -20,6 +20,8 @@ from mosaic_it.io.readers import (
 from mosaic_it.io.writers import write_rows
 from mosaic_it.records import Record
 
+from ..conftest import needs
+
 ROWS = [
     {"instruction": "Name a color.", "input": "", "output": "Blue."},
     {"instruction": "Translate to French.", "input": "Good morning", "output": "Bonjour"},
@@ -29,7 +31,7 @@ ROWS = [
 
 def written(tmp_path, name):
     """ROWS as a file of the type ``name`` says, written by this package's own writer."""
-    pytest.importorskip("datasets")
+    needs("datasets")
     path = tmp_path / name
     write_rows(path, [{**r, "mosaic": None} for r in ROWS], "alpaca")
     return path
@@ -110,7 +112,7 @@ def test_json_list_errors_name_the_file_and_say_what_to_do(tmp_path):
 
 
 def test_a_file_that_is_not_parquet_is_named(tmp_path):
-    pytest.importorskip("pyarrow")
+    needs("pyarrow")
     path = tmp_path / "in.parquet"
     path.write_text("not parquet", encoding="utf-8")
     with pytest.raises(InputError, match=r"in\.parquet: not a Parquet file"):
@@ -120,7 +122,7 @@ def test_a_file_that_is_not_parquet_is_named(tmp_path):
 
 
 def test_a_directory_not_written_by_datasets_is_named(tmp_path):
-    pytest.importorskip("datasets")
+    needs("datasets")
     (tmp_path / "d").mkdir()
     (tmp_path / "d" / "notes.txt").write_text("x", encoding="utf-8")
     with pytest.raises(InputError, match="not one written by datasets' save_to_disk"):

@@ -18,7 +18,7 @@ from mosaic_it.method.layout import tag_pairs
 from mosaic_it.method.rulepack import default_rules_path
 
 from ..chat_fixtures import llama3_dir, qwen_dir  # noqa: F401 - fixture
-from ..conftest import REAL_DATA, make_records
+from ..conftest import REAL_DATA, make_records, needs
 from ..independent_checker import check_run, sources_from_alpaca, sources_from_sharegpt
 
 HERE = Path(__file__).resolve().parents[1]
@@ -117,7 +117,7 @@ def test_instructions_that_read_as_meta_instructions_get_no_rule_no_tags_and_num
 
 
 def test_fastchat_sharegpt_conversations_have_no_false_or_ambiguous_meta_instruction(tmp_path):
-    hardcoded = pytest.importorskip("fastchat.data.hardcoded_questions")
+    hardcoded = needs("fastchat.data.hardcoded_questions")
     rows = hardcoded.identity_questions()
     path = tmp_path / "identity.json"
     path.write_text(json.dumps(rows), encoding="utf-8")

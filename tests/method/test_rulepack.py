@@ -6,7 +6,7 @@ import pytest
 from mosaic_it import MosaicConfig, Mosaicker, RulePackError, load_rule_pack
 from mosaic_it.method.rulepack import default_rules_path
 
-from ..conftest import make_records
+from ..conftest import make_records, needs
 
 
 def write(tmp_path, data, name="rules.json"):
@@ -201,7 +201,7 @@ def test_the_schema_is_json_schema_and_names_every_key_and_rule_the_code_reads(p
     newer = {"meta_like", "tag_avoid_strings"}  # taken from the bundled pack when left out
     assert set(schema["properties"]["format"]["required"]) == set(pack.layout) - newer
     assert set(schema["required"]) == set(pack.data) - {"extends"} - newer
-    jsonschema = pytest.importorskip("jsonschema")
+    jsonschema = needs("jsonschema")
     jsonschema.Draft202012Validator.check_schema(schema)
     jsonschema.validate(json.loads(default_rules_path().read_text()), schema)
     bad = {"extends": "default", "name": "x", "margins": {"wrods": 3}}

@@ -12,8 +12,6 @@ import re
 from collections import Counter, defaultdict
 
 import pytest
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
 
 from mosaic_it import MosaicSpec, Numbering, Record, Tags, load_rule_pack, mosaic, verify
 from mosaic_it.method.compose import SamplePlan, compose
@@ -25,6 +23,7 @@ from mosaic_it.rng import Rng
 from mosaic_it.verifier.checks import SpecError, load_spec
 
 from ..conftest import make_records, real_data_or_skip
+from ..hypothesis_or_skip import HealthCheck, given, settings, st
 
 PACK = load_rule_pack()
 LABELS = PACK.layout["labels"]

@@ -41,6 +41,7 @@ from mosaic_it.apps.cost_counting import (
     side_cost,
 )
 from mosaic_it.apps.cost_timing import Timing, measure, price
+from mosaic_it.limits import MAX_REPEATS, bound
 
 # counting and timing live in apps.cost_counting and apps.cost_timing; these names stay
 # importable from here
@@ -241,6 +242,15 @@ def run_cost(
     model: str | None = "builtin:tiny-llama",
     repeats: int = 3,
 ) -> dict[str, Any]:
+    if model:
+        bound(
+            "--measure-repeats",
+            repeats,
+            at_least=1,
+            at_most=MAX_REPEATS,
+            whole=True,
+            why="timed steps per measured length; the fastest is kept",
+        )
     o = side_cost(
         "original",
         original,

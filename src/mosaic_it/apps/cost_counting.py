@@ -13,6 +13,7 @@ from typing import Any
 from mosaic_it.budget.templates import get_template
 from mosaic_it.budget.tokenizer import load_tokenizer
 from mosaic_it.io.files import InputError, read_records
+from mosaic_it.limits import MAX_TRAIN_EPOCHS, bound
 
 REGIMES = ("pad_to_max", "dynamic_batch", "dynamic_micro", "packing")
 
@@ -27,15 +28,18 @@ class CostOptions:
     seed: int = 42
 
     def __post_init__(self) -> None:
-        for name in (
-            "original_epochs",
-            "mosaic_epochs",
-            "batch_size",
-            "micro_batch_size",
-            "max_length",
-        ):
-            if getattr(self, name) < 1:
-                raise ValueError(f"--{name.replace('_', '-')} must be at least 1")
+        for name in ("original_epochs", "mosaic_epochs"):
+            bound(
+                f"--{name.replace('_', '-')}",
+                getattr(self, name),
+                at_least=1,
+                at_most=MAX_TRAIN_EPOCHS,
+                whole=True,
+                why="each epoch's batches are drawn",
+            )
+        for name in ("batch_size", "micro_batch_size", "max_length"):
+            bound(f"--{name.replace('_', '-')}", getattr(self, name), at_least=1, whole=True)
+        bound("--seed", self.seed, whole=True)
 
 
 @dataclass

@@ -7,6 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from mosaic_it.limits import MAX_EVAL_INSTRUCTIONS, MAX_ITEMS, bound
 from mosaic_it.method.rulepack import MASKOUT_RULES, PERMUTE_RULES
 from mosaic_it.method.strategies import permute
 from mosaic_it.rng import Rng
@@ -132,6 +133,26 @@ def possible(strategy: str, rule: str | None, k: int) -> bool:
     return strategy != "permute" or (rule is not None and permute.can_differ(rule, k))
 
 
+def check_counts(n: int, max_instructions: int) -> None:
+    """Refuse an item count or instruction count no evaluation set can have."""
+    bound(
+        "n",
+        n,
+        at_least=1,
+        at_most=MAX_ITEMS,
+        whole=True,
+        why="the whole set is held in memory until it is written",
+    )
+    bound(
+        "max_instructions",
+        max_instructions,
+        at_least=2,
+        at_most=MAX_EVAL_INSTRUCTIONS,
+        whole=True,
+        why="an evaluation mosaic has 2 instructions or more, each count a cell of its own",
+    )
+
+
 def allocate(
     n: int,
     max_instructions: int,
@@ -140,13 +161,7 @@ def allocate(
 ) -> list[Cell]:
     """Equal shares of ``n`` for the strategies (all, or those named), then for each strategy's
     rules, then for each rule's instruction counts; remainders go to shares drawn at random."""
-    if max_instructions < 2:
-        raise ValueError(
-            "max_instructions: an evaluation mosaic has 2 instructions or more, "
-            f"got {max_instructions}"
-        )
-    if n < 1:
-        raise ValueError(f"n: must be at least 1, got {n}")
+    check_counts(n, max_instructions)
     # (strategy -> rule -> the instruction counts its items can have); a rule with none is left
     # out, its share going to the strategy's other rules
     counts: dict[str, dict[str | None, list[int]]] = {}

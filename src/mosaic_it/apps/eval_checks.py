@@ -144,8 +144,11 @@ def margin_problem(spec: MosaicSpec, records: Sequence[Record]) -> str | None:
     return None
 
 
-def with_input_note(sample: Sample, layout: Layout, records: Sequence[Record]) -> Sample:
-    """A length item's prompt says that inputs count (unless its meta-instruction says so)."""
+def with_input_note(sample: Sample, records: Sequence[Record]) -> Sample:
+    """A length item's prompt says that inputs count (unless its meta-instruction says so).
+
+    The prompt is rendered again in the layout the sample was composed in (``sample.layout``:
+    the plan's, or the one fitted to its records), so that it reads as its spec says."""
     spec = sample.spec
     if (spec.strategy, spec.rule) not in LENGTH_RULES or "input" in spec.meta.lower():
         return sample
@@ -159,5 +162,6 @@ def with_input_note(sample: Sample, layout: Layout, records: Sequence[Record]) -
     else:
         head = f"{head} {INPUT_NOTE}"
     spec.meta = f"{spec.meta} {INPUT_NOTE}"
+    layout: Layout = sample.layout
     instruction = render_instruction(layout, [r.prompt for r in records], head, tail)
-    return Sample(instruction, sample.output, spec, sample.system)
+    return Sample(instruction, sample.output, spec, sample.system, layout, None, sample.replaced)

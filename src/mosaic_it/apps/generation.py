@@ -24,6 +24,7 @@ from mosaic_it.apps.models import (
 from mosaic_it.apps.prompt_formats import PromptFormat, prompt_format
 from mosaic_it.apps.training.config import CONFIG_FILE, saved_config
 from mosaic_it.engine.parallel import usable_cpus
+from mosaic_it.limits import MAX_TEMPERATURE, bound
 
 MAX_BATCH = 64  # prompts in one batch when batches are sized by tokens
 BUCKET_RATIO = 1.5  # ... and whose longest prompt is at most this times its shortest
@@ -41,13 +42,20 @@ class GenerationOptions:
     batch_tokens: int = 16384  # with batch_size 0: prompts x (longest prompt + max_new_tokens)
 
     def __post_init__(self) -> None:
-        if self.max_new_tokens < 1 or self.batch_size < 0 or self.batch_tokens < 1:
-            raise ValueError(
-                "--max-new-tokens and --batch-tokens must be at least 1, "
-                "--batch-size at least 0 (0: by --batch-tokens)"
+        bound("--max-new-tokens", self.max_new_tokens, at_least=1, whole=True)
+        bound("--batch-size", self.batch_size, at_least=0, whole=True, why="0: by --batch-tokens")
+        bound("--batch-tokens", self.batch_tokens, at_least=1, whole=True)
+        bound("--threads", self.threads, at_least=0, whole=True, why="0: one per idle core")
+        if self.sample:
+            bound(
+                "--temperature",
+                self.temperature,
+                above=0,
+                at_most=MAX_TEMPERATURE,
+                why="with --sample, the logits are divided by it",
             )
-        if self.threads < 0:
-            raise ValueError("--threads must be 0 (one per usable core) or more")
+            bound("--top-p", self.top_p, above=0, at_most=1, why="a share of the probability mass")
+        bound("--seed", self.seed, whole=True)
 
 
 @dataclass

@@ -10,13 +10,18 @@ from __future__ import annotations
 from typing import Any
 
 from mosaic_it.io.files import iter_raw, write_records
+from mosaic_it.limits import bound
 from mosaic_it.rng import Rng
+
+
+def check_held_out(held_out: float) -> None:
+    """Refuse a ``--held-out`` that no input can satisfy (zero, negative, infinite, NaN)."""
+    bound("--held-out", held_out, above=0, why="a count of records, or a fraction below 1")
 
 
 def held_out_count(total: int, held_out: float) -> int:
     """``held_out`` as a count: a whole number is a count, a number below 1 a fraction."""
-    if held_out <= 0:
-        raise ValueError(f"--held-out must be positive, got {held_out:g}")
+    check_held_out(held_out)
     count = round(total * held_out) if held_out < 1 else int(held_out)
     if held_out >= 1 and held_out != int(held_out):
         raise ValueError(
@@ -47,6 +52,7 @@ def split(
 ) -> tuple[int, int]:
     """Write the two files; returns (training records, held-out records). The command line
     checks and locks the paths first (:func:`mosaic_it.io.outputs.guard`)."""
+    check_held_out(held_out)  # before reading: nothing to read for a count no input has
     objects: list[Any] = [obj for _, _, obj in iter_raw(source, data_split)]
     held = split_indices(len(objects), held_out_count(len(objects), held_out), seed)
     n_train = write_records(train, (o for i, o in enumerate(objects) if i not in held))

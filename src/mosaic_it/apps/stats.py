@@ -23,6 +23,7 @@ from mosaic_it.apps.stats_report import figures, render_html, write_report
 from mosaic_it.budget.templates import get_template
 from mosaic_it.budget.tokenizer import load_tokenizer
 from mosaic_it.io.files import InputError, iter_raw, records_from_raw
+from mosaic_it.limits import bound
 
 # the plots and the HTML page live in apps.stats_report; these names stay importable from here
 __all__ = ["DataStats", "collect", "figures", "render_html", "write_report"]
@@ -125,6 +126,8 @@ def collect(
     template: str = "vicuna",
 ) -> DataStats:
     """Read a data file (any input format) and count what the report shows."""
+    if budget is not None:
+        bound("--max-tokens", budget, at_least=1, whole=True, why="the budget line of the plots")
     raw = list(iter_raw(path))
     if not raw:
         raise InputError(f"{path}: no records")

@@ -3,7 +3,8 @@
 The parser is built from the command registry (:mod:`mosaic_it.cli.commands`); this module only
 runs the chosen command's handler and turns the errors a user can fix into one line on stderr
 and an exit status (2: bad input or environment; 3: a worker process died; 128 + the signal
-when a signal ended the run: 130 for Ctrl-C, 143 for SIGTERM, 129 for SIGHUP).
+when a signal ended the run: 130 for Ctrl-C, 143 for SIGTERM, 129 for SIGHUP); anything else is
+a bug, reported in one line with exit status 1 (its traceback with ``MOSAIC_IT_TRACEBACK=1``).
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from mosaic_it.signals import exit_status, hold, raise_on_signals, signal_of
 __all__ = [
     "EXAMPLE",
     "EXIT_BAD_INPUT",
+    "EXIT_BUG",
     "EXIT_WORKER_DIED",
     "build",
     "build_parser",
@@ -36,8 +38,11 @@ __all__ = [
     "main",
 ]
 
+EXIT_BUG = 1
 EXIT_BAD_INPUT = 2
 EXIT_WORKER_DIED = 3
+# set (to anything) to let a bug's traceback through instead of the one-line report
+TRACEBACK_VARIABLE = "MOSAIC_IT_TRACEBACK"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -95,6 +100,21 @@ def main(argv: list[str] | None = None) -> int:
         return exit_status(exc)
     except KeyboardInterrupt as exc:
         return _interrupted(exc, hasattr(args, "resume"))
+
+    except Exception as exc:  # anything else is a bug of mosaic-it (an InternalError among them)
+        if os.environ.get(TRACEBACK_VARIABLE):
+            raise
+        print(bug_message(exc), file=sys.stderr)
+        return EXIT_BUG
+
+
+def bug_message(exc: BaseException) -> str:
+    """The one line that reports an unexpected error as a bug, saying how to see its traceback."""
+    what = " ".join(f"{type(exc).__name__}: {exc}".split())
+    return (
+        f"mosaic-it: bug: {what} (a bug in mosaic-it, not in your input; run again with "
+        f"{TRACEBACK_VARIABLE}=1 to see the traceback, and please report it)"
+    )
 
 
 def _interrupted(exc: KeyboardInterrupt, resumable: bool = True) -> int:

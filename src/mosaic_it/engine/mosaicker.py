@@ -23,6 +23,7 @@ from mosaic_it.engine.store import (
 )
 from mosaic_it.engine.summary import RunSummary
 from mosaic_it.io.files import InputError, InvalidRecord, batches, record_from_alpaca
+from mosaic_it.limits import MAX_MOSAIC_EPOCHS, bound
 from mosaic_it.method.layout import META_LIKE
 from mosaic_it.method.rulepack import RulePack, load_rule_pack
 from mosaic_it.method.sizing import WRAP_MODES
@@ -54,12 +55,17 @@ class MosaicConfig:
         def bad(name: str, why: str) -> None:
             raise ValueError(f"{name}: {why}")
 
-        if self.epochs < 1:
-            bad("epochs", f"must be at least 1, got {self.epochs}")
-        if self.max_instructions < 1:
-            bad("max_instructions", f"must be at least 1, got {self.max_instructions}")
-        if self.max_tokens < 1:
-            bad("max_tokens", f"must be at least 1, got {self.max_tokens}")
+        bound(
+            "epochs",
+            self.epochs,
+            at_least=1,
+            at_most=MAX_MOSAIC_EPOCHS,
+            whole=True,
+            why="each epoch writes every record once more; the paper uses 4",
+        )
+        bound("max_instructions", self.max_instructions, at_least=1, whole=True)
+        bound("max_tokens", self.max_tokens, at_least=1, whole=True)
+        bound("seed", self.seed, whole=True)
         if self.wrap_mode not in WRAP_MODES:
             bad(
                 "wrap_mode", f"unknown mode {self.wrap_mode!r}; choose from {', '.join(WRAP_MODES)}"

@@ -7,6 +7,7 @@ from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 from mosaic_it.apps.prompt_formats import PROMPT_FORMATS
+from mosaic_it.limits import MAX_TEMPERATURE, MAX_TRAIN_EPOCHS, bound
 
 CONFIG_FILE = "mosaic_it_train.json"
 # options that must not change when a run is resumed (the others may: e.g. --save-steps)
@@ -101,27 +102,103 @@ class TrainConfig:
                 f"--prompt-format: choose from {', '.join(PROMPT_FORMATS)}, "
                 f"got {self.prompt_format!r}"
             )
-        if self.epochs <= 0:
-            bad(f"--epochs must be positive, got {self.epochs}")
+        self._check_numbers()
         if self.mosaic_on_the_fly and self.epochs != int(self.epochs):
             bad("--epochs must be a whole number with --mosaic-on-the-fly (one mosaic epoch each)")
-        if self.batch_size < 1 or self.micro_batch_size < 1:
-            bad("--batch-size and --micro-batch-size must be at least 1")
         if self.batch_size % self.micro_batch_size:
             bad(
                 f"--batch-size {self.batch_size} is not a multiple of --micro-batch-size "
                 f"{self.micro_batch_size}"
             )
-        if self.max_length < 8:
-            bad(f"--max-length must be at least 8, got {self.max_length}")
-        if self.lora_r < 0:
-            bad(f"--lora-r must be 0 (full fine-tuning) or positive, got {self.lora_r}")
         if self.dtype not in ("auto", "bf16", "fp32"):
             bad(f"--dtype: choose from auto, bf16, fp32, got {self.dtype!r}")
         if self.method not in METHODS:
             bad(f"--method: choose from {', '.join(METHODS)}, got {self.method!r}")
         if self.method == "grpo":
             self._check_grpo(bad)
+
+    def _check_numbers(self) -> None:
+        """Every numeric option within bounds that say why (:func:`mosaic_it.limits.bound`)."""
+        bound(
+            "--epochs",
+            self.epochs,
+            above=0,
+            at_most=MAX_TRAIN_EPOCHS,
+            why="passes over the data; a fraction trains on part of one",
+        )
+        for name, value in (
+            ("--batch-size", self.batch_size),
+            ("--micro-batch-size", self.micro_batch_size),
+        ):
+            bound(name, value, at_least=1, whole=True)
+        if self.learning_rate is not None:
+            bound(
+                "--lr",
+                self.learning_rate,
+                above=0,
+                at_most=1,
+                why="a step of the weights against the gradient",
+            )
+        bound(
+            "--warmup-ratio",
+            self.warmup_ratio,
+            at_least=0,
+            below=1,
+            why="a share of the optimizer steps",
+        )
+        bound(
+            "--weight-decay",
+            self.weight_decay,
+            at_least=0,
+            at_most=1,
+            why="AdamW's share of each weight removed per step, times the learning rate",
+        )
+        bound(
+            "--max-length",
+            self.max_length,
+            at_least=8,
+            whole=True,
+            why="a prompt and a response need a few tokens each",
+        )
+        bound("--lora-r", self.lora_r, at_least=0, whole=True, why="0: full fine-tuning")
+        if self.lora_alpha is not None:
+            bound("--lora-alpha", self.lora_alpha, at_least=1, whole=True)
+        bound(
+            "--lora-dropout",
+            self.lora_dropout,
+            at_least=0,
+            below=1,
+            why="the share of LoRA inputs zeroed",
+        )
+        bound("--seed", self.seed, whole=True)
+        if self.max_steps != -1:
+            bound(
+                "--max-steps",
+                self.max_steps,
+                at_least=1,
+                whole=True,
+                why="or -1 (the default): every epoch",
+            )
+        bound(
+            "--save-steps", self.save_steps, at_least=0, whole=True, why="0: a checkpoint per epoch"
+        )
+        bound(
+            "--save-total-limit",
+            self.save_total_limit,
+            at_least=1,
+            whole=True,
+            why="--resume needs a checkpoint kept",
+        )
+        bound("--logging-steps", self.logging_steps, at_least=1, whole=True)
+        bound("--num-generations", self.num_generations, at_least=1, whole=True)
+        bound("--max-completion-length", self.max_completion_length, at_least=1, whole=True)
+        bound(
+            "--temperature",
+            self.temperature,
+            above=0,
+            at_most=MAX_TEMPERATURE,
+            why="completions are sampled from the logits divided by it",
+        )
 
     def _check_grpo(self, bad: Callable[[str], None]) -> None:
         from mosaic_it.rewards import KINDS

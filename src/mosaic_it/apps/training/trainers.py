@@ -86,6 +86,7 @@ def prepare_run(
     tokenizer = load_tokenizer_for(source, config.tokenizer)
     fmt = prompt_format(config.prompt_format, tokenizer)
     rl_rows = read_rl_rows(config.data, fmt) if grpo else []
+    check_one_step(config, len(rl_rows) if grpo else len(records))
     load_dtype, bf16, cpu = precision(config, torch)
     model = load_model(source, dtype=load_dtype, seed=config.seed)
     check_vocab(model, tokenizer, config.model)
@@ -129,6 +130,27 @@ def prepare_run(
         callbacks=_callbacks(callbacks),
     )
     return Run(config, trainer, tokenizer, fmt, data.rows, data.truncated, data.longest, checkpoint)
+
+
+def check_one_step(config: TrainConfig, rows: int) -> None:
+    """Refuse, before the model is loaded, a run that could not take one optimizer step.
+
+    GRPO draws ``--batch-size / --num-generations`` distinct prompts for each step and drops
+    the prompts left over at the end of an epoch (TRL's ``RepeatSampler``): fewer prompts than
+    that give no step at all. SFT steps once per epoch even on one partial batch, but not on
+    no rows."""
+    if config.method == "grpo":
+        per_step = config.batch_size // config.num_generations
+        if rows < per_step:
+            raise ValueError(
+                f"{config.data}: {rows} prompt(s) cannot fill one optimizer step: "
+                f"--batch-size {config.batch_size} completions are {per_step} prompts x "
+                f"--num-generations {config.num_generations}, and an epoch's prompts left "
+                f"over are dropped; give at least {per_step} prompts (make-rl-prompts --n) "
+                f"or a --batch-size of at most {rows * config.num_generations}"
+            )
+    elif rows < 1:
+        raise ValueError(f"{config.data}: no training rows: no optimizer step to take")
 
 
 @dataclass

@@ -7,7 +7,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from mosaic_it.apps.make_eval import EvalSet, make_eval
+from mosaic_it.apps.make_eval import EvalSet, check_composition, make_eval
 from mosaic_it.budget.templates import TEMPLATE_NAMES, get_template
 from mosaic_it.budget.tokenizer import load_tokenizer
 from mosaic_it.cli.registry import Arguments, Command
@@ -79,7 +79,8 @@ def declare_composition(a: Arguments, what: str, template_help: str) -> None:
 
 def composition_options(args: argparse.Namespace) -> dict:
     """The keyword arguments of :func:`mosaic_it.apps.make_eval.make_eval` the composition
-    options give (the template and the tokenizer loaded)."""
+    options give (the template and the tokenizer loaded); bad numbers are refused first."""
+    check_composition(args.n, args.max_instructions, args.max_tokens, args.seed)
     return {
         "seed": args.seed,
         "max_instructions": args.max_instructions,
@@ -101,10 +102,11 @@ def run(args: argparse.Namespace) -> int:
 
 def _make_eval(args: argparse.Namespace, source: Path) -> int:
     skipped: list[InvalidRecord] = []
+    options = composition_options(args)
     records = list(
         read_records(source, invalid=skipped, input_format=args.input_format, split=args.split)
     )
-    evalset = make_eval(records, args.n, **composition_options(args))
+    evalset = make_eval(records, args.n, **options)
     if not evalset.items:
         raise InputError(
             f"{source}: no evaluation item could be made from {len(records)} record(s) "

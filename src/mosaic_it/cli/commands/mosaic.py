@@ -33,6 +33,7 @@ from mosaic_it.io.files import (
 )
 from mosaic_it.io.formats import FORMATS, sample_to_row
 from mosaic_it.io.outputs import Output, RunInterrupted, guard, same_file
+from mosaic_it.limits import MAX_WORKERS, bound
 from mosaic_it.method.sizing import WRAP_MODES
 from mosaic_it.method.strategies.base import registered
 from mosaic_it.records import Record
@@ -263,6 +264,8 @@ def workers_for(requested: int, force: bool = False) -> tuple[int, str]:
     cores = usable_cpus()
     if requested < 0:
         raise ValueError(f"--workers: must be 0 (one per usable core) or more, got {requested}")
+    if force:  # otherwise more than the usable cores are not run
+        bound("--workers", requested, at_most=MAX_WORKERS, why="each worker is a forked process")
     if requested == 0:
         return cores, ""
     if requested > cores and not force:

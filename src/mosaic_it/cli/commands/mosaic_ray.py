@@ -17,6 +17,7 @@ from mosaic_it.engine.parallel import usable_cpus
 from mosaic_it.io.assemble import RunOutputs, finish_run
 from mosaic_it.io.files import OUTPUT_KINDS, config_path_for
 from mosaic_it.io.outputs import Output, guard
+from mosaic_it.limits import MAX_SHARDS, bound
 
 # options of `mosaic` the ray engine cannot honour per shard, and why
 RAY_REFUSED = {
@@ -37,6 +38,14 @@ def run(args: argparse.Namespace, config: MosaicConfig, source: str, files: RunO
                 f"--{n.replace('_', '-')} does not apply ({RAY_REFUSED[n]})" for n in refused
             )
         )
+    bound(
+        "--shards",
+        args.shards,
+        at_least=0,
+        at_most=MAX_SHARDS,
+        whole=True,
+        why="0: two per CPU; each shard is a Ray task and a file of its own",
+    )
     if Path(args.output).suffix.lower() in OUTPUT_KINDS:
         raise ValueError(
             f"{args.output}: the ray engine writes a directory of shards; name a "

@@ -47,11 +47,12 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _make_rl_prompts(args: argparse.Namespace, source: Path) -> int:
+    options = composition_options(args)
     records = list(read_records(source))
     held_out = [r for path in args.held_out for r in read_records(Path(path))]
     if args.curriculum:
         return _curriculum(args, records, held_out)
-    rows, evalset, dropped = make_rl_prompts(records, held_out, args.n, **composition_options(args))
+    rows, evalset, dropped = make_rl_prompts(records, held_out, args.n, **options)
     write_records(args.output, rows)
     if args.balance:
         write_json(args.balance, {**evalset.balance(), "held_out_left_out": dropped})
