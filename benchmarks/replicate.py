@@ -701,7 +701,15 @@ RECIPE_KEYS = {"prompt_format": "template"}
 
 def portable_command(command: str, cache: Path) -> str:
     """A command line with the cache written as $CACHE (the cache's place is the machine's)."""
-    return command.replace(str(cache), "$CACHE")
+    return scrub_paths(command.replace(str(cache), "$CACHE"))
+
+
+def scrub_paths(text: str) -> str:
+    """Text to be committed with this machine's folders written as the repository's relative
+    paths and ``~`` (a model assembled into the user's cache, say)."""
+    for base, short in ((REPO, "."), (REPO.parent, ".."), (Path.home(), "~")):
+        text = text.replace(str(base) + "/", short + "/").replace(str(base), short)
+    return text
 
 
 def train_config(profile: Profile, arm: int, seed: int, cache: Path, spec: str) -> Any:
@@ -1758,9 +1766,12 @@ class Mirror:
         if there is None:
             return
         there.mkdir(parents=True, exist_ok=True)
-        for name in (*names, "stage.json"):
+        for name in names:
             if (stage_dir / name).is_file():
                 shutil.copyfile(stage_dir / name, there / name)
+        if (stage_dir / "stage.json").is_file():  # its fingerprint is unchanged by this
+            text = scrub_paths((stage_dir / "stage.json").read_text(encoding="utf-8"))
+            (there / "stage.json").write_text(text, encoding="utf-8")
 
 
 EVAL_DATA_FILES = (
@@ -1988,6 +1999,7 @@ def tabulate(
         "run_seconds": round(time.perf_counter() - t_start, 1),
         "load_average_at_end": os.getloadavg()[0],
     }
+    results = json.loads(scrub_paths(json.dumps(results)))
     _write_json(out / "results.json", results)
     (out / "table.md").write_text(render_table(results), encoding="utf-8")
     plot(results, out / "replicate.png")
