@@ -1498,8 +1498,12 @@ def render_table(results: dict[str, Any]) -> str:
     """Markdown: the decision rules applied, one column per arm (scores with 95% intervals,
     answer shapes), the cost table, make-eval by strategy and k, and the paired comparisons."""
     arms = results["arms"]
+    planned = "answers" in next(iter(arms.values()), {})  # a run with decision rules
     rows: list[tuple[str, Callable[[dict[str, Any]], str]]] = [
-        ("IFEval instruction-level, strict (primary)", _at("ifeval", "instruction_strict")),
+        (
+            "IFEval instruction-level, strict" + (" (primary)" if planned else ""),
+            _at("ifeval", "instruction_strict"),
+        ),
         ("IFEval instruction-level, loose", _at("ifeval", "instruction_loose")),
         ("IFEval prompt-level, strict", _at("ifeval", "prompt_strict")),
         ("IFEval prompt-level, loose", _at("ifeval", "prompt_loose")),
@@ -1520,7 +1524,7 @@ def render_table(results: dict[str, Any]) -> str:
             ]
     head = ["metric (%, 95% interval)"] + [f"{name}: {arm['label']}" for name, arm in arms.items()]
     lines = []
-    if "answers" in next(iter(arms.values()), {}):
+    if planned:
         lines += ["Decision rules (primary metric: IFEval instruction-level strict, pooled):", ""]
         lines += [headline(results), ""]
     lines += [_md_row(head), _md_row(["---"] * len(head))]
@@ -2035,6 +2039,77 @@ def publish(cache: Path, target: Path, arms: list[str]) -> None:
             shutil.copyfile(cache / "data-eval" / name, target / name)
 
 
+def rescore_published(profile: Profile, results_dir: Path, log: Log) -> dict[str, Any]:
+    """Re-score a published run from its committed answers, without its cache: the IFEval
+    per-item scores (checked to reproduce the published table exactly, which also checks that
+    the graders are deterministic) and the paired rows recomputed in the table's own measure.
+
+    For runs published before the per-item files existed (``cpu``): the make-eval items and the
+    per-pair losses were kept only in that run's cache, so their paired rows cannot be
+    recomputed; the loss row keeps the table's token-weighted difference, without interval.
+    """
+    path = results_dir / "results.json"
+    results = json.loads(path.read_text(encoding="utf-8"))
+    rows = _read_jsonl(ifeval_file())
+    n = results["profile"]["ifeval_n"]
+    chosen = sorted(random.Random(f"{profile.data_seed}-ifeval").sample(range(len(rows)), n))
+    ifeval_rows = [rows[i] for i in chosen]
+    arms_out: dict[str, Any] = {}
+    for name, arm in results["arms"].items():
+        answers_file = results_dir / f"responses-{name}-ifeval.jsonl"
+        answers = {str(r["id"]): r["response"] for r in _read_jsonl(answers_file)}
+        ife = score_ifeval(ifeval_rows, answers)
+        for measure in ("prompt_strict", "prompt_loose", "instruction_strict", "instruction_loose"):
+            old, new = arm["ifeval"][measure], ife["table"][measure]
+            if (old["k"], old["n"]) != (new["k"], new["n"]):
+                raise ReplicateError(
+                    f"{name} {measure}: re-scored {new['k']}/{new['n']}, published "
+                    f"{old['k']}/{old['n']}: the grader is not the one that scored the run"
+                )
+        arms_out[name] = {"_per_item": {"ifeval": ife["per_item"]}}
+        _write_json(results_dir / f"scores-{name}.json", {"ifeval": ife["per_item"]})
+        log("rescore", f"{name}: IFEval re-scored, every published count reproduced")
+    seed = results["profile"]["seeds"][0]
+    paired_out = comparisons_ifeval_only(arms_out, seed)
+    for pair, metrics in paired_out.items():
+        b, a = (results["arms"][_arm_named(results, x)] for x in pair.split(" - "))
+        lb, la = b["loss"]["loss_per_token"], a["loss"]["loss_per_token"]
+        metrics["held-out loss per response token (pooled; lower is better)"] = {
+            "measure": "pooled ratio",
+            "items": b["loss"]["pairs"],
+            "difference": round(lb - la, 4),
+            "ci95": None,
+            "note": "per-pair losses were not kept by this run: no interval",
+        }
+    results["paired"] = paired_out
+    results["paired_note"] = (
+        f"b minus a on the same prompts, seed {seed}, re-scored from the committed answers "
+        "(python benchmarks/replicate.py --profile cpu --rescore-results): IFEval rows in the "
+        "table's own measure; make-eval rows not recomputable (the items were kept only in "
+        "that run's cache); loss: the table's token-weighted difference, no interval"
+    )
+    results["model"] = model_record(profile)
+    results = json.loads(scrub_paths(json.dumps(results)))
+    for key in ("cache",):
+        results[key] = "~/.cache/mosaic-it/replicate/" + profile.name
+    _write_json(path, results)
+    (results_dir / "table.md").write_text(render_table(results), encoding="utf-8")
+    return results
+
+
+def _arm_named(results: dict[str, Any], short: str) -> str:
+    return next(n for n in results["arms"] if n == short or n.startswith(short + "-"))
+
+
+def comparisons_ifeval_only(arms_out: dict[str, Any], seed: int) -> dict[str, Any]:
+    """The IFEval rows of :func:`comparisons` for arms scored on IFEval alone."""
+    full = {n: {"_per_item": {**a["_per_item"], "loss": {}}} for n, a in arms_out.items()}
+    out = comparisons(full, seed)
+    for metrics in out.values():
+        metrics.pop("held-out loss per response token (pooled; lower is better)", None)
+    return out
+
+
 def update_readme(readme: Path, profile: str, table: str) -> None:
     """Replace what stands between the profile's two marker lines with the table."""
     begin, end = f"<!-- replicate-{profile}:begin -->", f"<!-- replicate-{profile}:end -->"
@@ -2104,6 +2179,12 @@ def main(argv: list[str] | None = None) -> int:
         help="also put the table into this file (README.md) between the lines "
         "'<!-- replicate-PROFILE:begin -->' and '<!-- replicate-PROFILE:end -->'",
     )
+    p.add_argument(
+        "--rescore-results",
+        action="store_true",
+        help="re-score the published answers in --results (no cache needed) and rewrite the "
+        "paired rows in the table's own measure",
+    )
     p.add_argument("-q", "--quiet", action="store_true", help="no progress on stderr")
     args = p.parse_args(argv)
     profile = PROFILES[args.profile]
@@ -2130,9 +2211,15 @@ def main(argv: list[str] | None = None) -> int:
     from mosaic_it.io.files import InputError
 
     try:
-        run(profile, cache, results_dir, train_data, Log(args.quiet))
+        if args.rescore_results:
+            if results_dir is None:
+                raise ReplicateError("--rescore-results needs a results folder")
+            rescore_published(profile, results_dir, Log(args.quiet))
+        else:
+            run(profile, cache, results_dir, train_data, Log(args.quiet))
         if args.readme:
-            table = (cache / "results" / "table.md").read_text(encoding="utf-8")
+            made = results_dir if args.rescore_results and results_dir else cache / "results"
+            table = (made / "table.md").read_text(encoding="utf-8")
             update_readme(Path(args.readme), profile.name, table)
     except (ReplicateError, ModelError, InputError) as exc:
         print(f"replicate: error: {exc}", file=sys.stderr)
