@@ -1016,7 +1016,14 @@ class ArmModel:
 
 
 def stage_generate(
-    what: str, prompts: list[Any], arm: ArmModel, name: str, deps: list[str], cache: Path, log: Log
+    what: str,
+    prompts: list[Any],
+    arm: ArmModel,
+    name: str,
+    deps: list[str],
+    cache: Path,
+    log: Log,
+    on_batch: Callable[[], None] | None = None,
 ) -> dict[str, Any]:
     from mosaic_it.apps.evaluate import GenerationOptions, generate, read_done
 
@@ -1064,6 +1071,8 @@ def stage_generate(
 
         def progress(text: str) -> None:
             log(stage, text + eta(answered, len(todo), time.perf_counter() - t0))
+            if on_batch is not None:
+                on_batch()
 
         counts = generate(
             model, tok, fmt, todo, opt, on_answer, progress, on_tokens=lengths.__setitem__
@@ -1758,6 +1767,29 @@ class Mirror:
         shutil.copyfile(there / "stage.json", stage_dir / "stage.json")  # last: marks done
         return True
 
+    def restore_partial(self, stage_dir: Path) -> None:
+        """Answers of an unfinished generation stage, copied back when the cache has none."""
+        there = self._there(stage_dir)
+        if there is None or (stage_dir / "responses.jsonl").is_file():
+            return
+        if (there / "partial.json").is_file() and (there / "responses.jsonl").is_file():
+            stage_dir.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(there / "responses.jsonl", stage_dir / "responses.jsonl")
+            shutil.copyfile(there / "partial.json", stage_dir / "partial.json")
+
+    def save_partial(self, stage_dir: Path) -> None:
+        """The answers so far of a generation stage (the untrained model's only: its weights
+        are the same on every machine, a retrained arm's need not be to the last bit)."""
+        there = self._there(stage_dir)
+        if there is None or not (stage_dir / "partial.json").is_file():
+            return
+        there.mkdir(parents=True, exist_ok=True)
+        tmp = there / "responses.jsonl.tmp"
+        shutil.copyfile(stage_dir / "responses.jsonl", tmp)
+        tmp.replace(there / "responses.jsonl")
+        text = scrub_paths((stage_dir / "partial.json").read_text(encoding="utf-8"))
+        (there / "partial.json").write_text(text, encoding="utf-8")
+
     def record(self, stage_dir: Path) -> dict[str, Any] | None:
         """A mirrored stage's record, without copying anything back."""
         there = self._there(stage_dir)
@@ -1776,6 +1808,7 @@ class Mirror:
         if (stage_dir / "stage.json").is_file():  # its fingerprint is unchanged by this
             text = scrub_paths((stage_dir / "stage.json").read_text(encoding="utf-8"))
             (there / "stage.json").write_text(text, encoding="utf-8")
+            (there / "partial.json").unlink(missing_ok=True)
 
 
 EVAL_DATA_FILES = (
@@ -1843,7 +1876,8 @@ def run(
                     mirror.save(tdir)
             else:
                 for d in evals:
-                    mirror.restore(d)
+                    if not mirror.restore(d):
+                        mirror.restore_partial(d)
             where = str(cache / "train" / name / "model") if arm else spec
             deps = [
                 evald["fingerprint"],
@@ -1852,7 +1886,11 @@ def run(
             model = ArmModel(where, profile, seed)
             gens = {}
             for what in sets:
-                gens[what] = stage_generate(what, prompts[what], model, name, deps, cache, log)
+                gdir = cache / "generate" / name / what
+                keep = (lambda d=gdir: mirror.save_partial(d)) if not arm else None
+                gens[what] = stage_generate(
+                    what, prompts[what], model, name, deps, cache, log, on_batch=keep
+                )
                 mirror.save(cache / "generate" / name / what, ("responses.jsonl",))
             loss = stage_loss(model, pairs, name, deps, cache, log)
             mirror.save(cache / "loss" / name, ("pairs.jsonl",))

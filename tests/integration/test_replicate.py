@@ -244,3 +244,30 @@ def test_ifeval_check_that_would_draw_at_random_is_refused():
     lacking = {**row, "kwargs": [{}, {"letter": "#", "let_relation": "at least"}]}
     with pytest.raises(rep.ReplicateError, match="IFEval prompt 1122: .* drew at random"):
         check(lacking, "#summer #beach #sun #fun")
+
+
+def test_mirror_keeps_unfinished_answers_and_finished_stages(tmp_path):
+    rep = _load()
+    cache, results = tmp_path / "cache", tmp_path / "results"
+    mirror = rep.Mirror(results, cache)
+    stage = cache / "generate" / "arm0" / "ifeval"
+    st = rep.Stage(stage, {"stage": "generate ifeval"})
+    st.check_partial()
+    (stage / "responses.jsonl").write_text('{"id": "1", "response": "a"}\n')
+    mirror.save_partial(stage)
+    there = results / "stages" / "generate" / "arm0" / "ifeval"
+    assert (there / "partial.json").is_file() and not (there / "stage.json").exists()
+
+    fresh = rep.Mirror(results, tmp_path / "fresh")  # another machine: an empty cache
+    again = tmp_path / "fresh" / "generate" / "arm0" / "ifeval"
+    assert not fresh.restore(again)  # unfinished: not a finished stage ...
+    fresh.restore_partial(again)  # ... but its answers come back, for the same options
+    assert again.joinpath("responses.jsonl").read_text() == '{"id": "1", "response": "a"}\n'
+    rep.Stage(again, {"stage": "generate ifeval"}).check_partial()
+    with pytest.raises(rep.ReplicateError, match="partial work"):
+        rep.Stage(again, {"stage": "generate ifeval", "other": 1}).check_partial()
+
+    st.finish({"answers": 1})
+    mirror.save(stage, ("responses.jsonl",))
+    assert (there / "stage.json").is_file() and not (there / "partial.json").exists()
+    assert fresh.restore(again) and rep.Stage(again, st.key).done()["answers"] == 1
