@@ -153,47 +153,6 @@ PROFILES = {
         gen_batch_size=16,
         save_steps=4,
     ),
-    # Gemma 3 270M *base* in FastChat's Vicuna v1.1 template, the paper's setting at the
-    # scale of two CPU cores. Sizing (2 quiet cores, torch fp32, 2 threads; CPU costs from a
-    # probe on this machine and README's Gemma figures: full fine-tuning 24-32 CPU ms per
-    # padded token, so about 15-18 ms of wall per token on 2 threads; greedy generation about
-    # 30 tokens/s at batch 16; the loss forward pass about 12 ms per token):
-    #   records ~250 real tokens, ~375 padded under micro-batch 4
-    #   arm 4: 200 sequences x 375 = 75k padded tokens        -> ~0:20 training
-    #   arm 1: 3 x 75k = 225k padded tokens                    -> ~0:55
-    #   arm 2: 4 epochs of mosaic ~ 220k padded tokens at ~830 tokens a sample (attention
-    #          makes a long token dearer)                      -> ~1:05
-    #   per arm: IFEval 300 x <= 256 new tokens + 2 packs x 24 x <= 512 = <= 101k tokens
-    #          -> <= 0:56; loss 100 pairs x ~300 tokens -> ~0:06
-    #   arms 0, 4, 2, 1: ~2:20 training + 4 x ~1:02 evaluation = ~6:30 (arm 3, last, if the
-    #   time is there: ~2:05 more). The untrained base model answers to the cap.
-    # The learning rate is 5e-5, not FastChat's 2e-5 (batch 128, 7B models): a 270M model
-    # given 13-38 steps at batch 16; every arm has the same one.
-    "base": Profile(
-        name="base",
-        model="gemma3",
-        prompt_format="vicuna",
-        mosaic_template="vicuna",
-        train_data="alpaca",
-        train_records=200,
-        max_length=1024,
-        batch_size=16,
-        micro_batch_size=4,
-        learning_rate=5e-5,
-        arms=(0, 4, 2, 1, 3),
-        seeds=(42,),
-        multi_n=24,
-        multi_max_k=3,
-        multi_max_tokens=2048,
-        ifeval_n=300,
-        loss_n=100,
-        multi_new_tokens=512,
-        ifeval_new_tokens=256,
-        gen_batch_size=16,
-        save_steps=4,
-        threads=2,
-        heldout_pack=HELDOUT_PACK,
-    ),
     "full": Profile(
         name="full",
         model="smollm2",
@@ -217,6 +176,42 @@ PROFILES = {
         gen_batch_size=32,
     ),
 }
+# Gemma 3 270M *base* in FastChat's Vicuna v1.1 template, the paper's setting at the
+# scale of two CPU cores. Sizing (2 quiet cores, torch fp32, 2 threads; CPU costs from a
+# probe on this machine and README's Gemma figures: full fine-tuning 24-32 CPU ms per
+# padded token, so about 15-18 ms of wall per token on 2 threads; greedy generation about
+# 30 tokens/s at batch 16; the loss forward pass about 12 ms per token):
+#   records ~250 real tokens, ~375 padded under micro-batch 4
+#   arm 4: 200 sequences x 375 = 75k padded tokens        -> ~0:20 training
+#   arm 1: 3 x 75k = 225k padded tokens                    -> ~0:55
+#   arm 2: 4 epochs of mosaic ~ 220k padded tokens at ~830 tokens a sample (attention
+#          makes a long token dearer)                      -> ~1:05
+#   per arm: IFEval 300 x <= 256 new tokens + 2 packs x 24 x <= 512 = <= 101k tokens
+#          -> <= 0:56; loss 100 pairs x ~300 tokens -> ~0:06
+#   arms 0, 4, 2, 1: ~2:20 training + 4 x ~1:02 evaluation = ~6:30 (arm 3, last, if the
+#   time is there: ~2:05 more). The untrained base model answers to the cap.
+# Measured here while five sessions shared the 2 cores (load average 13-20, the probe
+# at nice 10): one micro-batch of 4 x 512 tokens 88 CPU s (43 CPU ms per padded token;
+# 4 x 256: 63, first-step overheads included), and greedy generation 8 x 64 tokens in 355 s
+# of wall (1.4 tokens/s). At such a load the run takes days of wall time, not hours; it
+# continues from the committed results on any machine (see Mirror).
+# The learning rate is 5e-5, not FastChat's 2e-5 (batch 128, 7B models): a 270M model
+# given 13-38 steps at batch 16; every arm has the same one.
+PROFILES["base"] = replace(
+    PROFILES["cpu"],
+    name="base",
+    model="gemma3",
+    prompt_format="vicuna",
+    mosaic_template="vicuna",
+    learning_rate=5e-5,
+    arms=(0, 4, 2, 1, 3),
+    multi_n=24,
+    multi_max_k=3,
+    multi_max_tokens=2048,
+    ifeval_n=300,
+    loss_n=100,
+    heldout_pack=HELDOUT_PACK,
+)
 
 
 class ReplicateError(Exception):
@@ -394,11 +389,9 @@ def default_train_data() -> str | None:
 
 
 def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+    from mosaic_it.apps.gguf_model import file_sha256 as digest
+
+    return digest(path)
 
 
 def _norm(text: str) -> str:
@@ -540,22 +533,9 @@ def stage_eval_data(
     )
     ifeval = [ifeval_rows[i] for i in chosen]
     counter = load_tokenizer(tokenizer_dir(tdata, cache))  # None: the bundled one (tiny model)
-    evalset = make_eval(
-        [_as_record(r) for r in heldout],
-        profile.multi_n,
-        seed=profile.data_seed,
-        max_instructions=profile.multi_max_k,
-        template="none",
-        max_tokens=profile.multi_max_tokens,
-        tokenizer=counter,
-    )
-    write_records(st.dir / "multi.jsonl", evalset.items)
-    _write_json(st.dir / "multi_balance.json", evalset.balance())
-    heldout_notes: list[str] = []
-    if profile.heldout_pack:  # the same records and cells, phrasings/tags/labels never trained on
-        from mosaic_it.method.rulepack import load_rule_pack
 
-        other = make_eval(
+    def compose(pack: Any = None) -> Any:
+        return make_eval(
             [_as_record(r) for r in heldout],
             profile.multi_n,
             seed=profile.data_seed,
@@ -563,8 +543,17 @@ def stage_eval_data(
             template="none",
             max_tokens=profile.multi_max_tokens,
             tokenizer=counter,
-            pack=load_rule_pack(REPO / profile.heldout_pack),
+            pack=pack,
         )
+
+    evalset = compose()
+    write_records(st.dir / "multi.jsonl", evalset.items)
+    _write_json(st.dir / "multi_balance.json", evalset.balance())
+    heldout_notes: list[str] = []
+    if profile.heldout_pack:  # the same records and cells, phrasings/tags/labels never trained on
+        from mosaic_it.method.rulepack import load_rule_pack
+
+        other = compose(load_rule_pack(REPO / profile.heldout_pack))
         write_records(st.dir / "multi-heldout.jsonl", other.items)
         _write_json(st.dir / "multi-heldout_balance.json", other.balance())
         heldout_notes = other.notes
