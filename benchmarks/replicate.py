@@ -196,7 +196,7 @@ PROFILES = {
 # of wall (1.4 tokens/s). At such a load the run takes days of wall time, not hours; it
 # continues from the committed results on any machine (see Mirror).
 # The learning rate is 5e-5, not FastChat's 2e-5 (batch 128, 7B models): a 270M model
-# given 13-38 steps at batch 16; every arm has the same one.
+# given 13-39 steps at batch 16; every arm has the same one.
 PROFILES["base"] = replace(
     PROFILES["cpu"],
     name="base",
@@ -2212,6 +2212,12 @@ def main(argv: list[str] | None = None) -> int:
         help="re-score the published answers in --results (no cache needed) and rewrite the "
         "paired rows in the table's own measure",
     )
+    p.add_argument(
+        "--readme-only",
+        action="store_true",
+        help="with --readme: only put the published table (--results/table.md) into it, run "
+        "nothing (safe while a run of the profile is going on)",
+    )
     p.add_argument("-q", "--quiet", action="store_true", help="no progress on stderr")
     args = p.parse_args(argv)
     profile = PROFILES[args.profile]
@@ -2238,6 +2244,12 @@ def main(argv: list[str] | None = None) -> int:
     from mosaic_it.io.files import InputError
 
     try:
+        if args.readme_only:
+            if not args.readme or results_dir is None:
+                raise ReplicateError("--readme-only needs --readme and a results folder")
+            table = (results_dir / "table.md").read_text(encoding="utf-8")
+            update_readme(Path(args.readme), profile.name, table)
+            return 0
         if args.rescore_results:
             if results_dir is None:
                 raise ReplicateError("--rescore-results needs a results folder")
