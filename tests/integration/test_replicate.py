@@ -228,11 +228,12 @@ def test_ifeval_scores_are_identical_in_every_process(tmp_path):
         )
         outputs.append(done.stdout)
     assert outputs[0] == outputs[1]
-    strict = json.loads(outputs[0])["per_item"]["instruction_strict"]
+    per = json.loads(outputs[0])["per_item"]
     # the named symbol is what is counted; the other instruction (lowercase: '###' has no
     # lowercase letter; repeat the prompt) is not met by these answers
-    assert strict["1122-#-0"] == strict["1129-!-0"] == 0.5
-    assert strict["1129-#-0"] == strict["1129-e-0"] == 0.0
+    assert per["1122-#-0"]["strict"] == per["1129-!-0"]["strict"] == 1
+    assert per["1122-#-0"]["instructions"] == per["1129-!-0"]["instructions"] == 2
+    assert per["1129-#-0"]["strict"] == per["1129-e-0"]["strict"] == 0
 
 
 def test_ifeval_check_that_would_draw_at_random_is_refused():
