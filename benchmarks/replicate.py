@@ -1791,12 +1791,15 @@ class Mirror:
         if there is None:
             return
         there.mkdir(parents=True, exist_ok=True)
-        for name in names:
-            if (stage_dir / name).is_file():
+        for name in (*names, "stage.json"):
+            if not (stage_dir / name).is_file():
+                continue
+            if name.endswith(".json"):  # records (a fingerprint is unchanged by this)
+                text = scrub_paths((stage_dir / name).read_text(encoding="utf-8"))
+                (there / name).write_text(text, encoding="utf-8")
+            else:
                 shutil.copyfile(stage_dir / name, there / name)
-        if (stage_dir / "stage.json").is_file():  # its fingerprint is unchanged by this
-            text = scrub_paths((stage_dir / "stage.json").read_text(encoding="utf-8"))
-            (there / "stage.json").write_text(text, encoding="utf-8")
+        if (stage_dir / "stage.json").is_file():
             (there / "partial.json").unlink(missing_ok=True)
 
 
