@@ -177,7 +177,11 @@ PROFILES = {
     ),
 }
 # Gemma 3 270M *base* in FastChat's Vicuna v1.1 template, the paper's setting at the
-# scale of two CPU cores. Sizing (2 quiet cores, torch fp32, 2 threads; CPU costs from a
+# scale of two CPU cores. One torch thread in every stage: on this machine, shared by other
+# jobs (load 15-27), two threads wait for each other at every operation (README: one thread
+# generated 5.4x the tokens/s of two at load ~20); and CPU seconds, the cost measure, are
+# cleanest single-threaded. On 2 quiet cores the wall times below grow by about 1.7x (to
+# about 11 hours) in exchange. Sizing (torch fp32, 2 threads; CPU costs from a
 # probe on this machine and README's Gemma figures: full fine-tuning 24-32 CPU ms per
 # padded token, so about 15-18 ms of wall per token on 2 threads; greedy generation about
 # 30 tokens/s at batch 16; the loss forward pass about 12 ms per token):
@@ -211,6 +215,7 @@ PROFILES["base"] = replace(
     ifeval_n=300,
     loss_n=100,
     heldout_pack=HELDOUT_PACK,
+    threads=1,
 )
 
 
