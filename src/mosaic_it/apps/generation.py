@@ -87,8 +87,11 @@ def generate(
     opt: GenerationOptions,
     on_answer: Callable[[str, str], None],
     log: Callable[[str], None] = lambda s: None,
+    on_tokens: Callable[[str, int], None] | None = None,
 ) -> dict[str, int | None]:
-    """Answer every prompt in batches of similar length; ``on_answer(id, text)`` per answer."""
+    """Answer every prompt in batches of similar length; ``on_answer(id, text)`` per answer,
+    and ``on_tokens(id, n)`` (before it) with the answer's new tokens up to its first stop: n
+    equal to ``max_new_tokens`` means the answer reached the cap."""
     torch = require_torch()
     device = next(model.parameters()).device
     threads = None
@@ -110,6 +113,8 @@ def generate(
         answers = _generate_batch(model, [ids for _, ids in batch], opt, pad, stop)
         for (p, _), ids in zip(batch, answers):
             generated += len(ids)
+            if on_tokens is not None:
+                on_tokens(p.id, len(ids))
             on_answer(p.id, tokenizer.decode(ids, skip_special_tokens=True).strip())
         done += len(batch)
         log(f"{done}/{len(encoded)} answered ({time.perf_counter() - t0:.1f} s for this batch)")
