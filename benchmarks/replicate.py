@@ -178,11 +178,11 @@ PROFILES = {
 }
 # Gemma 3 270M *base* in FastChat's Vicuna v1.1 template, the paper's setting at the
 # scale of two CPU cores. One torch thread in every stage: on this machine, shared by other
-# jobs (load 15-27), two threads wait for each other at every operation (docs/results/performance.md: one thread
+# jobs (load 15-27), two threads wait for each other at every operation (one thread
 # generated 5.4x the tokens/s of two at load ~20); and CPU seconds, the cost measure, are
 # cleanest single-threaded. On 2 quiet cores the wall times below grow by about 1.7x (to
 # about 11 hours) in exchange. Sizing (torch fp32, 2 threads; CPU costs from a
-# probe on this machine and the Gemma figures of docs/results/performance.md: full fine-tuning 24-32 CPU ms per
+# probe on this machine and the Gemma figures of the docs: full fine-tuning 24-32 CPU ms per
 # padded token, so about 15-18 ms of wall per token on 2 threads; greedy generation about
 # 30 tokens/s at batch 16; the loss forward pass about 12 ms per token):
 #   records ~250 real tokens, ~375 padded under micro-batch 4
