@@ -80,6 +80,8 @@ def stand_ins(directory: Path) -> None:
     alpaca = [{k: r[k] for k in ("instruction", "input", "output")} for r in rows]
     (directory / "alpaca.json").write_text(json.dumps(alpaca, ensure_ascii=False))
     (directory / "alpaca_data.json").write_text(json.dumps(alpaca, ensure_ascii=False))
+    lines = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in alpaca)
+    (directory / "alpaca.jsonl").write_text(lines)
     sharegpt = [
         {
             "conversations": [
@@ -92,7 +94,7 @@ def stand_ins(directory: Path) -> None:
     (directory / "sharegpt.json").write_text(json.dumps(sharegpt, ensure_ascii=False))
 
 
-STAND_INS = ("alpaca.json", "alpaca_data.json", "sharegpt.json")
+STAND_INS = ("alpaca.json", "alpaca_data.json", "alpaca.jsonl", "sharegpt.json")
 
 
 def _result(b: Block) -> bool:
