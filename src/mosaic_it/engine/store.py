@@ -19,13 +19,13 @@ from mosaic_it.io.files import dumps_bytes, loads
 from mosaic_it.records import Record
 
 # what a run may hold of records in memory before it spools them to disk: their characters of
-# text and RECORD_OVERHEAD for each (125 million: about 115,000 Alpaca records, some 250 MB, or
-# 400,000 records of a few words; 104,004 Alpaca records stay in memory)
+# text and RECORD_OVERHEAD for each (125 million: about 105,000 Alpaca records, or 300,000
+# records of a few words; 104,004 Alpaca records stay in memory)
 SPOOL_THRESHOLD = 125_000_000
 # what a record held in memory costs beyond its characters (counted with the text towards
-# SPOOL_THRESHOLD): its object, its strings' headers and its two summaries, about 300 bytes;
+# SPOOL_THRESHOLD): its object, its strings' headers and its two summaries, about 400 bytes;
 # without it a million records of a few words each stayed in memory, 400 MB of objects
-RECORD_OVERHEAD = 300
+RECORD_OVERHEAD = 400
 
 
 def release_freed_memory() -> None:
@@ -69,17 +69,17 @@ class DiskStore(Sequence[Record]):
         os.unlink(path)  # vanishes with the process, whatever happens
         self._fd = fd
         self._offsets = array("q", [0])
-        self._buffer: list[bytes] = []
-        self._buffered = 0
+        # copied here at once: each line orjson gives holds a 4 kB allocation whatever its
+        # length, 400 MB for 100,000 short records in a list of them
+        self._buffer = bytearray()
 
     def append(self, record: Record) -> None:
         data = dumps_bytes(
             [record.id, record.instruction, record.output, record.input, record.system]
         )
-        self._buffer.append(data)
-        self._buffered += len(data)
+        self._buffer += data
         self._offsets.append(self._offsets[-1] + len(data))
-        if self._buffered > 1 << 22:
+        if len(self._buffer) > 1 << 22:
             self.flush()
 
     def extend(self, records: Iterable[Record]) -> None:
@@ -88,12 +88,12 @@ class DiskStore(Sequence[Record]):
 
     def flush(self) -> None:
         if self._buffer:
-            data = b"".join(self._buffer)
-            view = memoryview(data)
-            while view:
-                view = view[os.write(self._fd, view) :]
+            with memoryview(self._buffer) as data:
+                view = data
+                while view:
+                    view = view[os.write(self._fd, view) :]
+                del view
             self._buffer.clear()
-            self._buffered = 0
 
     def __len__(self) -> int:
         return len(self._offsets) - 1
