@@ -8,9 +8,10 @@ Inputs (JSONL, written once into ``--workdir`` and reused; never into the reposi
 
 * ``real``: the Alpaca file of ``--data`` repeated, record i with id "r{i}" (about 860 bytes a
   record: 860 MB at 1M, 8.6 GB at 10M);
-* ``tiny``: records of a few words, each with words of its own (``{"instruction": "Say
-  123456.", "output": "123456"}``, about 45 bytes): what a record costs beyond its text, with
-  the words of its summaries all distinct (no cache or table is shared between records).
+* ``tiny``: records of a few words (``{"instruction": "Say 456.", "output": "456"}``, record i
+  saying i % 1000 and answering i % 997, about 45 bytes): what a record costs beyond its text;
+* ``distinct``: the same with i itself (``"Say 123456."``, ``"123456"``): the words its
+  summaries hold are new with every record (no table of them is shared between records).
 
 Each run uses the CLI's default options (2 workers where the machine has 2 cores or more) and
 is sampled every ``--interval`` seconds: the summed PSS of the process tree (the CLI, its
@@ -38,7 +39,7 @@ from typing import Any
 from bench_mosaic import _pss_kb, _tree
 
 REPO = Path(__file__).resolve().parent.parent
-KINDS = ("real", "tiny")
+KINDS = ("real", "tiny", "distinct")
 
 
 def write_input(kind: str, n: int, data: Path | None, workdir: Path) -> Path:
@@ -54,6 +55,8 @@ def write_input(kind: str, n: int, data: Path | None, workdir: Path) -> Path:
         for i in range(n):
             if kind == "real":
                 row = {**source[i % len(source)], "id": f"r{i}"}
+            elif kind == "tiny":
+                row = {"instruction": f"Say {i % 1000}.", "output": f"{i % 997}"}
             else:
                 row = {"instruction": f"Say {i}.", "output": f"{i}"}
             lines.append(json.dumps(row, ensure_ascii=False))

@@ -309,15 +309,18 @@ class ReadAhead:
                 raise payload
 
     def _next(self) -> tuple[str, Any, list[InvalidRecord]]:
-        try:
-            return self._incoming.recv()
-        except (EOFError, OSError):  # the pipe ended (OSError: in the middle of a message)
-            self._process.join(1.0)
-            raise WorkerDied(
-                f"the process reading the input (pid {self._process.pid}) "
-                f"{_how_it_ended(self._process.exitcode)} before it finished; no output was "
-                "written: run again"
-            ) from None
+        # a reader that failed is reported at once, not after the records it sent before
+        # (thousands, seconds of counting); one that finished has sent everything
+        if not self._process.exitcode:
+            try:
+                return self._incoming.recv()
+            except (EOFError, OSError):  # the pipe ended (OSError: in the middle of a message)
+                self._process.join(1.0)
+        raise WorkerDied(
+            f"the process reading the input (pid {self._process.pid}) "
+            f"{_how_it_ended(self._process.exitcode)} before it finished; no output was "
+            "written: run again"
+        )
 
 
 def _how_it_ended(exitcode: int | None) -> str:
