@@ -4,9 +4,11 @@
     python benchmarks/meta_truth.py --data alpaca_en_demo.json alpaca_zh_demo.json \
         --seeds 1 2 3 --wrap-modes uniform fix_max exp
 
-Datasets: Alpaca JSON files, ``fastchat:identity`` (FastChat's ShareGPT identity conversations,
-from the installed fschat package) and ``tests/data/multilingual.json``. It prints one row per
-dataset: samples, and samples with each finding; with ``--json`` also the counts as JSON.
+Datasets: Alpaca JSON files, LLaMA-Factory messages files (``.jsonl``, string contents or
+``{"type": "text", "value": ...}`` parts), ``fastchat:identity`` (FastChat's ShareGPT identity
+conversations, from the installed fschat package) and ``tests/data/multilingual.json``. It prints
+one row per dataset: samples, and samples with each finding; with ``--json`` also the counts as
+JSON.
 Runs with whatever ``mosaic_it`` is first on the path, so the same script measures any version.
 """
 
@@ -26,6 +28,7 @@ from tests.independent_checker import (
     check_sample,
     load_phrases,
     sources_from_alpaca,
+    sources_from_messages,
     sources_from_sharegpt,
 )
 
@@ -38,6 +41,12 @@ FINDINGS = (
     "tag_collision",
     "control_string",
     "identity",
+    "reading_flip",
+    "meta_like",
+    "order_nested",
+    "number",
+    "meta_glued",
+    "markup_tag",
 )
 WORD_RULES = (
     "permute.LENGTH_WORD",
@@ -54,6 +63,9 @@ def load(name: str) -> tuple[list[dict], dict, str]:
 
         rows = identity_questions()
         return rows, sources_from_sharegpt(rows), "sharegpt"
+    if name.endswith(".jsonl"):
+        rows = [json.loads(line) for line in Path(name).read_text(encoding="utf-8").splitlines()]
+        return rows, sources_from_messages(rows), "messages"
     rows = json.loads(Path(name).read_text(encoding="utf-8"))
     return rows, sources_from_alpaca(rows), "alpaca"
 
@@ -64,8 +76,13 @@ def run(rows: list[dict], fmt: str, options: dict) -> tuple[list[dict], Counter]
     from mosaic_it import MosaicConfig, Mosaicker, read_records
 
     with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / "in.json"
-        path.write_text(json.dumps(rows, ensure_ascii=False), encoding="utf-8")
+        if fmt == "messages":
+            path = Path(tmp) / "in.jsonl"
+            text = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows)
+        else:
+            path = Path(tmp) / "in.json"
+            text = json.dumps(rows, ensure_ascii=False)
+        path.write_text(text, encoding="utf-8")
         records = list(read_records(str(path)))
     m = Mosaicker(MosaicConfig(**options))
     samples = [s.to_record() for s in m.run(records)]
@@ -79,6 +96,7 @@ def main() -> None:
     ap.add_argument("--wrap-modes", nargs="+", default=["uniform", "fix_max", "exp"])
     ap.add_argument("--strategies", default="format+permute+maskout")
     ap.add_argument("--epochs", type=int, default=4)
+    ap.add_argument("--tokenizer", help="a tokenizer directory (default: the bundled one)")
     ap.add_argument("--json", help="write the counts here")
     ap.add_argument(
         "--margins",
@@ -132,6 +150,7 @@ def main() -> None:
                     "wrap_mode": mode,
                     "epochs": args.epochs,
                     "strategies": tuple(args.strategies.split("+")),
+                    **({"tokenizer": args.tokenizer} if args.tokenizer else {}),
                     **extra,
                 }
                 made, why = run(rows, fmt, options)

@@ -16,7 +16,19 @@ Findings, per sample (a sample can have several):
 * ``label_collision``: a line of an instruction, input or answer begins like a label;
 * ``tag_collision``: a tag occurs inside an instruction, input or answer;
 * ``control_string``: a tag, label or meta-instruction holds a chat-control string;
-* ``identity``: a Permute sample asks for the order the instructions are given in.
+* ``identity``: a Permute sample asks for the order the instructions are given in;
+* ``reading_flip``: a word rule decides differently under another common reading of a word (a
+  URL, e-mail address or path as one word; whitespace-separated words; Thai dictionary words
+  where ``pythainlp`` is installed);
+* ``meta_like``: a source instruction that reads as a meta-instruction (about answering, order,
+  skipping, labels or tags) in a sample with a rule or tags, or with unnumbered instructions;
+* ``order_nested``: a FIX order written with brackets or separators that read as labels or as
+  comparisons (``<2>1>``, ``[[1 > 2]]``);
+* ``number``: a phrasing that disagrees in number with the sample (several instructions named
+  in a one-instruction sample, "the others" when one is left, one skipped named as several);
+* ``meta_glued``: the meta-instruction joined to the instruction block by a single newline, so
+  it reads as a line of the last input;
+* ``markup_tag``: a tag that Markdown or LaTeX renders, or that looks like a control token.
 """
 
 from __future__ import annotations
@@ -118,6 +130,85 @@ def initial(text: str) -> str | None:
     return None
 
 
+# other common readings of a word: spans a reader may count as one word
+_ONE_WORD_SPANS = re.compile(
+    r"(?:https?://|www\.)\S+"  # URLs
+    r"|[\w.+-]+@[\w-]+(?:\.[\w-]+)+"  # e-mail addresses
+    r"|(?:~|\.{1,2})?(?:/[\w.-]+){2,}/?"  # paths
+    r"|[A-Za-z]:\\\S+"  # Windows paths
+)
+
+
+def words_spans_as_one(text: str) -> int:
+    """Words, with every URL, e-mail address and path counted as one word."""
+    return words(_ONE_WORD_SPANS.sub(" x ", text))
+
+
+def words_by_spaces(text: str) -> int:
+    """Words as ``text.split()`` gives them, less stretches without a letter or a digit; a
+    letter of a script written without spaces is a word of its own, and parts a stretch on
+    either side of it ("B小调" is two words)."""
+    spaced = "".join(
+        f" {ch} "
+        if unicodedata.category(ch).startswith("L")
+        and unicodedata.name(ch, "").startswith(_EACH_NAMES)
+        else ch
+        for ch in text
+    )
+    return sum(1 for part in spaced.split() if any(ch.isalnum() for ch in part))
+
+
+def _thai_words():
+    try:
+        from pythainlp.tokenize import word_tokenize
+    except ImportError:
+        return None
+
+    def count(text: str) -> int:
+        pieces = re.split(r"([\u0e00-\u0e7f]+)", text)
+        total = 0
+        for piece in pieces:
+            if re.fullmatch(r"[\u0e00-\u0e7f]+", piece):
+                total += sum(1 for w in word_tokenize(piece) if w.strip())
+            else:
+                total += words(piece)
+        return total
+
+    return count
+
+
+# the readings of a word besides this checker's own
+READINGS = [words_spans_as_one, words_by_spaces] + [r for r in (_thai_words(),) if r]
+
+# instructions that read as meta-instructions (this checker's own list: English and Chinese)
+META_LIKE = [
+    re.compile(p, re.IGNORECASE)
+    for p in (
+        r"\b(skip|ignore|omit|disregard)\b.{0,30}\b(instruction|question|task)s?\b",
+        r"\b(do not|don't|never) (answer|respond to|reply to)\b",
+        r"\b(instruction|question|task)s? #?[0-9]+\b",
+        r"\b(odd|even)-numbered\b",
+        r"\b(answer|respond to|reply to)\b.{0,30}\b(instructions|questions)\b.{0,30}\border\b",
+        r"\bin (reverse|alphabetical) order\b.{0,20}\b(answer|respond|reply)",
+        r"\b(wrap|enclose|surround)\b.{0,30}\b(answer|response|reply)s?\b",
+        r"\b(put|place)\b.{0,30}\b(answer|response|reply)s?\b.{0,10}\b(between|inside)\b",
+        r"\b(this|the|these|following|above|each|every|given) instructions?\b",
+        r"\b(the|these|following|above|each|every) questions\b",
+        r"\banswer the following\b.{0,20}\bquestion\b",
+        r"(跳过|忽略|不要回答).{0,10}(指令|问题)",
+        r"第\s*[0-9一二三四五六七八九十]+\s*(条|个|道)?(指令|问题)",
+        r"(以下|下面|上述|这些)的?(指令|问题)",
+        r"(倒序|逆序).{0,6}(回答|回复)",
+    )
+]
+# tags a chat window renders, or that look like control tokens
+MARKUP = ("$", "**", "__", "~~", "<|", "|>", "*", "%", "`")
+
+
+def meta_like(text: str) -> bool:
+    return any(p.search(text) for p in META_LIKE)
+
+
 # ------------------------------------------------------------------ the rule pack's phrasings
 
 
@@ -201,7 +292,7 @@ def read_meta(text: str, phrases: list[Phrase]) -> list[tuple[str, dict]] | None
             for end, groups in ph.matches(text, p):
                 if end == len(text) or text[end] == " ":
                     for rest in walk(end + 1 if end < len(text) else end):
-                        yield [(ph.kind, groups)] + rest
+                        yield [(ph.kind, {**groups, "_text": text[p:end]})] + rest
 
     first = None
     for n, reading in enumerate(walk(0)):
@@ -261,6 +352,10 @@ def check_sample(record: dict, sources: dict, phrases: list[Phrase]) -> Verdict:
         pos = at + len(labels[n - 1]) + len(texts[n - 1])
     tail = prompt[pos:].lstrip("\n")
     numbered = bool(label1)
+    if (head and not before[len(head) :].startswith("\n\n")) or (
+        tail and not prompt[pos:].startswith("\n\n")
+    ):
+        v.add("meta_glued")
 
     meta = (read_meta(head, phrases) or []) + (read_meta(tail, phrases) or [])
     if (head and read_meta(head, phrases) is None) or (tail and read_meta(tail, phrases) is None):
@@ -277,6 +372,10 @@ def check_sample(record: dict, sources: dict, phrases: list[Phrase]) -> Verdict:
     for s in [*(tags or ()), label1, head, tail]:
         if any(c in s for c in CONTROL_STRINGS):
             v.add("control_string")
+    if tags and any(m in t for m in MARKUP for t in tags):
+        v.add("markup_tag")
+    if any(meta_like(t) for t in texts) and (rules or tags or not numbered):
+        v.add("meta_like")
     every_text = texts + answers
     if numbered:
         pattern = _label_pattern(label1)
@@ -297,6 +396,11 @@ def check_sample(record: dict, sources: dict, phrases: list[Phrase]) -> Verdict:
         if rule in ("FIX", "ODD_EVEN", "EVEN_ODD", "ODD", "EVEN") and not numbered:
             v.add("false")
             return v
+        if rule == "FIX":
+            written = g.get("order") or g.get("positions") or ""
+            arrows = re.sub(r"->|=>", " ", written)  # an arrow reads as "then"
+            if re.search(r"[<>\[\]{}|]", arrows):
+                v.add("order_nested")
         if strategy == "permute":
             order = _permute(v, rule, g, texts, k, "tie" in kinds)
             if order == list(range(1, k + 1)):
@@ -321,6 +425,7 @@ def check_sample(record: dict, sources: dict, phrases: list[Phrase]) -> Verdict:
     if order is None:
         v.add("false")
         return v
+    _number(v, meta, k, len(order), len(skipped))
 
     # the response the rule asks for
     begin, end = tags or ("", "")
@@ -328,6 +433,32 @@ def check_sample(record: dict, sources: dict, phrases: list[Phrase]) -> Verdict:
     if expected != response:
         v.add("false")
     return v
+
+
+# words that name several instructions or answers, or several left to answer
+_PLURAL = re.compile(r"\b(instructions|answers|responses|them|they)\b", re.IGNORECASE)
+_REST_PLURAL = re.compile(
+    r"\b(the others|all the others|other ones|remaining instructions|(even|odd)-numbered ones"
+    r"|those with (even|odd) numbers)\b(?! get no)",
+    re.IGNORECASE,
+)
+
+
+def _number(v: Verdict, meta: list, k: int, answered: int, skipped: int) -> None:
+    """Whether each sentence agrees in number with the sample."""
+    for kind, g in meta:
+        text = g.get("_text", "")
+        if k == 1 and kind in ("tags", "generic") and _PLURAL.search(text):
+            v.add("number")
+        if kind.startswith("maskout."):
+            if answered == 1 and _REST_PLURAL.search(text):
+                v.add("number")
+            if skipped == 1 and re.search(r"\b(instructions|numbers) [0-9]", text):
+                v.add("number")
+            if skipped > 1 and re.search(r"\b(instruction|number) [0-9]+(?![0-9]| and|,)", text):
+                v.add("number")
+            if skipped > 1 and re.search(r"\bthe (odd|even)-numbered instruction\b", text):
+                v.add("number")
 
 
 def _near(a: int, b: int, unit: str) -> bool:
@@ -356,6 +487,12 @@ def _permute(v: Verdict, rule: str, g: dict, texts: list[str], k: int, tie_said:
     if any(x is None for x in keys):
         return None  # "alphabetical" over a letter with no a-z order
     ranked = sorted(numbers, key=lambda n: keys[n - 1], reverse=rule.startswith("REVERSE_"))
+    if unit == "words":
+        for read in READINGS:
+            other = [read(t) for t in texts]
+            again = sorted(numbers, key=lambda n: other[n - 1], reverse=rule.startswith("REVERSE_"))
+            if again != ranked or len(set(other)) < k:
+                v.add("reading_flip")
     for a, b in pairwise(ranked):
         ka, kb = keys[a - 1], keys[b - 1]
         if ka == kb and not (unit is None and tie_said):
@@ -381,6 +518,14 @@ def _maskout(v: Verdict, rule: str, g: dict, texts: list[str], k: int) -> list[i
         return []
     if _near(counts[ranked[n - 1] - 1], counts[ranked[n] - 1], "words"):
         v.add("near_tie")
+    for read in READINGS:
+        other = [read(t) for t in texts]
+        again = sorted(numbers, key=lambda i: other[i - 1], reverse=rule == "WORD_LONG")
+        if (
+            sorted(again[:n]) != sorted(ranked[:n])
+            or other[again[n - 1] - 1] == other[again[n] - 1]
+        ):
+            v.add("reading_flip")
     return sorted(ranked[:n])
 
 
@@ -402,6 +547,24 @@ def sources_from_sharegpt(rows: list[dict]) -> dict:
         turns = [t for t in r["conversations"] if t["from"] != "system"]
         if len(turns) == 2:
             out[r.get("id", i)] = (turns[0]["value"], turns[1]["value"])
+    return out
+
+
+def sources_from_messages(rows: list[dict]) -> dict:
+    """Messages rows (string contents, or parts with "text" or "value"): single pairs only."""
+
+    def text(content) -> str:
+        if isinstance(content, str):
+            return content
+        return "".join(
+            p if isinstance(p, str) else p.get("text", p.get("value", "")) for p in content
+        )
+
+    out = {}
+    for i, r in enumerate(rows):
+        turns = [m for m in r["messages"] if m["role"] != "system"]
+        if len(turns) == 2:
+            out[r.get("id", i)] = (text(turns[0]["content"]), text(turns[1]["content"]))
     return out
 
 

@@ -29,7 +29,7 @@ from mosaic_it.records import Record
 try:  # a torch IterableDataset when torch is there; torch stays optional
     from torch.utils.data import IterableDataset as _IterableBase
 except ImportError:  # pragma: no cover - exercised where torch is absent
-    _IterableBase = object  # type: ignore[assignment,misc]
+    _IterableBase = object  # type: ignore[assignment,misc]  # the base without torch
 
 Source = Iterable[Any]  # a datasets.Dataset, dicts of any format, or Records
 
@@ -37,7 +37,7 @@ Source = Iterable[Any]  # a datasets.Dataset, dicts of any format, or Records
 def _raw(source: Source) -> Iterator[tuple[int, str, Any]]:
     if hasattr(source, "iter") and hasattr(source, "column_names"):  # a datasets.Dataset
         index = 0
-        for batch in source.iter(batch_size=1024):  # type: ignore[attr-defined]
+        for batch in source.iter(batch_size=1024):
             keys = list(batch)
             for values in zip(*batch.values()):
                 yield index, f"record {index}", dict(zip(keys, values))
@@ -117,7 +117,7 @@ def mosaic_dataset(
     return rows_dataset(rows, output_format, {"history"} if conversations else set())
 
 
-class MosaicIterable(_IterableBase):  # type: ignore[misc,valid-type]
+class MosaicIterable(_IterableBase):
     """Fresh mosaic samples every epoch, without writing them anywhere.
 
     Each iteration yields the rows of the next epoch (or of the epoch set with
@@ -249,4 +249,4 @@ class EpochClock:
         if "shared" in state:
             self._start, self._tickets, self._lock = state["shared"]
         else:
-            self.__init__(*state["values"])  # type: ignore[misc]
+            self.__init__(*state["values"])  # type: ignore[misc]  # fresh counters, same values

@@ -38,7 +38,7 @@ import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from mosaic_it.method.rulepack import load_rule_pack
+from mosaic_it.method.rulepack import RulePack, load_rule_pack
 from mosaic_it.records import MosaicSpec
 from mosaic_it.verifier.checks import SpecError, Verdict, load_spec, verify
 
@@ -128,7 +128,7 @@ class MosaicReward:
         if content and "reference" not in inspect.signature(verify).parameters:
             raise ValueError("content=True: this mosaic-it's grader has no content check")
         self.__name__ = f"mosaic_{kind}" + ("_content" if content else "")
-        self._pack = None
+        self._pack: RulePack | None = None
 
     def __call__(
         self, completions: Sequence[Any], mosaic: Sequence[Any] | None = None, **columns: Any

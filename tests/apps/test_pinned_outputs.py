@@ -19,14 +19,14 @@ from mosaic_it.cli.main import main
 from mosaic_it.io.files import example_path
 
 PINNED = {
-    "ev-vicuna.jsonl": "5b30dda93e16a52e5e21f694ed9c7a2f8213942344a0443e86f5088816adff0c",
-    "bal-vicuna.json": "884b2fdfb2d5ebf049427388a8f832f6a55f2efe1d07b369a233430e21ba9c55",
-    "ev-chatml.jsonl": "452dd52013c9d92346884338dbe07e8e1d37cc54c8aae647e289bf92ed58de98",
-    "ev-none.jsonl": "180b8d0786eaa793d1dfbbd3e086381cbefd4d8d89e35c6d5d026f7a75ab7fcf",
-    "ev-sys.jsonl": "59a6488ae8cc6101db046f7ff64c218b4fb3d6673acfe630679d8ac366cf4d38",
-    "rl-vicuna.jsonl": "cb2ce23d3bd8bef0fce975107832219f3791730848e65430879028b0829872dc",
-    "score.json": "ef47a24324b70e297b842218a711d3cb5d5c1d50032d6e2443372aeddb5361c5",
-    "cost.json": "3f20168f77f32952dccb8d4c7f7f6025222ad15bf8b04ec28f437eb6c56e8e97",
+    "ev-vicuna.jsonl": "3135db8124cdb9f35c88a87d020d99fd97399e045332f369db87e96f156627d4",
+    "bal-vicuna.json": "9fe6caa398757d64599eaf59924bcb6c9c3c3450ea2db587e2bce5a068b7cf4c",
+    "ev-chatml.jsonl": "30f3343c822c036dff2e7fa713c667fef0579d9da5ef791e679580d5152b783e",
+    "ev-none.jsonl": "1b8517e330fe22f17b885a2da86fcf348548fa33df565731300f08459a899af2",
+    "ev-sys.jsonl": "2e53d8453ee1de414056ed56b86b2e9d0372aa723988ed9cc3b6269ed0b250ef",
+    "rl-vicuna.jsonl": "9e48a1ecdeae75a2aa98370d708d14760e8ad70e5384d5786393afa839f44179",
+    "score.json": "5a1f1ee5ed06c82ba73feff020c804f734c67e8a61c658e3cc231407961f6ab9",
+    "cost.json": "eb338a3a9f78f7f0cd86447ff917b25bac22a12724af1462dd325e0aa812ccf1",
 }
 
 

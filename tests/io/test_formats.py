@@ -40,6 +40,19 @@ def as_format(fmt: str, instruction: str, text_input: str, output: str, system: 
     if fmt == "sharegpt":
         turns = [{"from": "human", "value": prompt}, {"from": "gpt", "value": output}]
         return {"conversations": ([{"from": "system", "value": system}] if system else []) + turns}
+    if fmt == "messages-parts":  # LLaMA-Factory's v1_sft_demo.jsonl
+        messages = [("system", system)] if system else []
+        messages += [("user", prompt), ("assistant", output)]
+        return {
+            "messages": [
+                {
+                    "role": role,
+                    "content": [{"type": "text", "value": text}],
+                    "loss_weight": 1.0 if role == "assistant" else 0.0,
+                }
+                for role, text in messages
+            ]
+        }
     head = [{"role": "system", "content": system}] if system else []
     if fmt == "messages":
         return {
@@ -257,6 +270,38 @@ def test_parquet_missing_columns_is_a_file_error(tmp_path, capsys):
     )
 
 
+def test_llamafactory_value_parts_are_read_and_written_back_in_their_form(tmp_path):
+    """LLaMA-Factory's newer messages files hold contents as ``{"type": "text", "value": ...}``
+    parts (its data/v1_sft_demo.jsonl): read as such, and written in the same form."""
+    row = {
+        "messages": [
+            {"role": "user", "content": [{"type": "text", "value": "hi"}], "loss_weight": 0.0},
+            {
+                "role": "assistant",
+                "content": [{"type": "text", "value": "Hello! "}, {"type": "text", "value": "Hi."}],
+                "loss_weight": 1.0,
+            },
+        ]
+    }
+    assert parse(row, "messages-parts", 0) == Record(0, "hi", "Hello! Hi.")
+    src = write_input(
+        tmp_path / "in.jsonl", [row] + [as_format("messages-parts", *p) for p in PAIRS]
+    )
+    out = tmp_path / "out.jsonl"
+    assert main(["mosaic", str(src), str(out), "--output-format", "messages-parts", "-q"]) == 0
+    written = read_output(out)
+    for r in written:
+        assert [m["role"] for m in r["messages"]][-2:] == ["user", "assistant"]
+        for m in r["messages"]:
+            assert [set(part) for part in m["content"]] == [{"type", "value"}]
+            assert m["loss_weight"] == (1.0 if m["role"] == "assistant" else 0.0)
+    back = write_input(tmp_path / "back.jsonl", written)
+    assert len(pairs_of(back)) == len(written)  # what it wrote, it reads
+    bad = {"messages": [{"role": "user", "content": [{"type": "text", "value": None}]}]}
+    with pytest.raises(ValueError, match=r"field 'messages\[0\].content\[0\].value': expected a"):
+        parse(bad, "messages-parts", 0)
+
+
 # ------------------------------------------------------------------ writing and round trips
 
 
@@ -297,6 +342,7 @@ def test_round_trip_between_formats_keeps_every_pair(tmp_path, fmt_in, fmt_out):
         (".parquet", "alpaca"),
         ("", "prompt-completion"),
         ("", "messages"),
+        (".parquet", "messages-parts"),
     ],
 )
 def test_round_trip_through_each_output_type(tmp_path, suffix, fmt_out):

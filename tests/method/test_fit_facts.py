@@ -11,6 +11,7 @@ from pathlib import Path
 
 from mosaic_it import MosaicConfig, Mosaicker, read_records
 from mosaic_it.method.layout import (
+    META_LIKE,
     PARAGRAPHS,
     FitFacts,
     _numbered_lines,
@@ -105,7 +106,8 @@ def test_facts_not_noted_read_as_unknown_and_other_styles_are_tested(pack):
     need_one, need_many, _ = facts.needs(numbered)
     assert facts.kinds[facts.codes[3]] & need_one  # "1. hi" begins like "{n}."
     assert facts.unknown & need_one and facts.unknown & need_many
-    assert facts.needs(plain_layout(pack)) == (0, PARAGRAPHS, False)
+    # unnumbered: a meta-like instruction never, even alone; a blank line only among others
+    assert facts.needs(plain_layout(pack)) == (META_LIKE, PARAGRAPHS | META_LIKE, False)
     other = replace(numbered, numbering=Numbering("Q{n}", ".", False))
     assert facts.needs(other)[2]  # a style the pack does not hold: tested on the texts
 

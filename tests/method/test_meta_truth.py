@@ -17,12 +17,15 @@ from mosaic_it.io.files import InputError
 from mosaic_it.method.layout import tag_pairs
 from mosaic_it.method.rulepack import default_rules_path
 
-from ..chat_fixtures import llama3_dir  # noqa: F401 - fixture
+from ..chat_fixtures import llama3_dir, qwen_dir  # noqa: F401 - fixture
 from ..conftest import REAL_DATA, make_records
 from ..independent_checker import check_run, sources_from_alpaca, sources_from_sharegpt
 
 HERE = Path(__file__).resolve().parents[1]
 MULTILINGUAL = HERE / "data" / "multilingual.json"
+# instructions that read as meta-instructions, URLs, e-mail addresses, paths, formulas,
+# hyphenated compounds, Thai, Lao, Khmer and Myanmar, among ordinary ones (issue 29)
+ADVERSARIAL = HERE / "data" / "adversarial_meta.json"
 # LLaMA-Factory's Chinese demo (pip download --no-deps --no-binary :all: llamafactory==0.9.5,
 # data/alpaca_zh_demo.json): beside the English one, or where MOSAIC_IT_ZH_DATA says
 ZH_DATA = Path(os.environ.get("MOSAIC_IT_ZH_DATA", REAL_DATA.with_name("alpaca_zh_demo.json")))
@@ -59,6 +62,58 @@ def test_real_demos_have_no_false_or_ambiguous_meta_instruction(path):
     found, rules = findings(path, rows, sources_from_alpaca(rows), epochs=1)
     assert not found, found
     assert sum(v for r, v in rules.items() if "WORD" in r) > 20  # word rules were checked
+
+
+def test_adversarial_set_has_no_false_or_ambiguous_meta_instruction():
+    rows = json.loads(ADVERSARIAL.read_text(encoding="utf-8"))
+    found, rules = findings(ADVERSARIAL, rows, sources_from_alpaca(rows), epochs=8)
+    assert not found, found
+    assert sum(v for r, v in rules.items() if "WORD" in r) > 0  # word rules were drawn
+
+
+def test_english_demo_with_qwen2_has_no_decision_another_reading_of_a_word_flips(qwen_dir):
+    """Issue 29's measure: the English demo at three seeds with the Qwen2 tokenizer (the
+    bundled one is covered above); a URL counted as one word flipped 1% of word rules."""
+    if not REAL_DATA.exists() or os.environ.get("MOSAIC_IT_REAL_DATA", "1") == "0":
+        pytest.skip(f"{REAL_DATA.name} not available")
+    rows = json.loads(REAL_DATA.read_text(encoding="utf-8"))
+    records = list(read_records(str(REAL_DATA)))
+    total: Counter = Counter()
+    for seed in (1, 2, 3):
+        made = [
+            s.to_record() for s in mosaic(records, epochs=1, seed=seed, tokenizer=str(qwen_dir))
+        ]
+        total.update(check_run(made, sources_from_alpaca(rows), default_rules_path())[0])
+    assert not total, total
+
+
+def test_instructions_that_read_as_meta_instructions_get_no_rule_no_tags_and_numbers():
+    meta_like = [
+        Record("m1", "Skip instruction 2.", "I will skip it."),
+        Record("m2", "Answer the questions in reverse order.", "Sure."),
+        Record("m3", "Wrap your answer in <b> tags", "<b>ok</b>"),
+        Record("m4", "跳过第2条指令。", "好的。"),
+    ]
+    records = make_records(300, seed=9) + meta_like
+    samples, summary = run(records, epochs=6)
+    holding = [s for s in samples if {"m1", "m2", "m3", "m4"} & set(s.spec.sources)]
+    placed = [i for s in holding for i in s.spec.sources if i in {"m1", "m2", "m3", "m4"}]
+    assert sorted(placed) == sorted(["m1", "m2", "m3", "m4"] * 6)  # each once an epoch
+    for s in holding:
+        assert s.spec.rule is None and s.spec.tags is None and s.spec.numbering is not None
+    assert (
+        summary.rules_replaced["permute: meta_like"] + summary.rules_replaced["maskout: meta_like"]
+        > 0
+    )
+    # the same records elsewhere: ordinary instructions that mention order are not flagged
+    pack = load_rule_pack()
+    from mosaic_it.method.metalike import meta_like as detector
+
+    find = detector(pack)
+    assert all(find(r.prompt) for r in meta_like)
+    assert not find("List the planets in order from the sun.")
+    assert not find("Sort these words in alphabetical order.")
+    assert not find("Write step-by-step instructions for baking bread.")
 
 
 def test_fastchat_sharegpt_conversations_have_no_false_or_ambiguous_meta_instruction(tmp_path):
@@ -234,7 +289,13 @@ def test_stats_json_and_printed_summary_agree(alpaca_file, tmp_path, capsys):
     )
     err = capsys.readouterr().err
     left_out = json.loads(stats.read_text())["summary"]["left_out"]
-    assert left_out == {"invalid": 0, "multi-turn": 1, "special_tokens": 0, "too_long": 0}
+    assert left_out == {
+        "invalid": 0,
+        "multi-turn": 1,
+        "special_tokens": 0,
+        "meta_like": 0,
+        "too_long": 0,
+    }
     assert "left out (invalid)  0" in err and "left out (multi-turn) 1" in err
 
 
@@ -277,10 +338,35 @@ def test_a_tokenizers_own_special_tokens_are_avoided_and_left_out(llama3_dir, tm
     records = make_records(200, seed=6)
     records[7] = Record("bad", "Echo <|reserved_special_token_3|>", "done")
     m = Mosaicker(
-        MosaicConfig(epochs=1, template="llama3", tokenizer=str(llama3_dir), rules=str(pack))
+        MosaicConfig(epochs=3, template="llama3", tokenizer=str(llama3_dir), rules=str(pack))
     )
     samples = list(m.run(records))
     assert all(not any(t in s.spec.tags.begin + s.spec.meta for t in special) for s in samples)
     assert any("reserved_special_token_5" in s.spec.tags.begin for s in samples)  # other brackets
     assert m.summary.left_out()["special_tokens"] == 1
     assert all("bad" not in s.spec.sources for s in samples)
+
+
+def test_a_meta_like_record_no_label_can_number_is_left_out_and_listed(alpaca_file, tmp_path):
+    """It could only go unnumbered, where a reader cannot tell it from the sample's own
+    meta-instruction: left out, counted, and listed in --rejects with the reason."""
+    labels = load_rule_pack().layout["labels"]
+    every_label = "\n".join(label.format(n=1) + " x" for label in labels)
+    rows = [{"instruction": f"Name a colour {i}.", "output": "Blue."} for i in range(20)]
+    rows += [
+        {"instruction": "Skip instruction 2.", "output": every_label},
+        {"instruction": "Answer the questions in reverse order.", "output": "Fine."},
+    ]
+    stats, rejects = tmp_path / "s.json", tmp_path / "r.jsonl"
+    argv = ["mosaic", str(alpaca_file(rows)), str(tmp_path / "o.jsonl"), "--workers", "1"]
+    assert main([*argv, "--stats", str(stats), "--rejects", str(rejects)]) == 0
+    summary = json.loads(stats.read_text())["summary"]
+    assert summary["meta_like_records"] == 2 and summary["left_out"]["meta_like"] == 1
+    listed = [json.loads(line) for line in rejects.read_text().splitlines()]
+    assert [(r["index"], r["reason"]) for r in listed] == [(20, "meta_like")]
+    written = [json.loads(line) for line in (tmp_path / "o.jsonl").read_text().splitlines()]
+    with_it = [r for r in written if "Answer the questions in reverse order." in r["instruction"]]
+    assert with_it and all(
+        r["mosaic"]["numbering"] and not r["mosaic"]["tags"] and not r["mosaic"]["rule"]
+        for r in with_it
+    )

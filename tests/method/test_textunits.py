@@ -2,7 +2,15 @@
 
 import pytest
 
-from mosaic_it.method.textunits import char_count, first_letter, first_letter_char, word_count
+from mosaic_it.method.textunits import (
+    WORD_READINGS,
+    char_count,
+    first_letter,
+    first_letter_char,
+    has_segmented_script,
+    word_count,
+    word_range,
+)
 
 from ..independent_checker import characters, initial, words
 
@@ -73,3 +81,27 @@ def test_the_independent_checker_counts_the_same_on_plain_text(text):
     assert words(text) == word_count(text)
     assert characters(text) == char_count(text)
     assert initial(text) == first_letter(text)
+
+
+@pytest.mark.parametrize(
+    "text,readings",
+    [
+        # the definition, runs of letters and digits, URLs/e-mail/paths as one, between spaces
+        ("Summarize https://www.livescience.com/54891-cats-dogs.html now", (7, 10, 3, 3)),
+        ("Write to first.last@mail.example.com today", (5, 8, 4, 4)),
+        ("Open /usr/local/lib/x.py please", (6, 7, 3, 3)),
+        ("A well-known x^2+y^2 rule", (8, 8, 8, 4)),
+        ("Don't stop", (2, 3, 2, 2)),
+    ],
+)
+def test_every_common_reading_of_a_word(text, readings):
+    assert tuple(read(text) for read in WORD_READINGS) == readings
+
+
+def test_thai_words_range_from_runs_to_clusters():
+    """A dictionary finds at least one word per space-separated run of Thai and at most one per
+    letter cluster: a rule over Thai holds for every count between."""
+    text = "วันนี้อากาศดีมาก ครับ"
+    assert has_segmented_script(text) and word_range(text) == (2, word_count(text))
+    assert not has_segmented_script("请用中文写一首诗。")
+    assert word_range("Write a poem") == (3, 3)

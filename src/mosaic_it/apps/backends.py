@@ -261,7 +261,7 @@ class OpenAIBackend:
                             if not future.cancelled() and future.exception() is None:
                                 on_answer(prompt.id, future.result()[0])
                         raise self._error or next(
-                            f.exception() for f in finished if f.exception() is not None
+                            e for f in finished if (e := f.exception()) is not None
                         )
                     log(f"{done}/{len(prompts)} answered")
             except BaseException:

@@ -173,8 +173,8 @@ def reductions(original: Side, mosaic: Side, timing: Timing | None) -> dict[str,
     )
     if timing is not None:
         for key in REGIMES:
-            a, b = original.regimes[key].seconds or 0.0, mosaic.regimes[key].seconds or 0.0
-            verdict[f"time_{key}"] = round(_reduction(a, b), 4)
+            ta, tb = original.regimes[key].seconds or 0.0, mosaic.regimes[key].seconds or 0.0
+            verdict[f"time_{key}"] = round(_reduction(ta, tb), 4)
     return verdict
 
 

@@ -14,8 +14,9 @@ from mosaic_it.rng import Rng
 
 def eval_rules() -> list[tuple[str, str | None]]:
     """The strategy/rule rows of the balance table: format only, then every rule."""
+    format_only: list[tuple[str, str | None]] = [("format", None)]
     return (
-        [("format", None)]
+        format_only
         + [("permute", rule) for rule in PERMUTE_RULES]
         + [("maskout", rule) for rule in MASKOUT_RULES]
     )
@@ -128,7 +129,7 @@ def _share(total: int, keys: list[Any], rng: Rng) -> dict[Any, int]:
 def possible(strategy: str, rule: str | None, k: int) -> bool:
     """Whether a (rule, k) cell can hold an item that tests something: a Permute rule must be
     able to ask for another order than the given one (ODD_EVEN over 2 instructions cannot)."""
-    return strategy != "permute" or permute.can_differ(rule, k)
+    return strategy != "permute" or (rule is not None and permute.can_differ(rule, k))
 
 
 def allocate(n: int, max_instructions: int, seed: int) -> list[Cell]:

@@ -79,7 +79,7 @@ def generate(
     opt: GenerationOptions,
     on_answer: Callable[[str, str], None],
     log: Callable[[str], None] = lambda s: None,
-) -> dict[str, int]:
+) -> dict[str, int | None]:
     """Answer every prompt in batches of similar length; ``on_answer(id, text)`` per answer."""
     torch = require_torch()
     device = next(model.parameters()).device
@@ -87,7 +87,10 @@ def generate(
     if device.type == "cpu":
         threads = opt.threads or idle_cores()
         torch.set_num_threads(threads)
-    encoded = [(p, fmt.generation_ids(tokenizer, p.instruction, p.system)) for p in prompts]
+    encoded = [
+        (p, fmt.generation_ids(tokenizer, p.instruction, p.system, getattr(p, "history", ())))
+        for p in prompts
+    ]
     encoded.sort(key=lambda e: len(e[1]))  # similar lengths together: less padding
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     stop = _stop_ids(model, tokenizer)

@@ -107,7 +107,7 @@ class _Drawer:
                 given = "the order given" in problem
                 self.rejected["the order as given" if given else "too close to call"] += 1
                 continue
-            sample = with_input_note(sample, plan.layout, records)
+            sample = with_input_note(sample, sample.layout, records)
             tokens = self.template.count(
                 self.tokenizer, sample.instruction, sample.output, sample.system
             )

@@ -259,7 +259,7 @@ def load_model(source: ModelSource, *, dtype: Any = None, seed: int = 0) -> Any:
         if source.kind == "gguf":
             from mosaic_it.apps.gguf_model import gguf_model_dir  # it imports this module
 
-            where = gguf_model_dir(source)
+            where: Path | str = gguf_model_dir(source)
             print(
                 f"mosaic-it: {source.spec}: GGUF weights de-quantized to float32 in {where} "
                 f"(cached, keyed by the file's SHA-256); loaded as {str(dtype).split('.')[-1]}",

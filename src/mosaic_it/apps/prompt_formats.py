@@ -9,6 +9,7 @@ instruction becomes a generation prompt, so that ``train``, ``eval`` and ``make-
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -37,9 +38,14 @@ def generation_prompt(template: Template, instruction: str, system: str = "") ->
     return text.rstrip(" ")
 
 
-def chat_messages(instruction: str, system: str = "") -> list[dict[str, str]]:
-    """The system message (when there is a system prompt) and the user's message."""
+def chat_messages(
+    instruction: str, system: str = "", history: Sequence[tuple[str, str]] = ()
+) -> list[dict[str, str]]:
+    """The system message (when there is a system prompt), the earlier turns of a conversation
+    (``history``: user and assistant texts) and the user's message."""
     messages = [{"role": "system", "content": system}] if system else []
+    for user, assistant in history:
+        messages += [{"role": "user", "content": user}, {"role": "assistant", "content": assistant}]
     messages.append({"role": "user", "content": instruction})
     return messages
 
@@ -67,12 +73,25 @@ class PromptFormat:
             "completion": [{"role": "assistant", "content": response}],
         }
 
-    def generation_ids(self, tokenizer: Any, instruction: str, system: str = "") -> list[int]:
-        """Token ids the model continues to answer ``instruction`` (special tokens included)."""
+    def generation_ids(
+        self,
+        tokenizer: Any,
+        instruction: str,
+        system: str = "",
+        history: Sequence[tuple[str, str]] = (),
+    ) -> list[int]:
+        """Token ids the model continues to answer ``instruction`` (special tokens included),
+        after the earlier turns of ``history`` (user and assistant texts), if any."""
         if self.name == "vicuna":
-            return list(tokenizer(generation_prompt(VICUNA, instruction, system)).input_ids)
+            text = generation_prompt(VICUNA, instruction, system)
+            if history:  # FastChat's Vicuna v1.1: ... USER: q1 ASSISTANT: a1</s>USER: q2 ...
+                head = VICUNA.prefix_for(system)
+                eos = tokenizer.eos_token or ""
+                earlier = "".join(f"{u}{VICUNA.middle}{a}{eos}USER: " for u, a in history)
+                text = head + earlier + text[len(head) :]
+            return list(tokenizer(text).input_ids)
         out = tokenizer.apply_chat_template(
-            chat_messages(instruction, system),
+            chat_messages(instruction, system, history),
             add_generation_prompt=True,
             tokenize=True,
             return_dict=True,

@@ -183,16 +183,19 @@ def plot(report: ScoreReport, path: str | Path) -> None:
     for i, (strategy, per_k) in enumerate(sorted(report.by_strategy_instructions.items())):
         ks = sorted(per_k)
         color = f"C{i}"
+        # None (no item) is a gap in the line; matplotlib's stubs take numbers only
+        sample: list[Any] = [per_k[k].sample_accuracy for k in ks]
+        instruction: list[Any] = [per_k[k].instruction_accuracy for k in ks]
         ax.plot(
             ks,
-            [per_k[k].sample_accuracy for k in ks],
+            sample,
             marker="o",
             color=color,
             label=f"{strategy}: sample",
         )
         ax.plot(
             ks,
-            [per_k[k].instruction_accuracy for k in ks],
+            instruction,
             marker=".",
             linestyle="--",
             color=color,

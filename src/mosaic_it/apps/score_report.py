@@ -109,7 +109,7 @@ class ScoreReport:
         required = len(spec.answer_order)
         passed = bool(verdict and verdict.passed)
         followed = (verdict.followed or 0) if verdict else 0
-        layout = bool(verdict) and not any(c.name != "content" for c in verdict.failures)  # type: ignore[union-attr]
+        layout = verdict is not None and not any(c.name != "content" for c in verdict.failures)
         content = verdict.check("content") if verdict else None
         content_ok = None if content is None or content.passed is None else content.passed
         if verdict is None:

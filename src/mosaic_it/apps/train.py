@@ -96,7 +96,7 @@ def train(
     torch = require_torch()
     run = prepare_run(config, resume, callbacks)
     out = Path(config.output_dir)
-    meta = {
+    meta: dict[str, Any] = {
         "config": config.to_dict(),
         "data_content": content_digest(config.data),
         "data": {"rows": run.rows, "truncated": run.truncated, "longest": run.longest},

@@ -112,12 +112,12 @@ def vocabulary_spans(tokenizer: Tokenizer) -> Spans | None:
 
     def derive() -> Spans | None:
         vocab = tokenizer.backend.get_vocab(with_added_tokens=False)
-        vocab = sorted(vocab, key=vocab.__getitem__)  # by id: the same order every run
-        for piece in vocab:
+        pieces = sorted(vocab, key=vocab.__getitem__)  # by id: the same order every run
+        for piece in pieces:
             if "\n" in piece or "▁" in piece.lstrip("▁"):
                 return None
         spans: dict[str, list[tuple[str, int]]] = {}
-        for piece in vocab:
+        for piece in pieces:
             text = piece.replace("▁", " ")
             for i in range(len(text) - 1):
                 spans.setdefault(text[i : i + 2], []).append((text, i))

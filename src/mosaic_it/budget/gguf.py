@@ -184,9 +184,9 @@ def _value(buf: memoryview, pos: int, kind: int, keep: bool) -> tuple[Any, int]:
         if not keep:
             return None, end
         if item in _ARRAY_CODES:
-            values = array(_ARRAY_CODES[item])
-            values.frombytes(buf[pos:end])
-            return values.tolist(), end
+            packed = array(_ARRAY_CODES[item])
+            packed.frombytes(buf[pos:end])
+            return packed.tolist(), end
         return list(struct.unpack_from(f"<{n}{code}", buf, pos)), end
     values = []
     for _ in range(n):

@@ -277,8 +277,8 @@ def _vocabulary_scheme(tokenizer: Tokenizer) -> Scheme | None:
         return None  # matched in the normalised text, or taking white space with them
     pairs = vocabulary_pairs(tokenizer) | _ascii_pairs(t.content for t in added)
     joins = [[True] * 129] + [[True] + [False] * 128 for _ in range(128)]  # 0: not ASCII
-    for x, y in pairs:
-        joins[ord(x) + 1][ord(y) + 1] = True
+    for pair in pairs:  # two characters
+        joins[ord(pair[0]) + 1][ord(pair[1]) + 1] = True
     hard = tuple(tuple(not j for j in row) for row in joins)
     return Scheme(None, False, False, EACH, hard)
 

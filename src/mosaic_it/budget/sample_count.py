@@ -20,6 +20,7 @@ from __future__ import annotations
 from array import array
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import cast
 
 from mosaic_it.budget.counting import WordCounter, supports
 from mosaic_it.budget.folding import (
@@ -235,7 +236,7 @@ class SampleCounter:
         pairs = [(s.instruction, s.output, s.system) for s, _ in (samples[j] for j in whole)]
         for j, n in zip(whole, self.template.count_batch(self.tokenizer, pairs)):
             counts[j] = n
-        return counts  # type: ignore[return-value]  # every one is set by now
+        return cast(list[int], counts)  # every one is set by now
 
     def foldable(self, sample: Sample) -> bool:
         """Whether a sample's count can be folded: the template writes its texts unchanged

@@ -315,7 +315,7 @@ def _content_transforms(
     expected: Callable[[str | None, str, str], str],
     has_system: bool,
     spec: str,
-) -> tuple[str, ...]:
+) -> tuple[str, str, str]:
     """What the template does to the white space around each message (system, user,
     assistant): the name of the ``CONTENT_TRANSFORMS`` entry that reproduces it."""
     s, u, a = SENTINELS
@@ -327,11 +327,11 @@ def _content_transforms(
         padded = PADDING + SENTINELS[slot] + PADDING
         contents: list[str | None] = [s if slot == 0 else None, u, a]
         contents[slot] = padded
-        text = render(_messages(*contents))  # type: ignore[arg-type]
+        text = render(_messages(*contents))  # type: ignore[arg-type]  # only contents[0] is None
         for name, fn in CONTENT_TRANSFORMS.items():
             parts = list(contents)
             parts[slot] = fn(padded)
-            if expected(*parts) == text:  # type: ignore[arg-type]
+            if expected(*parts) == text:  # type: ignore[arg-type]  # only parts[0] is None
                 transforms.append(name)
                 break
         else:
@@ -339,7 +339,7 @@ def _content_transforms(
                 f"{spec}: its chat_template changes the {role} message's text in a way "
                 "mosaic-it cannot reproduce; choose a built-in --template"
             )
-    return tuple(transforms)
+    return transforms[0], transforms[1], transforms[2]  # system, user, assistant
 
 
 def _split(text: str, user: str, assistant: str, spec: str) -> tuple[str, str, str]:

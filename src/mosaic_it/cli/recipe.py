@@ -83,6 +83,7 @@ def _coerce(action: argparse.Action, key: str, value: Any, where: str) -> Any:
     elif action.type is not None:
         if not isinstance(value, str):
             raise bad(f"expected text, got {value!r}")
+        assert callable(action.type)  # these parsers name no registered type by a string
         try:
             value = action.type(value)
         except (argparse.ArgumentTypeError, ValueError) as exc:

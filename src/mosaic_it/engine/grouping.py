@@ -147,6 +147,7 @@ class Grouper:
                     s += 1
             self._count_exactly([b for b in built if b.exact is None])
             for b in built:
+                assert b.exact is not None  # _count_exactly counted those without a count
                 if b.exact > self.budget:
                     # a seam moved more than the margin: rebuild from here with exact counts
                     self.stats.margin_misses += 1
@@ -226,7 +227,7 @@ class Grouper:
         rule_meta = bounds.rule_meta_max if plan.strategy != "format" else 0
         maskout = plan.strategy == "maskout"
         system = records[0].system
-        layout: Layout | None = plan.layout
+        layout = plan.layout
         k = len(candidates)
         fixed, per_item, slack, labels = self._costs(layout, system, k)
         need_one, need_many, test_texts, tags, begin, end = self._needs(layout)
@@ -249,10 +250,11 @@ class Grouper:
                 not layout_fits(layout, [record.prompt], [record.output], many=j > 1)
                 or (j == 2 and not layout_fits(layout, [records[0].prompt], [], many=True))
             ):
-                layout = sample_layout(self.pack, plan, records[:j])
-                if layout is None:
+                new_layout = sample_layout(self.pack, plan, records[:j])
+                if new_layout is None:
                     j -= 1  # no layout of the pack reads unambiguously with this record
                     break
+                layout = new_layout
                 fixed, per_item, slack, labels = self._costs(layout, system, k)
                 need_one, need_many, test_texts, tags, begin, end = self._needs(layout)
                 known = fixed + sum(

@@ -25,6 +25,7 @@ from mosaic_it.engine.store import (
 )
 from mosaic_it.engine.summary import RunSummary
 from mosaic_it.io.files import InputError, InvalidRecord, batches, record_from_alpaca
+from mosaic_it.method.layout import META_LIKE
 from mosaic_it.method.rulepack import RulePack, load_rule_pack
 from mosaic_it.method.sizing import WRAP_MODES
 from mosaic_it.method.strategies import STRATEGIES
@@ -157,9 +158,9 @@ class _Intake:
         """Store a counted batch (its records' prompt and output counts, and their facts for
         layouts) and admit those of its records that can fit the budget."""
         prompt_counts, output_counts = counts
-        counts = self.grouper.counts
-        counts.prompt.extend(prompt_counts)
-        counts.output.extend(output_counts)
+        kept = self.grouper.counts
+        kept.prompt.extend(prompt_counts)
+        kept.output.extend(output_counts)
         self.held += sum(len(r.instruction) + len(r.input) + len(r.output) for r in items)
         self.held += RECORD_OVERHEAD * len(items)
         if self.disk is None and self.held > self.spool_threshold:
@@ -177,6 +178,19 @@ class _Intake:
 
     def _admit(self, index: int, record: Record, facts: int) -> None:
         self._system_of.append(self._systems.setdefault(record.system, len(self._systems)))
+        facts_of = self.grouper.admission.facts
+        if facts & META_LIKE:
+            self.summary.meta_like_records += 1
+            if facts_of.unplaceable(facts):
+                self.summary.rejected.append(
+                    Reject(
+                        self.positions[index],
+                        record.id,
+                        "meta_like",
+                        "reads as a meta-instruction and no label style can number it",
+                    ).to_dict()
+                )
+                return
         ok, tokens = self.grouper.admission.fits_alone(index, record, facts)
         if ok:
             self.admitted.append(index)

@@ -187,8 +187,8 @@ class Screen:
         found: list[tuple[int, str, str]] = []
         if self.finder is not None:
             find = self.finder.find_in
-            for j, texts in enumerate(records):
-                hit = find(texts)
+            for j, record_texts in enumerate(records):
+                hit = find(record_texts)
                 if hit is not None:
                     found.append((j, *hit))
         left_out = set() if self.keep_found else {j for j, _, _ in found}

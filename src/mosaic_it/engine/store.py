@@ -98,7 +98,7 @@ class DiskStore(Sequence[Record]):
     def __len__(self) -> int:
         return len(self._offsets) - 1
 
-    def __getitem__(self, index: int) -> Record:  # type: ignore[override]
+    def __getitem__(self, index: int) -> Record:  # type: ignore[override]  # no slices
         if self._buffer:
             self.flush()
         start, end = self._offsets[index], self._offsets[index + 1]

@@ -30,6 +30,9 @@ class RunSummary:
     rules_replaced: Counter[str] = field(default_factory=Counter)
     formats: Counter[str] = field(default_factory=Counter)
     special_token_records: int = 0  # records holding a special token (kept or left out)
+    # records whose instruction reads as a meta-instruction (never with a rule or tags, never
+    # unnumbered; left out, reason "meta_like", only where no label style can number them)
+    meta_like_records: int = 0
     wrap_mode: str = ""
     max_tokens: int = 0
     tokens_in_records: int = 0
@@ -70,6 +73,7 @@ class RunSummary:
         "samples_written",
         "duplicate_ids",
         "special_token_records",
+        "meta_like_records",
         "tokens_in_records",
         "tokens_in_samples",
         "exact_checks",
@@ -140,7 +144,7 @@ class RunSummary:
         counts = Counter(r["reason"] for r in self.invalid + self.rejected)
         return {
             reason: counts[reason]
-            for reason in ("invalid", "multi-turn", "special_tokens", "too_long")
+            for reason in ("invalid", "multi-turn", "special_tokens", "meta_like", "too_long")
         }
 
     def render(self) -> str:
@@ -160,6 +164,8 @@ class RunSummary:
                     else ""
                 )
             ),
+            f"meta-like records   {self.meta_like_records} (no rule or tags beside them, "
+            f"numbered; {out['meta_like']} left out: no label style fits)",
             f"rejected (too long) {out['too_long']}",
             f"samples written     {self.samples_written} over {self.epochs} epoch(s)",
             f"instructions/sample mean {self.mean_instructions:.2f}, histogram "

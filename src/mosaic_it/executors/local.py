@@ -23,7 +23,7 @@ from collections.abc import Callable, Generator, Iterator
 from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any, BinaryIO
+from typing import Any, BinaryIO, TextIO
 
 from mosaic_it.engine.admission import GroupingStats
 from mosaic_it.engine.mosaicker import Mosaicker, Prepared
@@ -323,7 +323,7 @@ def _kept_for_resume(work: Path) -> str:
     )
 
 
-def _copy_bytes(src: BinaryIO, out: IO[str]) -> None:
+def _copy_bytes(src: BinaryIO, out: TextIO) -> None:
     """Append a whole file's bytes to ``out`` (flushed), in the kernel where it can."""
     fd = out.fileno()
     start = os.lseek(fd, 0, os.SEEK_CUR)

@@ -280,7 +280,9 @@ def _keyed(batch: Any, *, parquet: bool, shards: int) -> Any:
 
     paths = batch.column("path").to_pylist()
     if parquet:
-        objs = [{k: v for k, v in r.items() if k != "path"} for r in batch.to_pylist()]
+        objs: list[dict[str, Any] | None] = [
+            {k: v for k, v in r.items() if k != "path"} for r in batch.to_pylist()
+        ]
         texts = [dumps(o) for o in objs]
     else:
         texts = batch.column("text").to_pylist()

@@ -83,7 +83,8 @@ class Assembly:
         """Pass a multi-turn record through (``--keep-multiturn``)."""
         row = conversation_to_row(conversation, self.outputs.output_format)
         self.columns.update(row)
-        self.spool.add(row)  # type: ignore[union-attr]
+        assert self.spool is not None  # multi-turn records are kept with --keep-multiturn only
+        self.spool.add(row)
 
     def noting_systems(self, records: Iterable[Record]) -> Iterator[Record]:
         """``records`` as they are, noting whether any has a system prompt (a column)."""
@@ -121,6 +122,7 @@ class Assembly:
                 if self.spool is not None:
                     self.spool.close()
         if self.info is not None:
+            assert self.outputs.dataset_info is not None  # info is read from it
             write_dataset_info(
                 self.outputs.dataset_info, self.info, self.outputs.output, fmt, self.columns
             )

@@ -13,7 +13,7 @@ import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
-from typing import IO
+from typing import TextIO
 
 from mosaic_it.io.outputs import PathError, file_mode_for, mark_dir, os_error_reason
 
@@ -51,7 +51,7 @@ def atomic_path(path: str | Path) -> Iterator[str]:
 
 
 @contextmanager
-def atomic_writer(path: str | Path) -> Iterator[IO[str]]:
+def atomic_writer(path: str | Path) -> Iterator[TextIO]:
     """A text file that appears at ``path`` only when the block finishes without error."""
     with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8", newline="\n") as handle:
         yield handle

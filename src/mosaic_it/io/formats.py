@@ -1,6 +1,6 @@
 """Dataset formats at the edge: raw objects of each format to records, samples to each format.
 
-Four formats, as the training frameworks write them:
+Five formats, as the training frameworks write them:
 
 =====================  ==================================================================
 ``alpaca``             ``instruction``, optional ``input``, ``output``, ``system``, ``history``
@@ -8,6 +8,9 @@ Four formats, as the training frameworks write them:
 ``sharegpt``           ``conversations``: ``[{"from": "human"|"gpt"|"system", "value": ...}]``
                        (``user``/``assistant`` accepted too); optional ``system`` field
 ``messages``           ``messages``: ``[{"role": "system"|"user"|"assistant", "content": ...}]``
+``messages-parts``     LLaMA-Factory's newer messages files (``v1_sft_demo.jsonl``): contents are
+                       lists of parts ``{"type": "text", "value": ...}``, and each message may
+                       carry a ``loss_weight``
 ``prompt-completion``  TRL: ``prompt`` and ``completion``, both strings, or both lists of
                        messages (conversational)
 =====================  ==================================================================
@@ -15,8 +18,9 @@ Four formats, as the training frameworks write them:
 A record with exactly one user turn and one assistant turn (after an optional system prompt)
 becomes a :class:`~mosaic_it.records.Record`; a longer, valid conversation becomes a
 :class:`Conversation`, passed through unchanged or left out, never mosaicked. Contents may be
-strings or lists of text parts (``{"type": "text", "text": ...}``, joined with no separator, as
-chat templates render them). Every error is a ``ValueError`` naming the field.
+strings or lists of text parts (``{"type": "text", "text": ...}``, or ``"value"`` for the text as
+LLaMA-Factory writes it, joined with no separator, as chat templates render them). Every error
+is a ``ValueError`` naming the field.
 
 Writers give each format's dicts; every output row has a ``mosaic`` key: the sample's spec, or
 ``None`` for rows that were not mosaicked (``--keep-originals``, ``--keep-multiturn``).
@@ -31,7 +35,7 @@ from mosaic_it.io.errors import type_name
 from mosaic_it.io.llamafactory import dataset_info_entry  # noqa: F401 (named here too)
 from mosaic_it.records import Record, RecordId, Sample
 
-FORMATS = ("alpaca", "sharegpt", "messages", "prompt-completion")
+FORMATS = ("alpaca", "sharegpt", "messages", "prompt-completion", "messages-parts")
 
 USER, ASSISTANT, SYSTEM = "user", "assistant", "system"
 ROLE_NAMES = {
@@ -68,7 +72,7 @@ def detect_format(obj: Any) -> str | None:
     if not isinstance(obj, dict):
         return None
     if "messages" in obj:
-        return "messages"
+        return "messages-parts" if _value_parts(obj["messages"]) else "messages"
     if "conversations" in obj:
         return "sharegpt"
     if "instruction" in obj:
@@ -82,8 +86,22 @@ REQUIRED_FIELDS = {
     "alpaca": ("instruction", "output"),
     "sharegpt": ("conversations",),
     "messages": ("messages",),
+    "messages-parts": ("messages",),
     "prompt-completion": ("prompt", "completion"),
 }
+
+
+def _value_parts(messages: Any) -> bool:
+    """Whether a list of messages writes its first content as parts with ``"value"`` texts."""
+    if not isinstance(messages, list) or not messages or not isinstance(messages[0], dict):
+        return False
+    content = messages[0].get("content")
+    return (
+        isinstance(content, list)
+        and bool(content)
+        and isinstance(content[0], dict)
+        and "value" in content[0]
+    )
 
 
 def check_format(name: str) -> str:
@@ -112,12 +130,12 @@ def _text(value: Any, where: str, allow_empty: bool = False) -> str:
                 raise ValueError(
                     f"field '{where}[{j}].type': {kind!r} parts are not supported (only text)"
                 )
-            if not isinstance(part.get("text"), str):
+            key = "value" if "value" in part and "text" not in part else "text"
+            if not isinstance(part.get(key), str):
                 raise ValueError(
-                    f"field '{where}[{j}].text': expected a string, got "
-                    f"{type_name(part.get('text'))}"
+                    f"field '{where}[{j}].{key}': expected a string, got {type_name(part.get(key))}"
                 )
-            pieces.append(part["text"])
+            pieces.append(part[key])
         value = "".join(pieces)
     elif not isinstance(value, str):
         raise ValueError(f"field '{where}': expected a string, got {type_name(value)}")
@@ -289,6 +307,7 @@ PARSERS = {
     "alpaca": parse_alpaca,
     "sharegpt": parse_sharegpt,
     "messages": parse_messages,
+    "messages-parts": parse_messages,
     "prompt-completion": parse_prompt_completion,
 }
 
@@ -321,6 +340,18 @@ def _format_turns(
             row["system"] = system
     elif fmt == "messages":
         row = {"messages": _role_messages(system, turns)}
+    elif fmt == "messages-parts":
+        # as LLaMA-Factory writes them: the assistant's turns are trained on, the rest not
+        row = {
+            "messages": [
+                {
+                    "role": m["role"],
+                    "content": [{"type": "text", "value": m["content"]}],
+                    "loss_weight": 1.0 if m["role"] == ASSISTANT else 0.0,
+                }
+                for m in _role_messages(system, turns)
+            ]
+        }
     elif fmt == "prompt-completion":
         row = {
             "prompt": _role_messages(system, turns[:-1]),

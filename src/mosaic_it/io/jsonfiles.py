@@ -6,10 +6,11 @@ yields ``(index, location, object)`` for every record; writing is atomic (see :m
 
 from __future__ import annotations
 
+import io
 import json
 from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from mosaic_it.io.atomic import atomic_writer
 from mosaic_it.io.errors import InputError, type_name
@@ -37,7 +38,8 @@ def iter_json_file(path: Path, lenient: bool = False) -> Iterator[tuple[int, str
     yielded as an :class:`UnreadableRecord` (for the caller to skip) instead of stopping."""
     check_readable_input(path)
     try:
-        handle = path.open("rb", buffering=1 << 20)  # bytes: orjson reads them as they are
+        # bytes: orjson reads them as they are (a buffered reader: its stubs say BinaryIO)
+        handle = cast(io.BufferedReader, path.open("rb", buffering=1 << 20))
     except OSError as exc:
         raise InputError(f"{path}: cannot read: {exc.strerror or exc}") from None
     with handle:

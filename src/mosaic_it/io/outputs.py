@@ -145,7 +145,9 @@ def _dir_state(path: Path, markers: tuple[str, ...]) -> str:
 
 def check_output(out: Output) -> Path:
     """Checks of one output on its own (see the module docstring); returns its path."""
-    text = os.fspath(out.path)  # type: ignore[arg-type]
+    if out.path is None:  # check_paths skips outputs without a path
+        raise TypeError(f"{out.name}: no path to check")
+    text = os.fspath(out.path)
     if text == "-":
         raise PathError(f"{out.name}: '-' (standard output) is not supported; give a file name")
     if not text.strip():
@@ -184,7 +186,7 @@ def check_output(out: Output) -> Path:
 
 
 def check_paths(
-    inputs: Mapping[str, object], outputs: Iterable[Output]
+    inputs: Mapping[str, str | os.PathLike[str] | None], outputs: Iterable[Output]
 ) -> list[tuple[Output, Path]]:
     """Every check but the locks: outputs against inputs and against each other."""
     checked: list[tuple[Output, Path]] = []
@@ -192,7 +194,7 @@ def check_paths(
     for name, value in inputs.items():
         if value is None:
             continue
-        p = Path(os.fspath(value))  # type: ignore[arg-type]
+        p = Path(os.fspath(value))
         if p.exists():
             check_readable_input(p, name)
             local_inputs.append((name, p))
@@ -294,7 +296,7 @@ def mark_dir(path: str | os.PathLike[str]) -> None:
 
 @contextmanager
 def guard(
-    inputs: Mapping[str, object] | None = None,
+    inputs: Mapping[str, str | os.PathLike[str] | None] | None = None,
     outputs: Iterable[Output] = (),
     *,
     lock: bool = True,
@@ -349,9 +351,9 @@ def content_digest(path: str | os.PathLike[str]) -> str:
     p = Path(path)
     if p.is_dir():
         h = hashlib.sha256()
-        for f in sorted(p.rglob("*")):
-            if f.is_file() and f.name != MARKER and not f.name.endswith(LOCK_SUFFIX):
-                h.update(f"{f.relative_to(p).as_posix()}\0{content_digest(f)}\n".encode())
+        for child in sorted(p.rglob("*")):
+            if child.is_file() and child.name != MARKER and not child.name.endswith(LOCK_SUFFIX):
+                h.update(f"{child.relative_to(p).as_posix()}\0{content_digest(child)}\n".encode())
         return "dir:" + h.hexdigest()
     h = hashlib.sha256()
     with open(p, "rb") as f:

@@ -53,8 +53,14 @@ class InvalidRecord:
         return {"index": self.index, "reason": self.reason, "detail": f"{self.where}: {self.error}"}
 
 
+def resolve_input(path: str | Path) -> str | Path:
+    """An input as a path to read: ``builtin:example`` is the bundled example's file."""
+    return example_path() if str(path) == EXAMPLE else path
+
+
 def input_kind(path: str | Path) -> str:
     """How an input is read: json, jsonl, parquet, datasets (a save_to_disk directory) or hub."""
+    path = resolve_input(path)
     p = Path(path)
     name = str(path).lower()
     if name.endswith(TABLE_SUFFIXES):
@@ -73,6 +79,7 @@ def iter_raw(
 ) -> Iterator[tuple[int, str, Any]]:
     """Yield (index, location, object) for every record of the input (see :func:`input_kind`);
     ``lenient``: an unreadable JSONL line or record comes as an :class:`UnreadableRecord`."""
+    path = resolve_input(path)
     kind = input_kind(path)
     if kind in ("json", "jsonl"):
         yield from iter_json_file(Path(path), lenient)

@@ -110,6 +110,10 @@ def table_schema(fmt: str, columns: Iterable[str] = ()) -> Any:
         ]
     elif fmt == "messages":
         fields = [("messages", message)]
+    elif fmt == "messages-parts":
+        part = pa.struct([("type", s), ("value", s)])
+        parts = pa.struct([("role", s), ("content", pa.list_(part)), ("loss_weight", pa.float64())])
+        fields = [("messages", pa.list_(parts))]
     else:
         fields = [("prompt", message), ("completion", message)]
     return pa.schema([*fields, ("mosaic", s)])

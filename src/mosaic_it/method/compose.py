@@ -10,6 +10,7 @@ in the registry of strategies (:mod:`.strategies.base`).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from mosaic_it.method.layout import (
     Layout,
@@ -19,6 +20,7 @@ from mosaic_it.method.layout import (
     place_meta,
     response_parts,
 )
+from mosaic_it.method.metalike import meta_like
 from mosaic_it.method.rulepack import RulePack
 from mosaic_it.method.strategies import Item, RuleChoice, find_strategy
 from mosaic_it.method.strategies import format as layout_only
@@ -67,10 +69,10 @@ def sample_parts(
 
 def render_parts(parts: Parts, at: list[int], texts: list[str]) -> str:
     """The text of ``parts``, with ``texts[n]`` where record number n stands (at ``at``)."""
-    written = parts.copy()
+    written: list[Any] = parts.copy()  # the numbers at ``at`` become texts
     for j in at:
-        written[j] = texts[written[j]]  # type: ignore[index]
-    return "".join(written)  # type: ignore[arg-type]
+        written[j] = texts[written[j]]
+    return "".join(written)
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,6 +119,11 @@ def choose_rule(
     strategy = find_strategy(plan.strategy)
     if strategy is None or strategy.choose is None or len(records) < 2:
         return None  # a single instruction gets its layout only
+    if any(meta_like(pack)(r.prompt) for r in records):
+        # an instruction that reads as a meta-instruction is never set beside a rule's
+        if passed is not None:
+            passed.append(Passed("", "meta_like"))
+        return None
     if numbered is None:
         numbered = plan.layout.numbering is not None
     items = [Item(i, r.prompt) for i, r in enumerate(records, start=1)]
@@ -188,5 +195,8 @@ def compose(
         rule_pack=pack.id,
         meta_tail=tail if head and tail else "",
     )
-    replaced = f"{plan.strategy}.{passed[0].rule}: {passed[0].reason}" if passed else None
+    replaced = None
+    if passed:
+        rule = f"{plan.strategy}.{passed[0].rule}" if passed[0].rule else plan.strategy
+        replaced = f"{rule}: {passed[0].reason}"
     return Sample(instruction, response, spec, records[0].system, layout, parts, replaced)

@@ -14,10 +14,11 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import TypeVar
 
+from mosaic_it.method.metalike import MetaLike, meta_like
 from mosaic_it.method.rulepack import RulePack
 from mosaic_it.records import Numbering, Tags
 from mosaic_it.rng import Rng
@@ -39,6 +40,9 @@ class Layout:
     # where a rule's meta-instruction goes (None: on the layout sentence's side)
     rule_after: bool | None = None
     tag_phrasing: str = ""  # the tag phrasing, with {begin} and {end}, to restate other tags
+    # tells instructions that read as meta-instructions, which this layout may not hold unless
+    # it numbers them and has no tags (None: any instruction may go with it)
+    meta_like: MetaLike | None = field(default=None, compare=False, repr=False)
 
 
 T = TypeVar("T")
@@ -57,19 +61,37 @@ def label_styles(pack: RulePack) -> list[tuple[str, str]]:
 
 def tag_pairs(pack: RulePack) -> list[tuple[str, str, str, str]]:
     """Every (open, close, begin word, end word) whose tags, in either case, hold none of the
-    strings the pack avoids (chat-control tokens such as ``<|end|>``)."""
+    strings the pack avoids (chat-control tokens such as ``<|end|>``) and none of the strings
+    no tag may hold (``format.tag_avoid_strings``: Markdown or LaTeX emphasis and maths, which
+    a chat window renders, and control-token look-alikes such as ``<|...|>``)."""
     pairs = pack.derived.get("tag_pairs")
     if pairs is None:
         cfg, avoided = pack.layout, pack.avoided
+        markup = tuple(cfg["tag_avoid_strings"])
         pairs = pack.derived["tag_pairs"] = [
             (open_, close, b, e)
             for open_, close in cfg["tag_brackets"]
             for b, e in cfg["tag_words"]
-            if not any(avoided.found_in(open_ + w + close) for w in (b, e, b.lower(), e.lower()))
+            if not any(
+                avoided.found_in(tag) or any(m in tag for m in markup)
+                for tag in (open_ + w + close for w in (b, e, b.lower(), e.lower()))
+            )
         ]
         if not pairs:
             raise ValueError(f"{pack.source}: every tag holds a string that must be avoided")
     return pairs
+
+
+def meta_separators(pack: RulePack) -> list[str]:
+    """The pack's meta separators that hold a blank line: after one newline alone, a reader
+    may take the meta-instruction for a line of the last input (older packs hold "\n"; it is
+    never drawn)."""
+    seps = pack.derived.get("meta_separators")
+    if seps is None:
+        seps = pack.derived["meta_separators"] = [
+            s for s in pack.layout["meta_separators"] if s.count("\n") >= 2
+        ]
+    return seps
 
 
 def choose_layout(rng: Rng, pack: RulePack) -> Layout:
@@ -88,7 +110,7 @@ def choose_layout(rng: Rng, pack: RulePack) -> Layout:
     meta_after = chance(cfg["meta_after_probability"])
     rule_after = chance(cfg["meta_after_probability"])
     instruction_separator = choice(cfg["instruction_separators"])
-    meta_separator = choice(cfg["meta_separators"])
+    meta_separator = choice(meta_separators(pack))
 
     numbering = _numbering(label, punctuation, newline) if numbered else None
     if numbering is None:
@@ -112,6 +134,7 @@ def choose_layout(rng: Rng, pack: RulePack) -> Layout:
         cfg["response_separator"],
         rule_after if cfg["meta_placement"] == "independent" else None,
         tag_phrasing if tags else "",
+        meta_like(pack),
     )
 
 
@@ -134,7 +157,17 @@ def _tags(pair: tuple[str, str, str, str], lowercase: bool) -> Tags:
 def plain_layout(pack: RulePack) -> Layout:
     """The smallest layout: no labels, tags or meta-instruction (used when nothing else fits)."""
     cfg = pack.layout
-    return Layout(PLAIN, None, None, "", False, "\n", "\n", cfg["response_separator"])
+    return Layout(
+        PLAIN,
+        None,
+        None,
+        "",
+        False,
+        "\n",
+        "\n",
+        cfg["response_separator"],
+        meta_like=meta_like(pack),
+    )
 
 
 # ---------------------------------------------------------------------- fitting a layout to texts
@@ -240,6 +273,12 @@ def layout_fits(
     """Whether a reader can read ``layout`` unambiguously around these texts; ``many``: whether
     the sample holds more than one instruction (by default, whether ``prompts`` does)."""
     texts = [*prompts, *outputs]
+    if (
+        layout.meta_like is not None
+        and (layout.numbering is None or layout.tags is not None)
+        and any(map(layout.meta_like, prompts))
+    ):
+        return False  # an instruction that reads as a meta-instruction: numbered, no tags
     if layout.numbering is None:
         if (len(prompts) > 1 if many is None else many) and not all(map(one_paragraph, prompts)):
             return False
@@ -259,6 +298,8 @@ def layout_fits(
 # which of the pack's thousand tags a text holds).
 
 PARAGRAPHS = 1  # the prompt holds a blank line: it cannot go unnumbered among others
+META_LIKE = 2  # the prompt reads as a meta-instruction: numbered, without tags or a rule
+_LABEL_BITS = 2  # the first label checker's bit is 1 << this
 _MAX_KINDS = 255  # kinds of facts one byte names; the last stands for "unknown: test the texts"
 _TEXT_CACHE = 4096  # texts whose label bits are kept: a run's repeated texts, never its whole text
 
@@ -284,7 +325,7 @@ class FitFacts:
             key = (label, match is not None)
             bit = checkers.get(key)
             if bit is None:
-                bit = checkers[key] = PARAGRAPHS << (len(checkers) + 1)
+                bit = checkers[key] = 1 << (len(checkers) + _LABEL_BITS)
                 if match is not None:
                     head = label.partition("{n}")[0]
                     self._short.setdefault(head[:1], []).append((match, bit))
@@ -292,7 +333,8 @@ class FitFacts:
                     start = _label_start(label, punctuation).pattern
                     self._long.append((re.compile("^" + start, re.MULTILINE), bit))
             self._bits[(label, punctuation)] = bit
-        self.unknown = (PARAGRAPHS << (len(checkers) + 1)) - 1  # every bit
+        self.unknown = (1 << (len(checkers) + _LABEL_BITS)) - 1  # every bit
+        self._meta_like = meta_like(pack)
         self.kinds: list[int] = [0] * _MAX_KINDS + [self.unknown]
         self._kind_codes: dict[int, int] = {0: 0}
         self.codes = bytearray()
@@ -318,6 +360,8 @@ class FitFacts:
         bits = self._label_bits(prompt) | self._label_bits(output)
         if not one_paragraph(prompt):
             bits |= PARAGRAPHS
+        if self._meta_like(prompt):
+            bits |= META_LIKE
         return bits
 
     def note(self, index: int, bits: int) -> None:
@@ -342,14 +386,24 @@ class FitFacts:
         if len(self.codes) < records:
             self.codes.extend(bytes([_MAX_KINDS]) * (records - len(self.codes)))
 
+    def unplaceable(self, bits: int) -> bool:
+        """Whether a record with these facts reads as a meta-instruction and no label style
+        fits its texts: it could only go unnumbered, which it may not, so it is left out."""
+        labels = self.unknown & ~(PARAGRAPHS | META_LIKE)
+        return bool(bits & META_LIKE) and bits & labels == labels
+
     def needs(self, layout: Layout) -> tuple[int, int, bool]:
         """The facts that rule ``layout`` out for a sample's only record and for a record among
         several, and whether the texts must be tested whatever the facts (a label style the
         pack does not hold)."""
         if layout.numbering is None:
-            return 0, PARAGRAPHS, False
+            return META_LIKE, PARAGRAPHS | META_LIKE, False
         bit = self._bits.get((layout.numbering.label, layout.numbering.punctuation))
-        return (bit, bit, False) if bit is not None else (0, 0, True)
+        if bit is None:
+            return 0, 0, True
+        if layout.tags is not None:
+            bit |= META_LIKE
+        return bit, bit, False
 
 
 def fit_layout(
@@ -365,10 +419,16 @@ def fit_layout(
     if layout_fits(layout, prompts, outputs):
         return layout
     texts = [*prompts, *outputs]
-    numbering, tags, meta = layout.numbering, layout.tags, layout.meta
+    numbering, tags, meta, kind = layout.numbering, layout.tags, layout.meta, layout.kind
     instruction_separator = layout.instruction_separator
     order = rng()
-    if numbering is None and len(prompts) > 1 and not all(map(one_paragraph, prompts)):
+    found_meta_like = layout.meta_like is not None and any(map(layout.meta_like, prompts))
+    if found_meta_like and tags is not None:
+        # tags stated beside an instruction about answering: the sample goes without either
+        tags, meta, kind = None, "", PLAIN
+    if numbering is None and (
+        found_meta_like or (len(prompts) > 1 and not all(map(one_paragraph, prompts)))
+    ):
         # cannot be read unnumbered: number it, with a style drawn for it
         newline = order.chance(pack.layout["label_newline_probability"])
         numbering = _numbering(*order.choice(label_styles(pack)), newline)
@@ -392,7 +452,7 @@ def fit_layout(
             return None
         meta = layout.tag_phrasing.format(begin=tags.begin, end=tags.end)
     return Layout(
-        layout.kind,
+        kind,
         numbering,
         tags,
         meta,
@@ -401,7 +461,8 @@ def fit_layout(
         layout.meta_separator,
         layout.response_separator,
         layout.rule_after,
-        layout.tag_phrasing,
+        layout.tag_phrasing if tags else "",
+        layout.meta_like,
     )
 
 

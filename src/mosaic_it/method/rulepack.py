@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import string
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
@@ -21,6 +22,8 @@ from pathlib import Path
 from typing import Any
 
 from mosaic_it.io.jsoncodec import dumps_bytes, loads
+from mosaic_it.method.packschema import first_error, line_of, pack_schema
+from mosaic_it.method.packschema import where as place_name
 from mosaic_it.method.strategies import find_strategy, registered
 
 # the rule names are their strategies' own; named here too for the callers of today
@@ -143,13 +146,54 @@ def _load_rule_pack(path: str | Path | None, stamp: object) -> RulePack:
     default_path = default_rules_path()
     target = Path(path) if path is not None else default_path
     data = _read_json(target)
+    _check_schema(data, target)
     if data.get("extends") is not None:
         if data["extends"] != "default":
             raise RulePackError(f'{target}: extends: only "default" can be extended')
         data = _merge(_read_json(default_path), {k: v for k, v in data.items() if k != "extends"})
+    elif target != default_path:
+        _take_newer_keys(data, _read_json(default_path))
     _validate(data, str(target))
     _filter_pools(data, tuple(data["avoid_strings"]), str(target))
     return RulePack(data["name"], data["version"], data, str(target))
+
+
+# keys the bundled pack gained after packs were first written in full (version 3): a full pack
+# that leaves one out takes the bundled pack's
+NEWER_KEYS = (("meta_like",), ("format", "tag_avoid_strings"))
+
+
+def _take_newer_keys(data: dict[str, Any], default: dict[str, Any]) -> None:
+    for path in NEWER_KEYS:
+        holder: Any = data
+        bundled: Any = default
+        for key in path[:-1]:
+            holder, bundled = holder.get(key), bundled[key]
+            if not isinstance(holder, dict):
+                break
+        else:
+            holder.setdefault(path[-1], bundled[path[-1]])
+
+
+def _check_schema(data: dict[str, Any], path: Path) -> None:
+    """The pack as written against its schema (``data/schemas/rules.schema.json``): an unknown
+    key is an error naming it, its line and the nearest known key. A pack that extends the
+    default may leave keys out."""
+    found = first_error(
+        data,
+        pack_schema(),
+        partial=data.get("extends") is not None,
+        allowed=tuple(n for n in registered() if n not in pack_schema()["properties"]),
+    )
+    if found is None:
+        return
+    place, why = found
+    try:
+        line = line_of(path.read_text(encoding="utf-8"), place)
+    except OSError:
+        line = None
+    at = f"line {line}: " if line else ""
+    raise RulePackError(f"{path}: {at}{place_name(place)}: {why}")
 
 
 class StringSet:
@@ -321,6 +365,12 @@ def _validate(data: dict[str, Any], source: str) -> None:
     avoid = c.get(data, "avoid_strings", "")
     if not isinstance(avoid, list) or not all(isinstance(a, str) and a for a in avoid):
         c.fail("avoid_strings", "expected a list of non-empty strings")
+    for language, patterns in c.get(data, "meta_like", "").items():
+        for i, pattern in enumerate(patterns):
+            try:
+                re.compile(pattern)
+            except re.error as exc:
+                c.fail(f"meta_like.{language}[{i}]", f"not a regular expression: {exc}")
 
     layout = c.get(data, "format", "")  # the layout pools
     placement = c.get(layout, "meta_placement", "format")
@@ -354,6 +404,9 @@ def _validate(data: dict[str, Any], source: str) -> None:
         for i, sep in enumerate(seps):
             if sep.strip("\n") or not sep:
                 c.fail(f"format.{key}[{i}]", "a separator is one or more newlines")
+    if not any(sep.count("\n") >= 2 for sep in layout["meta_separators"]):
+        # one newline would read the meta-instruction as a line of the last input
+        c.fail("format.meta_separators", "none holds a blank line (two newlines)")
     sep = c.get(layout, "response_separator", "format")
     if not isinstance(sep, str) or not sep or sep.strip("\n"):
         c.fail("format.response_separator", "a separator is one or more newlines")

@@ -9,8 +9,13 @@ another.
   mode): a word is a run between two boundaries that holds a letter or a digit, so "don't",
   "3.14" and an Arabic or Korean word are one word each, and punctuation, symbols and emoji
   are none.
-  Rules about words are drawn only where they also hold when every run of letters and digits
-  counts as a word (``3.14`` as two), the other common way to count.
+  Rules about words are drawn only where they also hold under the other common readings of a
+  word (:data:`WORD_READINGS`): every run of letters and digits as a word (``3.14`` as two),
+  and everything between two spaces as one (a URL, an e-mail address, a path, ``x^2+y^2`` or
+  "well-known" as one word). Thai, Lao, Khmer and Myanmar have a reading more, dictionary words,
+  which lies between one word per space-separated run and one per cluster: a rule over such text
+  must hold for every count in that range (see :func:`word_range`), and its meta-instruction
+  says how these scripts are counted.
 * **Characters.** User-perceived characters (grapheme clusters), spaces and line breaks
   included.
 * **First letter.** The first character of the text that is a letter (Unicode category L),
@@ -31,6 +36,11 @@ _EACH_SCRIPTS = ("Han", "Hiragana", "Katakana", "Thai", "Lao", "Khmer", "Myanmar
 _EACH_CLASS = "".join(f"\\p{{scx={s}}}" for s in _EACH_SCRIPTS)
 # a cluster that begins with a letter (or a number) of those scripts
 _EACH = regex.compile(rf"(?V1)(?=[[{_EACH_CLASS}]&&[\p{{L}}\p{{N}}]])\X")
+# scripts whose readers count dictionary words, which a cluster count does not give
+_SEGMENTED_SCRIPTS = ("Thai", "Lao", "Khmer", "Myanmar")
+_SEGMENTED_CLASS = "".join(f"\\p{{scx={s}}}" for s in _SEGMENTED_SCRIPTS)
+_SEGMENTED = regex.compile(f"[{_SEGMENTED_CLASS}]")
+_SEGMENTED_RUN = regex.compile(rf"(?:[{_SEGMENTED_CLASS}]|\p{{M}})+")
 _BOUNDARY = regex.compile(r"(?wV1)\b")
 _RUN = regex.compile(r"[\p{L}\p{M}\p{N}]+")
 _HAS_WORD_CHAR = regex.compile(r"[\p{L}\p{N}]")
@@ -56,6 +66,58 @@ def word_count_split(text: str) -> int:
     if _EACH.search(text):
         text, each = _EACH.subn(" ", text)
     return each + sum(1 for _ in _RUN.finditer(text))
+
+
+@lru_cache(maxsize=_CACHE)
+def word_count_spaced(text: str) -> int:
+    """Words counted a third common way: every stretch between two spaces that holds a letter or
+    a digit is one word, so a URL, an e-mail address, a file path, ``x^2+y^2`` and "well-known"
+    count one each (as ``len(text.split())`` counts, less stretches of punctuation alone).
+    Scripts without spaces still count one word per cluster."""
+    each = 0
+    if _EACH.search(text):
+        text, each = _EACH.subn(" ", text)
+    return each + sum(1 for part in text.split() if _HAS_WORD_CHAR.search(part))
+
+
+# a URL, an e-mail address or a file path: what many readers count as one word
+_ONE_WORD = regex.compile(
+    r"(?:[a-z][a-z0-9+.-]*://|www\.)[^\s<>\"]+"  # a URL
+    r"|[\w.%+-]+@[\w-]+(?:\.[\w-]+)+"  # an e-mail address
+    r"|(?:[A-Za-z]:\\|~/|\.{1,2}/|/)[\w.~-]+(?:[/\\][\w.~-]+)+[/\\]?",  # a path
+    regex.IGNORECASE,
+)
+
+
+@lru_cache(maxsize=_CACHE)
+def word_count_spans(text: str) -> int:
+    """Words as :func:`word_count` counts them, but every URL, e-mail address and file path
+    one word (where the definition counts the pieces between its punctuation)."""
+    if "/" not in text and "@" not in text and "\\" not in text and "www." not in text:
+        return word_count(text)
+    return word_count(_ONE_WORD.sub(" w ", text))
+
+
+# the readings of "word" a rule about words must hold under, the definition first
+WORD_READINGS = (word_count, word_count_split, word_count_spans, word_count_spaced)
+
+
+def has_segmented_script(text: str) -> bool:
+    """Whether ``text`` holds Thai, Lao, Khmer or Myanmar, whose words a dictionary tells."""
+    return _SEGMENTED.search(text) is not None
+
+
+@lru_cache(maxsize=_CACHE)
+def word_range(text: str) -> tuple[int, int]:
+    """The fewest and the most words any reading gives ``text``: the readings of
+    :data:`WORD_READINGS`, and for Thai, Lao, Khmer and Myanmar every dictionary segmentation,
+    which gives at least one word per space-separated run of those letters and at most one per
+    cluster (the count of :func:`word_count`)."""
+    counts = [read(text) for read in WORD_READINGS]
+    if has_segmented_script(text):
+        # each run of those scripts as one word: the fewest words a dictionary could find
+        counts.append(word_count_spaced(_SEGMENTED_RUN.sub("x", text)))
+    return min(counts), max(counts)
 
 
 def first_letter_char(text: str) -> str | None:

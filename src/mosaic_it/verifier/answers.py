@@ -76,9 +76,11 @@ def _check_count(read: ReadResponse, spec: AnswerSpec) -> Check:
 
 
 def _check_labels(read: ReadResponse, spec: AnswerSpec) -> Check:
-    numbers = [a.number for a in read.answers]
+    # a numbered sample's answers are read from their labels: each has a number
+    numbers = [a.number for a in read.answers if a.number is not None]
     if not numbers:
-        example = spec.numbering.render(spec.answer_order[0]).strip()  # type: ignore[union-attr]
+        assert spec.numbering is not None  # answer_checks checks the labels of numbered samples
+        example = spec.numbering.render(spec.answer_order[0]).strip()
         return Check("labels", False, f"no number labels found (such as {example!r})")
     problems = []
     unknown = sorted({n for n in numbers if not 1 <= n <= spec.instructions})
@@ -183,10 +185,10 @@ def _longest_increasing(values: list[int]) -> list[int]:
         else:
             tails[lo] = i
     out: list[int] = []
-    i = tails[-1] if tails else None
-    while i is not None:
-        out.append(values[i])
-        i = back[i]
+    at = tails[-1] if tails else None
+    while at is not None:
+        out.append(values[at])
+        at = back[at]
     return out[::-1]
 
 

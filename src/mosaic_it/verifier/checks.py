@@ -215,9 +215,9 @@ def _content_check(
         ]
     wrong: dict[int, int] = {}
     for number, answer in pairs:
-        like = topics.reads_like(answer.content, number)  # type: ignore[arg-type]
+        like = topics.reads_like(answer.content, number)
         if like is not None and number not in wrong:
-            wrong[number] = like  # type: ignore[index]
+            wrong[number] = like
     if not wrong:
         return Check("content", True), frozenset()
     reason = "; ".join(

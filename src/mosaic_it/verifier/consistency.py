@@ -84,6 +84,9 @@ def _consistency_problem(spec: MosaicSpec, texts: list[str]) -> str | None:
 # ---------------------------------------------------------------------------- reading a prompt
 
 
+LEGACY_META_SEPARATOR = "\n"
+
+
 def instruction_splits(
     numbering: Numbering | None,
     count: int,
@@ -101,7 +104,8 @@ def instruction_splits(
     blocks = [prompt]
     if head or tail:
         blocks = []
-        for sep in sorted(set(meta_separators), key=len, reverse=True):
+        # the default pack wrote one newline there before its version 3: such samples still read
+        for sep in sorted({*meta_separators, LEGACY_META_SEPARATOR}, key=len, reverse=True):
             before = head + sep if head else ""
             after = sep + tail if tail else ""
             if (

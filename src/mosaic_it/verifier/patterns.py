@@ -134,10 +134,11 @@ class Patterns:
         """The label of one number, at the start of a line."""
         pattern = self._labels.get(number)
         if pattern is None:
+            assert self.numbering is not None  # labels are looked for only in numbered samples
             body = _label_regex(
                 self.numbering,
                 str(number),
-                self.loose,  # type: ignore[arg-type]
+                self.loose,
                 self.before,
             )
             pattern = self._labels[number] = re.compile("^" + body, self.flags)

@@ -112,9 +112,10 @@ def _exact_labelled(text: str, spec: AnswerSpec, p: Patterns) -> list[ReadAnswer
     has some text. Taking the earliest such label is never worse than a later one, so this finds
     a reading whenever one exists, whatever label-like lines the answers hold."""
     order = spec.answer_order
-    matches = [p.label(order[0]).match(text)]
-    if matches[0] is None:
+    first = p.label(order[0]).match(text)
+    if first is None:
         return None
+    matches = [first]
     for number in order[1:]:
         visible = _VISIBLE.search(text, matches[-1].end())
         if visible is None:
@@ -141,12 +142,13 @@ def _best_labelled(text: str, spec: AnswerSpec, p: Patterns, fit: Fit) -> list[R
         for m in places[i]:
             choice = None
             for j, prev in enumerate(places[i - 1]):
-                if best[i - 1][j] is None:
+                previous = best[i - 1][j]
+                if previous is None:
                     continue
                 visible = _VISIBLE.search(text, prev.end())
                 if visible is None or m.start() <= visible.start():
                     continue  # the previous answer would be empty
-                score = best[i - 1][j][0] + fit(order[i - 1], text[prev.end() : m.start()])
+                score = previous[0] + fit(order[i - 1], text[prev.end() : m.start()])
                 if choice is None or score > choice[0]:
                     choice = (score, j)
             row.append(choice)
@@ -162,7 +164,9 @@ def _best_labelled(text: str, spec: AnswerSpec, p: Patterns, fit: Fit) -> list[R
     chosen = []
     for i in range(len(order) - 1, -1, -1):
         chosen.append(places[i][j])
-        j = best[i][j][1]  # type: ignore[index]
+        link = best[i][j]
+        assert link is not None  # a chosen label has a reading before it (or is the first)
+        j = link[1]
     chosen.reverse()
     ends = [m.start() for m in chosen[1:]] + [len(text)]
     return [ReadAnswer(n, text[m.end() : e]) for n, m, e in zip(order, chosen, ends)]

@@ -19,7 +19,7 @@ def load_spec(spec: MosaicSpec | Mapping[str, Any], pack: RulePack | None = None
     Raises :class:`SpecError` naming what is missing or wrong.
     """
     if not isinstance(spec, MosaicSpec):
-        spec = MosaicSpec.from_dict(spec)  # type: ignore[arg-type]
+        spec = MosaicSpec.from_dict(spec)
     _validate(spec, pack)
     return spec
 

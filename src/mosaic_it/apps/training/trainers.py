@@ -149,7 +149,8 @@ def sft_data(
     """The rows of the records (or, with --mosaic-on-the-fly, of fresh mosaic epochs)."""
     from datasets import Dataset, IterableDataset
 
-    max_steps, save = config.max_steps, {"save_strategy": "epoch"}
+    max_steps = config.max_steps
+    save: dict[str, Any] = {"save_strategy": "epoch"}
     if config.mosaic_on_the_fly:
         stream = OnTheFlyRows(
             records,
@@ -248,11 +249,12 @@ def _prepare_grpo(
     log_name = REWARD_LOG if is_main() else f"mosaic_it_rewards.rank{rank()}.jsonl"
     if checkpoint is None:
         (out / log_name).unlink(missing_ok=True)  # a fresh run: no rewards of another run
-    rewards = [
+    # TRL types reward_funcs as a list of callables returning list[float | None]
+    rewards: list[Any] = [
         RewardLog(MosaicReward(kind, mode=config.reward_mode), out / log_name)
         for kind in config.reward_kinds
     ]
-    save = {"save_strategy": "epoch"}
+    save: dict[str, Any] = {"save_strategy": "epoch"}
     if config.save_steps:
         save = {"save_strategy": "steps", "save_steps": config.save_steps}
     args = GRPOConfig(
@@ -276,7 +278,7 @@ def _prepare_grpo(
     return Run(config, trainer, tokenizer, fmt, len(rows), 0, 0, checkpoint)
 
 
-def _checkpointing(args_class: Any, on: bool) -> dict[str, bool]:
+def _checkpointing(args_class: Any, on: bool) -> dict[str, Any]:
     """Activation checkpointing, set explicitly (TRL's default is on; it slows small runs).
 
     transformers 5 renamed ``gradient_checkpointing`` to ``activation_checkpointing``.

@@ -4,8 +4,10 @@ order of ``mosaic-it --help``. A new command is a module with a ``COMMAND`` and 
 from __future__ import annotations
 
 from mosaic_it.cli.commands import (
+    answer,
     cost,
     eval,
+    judge,
     make_eval,
     mosaic,
     rl_prompts,
@@ -23,6 +25,8 @@ COMMANDS: tuple[Command, ...] = (
     train.COMMAND,
     cost.COMMAND,
     eval.COMMAND,
+    answer.COMMAND,
+    judge.COMMAND,
     stats.COMMAND,
     make_eval.COMMAND,
     score.COMMAND,

@@ -8,15 +8,18 @@ section of the rule pack, nothing else.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from mosaic_it.method.textunits import (  # noqa: F401 (the rules' units)
+    WORD_READINGS,
     char_count,
     first_letter,
+    has_segmented_script,
     word_count,
     word_count_split,
+    word_range,
 )
 
 if TYPE_CHECKING:
@@ -48,8 +51,11 @@ class RuleChoice:
 class Passed(NamedTuple):
     """A rule drawn for a sample but not used, and why (for the run's summary)."""
 
-    rule: str
-    reason: str  # "numbers", "letters", "equal", "margin", "identity", "tie"
+    rule: str  # "" when no rule of the strategy could be drawn (see the reason)
+    # "numbers", "letters", "equal", "margin", "reading" (a rule about words that another
+    # reading of a word would flip), "identity", "tie", "meta_like" (an instruction of the
+    # sample reads as a meta-instruction: no rule at all)
+    reason: str
 
 
 def apart(a: int, b: int, margins: dict[str, float] | None, unit: str) -> bool:
@@ -60,6 +66,26 @@ def apart(a: int, b: int, margins: dict[str, float] | None, unit: str) -> bool:
     if margins is None:
         return gap > 0
     return gap > 0 and gap >= margins[unit] and gap >= margins["relative"] * max(a, b)
+
+
+def words_apart(
+    fewer: Sequence[str], more: Sequence[str], margins: dict[str, float] | None
+) -> bool:
+    """Whether every text of ``fewer`` has clearly fewer words than every text of ``more``
+    under every common reading of a word (:data:`~mosaic_it.method.textunits.WORD_READINGS`),
+    by the pack's margins under each; and, where Thai, Lao, Khmer or Myanmar is written, over
+    the whole range of counts a dictionary could give (:func:`word_range`). A rule about words
+    is drawn only where this holds, so no reader's count of a word flips its decision."""
+    for read in WORD_READINGS:
+        high, low = max(map(read, fewer)), min(map(read, more))
+        if low <= high or not apart(high, low, margins, "words"):
+            return False
+    if any(map(has_segmented_script, (*fewer, *more))):
+        high = max(word_range(t)[1] for t in fewer)
+        low = min(word_range(t)[0] for t in more)
+        if low <= high or not apart(high, low, margins, "words"):
+            return False
+    return True
 
 
 def join_numbers(numbers: list[int], separator: str, last_separator: str) -> str:

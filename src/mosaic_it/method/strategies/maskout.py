@@ -22,7 +22,7 @@ from mosaic_it.method.strategies.base import (
     join_numbers,
     register,
     word_count,
-    word_count_split,
+    words_apart,
 )
 from mosaic_it.rng import Rng
 
@@ -64,13 +64,12 @@ def _masked(
             return None, "margin"
         masked = sorted(number for _, number in counts[:n])
         if margins is not None:
-            # the cut must hold as clearly when words are counted the other common way
-            split = {it.number: word_count_split(it.text) for it in items}
-            cut = [split[x] for x in masked]
-            rest = [split[it.number] for it in items if it.number not in masked]
-            low, high = (min(cut), max(rest)) if rule == "WORD_LONG" else (min(rest), max(cut))
-            if low <= high or not apart(low, high, margins, "words"):
-                return None, "margin"
+            # the cut must hold as clearly under every other common reading of a word
+            cut = [it.text for it in items if it.number in masked]
+            rest = [it.text for it in items if it.number not in masked]
+            fewer, more = (rest, cut) if rule == "WORD_LONG" else (cut, rest)
+            if not words_apart(fewer, more, margins):
+                return None, "reading"
     if not masked or len(masked) >= len(items):
         return None, "equal"  # something must be skipped and something answered
     return masked, ""

@@ -27,7 +27,7 @@ from mosaic_it.method.strategies.base import (
     format_numbers,
     register,
     word_count,
-    word_count_split,
+    words_apart,
 )
 from mosaic_it.rng import Rng
 
@@ -62,6 +62,10 @@ MEASURED = frozenset(r for r, (_, _, unit) in SORT_RULES.items() if unit)
 # rules that name instructions by number: only for numbered samples
 NEEDS_NUMBERS = frozenset({"FIX", "ODD_EVEN", "EVEN_ODD"})
 _KEY = itemgetter(0)  # of a (key, number) pair
+# what an order's brackets may not hold (labels and comparisons use them), and separators that
+# read as comparisons
+ORDER_FORBIDDEN = "<>[]{}|#*_~=$"
+COMPARISONS = frozenset({">", "<", ">=", "<=", "=", "==", "≥", "≤", ">>", "<<", "-", "+", "."})
 
 
 def _sorted_order(
@@ -81,14 +85,11 @@ def _sorted_order(
         if not all(apart(a, b, margins, unit) for (a, _), (b, _) in pairwise(ranked)):
             return None, "margin"
         if unit == "words":
-            # the order must hold as clearly when words are counted the other common way
-            split = {it.number: word_count_split(it.text) for it in items}
-            sign = -1 if descending else 1
-            if not all(
-                sign * (split[b] - split[a]) > 0 and apart(split[a], split[b], margins, unit)
-                for a, b in pairwise(order)
-            ):
-                return None, "margin"
+            # the order must hold as clearly under every other common reading of a word
+            text = {it.number: it.text for it in items}
+            ascending = order[::-1] if descending else order
+            if not all(words_apart([text[a]], [text[b]], margins) for a, b in pairwise(ascending)):
+                return None, "reading"
     return order, ""
 
 
@@ -138,6 +139,7 @@ def choose(
     for rule in candidates:
         reason = ""
         params: dict[str, Any] = {}
+        order: list[int] | None = None
         if rule in NEEDS_NUMBERS and not numbered:
             reason = "numbers"
         elif rule == "FIX":
@@ -155,15 +157,37 @@ def choose(
             if passed is not None:
                 passed.append(Passed(rule, reason))
             continue
+        assert order is not None  # a rule without an order says why (reason)
         phrasing = rng.choice(cfg["rules"][rule])
         if rule == "FIX":
-            open_, close = rng.choice(cfg["order_brackets"])
-            sep = rng.choice(cfg["order_separators"])
+            styles = pack.derived.get("order_styles")
+            if styles is None:
+                styles = pack.derived["order_styles"] = order_styles(cfg)
+            open_, close = rng.choice(styles[0])
+            sep = rng.choice(styles[1])
             phrasing = phrasing.format(order=open_ + sep.join(map(str, order)) + close)
         if has_ties(rule, items):
             phrasing = f"{phrasing} {rng.choice(cfg['tie_break'])}"
         return RuleChoice("permute", rule, phrasing, order, [], params)
     return None
+
+
+def order_styles(section: dict[str, Any]) -> tuple[list[list[str]], list[str]]:
+    """The order brackets and separators of a pack's "permute" section that keep a FIX order
+    plain numbers: no bracket a label or a comparison uses (``<2>1>``, ``[[1 > 2]]``), no
+    separator that reads as a comparison or as part of a number. Older packs hold such
+    entries; they are never drawn."""
+    brackets = [
+        pair
+        for pair in section["order_brackets"]
+        if not any(ch in "".join(pair) for ch in ORDER_FORBIDDEN + "0123456789")
+    ]
+    separators = [
+        sep
+        for sep in section["order_separators"]
+        if sep.strip() not in COMPARISONS and not any(ch.isdigit() for ch in sep)
+    ]
+    return brackets, separators
 
 
 def check(
@@ -209,6 +233,13 @@ def check_pack(c: PackChecker, section: Any) -> None:
     """The rule pack's "permute" section: phrasings of every rule, order brackets, tie breaks."""
     c.pairs(c.get(section, "order_brackets", "permute"), "permute.order_brackets", allow_empty=True)
     c.texts(c.get(section, "order_separators", "permute"), "permute.order_separators", set())
+    # an order reads as plain numbers: entries that would not are never drawn; a pack must
+    # keep one of each
+    brackets, separators = order_styles(section)
+    if not brackets:
+        c.fail("permute.order_brackets", "every pair reads as a label or a comparison")
+    if not separators:
+        c.fail("permute.order_separators", "every separator reads as a comparison or a number")
     rules = c.get(section, "rules", "permute")
     for rule in PERMUTE_RULES:
         fields = {"order"} if rule == "FIX" else set()
