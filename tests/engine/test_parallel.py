@@ -162,7 +162,7 @@ def test_a_fork_pool_hands_its_state_to_each_worker():
     from mosaic_it.engine import parallel
 
     state = {"name": "counts", "factor": 3}
-    with parallel.fork_pool(2, "testing", state) as pool:
+    with parallel.fork_pool(2, "testing", "test", state) as pool:
         mapped = list(pool.map(_worker_sees, range(6)))
         submitted = pool.submit(_worker_sees, 10).result()
     assert [m[:2] for m in mapped] == [("counts", 3 * i) for i in range(6)]
@@ -262,7 +262,9 @@ def _read_then_die(invalid):
 def test_a_reader_that_dies_is_a_clear_error_not_a_hang():
     from mosaic_it.engine import parallel
 
-    with pytest.raises(parallel.WorkerDied, match="process reading the input ended"):
+    with pytest.raises(
+        parallel.WorkerDied, match=r"process reading the input \(pid \d+\) exited with status 9"
+    ):
         with parallel.ReadAhead(_read_then_die, []) as records:
             list(records)
 

@@ -13,6 +13,7 @@ wherever) also implements :class:`SharedCache`; the other keeps its caches per p
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from array import array
 from collections.abc import Sequence
 from typing import Any, Protocol, runtime_checkable
 
@@ -25,6 +26,54 @@ WordCount = tuple[str, int]  # a word and its count, as a worker learned it
 # caches are cleared when they reach this size: memory stays flat over millions of samples
 # (counts never depend on what is cached, only the time does)
 MAX_GLUE = 50_000
+
+
+# texts of summaries kept as string objects, and findable by content; see TextTable
+MAX_LISTED = 200_000
+MAX_INDEXED = 400_000
+
+
+class TextTable:
+    """Small integers standing for the texts summaries hold (the first and last words of the
+    records' texts), so that arrays can hold them instead, and the texts they stand for.
+
+    The first :data:`MAX_LISTED` texts are kept as string objects (words repeat: most runs
+    meet a few thousand); later ones as UTF-8 bytes in one buffer, a few bytes each, where a
+    string object takes some 60 and a run of ten million records with words of their own
+    meets tens of millions. Which number a text has is looked up in an index that is bounded
+    too: past :data:`MAX_INDEXED` texts it keeps only the listed ones, and a later text met
+    again gets a second number, which stands for the same text.
+    """
+
+    def __init__(self) -> None:
+        self.listed: list[str] = [""]
+        self._index: dict[str, int] = {"": 0}
+        self._bytes = bytearray()
+        self._ends = array("q", [0])  # where each text kept as bytes ends in _bytes
+
+    def number(self, text: str) -> int:
+        """The number standing for ``text``."""
+        i = self._index.get(text)
+        if i is None:
+            if len(self._index) >= MAX_INDEXED:
+                self._index = {t: n for n, t in enumerate(self.listed)}
+            listed = self.listed
+            if len(listed) < MAX_LISTED:
+                i = len(listed)
+                listed.append(text)
+            else:
+                i = MAX_LISTED + len(self._ends) - 1
+                self._bytes += text.encode("utf-8", "surrogatepass")
+                self._ends.append(len(self._bytes))
+            self._index[text] = i
+        return i
+
+    def text(self, number: int) -> str:
+        """The text ``number`` stands for."""
+        if number < MAX_LISTED:
+            return self.listed[number]
+        j = number - MAX_LISTED
+        return self._bytes[self._ends[j] : self._ends[j + 1]].decode("utf-8", "surrogatepass")
 
 
 class SeamError(ValueError):
@@ -40,11 +89,7 @@ class FoldingCounter(Protocol):
     # one letter a field of a summary: i (a count), s (a text), b (a flag); summaries are kept
     # in arrays of that shape once a run's records are spooled to disk
     shape: str
-    word_list: list[str]  # the texts summaries hold, by the number :meth:`word_id` gives them
-
-    def word_id(self, text: str) -> int:
-        """A small integer standing for a text of a summary (kept in arrays instead)."""
-        ...
+    texts: TextTable  # the texts summaries hold, by the numbers arrays hold instead
 
     def unsafe(self, text: str) -> bool:
         """Whether text holds a special-token string that stops folding: count it whole."""
@@ -103,8 +148,7 @@ class FoldingBase(ABC):
 
     def __init__(self, tokenizer: Tokenizer, empty: Summary) -> None:
         self.tokenizer = tokenizer
-        self.word_list: list[str] = [""]
-        self._word_ids: dict[str, int] = {"": 0}
+        self.texts = TextTable()
         self._glue: dict[str, Summary] = {"": empty}
         specials = [t.content for t in tokenizer.backend.get_added_tokens_decoder().values()]
         if getattr(tokenizer.backend, "encode_special_tokens", False):
@@ -154,11 +198,3 @@ class FoldingBase(ABC):
         if len(self._glue) + len(new) > MAX_GLUE:
             self._glue = {"": self._glue[""]}
         self._glue.update(zip(new, self.summarize_many(new)))
-
-    def word_id(self, text: str) -> int:
-        """A small integer standing for a text of a summary (kept in arrays instead)."""
-        i = self._word_ids.get(text)
-        if i is None:
-            i = self._word_ids[text] = len(self.word_list)
-            self.word_list.append(text)
-        return i

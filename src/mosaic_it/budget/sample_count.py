@@ -23,7 +23,14 @@ from dataclasses import dataclass
 from typing import cast
 
 from mosaic_it.budget.counting import WordCounter, supports
-from mosaic_it.budget.folding import FoldingCounter, SeamError, SharedCache, Summary, WordCount
+from mosaic_it.budget.folding import (
+    FoldingCounter,
+    SeamError,
+    SharedCache,
+    Summary,
+    TextTable,
+    WordCount,
+)
 from mosaic_it.budget.pretokens import PieceCounter, pretoken_scheme
 from mosaic_it.budget.templates import Template
 from mosaic_it.budget.tokenizer import Tokenizer
@@ -51,51 +58,53 @@ class RecordSummaries:
     def __init__(self, shape: str) -> None:
         self.shape = shape  # one letter a field: i (a count), s (a text), b (a flag)
         self.tuples: list[tuple] | None = []
-        self.columns = [array("i") for _ in shape]
+        self.columns = [array("b" if kind == "b" else "i") for kind in shape]
 
     def add_many(self, counter: FoldingCounter, summaries: Sequence[Summary]) -> None:
+        table = counter.texts
         if self.tuples is not None:
             # one string object for each text, however many summaries hold it (a worker's
             # summaries come with strings of their own)
-            words, word_id = counter.word_list, counter.word_id
+            text, number = table.text, table.number
             texts = [j for j, kind in enumerate(self.shape) if kind == "s"]
             for summary in summaries:
                 kept = list(summary)
                 for j in texts:
-                    kept[j] = words[word_id(kept[j])]
+                    kept[j] = text(number(kept[j]))
                 self.tuples.append(tuple(kept))
             return
         for summary in summaries:
             for kind, column, v in zip(self.shape, self.columns, summary):
-                column.append(counter.word_id(v) if kind == "s" else int(v))
+                column.append(table.number(v) if kind == "s" else int(v))
 
     def compact(self, counter: FoldingCounter) -> None:
         """Keep the summaries in arrays from now on (a few bytes a text)."""
         tuples, self.tuples = self.tuples, None
         self.add_many(counter, tuples or ())
 
-    def getter(self, words: list[str]) -> Callable[[int], tuple]:
-        """A function from a text's number to its summary (one built for each shape: this runs
-        for every record of every sample once the summaries are compact)."""
+    def getter(self, table: TextTable) -> Callable[[int], tuple]:
+        """A function from a record's number to its summary (one built for each shape: this
+        runs for every record of every sample once the summaries are compact); ``table``: the
+        texts they hold."""
         if self.tuples is not None:
             return self.tuples.__getitem__
-        c = self.columns
+        c, word = self.columns, table.text
         if self.shape == "issb":
             total, head, tail, single = c
-            return lambda i: (total[i], words[head[i]], words[tail[i]], single[i] == 1)
+            return lambda i: (total[i], word(head[i]), word(tail[i]), single[i] == 1)
         if self.shape == "isisii":
             total, head, head_count, tail, tail_count, kind = c
             return lambda i: (
                 total[i],
-                words[head[i]],
+                word(head[i]),
                 head_count[i],
-                words[tail[i]],
+                word(tail[i]),
                 tail_count[i],
                 kind[i],
             )
         shape = self.shape
         return lambda i: tuple(
-            words[column[i]] if k == "s" else bool(column[i]) if k == "b" else column[i]
+            word(column[i]) if k == "s" else bool(column[i]) if k == "b" else column[i]
             for k, column in zip(shape, c)
         )
 
@@ -252,7 +261,7 @@ class SampleCounter:
         if parts is None:  # a sample made elsewhere: laid out again from its layout and spec
             spec = sample.spec
             parts = sample_parts(sample.layout, len(group), *spec.meta_parts(), spec.answer_order)
-        glue, glue_each, words = counter.glue, counter.glue_each, counter.word_list
+        glue, glue_each, words = counter.glue, counter.glue_each, counter.texts
         prompt_summaries, output_summaries = self._summaries
         instruction = glue_each(parts.instruction, list(map(prompt_summaries.getter(words), group)))
         response = glue_each(parts.response, list(map(output_summaries.getter(words), group)))

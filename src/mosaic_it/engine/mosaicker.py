@@ -16,8 +16,10 @@ from mosaic_it.engine.bounds import Counts
 from mosaic_it.engine.grouping import Grouper
 from mosaic_it.engine.parallel import Screen, screened_batches
 from mosaic_it.engine.store import (
+    RECORD_OVERHEAD,
     SPOOL_THRESHOLD,
     DiskStore,
+    SeenHashes,
     fewer_collections,
     release_freed_memory,
 )
@@ -129,8 +131,8 @@ class Prepared:
 
 class _Intake:
     """What :meth:`Mosaicker.prepare` gathers batch by batch: the records stored (in memory,
-    then spooled to disk past ``spool_threshold`` characters), their system prompts, and which
-    are admitted."""
+    then spooled to disk past ``spool_threshold``: see :data:`.SPOOL_THRESHOLD`), their system
+    prompts, and which are admitted."""
 
     def __init__(
         self,
@@ -148,8 +150,8 @@ class _Intake:
         self.disk: DiskStore | None = None
         self.admitted = array("i")
         self.positions = array("i")  # input position of every stored record
-        self.stored = self.held = 0  # records stored, characters of text held
-        self._seen_ids: set[int] = set()
+        self.stored = self.held = 0  # records stored, what they cost (see SPOOL_THRESHOLD)
+        self._seen_ids = SeenHashes()
         self._systems: dict[str, int] = {}
         self._system_of = array("i")
 
@@ -166,12 +168,14 @@ class _Intake:
         kept.prompt.extend(prompt_counts)
         kept.output.extend(output_counts)
         self.held += sum(len(r.instruction) + len(r.input) + len(r.output) for r in items)
+        self.held += RECORD_OVERHEAD * len(items)
         if self.disk is None and self.held > self.spool_threshold:
             self.disk = DiskStore()
             self.disk.extend(self.memory)
             self.memory.clear()
             self.grouper.spool(self.disk)
             release_freed_memory()
+        self.summary.duplicate_ids += self._seen_ids.add_many(hash(r.id) for r in items)
         for j, (r, f) in enumerate(zip(items, facts)):
             self._admit(self.stored + j, r, f)
         (self.disk if self.disk is not None else self.memory).extend(items)
@@ -179,10 +183,6 @@ class _Intake:
         self.stored += len(items)
 
     def _admit(self, index: int, record: Record, facts: int) -> None:
-        key = hash(record.id)
-        if key in self._seen_ids:
-            self.summary.duplicate_ids += 1
-        self._seen_ids.add(key)
         self._system_of.append(self._systems.setdefault(record.system, len(self._systems)))
         facts_of = self.grouper.admission.facts
         if facts & META_LIKE:
@@ -257,7 +257,7 @@ class Mosaicker:
 
         Records are consumed in batches: each batch is counted (on ``workers`` forked processes
         while the next batches are read, when more than one) and then stored (in memory, or
-        spooled to disk once ``spool_threshold`` characters of text are held).
+        spooled to disk once they would hold ``spool_threshold``: see :data:`.SPOOL_THRESHOLD`).
         """
         with fewer_collections():
             return self._prepare(records, invalid, workers)

@@ -77,9 +77,11 @@ class ForkPool:
 _WORKER_STATE: list[Any] = []
 
 
-def _start_worker(parent: int, state: Any) -> None:
-    """Run in each worker as it starts: it ends with the parent, and keeps ``state``."""
+def _start_worker(parent: int, role: str, state: Any) -> None:
+    """Run in each worker as it starts: it ends with the parent, is named after its ``role``
+    and keeps ``state``."""
     die_with_parent(parent)
+    name_process(role)
     _WORKER_STATE[:] = [state]
 
 
@@ -88,9 +90,10 @@ def _call_with_state(job: Callable[..., R], *args: Any) -> R:
 
 
 @contextmanager
-def fork_pool(workers: int, what: str, state: Any) -> Iterator[ForkPool]:
-    """``workers`` forked processes holding ``state`` (see :class:`ForkPool`); a worker that
-    dies raises :class:`WorkerDied` naming ``what`` it was doing."""
+def fork_pool(workers: int, what: str, role: str, state: Any) -> Iterator[ForkPool]:
+    """``workers`` forked processes holding ``state`` (see :class:`ForkPool`), named after
+    their ``role`` (:func:`name_process`); a worker that dies raises :class:`WorkerDied`
+    naming ``what`` it was doing."""
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")  # tokenizers, after a fork
     # the objects made so far go out of the collector's sight: a collection in a worker would
     # otherwise write to every one of them, copying the parent's pages into the worker (no
@@ -103,7 +106,7 @@ def fork_pool(workers: int, what: str, state: Any) -> Iterator[ForkPool]:
         workers,
         mp_context=multiprocessing.get_context("fork"),
         initializer=_start_worker,
-        initargs=(os.getpid(), state),
+        initargs=(os.getpid(), role, state),
     )
     try:
         yield ForkPool(pool)
@@ -136,6 +139,23 @@ def _kill_workers(pool: ProcessPoolExecutor) -> None:
 
 
 PR_SET_PDEATHSIG = 1  # linux/prctl.h
+PR_SET_NAME = 15
+
+
+def _prctl(option: int, value: int | bytes) -> None:
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(option, value, 0, 0, 0) != 0:
+        raise OSError(ctypes.get_errno(), "prctl")
+
+
+def name_process(role: str) -> None:
+    """Name this process ``mosaic-ROLE`` (what ``ps``, ``top`` and ``/proc/PID/comm`` show:
+    15 characters at most), so that a run's helpers can be told apart (``reader``,
+    ``counter``, ``epochs``). Where processes have no names to set, nothing changes."""
+    try:
+        _prctl(PR_SET_NAME, f"mosaic-{role}".encode()[:15])
+    except (OSError, AttributeError):
+        pass
 
 
 def die_with_parent(parent: int) -> None:
@@ -147,9 +167,7 @@ def die_with_parent(parent: int) -> None:
     Linux tells the worker itself (prctl PR_SET_PDEATHSIG); elsewhere a thread watches for
     the parent to go."""
     try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        if libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL) != 0:
-            raise OSError(ctypes.get_errno(), "prctl")
+        _prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
     except (OSError, AttributeError):
 
         def watch() -> None:
@@ -230,7 +248,7 @@ def screened_batches(
             yield items, screen([r.texts() for r in items], counter.folds)
         return
     pending: deque[tuple[list[Record], Future[Screened]]] = deque()
-    with fork_pool(workers, "counting tokens", screen) as pool:
+    with fork_pool(workers, "counting tokens", "counter", screen) as pool:
         for items in chain(ahead, it):
             job = pool.submit(_screen_job, [r.texts() for r in items], counter.folds)
             pending.append((items, job))
@@ -266,14 +284,21 @@ class ReadAhead:
     records before it. The reader stays at most :data:`READ_AHEAD_BATCHES` messages ahead, so
     its memory does not grow with the input. Use it as a context manager: leaving the block
     ends the reading process, whatever happened.
+
+    The messages come through a pipe whose writing end only the reading process holds: if it
+    dies (killed, out of memory), even in the middle of a message, the pipe ends and
+    iterating raises :class:`WorkerDied` at once (a ``multiprocessing.Queue`` keeps a writing
+    end in this process too, and waited forever for the rest of a message cut short).
     """
 
     def __init__(self, read: Reader, invalid: list[InvalidRecord]) -> None:
         self.invalid = invalid
         context = multiprocessing.get_context("fork")
-        self._queue: Any = context.Queue(READ_AHEAD_BATCHES)
+        self._incoming, self._outgoing = context.Pipe(duplex=False)
         self._process = context.Process(
-            target=_read_ahead, args=(os.getpid(), read, self._queue), daemon=True
+            target=_read_ahead,
+            args=(os.getpid(), read, self._incoming, self._outgoing),
+            daemon=True,
         )
 
     def __enter__(self) -> ReadAhead:
@@ -283,14 +308,15 @@ class ReadAhead:
             self._process.start()
         finally:
             gc.unfreeze()
+            # the reading process holds the only writing end (workers forked later get none)
+            self._outgoing.close()
         return self
 
     def __exit__(self, *exc: Any) -> None:
         if self._process.is_alive():
             self._process.kill()
         self._process.join()
-        self._queue.close()
-        self._queue.cancel_join_thread()
+        self._incoming.close()
 
     def __iter__(self) -> Iterator[Record]:
         while True:
@@ -305,32 +331,61 @@ class ReadAhead:
                 raise payload
 
     def _next(self) -> tuple[str, Any, list[InvalidRecord]]:
-        while True:
+        # a reader that failed is reported at once, not after the records it sent before
+        # (thousands, seconds of counting); one that finished has sent everything
+        if not self._process.exitcode:
             try:
-                return self._queue.get(timeout=1.0)
-            except queue.Empty:
-                if not self._process.is_alive():
-                    try:  # what it sent just before it ended
-                        return self._queue.get(timeout=0.1)
-                    except queue.Empty:
-                        raise WorkerDied(
-                            "the process reading the input ended before it finished (killed, "
-                            "or out of memory?); no output was written: run again"
-                        ) from None
+                return self._incoming.recv()
+            except (EOFError, OSError):  # the pipe ended (OSError: in the middle of a message)
+                self._process.join(1.0)
+        raise WorkerDied(
+            f"the process reading the input (pid {self._process.pid}) "
+            f"{_how_it_ended(self._process.exitcode)} before it finished; no output was "
+            "written: run again"
+        )
 
 
-def _read_ahead(parent: int, read: Reader, out: Any) -> None:
+def _how_it_ended(exitcode: int | None) -> str:
+    """How a process ended, in words, from its exit code (negative: the signal that ended it)."""
+    if exitcode is None:
+        return "stopped sending"
+    if exitcode < 0:
+        try:
+            name = signal.Signals(-exitcode).name
+        except ValueError:
+            name = f"signal {-exitcode}"
+        why = " (out of memory?)" if exitcode == -signal.SIGKILL else ""
+        return f"was killed by {name}{why}"
+    return f"exited with status {exitcode}"
+
+
+def _read_ahead(parent: int, read: Reader, incoming: Any, out: Any) -> None:
     """The reading process: the records in messages of column lists, each with the records
-    left out since the last; then the end, or the error that stopped the reading."""
+    left out since the last; then the end, or the error that stopped the reading. A thread
+    writes the messages to the pipe while the reading goes on, at most
+    :data:`READ_AHEAD_BATCHES` behind it."""
     die_with_parent(parent)
+    name_process("reader")
+    incoming.close()
     gc.set_threshold(YOUNG_COLLECTION_THRESHOLD)  # every object it makes dies once sent
     invalid: list[InvalidRecord] = []
     sent = 0  # entries of invalid already sent
     batch: list[Record] = []
+    waiting: queue.Queue[Any] = queue.Queue(READ_AHEAD_BATCHES)
+
+    def write() -> None:
+        try:
+            while (message := waiting.get()) is not None:
+                out.send(message)
+        except BaseException:  # noqa: BLE001  the pipe is gone: the reading cannot go on
+            os._exit(1)
+
+    writer = threading.Thread(target=write, daemon=True)
+    writer.start()
 
     def send(kind: str, payload: Any) -> None:
         nonlocal sent
-        out.put((kind, payload, invalid[sent:]))
+        waiting.put((kind, payload, invalid[sent:]))
         sent = len(invalid)
 
     def send_batch() -> None:
@@ -351,8 +406,9 @@ def _read_ahead(parent: int, read: Reader, out: Any) -> None:
         if batch:
             send_batch()
         send("error", _picklable(exc))
+    waiting.put(None)
+    writer.join()
     out.close()
-    out.join_thread()
 
 
 _RECORD_COLUMNS = ("id", "instruction", "output", "input", "system")  # Record's init order

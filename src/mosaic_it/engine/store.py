@@ -18,9 +18,14 @@ from contextlib import contextmanager
 from mosaic_it.io.files import dumps_bytes, loads
 from mosaic_it.records import Record
 
-# characters of record text; past this, a run spools to disk (90 million: about 115,000 Alpaca
-# records, some 250 MB, are held at most; 104,004 stay in memory)
-SPOOL_THRESHOLD = 90_000_000
+# what a run may hold of records in memory before it spools them to disk: their characters of
+# text and RECORD_OVERHEAD for each (125 million: about 105,000 Alpaca records, or 300,000
+# records of a few words; 104,004 Alpaca records stay in memory)
+SPOOL_THRESHOLD = 125_000_000
+# what a record held in memory costs beyond its characters (counted with the text towards
+# SPOOL_THRESHOLD): its object, its strings' headers and its two summaries, about 400 bytes;
+# without it a million records of a few words each stayed in memory, 400 MB of objects
+RECORD_OVERHEAD = 400
 
 
 def release_freed_memory() -> None:
@@ -64,17 +69,17 @@ class DiskStore(Sequence[Record]):
         os.unlink(path)  # vanishes with the process, whatever happens
         self._fd = fd
         self._offsets = array("q", [0])
-        self._buffer: list[bytes] = []
-        self._buffered = 0
+        # copied here at once: each line orjson gives holds a 4 kB allocation whatever its
+        # length, 400 MB for 100,000 short records in a list of them
+        self._buffer = bytearray()
 
     def append(self, record: Record) -> None:
         data = dumps_bytes(
             [record.id, record.instruction, record.output, record.input, record.system]
         )
-        self._buffer.append(data)
-        self._buffered += len(data)
+        self._buffer += data
         self._offsets.append(self._offsets[-1] + len(data))
-        if self._buffered > 1 << 22:
+        if len(self._buffer) > 1 << 22:
             self.flush()
 
     def extend(self, records: Iterable[Record]) -> None:
@@ -83,12 +88,12 @@ class DiskStore(Sequence[Record]):
 
     def flush(self) -> None:
         if self._buffer:
-            data = b"".join(self._buffer)
-            view = memoryview(data)
-            while view:
-                view = view[os.write(self._fd, view) :]
+            with memoryview(self._buffer) as data:
+                view = data
+                while view:
+                    view = view[os.write(self._fd, view) :]
+                del view
             self._buffer.clear()
-            self._buffered = 0
 
     def __len__(self) -> int:
         return len(self._offsets) - 1
@@ -111,3 +116,75 @@ class DiskStore(Sequence[Record]):
 
     def __del__(self) -> None:
         self.close()
+
+
+class SeenHashes:
+    """The distinct 64-bit hashes met so far (the records' ids'): a set while they are few
+    (fast), then an open-addressing table of machine integers, 8 to 19 bytes a hash, where a
+    set takes about 60 (its slot and an int object each): 600 MB over ten million records."""
+
+    IN_A_SET = 250_000  # hashes kept in a set (15 MB) before they move to the table
+    MAX_LOAD = 0.7  # the table doubles past this share of its slots in use
+
+    def __init__(self) -> None:
+        self._set: set[int] | None = set()
+        self._table = array("q", bytes(8 * 1024))
+        self._used = 0
+        self._zero = False  # 0 marks an empty slot: the hash 0 is kept apart
+
+    def add_many(self, hashes: Iterable[int]) -> int:
+        """Add ``hashes``; returns how many of them were met before (among themselves too)."""
+        if self._set is not None:
+            batch = list(hashes)
+            before = len(self._set)
+            self._set.update(batch)
+            again = len(batch) - (len(self._set) - before)
+            if len(self._set) > self.IN_A_SET:
+                kept, self._set = self._set, None
+                self._into_table(kept)
+            return again
+        return self._into_table(hashes)
+
+    def _into_table(self, hashes: Iterable[int]) -> int:
+        again = 0
+        table = self._table
+        mask = len(table) - 1
+        limit = int(len(table) * self.MAX_LOAD)
+        for h in hashes:
+            if h == 0:
+                again += self._zero
+                self._zero = True
+                continue
+            i = h & mask
+            while True:
+                v = table[i]
+                if v == 0:
+                    table[i] = h
+                    self._used += 1
+                    if self._used > limit:
+                        table = self._grow()
+                        mask = len(table) - 1
+                        limit = int(len(table) * self.MAX_LOAD)
+                    break
+                if v == h:
+                    again += 1
+                    break
+                i = (i + 1) & mask
+        return again
+
+    def _grow(self) -> array:
+        old = self._table
+        table = self._table = array("q", bytes(16 * len(old)))
+        mask = len(table) - 1
+        for h in old:
+            if h:
+                i = h & mask
+                while table[i]:
+                    i = (i + 1) & mask
+                table[i] = h
+        return table
+
+    def __len__(self) -> int:
+        if self._set is not None:
+            return len(self._set)
+        return self._used + self._zero

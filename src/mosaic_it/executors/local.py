@@ -27,7 +27,7 @@ from typing import Any, BinaryIO, TextIO
 
 from mosaic_it.engine.admission import GroupingStats
 from mosaic_it.engine.mosaicker import Mosaicker, Prepared
-from mosaic_it.engine.parallel import fork_pool
+from mosaic_it.engine.parallel import WorkerDied, fork_pool
 from mosaic_it.engine.store import fewer_collections
 from mosaic_it.engine.summary import RunSummary
 from mosaic_it.io.files import atomic_writer, dumps_bytes, is_jsonl
@@ -273,7 +273,7 @@ def _write_epochs(
                     bar.update(1)
             return
         # forked: the workers share the counted records; nothing large is pickled
-        with fork_pool(min(workers, len(epochs)), "grouping epochs", job) as pool:
+        with fork_pool(min(workers, len(epochs)), "grouping epochs", "epochs", job) as pool:
             for result in pool.map(_write_epoch, epochs):
                 yield result
                 if bar is not None:
@@ -344,9 +344,17 @@ class _Assembly:
 
 
 def _next_epoch(results: Iterator[EpochResult], output: str | Path, work: Path) -> EpochResult:
-    """The next epoch's result; a failure to write its part names what is kept."""
+    """The next epoch's result; a failure to write its part, or a worker that died, names
+    what is kept."""
     try:
         return next(results)
+    except WorkerDied as exc:  # killed, or out of memory: the finished epochs stay too
+        if not any(work.glob("epoch-*.jsonl")):
+            raise
+        raise WorkerDied(
+            f"{exc}; the finished epochs are kept in {work}: run the same command with "
+            "--resume to reuse them"
+        ) from None
     except OSError as exc:  # disk full, read-only...: the finished epochs stay for --resume
         raise PathError(
             f"{describe_os_error(exc, 'cannot write')}; {output} was not touched; "
