@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -122,6 +123,27 @@ def test_the_readme_blocks_ci_runs_are_run_by_ci() -> None:
         assert runs, f".ci/run runs no '{name}'"
 
 
+def _run(argv: list[str], cwd: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """Run a block in a session of its own, so that a block that runs over its time is ended
+    with every process it started (a command the shell left running included)."""
+    with subprocess.Popen(
+        argv,
+        cwd=cwd,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    ) as proc:
+        try:
+            out, err = proc.communicate(timeout=BLOCK_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.communicate()
+            raise
+    return subprocess.CompletedProcess(argv, proc.returncode, out, err)
+
+
 def _local(b: Block) -> bool:
     return b.not_run is None and b.ci is None
 
@@ -147,9 +169,7 @@ def test_the_commands_of_a_page_run(page: Path, tmp_path: Path) -> None:
             argv = ["bash", "-e", "-o", "pipefail", "-c", block.body]
         else:
             argv = [sys.executable, "-c", block.body]
-        done = subprocess.run(
-            argv, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=BLOCK_TIMEOUT
-        )
+        done = _run(argv, tmp_path, env)
         assert done.returncode == 0, (
             f"{block.where}: exit {done.returncode}\n{block.body}\n"
             f"--- stdout\n{done.stdout[-3000:]}\n--- stderr\n{done.stderr[-3000:]}"
