@@ -29,20 +29,45 @@ def test_one_process_without_a_launcher():
     assert (world_size(), rank(), is_main()) == (1, 0, True)
 
 
-def test_reward_log_appends_every_value_with_its_step_and_row(tmp_path):
+def test_reward_log_appends_every_completion_with_its_step_row_and_rewards(tmp_path):
     def partial(completions, **columns):
         return [len(c) / 10 for c in completions]
 
-    log = RewardLog(partial, tmp_path / "rewards.jsonl")
-    assert log.__name__ == "partial"
+    def passed(completions, **columns):
+        return [float(len(c) == 10) for c in completions]
+
+    first, second = RewardLog([partial, passed], tmp_path / "rewards.jsonl").wrap()
+    assert (first.__name__, second.__name__) == ("partial", "passed")
     state = SimpleNamespace(global_step=4)
-    assert log(["abc", "abcdefghij"], id=["a", "b"], trainer_state=state) == [0.3, 1.0]
-    log(["x"])
+    columns = {"id": ["a", "a"], "trainer_state": state}
+    assert first(["abc", "abcdefghij"], **columns) == [0.3, 1.0]
+    assert not (tmp_path / "rewards.jsonl").exists()  # written once every kind has scored
+    assert second(["abc", "abcdefghij"], **columns) == [0.0, 1.0]
+    first(["x"])
+    second(["x"])
     lines = [json.loads(x) for x in (tmp_path / "rewards.jsonl").read_text().splitlines()]
     assert lines == [
-        {"step": 5, "id": "a", "reward": "partial", "value": 0.3},
-        {"step": 5, "id": "b", "reward": "partial", "value": 1.0},
-        {"step": None, "id": None, "reward": "partial", "value": 0.1},
+        {
+            "step": 5,
+            "id": "a",
+            "generation": 0,
+            "rewards": {"partial": 0.3, "passed": 0.0},
+            "completion": "abc",
+        },
+        {
+            "step": 5,
+            "id": "a",
+            "generation": 1,
+            "rewards": {"partial": 1.0, "passed": 1.0},
+            "completion": "abcdefghij",
+        },
+        {
+            "step": None,
+            "id": None,
+            "generation": 0,
+            "rewards": {"partial": 0.1, "passed": 0.0},
+            "completion": "x",
+        },
     ]
 
 
