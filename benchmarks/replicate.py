@@ -734,6 +734,7 @@ def train_config(profile: Profile, arm: int, seed: int, cache: Path, spec: str) 
         save_steps=profile.save_steps,
         save_total_limit=1,
         dtype="auto",
+        threads=profile.threads,  # else train() picks by load: arms must not differ
     )
 
 
