@@ -665,7 +665,7 @@ def test_offline_hub_name_fails_fast_in_one_line(scratch):
 
 def test_resume_fingerprint_follows_content_not_names(scratch):
     from mosaic_it.engine.mosaicker import MosaicConfig, Mosaicker
-    from mosaic_it.executors.local import fingerprint
+    from mosaic_it.executors.epochs import fingerprint
     from mosaic_it.method.rulepack import default_rules_path
 
     pack = json.loads(default_rules_path().read_text(encoding="utf-8"))
@@ -688,7 +688,7 @@ def test_resume_fingerprint_follows_the_tokenizer_file(scratch):
     from importlib import resources
 
     from mosaic_it.engine.mosaicker import MosaicConfig, Mosaicker
-    from mosaic_it.executors.local import fingerprint
+    from mosaic_it.executors.epochs import fingerprint
 
     bundled = resources.files("mosaic_it").joinpath("data/tokenizer/tokenizer.json")
     text = bundled.read_text(encoding="utf-8")
