@@ -184,7 +184,7 @@ class Executor(ABC):
                 text = job.options_yaml(self)
                 stats: dict[str, Any] = {}
 
-                def place(written: dict[str, Any]) -> str:
+                def place(written: dict[str, Any]) -> str | None:
                     stats.update(written)
                     return self.place_options(job, written, text)
 
@@ -226,10 +226,11 @@ class Executor(ABC):
     def execute(self, job: MosaicJob, note: Note) -> Executed:
         """Schedule the work: read, count, group and write the output's rows."""
 
-    def place_options(self, job: MosaicJob, stats: Mapping[str, Any], text: str) -> str:
-        """Write the effective options (beside the output); returns where they went."""
+    def place_options(self, job: MosaicJob, stats: Mapping[str, Any], text: str) -> str | None:
+        """Write the effective options (beside the output); returns where they went (None:
+        nowhere, as beside standard output)."""
         if job.writes_stdout:
-            return "no file (OUTPUT is standard output)"
+            return None
         return str(write_config(str(job.output), text))
 
 

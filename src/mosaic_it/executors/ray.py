@@ -54,6 +54,7 @@ RAY_REFUSED = {
 }
 RAY_OUTPUT_FILES = ("shard-*.jsonl", "shard-*.parquet", "summary.json", "rejects.jsonl")
 _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+_ERROR_PREFIX = re.compile(r"^(?:[\w.]+\.)?\w*(?:Error|Exception): ")
 
 
 @dataclass(frozen=True)
@@ -244,12 +245,12 @@ def start_ray(address: str | None, num_cpus: int | None = None, quiet: bool = Fa
     ray.init(**init)
 
 
-def _quiet_ray_logs() -> None:
-    """Ray's and Ray Data's own loggers (set up when they are imported) to errors only."""
+def _quiet_ray_logs(level: int = logging.ERROR) -> None:
+    """Ray's and Ray Data's own loggers (set up when they are imported) to ``level``."""
     import ray.data  # noqa: F401  (its logging is configured on import)
 
     for name in ("ray", "ray.data"):
-        logging.getLogger(name).setLevel(logging.ERROR)
+        logging.getLogger(name).setLevel(level)
 
 
 def run_ray(
@@ -268,8 +269,10 @@ def run_ray(
     if shards < 1:
         raise ValueError(f"shards: must be at least 1, got {shards}")
     context = ray.data.DataContext.get_current()
+    # a task's error is reported once, in one line, by the command (see _unwrap): Ray Data's
+    # own report of it (tracebacks, colour codes) stays out of the way
+    _quiet_ray_logs(logging.CRITICAL)
     if quiet:
-        _quiet_ray_logs()
         context.enable_progress_bars = False
         if hasattr(context, "print_on_execution_start"):
             context.print_on_execution_start = False
@@ -286,7 +289,7 @@ def run_ray(
     try:
         out = (
             files.map_batches(partial(read_file, shards=shards), batch_size=1)
-            .groupby(SHARD)
+            .groupby(SHARD, num_partitions=shards)
             .map_groups(run_group, batch_format="pyarrow")
             .take_all()
         )
@@ -300,17 +303,21 @@ def run_ray(
 
 
 def _unwrap(exc: Exception, inputs: list[str]) -> Exception:
-    """The error a shard task raised, as the local engine would have raised it."""
-    cause = getattr(exc, "cause", None) or exc
-    if isinstance(cause, (InputError, ValueError)) and not isinstance(exc, (InputError,)):
-        lines = str(cause).strip().splitlines()
-        return InputError(lines[-1] if lines else type(cause).__name__)
-    if isinstance(exc, InputError):
-        return exc
-    text = str(exc)
-    if "InputError" in text:
-        lines = [line for line in text.splitlines() if "InputError" in line]
-        return InputError(lines[-1].split("InputError:", 1)[-1].strip())
+    """The error a shard task raised, as the local engine would have raised it: one line, no
+    Ray traceback, no colour codes. An error that is no input error is left as it is (a bug)."""
+    cause: BaseException = exc
+    for _ in range(8):  # Ray wraps a task's error (RayTaskError, with .cause), maybe twice
+        inner = getattr(cause, "cause", None)
+        if not isinstance(inner, BaseException) or inner is cause:
+            break
+        cause = inner
+    text = _ANSI.sub("", str(cause)).strip()
+    if isinstance(cause, (InputError, ValueError)):
+        last = text.splitlines()[-1] if text else type(cause).__name__
+        return InputError(_ERROR_PREFIX.sub("", last))
+    found = re.findall(r"(?:InputError|ValueError): ([^\n]+)", _ANSI.sub("", str(exc)))
+    if found:
+        return InputError(found[-1].strip())
     mixed = re.search(r"Field (\S+) has incompatible types: ([^\n]+)", text)
     if mixed:
         field, types = mixed.group(1), mixed.group(2).strip()

@@ -256,14 +256,14 @@ def finish_run(
     summary: RunSummary,
     output: dict[str, Any],
     config_text: str,
-    place_config: Callable[[dict[str, Any]], str | Path] | None = None,
+    place_config: Callable[[dict[str, Any]], str | Path | None] | None = None,
 ) -> str:
     """What every executor writes after its samples: rejects, stats and the effective options
     (beside the output, or where ``place_config(stats)`` puts them). Returns the account of
     the run for the terminal: what was written where, and the summary."""
     stats = write_side_files(outputs, config, summary, output)
     if place_config is None:
-        config_file: str | Path = write_config(outputs.output, config_text)
+        config_file: str | Path | None = write_config(outputs.output, config_text)
     else:
         config_file = place_config(stats)
     written = output["rows"]
@@ -278,11 +278,14 @@ def finish_run(
     where = (
         f"{output['shards']} {output['shard_format']} shards in {outputs.output}"
         if output["type"] == "shards"
+        else "standard output"
+        if output["type"] == "stdout"
         else str(outputs.output)
     )
+    options = f"options in {config_file}" if config_file else "no options file (OUTPUT is -)"
     return (
         f"mosaic-it: wrote {summary.samples_written} samples{more} to {where} "
-        f"({output['format']}); options in {config_file}\n" + summary.render()
+        f"({output['format']}); {options}\n" + summary.render()
     )
 
 
