@@ -21,7 +21,7 @@ if TYPE_CHECKING:
     from mosaic_it.records import MosaicSpec, Numbering, Record, Sample, Tags
     from mosaic_it.verifier.checks import Check, SpecError, Verdict, verify
 
-__version__ = "0.1.0"
+from mosaic_it.version import __version__ as __version__
 
 _HOMES = {
     "mosaic_it.budget.tokenizer": ("Tokenizer", "TokenizerError", "load_tokenizer"),

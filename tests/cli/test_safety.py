@@ -207,7 +207,13 @@ CASES = [
     ),
     ("output-symlink-to-input", _symlink, M + ["d.json", "link.json"], 2, "same file as INPUT"),
     ("output-hardlink-of-input", _hardlink, M + ["d.json", "hard.json"], 2, "same file as INPUT"),
-    ("output-dash-resume", _nothing, M + ["d.json", "-", "--resume"], 2, "standard input or output"),
+    (
+        "output-dash-resume",
+        _nothing,
+        M + ["d.json", "-", "--resume"],
+        2,
+        "standard input or output",
+    ),
     (
         "path-through-a-file",
         _nothing,

@@ -273,9 +273,9 @@ def test_a_reader_that_dies_is_a_clear_error_not_a_hang():
 def test_a_run_reading_ahead_writes_what_a_run_reading_here_writes(
     tmp_path, monkeypatch, capsys, on_error
 ):
-    from mosaic_it.executors import local as command
     from mosaic_it.cli.main import main
     from mosaic_it.engine import parallel
+    from mosaic_it.executors import local as command
 
     used = []
 

@@ -58,9 +58,7 @@ def _interrupt_epoch(monkeypatch, epoch):
 
 
 @pytest.mark.parametrize("workers,resume", [(1, False), (2, False), (1, True)])
-def test_the_cli_and_the_api_write_the_same_bytes(
-    source, tmp_path, monkeypatch, workers, resume
-):
+def test_the_cli_and_the_api_write_the_same_bytes(source, tmp_path, monkeypatch, workers, resume):
     config = MosaicConfig(epochs=3, max_tokens=1024, seed=9)
     found = []
     for door in ("cli", "api"):
@@ -160,7 +158,9 @@ def test_dash_reads_standard_input_and_writes_standard_output(tmp_path):
         (["in.jsonl", "o.jsonl", "--stats", "-"], "OUTPUT only"),
     ],
 )
-def test_dash_is_refused_in_one_line_where_it_cannot_work(tmp_path, monkeypatch, capsys, args, message):
+def test_dash_is_refused_in_one_line_where_it_cannot_work(
+    tmp_path, monkeypatch, capsys, args, message
+):
     monkeypatch.chdir(tmp_path)
     _write_jsonl(tmp_path / "in.jsonl", [{"instruction": "a", "output": "b"}])
     assert main(["mosaic", *args, "-q"]) == 2

@@ -26,9 +26,12 @@ def test_rows_come_as_samples_then_originals_then_passed_through():
 
     assembly = RowAssembly("alpaca", keep_originals=True, keep_multiturn=True)
     assert assembly.on_conversation is not None
-    assembly.on_conversation(Conversation(
-        "c", [("user", "Hi."), ("assistant", "Hello."), ("user", "Again?"), ("assistant", "Ok.")]
-    ))
+    assembly.on_conversation(
+        Conversation(
+            "c",
+            [("user", "Hi."), ("assistant", "Hello."), ("user", "Again?"), ("assistant", "Ok.")],
+        )
+    )
     rows = list(assembly.rows([SAMPLE], RECORDS, [0, 1]))
     assert rows[0] is SAMPLE and rows[-1]["history"] == [["Hi.", "Hello."]]
     assert [r["instruction"] for r in rows[1:3]] == ["Say 0.", "Say 1."]

@@ -106,7 +106,7 @@ def fingerprint(mosaicker: Mosaicker, source: str | Path | None, extra: dict[str
     (:attr:`.Tokenizer.digest`: a GGUF file's tokenizer metadata, not its gigabytes of
     weights) with its BOS and EOS tokens; a tokenizer directory by all its files' content (its
     ``tokenizer_config.json`` may hold the chat template)."""
-    from mosaic_it import __version__
+    from mosaic_it.version import __version__
 
     config = mosaicker.config
     tokenizer: str | None = config.tokenizer

@@ -189,7 +189,9 @@ class LocalExecutor(Executor):
             note=note,
         )
         summary = mosaicker.summary
-        written = assembly.write(summary.samples_written, prepared.grouper.records, prepared.admitted)
+        written = assembly.write(
+            summary.samples_written, prepared.grouper.records, prepared.admitted
+        )
         return Executed(
             summary, {"format": job.output_format, "type": assembly.kind, "rows": written}
         )

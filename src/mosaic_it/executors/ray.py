@@ -285,7 +285,9 @@ def run_ray(
         summary = mosaic_shard(rows, rows[0][SHARD], job, output_dir, shard_format)
         return pa.table({"summary": [dumps(summary)]})
 
-    files = ray.data.from_items([{"path": path} for path in inputs], override_num_blocks=len(inputs))
+    files = ray.data.from_items(
+        [{"path": path} for path in inputs], override_num_blocks=len(inputs)
+    )
     try:
         out = (
             files.map_batches(partial(read_file, shards=shards), batch_size=1)
