@@ -57,6 +57,13 @@ _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 _ERROR_PREFIX = re.compile(r"^(?:[\w.]+\.)?\w*(?:Error|Exception): ")
 
 
+def refusal(names: list[str], reasons: Mapping[str, str]) -> str:
+    """The one line that refuses options the ray engine cannot honour, naming each."""
+    return "--engine ray: " + "; ".join(
+        f"--{n.replace('_', '-')} does not apply ({reasons[n]})" for n in names
+    )
+
+
 @dataclass(frozen=True)
 class RayExecutor(Executor):
     """Run a job on Ray Data: ``shards`` groups of records mosaicked independently, one task
@@ -89,12 +96,7 @@ class RayExecutor(Executor):
                 "reads files and writes a directory of shards)"
             )
         if refused:
-            raise ValueError(
-                "--engine ray: "
-                + "; ".join(
-                    f"--{n.replace('_', '-')} does not apply ({RAY_REFUSED[n]})" for n in refused
-                )
-            )
+            raise ValueError(refusal(refused, RAY_REFUSED))
         bound(
             "--shards",
             self.shards,

@@ -14,7 +14,7 @@ import hashlib
 import os
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -75,9 +75,12 @@ def _file_texts(path: str) -> Iterator[tuple[int, str, str, Any]]:
                     index += 1
         return
     index = 0
-    with fs.open_input_stream(base) as stream:
-        data = stream.read()
-    for lineno, raw in enumerate(data.splitlines(), start=1):
+    if "://" in path:  # a remote file is fetched whole; a local one is read line by line
+        with fs.open_input_stream(base) as stream:
+            lines: Iterable[bytes] = stream.read().splitlines()
+    else:
+        lines = _local_lines(base)
+    for lineno, raw in enumerate(lines, start=1):
         if not raw.strip():
             continue
         text = raw.decode("utf-8", "replace")
@@ -87,6 +90,12 @@ def _file_texts(path: str) -> Iterator[tuple[int, str, str, Any]]:
             obj = None  # the shard task reports it, with its file and line
         yield index, f"{path}:{lineno} (record {index})", text, obj
         index += 1
+
+
+def _local_lines(path: str) -> Iterator[bytes]:
+    with open(path, "rb") as handle:
+        for line in handle:
+            yield line.rstrip(b"\r\n")
 
 
 def read_file(batch: dict[str, Any], *, shards: int) -> Iterator[dict[str, list[Any]]]:

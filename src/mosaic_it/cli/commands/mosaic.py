@@ -280,13 +280,9 @@ def executor_of(args: argparse.Namespace) -> Executor:
     workers_for(args.workers, args.force_workers)  # a bad --workers is refused for any engine
     if args.engine == "local":
         return LocalExecutor(args.workers, args.force_workers, args.resume)
-    refused = [name for name in ("split", "dataset_info", *RAY_REFUSED) if getattr(args, name)]
-    if refused:
-        reasons = {**ray.RAY_REFUSED, **RAY_REFUSED}
-        raise ValueError(
-            "--engine ray: "
-            + "; ".join(f"--{n.replace('_', '-')} does not apply ({reasons[n]})" for n in refused)
-        )
+    refused = [name for name in RAY_REFUSED if getattr(args, name)]
+    if refused:  # the job's own options are the executor's to check
+        raise ValueError(ray.refusal(refused, RAY_REFUSED))
     return ray.RayExecutor(args.shards, args.ray_address, args.shard_format, quiet=args.quiet)
 
 
