@@ -24,8 +24,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from mosaic_it import MosaicConfig, mosaic_file
 from mosaic_it.apps.cost import CostOptions, render, run_cost
-from mosaic_it.cli.main import main as cli
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository: tests/
 from tests.data_paths import ENGLISH_DEMO, real_data  # noqa: E402
@@ -71,11 +71,7 @@ def main(argv: list[str] | None = None) -> int:
         original = expand(args.data, args.records, work)
         mosaic = work / "mosaic.jsonl"
         t0 = time.perf_counter()
-        code = cli(
-            ["mosaic", str(original), str(mosaic), "--epochs", str(args.mosaic_epochs), "-q"]
-        )
-        if code:
-            return code
+        mosaic_file(original, mosaic, MosaicConfig(epochs=args.mosaic_epochs))
         mosaic_seconds = time.perf_counter() - t0
         opt = CostOptions(micro_batch_size=args.micro_batch_size)
         result = run_cost(

@@ -630,7 +630,7 @@ def _as_record(row: dict[str, Any]) -> Any:
 
 
 def stage_mosaic(profile: Profile, prep: dict[str, Any], cache: Path, log: Log) -> dict[str, Any]:
-    from mosaic_it.cli.main import main as cli
+    from mosaic_it import InputError, MosaicConfig, mosaic_file
 
     st = Stage(
         cache / "mosaic",
@@ -658,11 +658,21 @@ def stage_mosaic(profile: Profile, prep: dict[str, Any], cache: Path, log: Log) 
         "off",
         "-q",
     ]
-    if prep.get("tokenizer_dir"):
-        argv += ["--tokenizer", tokenizer_dir(prep, cache)]
+    tokenizer = tokenizer_dir(prep, cache) if prep.get("tokenizer_dir") else None
+    if tokenizer is not None:
+        argv += ["--tokenizer", tokenizer]
+    config = MosaicConfig(
+        epochs=4,
+        max_tokens=profile.max_length,
+        template=profile.mosaic_template,
+        seed=profile.data_seed,
+        tokenizer=tokenizer,
+    )
     t0 = time.perf_counter()
-    if cli(argv) != 0:
-        raise ReplicateError("mosaic-it " + " ".join(argv) + ": failed (see above)")
+    try:  # the Python call of the command in argv (kept as the stage's record): the same bytes
+        mosaic_file(argv[1], argv[2], config, stats=str(st.dir / "stats.json"))
+    except (InputError, ValueError, OSError) as exc:
+        raise ReplicateError("mosaic-it " + " ".join(argv) + f": failed: {exc}") from None
     samples = sum(1 for _ in (st.dir / "mosaic.jsonl").open(encoding="utf-8"))
     log("mosaic", f"{samples} samples from {prep['train_records']} records x 4 epochs")
     return st.finish(

@@ -12,16 +12,24 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from mosaic_it.budget.tokenizer import Tokenizer, TokenizerError, load_tokenizer
     from mosaic_it.engine.mosaicker import MosaicConfig, Mosaicker, RunSummary, mosaic
+    from mosaic_it.executors import create_executor, mosaic_file
+    from mosaic_it.executors.job import Executor, JobResult, MosaicJob
+    from mosaic_it.executors.local import LocalExecutor
+    from mosaic_it.executors.ray import RayExecutor
     from mosaic_it.io.files import InputError, read_records, write_records
     from mosaic_it.method.rulepack import RulePack, RulePackError, load_rule_pack
     from mosaic_it.records import MosaicSpec, Numbering, Record, Sample, Tags
     from mosaic_it.verifier.checks import Check, SpecError, Verdict, verify
 
-__version__ = "0.1.0"
+from mosaic_it.version import __version__ as __version__
 
 _HOMES = {
     "mosaic_it.budget.tokenizer": ("Tokenizer", "TokenizerError", "load_tokenizer"),
     "mosaic_it.engine.mosaicker": ("MosaicConfig", "Mosaicker", "RunSummary", "mosaic"),
+    "mosaic_it.executors": ("create_executor", "mosaic_file"),
+    "mosaic_it.executors.job": ("Executor", "JobResult", "MosaicJob"),
+    "mosaic_it.executors.local": ("LocalExecutor",),
+    "mosaic_it.executors.ray": ("RayExecutor",),
     "mosaic_it.io.files": ("InputError", "read_records", "write_records"),
     "mosaic_it.method.rulepack": ("RulePack", "RulePackError", "load_rule_pack"),
     "mosaic_it.records": ("MosaicSpec", "Numbering", "Record", "Sample", "Tags"),
@@ -31,11 +39,16 @@ _HOME_OF = {name: module for module, names in _HOMES.items() for name in names}
 
 __all__ = [
     "Check",
+    "Executor",
     "InputError",
+    "JobResult",
+    "LocalExecutor",
     "MosaicConfig",
+    "MosaicJob",
     "MosaicSpec",
     "Mosaicker",
     "Numbering",
+    "RayExecutor",
     "Record",
     "RulePack",
     "RulePackError",
@@ -46,9 +59,11 @@ __all__ = [
     "Tokenizer",
     "TokenizerError",
     "Verdict",
+    "create_executor",
     "load_rule_pack",
     "load_tokenizer",
     "mosaic",
+    "mosaic_file",
     "read_records",
     "verify",
     "write_records",

@@ -17,15 +17,15 @@ column type whatever the rule), or ``None`` for rows not mosaicked.
 from __future__ import annotations
 
 import multiprocessing
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from itertools import islice
 from typing import Any
 
 from mosaic_it.budget.tokenizer import Tokenizer
 from mosaic_it.engine.mosaicker import MosaicConfig, Mosaicker
-from mosaic_it.io.assemble import output_rows
+from mosaic_it.io.assemble import RowAssembly
 from mosaic_it.io.files import InvalidRecord, dumps, records_from_raw, rows_dataset
-from mosaic_it.io.formats import check_format, conversation_to_row, sample_to_row
+from mosaic_it.io.formats import check_format, sample_to_row
 from mosaic_it.records import Record
 
 try:  # a torch IterableDataset when torch is there; torch stays optional
@@ -54,7 +54,7 @@ def _records(
     input_format: str | None,
     on_error: str,
     invalid: list[InvalidRecord],
-    conversations: list[Any] | None = None,
+    on_conversation: Callable[[Any], None] | None = None,
 ) -> Iterator[Record]:
     raw = _raw(source)
     first = next(raw, None)
@@ -75,7 +75,7 @@ def _records(
         on_error,
         invalid,
         input_format=input_format,
-        on_conversation=conversations.append if conversations is not None else None,
+        on_conversation=on_conversation,
     )
 
 
@@ -103,20 +103,19 @@ def mosaic_dataset(
     check_format(output_format)
     mosaicker = Mosaicker(config, tokenizer=tokenizer)
     invalid: list[InvalidRecord] = []
-    conversations: list[Any] | None = [] if keep_multiturn else None
-    prepared = mosaicker.prepare(
-        _records(source, input_format, on_error, invalid, conversations), invalid
+    assembly = RowAssembly(
+        output_format, keep_originals=keep_originals, keep_multiturn=keep_multiturn
     )
-
+    prepared = mosaicker.prepare(
+        _records(source, input_format, on_error, invalid, assembly.on_conversation), invalid
+    )
     samples = (
-        sample_to_row(sample, output_format)
+        assembly.sample_row(sample)
         for epoch in range(mosaicker.config.epochs)
         for sample in mosaicker.run_epoch(prepared, epoch)
     )
-    originals = (prepared.grouper.records[i] for i in prepared.admitted) if keep_originals else ()
-    passed = (conversation_to_row(c, output_format) for c in conversations or ())
-    rows = output_rows(samples, originals, passed, output_format)
-    return rows_dataset(rows, output_format, {"history"} if conversations else set())
+    rows = assembly.rows(samples, prepared.grouper.records, prepared.admitted)
+    return rows_dataset(rows, output_format, assembly.columns)
 
 
 class MosaicIterable(_IterableBase):

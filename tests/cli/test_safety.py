@@ -207,7 +207,13 @@ CASES = [
     ),
     ("output-symlink-to-input", _symlink, M + ["d.json", "link.json"], 2, "same file as INPUT"),
     ("output-hardlink-of-input", _hardlink, M + ["d.json", "hard.json"], 2, "same file as INPUT"),
-    ("output-dash", _nothing, M + ["d.json", "-"], 2, "standard output"),
+    (
+        "output-dash-resume",
+        _nothing,
+        M + ["d.json", "-", "--resume"],
+        2,
+        "standard input or output",
+    ),
     (
         "path-through-a-file",
         _nothing,
@@ -665,7 +671,7 @@ def test_offline_hub_name_fails_fast_in_one_line(scratch):
 
 def test_resume_fingerprint_follows_content_not_names(scratch):
     from mosaic_it.engine.mosaicker import MosaicConfig, Mosaicker
-    from mosaic_it.executors.local import fingerprint
+    from mosaic_it.executors.epochs import fingerprint
     from mosaic_it.method.rulepack import default_rules_path
 
     pack = json.loads(default_rules_path().read_text(encoding="utf-8"))
@@ -688,7 +694,7 @@ def test_resume_fingerprint_follows_the_tokenizer_file(scratch):
     from importlib import resources
 
     from mosaic_it.engine.mosaicker import MosaicConfig, Mosaicker
-    from mosaic_it.executors.local import fingerprint
+    from mosaic_it.executors.epochs import fingerprint
 
     bundled = resources.files("mosaic_it").joinpath("data/tokenizer/tokenizer.json")
     text = bundled.read_text(encoding="utf-8")

@@ -125,11 +125,11 @@ def _die(*args):
 def test_a_worker_that_dies_is_a_clear_error_not_a_hang(tmp_path, monkeypatch, capsys, where):
     from mosaic_it.cli.main import EXIT_WORKER_DIED, main
     from mosaic_it.engine import parallel
-    from mosaic_it.executors import local
+    from mosaic_it.executors import epochs
 
     # forked workers inherit the patched function; the parent never calls it with 2 workers
     monkeypatch.setattr(
-        parallel if where == "counting" else local,
+        parallel if where == "counting" else epochs,
         "_screen_job" if where == "counting" else "_write_epoch",
         _die,
     )
@@ -273,9 +273,9 @@ def test_a_reader_that_dies_is_a_clear_error_not_a_hang():
 def test_a_run_reading_ahead_writes_what_a_run_reading_here_writes(
     tmp_path, monkeypatch, capsys, on_error
 ):
-    from mosaic_it.cli.commands import mosaic as command
     from mosaic_it.cli.main import main
     from mosaic_it.engine import parallel
+    from mosaic_it.executors import local as command
 
     used = []
 

@@ -9,9 +9,9 @@ import pytest
 from mosaic_it.engine.mosaicker import MosaicConfig, RunSummary
 from mosaic_it.io.assemble import (
     Assembly,
+    RowAssembly,
     RunOutputs,
     finish_run,
-    output_rows,
     refuse_empty_run,
 )
 from mosaic_it.io.files import InputError, config_path_for, staging_path
@@ -22,11 +22,23 @@ SAMPLE = {"instruction": "Say 0. Say 1.", "input": "", "output": "0. 1.", "mosai
 
 
 def test_rows_come_as_samples_then_originals_then_passed_through():
-    passed = [{"conversations": [], "mosaic": None}]
-    rows = list(output_rows([SAMPLE], RECORDS[:2], passed, "alpaca"))
-    assert rows[0] is SAMPLE and rows[-1] is passed[0]
+    from mosaic_it.io.formats import Conversation
+
+    assembly = RowAssembly("alpaca", keep_originals=True, keep_multiturn=True)
+    assert assembly.on_conversation is not None
+    assembly.on_conversation(
+        Conversation(
+            "c",
+            [("user", "Hi."), ("assistant", "Hello."), ("user", "Again?"), ("assistant", "Ok.")],
+        )
+    )
+    rows = list(assembly.rows([SAMPLE], RECORDS, [0, 1]))
+    assert rows[0] is SAMPLE and rows[-1]["history"] == [["Hi.", "Hello."]]
     assert [r["instruction"] for r in rows[1:3]] == ["Say 0.", "Say 1."]
     assert all(r["mosaic"] is None for r in rows[1:])
+    assert assembly.written == {"samples": 1, "originals": 2, "multi_turn": 1}
+    assert "history" in assembly.columns
+    assert RowAssembly("alpaca").on_conversation is None  # not kept: left to the reader
 
 
 def test_samples_alone_go_straight_to_a_jsonl_output(tmp_path):

@@ -221,8 +221,9 @@ class _Intake:
 class Mosaicker:
     """Runs Mosaic-IT over records: ``for sample in Mosaicker(config).run(records): ...``.
 
-    After (or during) a run, ``summary`` holds the counts and everything left out. For files,
-    :meth:`write` runs the epochs on several processes and can resume an interrupted run.
+    After (or during) a run, ``summary`` holds the counts and everything left out. For files
+    (epochs on several processes, resuming an interrupted run, side files, locked outputs),
+    run a :class:`~mosaic_it.executors.job.MosaicJob` instead: :func:`mosaic_it.mosaic_file`.
     """
 
     def __init__(

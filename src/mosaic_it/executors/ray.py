@@ -2,15 +2,16 @@
 
 Ray only schedules. Lines of JSONL (or rows of Parquet) are read with Ray Data from a file,
 a directory or a glob on any filesystem Ray reads, and sent to ``shards`` by a stable key.
-Each shard then runs, in one task, the pipeline the local executor runs: the one reader of
-every input format (:func:`mosaic_it.io.files.records_from_raw`), the one engine
-(:class:`mosaic_it.engine.mosaicker.Mosaicker`) and the one row assembly (samples, then originals,
-then
-multi-turn records passed through, :func:`shard_rows`), written by the one row writer
-(:func:`mosaic_it.io.files.write_rows`) to ``shard-00003.jsonl`` (or ``.parquet``) in the output
-directory. Each shard returns its :class:`~mosaic_it.engine.mosaicker.RunSummary`; the driver
-merges them
-into the summary the local engine writes.
+Each input file is read by one task, which
+gives every record its index and line in that file (as the local engine's messages and rejects
+do). Each shard then runs, in one task, the pipeline the local executor runs: the one reader of
+every input format (:func:`mosaic_it.io.readers.records_from_raw`), the one engine
+(:class:`mosaic_it.engine.mosaicker.Mosaicker`) and the one row assembly
+(:class:`mosaic_it.io.assemble.RowAssembly`), written by the one row writer
+(:func:`mosaic_it.io.writers.write_rows`) to ``shard-00003.jsonl`` (or ``.parquet``) in the
+output directory. Each shard returns its :class:`~mosaic_it.engine.summary.RunSummary`; the
+driver merges them into the summary the local engine writes. The job's checks, output guard
+and side files are those of every executor (:meth:`mosaic_it.executors.job.Executor.run`).
 
 Differences from the local engine, by design:
 
@@ -25,183 +26,163 @@ Differences from the local engine, by design:
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
 import re
-import tempfile
+import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
-from mosaic_it.engine.mosaicker import MosaicConfig, Mosaicker
+from mosaic_it.engine.parallel import usable_cpus
 from mosaic_it.engine.summary import RunSummary
-from mosaic_it.io.assemble import output_rows
-from mosaic_it.io.files import (
-    InputError,
-    InvalidRecord,
-    config_path_for,
-    dumps,
-    loads,
-    records_from_raw,
-    write_rows,
-)
-from mosaic_it.io.formats import check_format, conversation_to_row, sample_to_row
-from mosaic_it.records import Record
-from mosaic_it.rng import derive_seed
+from mosaic_it.executors.job import Executed, Executor, MosaicJob, Note, side_file_outputs
+from mosaic_it.executors.shards import SHARD, SHARD_FORMATS, filesystem, mosaic_shard, read_file
+from mosaic_it.io.errors import InputError
+from mosaic_it.io.jsoncodec import dumps, loads
+from mosaic_it.io.outputs import Output
+from mosaic_it.io.writers import OUTPUT_KINDS, config_path_for
+from mosaic_it.limits import MAX_SHARDS, bound
 
-SHARD = "__mosaic_shard"
-KEY = "__mosaic_key"
-PATH = "__mosaic_path"
-TEXT = "__mosaic_text"  # the record as one JSON text: one column type for any input format
-SHARD_FORMATS = ("jsonl", "parquet")
+# options of a job the ray engine cannot honour per shard, and why
+RAY_REFUSED = {
+    "split": "the ray engine reads JSONL or Parquet files, not datasets splits",
+    "dataset_info": "LLaMA-Factory would read summary.json and rejects.jsonl beside the shards",
+}
+RAY_OUTPUT_FILES = ("shard-*.jsonl", "shard-*.parquet", "summary.json", "rejects.jsonl")
+_ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+_ERROR_PREFIX = re.compile(r"^(?:[\w.]+\.)?\w*(?:Error|Exception): ")
+
+
+def refusal(names: list[str], reasons: Mapping[str, str]) -> str:
+    """The one line that refuses options the ray engine cannot honour, naming each."""
+    return "--engine ray: " + "; ".join(
+        f"--{n.replace('_', '-')} does not apply ({reasons[n]})" for n in names
+    )
 
 
 @dataclass(frozen=True)
-class ShardJob:
-    """Everything a shard task needs besides its rows: the options of one run."""
+class RayExecutor(Executor):
+    """Run a job on Ray Data: ``shards`` groups of records mosaicked independently, one task
+    each (0: two per CPU of the cluster), on the cluster at ``address`` (None: a local one
+    started here, or the one this process already joined); the output is a directory of
+    ``shard_format`` files."""
 
-    config: MosaicConfig
-    output_dir: str
+    name: ClassVar[str] = "ray"
+    shards: int = 0
+    address: str | None = None
     shard_format: str = "jsonl"
-    output_format: str = "alpaca"
-    input_format: str | None = None
-    on_error: str = "raise"
-    keep_originals: bool = False
-    keep_multiturn: bool = False
+    quiet: bool = False
 
-    def __post_init__(self) -> None:
-        check_format(self.output_format)
-        if self.input_format is not None:
-            check_format(self.input_format)
+    def options(self) -> dict[str, Any]:
+        return {
+            "workers": 0,
+            "force_workers": False,
+            "engine": "ray",
+            "shards": self.shards,
+            "shard_format": self.shard_format,
+            "ray_address": self.address,
+            "resume": False,
+        }
+
+    def check(self, job: MosaicJob) -> None:
+        refused = [name for name in RAY_REFUSED if getattr(job, name)]
+        if job.reads_stdin or job.writes_stdout:
+            raise ValueError(
+                "--engine ray: '-' (standard input or output) does not apply (the ray engine "
+                "reads files and writes a directory of shards)"
+            )
+        if refused:
+            raise ValueError(refusal(refused, RAY_REFUSED))
+        bound(
+            "--shards",
+            self.shards,
+            at_least=0,
+            at_most=MAX_SHARDS,
+            whole=True,
+            why="0: two per CPU; each shard is a Ray task and a file of its own",
+        )
         if self.shard_format not in SHARD_FORMATS:
             raise ValueError(f"shard format: jsonl or parquet, got {self.shard_format!r}")
-        if self.on_error not in ("raise", "skip"):
-            raise ValueError(f"on_error must be 'raise' or 'skip', got {self.on_error!r}")
-
-
-def record_key(obj: Any, text: str) -> str:
-    """A stable identity for a raw record: its id, or a hash of its JSON text."""
-    rid = obj.get("id") if isinstance(obj, dict) else None
-    if rid is not None and not isinstance(rid, bool):
-        return f"id:{rid}"
-    return "sha1:" + hashlib.sha1(text.encode("utf-8", "surrogatepass")).hexdigest()[:16]
-
-
-def shard_of(key: str, shards: int) -> int:
-    return int.from_bytes(hashlib.blake2b(key.encode(), digest_size=8).digest(), "little") % shards
-
-
-def _filesystem(uri: str) -> tuple[Any, str]:
-    import pyarrow.fs as pafs
-
-    if "://" in uri:
-        return pafs.FileSystem.from_uri(uri)
-    return pafs.LocalFileSystem(), str(Path(uri).resolve())
-
-
-def shard_name(shard: int, shard_format: str) -> str:
-    return f"shard-{shard:05d}.{shard_format}"
-
-
-def _raw_items(rows: list[dict[str, Any]], job: ShardJob, invalid: list[InvalidRecord]):
-    """(index, location, object) of a shard's rows, in key order, as the readers yield them."""
-    for index, row in enumerate(sorted(rows, key=lambda r: r[KEY])):
-        key, where = row[KEY], f"{row.get(PATH) or 'input'}: record {row[KEY]}"
+        if Path(str(job.output)).suffix.lower() in OUTPUT_KINDS:
+            raise ValueError(
+                f"{job.output}: the ray engine writes a directory of shards; name a "
+                "directory (no file extension)"
+            )
         try:
-            obj = loads(row[TEXT])
-        except ValueError as exc:
-            if job.on_error == "raise":
-                raise InputError(f"{where}: not JSON ({exc})") from None
-            invalid.append(InvalidRecord(index, where, f"not JSON ({exc})"))
-            continue
-        if isinstance(obj, dict) and obj.get("id") is None and key.startswith("sha1:"):
-            obj["id"] = key  # the content hash serves as the source id
-        yield index, where, obj
+            import ray  # noqa: F401
+        except ImportError:
+            raise ValueError("--engine ray needs Ray: pip install 'mosaic-it[ray]'") from None
+        resolve_inputs(str(job.source))
 
+    def guarded_inputs(self, job: MosaicJob) -> dict[str, Any]:
+        inputs = super().guarded_inputs(job)
+        source = str(inputs.pop("INPUT"))
+        files = {f"INPUT {i}": i for i in [source, *resolve_inputs(source)] if "://" not in i}
+        return {**files, **inputs}
 
-def shard_rows(
-    mosaicker: Mosaicker,
-    records: list[Record],
-    invalid: list[InvalidRecord],
-    conversations: list[Any],
-    job: ShardJob,
-    shard: int,
-) -> tuple[list[dict[str, Any]], set[str], dict[str, int]]:
-    """One shard's output rows (samples, originals, passed-through records), their columns
-    and how many of each kind, in the local engine's order."""
-    fmt = job.output_format
-    prepared = mosaicker.prepare(records, invalid)
-    samples: list[dict[str, Any]] = []
-    for epoch in range(job.config.epochs):
-        for sample in mosaicker.run_epoch(prepared, epoch):
-            row = sample_to_row(sample, fmt)
-            row["mosaic"]["shard"] = shard
-            samples.append(row)
-    mosaicker.finish(prepared, 0.0)
-    originals = (
-        [prepared.grouper.records[i] for i in prepared.admitted] if job.keep_originals else []
-    )
-    passed = [conversation_to_row(c, fmt) for c in conversations]
-    written = {"samples": len(samples), "originals": len(originals), "multi_turn": len(passed)}
-    rows = list(output_rows(samples, originals, passed, fmt))
-    columns = {c for r in passed for c in r}
-    if any(r.system for r in records) or fmt in ("alpaca", "sharegpt"):
-        columns.add("system")
-    return rows, columns, written
+    def guarded_outputs(self, job: MosaicJob) -> list[Output]:
+        local = "://" not in str(job.output)
+        return [
+            Output(job.output if local else None, "OUTPUT", "dir"),
+            *side_file_outputs(job),
+            Output(config_path_for(str(job.output)) if local else None, "OUTPUT.config.yaml"),
+        ]
 
+    def execute(self, job: MosaicJob, note: Note) -> Executed:
+        import ray
 
-def mosaic_shard(rows: list[dict[str, Any]], shard: int, job: ShardJob) -> dict[str, Any]:
-    """Mosaic one shard's raw rows, write its file, return its summary as a dict."""
-    invalid: list[InvalidRecord] = []
-    conversations: list[Any] = []
-    records = list(
-        records_from_raw(
-            _raw_items(rows, job, invalid),
-            job.on_error,
-            invalid,
-            input_format=job.input_format,
-            on_conversation=conversations.append if job.keep_multiturn else None,
+        output = str(job.output)
+        if "://" not in output:  # this tool's own directory (the guard checked): no old shards
+            for pattern in RAY_OUTPUT_FILES:
+                for old in Path(output).glob(pattern):
+                    old.unlink()
+        t0 = time.perf_counter()
+        start_ray(self.address, quiet=self.quiet)
+        cpus = int(ray.cluster_resources().get("CPU", 1)) if self.address else usable_cpus()
+        shards = self.shards if self.shards > 0 else 2 * cpus
+        started = time.perf_counter()
+        summary, parts = run_ray(
+            resolve_inputs(str(job.source)),
+            job,
+            shards=shards,
+            shard_format=self.shard_format,
+            quiet=self.quiet,
         )
-    )
-    config = MosaicConfig.from_dict(
-        {**job.config.to_dict(), "seed": derive_seed(job.config.seed, "shard", shard)}
-    )
-    mosaicker = Mosaicker(config)
-    out_rows, columns, written = shard_rows(mosaicker, records, invalid, conversations, job, shard)
-    name = shard_name(shard, job.shard_format)
-    _write_shard(job.output_dir, name, out_rows, job.output_format, columns)
-    summary = mosaicker.summary.to_dict()
-    summary["shard"], summary["file"], summary["written"] = shard, name, written
-    return summary
+        summary.workers = min(shards, max(cpus, 1))  # shard tasks that could run side by side
+        summary.seconds["ray_start"] = started - t0
+        summary.seconds["shards_wall"] = time.perf_counter() - started
+        written = {
+            k: sum(p["written"][k] for p in parts) for k in ("samples", "originals", "multi_turn")
+        }
+        return Executed(
+            summary,
+            {
+                "format": job.output_format,
+                "type": "shards",
+                "shards": shards,
+                "shard_format": self.shard_format,
+                "files": [p["file"] for p in parts],
+                "rows": written,
+            },
+        )
+
+    def place_options(self, job: MosaicJob, stats: Mapping[str, Any], text: str) -> str:
+        summary = stats["summary"]
+        rejects = summary["rejected"] + summary["invalid"]
+        return write_shard_dir_files(str(job.output), dict(stats), rejects, text)
 
 
-def _write_shard(
-    output_dir: str, name: str, rows: list[dict[str, Any]], fmt: str, columns: set[str]
-) -> None:
-    """Write with the one row writer: in place on a local disk, else staged and copied."""
-    if "://" not in output_dir:
-        write_rows(Path(output_dir) / name, rows, fmt, columns)  # atomic: temporary, renamed
-        return
-    import pyarrow.fs as pafs
-
-    fs, base = _filesystem(output_dir)
-    with tempfile.TemporaryDirectory(prefix="mosaic-it-shard-") as tmp:
-        write_rows(Path(tmp) / name, rows, fmt, columns)
-        partial = f"{base}/.{name}.partial"
-        pafs.copy_files(os.path.join(tmp, name), partial, destination_filesystem=fs)
-        fs.move(partial, f"{base}/{name}")
-
-
-def write_side_files(
+def write_shard_dir_files(
     output_dir: str, stats: dict[str, Any], rejects: list[dict[str, Any]], config_text: str
 ) -> str:
     """``summary.json`` and ``rejects.jsonl`` into the output directory, and the effective
     options beside it (``OUTPUT.config.yaml``, as the local engine) or, on a remote
     filesystem, into it. Returns where the options went."""
-    fs, base = _filesystem(output_dir)
+    fs, base = filesystem(output_dir)
     config_file = f"{base}/config.yaml" if "://" in output_dir else f"{base}.config.yaml"
     files = {
         f"{base}/summary.json": json.dumps(stats, indent=2, ensure_ascii=False) + "\n",
@@ -266,74 +247,53 @@ def start_ray(address: str | None, num_cpus: int | None = None, quiet: bool = Fa
     ray.init(**init)
 
 
-def _quiet_ray_logs() -> None:
-    """Ray's and Ray Data's own loggers (set up when they are imported) to errors only."""
+def _quiet_ray_logs(level: int = logging.ERROR) -> None:
+    """Ray's and Ray Data's own loggers (set up when they are imported) to ``level``."""
     import ray.data  # noqa: F401  (its logging is configured on import)
 
     for name in ("ray", "ray.data"):
-        logging.getLogger(name).setLevel(logging.ERROR)
-
-
-def _keyed(batch: Any, *, parquet: bool, shards: int) -> Any:
-    """A batch of input rows (a pyarrow table) as JSON texts with their file, key and shard."""
-    import pyarrow as pa
-
-    paths = batch.column("path").to_pylist()
-    if parquet:
-        objs: list[dict[str, Any] | None] = [
-            {k: v for k, v in r.items() if k != "path"} for r in batch.to_pylist()
-        ]
-        texts = [dumps(o) for o in objs]
-    else:
-        texts = batch.column("text").to_pylist()
-        objs = []
-        for t in texts:
-            try:
-                objs.append(loads(t))
-            except ValueError:
-                objs.append(None)  # the shard task reports it, with its file
-    keys = [record_key(o, t) for o, t in zip(objs, texts)]
-    return pa.table(
-        {
-            TEXT: pa.array(texts, pa.string()),
-            PATH: pa.array(paths, pa.string()),
-            KEY: pa.array(keys, pa.string()),
-            SHARD: pa.array([shard_of(k, shards) for k in keys], pa.int64()),
-        }
-    )
+        logging.getLogger(name).setLevel(level)
 
 
 def run_ray(
-    inputs: list[str], job: ShardJob, *, shards: int, quiet: bool = False
+    inputs: list[str],
+    job: MosaicJob,
+    *,
+    shards: int,
+    shard_format: str = "jsonl",
+    quiet: bool = False,
 ) -> tuple[RunSummary, list[dict[str, Any]]]:
-    """Run a job on Ray (already started); returns the merged summary and each shard's."""
+    """Run a job's shards on Ray (already started); returns the merged summary and each
+    shard's. Each input file is read by one task (its records keep their index and line)."""
     import pyarrow as pa
     import ray.data
 
     if shards < 1:
         raise ValueError(f"shards: must be at least 1, got {shards}")
     context = ray.data.DataContext.get_current()
+    # a task's error is reported once, in one line, by the command (see _unwrap): Ray Data's
+    # own report of it (tracebacks, colour codes) stays out of the way
+    _quiet_ray_logs(logging.CRITICAL)
     if quiet:
-        _quiet_ray_logs()
         context.enable_progress_bars = False
         if hasattr(context, "print_on_execution_start"):
             context.print_on_execution_start = False
-    parquet = inputs[0].endswith(".parquet")
-    if parquet:
-        ds = ray.data.read_parquet(inputs, include_paths=True)
-    else:
-        ds = ray.data.read_text(inputs, include_paths=True, drop_empty_lines=True)
-    fs, base = _filesystem(job.output_dir)
+    output_dir = str(job.output)
+    fs, base = filesystem(output_dir)
     fs.create_dir(base, recursive=True)
 
     def run_group(batch: pa.Table) -> pa.Table:
         rows = batch.to_pylist()
-        return pa.table({"summary": [dumps(mosaic_shard(rows, rows[0][SHARD], job))]})
+        summary = mosaic_shard(rows, rows[0][SHARD], job, output_dir, shard_format)
+        return pa.table({"summary": [dumps(summary)]})
 
+    files = ray.data.from_items(
+        [{"path": path} for path in inputs], override_num_blocks=len(inputs)
+    )
     try:
         out = (
-            ds.map_batches(partial(_keyed, parquet=parquet, shards=shards), batch_format="pyarrow")
-            .groupby(SHARD)
+            files.map_batches(partial(read_file, shards=shards), batch_size=1)
+            .groupby(SHARD, num_partitions=shards)
             .map_groups(run_group, batch_format="pyarrow")
             .take_all()
         )
@@ -347,17 +307,21 @@ def run_ray(
 
 
 def _unwrap(exc: Exception, inputs: list[str]) -> Exception:
-    """The error a shard task raised, as the local engine would have raised it."""
-    cause = getattr(exc, "cause", None) or exc
-    if isinstance(cause, (InputError, ValueError)) and not isinstance(exc, (InputError,)):
-        lines = str(cause).strip().splitlines()
-        return InputError(lines[-1] if lines else type(cause).__name__)
-    if isinstance(exc, InputError):
-        return exc
-    text = str(exc)
-    if "InputError" in text:
-        lines = [line for line in text.splitlines() if "InputError" in line]
-        return InputError(lines[-1].split("InputError:", 1)[-1].strip())
+    """The error a shard task raised, as the local engine would have raised it: one line, no
+    Ray traceback, no colour codes. An error that is no input error is left as it is (a bug)."""
+    cause: BaseException = exc
+    for _ in range(8):  # Ray wraps a task's error (RayTaskError, with .cause), maybe twice
+        inner = getattr(cause, "cause", None)
+        if not isinstance(inner, BaseException) or inner is cause:
+            break
+        cause = inner
+    text = _ANSI.sub("", str(cause)).strip()
+    if isinstance(cause, (InputError, ValueError)):
+        last = text.splitlines()[-1] if text else type(cause).__name__
+        return InputError(_ERROR_PREFIX.sub("", last))
+    found = re.findall(r"(?:InputError|ValueError): ([^\n]+)", _ANSI.sub("", str(exc)))
+    if found:
+        return InputError(found[-1].strip())
     mixed = re.search(r"Field (\S+) has incompatible types: ([^\n]+)", text)
     if mixed:
         field, types = mixed.group(1), mixed.group(2).strip()

@@ -13,7 +13,6 @@ import json
 import os
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from itertools import chain
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
@@ -28,8 +27,13 @@ from mosaic_it.io.files import (
     write_records,
     write_rows,
 )
-from mosaic_it.io.formats import conversation_to_row, dataset_info_entry, record_to_row
-from mosaic_it.records import Record
+from mosaic_it.io.formats import (
+    conversation_to_row,
+    dataset_info_entry,
+    record_to_row,
+    sample_to_row,
+)
+from mosaic_it.records import Record, Sample
 
 if TYPE_CHECKING:
     from mosaic_it.engine.mosaicker import MosaicConfig, RunSummary
@@ -48,44 +52,46 @@ class RunOutputs:
     keep_multiturn: bool = False
 
 
-def output_rows(
-    samples: Iterable[dict[str, Any]],
-    originals: Iterable[Record],
-    passed_through: Iterable[dict[str, Any]],
-    fmt: str,
-) -> Iterator[dict[str, Any]]:
-    """The rows of a mosaic output in their one order: samples, originals, pass-through rows."""
-    return chain(samples, (record_to_row(r, fmt) for r in originals), passed_through)
+class RowAssembly:
+    """The rows of one output in their one order: samples, then the original pairs
+    (``keep_originals``), then the multi-turn records passed through (``keep_multiturn``).
 
-
-class Assembly:
-    """The output of one local run: rows gathered while the records are read (multi-turn
-    records passed through, the columns they need), and the output file written from the
-    samples once they are done.
-
-    Samples of a JSON or JSONL output with nothing to add go straight to the output
-    (:attr:`direct`); otherwise they are staged beside it (:attr:`samples_path`) and the output
-    is written from the stage, the originals and the passed-through rows.
+    Every door takes its rows from here: the local run's output file (:class:`Assembly`),
+    each Ray shard and :func:`mosaic_it.hf.mosaic_dataset`. Hand :attr:`on_conversation` to
+    the reader and pass the records through :meth:`noting_systems` while they are read; then
+    :meth:`rows` gives the output's rows and :attr:`written` how many of each kind.
+    ``spool``: passed-through rows wait in a temporary file rather than in memory.
     """
 
-    def __init__(self, outputs: RunOutputs, kind: str) -> None:
-        self.outputs = outputs
-        self.kind = kind
-        self.info = check_dataset_info(outputs, kind)
-        self.spool = RowSpool() if outputs.keep_multiturn else None
-        self.columns: set[str] = set()
-        self.direct = (
-            kind in ("json", "jsonl") and not outputs.keep_originals and self.spool is None
-        )
-        self.samples_path = Path(outputs.output) if self.direct else staging_path(outputs.output)
-        self.done = False  # the output is written
+    def __init__(
+        self,
+        output_format: str = "alpaca",
+        *,
+        keep_originals: bool = False,
+        keep_multiturn: bool = False,
+        spool: bool = False,
+    ) -> None:
+        self.output_format = output_format
+        self.keep_originals = keep_originals
+        self.keep_multiturn = keep_multiturn
+        self._spool = RowSpool() if keep_multiturn and spool else None
+        self._passed: list[dict[str, Any]] = []
+        self.columns: set[str] = set()  # columns beyond the format's own (system, history)
+        self.written = {"samples": 0, "originals": 0, "multi_turn": 0}
+
+    @property
+    def on_conversation(self) -> Callable[[Any], None] | None:
+        """What a reader hands multi-turn records to: kept with ``keep_multiturn`` only."""
+        return self.keep_conversation if self.keep_multiturn else None
 
     def keep_conversation(self, conversation: Any) -> None:
         """Pass a multi-turn record through (``--keep-multiturn``)."""
-        row = conversation_to_row(conversation, self.outputs.output_format)
+        row = conversation_to_row(conversation, self.output_format)
         self.columns.update(row)
-        assert self.spool is not None  # multi-turn records are kept with --keep-multiturn only
-        self.spool.add(row)
+        if self._spool is not None:
+            self._spool.add(row)
+        else:
+            self._passed.append(row)
 
     def noting_systems(self, records: Iterable[Record]) -> Iterator[Record]:
         """``records`` as they are, noting whether any has a system prompt (a column)."""
@@ -94,41 +100,85 @@ class Assembly:
                 self.columns.add("system")
             yield r
 
+    def sample_row(self, sample: Sample) -> dict[str, Any]:
+        """One sample as a row of the output format."""
+        return sample_to_row(sample, self.output_format)
+
+    def rows(
+        self,
+        samples: Iterable[dict[str, Any]],
+        store: Sequence[Record] = (),
+        admitted: Sequence[int] = (),
+    ) -> Iterator[dict[str, Any]]:
+        """The output's rows: ``samples`` (rows already), then ``store[i]`` for ``i`` in
+        ``admitted`` with ``keep_originals``, then the passed-through rows; counted into
+        :attr:`written` as they go."""
+        fmt, written = self.output_format, self.written
+        for row in samples:
+            written["samples"] += 1
+            yield row
+        if self.keep_originals:
+            for i in admitted:
+                written["originals"] += 1
+                yield record_to_row(store[i], fmt)
+        passed = self._spool.rows() if self._spool is not None else iter(self._passed)
+        for row in passed:
+            written["multi_turn"] += 1
+            yield row
+
+    def close(self) -> None:
+        """Remove the passed-through rows' temporary file, if any."""
+        if self._spool is not None:
+            self._spool.close()
+
+
+class Assembly:
+    """The output file of one local run, from its :class:`RowAssembly`: the samples of a JSON
+    or JSONL output with nothing to add go straight to the output (:attr:`direct`); otherwise
+    they are staged beside it (:attr:`samples_path`) and the output is written from the stage,
+    the originals and the passed-through rows.
+    """
+
+    def __init__(self, outputs: RunOutputs, kind: str) -> None:
+        self.outputs = outputs
+        self.kind = kind
+        self.info = check_dataset_info(outputs, kind)
+        self.rows = RowAssembly(
+            outputs.output_format,
+            keep_originals=outputs.keep_originals,
+            keep_multiturn=outputs.keep_multiturn,
+            spool=True,
+        )
+        self.direct = (
+            kind in ("json", "jsonl") and not outputs.keep_originals and not outputs.keep_multiturn
+        )
+        self.samples_path = Path(outputs.output) if self.direct else staging_path(outputs.output)
+        self.done = False  # the output is written
+
     def write(
         self, samples: int, store: Sequence[Record], admitted: Sequence[int]
     ) -> dict[str, int]:
         """Write the output (and its dataset_info entry); returns the rows written per kind.
         ``store[i]`` for ``i`` in ``admitted`` are the originals ``--keep-originals`` adds."""
-        fmt = self.outputs.output_format
-        written = {"samples": samples, "originals": 0, "multi_turn": 0}
+        fmt, rows = self.outputs.output_format, self.rows
         if self.kind in ("parquet", "datasets") and fmt in ("alpaca", "sharegpt"):
-            self.columns.add("system")  # a column in every row of a table
-        if not self.direct:
-            originals: Iterable[Record] = ()
-            if self.outputs.keep_originals:
-                originals = (store[i] for i in admitted)
-                written["originals"] = len(admitted)
-            if self.spool is not None:
-                written["multi_turn"] = self.spool.count
+            rows.columns.add("system")  # a column in every row of a table
+        if self.direct:
+            rows.written["samples"] = samples
+        else:
             try:
-                rows = output_rows(
-                    read_json_lines(self.samples_path),
-                    originals,
-                    self.spool.rows() if self.spool is not None else (),
-                    fmt,
-                )
-                write_rows(self.outputs.output, rows, fmt, self.columns)
+                out = rows.rows(read_json_lines(self.samples_path), store, admitted)
+                write_rows(self.outputs.output, out, fmt, rows.columns)
             finally:
                 self.samples_path.unlink(missing_ok=True)
-                if self.spool is not None:
-                    self.spool.close()
+                rows.close()
         if self.info is not None:
             assert self.outputs.dataset_info is not None  # info is read from it
             write_dataset_info(
-                self.outputs.dataset_info, self.info, self.outputs.output, fmt, self.columns
+                self.outputs.dataset_info, self.info, self.outputs.output, fmt, rows.columns
             )
         self.done = True
-        return written
+        return dict(rows.written)
 
 
 def check_dataset_info(outputs: RunOutputs, kind: str) -> dict | None:
@@ -206,14 +256,14 @@ def finish_run(
     summary: RunSummary,
     output: dict[str, Any],
     config_text: str,
-    place_config: Callable[[dict[str, Any]], str | Path] | None = None,
+    place_config: Callable[[dict[str, Any]], str | Path | None] | None = None,
 ) -> str:
     """What every executor writes after its samples: rejects, stats and the effective options
     (beside the output, or where ``place_config(stats)`` puts them). Returns the account of
     the run for the terminal: what was written where, and the summary."""
     stats = write_side_files(outputs, config, summary, output)
     if place_config is None:
-        config_file: str | Path = write_config(outputs.output, config_text)
+        config_file: str | Path | None = write_config(outputs.output, config_text)
     else:
         config_file = place_config(stats)
     written = output["rows"]
@@ -228,11 +278,14 @@ def finish_run(
     where = (
         f"{output['shards']} {output['shard_format']} shards in {outputs.output}"
         if output["type"] == "shards"
+        else "standard output"
+        if output["type"] == "stdout"
         else str(outputs.output)
     )
+    options = f"options in {config_file}" if config_file else "no options file (OUTPUT is -)"
     return (
         f"mosaic-it: wrote {summary.samples_written} samples{more} to {where} "
-        f"({output['format']}); options in {config_file}\n" + summary.render()
+        f"({output['format']}); {options}\n" + summary.render()
     )
 
 

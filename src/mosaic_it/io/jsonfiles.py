@@ -63,6 +63,13 @@ def iter_json_file(path: Path, lenient: bool = False) -> Iterator[tuple[int, str
         yield index, where, obj
 
 
+def iter_jsonl_stream(
+    name: str, stream: Iterable[bytes], lenient: bool = False
+) -> Iterator[tuple[int, str, Any]]:
+    """Records of JSONL read from a stream (standard input), named ``name`` in messages."""
+    return _jsonl_records(Path(name), stream, lenient)
+
+
 def _jsonl_records(
     path: Path, lines: Iterable[bytes], lenient: bool
 ) -> Iterator[tuple[int, str, Any]]:
