@@ -24,7 +24,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from mosaic_it.apps.cost import CostOptions, render, run_cost
+from mosaic_it.apps.cost import render, run_cost
+from mosaic_it.apps.cost_counting import CostOptions
 from mosaic_it.cli.main import main as cli
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository: tests/

@@ -29,10 +29,11 @@ from pathlib import Path
 from typing import Any
 
 from mosaic_it.apps.answer import ConversationBackend, answer_prompt_set
-from mosaic_it.apps.backends import LocalServer, ServedOptions
+from mosaic_it.apps.backends import ServedOptions
 from mosaic_it.apps.generation import GenerationOptions
 from mosaic_it.apps.gguf_model import gguf_model_dir
 from mosaic_it.apps.judge import JudgeOptions, compare_files
+from mosaic_it.apps.local_server import LocalServer
 from mosaic_it.apps.models import (
     TINY_LLAMA,
     bundled_hf_tokenizer,

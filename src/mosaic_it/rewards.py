@@ -52,9 +52,11 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from mosaic_it.method.rulepack import RulePack, load_rule_pack
-from mosaic_it.records import MosaicSpec
-from mosaic_it.verifier.checks import SpecError, Verdict, load_spec, reference_answers, verify
+from mosaic_it.records import MosaicSpec, SpecError
+from mosaic_it.verifier.checks import Verdict, verify
 from mosaic_it.verifier.patterns import LOOSE, READ_MODES, STRICT
+from mosaic_it.verifier.reading import reference_answers
+from mosaic_it.verifier.spec import load_spec
 
 __all__ = [
     "MosaicReward",

@@ -33,8 +33,10 @@ from mosaic_it.apps.generation import GenerationOptions, Prompt
 from mosaic_it.apps.judge_stats import UnitResult, require_scipy, summarize
 from mosaic_it.apps.prompt_sets import PromptItem, read_prompt_set, turn_id
 from mosaic_it.cache import cache_root
-from mosaic_it.io.files import InputError, atomic_writer, iter_raw
+from mosaic_it.io.atomic import atomic_writer
+from mosaic_it.io.errors import InputError
 from mosaic_it.io.nofollow import append_text
+from mosaic_it.io.readers import iter_raw
 
 __all__ = [
     "DEFAULT_PROMPT",

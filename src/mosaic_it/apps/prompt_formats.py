@@ -16,13 +16,7 @@ from typing import Any
 from mosaic_it.apps.models import PROMPT_FORMATS, ModelError
 from mosaic_it.budget.templates import TEMPLATES, Template
 
-__all__ = [
-    "PROMPT_FORMATS",
-    "PromptFormat",
-    "chat_messages",
-    "generation_prompt",
-    "prompt_format",
-]
+__all__ = ["PromptFormat", "chat_messages", "generation_prompt", "prompt_format"]
 
 VICUNA = TEMPLATES["vicuna"]
 

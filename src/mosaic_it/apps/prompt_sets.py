@@ -25,7 +25,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from mosaic_it.io.files import InputError, iter_raw
+from mosaic_it.io.errors import InputError
+from mosaic_it.io.readers import iter_raw
 
 __all__ = [
     "BUILTIN_SETS",

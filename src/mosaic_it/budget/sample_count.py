@@ -31,7 +31,8 @@ from mosaic_it.budget.folding import (
     TextTable,
     WordCount,
 )
-from mosaic_it.budget.pretokens import PieceCounter, pretoken_scheme
+from mosaic_it.budget.hard_pairs import pretoken_scheme
+from mosaic_it.budget.pretokens import PieceCounter
 from mosaic_it.budget.templates import Template
 from mosaic_it.budget.tokenizer import Tokenizer
 from mosaic_it.method.compose import sample_parts

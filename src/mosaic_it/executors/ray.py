@@ -39,16 +39,11 @@ from typing import Any
 from mosaic_it.engine.mosaicker import MosaicConfig, Mosaicker
 from mosaic_it.engine.summary import RunSummary
 from mosaic_it.io.assemble import output_rows
-from mosaic_it.io.files import (
-    InputError,
-    InvalidRecord,
-    config_path_for,
-    dumps,
-    loads,
-    records_from_raw,
-    write_rows,
-)
+from mosaic_it.io.errors import InputError
 from mosaic_it.io.formats import check_format, conversation_to_row, sample_to_row
+from mosaic_it.io.jsoncodec import dumps, loads
+from mosaic_it.io.readers import InvalidRecord, records_from_raw
+from mosaic_it.io.writers import config_path_for, write_rows
 from mosaic_it.records import Record
 from mosaic_it.rng import derive_seed
 

@@ -22,9 +22,8 @@ from mosaic_it.method.layout import (
 )
 from mosaic_it.method.metalike import meta_like
 from mosaic_it.method.rulepack import RulePack
-from mosaic_it.method.strategies import Item, RuleChoice, find_strategy
 from mosaic_it.method.strategies import format as layout_only
-from mosaic_it.method.strategies.base import Passed
+from mosaic_it.method.strategies.base import Item, Passed, RuleChoice, find_strategy
 from mosaic_it.records import MosaicSpec, Record, Sample
 from mosaic_it.rng import Rng
 

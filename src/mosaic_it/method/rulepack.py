@@ -24,11 +24,7 @@ from typing import Any
 from mosaic_it.io.jsoncodec import dumps_bytes, loads
 from mosaic_it.method.packschema import first_error, line_of, pack_schema
 from mosaic_it.method.packschema import where as place_name
-from mosaic_it.method.strategies import find_strategy, registered
-
-# the rule names are their strategies' own; named here too for the callers of today
-from mosaic_it.method.strategies.maskout import MASKOUT_RULES  # noqa: F401
-from mosaic_it.method.strategies.permute import PERMUTE_RULES  # noqa: F401
+from mosaic_it.method.strategies.base import find_strategy, registered
 
 
 class RulePackError(ValueError):

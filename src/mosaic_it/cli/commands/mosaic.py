@@ -22,17 +22,10 @@ from mosaic_it.engine.mosaicker import MosaicConfig, Mosaicker
 from mosaic_it.engine.parallel import ReadAhead, Reader, usable_cpus
 from mosaic_it.executors.local import fingerprint, keep_for_resume, work_dir_for, write_run
 from mosaic_it.io.assemble import Assembly, RunOutputs, finish_run, refuse_empty_run
-from mosaic_it.io.files import (
-    EXAMPLE,
-    InvalidRecord,
-    config_path_for,
-    example_path,
-    input_kind,
-    output_kind,
-    read_records,
-)
 from mosaic_it.io.formats import FORMATS, sample_to_row
 from mosaic_it.io.outputs import Output, RunInterrupted, guard, same_file
+from mosaic_it.io.readers import EXAMPLE, InvalidRecord, example_path, input_kind, read_records
+from mosaic_it.io.writers import config_path_for, output_kind
 from mosaic_it.limits import MAX_WORKERS, bound
 from mosaic_it.method.sizing import WRAP_MODES
 from mosaic_it.method.strategies.base import registered

@@ -15,8 +15,8 @@ from pathlib import Path
 from mosaic_it.engine.mosaicker import MosaicConfig
 from mosaic_it.engine.parallel import usable_cpus
 from mosaic_it.io.assemble import RunOutputs, finish_run
-from mosaic_it.io.files import OUTPUT_KINDS, config_path_for
 from mosaic_it.io.outputs import Output, guard
+from mosaic_it.io.writers import OUTPUT_KINDS, config_path_for
 from mosaic_it.limits import MAX_SHARDS, bound
 
 # options of `mosaic` the ray engine cannot honour per shard, and why

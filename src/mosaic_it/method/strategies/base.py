@@ -12,13 +12,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, NamedTuple
 
-from mosaic_it.method.textunits import (  # noqa: F401 (the rules' units)
+from mosaic_it.method.textunits import (
     WORD_READINGS,
-    char_count,
-    first_letter,
     has_segmented_script,
-    word_count,
-    word_count_split,
     word_range,
 )
 

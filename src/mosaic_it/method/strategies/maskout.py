@@ -21,9 +21,9 @@ from mosaic_it.method.strategies.base import (
     format_numbers,
     join_numbers,
     register,
-    word_count,
     words_apart,
 )
+from mosaic_it.method.textunits import word_count
 from mosaic_it.rng import Rng
 
 if TYPE_CHECKING:

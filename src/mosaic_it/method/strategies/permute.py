@@ -22,13 +22,11 @@ from mosaic_it.method.strategies.base import (
     RuleChoice,
     Strategy,
     apart,
-    char_count,
-    first_letter,
     format_numbers,
     register,
-    word_count,
     words_apart,
 )
+from mosaic_it.method.textunits import char_count, first_letter, word_count
 from mosaic_it.rng import Rng
 
 if TYPE_CHECKING:
