@@ -16,7 +16,8 @@ if TYPE_CHECKING:
     from mosaic_it.io.errors import InputError
     from mosaic_it.io.jsonfiles import write_records
     from mosaic_it.io.readers import read_records
-    from mosaic_it.method.rulepack import RulePack, RulePackError, load_rule_pack
+    from mosaic_it.method.pack import RulePack, RulePackError
+    from mosaic_it.method.rulepack import load_rule_pack
     from mosaic_it.method.strategies.base import Check
     from mosaic_it.records import MosaicSpec, Numbering, Record, Sample, SpecError, Tags
     from mosaic_it.verifier.checks import Verdict, verify
@@ -30,7 +31,8 @@ _HOMES = {
     "mosaic_it.io.errors": ("InputError",),
     "mosaic_it.io.jsonfiles": ("write_records",),
     "mosaic_it.io.readers": ("read_records",),
-    "mosaic_it.method.rulepack": ("RulePack", "RulePackError", "load_rule_pack"),
+    "mosaic_it.method.pack": ("RulePack", "RulePackError"),
+    "mosaic_it.method.rulepack": ("load_rule_pack",),
     "mosaic_it.method.strategies.base": ("Check",),
     "mosaic_it.records": ("MosaicSpec", "Numbering", "Record", "Sample", "SpecError", "Tags"),
     "mosaic_it.verifier.checks": ("Verdict", "verify"),

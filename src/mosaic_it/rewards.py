@@ -51,7 +51,8 @@ import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from mosaic_it.method.rulepack import RulePack, load_rule_pack
+from mosaic_it.method.pack import RulePack
+from mosaic_it.method.rulepack import load_rule_pack
 from mosaic_it.records import MosaicSpec, SpecError
 from mosaic_it.verifier.checks import Verdict, verify
 from mosaic_it.verifier.patterns import LOOSE, READ_MODES, STRICT

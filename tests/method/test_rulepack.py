@@ -105,7 +105,7 @@ def test_a_replacement_pack_is_used_verbatim(tmp_path):
 
 
 def test_string_set_finds_what_a_plain_search_finds():
-    from mosaic_it.method.rulepack import StringSet
+    from mosaic_it.method.pack import StringSet
 
     rng = __import__("random").Random(7)
     alphabet = "ab<|>_ \u00e9\u4e2d"

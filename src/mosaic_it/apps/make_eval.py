@@ -46,7 +46,8 @@ from mosaic_it.errors import InternalError
 from mosaic_it.limits import bound
 from mosaic_it.method.compose import LayoutError, SamplePlan, compose, plan_sample
 from mosaic_it.method.layout import PLAIN, Layout, label_styles
-from mosaic_it.method.rulepack import RulePack, load_rule_pack
+from mosaic_it.method.pack import RulePack
+from mosaic_it.method.rulepack import load_rule_pack
 from mosaic_it.method.strategies import format as layout_only
 from mosaic_it.method.system_groups import system_groups
 from mosaic_it.records import Numbering, Record, Sample

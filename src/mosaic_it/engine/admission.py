@@ -15,7 +15,7 @@ from mosaic_it.budget.sample_count import SampleCounter
 from mosaic_it.engine.bounds import TokenBounds
 from mosaic_it.method.compose import SamplePlan, compose
 from mosaic_it.method.layout import FitFacts, plain_layout
-from mosaic_it.method.rulepack import RulePack
+from mosaic_it.method.pack import RulePack
 from mosaic_it.records import Record
 
 

@@ -21,7 +21,7 @@ from mosaic_it.method.layout import (
     response_parts,
 )
 from mosaic_it.method.metalike import meta_like
-from mosaic_it.method.rulepack import RulePack
+from mosaic_it.method.pack import RulePack
 from mosaic_it.method.strategies import format as layout_only
 from mosaic_it.method.strategies.base import Item, Passed, RuleChoice, find_strategy
 from mosaic_it.records import MosaicSpec, Record, Sample

@@ -19,7 +19,7 @@ from functools import lru_cache
 from typing import TypeVar
 
 from mosaic_it.method.metalike import MetaLike, meta_like
-from mosaic_it.method.rulepack import RulePack
+from mosaic_it.method.pack import RulePack
 from mosaic_it.records import Numbering, Tags
 from mosaic_it.rng import Rng
 

@@ -36,7 +36,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from mosaic_it.method.rulepack import RulePack, load_rule_pack
+from mosaic_it.method.pack import RulePack
+from mosaic_it.method.rulepack import load_rule_pack
 from mosaic_it.method.strategies.base import Check
 from mosaic_it.records import MosaicSpec
 from mosaic_it.verifier.answers import LAYOUT_CHECKS, answer_checks, followed_answers, tag_case

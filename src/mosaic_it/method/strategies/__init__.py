@@ -19,4 +19,3 @@ STRATEGIES = ("format", "permute", "maskout")
 for _name in (*STRATEGIES, *sorted(m.name for m in pkgutil.iter_modules(__path__))):
     if _name != "base":
         importlib.import_module(f"{__name__}.{_name}")
-

@@ -19,7 +19,7 @@ from mosaic_it.method.textunits import (
 )
 
 if TYPE_CHECKING:
-    from mosaic_it.method.rulepack import PackChecker, RulePack
+    from mosaic_it.method.pack import PackChecker, RulePack
     from mosaic_it.records import MosaicSpec
     from mosaic_it.rng import Rng
 
