@@ -429,7 +429,8 @@ def stage_train_data(profile: Profile, train_data: str, cache: Path, log: Log) -
     training sequence fits the budget alone (a longer one could be in no mosaic: left out of
     every arm, so that all arms train on the same records)."""
     from mosaic_it import read_records
-    from mosaic_it.apps.models import load_tokenizer_for, resolve_model
+    from mosaic_it.apps.model_source import resolve_model
+    from mosaic_it.apps.models import load_tokenizer_for
     from mosaic_it.apps.prompt_formats import prompt_format
     from mosaic_it.apps.training.data import row_lengths, training_rows
     from mosaic_it.io.jsonfiles import write_records
@@ -742,7 +743,8 @@ def train_config(profile: Profile, arm: int, seed: int, cache: Path, spec: str) 
 def trained_tokens(config: Any) -> dict[str, int]:
     """Real tokens (template, BOS and EOS included, cut at the training length) the arm trains
     on over all its epochs, and its sequences; padding is not counted."""
-    from mosaic_it.apps.models import load_tokenizer_for, resolve_model
+    from mosaic_it.apps.model_source import resolve_model
+    from mosaic_it.apps.models import load_tokenizer_for
     from mosaic_it.apps.prompt_formats import prompt_format
     from mosaic_it.apps.training.data import (
         OnTheFlyRows,
@@ -990,13 +992,8 @@ class ArmModel:
 
     def get(self) -> tuple[Any, Any, Any]:
         if self._loaded is None:
-            from mosaic_it.apps.models import (
-                check_vocab,
-                load_model,
-                load_tokenizer_for,
-                require_torch,
-                resolve_model,
-            )
+            from mosaic_it.apps.model_source import require_torch, resolve_model
+            from mosaic_it.apps.models import check_vocab, load_model, load_tokenizer_for
             from mosaic_it.apps.prompt_formats import prompt_format
 
             torch = require_torch()
@@ -1090,7 +1087,7 @@ def stage_generate(
 def stage_loss(
     arm: ArmModel, pairs: list[dict[str, Any]], name: str, deps: list[str], cache: Path, log: Log
 ) -> dict[str, Any]:
-    from mosaic_it.apps.models import require_torch
+    from mosaic_it.apps.model_source import require_torch
 
     st = Stage(
         cache / "loss" / name, {"stage": "loss", "deps": deps, "max_length": arm.profile.max_length}
@@ -1830,7 +1827,7 @@ def run(
     and tabulated before the next begins, so that what a stopped run leaves is whole arms."""
     from mosaic_it.apps.evaluate import read_eval_set
     from mosaic_it.apps.generation import Prompt
-    from mosaic_it.apps.models import require_torch
+    from mosaic_it.apps.model_source import require_torch
 
     t_start = time.perf_counter()
     cache.mkdir(parents=True, exist_ok=True)
@@ -2254,7 +2251,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.results == "none"
         else Path(args.results or REPO / "benchmarks" / "results" / f"replicate-{profile.name}")
     )
-    from mosaic_it.apps.models import ModelError
+    from mosaic_it.apps.model_source import ModelError
     from mosaic_it.io.errors import InputError
 
     try:

@@ -19,7 +19,8 @@ needs("trl")
 import torch  # noqa: E402
 
 from mosaic_it import MosaicConfig, Mosaicker  # noqa: E402
-from mosaic_it.apps.models import TINY_LLAMA, bundled_hf_tokenizer
+from mosaic_it.apps.model_source import TINY_LLAMA
+from mosaic_it.apps.models import bundled_hf_tokenizer
 from mosaic_it.apps.prompt_formats import PromptFormat
 from mosaic_it.apps.train import train
 from mosaic_it.apps.training.config import TrainConfig
@@ -75,7 +76,8 @@ def test_label_mask_token_by_token():
     from datasets import Dataset
     from trl import SFTConfig, SFTTrainer
 
-    from mosaic_it.apps.models import load_model, resolve_model
+    from mosaic_it.apps.model_source import resolve_model
+    from mosaic_it.apps.models import load_model
 
     tok = bundled_hf_tokenizer()
     fmt = PromptFormat("vicuna")

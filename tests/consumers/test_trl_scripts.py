@@ -16,7 +16,8 @@ datasets = pytest.importorskip("datasets")
 import torch
 
 from mosaic_it import MosaicConfig
-from mosaic_it.apps.models import TINY_LLAMA, load_model, load_tokenizer_for, resolve_model
+from mosaic_it.apps.model_source import TINY_LLAMA, resolve_model
+from mosaic_it.apps.models import load_model, load_tokenizer_for
 from mosaic_it.cli.main import main
 from mosaic_it.hf import MosaicIterable
 from mosaic_it.io.readers import example_path

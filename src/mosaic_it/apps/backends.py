@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from mosaic_it.apps.http_deadline import fetch_within
-from mosaic_it.apps.models import ModelError
+from mosaic_it.apps.model_source import ModelError
 from mosaic_it.apps.prompt_formats import chat_messages
 
 __all__ = [

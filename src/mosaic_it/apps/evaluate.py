@@ -39,7 +39,7 @@ from mosaic_it.apps.generation import (
     Prompt,
     TransformersBackend,
 )
-from mosaic_it.apps.models import ModelError
+from mosaic_it.apps.model_source import ModelError
 from mosaic_it.apps.score import read_eval, score
 from mosaic_it.apps.score_report import EvalItem, ScoreReport
 from mosaic_it.io.errors import InputError

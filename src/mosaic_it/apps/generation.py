@@ -12,15 +12,8 @@ from pathlib import Path
 from typing import Any
 
 from mosaic_it.apps.backends import PromptLike
-from mosaic_it.apps.models import (
-    ModelError,
-    check_vocab,
-    load_model,
-    load_tokenizer_for,
-    require_torch,
-    resolve_model,
-    use_bf16,
-)
+from mosaic_it.apps.model_source import ModelError, require_torch, resolve_model
+from mosaic_it.apps.models import check_vocab, load_model, load_tokenizer_for, use_bf16
 from mosaic_it.apps.prompt_formats import PromptFormat, prompt_format
 from mosaic_it.apps.training.config import CONFIG_FILE, saved_config
 from mosaic_it.engine.parallel import usable_cpus

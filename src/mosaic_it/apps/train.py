@@ -40,7 +40,7 @@ from pathlib import Path
 from typing import Any
 
 from mosaic_it.apps.generation import idle_cores
-from mosaic_it.apps.models import ModelError, require_torch
+from mosaic_it.apps.model_source import ModelError, require_torch
 from mosaic_it.apps.training.callbacks import TiedWeightsNote
 from mosaic_it.apps.training.config import (
     CONFIG_FILE,
@@ -165,7 +165,7 @@ def _versions() -> dict[str, str]:
 
 def merge_lora(output_dir: str) -> Path:
     """Save the adapter merged into its base model as a plain model in OUTPUT/merged."""
-    from mosaic_it.apps.models import ModelSource
+    from mosaic_it.apps.model_source import ModelSource
     from mosaic_it.apps.models import load_model as _load
 
     model = _load(ModelSource(output_dir, "adapter", Path(output_dir)))

@@ -6,7 +6,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
-from mosaic_it.apps.models import PROMPT_FORMATS
+from mosaic_it.apps.prompt_formats import PROMPT_FORMATS
 from mosaic_it.limits import MAX_TEMPERATURE, MAX_TRAIN_EPOCHS, bound
 
 CONFIG_FILE = "mosaic_it_train.json"

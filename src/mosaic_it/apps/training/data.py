@@ -10,7 +10,7 @@ from collections import Counter
 from collections.abc import Iterator
 from typing import Any
 
-from mosaic_it.apps.models import ModelError
+from mosaic_it.apps.model_source import ModelError
 from mosaic_it.apps.prompt_formats import PromptFormat
 from mosaic_it.apps.training.config import TrainConfig
 from mosaic_it.apps.training.processes import is_main
