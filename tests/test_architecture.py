@@ -174,7 +174,7 @@ def test_the_graph_sees_imports_in_functions_and_type_checking_blocks():
     assert len(edges) > 100
     assert "mosaic_it.records" in edges["mosaic_it.io.readers"]  # module level
     assert "mosaic_it.records" in edges["mosaic_it.method.strategies.base"]  # TYPE_CHECKING
-    assert "mosaic_it.io.hub" in edges["mosaic_it.apps.models"]  # inside a function
+    assert "mosaic_it.hub" in edges["mosaic_it.apps.model_source"]  # inside a function
     assert find_cycle({"a": {"b": 1}, "b": {"c": 1}, "c": {"a": 1}}) == ["a", "b", "c", "a"]
     assert find_cycle({"a": {"b": 1}, "b": {}}) is None
 

@@ -98,7 +98,7 @@ def resolve_model(spec: str) -> ModelSource:
     text = str(spec)
     if text.startswith((".", "/", "~")) or text.count("/") > 1 or text.endswith((".gguf", ".json")):
         raise ModelError(f"{spec}: no such file or directory")
-    from mosaic_it.io.hub import hub_unreachable
+    from mosaic_it.hub import hub_unreachable
 
     offline = hub_unreachable()
     if offline:

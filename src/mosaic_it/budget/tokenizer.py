@@ -387,7 +387,7 @@ def _cached_hub(name: str) -> tuple[tokenizers.Tokenizer, str]:
 
 def _from_pretrained(name: str) -> tokenizers.Tokenizer:
     """Fetch tokenizer.json from the Hub (a seam, so tests can simulate being offline)."""
-    from mosaic_it.io.hub import hub_unreachable
+    from mosaic_it.hub import hub_unreachable
 
     offline = hub_unreachable()
     if offline:

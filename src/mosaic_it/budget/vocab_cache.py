@@ -19,7 +19,7 @@ from the tokenizer on every run, not kept.
 The cache only saves time, as :mod:`.converted`'s does: an entry that cannot be read or does
 not hold what is expected is derived again and replaced, a cache that cannot be written is
 left alone, and an entry is one file written under a temporary name and renamed
-(:mod:`mosaic_it.io.atomic`), so two runs at once each see a whole entry or none.
+(:func:`mosaic_it.cache.keep`), so two runs at once each see a whole entry or none.
 """
 
 from __future__ import annotations
@@ -34,9 +34,7 @@ from typing import TypeVar
 import tokenizers
 
 from mosaic_it.budget.tokenizer import Tokenizer
-from mosaic_it.cache import cache_root
-from mosaic_it.io.atomic import atomic_writer
-from mosaic_it.io.outputs import PathError
+from mosaic_it.cache import cache_root, keep
 
 Fact = TypeVar("Fact")
 
@@ -67,11 +65,8 @@ def vocabulary_fact(
     if found is not None:
         return found[0]
     fact = derive()
-    try:
-        with atomic_writer(path) as f:
-            json.dump({"key": key, "fact": to_json(fact)}, f, ensure_ascii=False)
-    except (OSError, PathError):
-        pass  # a read-only or full cache: the next run derives it again
+    # a read-only or full cache is left alone: the next run derives it again
+    keep(path, json.dumps({"key": key, "fact": to_json(fact)}, ensure_ascii=False))
     return fact
 
 
