@@ -323,7 +323,7 @@ def mosaicked(records, **options):
 
 
 def sample_counter(m, records):
-    from mosaic_it.budget.sample_count import SampleCounter
+    from mosaic_it.engine.sample_count import SampleCounter
 
     counter = SampleCounter(m.tokenizer, m.template)
     texts = [t for r in records for t in (r.prompt, r.output)]
@@ -382,8 +382,8 @@ def test_special_token_text_turns_folding_off_and_counts_stay_exact():
 
 
 def test_counting_texts_unfolded_gives_the_same_counts():
-    from mosaic_it.budget.sample_count import SampleCounter
     from mosaic_it.budget.templates import get_template
+    from mosaic_it.engine.sample_count import SampleCounter
 
     counter = SampleCounter(TOK, get_template("vicuna"))
     folded = counter.count_texts(SAMPLE_TEXTS)

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, fields
 
-from mosaic_it.budget.sample_count import SampleCounter
 from mosaic_it.engine.bounds import TokenBounds
+from mosaic_it.engine.sample_count import SampleCounter
 from mosaic_it.method.compose import SamplePlan, compose
 from mosaic_it.method.layout import FitFacts, plain_layout
 from mosaic_it.method.pack import RulePack
