@@ -14,7 +14,8 @@ from dataclasses import dataclass, fields
 from mosaic_it.engine.bounds import TokenBounds
 from mosaic_it.engine.sample_count import SampleCounter
 from mosaic_it.method.compose import SamplePlan, compose
-from mosaic_it.method.layout import FitFacts, plain_layout
+from mosaic_it.method.fitting import FitFacts
+from mosaic_it.method.layout import plain_layout
 from mosaic_it.method.pack import RulePack
 from mosaic_it.records import Record
 

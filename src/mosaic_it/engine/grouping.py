@@ -27,7 +27,8 @@ from mosaic_it.engine.admission import Admission, GroupingStats
 from mosaic_it.engine.bounds import SEAM_MARGIN, Counts, TokenBounds, pack_texts
 from mosaic_it.engine.sample_count import SampleCounter
 from mosaic_it.method.compose import SamplePlan, compose, plan_sample, sample_layout
-from mosaic_it.method.layout import Layout, layout_fits, plain_layout
+from mosaic_it.method.fitting import layout_fits
+from mosaic_it.method.layout import Layout, plain_layout
 from mosaic_it.method.pack import RulePack
 from mosaic_it.method.sizing import draw_k
 from mosaic_it.records import Record, Sample, Tags

@@ -28,7 +28,7 @@ from mosaic_it.io.errors import InputError
 from mosaic_it.io.readers import InvalidRecord, record_from_alpaca
 from mosaic_it.io.tables import batches
 from mosaic_it.limits import MAX_MOSAIC_EPOCHS, bound
-from mosaic_it.method.layout import META_LIKE
+from mosaic_it.method.fitting import META_LIKE
 from mosaic_it.method.pack import RulePack
 from mosaic_it.method.rulepack import load_rule_pack
 from mosaic_it.method.sizing import WRAP_MODES

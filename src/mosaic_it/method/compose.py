@@ -3,7 +3,7 @@
 Knows text and rules, not tokenizers. Every random draw comes from generators seeded by the
 sample's path (seed, epoch, sample number), so composing the same group twice gives the same
 sample, and growing a group by one record keeps the layout drawn for it unless the new record
-rules it out (see :func:`~.layout.fit_layout`). The rule comes from the sample's strategy, found
+rules it out (see :func:`~.fitting.fit_layout`). The rule comes from the sample's strategy, found
 in the registry of strategies (:mod:`.strategies.base`).
 """
 
@@ -12,10 +12,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from mosaic_it.method.fitting import fit_layout
 from mosaic_it.method.layout import (
     Layout,
     choose_layout,
-    fit_layout,
     instruction_parts,
     place_meta,
     response_parts,
