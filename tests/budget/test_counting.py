@@ -3,7 +3,8 @@
 import json
 
 from mosaic_it import load_tokenizer
-from mosaic_it.budget.counting import WORD, WordCounter, supports
+from mosaic_it.budget.counting import WORD, WordCounter
+from mosaic_it.budget.word_local import supports
 
 from ..chat_fixtures import llama3_dir, qwen_dir  # noqa: F401 - fixtures
 from ..hypothesis_or_skip import given, settings, st

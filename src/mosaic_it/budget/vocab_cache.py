@@ -2,7 +2,7 @@
 
 The folding proofs read a tokenizer's whole vocabulary once a run: the hard pairs of Gemma 3's
 262,144 pieces (:func:`.hard_pairs.pretoken_scheme`) cost 0.35 s to 1 s of CPU, the pairs of
-pieces of the bundled tokenizer's 32,000 (:func:`.counting.supports`) about 0.1 s, most of it
+pieces of the bundled tokenizer's 32,000 (:func:`.word_local.supports`) about 0.1 s, most of it
 ``get_vocab`` and a Python loop over every piece. What they find depends on the vocabulary
 alone, so it is kept in ``cache_root()/vocabulary/<fact>-<key>.json`` and read back on the
 next run: choosing the counter then costs 0.02 s instead of 0.7 s for Gemma 3, 0.04 s instead

@@ -25,7 +25,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import cast
 
-from mosaic_it.budget.counting import WordCounter, supports
+from mosaic_it.budget.counting import WordCounter
 from mosaic_it.budget.folding import (
     FoldingCounter,
     SeamError,
@@ -38,6 +38,7 @@ from mosaic_it.budget.hard_pairs import pretoken_scheme
 from mosaic_it.budget.pretokens import PieceCounter
 from mosaic_it.budget.templates import Template
 from mosaic_it.budget.tokenizer import Tokenizer
+from mosaic_it.budget.word_local import supports
 from mosaic_it.method.compose import sample_parts
 from mosaic_it.records import Sample
 
