@@ -49,6 +49,7 @@ from pathlib import Path
 
 import tokenizers
 
+from mosaic_it.budget.bos_eos import infer_special_tokens, special_tokens_from_config
 from mosaic_it.budget.converted import cached_conversion, conversion_key
 from mosaic_it.budget.gguf import GGUFError, build_backend, metadata_digest, read_metadata
 from mosaic_it.budget.sentencepiece_bpe import (
@@ -73,16 +74,6 @@ _BUNDLED_NAME = "mistral-7b-v0.1 (bundled)"
 _BUNDLED_BOS, _BUNDLED_EOS = "<s>", "</s>"  # the model's bos_id and eos_id pieces
 # what a tokenizer's content digest is taken from (see content_digest)
 _JSON_FILE, _SERIALIZED, _CONVERSION = "tokenizer.json", "serialized", "converted"
-
-# Special-token spellings tried, in order, when no tokenizer_config.json says which
-# tokens are BOS/EOS.  Only tokens registered as *special* added tokens count.
-#   <s>/</s>                      Llama-1/2, Mistral, Mixtral (SentencePiece family)
-#   <|begin_of_text|>/<|end_of_text|>  Llama-3 base; <|eot_id|> is Llama-3-Instruct's end of turn
-#   <bos>/<eos>                   Gemma
-#   <|endoftext|>                 GPT-2 / Qwen2 base (Qwen2 has no BOS at all);
-#   <|im_end|>                    ChatML end of turn (Qwen2-Instruct), last resort
-_BOS_CANDIDATES = ("<s>", "<|begin_of_text|>", "<bos>")
-_EOS_CANDIDATES = ("</s>", "<|end_of_text|>", "<eos>", "<|endoftext|>", "<|eot_id|>", "<|im_end|>")
 
 
 class TokenizerError(ValueError):
@@ -290,7 +281,7 @@ def _load_directory(directory: Path) -> Tokenizer:
 
 def _load_tokenizer_json(path: Path, config: dict | None, name: str | None = None) -> Tokenizer:
     backend, digest = _cached_tokenizer_json(_file_key(path))
-    bos, eos = _special_tokens_from_config(config, *_infer_special_tokens(backend))
+    bos, eos = special_tokens_from_config(config, *infer_special_tokens(backend))
     return Tokenizer(
         name=name or str(path), bos_token=bos, eos_token=eos, backend=backend, digest=digest
     )
@@ -317,7 +308,7 @@ def _cached_tokenizer_json(key: tuple[str, int, int]) -> tuple[tokenizers.Tokeni
 def _load_sentencepiece(path: Path, config: dict | None, name: str | None = None) -> Tokenizer:
     model, backend, digest = _cached_sentencepiece(_file_key(path))
     # The model itself records its BOS/EOS (trainer_spec.bos_id/eos_id, -1 = none).
-    bos, eos = _special_tokens_from_config(
+    bos, eos = special_tokens_from_config(
         config, model.special_piece(model.bos_id), model.special_piece(model.eos_id)
     )
     return Tokenizer(
@@ -366,7 +357,7 @@ def _cached_gguf(
 
 def _load_hub(name: str) -> Tokenizer:
     backend, digest = _cached_hub(name)
-    bos, eos = _special_tokens_from_config(_hub_config(name), *_infer_special_tokens(backend))
+    bos, eos = special_tokens_from_config(_hub_config(name), *infer_special_tokens(backend))
     return Tokenizer(name=name, bos_token=bos, eos_token=eos, backend=backend, digest=digest)
 
 
@@ -422,38 +413,3 @@ def _read_json(path: Path) -> object:
         raise TokenizerError(f"{path}: cannot read ({exc.strerror or exc})") from exc
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise TokenizerError(f"{path}: not valid JSON ({exc})") from exc
-
-
-def _token_content(value: object) -> str | None:
-    """A token as tokenizer_config.json writes it: a string, or an AddedToken dict."""
-    if isinstance(value, str):
-        return value or None
-    if isinstance(value, dict) and isinstance(value.get("content"), str):
-        return value["content"] or None
-    return None
-
-
-def _infer_special_tokens(backend: tokenizers.Tokenizer) -> tuple[str | None, str | None]:
-    """(bos, eos): the first of the known spellings registered as special added tokens."""
-    special = {tok.content for tok in backend.get_added_tokens_decoder().values() if tok.special}
-    bos = next((t for t in _BOS_CANDIDATES if t in special), None)
-    eos = next((t for t in _EOS_CANDIDATES if t in special), None)
-    return bos, eos
-
-
-def _special_tokens_from_config(
-    config: dict | None, bos: str | None, eos: str | None
-) -> tuple[str | None, str | None]:
-    """(bos, eos) as tokenizer_config.json says, else the given defaults.
-
-    A key present in the config wins, even when null (Qwen2's ``"bos_token": null``).
-    ``"add_bos_token": false`` means no BOS is prepended, so bos is reported as None.
-    """
-    config = config or {}
-    if "bos_token" in config:
-        bos = _token_content(config["bos_token"])
-    if "eos_token" in config:
-        eos = _token_content(config["eos_token"])
-    if config.get("add_bos_token") is False:
-        bos = None
-    return bos, eos
