@@ -101,7 +101,7 @@ def generate(
     generated = 0
     torch.manual_seed(opt.seed)
     done = 0
-    for batch in batches(encoded, opt):
+    for batch in prompt_batches(encoded, opt):
         t0 = time.perf_counter()
         answers = _generate_batch(model, [ids for _, ids in batch], opt, pad, stop)
         for (p, _), ids in zip(batch, answers):
@@ -165,7 +165,7 @@ def idle_cores() -> int:
     return max(1, min(cores, round(cores - busy)))
 
 
-def batches(
+def prompt_batches(
     encoded: list[tuple[PromptLike, list[int]]], opt: GenerationOptions
 ) -> list[list[tuple[PromptLike, list[int]]]]:
     """Consecutive batches of the length-sorted prompts: ``batch_size`` each, or (0) as many as

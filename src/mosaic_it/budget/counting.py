@@ -31,8 +31,8 @@ from mosaic_it.budget.tokenizer import Tokenizer
 from mosaic_it.budget.word_local import word_locality
 
 WORD = re.compile(r"\n| *[^ \n]+| +")
-Summary = tuple[int, str, str, bool]  # (count in context, first word, last word, one word)
-EMPTY: Summary = (0, "", "", True)
+WordSummary = tuple[int, str, str, bool]  # (count in context, first word, last word, one word)
+EMPTY: WordSummary = (0, "", "", True)
 SMALL_BATCH = 64
 MAX_SPANS = 48  # pieces looked at for one pair of characters before the tokenizer is asked
 # the word caches are cleared when they reach this size: memory stays flat over millions of
@@ -172,8 +172,8 @@ class WordCounter(FoldingBase):
                 return head, text[start:], False
         return head, text[cut + 1 :], False
 
-    def summarize(self, text: str, standalone: int | None = None) -> Summary:
-        """Summary of a text; ``standalone`` is its count tokenized alone, when known."""
+    def summarize(self, text: str, standalone: int | None = None) -> WordSummary:
+        """The summary of a text; ``standalone`` is its count tokenized alone, when known."""
         if not text:
             return EMPTY
         if "▁" in text:
@@ -188,7 +188,7 @@ class WordCounter(FoldingBase):
         return total, head, tail, single
 
     def fold_known(
-        self, parts: Sequence[Summary], missing: set[str]
+        self, parts: Sequence[WordSummary], missing: set[str]
     ) -> tuple[int, list[tuple[str, str, str]]]:
         """The count of the concatenation of ``parts``, as far as words already counted tell.
 
@@ -258,7 +258,7 @@ class WordCounter(FoldingBase):
         word = self.word
         return total + sum(word(s) - word(left) - word(right) for s, left, right in open_seams)
 
-    def fold(self, parts: Sequence[Summary]) -> int:
+    def fold(self, parts: Sequence[WordSummary]) -> int:
         """The count of the concatenation of ``parts``, counting the seam words it needs."""
         missing: set[str] = set()
         total, open_seams = self.fold_known(parts, missing)
@@ -266,7 +266,7 @@ class WordCounter(FoldingBase):
             self.prime(list(missing), cut=True)
         return self.settle(total, open_seams)
 
-    def fold_many(self, samples: Sequence[Sequence[Sequence[Summary]]]) -> list[int | None]:
+    def fold_many(self, samples: Sequence[Sequence[Sequence[WordSummary]]]) -> list[int | None]:
         """Each sample's count (the sum of its sequences' folds): the seam words none has
         counted yet are counted in one batched call for all of them."""
         missing: set[str] = set()
@@ -278,7 +278,7 @@ class WordCounter(FoldingBase):
 
     def count_texts(
         self, texts: Sequence[str], journal: list[WordCount] | None = None
-    ) -> tuple[list[int], list[Summary]]:
+    ) -> tuple[list[int], list[WordSummary]]:
         """Each text's count tokenized alone and its summary, from its words alone; the words
         it counts are added to ``journal``, when given.
 
@@ -297,7 +297,7 @@ class WordCounter(FoldingBase):
         spaced_get, first_get = spaced.__getitem__, first.__getitem__
         edges, alone = self.edges, self._alone
         standalone: list[int] = []
-        summaries: list[Summary] = []
+        summaries: list[WordSummary] = []
         later: list[tuple[int, str, list[str] | None]] = []  # texts with something uncounted
         for t in texts:
             if "▁" in t:
@@ -334,7 +334,7 @@ class WordCounter(FoldingBase):
         self,
         later: list[tuple[int, str, list[str] | None]],
         standalone: list[int],
-        summaries: list[Summary],
+        summaries: list[WordSummary],
         journal: list[WordCount] | None,
     ) -> None:
         """:meth:`count_texts` for the texts with words or pieces not seen before (``later``:

@@ -72,7 +72,7 @@ _BUNDLED_RESOURCE = "data/tokenizer/tokenizer.model.v1"
 _BUNDLED_JSON = "data/tokenizer/tokenizer.json"  # the model converted, ready to load
 _BUNDLED_NAME = "mistral-7b-v0.1 (bundled)"
 _BUNDLED_BOS, _BUNDLED_EOS = "<s>", "</s>"  # the model's bos_id and eos_id pieces
-# what a tokenizer's content digest is taken from (see content_digest)
+# what a tokenizer's content digest is taken from (see tokenizer_digest)
 _JSON_FILE, _SERIALIZED, _CONVERSION = "tokenizer.json", "serialized", "converted"
 
 
@@ -90,7 +90,7 @@ class Tokenizer:
     :meth:`encode` never add them.
 
     ``digest`` names the backend's content: the SHA-256 of what :func:`load_tokenizer` built
-    it from, with what fixes how it is built (see :func:`content_digest`). Facts derived from
+    it from, with what fixes how it is built (see :func:`tokenizer_digest`). Facts derived from
     the vocabulary are kept in the cache under it (:mod:`.vocab_cache`); a tokenizer made in
     code around a backend has none, and its facts are derived every time.
     """
@@ -212,7 +212,7 @@ def _load_bundled() -> Tokenizer:
         bos_token=_BUNDLED_BOS,
         eos_token=_BUNDLED_EOS,
         backend=backend,
-        digest=content_digest(_JSON_FILE, text),
+        digest=tokenizer_digest(_JSON_FILE, text),
     )
 
 
@@ -238,7 +238,7 @@ def convert_bundled() -> Tokenizer:
     )
 
 
-def content_digest(kind: str, source: str) -> str:
+def tokenizer_digest(kind: str, source: str) -> str:
     """:attr:`Tokenizer.digest`: the SHA-256 of what a backend was built from, where that
     alone fixes what is built (with the ``tokenizers`` version, which the users of the digest
     add): the text of a ``tokenizer.json`` (``kind`` "tokenizer.json"), the key of a
@@ -251,7 +251,7 @@ def serialized_digest(backend: tokenizers.Tokenizer) -> str:
     """The content digest of a backend built in this process by a conversion without a
     version of its own (a SentencePiece model's): its serialization (20 ms for 32,000 pieces;
     a GGUF file's conversion has a key instead, its serialization costs 0.4 s for Gemma 3)."""
-    return content_digest(_SERIALIZED, backend.to_str())
+    return tokenizer_digest(_SERIALIZED, backend.to_str())
 
 
 def _file_key(path: Path) -> tuple[str, int, int]:
@@ -302,7 +302,7 @@ def _cached_tokenizer_json(key: tuple[str, int, int]) -> tuple[tokenizers.Tokeni
         backend = tokenizers.Tokenizer.from_str(text)
     except Exception as exc:  # the Rust side raises plain Exception
         raise TokenizerError(f"{path}: not a valid tokenizer.json ({exc})") from exc
-    return _neutralise(backend), content_digest(_JSON_FILE, text)
+    return _neutralise(backend), tokenizer_digest(_JSON_FILE, text)
 
 
 def _load_sentencepiece(path: Path, config: dict | None, name: str | None = None) -> Tokenizer:
@@ -348,7 +348,7 @@ def _cached_gguf(
         built = cached_conversion(
             Path(path).stem, source, lambda: build_backend(read_metadata(path))
         )
-        return built, content_digest(_CONVERSION, conversion_key(source))
+        return built, tokenizer_digest(_CONVERSION, conversion_key(source))
     except OSError as exc:
         raise TokenizerError(f"{path}: cannot read ({exc.strerror or exc})") from exc
     except (GGUFError, SentencePieceError) as exc:

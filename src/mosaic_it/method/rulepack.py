@@ -91,11 +91,11 @@ def _load_rule_pack(path: str | Path | None, stamp: object) -> RulePack:
     elif target != default_path:
         _take_newer_keys(data, _read_json(default_path))
     _validate(data, str(target))
-    filter_pools(data, tuple(data["avoid_strings"]), str(target), pack_pools)
-    return RulePack(data["name"], data["version"], data, str(target), pools=pack_pools)
+    filter_pools(data, tuple(data["avoid_strings"]), str(target), every_pool)
+    return RulePack(data["name"], data["version"], data, str(target), pools=every_pool)
 
 
-def pack_pools(data: dict[str, Any]) -> list[Pool]:
+def every_pool(data: dict[str, Any]) -> list[Pool]:
     """Every pool of texts of a pack's data: the layout's, then each registered strategy's."""
     pools = layout_pools(data)
     for name in registered():
