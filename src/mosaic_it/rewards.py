@@ -41,7 +41,7 @@ What they cannot see
 
 Rewards never raise on a model's output: an empty, huge, binary-looking or unterminated
 completion is scored (0.0 when nothing in it can be read as the answers asked). A row whose
-spec cannot be read is a data error and raises :class:`mosaic_it.verifier.checks.SpecError` naming
+spec cannot be read is a data error and raises :class:`mosaic_it.records.SpecError` naming
 the row.
 """
 

@@ -3,7 +3,7 @@
 A record that cannot fit the budget even alone, with the smallest layout, is rejected once and
 reported; every other record appears exactly once per epoch. The bounds decide most records;
 one near the edge is composed alone and counted exactly. What an admitted record's texts rule
-out for layouts is noted then too (:class:`~mosaic_it.method.layout.FitFacts`), once for the
+out for layouts is noted then too (:class:`~mosaic_it.method.fitting.FitFacts`), once for the
 whole run.
 """
 
