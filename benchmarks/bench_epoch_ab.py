@@ -26,7 +26,7 @@ sys.path.insert(0, sys.argv[3])
 from bench_mosaic import load_source, expand, DEFAULT_DATA
 from pathlib import Path
 from mosaic_it.engine.mosaicker import Mosaicker, MosaicConfig
-from mosaic_it.io.files import dumps_bytes
+from mosaic_it.io.jsoncodec import dumps_bytes
 from mosaic_it.records import Sample
 tok = sys.argv[1] if sys.argv[1] != "default" else None
 recs = expand(load_source(Path(DEFAULT_DATA)), 52002)

@@ -31,7 +31,7 @@ CHILD = """
 import sys, time
 from dataclasses import replace
 from mosaic_it.budget.tokenizer import load_tokenizer
-from mosaic_it.budget.sample_count import folding_counter
+from mosaic_it.engine.sample_count import folding_counter
 tok = load_tokenizer(None if sys.argv[1] == "default" else sys.argv[1])
 if sys.argv[2] == "derived":
     tok = replace(tok, digest=None)

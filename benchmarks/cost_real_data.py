@@ -25,7 +25,8 @@ import time
 from pathlib import Path
 
 from mosaic_it import MosaicConfig, mosaic_file
-from mosaic_it.apps.cost import CostOptions, render, run_cost
+from mosaic_it.apps.cost import render, run_cost
+from mosaic_it.apps.cost_counting import CostOptions
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository: tests/
 from tests.data_paths import ENGLISH_DEMO, real_data  # noqa: E402

@@ -228,8 +228,8 @@ def main() -> int:
                         )
                     )
             elif case in ("openai", "openai-batching"):
-                from mosaic_it.apps.backends import LocalServer
-                from mosaic_it.apps.evaluate import idle_cores
+                from mosaic_it.apps.generation import idle_cores
+                from mosaic_it.apps.local_server import LocalServer
 
                 batching = case == "openai-batching"
                 # the server's torch threads as the transformers backend now chooses them

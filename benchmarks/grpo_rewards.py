@@ -29,7 +29,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
-from mosaic_it.cli.main import example_path
+from mosaic_it.io.readers import example_path
 from mosaic_it.rewards import MosaicReward
 
 

@@ -90,7 +90,7 @@ def _start(cmd: list[str], cwd: Path) -> subprocess.Popen:
 
 def make_input(path: Path, records: int) -> None:
     """``records`` Alpaca records: the bundled example repeated, each instruction made unique."""
-    from mosaic_it.io.files import example_path
+    from mosaic_it.io.readers import example_path
 
     base = [json.loads(line) for line in example_path().read_text(encoding="utf-8").splitlines()]
     with open(path, "w", encoding="utf-8") as out:

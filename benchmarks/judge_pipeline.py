@@ -29,16 +29,13 @@ from pathlib import Path
 from typing import Any
 
 from mosaic_it.apps.answer import ConversationBackend, answer_prompt_set
-from mosaic_it.apps.backends import LocalServer, ServedOptions
+from mosaic_it.apps.backends import ServedOptions
 from mosaic_it.apps.generation import GenerationOptions
 from mosaic_it.apps.gguf_model import gguf_model_dir
 from mosaic_it.apps.judge import JudgeOptions, compare_files
-from mosaic_it.apps.models import (
-    TINY_LLAMA,
-    bundled_hf_tokenizer,
-    load_model,
-    resolve_model,
-)
+from mosaic_it.apps.local_server import LocalServer
+from mosaic_it.apps.model_source import TINY_LLAMA, resolve_model
+from mosaic_it.apps.models import bundled_hf_tokenizer, load_model
 from mosaic_it.apps.prompt_sets import builtin_file, read_prompt_set
 from mosaic_it.cli.commands.judge import render
 

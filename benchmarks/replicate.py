@@ -442,10 +442,12 @@ def stage_train_data(profile: Profile, train_data: str, cache: Path, log: Log) -
     training sequence fits the budget alone (a longer one could be in no mosaic: left out of
     every arm, so that all arms train on the same records)."""
     from mosaic_it import read_records
-    from mosaic_it.apps.models import load_tokenizer_for, resolve_model
+    from mosaic_it.apps.model_source import resolve_model
+    from mosaic_it.apps.models import load_tokenizer_for
     from mosaic_it.apps.prompt_formats import prompt_format
     from mosaic_it.apps.training.data import row_lengths, training_rows
-    from mosaic_it.io.files import EXAMPLE, example_path, write_records
+    from mosaic_it.io.jsonfiles import write_records
+    from mosaic_it.io.readers import EXAMPLE, example_path
 
     spec = model_spec(profile)
     source = example_path() if train_data == EXAMPLE else Path(train_data)
@@ -530,7 +532,7 @@ def stage_eval_data(
     IFEval's prompts, and held-out AlpacaEval pairs for the loss."""
     from mosaic_it.apps.make_eval import make_eval
     from mosaic_it.budget.tokenizer import load_tokenizer
-    from mosaic_it.io.files import write_records
+    from mosaic_it.io.jsonfiles import write_records
 
     key = {"stage": "eval data", **_pick(profile, EVAL_FIELDS)}
     if profile.heldout_pack:  # (not in the key otherwise: a cached stage of before stays valid)
@@ -730,7 +732,7 @@ def scrub_paths(text: str) -> str:
 
 
 def train_config(profile: Profile, arm: int, seed: int, cache: Path, spec: str) -> Any:
-    from mosaic_it.apps.train import TrainConfig
+    from mosaic_it.apps.training.config import TrainConfig
 
     data = cache / "data-train" / "train.jsonl"
     epochs, fly = 3.0, False
@@ -764,7 +766,8 @@ def train_config(profile: Profile, arm: int, seed: int, cache: Path, spec: str) 
 def trained_tokens(config: Any) -> dict[str, int]:
     """Real tokens (template, BOS and EOS included, cut at the training length) the arm trains
     on over all its epochs, and its sequences; padding is not counted."""
-    from mosaic_it.apps.models import load_tokenizer_for, resolve_model
+    from mosaic_it.apps.model_source import resolve_model
+    from mosaic_it.apps.models import load_tokenizer_for
     from mosaic_it.apps.prompt_formats import prompt_format
     from mosaic_it.apps.training.data import (
         OnTheFlyRows,
@@ -896,7 +899,8 @@ class CostMeter:
 def stage_train(
     profile: Profile, arm: int, seed: int, deps: list[str], cache: Path, log: Log
 ) -> dict[str, Any]:
-    from mosaic_it.apps.train import find_checkpoint, train
+    from mosaic_it.apps.train import train
+    from mosaic_it.apps.training.resume import find_checkpoint
 
     spec = model_spec(profile)
     name = arm_key(arm, seed)
@@ -1011,13 +1015,8 @@ class ArmModel:
 
     def get(self) -> tuple[Any, Any, Any]:
         if self._loaded is None:
-            from mosaic_it.apps.models import (
-                check_vocab,
-                load_model,
-                load_tokenizer_for,
-                require_torch,
-                resolve_model,
-            )
+            from mosaic_it.apps.model_source import require_torch, resolve_model
+            from mosaic_it.apps.models import check_vocab, load_model, load_tokenizer_for
             from mosaic_it.apps.prompt_formats import prompt_format
 
             torch = require_torch()
@@ -1043,7 +1042,8 @@ def stage_generate(
     log: Log,
     on_batch: Callable[[], None] | None = None,
 ) -> dict[str, Any]:
-    from mosaic_it.apps.evaluate import GenerationOptions, generate, read_done
+    from mosaic_it.apps.evaluate import read_done
+    from mosaic_it.apps.generation import GenerationOptions, generate
 
     p = arm.profile
     longest = p.ifeval_new_tokens if what == "ifeval" else p.multi_new_tokens
@@ -1149,7 +1149,7 @@ def stage_judge_answers(
     """One arm's greedy answers to every turn of a judge set (a second turn asked after the
     arm's own first answer), appended as they come: an interrupted run keeps them."""
     from mosaic_it.apps.answer import answer_prompt_set
-    from mosaic_it.apps.evaluate import GenerationOptions
+    from mosaic_it.apps.generation import GenerationOptions
 
     p = arm.profile
     opt = GenerationOptions(
@@ -1213,7 +1213,7 @@ def stage_judge(profile: Profile, seed: int, served: Any, cache: Path, log: Log)
 def stage_loss(
     arm: ArmModel, pairs: list[dict[str, Any]], name: str, deps: list[str], cache: Path, log: Log
 ) -> dict[str, Any]:
-    from mosaic_it.apps.models import require_torch
+    from mosaic_it.apps.model_source import require_torch
 
     st = Stage(
         cache / "loss" / name, {"stage": "loss", "deps": deps, "max_length": arm.profile.max_length}
@@ -1545,7 +1545,8 @@ def score_ifeval(rows: list[dict[str, Any]], responses: dict[str, str]) -> dict[
 def score_multi(eval_path: Path, responses: dict[str, str]) -> dict[str, Any]:
     """Every grader mode, through the public scoring functions (a changed grader re-scores)."""
     from mosaic_it.apps.score import read_eval, score
-    from mosaic_it.verifier.checks import READ_MODES, verify
+    from mosaic_it.verifier.checks import verify
+    from mosaic_it.verifier.patterns import READ_MODES
 
     items, invalid = read_eval(eval_path)
     out: dict[str, Any] = {"table": {}, "per_item": {}}
@@ -1993,8 +1994,9 @@ def run(
     """Every arm in the profile's order, each one finished (trained, answers, loss, scores)
     and tabulated before the next begins, so that what a stopped run leaves is whole arms;
     then, with a ``judge`` (ServedOptions), the pairwise stage."""
-    from mosaic_it.apps.evaluate import Prompt, read_eval_set
-    from mosaic_it.apps.models import require_torch
+    from mosaic_it.apps.evaluate import read_eval_set
+    from mosaic_it.apps.generation import Prompt
+    from mosaic_it.apps.model_source import require_torch
 
     t_start = time.perf_counter()
     cache.mkdir(parents=True, exist_ok=True)
@@ -2455,8 +2457,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.results == "none"
         else Path(args.results or REPO / "benchmarks" / "results" / f"replicate-{profile.name}")
     )
-    from mosaic_it.apps.models import ModelError
-    from mosaic_it.io.files import InputError
+    from mosaic_it.apps.model_source import ModelError
+    from mosaic_it.io.errors import InputError
 
     try:
         if args.readme_only:

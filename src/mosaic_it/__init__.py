@@ -11,29 +11,39 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from mosaic_it.budget.tokenizer import Tokenizer, TokenizerError, load_tokenizer
-    from mosaic_it.engine.mosaicker import MosaicConfig, Mosaicker, RunSummary, mosaic
+    from mosaic_it.engine.mosaicker import MosaicConfig, Mosaicker, mosaic
+    from mosaic_it.engine.summary import RunSummary
     from mosaic_it.executors import create_executor, mosaic_file
     from mosaic_it.executors.job import Executor, JobResult, MosaicJob
     from mosaic_it.executors.local import LocalExecutor
     from mosaic_it.executors.ray import RayExecutor
-    from mosaic_it.io.files import InputError, read_records, write_records
-    from mosaic_it.method.rulepack import RulePack, RulePackError, load_rule_pack
-    from mosaic_it.records import MosaicSpec, Numbering, Record, Sample, Tags
-    from mosaic_it.verifier.checks import Check, SpecError, Verdict, verify
+    from mosaic_it.io.errors import InputError
+    from mosaic_it.io.jsonfiles import write_records
+    from mosaic_it.io.readers import read_records
+    from mosaic_it.method.pack import RulePack, RulePackError
+    from mosaic_it.method.rulepack import load_rule_pack
+    from mosaic_it.method.strategies.base import Check
+    from mosaic_it.records import MosaicSpec, Numbering, Record, Sample, SpecError, Tags
+    from mosaic_it.verifier.checks import Verdict, verify
 
 from mosaic_it.version import __version__ as __version__
 
 _HOMES = {
     "mosaic_it.budget.tokenizer": ("Tokenizer", "TokenizerError", "load_tokenizer"),
-    "mosaic_it.engine.mosaicker": ("MosaicConfig", "Mosaicker", "RunSummary", "mosaic"),
+    "mosaic_it.engine.mosaicker": ("MosaicConfig", "Mosaicker", "mosaic"),
+    "mosaic_it.engine.summary": ("RunSummary",),
     "mosaic_it.executors": ("create_executor", "mosaic_file"),
     "mosaic_it.executors.job": ("Executor", "JobResult", "MosaicJob"),
     "mosaic_it.executors.local": ("LocalExecutor",),
     "mosaic_it.executors.ray": ("RayExecutor",),
-    "mosaic_it.io.files": ("InputError", "read_records", "write_records"),
-    "mosaic_it.method.rulepack": ("RulePack", "RulePackError", "load_rule_pack"),
-    "mosaic_it.records": ("MosaicSpec", "Numbering", "Record", "Sample", "Tags"),
-    "mosaic_it.verifier.checks": ("Check", "SpecError", "Verdict", "verify"),
+    "mosaic_it.io.errors": ("InputError",),
+    "mosaic_it.io.jsonfiles": ("write_records",),
+    "mosaic_it.io.readers": ("read_records",),
+    "mosaic_it.method.pack": ("RulePack", "RulePackError"),
+    "mosaic_it.method.rulepack": ("load_rule_pack",),
+    "mosaic_it.method.strategies.base": ("Check",),
+    "mosaic_it.records": ("MosaicSpec", "Numbering", "Record", "Sample", "SpecError", "Tags"),
+    "mosaic_it.verifier.checks": ("Verdict", "verify"),
 }
 _HOME_OF = {name: module for module, names in _HOMES.items() for name in names}
 

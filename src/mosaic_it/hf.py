@@ -24,8 +24,10 @@ from typing import Any
 from mosaic_it.budget.tokenizer import Tokenizer
 from mosaic_it.engine.mosaicker import MosaicConfig, Mosaicker
 from mosaic_it.io.assemble import RowAssembly
-from mosaic_it.io.files import InvalidRecord, dumps, records_from_raw, rows_dataset
 from mosaic_it.io.formats import check_format, sample_to_row
+from mosaic_it.io.jsoncodec import dumps
+from mosaic_it.io.readers import InvalidRecord, records_from_raw
+from mosaic_it.io.tables import rows_dataset
 from mosaic_it.records import Record
 
 try:  # a torch IterableDataset when torch is there; torch stays optional

@@ -41,7 +41,7 @@ What they cannot see
 
 Rewards never raise on a model's output: an empty, huge, binary-looking or unterminated
 completion is scored (0.0 when nothing in it can be read as the answers asked). A row whose
-spec cannot be read is a data error and raises :class:`mosaic_it.verifier.checks.SpecError` naming
+spec cannot be read is a data error and raises :class:`mosaic_it.records.SpecError` naming
 the row.
 """
 
@@ -51,10 +51,13 @@ import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from mosaic_it.method.rulepack import RulePack, load_rule_pack
-from mosaic_it.records import MosaicSpec
-from mosaic_it.verifier.checks import SpecError, Verdict, load_spec, reference_answers, verify
+from mosaic_it.method.pack import RulePack
+from mosaic_it.method.rulepack import load_rule_pack
+from mosaic_it.records import MosaicSpec, SpecError
+from mosaic_it.verifier.checks import Verdict, verify
 from mosaic_it.verifier.patterns import LOOSE, READ_MODES, STRICT
+from mosaic_it.verifier.reading import reference_answers
+from mosaic_it.verifier.spec import load_spec
 
 __all__ = [
     "MosaicReward",

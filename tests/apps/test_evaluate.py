@@ -133,14 +133,14 @@ def test_smollm2_135m_instruct_offline(eval_set, tmp_path, capsys):
 
 
 def test_batches_are_sized_by_tokens_unless_a_size_is_given():
-    from mosaic_it.apps.generation import MAX_BATCH, GenerationOptions, Prompt, batches
+    from mosaic_it.apps.generation import MAX_BATCH, GenerationOptions, Prompt, prompt_batches
 
     encoded = [
         (Prompt(str(i), "x", ""), [1] * n)
         for i, n in enumerate(sorted([10] * 100 + [50] * 10 + [300] * 3))
     ]
     opt = GenerationOptions(max_new_tokens=90, batch_tokens=2000)
-    got = batches(encoded, opt)
+    got = prompt_batches(encoded, opt)
     assert [e for b in got for e in b] == encoded  # every prompt once, in length order
     for b in got:
         longest = max(len(ids) for _, ids in b)
@@ -148,7 +148,7 @@ def test_batches_are_sized_by_tokens_unless_a_size_is_given():
         assert len(b) == 1 or len(b) * (longest + 90) <= 2000
         assert longest <= 1.5 * min(len(ids) for _, ids in b)  # one length bucket
     assert [len(b) for b in got] == [20] * 5 + [10, 3]  # 20 x (10 + 90) = 2000
-    fixed = batches(encoded, GenerationOptions(batch_size=8))
+    fixed = prompt_batches(encoded, GenerationOptions(batch_size=8))
     assert [len(b) for b in fixed] == [8] * 14 + [1]
 
 

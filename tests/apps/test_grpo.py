@@ -14,9 +14,10 @@ needs("trl")
 
 import torch
 
-from mosaic_it.apps.models import TINY_LLAMA
+from mosaic_it.apps.model_source import TINY_LLAMA
 from mosaic_it.apps.rl_prompts import make_rl_prompts
-from mosaic_it.apps.train import REWARD_LOG, TrainConfig, train
+from mosaic_it.apps.train import train
+from mosaic_it.apps.training.config import REWARD_LOG, TrainConfig
 from mosaic_it.cli.main import main
 from mosaic_it.records import Record
 

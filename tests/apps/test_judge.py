@@ -10,7 +10,8 @@ import re
 import pytest
 
 from mosaic_it.apps.backends import ServedOptions
-from mosaic_it.apps.judge import DEFAULT_PROMPT, JudgeOptions, JudgePrompt, judge_pairwise
+from mosaic_it.apps.judge import JudgeOptions, judge_pairwise
+from mosaic_it.apps.judge_prompt import DEFAULT_PROMPT, JudgePrompt
 from mosaic_it.apps.judge_stats import UnitResult, combine, summarize
 from mosaic_it.apps.prompt_sets import PromptItem, read_prompt_set
 from mosaic_it.cli.main import main

@@ -15,7 +15,7 @@ from mosaic_it.apps.make_eval import make_eval, usable_records
 from mosaic_it.apps.prompt_formats import generation_prompt
 from mosaic_it.budget.templates import TEMPLATES
 from mosaic_it.cli.main import main
-from mosaic_it.io.files import write_records
+from mosaic_it.io.jsonfiles import write_records
 from mosaic_it.records import Record, Tags
 
 from ..conftest import make_records
@@ -259,7 +259,7 @@ def _decisions_are_clear(item, by_id) -> list[str]:
 def test_real_data_eval_set_has_no_free_or_ambiguous_items(capsys):
     """240 items from the real data: no identity order, no decision inside a margin, equal
     counts per strategy (the balance table is printed)."""
-    from mosaic_it.io.files import read_records
+    from mosaic_it.io.readers import read_records
 
     from ..conftest import real_data_or_skip
 
@@ -289,7 +289,7 @@ def test_real_data_references_pass_with_the_content_check(tmp_path):
     """The engine's own answers pass both modes with references, even when answers hold lines
     that look like labels (numbered lists under "{n}." labels, "**2.**" in markdown answers)."""
     from mosaic_it.apps.score import read_eval
-    from mosaic_it.io.files import read_records
+    from mosaic_it.io.readers import read_records
 
     from ..conftest import real_data_or_skip
 

@@ -7,7 +7,8 @@ import hashlib
 import pytest
 
 from mosaic_it.apps.gguf_model import file_sha256
-from mosaic_it.apps.models import ModelError, package_missing, resolve_model, short_error, use_bf16
+from mosaic_it.apps.model_source import ModelError, package_missing, resolve_model, short_error
+from mosaic_it.apps.models import use_bf16
 
 from ..conftest import needs
 

@@ -16,7 +16,7 @@ import shutil
 import pytest
 
 from mosaic_it.cli.main import main
-from mosaic_it.io.files import example_path
+from mosaic_it.io.readers import example_path
 
 PINNED = {
     "ev-vicuna.jsonl": "3135db8124cdb9f35c88a87d020d99fd97399e045332f369db87e96f156627d4",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from mosaic_it.apps.models import ModelError
+from mosaic_it.apps.model_source import ModelError
 from mosaic_it.apps.prompt_formats import (
     PromptFormat,
     chat_messages,

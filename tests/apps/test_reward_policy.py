@@ -13,8 +13,7 @@ import pytest
 
 from mosaic_it.apps.eval_balance import eval_rules, rule_name
 from mosaic_it.apps.make_eval import make_eval
-from mosaic_it.cli.main import example_path
-from mosaic_it.io.files import read_records
+from mosaic_it.io.readers import example_path, read_records
 from mosaic_it.rewards import (
     COSMETIC,
     TAG_SHARE,
@@ -22,7 +21,7 @@ from mosaic_it.rewards import (
     mosaic_partial_reward,
     mosaic_pass_reward,
 )
-from mosaic_it.verifier.checks import load_spec
+from mosaic_it.verifier.spec import load_spec
 
 TAGS = {"begin": "[Answer]", "end": "[End]"}  # letters in both cases: a case change shows
 

@@ -6,13 +6,13 @@ import json
 
 import pytest
 
+from mosaic_it.records import SpecError
 from mosaic_it.rewards import (
     MosaicReward,
     completion_text,
     mosaic_partial_reward,
     mosaic_pass_reward,
 )
-from mosaic_it.verifier.checks import SpecError
 
 # three instructions; the one with the fewest words (3) is to be skipped
 SPEC = {

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import json
 
-from mosaic_it.cli.main import example_path, main
+from mosaic_it.cli.main import main
+from mosaic_it.io.readers import example_path
 from mosaic_it.rewards import mosaic_pass_reward
 from mosaic_it.verifier.checks import verify
 

@@ -10,7 +10,7 @@ import pytest
 from mosaic_it.apps.eval_balance import rule_name
 from mosaic_it.apps.make_eval import make_eval
 from mosaic_it.cli.main import main
-from mosaic_it.io.files import write_records
+from mosaic_it.io.jsonfiles import write_records
 
 from ..conftest import make_records, needs
 

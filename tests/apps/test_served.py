@@ -35,7 +35,8 @@ VICUNA_CHAT = (
 @pytest.fixture(scope="module")
 def tiny_dir(tmp_path_factory):
     needs("torch")
-    from mosaic_it.apps.models import TINY_LLAMA, bundled_hf_tokenizer, load_model, resolve_model
+    from mosaic_it.apps.model_source import TINY_LLAMA, resolve_model
+    from mosaic_it.apps.models import bundled_hf_tokenizer, load_model
 
     path = tmp_path_factory.mktemp("tiny") / "tiny-llama"
     model = load_model(resolve_model(TINY_LLAMA), seed=0)

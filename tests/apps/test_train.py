@@ -19,11 +19,13 @@ needs("trl")
 import torch  # noqa: E402
 
 from mosaic_it import MosaicConfig, Mosaicker  # noqa: E402
-from mosaic_it.apps.models import TINY_LLAMA, bundled_hf_tokenizer
+from mosaic_it.apps.model_source import TINY_LLAMA
+from mosaic_it.apps.models import bundled_hf_tokenizer
 from mosaic_it.apps.prompt_formats import PromptFormat
-from mosaic_it.apps.train import TrainConfig, prepare_run, train
+from mosaic_it.apps.train import train
+from mosaic_it.apps.training.config import TrainConfig
 from mosaic_it.apps.training.data import OnTheFlyRows, budget_counter
-from mosaic_it.apps.training.trainers import _checkpointing
+from mosaic_it.apps.training.trainers import _checkpointing, prepare_run
 from mosaic_it.budget.templates import VICUNA_SYSTEM
 from mosaic_it.cli.main import main
 
@@ -74,7 +76,8 @@ def test_label_mask_token_by_token():
     from datasets import Dataset
     from trl import SFTConfig, SFTTrainer
 
-    from mosaic_it.apps.models import load_model, resolve_model
+    from mosaic_it.apps.model_source import resolve_model
+    from mosaic_it.apps.models import load_model
 
     tok = bundled_hf_tokenizer()
     fmt = PromptFormat("vicuna")
@@ -217,7 +220,7 @@ def test_on_the_fly_draws_a_fresh_mosaic_each_epoch(data_dir, tmp_path):
     fmt = PromptFormat("vicuna")
     tok = bundled_hf_tokenizer()
     records = json.loads((data_dir / "orig.json").read_text())
-    from mosaic_it.io.files import record_from_alpaca
+    from mosaic_it.io.readers import record_from_alpaca
 
     recs = [record_from_alpaca(r, i) for i, r in enumerate(records)]
     stream = OnTheFlyRows(recs, fmt, 2, {"seed": 1, "max_tokens": 160}, budget_counter(tok))

@@ -3,7 +3,9 @@
 import pytest
 
 from mosaic_it import load_tokenizer
-from mosaic_it.budget.pretokens import PieceCounter, SeamError, pretoken_scheme
+from mosaic_it.budget.folding import SeamError
+from mosaic_it.budget.hard_pairs import pretoken_scheme
+from mosaic_it.budget.pretokens import PieceCounter
 
 from ..chat_fixtures import llama3_dir, qwen_dir, smollm2_gguf  # noqa: F401 - fixtures
 from ..conftest import needs

@@ -10,10 +10,10 @@ from dataclasses import replace
 import pytest
 
 from mosaic_it import load_tokenizer
-from mosaic_it.budget import counting, hard_pairs
-from mosaic_it.budget.counting import SPANS_VERSION, vocabulary_spans
+from mosaic_it.budget import hard_pairs, word_local
 from mosaic_it.budget.hard_pairs import PAIRS_VERSION, vocabulary_pairs
 from mosaic_it.budget.vocab_cache import vocabulary_fact
+from mosaic_it.budget.word_local import SPANS_VERSION, vocabulary_spans
 
 from ..chat_fixtures import llama3_dir, qwen_dir, smollm2_gguf  # noqa: F401 - fixtures
 from .test_pretokens import family_tokenizer, spaced_tokenizer
@@ -21,7 +21,7 @@ from .test_pretokens import family_tokenizer, spaced_tokenizer
 # each fact: its name and version in the cache, its function, and how it is read back
 FACTS = [
     ("ascii-pairs", PAIRS_VERSION, vocabulary_pairs, hard_pairs._pairs_from_json),
-    ("piece-spans", SPANS_VERSION, vocabulary_spans, counting._spans_from_json),
+    ("piece-spans", SPANS_VERSION, vocabulary_spans, word_local._spans_from_json),
 ]
 
 
@@ -66,7 +66,7 @@ def test_a_fact_read_back_equals_a_fresh_one(
         assert fact(tok) == fresh  # read back
         assert read_back(tok, name, version, from_json) == fresh
     # the proof built on it finds the same
-    proof = hard_pairs if fact_name == "ascii-pairs" else counting
+    proof = hard_pairs if fact_name == "ascii-pairs" else word_local
     assert proof._check(tok) == proof._check(uncached)
 
 
@@ -114,8 +114,8 @@ def test_an_edited_tokenizer_never_reads_a_stale_entry(tmp_path, monkeypatch):
     # a piece holding a newline: no longer word-local
     path.write_text(edited(path, "a\nb"), encoding="utf-8")
     assert vocabulary_spans(load_tokenizer(path)) is None
-    assert not counting.supports(load_tokenizer(path))
-    assert counting.supports(tok)
+    assert not word_local.supports(load_tokenizer(path))
+    assert word_local.supports(tok)
     assert len(entries(tmp_path / "cache")) == 5  # two facts of two contents, spans of one
 
 
@@ -165,7 +165,7 @@ def test_a_cache_that_cannot_be_written_only_costs_time(tmp_path, monkeypatch):
     tok = load_tokenizer()
     for _, _, fact, _ in FACTS:
         assert fact(tok) == fact(replace(tok, digest=None))
-    assert counting.supports(tok)
+    assert word_local.supports(tok)
     assert blocked.read_text() == "a file where the cache would be\n"
 
 
@@ -202,13 +202,13 @@ def test_every_loader_names_the_content(qwen_dir, smollm2_gguf):
 
     bundled = load_tokenizer()
     text = resources.files("mosaic_it").joinpath(tokmod._BUNDLED_JSON).read_text("utf-8")
-    assert bundled.digest == tokmod.content_digest("tokenizer.json", text)
+    assert bundled.digest == tokmod.tokenizer_digest("tokenizer.json", text)
     converted = tokmod.convert_bundled()
     assert converted.digest == tokmod.serialized_digest(converted.backend)
     assert converted.digest != bundled.digest  # another way of building: another name
     with resources.as_file(resources.files("mosaic_it").joinpath(tokmod._BUNDLED_RESOURCE)) as p:
         assert load_tokenizer(p).digest == converted.digest  # the same model, the same build
     qwen = (qwen_dir / "tokenizer.json").read_text("utf-8")
-    assert load_tokenizer(qwen_dir).digest == tokmod.content_digest("tokenizer.json", qwen)
+    assert load_tokenizer(qwen_dir).digest == tokmod.tokenizer_digest("tokenizer.json", qwen)
     key = conversion_key(metadata_digest(smollm2_gguf))
-    assert load_tokenizer(smollm2_gguf).digest == tokmod.content_digest("converted", key)
+    assert load_tokenizer(smollm2_gguf).digest == tokmod.tokenizer_digest("converted", key)

@@ -740,7 +740,8 @@ def test_content_digest_samples_huge_files(tmp_path, monkeypatch):
 
 def test_train_resume_compares_the_data_content(scratch):
     needs("transformers")
-    from mosaic_it.apps.train import CONFIG_FILE, TrainConfig, check_resume_config
+    from mosaic_it.apps.training.config import CONFIG_FILE, TrainConfig
+    from mosaic_it.apps.training.resume import check_resume_config
 
     os.link(scratch / "d.json", scratch / "same.json")
     (scratch / "other.json").write_text(json.dumps(RECORDS[:5]), encoding="utf-8")
@@ -781,7 +782,7 @@ def test_eval_resume_refuses_answers_of_another_run(scratch):
 def test_tied_weights_warning_is_not_an_alarm():
     import logging
 
-    from mosaic_it.apps.train import TiedWeightsNote
+    from mosaic_it.apps.training.callbacks import TiedWeightsNote
 
     def shown(text: str) -> bool:
         return TiedWeightsNote().filter(logging.LogRecord("t", 30, "", 0, text, None, None))

@@ -18,7 +18,8 @@ from types import SimpleNamespace
 
 import pytest
 
-from mosaic_it.cli.main import example_path, main
+from mosaic_it.cli.main import main
+from mosaic_it.io.readers import example_path
 
 from ..chat_fixtures import hf_tokenizer, qwen_dir  # noqa: F401 - fixture
 from ..conftest import needs

@@ -16,11 +16,15 @@ datasets = pytest.importorskip("datasets")
 import torch
 
 from mosaic_it import MosaicConfig
-from mosaic_it.apps.models import TINY_LLAMA, load_model, load_tokenizer_for, resolve_model
-from mosaic_it.cli.main import example_path, main
+from mosaic_it.apps.model_source import TINY_LLAMA, resolve_model
+from mosaic_it.apps.models import load_model, load_tokenizer_for
+from mosaic_it.cli.main import main
 from mosaic_it.hf import MosaicIterable
+from mosaic_it.io.readers import example_path
+from mosaic_it.records import SpecError
 from mosaic_it.rewards import MosaicReward, mosaic_partial_reward, mosaic_pass_reward
-from mosaic_it.verifier.checks import SpecError, load_spec, reference_answers
+from mosaic_it.verifier.reading import reference_answers
+from mosaic_it.verifier.spec import load_spec
 
 torch.set_num_threads(2)
 

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pytest
 
-from mosaic_it.io.files import example_path
+from mosaic_it.io.readers import example_path
 
 REPO = Path(__file__).resolve().parents[2]
 PAGES = [REPO / "README.md", *sorted((REPO / "docs").rglob("*.md"))]

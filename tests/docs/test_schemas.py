@@ -8,7 +8,7 @@ from importlib import resources
 import pytest
 
 from mosaic_it.engine.mosaicker import mosaic
-from mosaic_it.io.files import example_path, read_records
+from mosaic_it.io.readers import example_path, read_records
 
 jsonschema = pytest.importorskip("jsonschema", reason="needs jsonschema (the test extra)")
 

@@ -10,7 +10,7 @@ import pytest
 from mosaic_it import MosaicConfig, Mosaicker
 from mosaic_it.budget.tokenizer import Tokenizer
 from mosaic_it.engine.mosaicker import COUNT_BATCH
-from mosaic_it.io.files import InputError
+from mosaic_it.io.errors import InputError
 
 from ..conftest import make_records
 
@@ -219,7 +219,7 @@ def _write_jsonl(path, rows):
 
 def test_reading_ahead_gives_the_records_and_left_outs_of_reading_here(tmp_path, monkeypatch):
     from mosaic_it.engine import parallel
-    from mosaic_it.io.files import read_records
+    from mosaic_it.io.readers import read_records
 
     monkeypatch.setattr(parallel, "READ_AHEAD_BATCH", 64)  # many messages; the child inherits it
     monkeypatch.setattr(parallel, "READ_AHEAD_BATCHES", 3)  # and a reader often held back
@@ -240,7 +240,7 @@ def test_reading_ahead_gives_the_records_and_left_outs_of_reading_here(tmp_path,
 
 def test_reading_ahead_raises_the_readers_error_after_the_records_before_it(tmp_path):
     from mosaic_it.engine import parallel
-    from mosaic_it.io.files import read_records
+    from mosaic_it.io.readers import read_records
 
     rows = _rows_with_bad_ones(3000, 2504)
     src = _write_jsonl(tmp_path / "in.jsonl", rows)

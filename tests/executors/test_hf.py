@@ -7,7 +7,8 @@ import json
 import pytest
 
 from mosaic_it import MosaicConfig
-from mosaic_it.cli.main import example_path, main
+from mosaic_it.cli.main import main
+from mosaic_it.io.readers import example_path
 
 from ..conftest import needs
 

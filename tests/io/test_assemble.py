@@ -6,7 +6,8 @@ import json
 
 import pytest
 
-from mosaic_it.engine.mosaicker import MosaicConfig, RunSummary
+from mosaic_it.engine.mosaicker import MosaicConfig
+from mosaic_it.engine.summary import RunSummary
 from mosaic_it.io.assemble import (
     Assembly,
     RowAssembly,
@@ -14,7 +15,8 @@ from mosaic_it.io.assemble import (
     finish_run,
     refuse_empty_run,
 )
-from mosaic_it.io.files import InputError, config_path_for, staging_path
+from mosaic_it.io.errors import InputError
+from mosaic_it.io.writers import config_path_for, staging_path
 from mosaic_it.records import Record
 
 RECORDS = [Record(i, f"Say {i}.", f"{i}.") for i in range(3)]

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from mosaic_it.cli import main as cli
-from mosaic_it.io.files import read_records
 from mosaic_it.io.formats import FORMATS, Conversation, parse
+from mosaic_it.io.readers import read_records
 from mosaic_it.records import Record
 
 from ..conftest import needs

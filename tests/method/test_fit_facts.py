@@ -10,16 +10,15 @@ from dataclasses import replace
 from pathlib import Path
 
 from mosaic_it import MosaicConfig, Mosaicker, read_records
-from mosaic_it.method.layout import (
+from mosaic_it.method.fitting import (
     META_LIKE,
     PARAGRAPHS,
     FitFacts,
     _numbered_lines,
-    label_styles,
     layout_fits,
     one_paragraph,
-    plain_layout,
 )
+from mosaic_it.method.layout import label_styles, plain_layout
 from mosaic_it.method.rulepack import load_rule_pack
 from mosaic_it.records import Numbering
 

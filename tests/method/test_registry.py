@@ -9,9 +9,18 @@ import pytest
 
 from mosaic_it import Record, RulePackError, load_rule_pack, verify
 from mosaic_it.method.compose import compose, plan_sample
-from mosaic_it.method.strategies import STRATEGIES, Strategy, find_strategy, register, registered
-from mosaic_it.method.strategies.base import Passed, RuleChoice, format_numbers, unregister
-from mosaic_it.verifier.checks import load_spec
+from mosaic_it.method.strategies import STRATEGIES
+from mosaic_it.method.strategies.base import (
+    Passed,
+    RuleChoice,
+    Strategy,
+    find_strategy,
+    format_numbers,
+    register,
+    registered,
+    unregister,
+)
+from mosaic_it.verifier.spec import load_spec
 
 RECORDS = [
     Record(id=i, instruction=text, output=answer)

@@ -105,7 +105,7 @@ def test_a_replacement_pack_is_used_verbatim(tmp_path):
 
 
 def test_string_set_finds_what_a_plain_search_finds():
-    from mosaic_it.method.rulepack import StringSet
+    from mosaic_it.method.pack import StringSet
 
     rng = __import__("random").Random(7)
     alphabet = "ab<|>_ \u00e9\u4e2d"
@@ -191,7 +191,7 @@ def test_a_misspelt_pack_is_refused_by_the_command_line_in_one_line(tmp_path, ca
 
 def test_the_schema_is_json_schema_and_names_every_key_and_rule_the_code_reads(pack):
     from mosaic_it.method.packschema import first_error, pack_schema
-    from mosaic_it.method.strategies import find_strategy
+    from mosaic_it.method.strategies.base import find_strategy
 
     schema = pack_schema()
     assert first_error(pack.data, schema) is None

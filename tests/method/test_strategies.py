@@ -4,10 +4,11 @@ from collections import Counter
 
 import pytest
 
-from mosaic_it.method.strategies import Item, maskout, permute
-from mosaic_it.method.strategies.base import char_count, first_letter, join_numbers, word_count
+from mosaic_it.method.strategies import maskout, permute
+from mosaic_it.method.strategies.base import Item, join_numbers
 from mosaic_it.method.strategies.maskout import MASKOUT_RULES
 from mosaic_it.method.strategies.permute import PERMUTE_RULES
+from mosaic_it.method.textunits import char_count, first_letter, word_count
 from mosaic_it.rng import Rng
 
 # lengths far enough apart for the pack's margins (at least 2 words / 10 characters / 10%)

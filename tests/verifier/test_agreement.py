@@ -17,7 +17,8 @@ from pathlib import Path
 import pytest
 
 from mosaic_it import verify
-from mosaic_it.apps.score import EvalItem, read_eval
+from mosaic_it.apps.score import read_eval
+from mosaic_it.apps.score_report import EvalItem
 
 DATA = Path(__file__).parents[1] / "data" / "agreement"
 HEADER = "@@@@ "

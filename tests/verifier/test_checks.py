@@ -16,11 +16,13 @@ import pytest
 from mosaic_it import MosaicSpec, Numbering, Record, Tags, load_rule_pack, mosaic, verify
 from mosaic_it.method.compose import SamplePlan, compose
 from mosaic_it.method.layout import Layout, choose_layout
-from mosaic_it.method.strategies import Item, maskout, permute
+from mosaic_it.method.strategies import maskout, permute
+from mosaic_it.method.strategies.base import Item
 from mosaic_it.method.strategies.maskout import MASKOUT_RULES
 from mosaic_it.method.strategies.permute import PERMUTE_RULES
+from mosaic_it.records import SpecError
 from mosaic_it.rng import Rng
-from mosaic_it.verifier.checks import SpecError, load_spec
+from mosaic_it.verifier.spec import load_spec
 
 from ..conftest import make_records, real_data_or_skip
 from ..hypothesis_or_skip import HealthCheck, given, settings, st

@@ -22,7 +22,7 @@ from mosaic_it.apps.evaluate import check_responses_run, read_done, responses_ru
 from mosaic_it.apps.generation import GenerationOptions, TransformersBackend
 from mosaic_it.apps.prompt_formats import chat_messages
 from mosaic_it.apps.prompt_sets import PromptItem, turn_id
-from mosaic_it.io.files import write_json
+from mosaic_it.io.jsonfiles import write_json
 from mosaic_it.io.nofollow import append_text
 
 __all__ = ["ConversationBackend", "Turn", "answer_backend", "answer_prompt_set"]

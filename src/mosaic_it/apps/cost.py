@@ -33,34 +33,14 @@ from typing import Any
 from mosaic_it.apps.cost_counting import (
     REGIMES,
     CostOptions,
-    Regime,
     Side,
-    dynamic_shapes,
-    pack_bfd,
     sequence_lengths,
     side_cost,
 )
 from mosaic_it.apps.cost_timing import Timing, measure, price
 from mosaic_it.limits import MAX_REPEATS, bound
 
-# counting and timing live in apps.cost_counting and apps.cost_timing; these names stay
-# importable from here
-__all__ = [
-    "REGIMES",
-    "CostOptions",
-    "Regime",
-    "Side",
-    "Timing",
-    "dynamic_shapes",
-    "measure",
-    "pack_bfd",
-    "price",
-    "render",
-    "report",
-    "run_cost",
-    "sequence_lengths",
-    "side_cost",
-]
+__all__ = ["render", "report", "run_cost"]
 
 REGIME_LABELS = {
     "pad_to_max": "pad to max length",

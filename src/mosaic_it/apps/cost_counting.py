@@ -12,7 +12,8 @@ from typing import Any
 
 from mosaic_it.budget.templates import get_template
 from mosaic_it.budget.tokenizer import load_tokenizer
-from mosaic_it.io.files import InputError, read_records
+from mosaic_it.io.errors import InputError
+from mosaic_it.io.readers import read_records
 from mosaic_it.limits import MAX_TRAIN_EPOCHS, bound
 
 REGIMES = ("pad_to_max", "dynamic_batch", "dynamic_micro", "packing")

@@ -51,7 +51,7 @@ def measure(
     """
     import tempfile
 
-    from mosaic_it.apps.models import ModelError, require_torch
+    from mosaic_it.apps.model_source import ModelError, require_torch
 
     try:
         torch = require_torch()
@@ -95,7 +95,7 @@ class StepTimer:
     ``tmp``), timing its training step on random micro-batches and its optimizer step."""
 
     def __init__(self, model_spec: str, micro: int, max_length: int, tmp: Path) -> None:
-        from mosaic_it.apps.models import require_torch
+        from mosaic_it.apps.model_source import require_torch
         from mosaic_it.apps.training.config import TrainConfig
         from mosaic_it.apps.training.trainers import prepare_run
 

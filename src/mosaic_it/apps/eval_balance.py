@@ -8,8 +8,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from mosaic_it.limits import MAX_EVAL_INSTRUCTIONS, MAX_ITEMS, bound
-from mosaic_it.method.rulepack import MASKOUT_RULES, PERMUTE_RULES
 from mosaic_it.method.strategies import permute
+from mosaic_it.method.strategies.maskout import MASKOUT_RULES
+from mosaic_it.method.strategies.permute import PERMUTE_RULES
 from mosaic_it.rng import Rng
 
 

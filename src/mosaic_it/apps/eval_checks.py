@@ -10,7 +10,8 @@ from collections.abc import Sequence
 from itertools import pairwise
 
 from mosaic_it.method.layout import Layout, render_instruction
-from mosaic_it.method.strategies import Item, maskout
+from mosaic_it.method.strategies import maskout
+from mosaic_it.method.strategies.base import Item
 from mosaic_it.method.strategies.permute import SORT_RULES
 from mosaic_it.records import MosaicSpec, Record, Sample, Tags
 

@@ -35,36 +35,24 @@ from mosaic_it.apps.backends import (
     VLLMBackend,
 )
 from mosaic_it.apps.generation import (
-    MAX_BATCH,
     GenerationOptions,
     Prompt,
     TransformersBackend,
-    batches,
-    choose_format,
-    generate,
-    idle_cores,
 )
-from mosaic_it.apps.models import ModelError
+from mosaic_it.apps.model_source import ModelError
 from mosaic_it.apps.score import read_eval, score
 from mosaic_it.apps.score_report import EvalItem, ScoreReport
-from mosaic_it.io.files import InputError, iter_raw, write_json
+from mosaic_it.io.errors import InputError
+from mosaic_it.io.jsonfiles import write_json
 from mosaic_it.io.nofollow import append_text
 from mosaic_it.io.outputs import RunInterrupted, content_digest
+from mosaic_it.io.readers import iter_raw
 from mosaic_it.signals import signal_of
 
-# generation with transformers lives in apps.generation; these names stay importable from here
 __all__ = [
     "BACKENDS",
-    "MAX_BATCH",
-    "GenerationOptions",
-    "Prompt",
-    "TransformersBackend",
-    "batches",
     "check_responses_run",
-    "choose_format",
     "evaluate",
-    "generate",
-    "idle_cores",
     "read_done",
     "read_eval_set",
     "responses_run_path",

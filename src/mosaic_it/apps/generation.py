@@ -12,15 +12,8 @@ from pathlib import Path
 from typing import Any
 
 from mosaic_it.apps.backends import PromptLike
-from mosaic_it.apps.models import (
-    ModelError,
-    check_vocab,
-    load_model,
-    load_tokenizer_for,
-    require_torch,
-    resolve_model,
-    use_bf16,
-)
+from mosaic_it.apps.model_source import ModelError, require_torch, resolve_model
+from mosaic_it.apps.models import check_vocab, load_model, load_tokenizer_for, use_bf16
 from mosaic_it.apps.prompt_formats import PromptFormat, prompt_format
 from mosaic_it.apps.training.config import CONFIG_FILE, saved_config
 from mosaic_it.engine.parallel import usable_cpus
@@ -108,7 +101,7 @@ def generate(
     generated = 0
     torch.manual_seed(opt.seed)
     done = 0
-    for batch in batches(encoded, opt):
+    for batch in prompt_batches(encoded, opt):
         t0 = time.perf_counter()
         answers = _generate_batch(model, [ids for _, ids in batch], opt, pad, stop)
         for (p, _), ids in zip(batch, answers):
@@ -172,7 +165,7 @@ def idle_cores() -> int:
     return max(1, min(cores, round(cores - busy)))
 
 
-def batches(
+def prompt_batches(
     encoded: list[tuple[PromptLike, list[int]]], opt: GenerationOptions
 ) -> list[list[tuple[PromptLike, list[int]]]]:
     """Consecutive batches of the length-sorted prompts: ``batch_size`` each, or (0) as many as

@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from mosaic_it.apps.models import (
+from mosaic_it.apps.model_source import (
     ModelError,
     ModelSource,
     package_missing,

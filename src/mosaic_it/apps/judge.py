@@ -8,7 +8,8 @@ turn is judged twice, once with each answer shown first; the figures are in
 :mod:`mosaic_it.apps.judge_stats`. A multi-turn prompt (MT-Bench) is judged turn by turn, a later
 turn with the whole conversation shown.
 
-The judge prompt is data (:data:`DEFAULT_PROMPT`, a JSON file; ``--judge-prompt`` another). Its
+The judge prompt is data (:mod:`mosaic_it.apps.judge_prompt`: a JSON file; ``--judge-prompt``
+another). Its
 verdict marks are read strictly: a reply with none of them or with more than one kind is
 *unreadable*; it is asked again (sampled, with a seed per try) up to ``verdict_retries`` times,
 then counted apart, never guessed.
@@ -30,16 +31,17 @@ from typing import IO, Any
 
 from mosaic_it.apps.backends import OpenAIBackend, ServedOptions
 from mosaic_it.apps.generation import GenerationOptions, Prompt
+from mosaic_it.apps.judge_prompt import VERDICT_LABELS, JudgePrompt
 from mosaic_it.apps.judge_stats import UnitResult, require_scipy, summarize
 from mosaic_it.apps.prompt_sets import PromptItem, read_prompt_set, turn_id
 from mosaic_it.cache import cache_root
-from mosaic_it.io.files import InputError, atomic_writer, iter_raw
+from mosaic_it.io.atomic import atomic_writer
+from mosaic_it.io.errors import InputError
 from mosaic_it.io.nofollow import append_text
+from mosaic_it.io.readers import iter_raw
 
 __all__ = [
-    "DEFAULT_PROMPT",
     "JudgeOptions",
-    "JudgePrompt",
     "compare_files",
     "default_cache",
     "judge_pairwise",
@@ -47,121 +49,12 @@ __all__ = [
     "read_answers",
 ]
 
-DEFAULT_PROMPT = Path(__file__).resolve().parent.parent / "data" / "judge_prompt.json"
-VERDICT_LABELS = ("A", "B", "tie")
 SHOWN = 5
 
 
 def default_cache() -> Path:
     """The judge-call cache: ``judge/calls.jsonl`` under mosaic-it's cache folder."""
     return cache_root() / "judge" / "calls.jsonl"
-
-
-@dataclass(frozen=True)
-class JudgePrompt:
-    """A judge prompt file: the system message, the user message of a single-turn and of a
-    multi-turn comparison, the layout of one turn, and the verdict marks."""
-
-    name: str
-    system: str
-    pairwise: str
-    pairwise_multi_turn: str
-    turn: str
-    verdicts: dict[str, str]
-    digest: str
-
-    @classmethod
-    def load(cls, path: str | Path | None = None) -> JudgePrompt:
-        where = Path(path) if path else DEFAULT_PROMPT
-        try:
-            raw = where.read_bytes()
-            data = json.loads(raw)
-        except OSError as exc:
-            raise InputError(f"--judge-prompt {where}: cannot read it ({exc.strerror})") from None
-        except ValueError as exc:
-            raise InputError(f"--judge-prompt {where}: not JSON ({exc})") from None
-        need = {
-            "system": (),
-            "pairwise": ("{question}", "{answer_a}", "{answer_b}"),
-            "pairwise_multi_turn": ("{conversation_a}", "{conversation_b}"),
-            "turn": ("{user}", "{assistant}"),
-        }
-        if not isinstance(data, dict):
-            raise InputError(f"--judge-prompt {where}: expected an object")
-        for key, holes in need.items():
-            text = data.get(key)
-            if not isinstance(text, str):
-                raise InputError(f"--judge-prompt {where}: field {key!r}: expected a text")
-            missing = [h for h in holes if h not in text]
-            if missing:
-                raise InputError(
-                    f"--judge-prompt {where}: field {key!r} lacks {', '.join(missing)}"
-                )
-        verdicts = data.get("verdicts")
-        if (
-            not isinstance(verdicts, dict)
-            or set(verdicts) != set(VERDICT_LABELS)
-            or not all(isinstance(v, str) and v.strip() for v in verdicts.values())
-            or len(set(verdicts.values())) != 3
-            or any(a in b for a in verdicts.values() for b in verdicts.values() if a != b)
-        ):
-            raise InputError(
-                f"--judge-prompt {where}: field 'verdicts': expected three distinct marks "
-                'under "A", "B" and "tie", none inside another'
-            )
-        return cls(
-            name=str(data.get("name", where.stem)),
-            system=data["system"],
-            pairwise=data["pairwise"],
-            pairwise_multi_turn=data["pairwise_multi_turn"],
-            turn=data["turn"],
-            verdicts=dict(verdicts),
-            digest=hashlib.sha256(raw).hexdigest(),
-        )
-
-    def parse(self, reply: str) -> str | None:
-        """``A``, ``B`` or ``tie`` when the reply holds the marks of exactly one verdict; else
-        None (unreadable: no mark, or marks of different verdicts)."""
-        found = {label for label, mark in self.verdicts.items() if mark in reply}
-        return found.pop() if len(found) == 1 else None
-
-    def render(self, item: PromptItem, turn: int, first: list[str], second: list[str]) -> str:
-        """The judge's user message for ``turn`` of ``item``; ``first``/``second``: the answers
-        to turns 1..turn shown as A and B."""
-        if turn == 1:
-            return _fill(
-                self.pairwise,
-                question=item.turns[0],
-                answer_a=first[0],
-                answer_b=second[0],
-            )
-        return _fill(
-            self.pairwise_multi_turn,
-            conversation_a=self._conversation(item, turn, first, "A"),
-            conversation_b=self._conversation(item, turn, second, "B"),
-        )
-
-    def _conversation(self, item: PromptItem, turn: int, answers: list[str], side: str) -> str:
-        return "\n\n".join(
-            _fill(self.turn, user=item.turns[t], assistant=answers[t], side=side)
-            for t in range(turn)
-        )
-
-
-def _fill(template: str, **values: str) -> str:
-    """Placeholders replaced in one pass (an answer holding ``{answer_b}`` stays as it is)."""
-    out, i = [], 0
-    holes = {"{" + k + "}": v for k, v in values.items()}
-    while i < len(template):
-        for hole, value in holes.items():
-            if template.startswith(hole, i):
-                out.append(value)
-                i += len(hole)
-                break
-        else:
-            out.append(template[i])
-            i += 1
-    return "".join(out)
 
 
 @dataclass(frozen=True)

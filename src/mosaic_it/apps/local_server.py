@@ -9,7 +9,7 @@ import time
 import urllib.request
 from typing import Any
 
-from mosaic_it.apps.models import ModelError
+from mosaic_it.apps.model_source import ModelError
 
 CB_BLOCK_SIZE, CB_BLOCKS = 32, 256  # continuous batching: 8,192 tokens of KV cache
 

@@ -31,7 +31,7 @@ from collections import Counter
 from collections.abc import Sequence
 from typing import Any
 
-from mosaic_it.apps.eval_balance import Cell, EvalSet, allocate, check_counts, rule_name
+from mosaic_it.apps.eval_balance import Cell, EvalSet, allocate, check_counts
 from mosaic_it.apps.eval_checks import (
     absent_referent,
     layout_is_checkable,
@@ -46,16 +46,15 @@ from mosaic_it.errors import InternalError
 from mosaic_it.limits import bound
 from mosaic_it.method.compose import LayoutError, SamplePlan, compose, plan_sample
 from mosaic_it.method.layout import PLAIN, Layout, label_styles
-from mosaic_it.method.rulepack import RulePack, load_rule_pack
+from mosaic_it.method.pack import RulePack
+from mosaic_it.method.rulepack import load_rule_pack
 from mosaic_it.method.strategies import format as layout_only
 from mosaic_it.method.system_groups import system_groups
 from mosaic_it.records import Numbering, Record, Sample
 from mosaic_it.rng import Rng
 from mosaic_it.verifier.checks import verify
 
-# the balance and the checks of an item live in eval_balance and eval_checks; these names stay
-# importable from here
-__all__ = ["Cell", "EvalSet", "make_eval", "rule_name"]
+__all__ = ["make_eval"]
 
 MAX_ATTEMPTS = 2000  # draws tried for one item before its cell is reported short
 SHORTEST = 4096  # records counted to find the smallest item (the shortest by characters)

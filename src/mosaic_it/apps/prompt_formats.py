@@ -13,17 +13,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from mosaic_it.apps.models import PROMPT_FORMATS, ModelError
+from mosaic_it.apps.model_source import ModelError
 from mosaic_it.budget.templates import TEMPLATES, Template
 
-__all__ = [
-    "PROMPT_FORMATS",
-    "PromptFormat",
-    "chat_messages",
-    "generation_prompt",
-    "prompt_format",
-]
+__all__ = ["PROMPT_FORMATS", "PromptFormat", "chat_messages", "generation_prompt", "prompt_format"]
 
+PROMPT_FORMATS = ("vicuna", "chat")
 VICUNA = TEMPLATES["vicuna"]
 
 

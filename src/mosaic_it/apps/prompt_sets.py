@@ -25,7 +25,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from mosaic_it.io.files import InputError, iter_raw
+from mosaic_it.io.errors import InputError
+from mosaic_it.io.readers import iter_raw
 
 __all__ = [
     "BUILTIN_SETS",
@@ -50,7 +51,7 @@ BUILTIN_SETS: dict[str, tuple[str, str, str]] = {
 }
 ID_FIELDS = ("id", "question_id", "idx")
 SET_FIELDS = ("dataset", "source")  # not "category": a topic within one test set
-TEXT_FIELDS = ("prompt", "question", "text")
+PROMPT_FIELDS = ("prompt", "question", "text")
 
 
 @dataclass(frozen=True)
@@ -135,11 +136,11 @@ def _turns(obj: dict[str, Any], where: str) -> tuple[str, ...]:
             extra = first.get("input") if isinstance(first, dict) else None
         turns = [f"{text}\n\n{extra}" if isinstance(extra, str) and extra.strip() else text]
     else:
-        field = next((f for f in TEXT_FIELDS if isinstance(obj.get(f), str)), None)
+        field = next((f for f in PROMPT_FIELDS if isinstance(obj.get(f), str)), None)
         if field is None:
             raise InputError(
                 f"{where}: no prompt: expected one of the fields turns, conversations, "
-                f"instruction, {', '.join(TEXT_FIELDS)}"
+                f"instruction, {', '.join(PROMPT_FIELDS)}"
             )
         turns = [obj[field]]
     if (

@@ -25,10 +25,9 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from mosaic_it.apps.make_eval import EvalSet, make_eval
-from mosaic_it.io.files import (
-    InputError,
-)
+from mosaic_it.apps.eval_balance import EvalSet
+from mosaic_it.apps.make_eval import make_eval
+from mosaic_it.io.errors import InputError
 from mosaic_it.records import Record
 from mosaic_it.rng import Rng
 

@@ -24,19 +24,17 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from mosaic_it.apps.score_report import EvalItem, ScoreReport, Tally
-from mosaic_it.io.files import InputError, atomic_path, iter_raw
-from mosaic_it.records import MosaicSpec
-from mosaic_it.verifier.checks import (
-    SpecError,
-    load_spec,
-    read_prompt,
-    reference_answers,
-    verify,
-)
+from mosaic_it.apps.score_report import EvalItem, ScoreReport
+from mosaic_it.io.atomic import atomic_path
+from mosaic_it.io.errors import InputError
+from mosaic_it.io.readers import iter_raw
+from mosaic_it.records import MosaicSpec, SpecError
+from mosaic_it.verifier.checks import verify
+from mosaic_it.verifier.consistency import read_prompt
+from mosaic_it.verifier.reading import reference_answers
+from mosaic_it.verifier.spec import load_spec
 
-# the table lives in apps.score_report; these names stay importable from here
-__all__ = ["EvalItem", "ScoreReport", "Tally", "plot", "read_eval", "read_responses", "score"]
+__all__ = ["plot", "read_eval", "read_responses", "score"]
 
 EXIT_BAD_INPUT = 2
 

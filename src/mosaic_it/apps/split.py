@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from mosaic_it.io.files import iter_raw, write_records
+from mosaic_it.io.jsonfiles import write_records
+from mosaic_it.io.readers import iter_raw
 from mosaic_it.limits import bound
 from mosaic_it.rng import Rng
 

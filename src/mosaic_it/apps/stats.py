@@ -19,14 +19,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from mosaic_it.apps.stats_report import figures, render_html, write_report
 from mosaic_it.budget.templates import get_template
 from mosaic_it.budget.tokenizer import load_tokenizer
-from mosaic_it.io.files import InputError, iter_raw, records_from_raw
+from mosaic_it.io.errors import InputError
+from mosaic_it.io.readers import iter_raw, records_from_raw
 from mosaic_it.limits import bound
 
-# the plots and the HTML page live in apps.stats_report; these names stay importable from here
-__all__ = ["DataStats", "collect", "figures", "render_html", "write_report"]
+__all__ = ["DataStats", "collect"]
 
 
 @dataclass

@@ -10,8 +10,7 @@ import io
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from mosaic_it.io.atomic import atomic_bytes
-from mosaic_it.io.files import atomic_writer
+from mosaic_it.io.atomic import atomic_bytes, atomic_writer
 
 if TYPE_CHECKING:  # apps.stats imports this module for write_report
     from mosaic_it.apps.stats import DataStats

@@ -40,57 +40,20 @@ from pathlib import Path
 from typing import Any
 
 from mosaic_it.apps.generation import idle_cores
-from mosaic_it.apps.models import TINY_LLAMA, ModelError, require_torch
-from mosaic_it.apps.prompt_formats import PROMPT_FORMATS
-from mosaic_it.apps.training.callbacks import RewardLog, TiedWeightsNote
+from mosaic_it.apps.model_source import ModelError, require_torch
+from mosaic_it.apps.training.callbacks import TiedWeightsNote
 from mosaic_it.apps.training.config import (
     CONFIG_FILE,
-    METHODS,
-    RESUME_KEYS,
-    REWARD_LOG,
     TrainConfig,
     TrainResult,
 )
-from mosaic_it.apps.training.data import (
-    OnTheFlyRows,
-    mosaic_options,
-    read_rl_rows,
-    read_training_records,
-    training_rows,
-)
 from mosaic_it.apps.training.processes import is_main as _is_main
-from mosaic_it.apps.training.resume import check_resume_config, find_checkpoint
-from mosaic_it.apps.training.trainers import Run, precision, prepare_run
+from mosaic_it.apps.training.trainers import prepare_run
 from mosaic_it.io.atomic import atomic_bytes
-from mosaic_it.io.files import write_json
+from mosaic_it.io.jsonfiles import write_json
 from mosaic_it.io.outputs import content_digest
 
-# the training pieces live in mosaic_it.apps.training; these names stay importable from here
-__all__ = [
-    "CONFIG_FILE",
-    "METHODS",
-    "PROMPT_FORMATS",
-    "RESUME_KEYS",
-    "REWARD_LOG",
-    "TINY_LLAMA",
-    "OnTheFlyRows",
-    "RewardLog",
-    "Run",
-    "TiedWeightsNote",
-    "TrainConfig",
-    "TrainResult",
-    "check_resume_config",
-    "find_checkpoint",
-    "merge_lora",
-    "mosaic_options",
-    "out_of_memory_message",
-    "precision",
-    "prepare_run",
-    "read_rl_rows",
-    "read_training_records",
-    "train",
-    "training_rows",
-]
+__all__ = ["merge_lora", "out_of_memory_message", "train"]
 
 
 def train(
@@ -202,7 +165,7 @@ def _versions() -> dict[str, str]:
 
 def merge_lora(output_dir: str) -> Path:
     """Save the adapter merged into its base model as a plain model in OUTPUT/merged."""
-    from mosaic_it.apps.models import ModelSource
+    from mosaic_it.apps.model_source import ModelSource
     from mosaic_it.apps.models import load_model as _load
 
     model = _load(ModelSource(output_dir, "adapter", Path(output_dir)))

@@ -14,7 +14,7 @@ reads a stale entry. The key also names the tokenizer's content
 
 The cache only saves time: an entry that cannot be read is built again and replaced, and a
 cache that cannot be written is left alone (the run goes on with the tokenizer it built). Both
-files are written under temporary names and renamed (:mod:`mosaic_it.io.atomic`),
+files are written under temporary names and renamed (:func:`mosaic_it.cache.keep`),
 ``special.json`` last, so two runs that convert the same file at once each see a whole entry
 or none.
 """
@@ -28,9 +28,7 @@ from pathlib import Path
 
 import tokenizers
 
-from mosaic_it.cache import cache_root
-from mosaic_it.io.atomic import atomic_writer
-from mosaic_it.io.outputs import PathError
+from mosaic_it.cache import cache_root, keep
 
 # the conversion's version: raise it when a change to the conversion changes what it builds
 CONVERSION = 2
@@ -87,9 +85,6 @@ def _write(folder: Path, key: str, built: Built) -> None:
     special = json.dumps(
         {"key": key, "bos": bos, "eos": eos, "specials_as_text": as_text}, ensure_ascii=False
     )
-    try:
-        for name, text in (("tokenizer.json", backend.to_str()), ("special.json", special)):
-            with atomic_writer(folder / name) as f:
-                f.write(text)
-    except (OSError, PathError):
-        return  # a read-only or full cache: the next run converts again
+    for name, text in (("tokenizer.json", backend.to_str()), ("special.json", special)):
+        if not keep(folder / name, text):
+            return  # a read-only or full cache: the next run converts again

@@ -15,137 +15,29 @@ whole: a text's count is the sum of its words' counts, and only words not seen b
 tokenized (:meth:`WordCounter.count_texts`), several times faster than one tokenizer pass.
 Each sample's exact count is folded from the summaries of its parts, in microseconds.
 
-:func:`supports` checks the properties above on the tokenizer itself (its scan of every piece,
-:func:`vocabulary_spans`, is kept in the cache for the next run); byte-level BPE tokenizers
-are folded by :mod:`.pretokens` where they can be, and samples are tokenized whole otherwise.
+:func:`.word_local.supports` checks the properties above on the tokenizer itself (its scan of
+every piece, :func:`.word_local.vocabulary_spans`, is kept in the cache for the next run);
+byte-level BPE tokenizers are folded by :mod:`.pretokens` where they can be, and samples are
+tokenized whole otherwise.
 """
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
-
-from tokenizers.models import BPE
 
 from mosaic_it.budget.folding import FoldingBase, WordCount
 from mosaic_it.budget.tokenizer import Tokenizer
-from mosaic_it.budget.vocab_cache import vocabulary_fact
+from mosaic_it.budget.word_local import word_locality
 
 WORD = re.compile(r"\n| *[^ \n]+| +")
-Summary = tuple[int, str, str, bool]  # (count in context, first word, last word, one word)
-EMPTY: Summary = (0, "", "", True)
+WordSummary = tuple[int, str, str, bool]  # (count in context, first word, last word, one word)
+EMPTY: WordSummary = (0, "", "", True)
 SMALL_BATCH = 64
 MAX_SPANS = 48  # pieces looked at for one pair of characters before the tokenizer is asked
 # the word caches are cleared when they reach this size: memory stays flat over millions of
 # samples (counts never depend on what is cached, only the time does)
 MAX_WORDS = 400_000
-
-
-@dataclass(frozen=True)
-class _Locality:
-    """What :func:`supports` found out about a word-local tokenizer."""
-
-    # for every two adjacent characters inside some vocabulary piece (spaces written " "), the
-    # pieces holding them and where; None when cutting words is not safe (unknown characters
-    # side by side are fused into one token)
-    spans: dict[str, tuple[tuple[str, int], ...]] | None
-
-
-_INSPECTED: dict[int, tuple[object, _Locality | None]] = {}
-
-
-def supports(tokenizer: Tokenizer) -> bool:
-    """Whether the tokenizer is word-local in the sense above (checked once per tokenizer)."""
-    return _locality(tokenizer) is not None
-
-
-def _locality(tokenizer: Tokenizer) -> _Locality | None:
-    known = _INSPECTED.get(id(tokenizer.backend))
-    if known is not None and known[0] is tokenizer.backend:
-        return known[1]
-    result = _check(tokenizer)
-    _INSPECTED[id(tokenizer.backend)] = (tokenizer.backend, result)  # keeps the id valid
-    return result
-
-
-def _check(tokenizer: Tokenizer) -> _Locality | None:
-    backend = tokenizer.backend
-    model = backend.model
-    if not isinstance(model, BPE) or backend.pre_tokenizer is not None:
-        return None
-    if model.dropout not in (None, 0, 0.0):
-        return None
-    if model.continuing_subword_prefix or model.end_of_word_suffix:
-        return None  # the whole text is one BPE word: its end would be marked, not each word's
-    try:
-        normalizer = json.loads(backend.normalizer.__getstate__()) if backend.normalizer else {}
-    except Exception:  # noqa: BLE001 - any normalizer we cannot inspect is not supported
-        return None
-    steps = normalizer.get("normalizers") if normalizer.get("type") == "Sequence" else None
-    expected = [
-        {"type": "Prepend", "prepend": "▁"},
-        {"type": "Replace", "pattern": {"String": " "}, "content": "▁"},
-    ]
-    if steps != expected:
-        return None
-    spans = vocabulary_spans(tokenizer)
-    if spans is None:
-        return None
-    if model.fuse_unk and not model.byte_fallback:
-        return _Locality(None)  # two unknown characters side by side become one token
-    return _Locality(spans)
-
-
-Spans = dict[str, tuple[tuple[str, int], ...]]
-# the version of vocabulary_spans' derivation: raise it when a change changes what it finds
-SPANS_VERSION = 1
-
-
-def vocabulary_spans(tokenizer: Tokenizer) -> Spans | None:
-    """For every two adjacent characters of a vocabulary piece (added tokens left out, spaces
-    written " "), the pieces holding them and where; None when a piece holds a newline, or "▁"
-    after another character (the words of the module's docstring would not be local). About
-    0.1 s for the bundled tokenizer's 32,000 pieces, half that read back from the cache
-    (:mod:`.vocab_cache`)."""
-
-    def derive() -> Spans | None:
-        vocab = tokenizer.backend.get_vocab(with_added_tokens=False)
-        pieces = sorted(vocab, key=vocab.__getitem__)  # by id: the same order every run
-        for piece in pieces:
-            if "\n" in piece or "▁" in piece.lstrip("▁"):
-                return None
-        spans: dict[str, list[tuple[str, int]]] = {}
-        for piece in pieces:
-            text = piece.replace("▁", " ")
-            for i in range(len(text) - 1):
-                spans.setdefault(text[i : i + 2], []).append((text, i))
-        return {pair: tuple(found) for pair, found in spans.items()}
-
-    return vocabulary_fact(
-        tokenizer, "piece-spans", SPANS_VERSION, derive, _spans_to_json, _spans_from_json
-    )
-
-
-def _spans_to_json(spans: Spans | None) -> object:
-    """Each pair's spans flat, piece then offset (JSON reads flat lists back fastest)."""
-    if spans is None:
-        return None
-    return {pair: [x for span in found for x in span] for pair, found in spans.items()}
-
-
-def _spans_from_json(value: object) -> Spans | None:
-    if value is None:
-        return None
-    if not isinstance(value, dict):
-        raise ValueError("not a table of spans")
-    spans: Spans = {}
-    for pair, flat in value.items():
-        if len(pair) != 2 or not isinstance(flat, list):
-            raise ValueError(f"{pair!r}: not the spans of a pair")
-        spans[pair] = tuple(zip(flat[::2], flat[1::2], strict=True))  # pieces, offsets
-    return spans
 
 
 class WordCounter(FoldingBase):
@@ -162,7 +54,7 @@ class WordCounter(FoldingBase):
         # counts of the space-free pieces of texts (see count_texts): after a space, and first
         self._spaced: dict[str, int] = {}
         self._first: dict[str, int] = {}
-        locality = _locality(tokenizer)
+        locality = word_locality(tokenizer)
         self._spans = locality.spans if locality is not None else None
 
     # --------------------------------------------------------------- words
@@ -280,8 +172,8 @@ class WordCounter(FoldingBase):
                 return head, text[start:], False
         return head, text[cut + 1 :], False
 
-    def summarize(self, text: str, standalone: int | None = None) -> Summary:
-        """Summary of a text; ``standalone`` is its count tokenized alone, when known."""
+    def summarize(self, text: str, standalone: int | None = None) -> WordSummary:
+        """The summary of a text; ``standalone`` is its count tokenized alone, when known."""
         if not text:
             return EMPTY
         if "▁" in text:
@@ -296,7 +188,7 @@ class WordCounter(FoldingBase):
         return total, head, tail, single
 
     def fold_known(
-        self, parts: Sequence[Summary], missing: set[str]
+        self, parts: Sequence[WordSummary], missing: set[str]
     ) -> tuple[int, list[tuple[str, str, str]]]:
         """The count of the concatenation of ``parts``, as far as words already counted tell.
 
@@ -366,7 +258,7 @@ class WordCounter(FoldingBase):
         word = self.word
         return total + sum(word(s) - word(left) - word(right) for s, left, right in open_seams)
 
-    def fold(self, parts: Sequence[Summary]) -> int:
+    def fold(self, parts: Sequence[WordSummary]) -> int:
         """The count of the concatenation of ``parts``, counting the seam words it needs."""
         missing: set[str] = set()
         total, open_seams = self.fold_known(parts, missing)
@@ -374,7 +266,7 @@ class WordCounter(FoldingBase):
             self.prime(list(missing), cut=True)
         return self.settle(total, open_seams)
 
-    def fold_many(self, samples: Sequence[Sequence[Sequence[Summary]]]) -> list[int | None]:
+    def fold_many(self, samples: Sequence[Sequence[Sequence[WordSummary]]]) -> list[int | None]:
         """Each sample's count (the sum of its sequences' folds): the seam words none has
         counted yet are counted in one batched call for all of them."""
         missing: set[str] = set()
@@ -386,7 +278,7 @@ class WordCounter(FoldingBase):
 
     def count_texts(
         self, texts: Sequence[str], journal: list[WordCount] | None = None
-    ) -> tuple[list[int], list[Summary]]:
+    ) -> tuple[list[int], list[WordSummary]]:
         """Each text's count tokenized alone and its summary, from its words alone; the words
         it counts are added to ``journal``, when given.
 
@@ -405,7 +297,7 @@ class WordCounter(FoldingBase):
         spaced_get, first_get = spaced.__getitem__, first.__getitem__
         edges, alone = self.edges, self._alone
         standalone: list[int] = []
-        summaries: list[Summary] = []
+        summaries: list[WordSummary] = []
         later: list[tuple[int, str, list[str] | None]] = []  # texts with something uncounted
         for t in texts:
             if "▁" in t:
@@ -442,7 +334,7 @@ class WordCounter(FoldingBase):
         self,
         later: list[tuple[int, str, list[str] | None]],
         standalone: list[int],
-        summaries: list[Summary],
+        summaries: list[WordSummary],
         journal: list[WordCount] | None,
     ) -> None:
         """:meth:`count_texts` for the texts with words or pieces not seen before (``later``:

@@ -3,8 +3,9 @@
 A folding counter summarises each text once (its count and what lies at its edges) and folds
 the summaries of a sample's parts into the sample's exact count, without tokenizing the sample.
 Two counters implement it: :class:`.counting.WordCounter` (word-local SentencePiece BPE) and
-:class:`.pretokens.PieceCounter` (BPE behind a split expression). :mod:`.sample_count` picks the
-one a tokenizer allows and is the only user of this interface.
+:class:`.pretokens.PieceCounter` (BPE behind a split expression).
+:mod:`mosaic_it.engine.sample_count` picks the one a tokenizer allows and is the only user of
+this interface.
 
 A counter whose cache a forked worker can extend (the word counter: each word is counted once,
 wherever) also implements :class:`SharedCache`; the other keeps its caches per process.

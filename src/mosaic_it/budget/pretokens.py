@@ -21,11 +21,11 @@ import unicodedata
 from collections.abc import Sequence
 
 from mosaic_it.budget.folding import FoldingBase, SeamError
-from mosaic_it.budget.hard_pairs import UNKNOWN, Scheme, pretoken_scheme
+from mosaic_it.budget.hard_pairs import UNKNOWN, pretoken_scheme
 from mosaic_it.budget.literals import literal_pattern
 from mosaic_it.budget.tokenizer import Tokenizer
 
-__all__ = ["PieceCounter", "PieceSummary", "Scheme", "SeamError", "pretoken_scheme"]
+__all__ = ["PieceCounter", "PieceSummary"]
 
 # (count, head, count of head's pieces before its hard pair, tail, tail's count, kind)
 PieceSummary = tuple[int, str, int, str, int, int]

@@ -49,6 +49,7 @@ from pathlib import Path
 
 import tokenizers
 
+from mosaic_it.budget.bos_eos import infer_special_tokens, special_tokens_from_config
 from mosaic_it.budget.converted import cached_conversion, conversion_key
 from mosaic_it.budget.gguf import GGUFError, build_backend, metadata_digest, read_metadata
 from mosaic_it.budget.sentencepiece_bpe import (
@@ -71,18 +72,8 @@ _BUNDLED_RESOURCE = "data/tokenizer/tokenizer.model.v1"
 _BUNDLED_JSON = "data/tokenizer/tokenizer.json"  # the model converted, ready to load
 _BUNDLED_NAME = "mistral-7b-v0.1 (bundled)"
 _BUNDLED_BOS, _BUNDLED_EOS = "<s>", "</s>"  # the model's bos_id and eos_id pieces
-# what a tokenizer's content digest is taken from (see content_digest)
+# what a tokenizer's content digest is taken from (see tokenizer_digest)
 _JSON_FILE, _SERIALIZED, _CONVERSION = "tokenizer.json", "serialized", "converted"
-
-# Special-token spellings tried, in order, when no tokenizer_config.json says which
-# tokens are BOS/EOS.  Only tokens registered as *special* added tokens count.
-#   <s>/</s>                      Llama-1/2, Mistral, Mixtral (SentencePiece family)
-#   <|begin_of_text|>/<|end_of_text|>  Llama-3 base; <|eot_id|> is Llama-3-Instruct's end of turn
-#   <bos>/<eos>                   Gemma
-#   <|endoftext|>                 GPT-2 / Qwen2 base (Qwen2 has no BOS at all);
-#   <|im_end|>                    ChatML end of turn (Qwen2-Instruct), last resort
-_BOS_CANDIDATES = ("<s>", "<|begin_of_text|>", "<bos>")
-_EOS_CANDIDATES = ("</s>", "<|end_of_text|>", "<eos>", "<|endoftext|>", "<|eot_id|>", "<|im_end|>")
 
 
 class TokenizerError(ValueError):
@@ -99,7 +90,7 @@ class Tokenizer:
     :meth:`encode` never add them.
 
     ``digest`` names the backend's content: the SHA-256 of what :func:`load_tokenizer` built
-    it from, with what fixes how it is built (see :func:`content_digest`). Facts derived from
+    it from, with what fixes how it is built (see :func:`tokenizer_digest`). Facts derived from
     the vocabulary are kept in the cache under it (:mod:`.vocab_cache`); a tokenizer made in
     code around a backend has none, and its facts are derived every time.
     """
@@ -221,7 +212,7 @@ def _load_bundled() -> Tokenizer:
         bos_token=_BUNDLED_BOS,
         eos_token=_BUNDLED_EOS,
         backend=backend,
-        digest=content_digest(_JSON_FILE, text),
+        digest=tokenizer_digest(_JSON_FILE, text),
     )
 
 
@@ -247,7 +238,7 @@ def convert_bundled() -> Tokenizer:
     )
 
 
-def content_digest(kind: str, source: str) -> str:
+def tokenizer_digest(kind: str, source: str) -> str:
     """:attr:`Tokenizer.digest`: the SHA-256 of what a backend was built from, where that
     alone fixes what is built (with the ``tokenizers`` version, which the users of the digest
     add): the text of a ``tokenizer.json`` (``kind`` "tokenizer.json"), the key of a
@@ -260,7 +251,7 @@ def serialized_digest(backend: tokenizers.Tokenizer) -> str:
     """The content digest of a backend built in this process by a conversion without a
     version of its own (a SentencePiece model's): its serialization (20 ms for 32,000 pieces;
     a GGUF file's conversion has a key instead, its serialization costs 0.4 s for Gemma 3)."""
-    return content_digest(_SERIALIZED, backend.to_str())
+    return tokenizer_digest(_SERIALIZED, backend.to_str())
 
 
 def _file_key(path: Path) -> tuple[str, int, int]:
@@ -290,7 +281,7 @@ def _load_directory(directory: Path) -> Tokenizer:
 
 def _load_tokenizer_json(path: Path, config: dict | None, name: str | None = None) -> Tokenizer:
     backend, digest = _cached_tokenizer_json(_file_key(path))
-    bos, eos = _special_tokens_from_config(config, *_infer_special_tokens(backend))
+    bos, eos = special_tokens_from_config(config, *infer_special_tokens(backend))
     return Tokenizer(
         name=name or str(path), bos_token=bos, eos_token=eos, backend=backend, digest=digest
     )
@@ -311,13 +302,13 @@ def _cached_tokenizer_json(key: tuple[str, int, int]) -> tuple[tokenizers.Tokeni
         backend = tokenizers.Tokenizer.from_str(text)
     except Exception as exc:  # the Rust side raises plain Exception
         raise TokenizerError(f"{path}: not a valid tokenizer.json ({exc})") from exc
-    return _neutralise(backend), content_digest(_JSON_FILE, text)
+    return _neutralise(backend), tokenizer_digest(_JSON_FILE, text)
 
 
 def _load_sentencepiece(path: Path, config: dict | None, name: str | None = None) -> Tokenizer:
     model, backend, digest = _cached_sentencepiece(_file_key(path))
     # The model itself records its BOS/EOS (trainer_spec.bos_id/eos_id, -1 = none).
-    bos, eos = _special_tokens_from_config(
+    bos, eos = special_tokens_from_config(
         config, model.special_piece(model.bos_id), model.special_piece(model.eos_id)
     )
     return Tokenizer(
@@ -357,7 +348,7 @@ def _cached_gguf(
         built = cached_conversion(
             Path(path).stem, source, lambda: build_backend(read_metadata(path))
         )
-        return built, content_digest(_CONVERSION, conversion_key(source))
+        return built, tokenizer_digest(_CONVERSION, conversion_key(source))
     except OSError as exc:
         raise TokenizerError(f"{path}: cannot read ({exc.strerror or exc})") from exc
     except (GGUFError, SentencePieceError) as exc:
@@ -366,7 +357,7 @@ def _cached_gguf(
 
 def _load_hub(name: str) -> Tokenizer:
     backend, digest = _cached_hub(name)
-    bos, eos = _special_tokens_from_config(_hub_config(name), *_infer_special_tokens(backend))
+    bos, eos = special_tokens_from_config(_hub_config(name), *infer_special_tokens(backend))
     return Tokenizer(name=name, bos_token=bos, eos_token=eos, backend=backend, digest=digest)
 
 
@@ -387,7 +378,7 @@ def _cached_hub(name: str) -> tuple[tokenizers.Tokenizer, str]:
 
 def _from_pretrained(name: str) -> tokenizers.Tokenizer:
     """Fetch tokenizer.json from the Hub (a seam, so tests can simulate being offline)."""
-    from mosaic_it.io.hub import hub_unreachable
+    from mosaic_it.hub import hub_unreachable
 
     offline = hub_unreachable()
     if offline:
@@ -422,38 +413,3 @@ def _read_json(path: Path) -> object:
         raise TokenizerError(f"{path}: cannot read ({exc.strerror or exc})") from exc
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise TokenizerError(f"{path}: not valid JSON ({exc})") from exc
-
-
-def _token_content(value: object) -> str | None:
-    """A token as tokenizer_config.json writes it: a string, or an AddedToken dict."""
-    if isinstance(value, str):
-        return value or None
-    if isinstance(value, dict) and isinstance(value.get("content"), str):
-        return value["content"] or None
-    return None
-
-
-def _infer_special_tokens(backend: tokenizers.Tokenizer) -> tuple[str | None, str | None]:
-    """(bos, eos): the first of the known spellings registered as special added tokens."""
-    special = {tok.content for tok in backend.get_added_tokens_decoder().values() if tok.special}
-    bos = next((t for t in _BOS_CANDIDATES if t in special), None)
-    eos = next((t for t in _EOS_CANDIDATES if t in special), None)
-    return bos, eos
-
-
-def _special_tokens_from_config(
-    config: dict | None, bos: str | None, eos: str | None
-) -> tuple[str | None, str | None]:
-    """(bos, eos) as tokenizer_config.json says, else the given defaults.
-
-    A key present in the config wins, even when null (Qwen2's ``"bos_token": null``).
-    ``"add_bos_token": false`` means no BOS is prepended, so bos is reported as None.
-    """
-    config = config or {}
-    if "bos_token" in config:
-        bos = _token_content(config["bos_token"])
-    if "eos_token" in config:
-        eos = _token_content(config["eos_token"])
-    if config.get("add_bos_token") is False:
-        bos = None
-    return bos, eos

@@ -2,7 +2,7 @@
 
 The folding proofs read a tokenizer's whole vocabulary once a run: the hard pairs of Gemma 3's
 262,144 pieces (:func:`.hard_pairs.pretoken_scheme`) cost 0.35 s to 1 s of CPU, the pairs of
-pieces of the bundled tokenizer's 32,000 (:func:`.counting.supports`) about 0.1 s, most of it
+pieces of the bundled tokenizer's 32,000 (:func:`.word_local.supports`) about 0.1 s, most of it
 ``get_vocab`` and a Python loop over every piece. What they find depends on the vocabulary
 alone, so it is kept in ``cache_root()/vocabulary/<fact>-<key>.json`` and read back on the
 next run: choosing the counter then costs 0.02 s instead of 0.7 s for Gemma 3, 0.04 s instead
@@ -19,7 +19,7 @@ from the tokenizer on every run, not kept.
 The cache only saves time, as :mod:`.converted`'s does: an entry that cannot be read or does
 not hold what is expected is derived again and replaced, a cache that cannot be written is
 left alone, and an entry is one file written under a temporary name and renamed
-(:mod:`mosaic_it.io.atomic`), so two runs at once each see a whole entry or none.
+(:func:`mosaic_it.cache.keep`), so two runs at once each see a whole entry or none.
 """
 
 from __future__ import annotations
@@ -34,9 +34,7 @@ from typing import TypeVar
 import tokenizers
 
 from mosaic_it.budget.tokenizer import Tokenizer
-from mosaic_it.cache import cache_root
-from mosaic_it.io.atomic import atomic_writer
-from mosaic_it.io.outputs import PathError
+from mosaic_it.cache import cache_root, keep
 
 Fact = TypeVar("Fact")
 
@@ -67,11 +65,8 @@ def vocabulary_fact(
     if found is not None:
         return found[0]
     fact = derive()
-    try:
-        with atomic_writer(path) as f:
-            json.dump({"key": key, "fact": to_json(fact)}, f, ensure_ascii=False)
-    except (OSError, PathError):
-        pass  # a read-only or full cache: the next run derives it again
+    # a read-only or full cache is left alone: the next run derives it again
+    keep(path, json.dumps({"key": key, "fact": to_json(fact)}, ensure_ascii=False))
     return fact
 
 

@@ -21,20 +21,18 @@ from mosaic_it.budget.tokenizer import TokenizerError
 from mosaic_it.cli.commands import COMMANDS
 from mosaic_it.cli.registry import Arguments, Command
 from mosaic_it.engine.parallel import WorkerDied
-from mosaic_it.io.files import EXAMPLE, InputError, example_path
+from mosaic_it.io.errors import InputError
 from mosaic_it.io.outputs import RunInterrupted, describe_os_error
-from mosaic_it.method.rulepack import RulePackError
+from mosaic_it.method.pack import RulePackError
 from mosaic_it.signals import exit_status, hold, raise_on_signals, signal_of
 
 __all__ = [
-    "EXAMPLE",
     "EXIT_BAD_INPUT",
     "EXIT_BUG",
     "EXIT_WORKER_DIED",
     "build",
     "build_parser",
     "entry",
-    "example_path",
     "main",
 ]
 

@@ -3,7 +3,7 @@
 A record that cannot fit the budget even alone, with the smallest layout, is rejected once and
 reported; every other record appears exactly once per epoch. The bounds decide most records;
 one near the edge is composed alone and counted exactly. What an admitted record's texts rule
-out for layouts is noted then too (:class:`~mosaic_it.method.layout.FitFacts`), once for the
+out for layouts is noted then too (:class:`~mosaic_it.method.fitting.FitFacts`), once for the
 whole run.
 """
 
@@ -11,11 +11,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, fields
 
-from mosaic_it.budget.sample_count import SampleCounter
 from mosaic_it.engine.bounds import TokenBounds
+from mosaic_it.engine.sample_count import SampleCounter
 from mosaic_it.method.compose import SamplePlan, compose
-from mosaic_it.method.layout import FitFacts, plain_layout
-from mosaic_it.method.rulepack import RulePack
+from mosaic_it.method.fitting import FitFacts
+from mosaic_it.method.layout import plain_layout
+from mosaic_it.method.pack import RulePack
 from mosaic_it.records import Record
 
 

@@ -16,7 +16,7 @@ from mosaic_it.budget.folding import MAX_GLUE
 from mosaic_it.budget.templates import Template
 from mosaic_it.budget.tokenizer import Tokenizer
 from mosaic_it.method.layout import Layout
-from mosaic_it.method.rulepack import RulePack
+from mosaic_it.method.pack import RulePack
 from mosaic_it.records import Numbering
 
 SEAM_MARGIN = 2  # tokens a seam between two separately counted texts may add or remove

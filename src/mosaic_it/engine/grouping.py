@@ -8,7 +8,7 @@ record thus appears exactly once per epoch.
 
 Fitting is decided on token counts, not on text: a candidate whose bounds (see :mod:`.bounds`)
 are clearly inside (or outside) the budget is decided without counting it exactly; one near the
-edge is composed and counted exactly (see :mod:`mosaic_it.budget.sample_count`). Samples decided
+edge is composed and counted exactly (see :mod:`mosaic_it.engine.sample_count`). Samples decided
 on bounds alone are counted in batches, and if a margin ever proves too small the samples from
 that point on are rebuilt with exact counts throughout.
 
@@ -21,14 +21,15 @@ from array import array
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
 
-from mosaic_it.budget.sample_count import SampleCounter
 from mosaic_it.budget.templates import Template
 from mosaic_it.budget.tokenizer import Tokenizer
 from mosaic_it.engine.admission import Admission, GroupingStats
 from mosaic_it.engine.bounds import SEAM_MARGIN, Counts, TokenBounds, pack_texts
+from mosaic_it.engine.sample_count import SampleCounter
 from mosaic_it.method.compose import SamplePlan, compose, plan_sample, sample_layout
-from mosaic_it.method.layout import Layout, layout_fits, plain_layout
-from mosaic_it.method.rulepack import RulePack
+from mosaic_it.method.fitting import layout_fits
+from mosaic_it.method.layout import Layout, plain_layout
+from mosaic_it.method.pack import RulePack
 from mosaic_it.method.sizing import draw_k
 from mosaic_it.records import Record, Sample, Tags
 from mosaic_it.rng import Rng

@@ -24,10 +24,13 @@ from mosaic_it.engine.store import (
     release_freed_memory,
 )
 from mosaic_it.engine.summary import RunSummary
-from mosaic_it.io.files import InputError, InvalidRecord, batches, record_from_alpaca
+from mosaic_it.io.errors import InputError
+from mosaic_it.io.readers import InvalidRecord, record_from_alpaca
+from mosaic_it.io.tables import batches
 from mosaic_it.limits import MAX_MOSAIC_EPOCHS, bound
-from mosaic_it.method.layout import META_LIKE
-from mosaic_it.method.rulepack import RulePack, load_rule_pack
+from mosaic_it.method.fitting import META_LIKE
+from mosaic_it.method.pack import RulePack
+from mosaic_it.method.rulepack import load_rule_pack
 from mosaic_it.method.sizing import WRAP_MODES
 from mosaic_it.method.strategies import STRATEGIES
 from mosaic_it.method.strategies.base import registered

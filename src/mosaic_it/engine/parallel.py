@@ -34,11 +34,11 @@ from functools import partial
 from itertools import chain, islice
 from typing import Any, TypeVar
 
-from mosaic_it.budget.sample_count import Counted, SampleCounter
 from mosaic_it.budget.special import SpecialFinder
+from mosaic_it.engine.sample_count import Counted, SampleCounter
 from mosaic_it.engine.store import YOUNG_COLLECTION_THRESHOLD, release_freed_memory
 from mosaic_it.io.readers import InvalidRecord
-from mosaic_it.method.layout import FitFacts
+from mosaic_it.method.fitting import FitFacts
 from mosaic_it.records import Record, join_prompt
 from mosaic_it.signals import leave_to_parent
 

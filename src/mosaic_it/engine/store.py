@@ -15,7 +15,7 @@ from array import array
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 
-from mosaic_it.io.files import dumps_bytes, loads
+from mosaic_it.io.jsoncodec import dumps_bytes, loads
 from mosaic_it.records import Record
 
 # what a run may hold of records in memory before it spools them to disk: their characters of

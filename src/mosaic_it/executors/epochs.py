@@ -31,7 +31,9 @@ from mosaic_it.engine.mosaicker import Mosaicker, Prepared
 from mosaic_it.engine.parallel import WorkerDied, fork_pool
 from mosaic_it.engine.store import fewer_collections
 from mosaic_it.engine.summary import RunSummary
-from mosaic_it.io.files import atomic_writer, dumps_bytes, is_jsonl
+from mosaic_it.io.atomic import atomic_writer
+from mosaic_it.io.jsoncodec import dumps_bytes
+from mosaic_it.io.jsonfiles import is_jsonl
 from mosaic_it.io.nofollow import (
     NotAFile,
     check_real_dir,

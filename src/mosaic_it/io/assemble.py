@@ -16,27 +16,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
-from mosaic_it.io.files import (
-    InputError,
-    RowSpool,
-    atomic_writer,
-    config_path_for,
-    read_json_lines,
-    staging_path,
-    write_json,
-    write_records,
-    write_rows,
-)
-from mosaic_it.io.formats import (
-    conversation_to_row,
-    dataset_info_entry,
-    record_to_row,
-    sample_to_row,
-)
+from mosaic_it.io.atomic import atomic_writer
+from mosaic_it.io.errors import InputError
+from mosaic_it.io.formats import conversation_to_row, record_to_row, sample_to_row
+from mosaic_it.io.jsonfiles import read_json_lines, write_json, write_records
+from mosaic_it.io.llamafactory import dataset_info_entry
+from mosaic_it.io.writers import RowSpool, config_path_for, staging_path, write_rows
 from mosaic_it.records import Record, Sample
 
 if TYPE_CHECKING:
-    from mosaic_it.engine.mosaicker import MosaicConfig, RunSummary
+    from mosaic_it.engine.mosaicker import MosaicConfig
+    from mosaic_it.engine.summary import RunSummary
 
 
 @dataclass(frozen=True)

@@ -32,7 +32,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from mosaic_it.io.errors import type_name
-from mosaic_it.io.llamafactory import dataset_info_entry  # noqa: F401 (named here too)
 from mosaic_it.records import Record, RecordId, Sample
 
 FORMATS = ("alpaca", "sharegpt", "messages", "prompt-completion", "messages-parts")

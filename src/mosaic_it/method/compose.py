@@ -3,7 +3,7 @@
 Knows text and rules, not tokenizers. Every random draw comes from generators seeded by the
 sample's path (seed, epoch, sample number), so composing the same group twice gives the same
 sample, and growing a group by one record keeps the layout drawn for it unless the new record
-rules it out (see :func:`~.layout.fit_layout`). The rule comes from the sample's strategy, found
+rules it out (see :func:`~.fitting.fit_layout`). The rule comes from the sample's strategy, found
 in the registry of strategies (:mod:`.strategies.base`).
 """
 
@@ -12,19 +12,18 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from mosaic_it.method.fitting import fit_layout
 from mosaic_it.method.layout import (
     Layout,
     choose_layout,
-    fit_layout,
     instruction_parts,
     place_meta,
     response_parts,
 )
 from mosaic_it.method.metalike import meta_like
-from mosaic_it.method.rulepack import RulePack
-from mosaic_it.method.strategies import Item, RuleChoice, find_strategy
+from mosaic_it.method.pack import RulePack
 from mosaic_it.method.strategies import format as layout_only
-from mosaic_it.method.strategies.base import Passed
+from mosaic_it.method.strategies.base import Item, Passed, RuleChoice, find_strategy
 from mosaic_it.records import MosaicSpec, Record, Sample
 from mosaic_it.rng import Rng
 

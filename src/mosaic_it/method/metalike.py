@@ -19,7 +19,7 @@ from functools import lru_cache
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from mosaic_it.method.rulepack import RulePack
+    from mosaic_it.method.pack import RulePack
 
 # the shortest literal stretch of a pack phrasing that, found in a record, makes it meta-like
 _PHRASE_PIECE = 24

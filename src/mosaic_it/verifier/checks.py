@@ -36,11 +36,12 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from mosaic_it.method.rulepack import RulePack, load_rule_pack
+from mosaic_it.method.pack import RulePack
+from mosaic_it.method.rulepack import load_rule_pack
 from mosaic_it.method.strategies.base import Check
-from mosaic_it.records import MosaicSpec, SpecError
+from mosaic_it.records import MosaicSpec
 from mosaic_it.verifier.answers import LAYOUT_CHECKS, answer_checks, followed_answers, tag_case
-from mosaic_it.verifier.consistency import SPEC_CONSISTENT, read_prompt, spec_consistency
+from mosaic_it.verifier.consistency import SPEC_CONSISTENT, spec_consistency
 from mosaic_it.verifier.content import Topics
 from mosaic_it.verifier.patterns import LOOSE, READ_MODES, STRICT
 from mosaic_it.verifier.reading import (
@@ -48,21 +49,11 @@ from mosaic_it.verifier.reading import (
     ReadResponse,
     labelled_blocks_in_last,
     read_response,
-    reference_answers,
 )
 from mosaic_it.verifier.spec import load_spec
 
 # what the package and its commands import from here: the verifier's whole surface
-__all__ = [
-    "READ_MODES",
-    "Check",
-    "SpecError",
-    "Verdict",
-    "load_spec",
-    "read_prompt",
-    "reference_answers",
-    "verify",
-]
+__all__ = ["Verdict", "verify"]
 
 PASS, FAIL, NOT_VERIFIABLE = "pass", "fail", "not_verifiable"
 REPEAT_CHARS = 40  # an answer's opening that, written again after the last answer, is a repeat

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 
-from mosaic_it.method.rulepack import RulePack, load_rule_pack
-from mosaic_it.method.strategies import Item, find_strategy
-from mosaic_it.method.strategies.base import Check
+from mosaic_it.method.pack import RulePack
+from mosaic_it.method.rulepack import load_rule_pack
+from mosaic_it.method.strategies.base import Check, Item, find_strategy
 from mosaic_it.records import MosaicSpec, Numbering
 
 SPEC_CONSISTENT = "spec_consistent"

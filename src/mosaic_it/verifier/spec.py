@@ -8,8 +8,9 @@ from collections.abc import Mapping
 from typing import Any, NoReturn
 
 from mosaic_it.method.layout import LAYOUT_KINDS, TAGS
-from mosaic_it.method.rulepack import RulePack, load_rule_pack
-from mosaic_it.method.strategies import find_strategy, registered
+from mosaic_it.method.pack import RulePack
+from mosaic_it.method.rulepack import load_rule_pack
+from mosaic_it.method.strategies.base import find_strategy, registered
 from mosaic_it.records import MosaicSpec, SpecError, check_version
 
 

@@ -10,11 +10,12 @@ from collections import Counter
 from collections.abc import Iterator
 from typing import Any
 
-from mosaic_it.apps.models import ModelError
+from mosaic_it.apps.model_source import ModelError
 from mosaic_it.apps.prompt_formats import PromptFormat
 from mosaic_it.apps.training.config import TrainConfig
 from mosaic_it.apps.training.processes import is_main
-from mosaic_it.io.files import InputError, InvalidRecord, iter_raw, read_records
+from mosaic_it.io.errors import InputError
+from mosaic_it.io.readers import InvalidRecord, iter_raw, read_records
 from mosaic_it.records import Record
 
 
@@ -41,7 +42,8 @@ def read_rl_rows(path: str, fmt: PromptFormat) -> list[dict[str, Any]]:
     prompt format: a Vicuna text prompt, or the messages for the chat template. The spec is
     kept as JSON text (a table column of objects would merge every row's keys); a row whose
     prompt or spec cannot be used stops the run naming its line."""
-    from mosaic_it.verifier.checks import SpecError, load_spec
+    from mosaic_it.records import SpecError
+    from mosaic_it.verifier.spec import load_spec
 
     rows = []
     for _, where, obj in iter_raw(path):

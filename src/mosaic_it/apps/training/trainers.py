@@ -8,15 +8,8 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
-from mosaic_it.apps.models import (
-    ModelError,
-    check_vocab,
-    load_model,
-    load_tokenizer_for,
-    require_torch,
-    resolve_model,
-    use_bf16,
-)
+from mosaic_it.apps.model_source import ModelError, require_torch, resolve_model
+from mosaic_it.apps.models import check_vocab, load_model, load_tokenizer_for, use_bf16
 from mosaic_it.apps.prompt_formats import PromptFormat, prompt_format
 from mosaic_it.apps.training.callbacks import RewardLog, WarmupNote
 from mosaic_it.apps.training.config import REWARD_LOG, TrainConfig

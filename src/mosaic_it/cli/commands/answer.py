@@ -7,8 +7,9 @@ from __future__ import annotations
 import argparse
 
 from mosaic_it.apps.answer import answer_backend, answer_prompt_set
-from mosaic_it.apps.evaluate import GenerationOptions, responses_run_path
-from mosaic_it.apps.models import PROMPT_FORMATS
+from mosaic_it.apps.evaluate import responses_run_path
+from mosaic_it.apps.generation import GenerationOptions
+from mosaic_it.apps.prompt_formats import PROMPT_FORMATS
 from mosaic_it.apps.prompt_sets import BUILTIN_SETS, read_prompt_set
 from mosaic_it.cli.commands.eval import _declare_served
 from mosaic_it.cli.registry import Arguments, Command, declare_prompt_format

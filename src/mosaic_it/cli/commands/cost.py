@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import argparse
 
-from mosaic_it.apps.cost import CostOptions, render, run_cost
+from mosaic_it.apps.cost import render, run_cost
+from mosaic_it.apps.cost_counting import CostOptions
 from mosaic_it.budget.templates import TEMPLATE_NAMES
 from mosaic_it.cli.registry import Arguments, Command
-from mosaic_it.io.files import write_json
+from mosaic_it.io.jsonfiles import write_json
 from mosaic_it.io.outputs import Output, guard
 
 

@@ -7,17 +7,12 @@ import argparse
 import sys
 
 from mosaic_it.apps.backends import ServedOptions
-from mosaic_it.apps.evaluate import (
-    BACKENDS,
-    MAX_BATCH,
-    GenerationOptions,
-    evaluate,
-    responses_run_path,
-)
-from mosaic_it.apps.models import PROMPT_FORMATS
+from mosaic_it.apps.evaluate import BACKENDS, evaluate, responses_run_path
+from mosaic_it.apps.generation import MAX_BATCH, GenerationOptions
+from mosaic_it.apps.prompt_formats import PROMPT_FORMATS
 from mosaic_it.apps.score import plot
 from mosaic_it.cli.registry import Arguments, Command, declare_prompt_format
-from mosaic_it.io.files import write_json
+from mosaic_it.io.jsonfiles import write_json
 from mosaic_it.io.outputs import Output, guard
 
 

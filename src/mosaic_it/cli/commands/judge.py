@@ -7,12 +7,13 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from mosaic_it.apps.judge import JudgeOptions, JudgePrompt, compare_files, default_cache
+from mosaic_it.apps.judge import JudgeOptions, compare_files, default_cache
+from mosaic_it.apps.judge_prompt import JudgePrompt
 from mosaic_it.apps.prompt_sets import BUILTIN_SETS
 from mosaic_it.cli.commands.eval import _declare_served
 from mosaic_it.cli.registry import Arguments, Command
 from mosaic_it.cli.served import progress, served_options
-from mosaic_it.io.files import write_json
+from mosaic_it.io.jsonfiles import write_json
 from mosaic_it.io.outputs import Output, guard
 
 SETS = ", ".join(f"builtin:{n}" for n in BUILTIN_SETS)

@@ -7,21 +7,16 @@ import argparse
 import sys
 from pathlib import Path
 
-from mosaic_it.apps.make_eval import EvalSet, check_composition, make_eval
+from mosaic_it.apps.eval_balance import EvalSet
+from mosaic_it.apps.make_eval import check_composition, make_eval
 from mosaic_it.budget.templates import TEMPLATE_NAMES, get_template
 from mosaic_it.budget.tokenizer import load_tokenizer
 from mosaic_it.cli.registry import Arguments, Command
-from mosaic_it.io.files import (
-    EXAMPLE,
-    InputError,
-    InvalidRecord,
-    example_path,
-    read_records,
-    write_json,
-    write_records,
-)
+from mosaic_it.io.errors import InputError
 from mosaic_it.io.formats import FORMATS
+from mosaic_it.io.jsonfiles import write_json, write_records
 from mosaic_it.io.outputs import Output, guard
+from mosaic_it.io.readers import EXAMPLE, InvalidRecord, example_path, read_records
 from mosaic_it.method.rulepack import load_rule_pack
 
 

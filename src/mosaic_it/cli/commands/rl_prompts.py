@@ -13,8 +13,9 @@ from mosaic_it.cli.commands.make_eval import (
     report_composition,
 )
 from mosaic_it.cli.registry import Arguments, Command
-from mosaic_it.io.files import EXAMPLE, example_path, read_records, write_json, write_records
+from mosaic_it.io.jsonfiles import write_json, write_records
 from mosaic_it.io.outputs import Output, guard
+from mosaic_it.io.readers import EXAMPLE, example_path, read_records
 
 
 def declare(a: Arguments) -> None:

@@ -7,7 +7,7 @@ import sys
 
 from mosaic_it.apps.score import EXIT_BAD_INPUT, plot, read_eval, read_responses, score
 from mosaic_it.cli.registry import Arguments, Command
-from mosaic_it.io.files import write_json
+from mosaic_it.io.jsonfiles import write_json
 from mosaic_it.io.outputs import Output, guard
 
 

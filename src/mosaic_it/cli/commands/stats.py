@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from mosaic_it.apps.stats import collect, write_report
+from mosaic_it.apps.stats import collect
+from mosaic_it.apps.stats_report import write_report
 from mosaic_it.budget.templates import TEMPLATE_NAMES
 from mosaic_it.cli.registry import Arguments, Command
 from mosaic_it.io.outputs import Output, guard

@@ -9,15 +9,11 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from mosaic_it.apps.models import PROMPT_FORMATS, TINY_LLAMA
-from mosaic_it.apps.train import (
-    CONFIG_FILE,
-    METHODS,
-    TrainConfig,
-    _is_main,
-    merge_lora,
-    train,
-)
+from mosaic_it.apps.model_source import TINY_LLAMA
+from mosaic_it.apps.prompt_formats import PROMPT_FORMATS
+from mosaic_it.apps.train import merge_lora, train
+from mosaic_it.apps.training.config import CONFIG_FILE, METHODS, TrainConfig
+from mosaic_it.apps.training.processes import is_main as _is_main
 from mosaic_it.cli.registry import Arguments, Command, declare_prompt_format
 from mosaic_it.io.outputs import Output, RunInterrupted, guard
 from mosaic_it.signals import signal_of

@@ -12,15 +12,6 @@ is imported with the package, so a new strategy is its module and its rule-pack 
 import importlib
 import pkgutil
 
-from mosaic_it.method.strategies.base import (
-    Item,
-    RuleChoice,
-    Strategy,
-    find_strategy,
-    register,
-    registered,
-)
-
 # the built-in strategies, in the order a sample's strategy is drawn from (part of what a seed
 # reproduces: never reorder); they register first, in this order, then any other module here
 STRATEGIES = ("format", "permute", "maskout")
@@ -28,13 +19,3 @@ STRATEGIES = ("format", "permute", "maskout")
 for _name in (*STRATEGIES, *sorted(m.name for m in pkgutil.iter_modules(__path__))):
     if _name != "base":
         importlib.import_module(f"{__name__}.{_name}")
-
-__all__ = [
-    "STRATEGIES",
-    "Item",
-    "RuleChoice",
-    "Strategy",
-    "find_strategy",
-    "register",
-    "registered",
-]

@@ -12,18 +12,14 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, NamedTuple
 
-from mosaic_it.method.textunits import (  # noqa: F401 (the rules' units)
+from mosaic_it.method.textunits import (
     WORD_READINGS,
-    char_count,
-    first_letter,
     has_segmented_script,
-    word_count,
-    word_count_split,
     word_range,
 )
 
 if TYPE_CHECKING:
-    from mosaic_it.method.rulepack import PackChecker, RulePack
+    from mosaic_it.method.pack import PackChecker, RulePack
     from mosaic_it.records import MosaicSpec
     from mosaic_it.rng import Rng
 

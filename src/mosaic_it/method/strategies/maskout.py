@@ -21,13 +21,13 @@ from mosaic_it.method.strategies.base import (
     format_numbers,
     join_numbers,
     register,
-    word_count,
     words_apart,
 )
+from mosaic_it.method.textunits import word_count
 from mosaic_it.rng import Rng
 
 if TYPE_CHECKING:
-    from mosaic_it.method.rulepack import PackChecker, RulePack
+    from mosaic_it.method.pack import PackChecker, RulePack
     from mosaic_it.records import MosaicSpec
 
 MASKOUT_RULES = ("FIX", "WORD_LONG", "WORD_SHORT", "ODD", "EVEN")

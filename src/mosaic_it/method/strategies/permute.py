@@ -22,17 +22,15 @@ from mosaic_it.method.strategies.base import (
     RuleChoice,
     Strategy,
     apart,
-    char_count,
-    first_letter,
     format_numbers,
     register,
-    word_count,
     words_apart,
 )
+from mosaic_it.method.textunits import char_count, first_letter, word_count
 from mosaic_it.rng import Rng
 
 if TYPE_CHECKING:
-    from mosaic_it.method.rulepack import PackChecker, RulePack
+    from mosaic_it.method.pack import PackChecker, RulePack
     from mosaic_it.records import MosaicSpec
 
 PERMUTE_RULES = (

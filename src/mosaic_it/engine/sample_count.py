@@ -4,13 +4,16 @@ A sample's count is the count of its *rendered training sequence* (template, BOS
 tags and meta-instructions included). Exact counts come from one of three places:
 
 * word-local tokenizers (Llama-family SentencePiece BPE, the bundled one included): folded from
-  the records' word summaries by :mod:`.counting`, without tokenizing the sample;
+  the records' word summaries by :mod:`mosaic_it.budget.counting`, without tokenizing the sample;
 * byte-level BPE behind GPT-2's (SmolLM2, with digits apart), Qwen2's or Llama-3's split
-  expression: folded from the records' piece summaries by :mod:`.pretokens`, likewise;
+  expression: folded from the records' piece summaries by :mod:`mosaic_it.budget.pretokens`,
+  likewise;
 * any other tokenizer (or a seam neither can fold): the sample is tokenized whole.
 
-Both folding counters implement :class:`.folding.FoldingCounter`; this module is the one place
-that picks and drives them. The records' texts are counted in batches (on forked workers when
+Both folding counters implement :class:`mosaic_it.budget.folding.FoldingCounter`; this module
+is the one place that picks and drives them, and the one that knows the layout of a composed
+sample (:func:`mosaic_it.method.compose.sample_parts`): the budget counts texts, the engine
+counts samples. The records' texts are counted in batches (on forked workers when
 there are several: :meth:`SampleCounter.count_texts` changes nothing but caches, and
 :meth:`SampleCounter.take_counts` takes its result back in the parent).
 """
@@ -22,7 +25,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import cast
 
-from mosaic_it.budget.counting import WordCounter, supports
+from mosaic_it.budget.counting import WordCounter
 from mosaic_it.budget.folding import (
     FoldingCounter,
     SeamError,
@@ -31,9 +34,11 @@ from mosaic_it.budget.folding import (
     TextTable,
     WordCount,
 )
-from mosaic_it.budget.pretokens import PieceCounter, pretoken_scheme
+from mosaic_it.budget.hard_pairs import pretoken_scheme
+from mosaic_it.budget.pretokens import PieceCounter
 from mosaic_it.budget.templates import Template
 from mosaic_it.budget.tokenizer import Tokenizer
+from mosaic_it.budget.word_local import supports
 from mosaic_it.method.compose import sample_parts
 from mosaic_it.records import Sample
 
