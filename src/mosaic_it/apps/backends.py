@@ -33,6 +33,7 @@ from mosaic_it.apps.http_deadline import fetch_within
 from mosaic_it.apps.local_server import LocalServer
 from mosaic_it.apps.models import ModelError
 from mosaic_it.apps.prompt_formats import chat_messages
+from mosaic_it.errors import OptionError
 
 # LocalServer lives in apps.local_server; it stays importable from here
 __all__ = [
@@ -90,18 +91,18 @@ class ServedOptions:
     def __post_init__(self) -> None:
         parts = urllib.parse.urlsplit(self.base_url)
         if parts.scheme not in ("http", "https") or not parts.netloc:
-            raise ValueError(
+            raise OptionError(
                 f"--base-url: expected http(s)://host[:port]/v1, got {self.base_url!r}"
             )
         if not self.model:
-            raise ValueError("--backend openai needs --model NAME (the served model's name)")
+            raise OptionError("--backend openai needs --model NAME (the served model's name)")
         if not (math.isfinite(self.timeout) and self.timeout > 0):
-            raise ValueError(
+            raise OptionError(
                 f"--timeout: the seconds a whole request may take, a positive finite number; "
                 f"got {self.timeout:g}"
             )
         if self.concurrency < 1 or self.retries < 0 or self.backoff < 0:
-            raise ValueError("--concurrency must be positive, --retries at least 0")
+            raise OptionError("--concurrency must be positive, --retries at least 0")
 
     @property
     def endpoint(self) -> str:

@@ -33,6 +33,7 @@ from mosaic_it.apps.generation import GenerationOptions, Prompt
 from mosaic_it.apps.judge_stats import UnitResult, require_scipy, summarize
 from mosaic_it.apps.prompt_sets import PromptItem, read_prompt_set, turn_id
 from mosaic_it.cache import cache_root
+from mosaic_it.errors import OptionError
 from mosaic_it.io.files import InputError, atomic_writer, iter_raw
 from mosaic_it.io.nofollow import append_text
 
@@ -183,12 +184,12 @@ class JudgeOptions:
 
     def __post_init__(self) -> None:
         if self.max_new_tokens < 1 or self.verdict_retries < 0 or self.resamples < 100:
-            raise ValueError(
+            raise OptionError(
                 "--judge-max-tokens must be at least 1, --verdict-retries at least 0, "
                 "--resamples at least 100"
             )
         if not 0 < self.retry_temperature <= 2:
-            raise ValueError("--retry-temperature must be in (0, 2]")
+            raise OptionError("--retry-temperature must be in (0, 2]")
 
 
 @dataclass(frozen=True)
@@ -367,7 +368,7 @@ def _judge_calls(
     if options.resume and options.judgments is not None:
         known.update(_read_judgments(options.judgments))
     elif options.judgments is not None and options.judgments.exists():
-        raise ValueError(
+        raise OptionError(
             f"{options.judgments} exists; pass --resume to keep its judgments and ask the "
             "missing ones, or remove it"
         )

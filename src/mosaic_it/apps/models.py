@@ -27,6 +27,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from mosaic_it.errors import OptionError
+
 TINY_LLAMA = "builtin:tiny-llama"
 # the prompt formats of apps.prompt_formats, named here because that module builds on this one
 PROMPT_FORMATS = ("vicuna", "chat")
@@ -44,7 +46,7 @@ WEIGHT_FILES = (
 VOCAB_SLACK = 1024
 
 
-class ModelError(ValueError):
+class ModelError(OptionError):
     """A model or tokenizer cannot be used; the message says what to change."""
 
 

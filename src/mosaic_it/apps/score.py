@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from mosaic_it.apps.score_report import EvalItem, ScoreReport, Tally
+from mosaic_it.errors import EnvironmentFault
 from mosaic_it.io.files import InputError, atomic_path, iter_raw
 from mosaic_it.records import MosaicSpec
 from mosaic_it.verifier.checks import (
@@ -178,7 +179,7 @@ def plot(report: ScoreReport, path: str | Path) -> None:
         matplotlib.use("Agg")  # files only: no display needed
         import matplotlib.pyplot as plt
     except ImportError:
-        raise ValueError("--plot needs matplotlib: pip install 'mosaic-it[plot]'") from None
+        raise EnvironmentFault("--plot needs matplotlib: pip install 'mosaic-it[plot]'") from None
     fig, ax = plt.subplots(figsize=(7, 4.5))
     for i, (strategy, per_k) in enumerate(sorted(report.by_strategy_instructions.items())):
         ks = sorted(per_k)

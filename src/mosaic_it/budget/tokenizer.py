@@ -57,6 +57,7 @@ from mosaic_it.budget.sentencepiece_bpe import (
     parse_sentencepiece_model,
     sentencepiece_bpe_to_tokenizers,
 )
+from mosaic_it.errors import OptionError
 
 __all__ = [
     "DEFAULT_TOKENIZER",
@@ -85,7 +86,7 @@ _BOS_CANDIDATES = ("<s>", "<|begin_of_text|>", "<bos>")
 _EOS_CANDIDATES = ("</s>", "<|end_of_text|>", "<eos>", "<|endoftext|>", "<|eot_id|>", "<|im_end|>")
 
 
-class TokenizerError(ValueError):
+class TokenizerError(OptionError):
     """A tokenizer could not be loaded; the message names the path (or name) and the problem."""
 
 

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from mosaic_it.cli.registry import Arguments
+from mosaic_it.errors import OptionError
 
 SKIP = {"help", "config", "command", "handler"}
 # options holding paths; outputs are always paths, inputs only when they exist (else a name)
@@ -28,7 +29,7 @@ INPUT_KEYS = {"input", "tokenizer", "rules"}
 BUILTIN_PREFIX = "builtin:"
 
 
-class RecipeError(ValueError):
+class RecipeError(OptionError):
     """A bad recipe; the message names the file and the key."""
 
 

@@ -38,6 +38,7 @@ from typing import Any
 
 from mosaic_it.engine.mosaicker import MosaicConfig, Mosaicker
 from mosaic_it.engine.summary import RunSummary
+from mosaic_it.errors import OptionError
 from mosaic_it.io.assemble import output_rows
 from mosaic_it.io.files import (
     InputError,
@@ -77,9 +78,9 @@ class ShardJob:
         if self.input_format is not None:
             check_format(self.input_format)
         if self.shard_format not in SHARD_FORMATS:
-            raise ValueError(f"shard format: jsonl or parquet, got {self.shard_format!r}")
+            raise OptionError(f"shard format: jsonl or parquet, got {self.shard_format!r}")
         if self.on_error not in ("raise", "skip"):
-            raise ValueError(f"on_error must be 'raise' or 'skip', got {self.on_error!r}")
+            raise OptionError(f"on_error must be 'raise' or 'skip', got {self.on_error!r}")
 
 
 def record_key(obj: Any, text: str) -> str:
@@ -311,7 +312,7 @@ def run_ray(
     import ray.data
 
     if shards < 1:
-        raise ValueError(f"shards: must be at least 1, got {shards}")
+        raise OptionError(f"shards: must be at least 1, got {shards}")
     context = ray.data.DataContext.get_current()
     if quiet:
         _quiet_ray_logs()

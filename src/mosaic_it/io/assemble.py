@@ -17,6 +17,7 @@ from itertools import chain
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
+from mosaic_it.errors import OptionError
 from mosaic_it.io.files import (
     InputError,
     RowSpool,
@@ -138,7 +139,7 @@ def check_dataset_info(outputs: RunOutputs, kind: str) -> dict | None:
         return None
     dataset_info_entry(outputs.output_format, "", set())  # fails for formats LLaMA-Factory lacks
     if kind == "datasets":
-        raise ValueError(
+        raise OptionError(
             "--dataset-info: LLaMA-Factory reads files, not save_to_disk directories; "
             "write .json, .jsonl or .parquet"
         )

@@ -31,7 +31,6 @@ takes them, so a later run of this tool recognises them as its own.
 from __future__ import annotations
 
 import errno
-import fcntl
 import hashlib
 import os
 import re
@@ -41,6 +40,7 @@ from contextlib import ExitStack, contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 
+from mosaic_it.errors import OptionError, describe_os_error, os_error_reason
 from mosaic_it.io.nofollow import (
     NotAFile,
     describe_path,
@@ -54,7 +54,7 @@ MARKER = ".mosaic-it"  # a file inside every directory this tool writes
 LOCK_SUFFIX = ".mosaic-lock"
 
 
-class PathError(ValueError):
+class PathError(OptionError):
     """A path a command must not use (or cannot); the message says what to do."""
 
 
@@ -76,31 +76,6 @@ class Output:
     name: str = "OUTPUT"
     kind: str = "file"  # "file" or "dir"
     markers: tuple[str, ...] = ()  # other file names that show a directory is this tool's
-
-
-def os_error_reason(exc: OSError) -> str:
-    """Why an operation on a path failed, in words."""
-    reasons = {
-        errno.EROFS: "read-only file system",
-        errno.EACCES: "permission denied",
-        errno.EPERM: "permission denied",
-        errno.ENOSPC: "no space left on the device",
-        errno.EDQUOT: "disk quota exceeded",
-        errno.ENOTDIR: "a part of the path is a file",
-    }
-    return reasons.get(exc.errno or 0, exc.strerror or str(exc))
-
-
-def describe_os_error(
-    exc: OSError, doing: str = "", path: str | os.PathLike[str] | None = None
-) -> str:
-    """One line for an environment fault: the path, what was done and why it failed.
-
-    The path is the error's own, else ``path`` (what the caller was working on: some calls,
-    ``flock`` or ``rmtree`` among them, raise errors that name no file)."""
-    where = exc.filename if exc.filename is not None else path
-    prefix = f"{os.fspath(where)}: " if where is not None else ""
-    return f"{prefix}{doing + ': ' if doing else ''}{os_error_reason(exc)}"
 
 
 def check_readable_input(path: str | os.PathLike[str], name: str = "INPUT") -> None:
@@ -268,9 +243,7 @@ def lock_output(path: str | os.PathLike[str], name: str = "OUTPUT") -> Iterator[
         ) from None
     while True:
         fd = _open_lock(lock, name, path)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
+        if not _lock_now(fd, name, path):
             holder = os.pread(fd, 64, 0).decode("ascii", "replace").strip()
             os.close(fd)
             pid = int(holder) if holder.isdigit() else None
@@ -293,6 +266,27 @@ def lock_output(path: str | os.PathLike[str], name: str = "OUTPUT") -> Iterator[
             with suppress(OSError):
                 os.unlink(lock)
         os.close(fd)  # releases the lock
+
+
+def _lock_now(fd: int, name: str, path: str | os.PathLike[str]) -> bool:
+    """Lock the open lock file ``fd`` at once (``flock``, exclusive); False: another process
+    holds it. The lock goes with the descriptor: closing it (or the process ending) releases it.
+
+    filelock only locks the descriptor: the file itself is opened by :mod:`.nofollow`, never
+    followed through a link (filelock's own lock files are opened by name, following links,
+    and a symbolic link planted at a lock's place once destroyed an input)."""
+    from filelock import lock_descriptor  # imported here: only commands that write need it
+
+    try:
+        return lock_descriptor(fd, blocking=False)
+    except OSError as exc:
+        os.close(fd)
+        if exc.errno == errno.ENOSYS:  # no flock on this platform
+            raise PathError(
+                f"{name} {path}: outputs are locked with flock, which this platform lacks; "
+                "mosaic-it writes outputs on Linux and other POSIX systems"
+            ) from None
+        raise
 
 
 def _still_at(fd: int, path: Path) -> bool:

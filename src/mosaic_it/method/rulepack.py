@@ -21,6 +21,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from mosaic_it.errors import InputError
 from mosaic_it.io.jsoncodec import dumps_bytes, loads
 from mosaic_it.method.packschema import first_error, line_of, pack_schema
 from mosaic_it.method.packschema import where as place_name
@@ -31,7 +32,7 @@ from mosaic_it.method.strategies.maskout import MASKOUT_RULES  # noqa: F401
 from mosaic_it.method.strategies.permute import PERMUTE_RULES  # noqa: F401
 
 
-class RulePackError(ValueError):
+class RulePackError(InputError):
     """A rule pack that cannot be used; the message names the file and the field."""
 
 

@@ -20,6 +20,7 @@ from mosaic_it.cli.recipe import apply_recipe, effective_config
 from mosaic_it.cli.registry import Arguments, Command
 from mosaic_it.engine.mosaicker import MosaicConfig, Mosaicker
 from mosaic_it.engine.parallel import ReadAhead, Reader, usable_cpus
+from mosaic_it.errors import OptionError
 from mosaic_it.executors.local import fingerprint, keep_for_resume, work_dir_for, write_run
 from mosaic_it.io.assemble import Assembly, RunOutputs, finish_run, refuse_empty_run
 from mosaic_it.io.files import (
@@ -255,7 +256,7 @@ def prepare(args: argparse.Namespace, arguments: Arguments, argv: list[str]) -> 
     if args.config:
         apply_recipe(arguments, args, argv, args.config)
     if not args.input or not args.output:
-        raise ValueError("mosaic: give INPUT and OUTPUT, on the command line or in --config")
+        raise OptionError("mosaic: give INPUT and OUTPUT, on the command line or in --config")
     args.effective_config = effective_config(arguments.actions, args, config_path_for(args.output))
 
 
@@ -263,7 +264,7 @@ def workers_for(requested: int, force: bool = False) -> tuple[int, str]:
     """The number of worker processes to run, and a note when it is not what was asked."""
     cores = usable_cpus()
     if requested < 0:
-        raise ValueError(f"--workers: must be 0 (one per usable core) or more, got {requested}")
+        raise OptionError(f"--workers: must be 0 (one per usable core) or more, got {requested}")
     if force:  # otherwise more than the usable cores are not run
         bound("--workers", requested, at_most=MAX_WORKERS, why="each worker is a forked process")
     if requested == 0:

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from mosaic_it.engine.mosaicker import MosaicConfig
 from mosaic_it.engine.parallel import usable_cpus
+from mosaic_it.errors import EnvironmentFault, OptionError
 from mosaic_it.io.assemble import RunOutputs, finish_run
 from mosaic_it.io.files import OUTPUT_KINDS, config_path_for
 from mosaic_it.io.outputs import Output, guard
@@ -32,7 +33,7 @@ RAY_OUTPUT_FILES = ("shard-*.jsonl", "shard-*.parquet", "summary.json", "rejects
 def run(args: argparse.Namespace, config: MosaicConfig, source: str, files: RunOutputs) -> int:
     refused = [name for name in RAY_REFUSED if getattr(args, name)]
     if refused:
-        raise ValueError(
+        raise OptionError(
             "--engine ray: "
             + "; ".join(
                 f"--{n.replace('_', '-')} does not apply ({RAY_REFUSED[n]})" for n in refused
@@ -47,7 +48,7 @@ def run(args: argparse.Namespace, config: MosaicConfig, source: str, files: RunO
         why="0: two per CPU; each shard is a Ray task and a file of its own",
     )
     if Path(args.output).suffix.lower() in OUTPUT_KINDS:
-        raise ValueError(
+        raise OptionError(
             f"{args.output}: the ray engine writes a directory of shards; name a "
             "directory (no file extension)"
         )
@@ -56,7 +57,7 @@ def run(args: argparse.Namespace, config: MosaicConfig, source: str, files: RunO
 
         from mosaic_it.executors.ray import resolve_inputs
     except ImportError:
-        raise ValueError("--engine ray needs Ray: pip install 'mosaic-it[ray]'") from None
+        raise EnvironmentFault("--engine ray needs Ray: pip install 'mosaic-it[ray]'") from None
     inputs = resolve_inputs(source)
     local = "://" not in args.output
     outputs = [
