@@ -30,6 +30,7 @@ from mosaic_it.engine.mosaicker import Mosaicker, Prepared
 from mosaic_it.engine.parallel import WorkerDied, fork_pool
 from mosaic_it.engine.store import fewer_collections
 from mosaic_it.engine.summary import RunSummary
+from mosaic_it.io.atomic import sync_data
 from mosaic_it.io.files import atomic_writer, dumps_bytes, is_jsonl
 from mosaic_it.io.nofollow import (
     NotAFile,
@@ -325,7 +326,7 @@ class _Assembly:
                     self.first = False
             out.flush()
         # on its way to the disk while later epochs are made: the final fsync waits for less
-        os.fdatasync(out.fileno())
+        sync_data(out.fileno())
 
     def end(self) -> None:
         if not self.jsonl:
