@@ -35,6 +35,7 @@ import hashlib
 import os
 import re
 import stat
+import warnings
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import ExitStack, contextmanager, suppress
 from dataclasses import dataclass
@@ -243,7 +244,7 @@ def lock_output(path: str | os.PathLike[str], name: str = "OUTPUT") -> Iterator[
         ) from None
     while True:
         fd = _open_lock(lock, name, path)
-        if not _lock_now(fd, name, path):
+        if not _lock_now(fd, lock, name, path):
             holder = os.pread(fd, 64, 0).decode("ascii", "replace").strip()
             os.close(fd)
             pid = int(holder) if holder.isdigit() else None
@@ -268,20 +269,27 @@ def lock_output(path: str | os.PathLike[str], name: str = "OUTPUT") -> Iterator[
         os.close(fd)  # releases the lock
 
 
-def _lock_now(fd: int, name: str, path: str | os.PathLike[str]) -> bool:
+def _lock_now(fd: int, lock: Path, name: str, path: str | os.PathLike[str]) -> bool:
     """Lock the open lock file ``fd`` at once (``flock``, exclusive); False: another process
     holds it. The lock goes with the descriptor: closing it (or the process ending) releases it.
 
-    filelock only locks the descriptor: the file itself is opened by :mod:`.nofollow`, never
-    followed through a link (filelock's own lock files are opened by name, following links,
-    and a symbolic link planted at a lock's place once destroyed an input)."""
-    from filelock import lock_descriptor  # imported here: only commands that write need it
+    filelock only locks the descriptor (``flock`` on POSIX): the file itself is opened and
+    checked here (:func:`_open_lock`: never through a link, a regular file with one link that
+    holds nothing but a pid, refused by name otherwise), as ``filelock.FileLock``, which opens
+    its file itself, would not (older releases followed a link and truncated its target; a
+    link planted at a lock's place once destroyed an input)."""
+    with warnings.catch_warnings():  # without flock filelock warns, and this says it below
+        warnings.simplefilter("ignore")
+        from filelock import lock_descriptor  # here: only commands that write need it
 
     try:
         return lock_descriptor(fd, blocking=False)
     except OSError as exc:
+        if exc.errno == errno.ENOSYS and _still_at(fd, lock):  # no flock on this platform:
+            with suppress(OSError):  # no run of this tool can hold the lock file either
+                os.unlink(lock)
         os.close(fd)
-        if exc.errno == errno.ENOSYS:  # no flock on this platform
+        if exc.errno == errno.ENOSYS:
             raise PathError(
                 f"{name} {path}: outputs are locked with flock, which this platform lacks; "
                 "mosaic-it writes outputs on Linux and other POSIX systems"
