@@ -78,7 +78,8 @@ def test_an_os_error_is_the_environments_and_one_only_a_bug_causes_is_a_bug(
 
     monkeypatch.setattr(split_app, "write_records", disk_full)
     assert main([*records, "--held-out", "2"]) == EXIT_BAD_INPUT
-    assert capsys.readouterr().err == f"mosaic-it: error: {records[2]}: no space left on the device\n"
+    err = capsys.readouterr().err
+    assert err == f"mosaic-it: error: {records[2]}: no space left on the device\n"
 
     def closed(path: str, rows: object) -> int:
         raise OSError(errno.EBADF, "Bad file descriptor")
