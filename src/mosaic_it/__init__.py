@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from mosaic_it.budget.tokenizer import Tokenizer, TokenizerError, load_tokenizer
     from mosaic_it.engine.mosaicker import MosaicConfig, Mosaicker, RunSummary, mosaic
+    from mosaic_it.errors import EnvironmentFault, InternalError, MosaicItError, OptionError
     from mosaic_it.io.files import InputError, read_records, write_records
     from mosaic_it.method.rulepack import RulePack, RulePackError, load_rule_pack
     from mosaic_it.records import MosaicSpec, Numbering, Record, Sample, Tags
@@ -22,6 +23,7 @@ __version__ = "0.1.0"
 _HOMES = {
     "mosaic_it.budget.tokenizer": ("Tokenizer", "TokenizerError", "load_tokenizer"),
     "mosaic_it.engine.mosaicker": ("MosaicConfig", "Mosaicker", "RunSummary", "mosaic"),
+    "mosaic_it.errors": ("EnvironmentFault", "InternalError", "MosaicItError", "OptionError"),
     "mosaic_it.io.files": ("InputError", "read_records", "write_records"),
     "mosaic_it.method.rulepack": ("RulePack", "RulePackError", "load_rule_pack"),
     "mosaic_it.records": ("MosaicSpec", "Numbering", "Record", "Sample", "Tags"),
@@ -31,11 +33,15 @@ _HOME_OF = {name: module for module, names in _HOMES.items() for name in names}
 
 __all__ = [
     "Check",
+    "EnvironmentFault",
     "InputError",
+    "InternalError",
     "MosaicConfig",
+    "MosaicItError",
     "MosaicSpec",
     "Mosaicker",
     "Numbering",
+    "OptionError",
     "Record",
     "RulePack",
     "RulePackError",
