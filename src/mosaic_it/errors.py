@@ -89,13 +89,10 @@ def faults_of_the_environment(path: str | os.PathLike[str] | None = None) -> Ite
     """Within the block, an :class:`OSError` (disk full, read-only, no permission, a file
     missing) is raised as the :class:`EnvironmentFault` it is, its message from
     :func:`describe_os_error` (naming ``path`` when the error names no file); one only a bug
-    causes (a closed descriptor) stays what it is. The input nested too deeply for the
-    parsers (a :class:`RecursionError` while reading it) is raised as an :class:`InputError`."""
+    causes (a closed descriptor) stays what it is."""
     try:
         yield
     except OSError as exc:
         if exc.errno in _BUG_ERRNOS:
             raise
         raise EnvironmentFault(describe_os_error(exc, path=path)) from exc
-    except RecursionError as exc:
-        raise InputError("the input is nested too deeply to read") from exc

@@ -136,3 +136,12 @@ def test_the_program_reports_a_bug_in_one_line_and_exits_1(tmp_path, records):
         timeout=120,
     )
     assert debug.returncode == EXIT_BUG and "Traceback" in debug.stderr, debug.stderr
+
+
+def test_a_recipe_nested_too_deeply_is_the_users_error(tmp_path, capsys):
+    """The parsers' RecursionError is met where the input is read (no longer at the top,
+    where a bug's infinite recursion would have read as the user's input)."""
+    recipe = tmp_path / "deep.yaml"
+    recipe.write_text("a: " + "[" * 100_000 + "]" * 100_000, encoding="utf-8")
+    assert main(["mosaic", "--config", str(recipe)]) == EXIT_BAD_INPUT
+    assert capsys.readouterr().err == f"mosaic-it: error: {recipe}: nested too deeply to read\n"

@@ -63,6 +63,8 @@ def _load_yaml(path: Path) -> Any:
         return yaml.safe_load(text)
     except yaml.YAMLError as exc:
         raise RecipeError(f"{path}: not valid YAML: {' '.join(str(exc).split())}") from None
+    except RecursionError:
+        raise RecipeError(f"{path}: nested too deeply to read") from None
 
 
 def _coerce(action: argparse.Action, key: str, value: Any, where: str) -> Any:
