@@ -115,8 +115,9 @@ def bug_message(exc: BaseException) -> str:
     """The one line that reports an unexpected error as a bug, saying how to see its traceback."""
     what = " ".join(f"{type(exc).__name__}: {exc}".split())
     return (
-        f"mosaic-it: bug: {what} (a bug in mosaic-it, not in your input; run again with "
-        f"--debug (or {TRACEBACK_VARIABLE}=1) to see the traceback, and please report it)"
+        f"mosaic-it: bug: {what} (a bug in mosaic-it, not in your input; run it again as "
+        f"'mosaic-it --debug COMMAND ...' (or with {TRACEBACK_VARIABLE}=1) to see the "
+        "traceback, and please report it)"
     )
 
 
