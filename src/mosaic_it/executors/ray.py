@@ -350,7 +350,10 @@ def run_ray(
 def _unwrap(exc: Exception, inputs: list[str]) -> Exception:
     """The error a shard task raised, as the local engine would have raised it."""
     cause = getattr(exc, "cause", None) or exc
-    if isinstance(cause, (InputError, ValueError)) and not isinstance(exc, (InputError,)):
+    # (an InputError itself, not one of its kinds: LayoutError, SpecError... are told the same
+    # way as any ValueError, as they were before they became InputErrors)
+    itself = isinstance(exc, InputError) and type(cause) is InputError
+    if isinstance(cause, (InputError, ValueError)) and not itself:
         lines = str(cause).strip().splitlines()
         return InputError(lines[-1] if lines else type(cause).__name__)
     if isinstance(exc, InputError):
