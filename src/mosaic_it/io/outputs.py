@@ -50,6 +50,7 @@ from mosaic_it.io.nofollow import (
     special_file_type,
     write_new_text,
 )
+from mosaic_it.signals import signals_blocked
 
 MARKER = ".mosaic-it"  # a file inside every directory this tool writes
 LOCK_SUFFIX = ".mosaic-lock"
@@ -242,31 +243,36 @@ def lock_output(path: str | os.PathLike[str], name: str = "OUTPUT") -> Iterator[
         raise PathError(
             f"{name} {path}: " + describe_os_error(exc, "cannot create the directory")
         ) from None
-    while True:
-        fd = _open_lock(lock, name, path)
-        if not _lock_now(fd, lock, name, path):
-            holder = os.pread(fd, 64, 0).decode("ascii", "replace").strip()
+    # the ending signals wait from making the lock file until the block that removes it: one
+    # that came between (while filelock is imported, under load) left the lock file behind
+    with ExitStack() as held_back:
+        held_back.enter_context(signals_blocked())
+        while True:
+            fd = _open_lock(lock, name, path)
+            if not _lock_now(fd, lock, name, path):
+                holder = os.pread(fd, 64, 0).decode("ascii", "replace").strip()
+                os.close(fd)
+                pid = int(holder) if holder.isdigit() else None
+                who = f"pid {pid}" if pid and _pid_alive(pid) else "another process"
+                raise PathError(
+                    f"{name} {path}: another mosaic-it run ({who}) is writing it; wait for it "
+                    f"to finish or choose another output (lock: {lock})"
+                ) from None
+            # the file may have been removed by the run that held it just before we locked it
+            if _still_at(fd, lock):
+                break
             os.close(fd)
-            pid = int(holder) if holder.isdigit() else None
-            who = f"pid {pid}" if pid and _pid_alive(pid) else "another process"
-            raise PathError(
-                f"{name} {path}: another mosaic-it run ({who}) is writing it; wait for it to "
-                f"finish or choose another output (lock: {lock})"
-            ) from None
-        # the file may have been removed by the run that held it just before we locked it
-        if _still_at(fd, lock):
-            break
-        os.close(fd)
-    try:
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
-        remove_stale_temporaries(path)
-        yield lock
-    finally:
-        if _still_at(fd, lock):
-            with suppress(OSError):
-                os.unlink(lock)
-        os.close(fd)  # releases the lock
+        try:
+            held_back.close()  # a signal that waited is raised here, and the lock removed
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+            remove_stale_temporaries(path)
+            yield lock
+        finally:
+            if _still_at(fd, lock):
+                with suppress(OSError):
+                    os.unlink(lock)
+            os.close(fd)  # releases the lock
 
 
 def _lock_now(fd: int, lock: Path, name: str, path: str | os.PathLike[str]) -> bool:
