@@ -186,6 +186,21 @@ def one_run(i: int, data: Path, work: Path, args: argparse.Namespace, length: fl
     return row
 
 
+def _commit() -> str | None:
+    """The commit of the code measured (None outside a git checkout)."""
+    try:
+        done = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"],
+            cwd=Path(__file__).resolve().parent,
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    return done.stdout.strip() or None
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--runs", "-n", type=int, default=50)
@@ -237,6 +252,9 @@ def main() -> int:
     resumed = [r for r in rows if "resumed_same" in r]
     summary = {
         "summary": True,
+        "command": "python benchmarks/interrupt_stress.py " + " ".join(sys.argv[1:]),
+        "commit": _commit(),
+        "load_average_1min": round(os.getloadavg()[0], 1),
         "runs": len(rows),
         "calibrated_run_s": round(length, 1),
         "load_processes": args.load,

@@ -2458,7 +2458,7 @@ def main(argv: list[str] | None = None) -> int:
         else Path(args.results or REPO / "benchmarks" / "results" / f"replicate-{profile.name}")
     )
     from mosaic_it.apps.model_source import ModelError
-    from mosaic_it.io.errors import InputError
+    from mosaic_it.errors import InputError
 
     try:
         if args.readme_only:

@@ -13,11 +13,17 @@ if TYPE_CHECKING:
     from mosaic_it.budget.tokenizer import Tokenizer, TokenizerError, load_tokenizer
     from mosaic_it.engine.mosaicker import MosaicConfig, Mosaicker, mosaic
     from mosaic_it.engine.summary import RunSummary
+    from mosaic_it.errors import (
+        EnvironmentFault,
+        InputError,
+        InternalError,
+        MosaicItError,
+        OptionError,
+    )
     from mosaic_it.executors import create_executor, mosaic_file
     from mosaic_it.executors.job import Executor, JobResult, MosaicJob
     from mosaic_it.executors.local import LocalExecutor
     from mosaic_it.executors.ray import RayExecutor
-    from mosaic_it.io.errors import InputError
     from mosaic_it.io.jsonfiles import write_records
     from mosaic_it.io.readers import read_records
     from mosaic_it.method.pack import RulePack, RulePackError
@@ -32,11 +38,17 @@ _HOMES = {
     "mosaic_it.budget.tokenizer": ("Tokenizer", "TokenizerError", "load_tokenizer"),
     "mosaic_it.engine.mosaicker": ("MosaicConfig", "Mosaicker", "mosaic"),
     "mosaic_it.engine.summary": ("RunSummary",),
+    "mosaic_it.errors": (
+        "EnvironmentFault",
+        "InputError",
+        "InternalError",
+        "MosaicItError",
+        "OptionError",
+    ),
     "mosaic_it.executors": ("create_executor", "mosaic_file"),
     "mosaic_it.executors.job": ("Executor", "JobResult", "MosaicJob"),
     "mosaic_it.executors.local": ("LocalExecutor",),
     "mosaic_it.executors.ray": ("RayExecutor",),
-    "mosaic_it.io.errors": ("InputError",),
     "mosaic_it.io.jsonfiles": ("write_records",),
     "mosaic_it.io.readers": ("read_records",),
     "mosaic_it.method.pack": ("RulePack", "RulePackError"),
@@ -49,15 +61,19 @@ _HOME_OF = {name: module for module, names in _HOMES.items() for name in names}
 
 __all__ = [
     "Check",
+    "EnvironmentFault",
     "Executor",
     "InputError",
+    "InternalError",
     "JobResult",
     "LocalExecutor",
     "MosaicConfig",
+    "MosaicItError",
     "MosaicJob",
     "MosaicSpec",
     "Mosaicker",
     "Numbering",
+    "OptionError",
     "RayExecutor",
     "Record",
     "RulePack",

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import math
 
+from mosaic_it.errors import OptionError
+
 # the most epochs of a mosaic run: each epoch writes every record once more (the paper uses 4)
 MAX_MOSAIC_EPOCHS = 10_000
 # the most evaluation items or RL rows: the whole set is held in memory until it is written
@@ -45,7 +47,7 @@ def bound(
     """Raise ValueError ("NAME: must be ... (why), got VALUE") unless ``value`` is a finite
     number within the bounds given (and a whole number with ``whole``)."""
     if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise ValueError(f"{name}: must be a number, got {value!r}")
+        raise OptionError(f"{name}: must be a number, got {value!r}")
     low = f"at least {_shown(at_least)}" if at_least is not None else ""
     low = f"above {_shown(above)}" if above is not None else low
     high = f"at most {_shown(at_most)}" if at_most is not None else ""
@@ -64,7 +66,7 @@ def bound(
     else:
         return
     reason = f" ({why})" if why else ""
-    raise ValueError(f"{name}: must be {wanted}{reason}, got {_shown(value)}")
+    raise OptionError(f"{name}: must be {wanted}{reason}, got {_shown(value)}")
 
 
 def _shown(value: float) -> str:

@@ -10,6 +10,8 @@ from collections.abc import Mapping
 from dataclasses import MISSING, dataclass, field, fields
 from typing import Any
 
+from mosaic_it.errors import InputError
+
 RecordId = str | int
 TEXT_FIELDS = ("instruction", "input", "output", "system")  # a record's texts, in this order
 SPEC_VERSIONS = (1,)  # versions of the "mosaic" spec this code reads
@@ -20,7 +22,7 @@ def join_prompt(instruction: str, input_: str) -> str:
     return f"{instruction}\n{input_}" if input_ else instruction
 
 
-class SpecError(ValueError):
+class SpecError(InputError):
     """A spec that cannot be verified against: missing fields, wrong types, unknown versions."""
 
 

@@ -51,6 +51,7 @@ import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from mosaic_it.errors import OptionError
 from mosaic_it.method.pack import RulePack
 from mosaic_it.method.rulepack import load_rule_pack
 from mosaic_it.records import MosaicSpec, SpecError
@@ -142,9 +143,9 @@ class MosaicReward:
 
     def __init__(self, kind: str = "pass", mode: str = DEFAULT_MODE, content: bool = False) -> None:
         if kind not in KINDS:
-            raise ValueError(f"reward kind must be one of {', '.join(KINDS)}, got {kind!r}")
+            raise OptionError(f"reward kind must be one of {', '.join(KINDS)}, got {kind!r}")
         if mode not in READ_MODES:
-            raise ValueError(f"reward mode must be one of {', '.join(READ_MODES)}, got {mode!r}")
+            raise OptionError(f"reward mode must be one of {', '.join(READ_MODES)}, got {mode!r}")
         self.kind = kind
         self.mode = mode
         self.content = content
@@ -157,7 +158,7 @@ class MosaicReward:
         if mosaic is None:
             raise SpecError("reward: no 'mosaic' column; RL rows need the sample's spec")
         if len(mosaic) != len(completions):
-            raise ValueError(f"reward: {len(completions)} completions but {len(mosaic)} specs")
+            raise OptionError(f"reward: {len(completions)} completions but {len(mosaic)} specs")
         specs = [_spec(m, i) for i, m in enumerate(mosaic)]
         references = self._references(specs, columns)
         scores = [

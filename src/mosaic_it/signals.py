@@ -19,7 +19,8 @@ import _thread
 import signal
 import sys
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from types import FrameType
 from typing import Any
 
@@ -91,10 +92,25 @@ def _redeliver(unraisable: Any) -> None:
 def leave_to_parent() -> None:
     """In a worker process: SIGINT and SIGHUP, which reach the whole process group, are
     ignored (the parent handles them and ends its workers without waiting on them); SIGTERM
-    ends the worker at once, as it does any process."""
+    ends the worker at once, as it does any process. The signals a worker was started with
+    blocked (:func:`signals_blocked`) are taken from then on, with these handlers."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, ENDING)
+
+
+@contextmanager
+def signals_blocked() -> Iterator[None]:
+    """The ending signals wait until the block ends (then they are taken as usual). A process
+    forked in the block starts with them blocked, so that none reaches it before it has set
+    its own handlers (:func:`leave_to_parent`): with the parent's, a Ctrl-C in that moment
+    raised in the new worker, not in the parent that ends the run."""
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, ENDING)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
 
 
 def hold() -> None:

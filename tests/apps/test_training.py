@@ -14,7 +14,7 @@ from mosaic_it.apps.training.callbacks import RewardLog
 from mosaic_it.apps.training.config import TrainConfig, saved_config
 from mosaic_it.apps.training.data import mosaic_options, read_rl_rows, training_rows
 from mosaic_it.apps.training.processes import is_main, rank, world_size
-from mosaic_it.io.errors import InputError
+from mosaic_it.errors import InputError
 
 from ..conftest import make_records, needs
 

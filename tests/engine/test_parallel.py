@@ -10,7 +10,7 @@ import pytest
 from mosaic_it import MosaicConfig, Mosaicker
 from mosaic_it.budget.tokenizer import Tokenizer
 from mosaic_it.engine.mosaicker import COUNT_BATCH
-from mosaic_it.io.errors import InputError
+from mosaic_it.errors import InputError
 
 from ..conftest import make_records
 

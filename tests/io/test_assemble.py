@@ -8,6 +8,7 @@ import pytest
 
 from mosaic_it.engine.mosaicker import MosaicConfig
 from mosaic_it.engine.summary import RunSummary
+from mosaic_it.errors import InputError
 from mosaic_it.io.assemble import (
     Assembly,
     RowAssembly,
@@ -15,7 +16,6 @@ from mosaic_it.io.assemble import (
     finish_run,
     refuse_empty_run,
 )
-from mosaic_it.io.errors import InputError
 from mosaic_it.io.writers import config_path_for, staging_path
 from mosaic_it.records import Record
 

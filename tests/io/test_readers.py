@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from mosaic_it.io.errors import InputError
+from mosaic_it.errors import InputError
 from mosaic_it.io.jsoncodec import UnreadableRecord
 from mosaic_it.io.readers import (
     EXAMPLE,

@@ -13,7 +13,7 @@ import pytest
 
 from mosaic_it import MosaicConfig, Mosaicker, Record, load_rule_pack, mosaic, read_records
 from mosaic_it.cli.main import main
-from mosaic_it.io.errors import InputError
+from mosaic_it.errors import InputError
 from mosaic_it.method.layout import tag_pairs
 from mosaic_it.method.rulepack import default_rules_path
 

@@ -22,6 +22,7 @@ from mosaic_it.apps.evaluate import check_responses_run, read_done, responses_ru
 from mosaic_it.apps.generation import GenerationOptions, TransformersBackend
 from mosaic_it.apps.prompt_formats import chat_messages
 from mosaic_it.apps.prompt_sets import PromptItem, turn_id
+from mosaic_it.errors import OptionError
 from mosaic_it.io.jsonfiles import write_json
 from mosaic_it.io.nofollow import append_text
 
@@ -60,11 +61,11 @@ def answer_backend(
     the model loaded here (its prompt format renders the earlier turns)."""
     if backend == "openai":
         if served is None:
-            raise ValueError("--backend openai needs --base-url")
+            raise OptionError("--backend openai needs --base-url")
         return ConversationBackend(served)
     if backend == "transformers":
         return TransformersBackend(model, tokenizer, prompt_format, dtype)
-    raise ValueError(f"--backend: choose from openai, transformers, got {backend!r}")
+    raise OptionError(f"--backend: choose from openai, transformers, got {backend!r}")
 
 
 def answer_prompt_set(
@@ -83,7 +84,7 @@ def answer_prompt_set(
     opt = opt or GenerationOptions()
     path = Path(responses)
     if path.exists() and not resume:
-        raise ValueError(
+        raise OptionError(
             f"{path} exists; pass --resume to keep its answers and add the missing ones, "
             "or remove it"
         )

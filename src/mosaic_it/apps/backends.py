@@ -32,6 +32,7 @@ from typing import Any, Protocol
 from mosaic_it.apps.http_deadline import fetch_within
 from mosaic_it.apps.model_source import ModelError
 from mosaic_it.apps.prompt_formats import chat_messages
+from mosaic_it.errors import OptionError
 
 __all__ = [
     "GenerationBackend",
@@ -87,18 +88,18 @@ class ServedOptions:
     def __post_init__(self) -> None:
         parts = urllib.parse.urlsplit(self.base_url)
         if parts.scheme not in ("http", "https") or not parts.netloc:
-            raise ValueError(
+            raise OptionError(
                 f"--base-url: expected http(s)://host[:port]/v1, got {self.base_url!r}"
             )
         if not self.model:
-            raise ValueError("--backend openai needs --model NAME (the served model's name)")
+            raise OptionError("--backend openai needs --model NAME (the served model's name)")
         if not (math.isfinite(self.timeout) and self.timeout > 0):
-            raise ValueError(
+            raise OptionError(
                 f"--timeout: the seconds a whole request may take, a positive finite number; "
                 f"got {self.timeout:g}"
             )
         if self.concurrency < 1 or self.retries < 0 or self.backoff < 0:
-            raise ValueError("--concurrency must be positive, --retries at least 0")
+            raise OptionError("--concurrency must be positive, --retries at least 0")
 
     @property
     def endpoint(self) -> str:

@@ -12,7 +12,7 @@ from typing import Any
 
 from mosaic_it.budget.templates import get_template
 from mosaic_it.budget.tokenizer import load_tokenizer
-from mosaic_it.io.errors import InputError
+from mosaic_it.errors import InputError
 from mosaic_it.io.readers import read_records
 from mosaic_it.limits import MAX_TRAIN_EPOCHS, bound
 

@@ -42,7 +42,7 @@ from mosaic_it.apps.generation import (
 from mosaic_it.apps.model_source import ModelError
 from mosaic_it.apps.score import read_eval, score
 from mosaic_it.apps.score_report import EvalItem, ScoreReport
-from mosaic_it.io.errors import InputError
+from mosaic_it.errors import InputError, OptionError
 from mosaic_it.io.jsonfiles import write_json
 from mosaic_it.io.nofollow import append_text
 from mosaic_it.io.outputs import RunInterrupted, content_digest
@@ -151,11 +151,11 @@ def evaluate(
     ``served`` saying where and how to ask)."""
     opt = opt or GenerationOptions()
     if backend not in BACKENDS:
-        raise ValueError(f"--backend: choose from {', '.join(BACKENDS)}, got {backend!r}")
+        raise OptionError(f"--backend: choose from {', '.join(BACKENDS)}, got {backend!r}")
     items, prompts = read_eval_set(eval_set)  # before loading anything heavy
     responses_file = Path(responses_path) if responses_path else None
     if responses_file is not None and responses_file.exists() and not resume:
-        raise ValueError(
+        raise OptionError(
             f"{responses_path} exists; pass --resume to keep its answers and "
             "add the missing ones, or remove it"
         )
@@ -234,7 +234,7 @@ def make_backend(
     """The generation backend, loaded, and the seconds loading its model took."""
     if backend == "openai":
         if served is None:
-            raise ValueError("--backend openai needs --base-url")
+            raise OptionError("--backend openai needs --base-url")
         return OpenAIBackend(served), 0.0
     engine: VLLMBackend | TransformersBackend
     if backend == "vllm":

@@ -16,7 +16,7 @@ from mosaic_it.apps.model_source import ModelError, require_torch, resolve_model
 from mosaic_it.apps.models import check_vocab, load_model, load_tokenizer_for, use_bf16
 from mosaic_it.apps.prompt_formats import PromptFormat, prompt_format
 from mosaic_it.apps.training.config import CONFIG_FILE, saved_config
-from mosaic_it.engine.parallel import usable_cpus
+from mosaic_it.engine.processes import usable_cpus
 from mosaic_it.limits import MAX_TEMPERATURE, bound
 
 MAX_BATCH = 64  # prompts in one batch when batches are sized by tokens

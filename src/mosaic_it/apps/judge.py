@@ -35,8 +35,8 @@ from mosaic_it.apps.judge_prompt import VERDICT_LABELS, JudgePrompt
 from mosaic_it.apps.judge_stats import UnitResult, require_scipy, summarize
 from mosaic_it.apps.prompt_sets import PromptItem, read_prompt_set, turn_id
 from mosaic_it.cache import cache_root
+from mosaic_it.errors import InputError, OptionError
 from mosaic_it.io.atomic import atomic_writer
-from mosaic_it.io.errors import InputError
 from mosaic_it.io.nofollow import append_text
 from mosaic_it.io.readers import iter_raw
 
@@ -76,12 +76,12 @@ class JudgeOptions:
 
     def __post_init__(self) -> None:
         if self.max_new_tokens < 1 or self.verdict_retries < 0 or self.resamples < 100:
-            raise ValueError(
+            raise OptionError(
                 "--judge-max-tokens must be at least 1, --verdict-retries at least 0, "
                 "--resamples at least 100"
             )
         if not 0 < self.retry_temperature <= 2:
-            raise ValueError("--retry-temperature must be in (0, 2]")
+            raise OptionError("--retry-temperature must be in (0, 2]")
 
 
 @dataclass(frozen=True)
@@ -260,7 +260,7 @@ def _judge_calls(
     if options.resume and options.judgments is not None:
         known.update(_read_judgments(options.judgments))
     elif options.judgments is not None and options.judgments.exists():
-        raise ValueError(
+        raise OptionError(
             f"{options.judgments} exists; pass --resume to keep its judgments and ask the "
             "missing ones, or remove it"
         )

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from mosaic_it.apps.prompt_sets import PromptItem
-from mosaic_it.io.errors import InputError
+from mosaic_it.errors import InputError
 
 __all__ = ["DEFAULT_PROMPT", "VERDICT_LABELS", "JudgePrompt"]
 

@@ -20,6 +20,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from mosaic_it.errors import EnvironmentFault
+
 __all__ = ["OUTCOMES", "UnitResult", "combine", "require_scipy", "summarize"]
 
 OUTCOMES = ("win", "tie", "lose")
@@ -46,7 +48,7 @@ def require_scipy() -> None:
         import numpy  # noqa: F401
         import scipy.stats  # noqa: F401
     except ImportError:
-        raise ValueError(
+        raise EnvironmentFault(
             'the judge\'s intervals need numpy and scipy: pip install "mosaic-it[judge]"'
         ) from None
 

@@ -42,7 +42,7 @@ from mosaic_it.apps.prompt_formats import generation_prompt
 from mosaic_it.budget.special import run_special_strings
 from mosaic_it.budget.templates import Template, get_template
 from mosaic_it.budget.tokenizer import Tokenizer, load_tokenizer
-from mosaic_it.errors import InternalError
+from mosaic_it.errors import InputError, InternalError, OptionError
 from mosaic_it.limits import bound
 from mosaic_it.method.compose import LayoutError, SamplePlan, compose, plan_sample
 from mosaic_it.method.layout import PLAIN, Layout, label_styles
@@ -166,7 +166,7 @@ def make_eval(
     every strategy, or of ``strategies``)."""
     check_composition(n, max_instructions, max_tokens, seed)
     if not records:
-        raise ValueError("no records to compose an evaluation set from")
+        raise InputError("no records to compose an evaluation set from")
     cells = allocate(n, max_instructions, seed, strategies)
     tmpl = template if isinstance(template, Template) else get_template(template)
     tokenizer = tokenizer or load_tokenizer()
@@ -180,7 +180,7 @@ def make_eval(
         (k for k, tokens in smallest.items() if tokens - SEAM_SLACK * k > max_tokens), None
     )
     if too_many == 2:
-        raise ValueError(
+        raise OptionError(
             f"max_tokens: {max_tokens} is too small for any item of these records: the "
             f"smallest (2 of the shortest records, numbered, no meta-instruction, template "
             f"{tmpl.name}) counts {smallest[2]} tokens; give at least {smallest[2]}"
@@ -319,7 +319,7 @@ def usable_records(records: Sequence[Record]) -> tuple[list[Record], Counter[str
         else:
             left_out[why] += 1
     if not usable:
-        raise ValueError("every record refers to something its prompt does not hold")
+        raise InputError("every record refers to something its prompt does not hold")
     return usable, left_out
 
 

@@ -20,6 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from mosaic_it.errors import OptionError
+
 TINY_LLAMA = "builtin:tiny-llama"
 INSTALL_HINT = 'pip install "mosaic-it[train]"'
 WEIGHT_FILES = (
@@ -32,7 +34,7 @@ WEIGHT_FILES = (
 )
 
 
-class ModelError(ValueError):
+class ModelError(OptionError):
     """A model or tokenizer cannot be used; the message says what to change."""
 
 

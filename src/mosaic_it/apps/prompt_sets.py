@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from mosaic_it.io.errors import InputError
+from mosaic_it.errors import InputError
 from mosaic_it.io.readers import iter_raw
 
 __all__ = [

@@ -27,7 +27,7 @@ from typing import Any
 
 from mosaic_it.apps.eval_balance import EvalSet
 from mosaic_it.apps.make_eval import make_eval
-from mosaic_it.io.errors import InputError
+from mosaic_it.errors import InputError
 from mosaic_it.records import Record
 from mosaic_it.rng import Rng
 

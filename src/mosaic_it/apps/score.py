@@ -25,8 +25,8 @@ from pathlib import Path
 from typing import Any
 
 from mosaic_it.apps.score_report import EvalItem, ScoreReport
+from mosaic_it.errors import EnvironmentFault, InputError
 from mosaic_it.io.atomic import atomic_path
-from mosaic_it.io.errors import InputError
 from mosaic_it.io.readers import iter_raw
 from mosaic_it.records import MosaicSpec, SpecError
 from mosaic_it.verifier.checks import verify
@@ -176,7 +176,7 @@ def plot(report: ScoreReport, path: str | Path) -> None:
         matplotlib.use("Agg")  # files only: no display needed
         import matplotlib.pyplot as plt
     except ImportError:
-        raise ValueError("--plot needs matplotlib: pip install 'mosaic-it[plot]'") from None
+        raise EnvironmentFault("--plot needs matplotlib: pip install 'mosaic-it[plot]'") from None
     fig, ax = plt.subplots(figsize=(7, 4.5))
     for i, (strategy, per_k) in enumerate(sorted(report.by_strategy_instructions.items())):
         ks = sorted(per_k)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from mosaic_it.errors import OptionError
 from mosaic_it.io.jsonfiles import write_records
 from mosaic_it.io.readers import iter_raw
 from mosaic_it.limits import bound
@@ -25,11 +26,11 @@ def held_out_count(total: int, held_out: float) -> int:
     check_held_out(held_out)
     count = round(total * held_out) if held_out < 1 else int(held_out)
     if held_out >= 1 and held_out != int(held_out):
-        raise ValueError(
+        raise OptionError(
             f"--held-out is a count (a whole number) or a fraction below 1, got {held_out:g}"
         )
     if not 0 < count < total:
-        raise ValueError(
+        raise OptionError(
             f"--held-out {held_out:g} of {total} records leaves "
             f"{'nothing to hold out' if count <= 0 else 'nothing to train on'}"
         )

@@ -21,7 +21,7 @@ from typing import Any
 
 from mosaic_it.budget.templates import get_template
 from mosaic_it.budget.tokenizer import load_tokenizer
-from mosaic_it.io.errors import InputError
+from mosaic_it.errors import InputError
 from mosaic_it.io.readers import iter_raw, records_from_raw
 from mosaic_it.limits import bound
 

@@ -10,6 +10,7 @@ import io
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from mosaic_it.errors import EnvironmentFault
 from mosaic_it.io.atomic import atomic_bytes, atomic_writer
 
 if TYPE_CHECKING:  # apps.stats imports this module for write_report
@@ -23,7 +24,7 @@ def _pyplot() -> Any:
         matplotlib.use("Agg")  # files only: no display needed
         import matplotlib.pyplot as plt
     except ImportError:
-        raise ValueError("plots need matplotlib: pip install 'mosaic-it[plot]'") from None
+        raise EnvironmentFault("plots need matplotlib: pip install 'mosaic-it[plot]'") from None
     return plt
 
 

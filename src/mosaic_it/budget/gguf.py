@@ -37,6 +37,7 @@ from mosaic_it.budget.sentencepiece_bpe import (
     SentencePieceModel,
     sentencepiece_bpe_to_tokenizers,
 )
+from mosaic_it.errors import InputError
 
 MAGIC = b"GGUF"
 T = TypeVar("T")
@@ -97,7 +98,7 @@ PRE_TOKENIZERS: dict[str, tuple[bool, str]] = {
 }
 
 
-class GGUFError(ValueError):
+class GGUFError(InputError):
     """The file is no GGUF file, or its tokenizer cannot be built (the message says why)."""
 
 

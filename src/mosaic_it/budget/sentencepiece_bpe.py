@@ -34,6 +34,7 @@ from mosaic_it.budget.protobuf import (
     text,
     varint,
 )
+from mosaic_it.errors import InputError
 
 # SentencePiece.Type
 NORMAL, UNKNOWN, CONTROL, USER_DEFINED, UNUSED, BYTE = 1, 2, 3, 4, 5, 6
@@ -41,7 +42,7 @@ NORMAL, UNKNOWN, CONTROL, USER_DEFINED, UNUSED, BYTE = 1, 2, 3, 4, 5, 6
 UNIGRAM, BPE_MODEL = 1, 2
 
 
-class SentencePieceError(ValueError):
+class SentencePieceError(InputError):
     """A model that cannot be read or converted; the message names its origin."""
 
 

@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from mosaic_it.budget.tokenizer import Tokenizer
+from mosaic_it.errors import OptionError
 
 VICUNA_SYSTEM = (
     "A chat between a curious user and an artificial intelligence assistant. "
@@ -53,7 +54,7 @@ CONTENT_TRANSFORMS = {
 KEEP = ("keep", "keep", "keep")
 
 
-class TemplateError(ValueError):
+class TemplateError(OptionError):
     """A chat template that cannot be used for exact counting; the message says why."""
 
 
@@ -184,9 +185,9 @@ TEMPLATE_NAMES = (*TEMPLATES, "auto")
 def check_template(name: str, tokenizer: str | None = None) -> None:
     """Validate a template name without loading anything (``auto`` needs a tokenizer)."""
     if name not in TEMPLATE_NAMES:
-        raise ValueError(f"unknown template {name!r}; choose from {', '.join(TEMPLATE_NAMES)}")
+        raise OptionError(f"unknown template {name!r}; choose from {', '.join(TEMPLATE_NAMES)}")
     if name == "auto" and not tokenizer:
-        raise ValueError(
+        raise OptionError(
             "template 'auto' renders with the tokenizer's own chat_template: pass --tokenizer "
             "DIR (a directory with tokenizer_config.json) or a hub name"
         )

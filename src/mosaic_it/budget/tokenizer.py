@@ -58,6 +58,7 @@ from mosaic_it.budget.sentencepiece_bpe import (
     parse_sentencepiece_model,
     sentencepiece_bpe_to_tokenizers,
 )
+from mosaic_it.errors import OptionError
 
 __all__ = [
     "DEFAULT_TOKENIZER",
@@ -76,7 +77,7 @@ _BUNDLED_BOS, _BUNDLED_EOS = "<s>", "</s>"  # the model's bos_id and eos_id piec
 _JSON_FILE, _SERIALIZED, _CONVERSION = "tokenizer.json", "serialized", "converted"
 
 
-class TokenizerError(ValueError):
+class TokenizerError(OptionError):
     """A tokenizer could not be loaded; the message names the path (or name) and the problem."""
 
 

@@ -1,10 +1,12 @@
 """The command line: ``mosaic-it COMMAND ...``.
 
 The parser is built from the command registry (:mod:`mosaic_it.cli.commands`); this module only
-runs the chosen command's handler and turns the errors a user can fix into one line on stderr
-and an exit status (2: bad input or environment; 3: a worker process died; 128 + the signal
-when a signal ended the run: 130 for Ctrl-C, 143 for SIGTERM, 129 for SIGHUP); anything else is
-a bug, reported in one line with exit status 1 (its traceback with ``MOSAIC_IT_TRACEBACK=1``).
+runs the chosen command's handler and turns the errors a user can fix
+(:class:`~mosaic_it.errors.MosaicItError`: bad input, bad options, the environment) into one
+line on stderr and an exit status (2; 3: a worker process died); 128 + the signal when a
+signal ended the run (130 for Ctrl-C, 143 for SIGTERM, 129 for SIGHUP). Anything else is a bug,
+reported in one line with exit status 1; ``--debug`` (or ``MOSAIC_IT_TRACEBACK=1``) prints the
+traceback of any error first.
 """
 
 from __future__ import annotations
@@ -14,16 +16,14 @@ import atexit
 import os
 import signal
 import sys
+import traceback
 from typing import NoReturn
 
 from mosaic_it import __version__
-from mosaic_it.budget.tokenizer import TokenizerError
 from mosaic_it.cli.commands import COMMANDS
 from mosaic_it.cli.registry import Arguments, Command
-from mosaic_it.engine.parallel import WorkerDied
-from mosaic_it.io.errors import InputError
-from mosaic_it.io.outputs import RunInterrupted, describe_os_error
-from mosaic_it.method.pack import RulePackError
+from mosaic_it.errors import MosaicItError, faults_of_the_environment
+from mosaic_it.io.outputs import RunInterrupted
 from mosaic_it.signals import exit_status, hold, raise_on_signals, signal_of
 
 __all__ = [
@@ -38,8 +38,8 @@ __all__ = [
 
 EXIT_BUG = 1
 EXIT_BAD_INPUT = 2
-EXIT_WORKER_DIED = 3
-# set (to anything) to let a bug's traceback through instead of the one-line report
+EXIT_WORKER_DIED = 3  # WorkerDied.exit_status
+# set (to anything non-empty), as --debug: an error's traceback before its one-line report
 TRACEBACK_VARIABLE = "MOSAIC_IT_TRACEBACK"
 
 
@@ -55,6 +55,12 @@ def build() -> tuple[argparse.ArgumentParser, dict[str, tuple[Command, Arguments
         "with meta-instructions about the answer's layout.",
     )
     parser.add_argument("--version", action="version", version=f"mosaic-it {__version__}")
+    parser.add_argument(
+        "--debug",
+        action="store_true",
+        help="print the traceback of an error before its one-line report (as "
+        f"{TRACEBACK_VARIABLE}=1 does): for a bug report",
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     commands = {}
     for command in COMMANDS:
@@ -76,42 +82,39 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     args = parser.parse_args(argv)
     command, arguments = commands[args.command]
+    debug = args.debug or bool(os.environ.get(TRACEBACK_VARIABLE))
     try:
-        if command.prepare is not None:
-            command.prepare(args, arguments, argv[argv.index(args.command) + 1 :])
-        return command.handler(args)
-    except (InputError, RulePackError, TokenizerError, ValueError) as exc:
+        with faults_of_the_environment(_output_of(args)):  # an OSError: EnvironmentFault
+            if command.prepare is not None:
+                command.prepare(args, arguments, argv[argv.index(args.command) + 1 :])
+            return command.handler(args)
+    except MosaicItError as exc:  # the user's to fix: input, options, environment
+        _traceback(exc, debug)
         print(f"mosaic-it: error: {exc}", file=sys.stderr)
-        return EXIT_BAD_INPUT
-    except OSError as exc:  # the environment: disk full, read-only, no permission...
-        where = _output_of(args)
-        print(f"mosaic-it: error: {describe_os_error(exc, path=where)}", file=sys.stderr)
-        return EXIT_BAD_INPUT
-    except RecursionError:
-        print("mosaic-it: error: the input is nested too deeply to read", file=sys.stderr)
-        return EXIT_BAD_INPUT
-    except WorkerDied as exc:
-        print(f"mosaic-it: error: {exc}", file=sys.stderr)
-        return EXIT_WORKER_DIED
+        return exc.exit_status
     except RunInterrupted as exc:
         print(f"mosaic-it: {exc}", file=sys.stderr)
         return exit_status(exc)
     except KeyboardInterrupt as exc:
         return _interrupted(exc, hasattr(args, "resume"))
-
     except Exception as exc:  # anything else is a bug of mosaic-it (an InternalError among them)
-        if os.environ.get(TRACEBACK_VARIABLE):
-            raise
+        _traceback(exc, debug)
         print(bug_message(exc), file=sys.stderr)
         return EXIT_BUG
+
+
+def _traceback(exc: BaseException, debug: bool) -> None:
+    if debug:
+        traceback.print_exception(exc, file=sys.stderr)
 
 
 def bug_message(exc: BaseException) -> str:
     """The one line that reports an unexpected error as a bug, saying how to see its traceback."""
     what = " ".join(f"{type(exc).__name__}: {exc}".split())
     return (
-        f"mosaic-it: bug: {what} (a bug in mosaic-it, not in your input; run again with "
-        f"{TRACEBACK_VARIABLE}=1 to see the traceback, and please report it)"
+        f"mosaic-it: bug: {what} (a bug in mosaic-it, not in your input; run it again as "
+        f"'mosaic-it --debug COMMAND ...' (or with {TRACEBACK_VARIABLE}=1) to see the "
+        "traceback, and please report it)"
     )
 
 

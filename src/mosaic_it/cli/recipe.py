@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from mosaic_it.cli.registry import Arguments
+from mosaic_it.errors import OptionError
 from mosaic_it.executors.options import (
     BUILTIN_PREFIX,
     INPUT_KEYS,
@@ -29,7 +30,7 @@ from mosaic_it.executors.options import (
 SKIP = {"help", "config", "command", "handler"}
 
 
-class RecipeError(ValueError):
+class RecipeError(OptionError):
     """A bad recipe; the message names the file and the key."""
 
 
@@ -63,6 +64,8 @@ def _load_yaml(path: Path) -> Any:
         return yaml.safe_load(text)
     except yaml.YAMLError as exc:
         raise RecipeError(f"{path}: not valid YAML: {' '.join(str(exc).split())}") from None
+    except RecursionError:
+        raise RecipeError(f"{path}: nested too deeply to read") from None
 
 
 def _coerce(action: argparse.Action, key: str, value: Any, where: str) -> Any:

@@ -8,13 +8,14 @@ import sys
 from collections.abc import Callable
 
 from mosaic_it.apps.backends import ServedOptions
+from mosaic_it.errors import OptionError
 
 
 def served_options(args: argparse.Namespace, model: str) -> ServedOptions:
     """``--base-url`` (required here), ``--api-key-env``, ``--concurrency``, ``--timeout``,
     ``--retries``, for the served model ``model``."""
     if not args.base_url:
-        raise ValueError(
+        raise OptionError(
             "--base-url is required (the server's API root, e.g. http://127.0.0.1:8000/v1)"
         )
     return ServedOptions(

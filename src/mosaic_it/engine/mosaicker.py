@@ -24,7 +24,7 @@ from mosaic_it.engine.store import (
     release_freed_memory,
 )
 from mosaic_it.engine.summary import RunSummary
-from mosaic_it.io.errors import InputError
+from mosaic_it.errors import InputError, OptionError
 from mosaic_it.io.readers import InvalidRecord, record_from_alpaca
 from mosaic_it.io.tables import batches
 from mosaic_it.limits import MAX_MOSAIC_EPOCHS, bound
@@ -58,7 +58,7 @@ class MosaicConfig:
 
     def __post_init__(self) -> None:
         def bad(name: str, why: str) -> None:
-            raise ValueError(f"{name}: {why}")
+            raise OptionError(f"{name}: {why}")
 
         bound(
             "epochs",
@@ -102,7 +102,7 @@ class MosaicConfig:
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(d) - known)
         if unknown:
-            raise ValueError(f"unknown option(s): {', '.join(unknown)}")
+            raise OptionError(f"unknown option(s): {', '.join(unknown)}")
         return cls(**d)
 
 

@@ -8,177 +8,50 @@ parent keeps reading and parsing, takes the results back in order, and learns th
 workers counted, so its own cache ends as full as if it had counted everything itself. The
 counts are exact either way: the output is the same for any number of workers.
 
-Workers get what they work on from their pool (:class:`ForkPool`): one state object, handed to
-each by the pool's initializer and inherited through the fork (shared pages, nothing pickled),
-and passed to every job as its first argument. A worker that dies (killed, out of memory) is an
-error the run reports, never a hang.
+The pool of workers and how they start and end are in :mod:`.processes`. A worker that dies
+(killed, out of memory) is an error the run reports, never a hang.
 """
 
 from __future__ import annotations
 
-import ctypes
 import gc
 import multiprocessing
 import os
 import queue
 import signal
 import threading
-import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import Future, ProcessPoolExecutor
-from concurrent.futures.process import BrokenProcessPool
-from contextlib import contextmanager
+from concurrent.futures import Future
 from dataclasses import dataclass
-from functools import partial
 from itertools import chain, islice
-from typing import Any, TypeVar
+from typing import Any
 
 from mosaic_it.budget.special import SpecialFinder
+from mosaic_it.engine.processes import (
+    WorkerDied,
+    die_with_parent,
+    fork_pool,
+    name_process,
+    start_method,
+)
 from mosaic_it.engine.sample_count import Counted, SampleCounter
-from mosaic_it.engine.store import YOUNG_COLLECTION_THRESHOLD, release_freed_memory
+from mosaic_it.engine.store import YOUNG_COLLECTION_THRESHOLD
 from mosaic_it.io.readers import InvalidRecord
 from mosaic_it.method.fitting import FitFacts
 from mosaic_it.records import Record, join_prompt
-from mosaic_it.signals import leave_to_parent
+from mosaic_it.signals import signals_blocked
 
-R = TypeVar("R")
-
-
-def usable_cpus() -> int:
-    """The cores this process may run on (a cluster job's share, not the whole node's)."""
-    try:
-        return len(os.sched_getaffinity(0)) or 1
-    except (AttributeError, OSError):  # no affinity on this platform
-        return os.cpu_count() or 1
-
-
-class WorkerDied(RuntimeError):
-    """A worker process ended without finishing its work (killed, or out of memory)."""
-
-
-class ForkPool:
-    """Forked worker processes that each hold one ``state`` object, inherited through the
-    fork (shared memory: nothing large is pickled). A job is a module-level function called
-    in a worker as ``job(state, *args)``."""
-
-    def __init__(self, executor: ProcessPoolExecutor) -> None:
-        self._executor = executor
-
-    def submit(self, job: Callable[..., R], *args: Any) -> Future[R]:
-        return self._executor.submit(_call_with_state, job, *args)
-
-    def map(self, job: Callable[..., R], items: Iterable[Any]) -> Iterator[R]:
-        """``job(state, item)`` for each item, in order."""
-        return self._executor.map(partial(_call_with_state, job), items)
-
-
-# in a worker process only: the state its pool gave it (set by _start_worker, at its start)
-_WORKER_STATE: list[Any] = []
-
-
-def _start_worker(parent: int, role: str, state: Any) -> None:
-    """Run in each worker as it starts: it ends with the parent, is named after its ``role``
-    and keeps ``state``."""
-    die_with_parent(parent)
-    name_process(role)
-    _WORKER_STATE[:] = [state]
-
-
-def _call_with_state(job: Callable[..., R], *args: Any) -> R:
-    return job(_WORKER_STATE[0], *args)
-
-
-@contextmanager
-def fork_pool(workers: int, what: str, role: str, state: Any) -> Iterator[ForkPool]:
-    """``workers`` forked processes holding ``state`` (see :class:`ForkPool`), named after
-    their ``role`` (:func:`name_process`); a worker that dies raises :class:`WorkerDied`
-    naming ``what`` it was doing."""
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")  # tokenizers, after a fork
-    # the objects made so far go out of the collector's sight: a collection in a worker would
-    # otherwise write to every one of them, copying the parent's pages into the worker (no
-    # collection first: it walks every object, a tenth of a second with a run's records held,
-    # on one core while the other waits; what garbage there is stays until the pool ends)
-    gc.freeze()
-    release_freed_memory()  # what the parent freed is not copied into the workers' share
-    # with the fork start method the initializer's arguments are inherited, never pickled
-    pool = ProcessPoolExecutor(
-        workers,
-        mp_context=multiprocessing.get_context("fork"),
-        initializer=_start_worker,
-        initargs=(os.getpid(), role, state),
-    )
-    try:
-        yield ForkPool(pool)
-    except BrokenProcessPool:
-        raise WorkerDied(
-            f"a worker process died while {what} (killed, or out of memory?); no output was "
-            "written: run again, with fewer --workers if memory is short"
-        ) from None
-    except BaseException:
-        # interrupted, or the work failed: the workers' jobs are not wanted. They are killed
-        # rather than waited for: an epoch can take minutes, and a worker blocked on a queue
-        # that a dead one holds would never finish
-        _kill_workers(pool)
-        raise
-    finally:
-        pool.shutdown(wait=True, cancel_futures=True)
-        gc.unfreeze()
-
-
-def _kill_workers(pool: ProcessPoolExecutor) -> None:
-    kill = getattr(pool, "kill_workers", None)  # Python 3.14
-    if kill is not None:
-        kill()
-        return
-    for process in list((getattr(pool, "_processes", None) or {}).values()):
-        try:
-            process.kill()
-        except (OSError, ValueError):  # already gone
-            pass
-
-
-PR_SET_PDEATHSIG = 1  # linux/prctl.h
-PR_SET_NAME = 15
-
-
-def _prctl(option: int, value: int | bytes) -> None:
-    libc = ctypes.CDLL(None, use_errno=True)
-    if libc.prctl(option, value, 0, 0, 0) != 0:
-        raise OSError(ctypes.get_errno(), "prctl")
-
-
-def name_process(role: str) -> None:
-    """Name this process ``mosaic-ROLE`` (what ``ps``, ``top`` and ``/proc/PID/comm`` show:
-    15 characters at most), so that a run's helpers can be told apart (``reader``,
-    ``counter``, ``epochs``). Where processes have no names to set, nothing changes."""
-    try:
-        _prctl(PR_SET_NAME, f"mosaic-{role}".encode()[:15])
-    except (OSError, AttributeError):
-        pass
-
-
-def die_with_parent(parent: int) -> None:
-    """Run in each worker: end it when the parent ends, even killed with SIGKILL (which gives
-    the parent no chance to stop its workers), so that no worker is left blocked forever; the
-    signals that reach the whole process group are left to the parent
-    (:func:`.signals.leave_to_parent`).
-
-    Linux tells the worker itself (prctl PR_SET_PDEATHSIG); elsewhere a thread watches for
-    the parent to go."""
-    try:
-        _prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
-    except (OSError, AttributeError):
-
-        def watch() -> None:
-            while os.getppid() == parent:
-                time.sleep(1.0)
-            os._exit(1)
-
-        threading.Thread(target=watch, daemon=True).start()
-    if os.getppid() != parent:  # the parent died before the signal was asked for
-        os._exit(1)
-    leave_to_parent()
+# the pool and its workers live in .processes; these names are imported from here too
+__all__ = [
+    "READ_AHEAD_BATCH",
+    "READ_AHEAD_BATCHES",
+    "ReadAhead",
+    "Reader",
+    "Screen",
+    "Screened",
+    "screened_batches",
+]
 
 
 @dataclass(frozen=True)
@@ -254,10 +127,10 @@ def screened_batches(
             pending.append((items, job))
             while len(pending) > 2 * workers:
                 items, job = pending.popleft()
-                yield items, job.result()
+                yield items, pool.result(job)
         while pending:
             items, job = pending.popleft()
-            yield items, job.result()
+            yield items, pool.result(job)
 
 
 # ------------------------------------------------------------------------------------------
@@ -293,6 +166,12 @@ class ReadAhead:
 
     def __init__(self, read: Reader, invalid: list[InvalidRecord]) -> None:
         self.invalid = invalid
+        self._read = read
+        # ``read`` is a closure, inherited through a fork: where processes cannot fork, this
+        # one reads (the same records, without the head start)
+        self._forks = start_method() == "fork"
+        if not self._forks:
+            return
         context = multiprocessing.get_context("fork")
         self._incoming, self._outgoing = context.Pipe(duplex=False)
         self._process = context.Process(
@@ -302,10 +181,13 @@ class ReadAhead:
         )
 
     def __enter__(self) -> ReadAhead:
+        if not self._forks:
+            return self
         # the reader's collections leave the objects it inherits alone (their pages stay shared)
         gc.freeze()
         try:
-            self._process.start()
+            with signals_blocked():  # until the reader has its own handlers
+                self._process.start()
         finally:
             gc.unfreeze()
             # the reading process holds the only writing end (workers forked later get none)
@@ -313,12 +195,17 @@ class ReadAhead:
         return self
 
     def __exit__(self, *exc: Any) -> None:
+        if not self._forks:
+            return
         if self._process.is_alive():
             self._process.kill()
         self._process.join()
         self._incoming.close()
 
     def __iter__(self) -> Iterator[Record]:
+        if not self._forks:
+            yield from self._read(self.invalid)
+            return
         while True:
             kind, payload, invalid = self._next()
             self.invalid.extend(invalid)

@@ -12,6 +12,7 @@ import os
 from typing import Any
 
 from mosaic_it.engine.mosaicker import MosaicConfig
+from mosaic_it.errors import OptionError
 from mosaic_it.executors.job import Executor, JobResult, MosaicJob, Note
 from mosaic_it.executors.local import LocalExecutor
 from mosaic_it.executors.ray import RayExecutor
@@ -26,7 +27,7 @@ def create_executor(name: str = "local", **options: Any) -> Executor:
     try:
         kind = EXECUTORS[name]
     except KeyError:
-        raise ValueError(f"executor: 'local' or 'ray', got {name!r}") from None
+        raise OptionError(f"executor: 'local' or 'ray', got {name!r}") from None
     return kind(**options)
 
 
@@ -55,5 +56,5 @@ def mosaic_file(
     if executor is None:
         executor = LocalExecutor(workers=workers, resume=resume)
     elif workers or resume:
-        raise ValueError("mosaic_file: give workers and resume to the executor you pass")
+        raise OptionError("mosaic_file: give workers and resume to the executor you pass")
     return executor.run(MosaicJob(input, output, config or MosaicConfig(), **job), note=note)

@@ -28,10 +28,11 @@ from typing import Any, BinaryIO, TextIO
 
 from mosaic_it.engine.admission import GroupingStats
 from mosaic_it.engine.mosaicker import Mosaicker, Prepared
-from mosaic_it.engine.parallel import WorkerDied, fork_pool
+from mosaic_it.engine.processes import WorkerDied, fork_pool
 from mosaic_it.engine.store import fewer_collections
 from mosaic_it.engine.summary import RunSummary
-from mosaic_it.io.atomic import atomic_writer
+from mosaic_it.errors import describe_os_error
+from mosaic_it.io.atomic import atomic_writer, sync_data
 from mosaic_it.io.jsoncodec import dumps_bytes
 from mosaic_it.io.jsonfiles import is_jsonl
 from mosaic_it.io.nofollow import (
@@ -41,7 +42,7 @@ from mosaic_it.io.nofollow import (
     open_or_create,
     write_new_text,
 )
-from mosaic_it.io.outputs import PathError, content_digest, describe_os_error
+from mosaic_it.io.outputs import PathError, content_digest
 from mosaic_it.records import MosaicSpec, Sample
 
 SampleToDict = Callable[[Sample], dict[str, Any]]
@@ -328,7 +329,7 @@ class _EpochConcatenation:
                     self.first = False
             out.flush()
         # on its way to the disk while later epochs are made: the final fsync waits for less
-        os.fdatasync(out.fileno())
+        sync_data(out.fileno())
 
     def end(self) -> None:
         if not self.jsonl:

@@ -27,6 +27,7 @@ from typing import Any, ClassVar
 
 from mosaic_it.engine.mosaicker import MosaicConfig
 from mosaic_it.engine.summary import RunSummary
+from mosaic_it.errors import OptionError
 from mosaic_it.executors.options import render_options
 from mosaic_it.io.assemble import RunOutputs, finish_run, write_config
 from mosaic_it.io.formats import check_format
@@ -76,9 +77,9 @@ class MosaicJob:
         if self.input_format is not None:
             check_format(self.input_format)
         if self.on_error not in ("raise", "skip"):
-            raise ValueError(f"on_error must be 'raise' or 'skip', got {self.on_error!r}")
+            raise OptionError(f"on_error must be 'raise' or 'skip', got {self.on_error!r}")
         if STDIO in (self.rejects, self.stats, self.dataset_info):
-            raise ValueError(
+            raise OptionError(
                 "'-' (standard output) is for OUTPUT only; name a file for --rejects, --stats "
                 "and --dataset-info"
             )

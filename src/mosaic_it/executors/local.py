@@ -21,7 +21,9 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from mosaic_it.engine.mosaicker import Mosaicker
-from mosaic_it.engine.parallel import ReadAhead, Reader, usable_cpus
+from mosaic_it.engine.parallel import ReadAhead, Reader
+from mosaic_it.engine.processes import usable_cpus
+from mosaic_it.errors import OptionError
 from mosaic_it.executors.epochs import fingerprint, keep_for_resume, work_dir_for, write_run
 from mosaic_it.executors.job import (
     Executed,
@@ -46,7 +48,7 @@ def workers_for(requested: int, force: bool = False) -> tuple[int, str]:
     """The number of worker processes to run, and a note when it is not what was asked."""
     cores = usable_cpus()
     if requested < 0:
-        raise ValueError(f"--workers: must be 0 (one per usable core) or more, got {requested}")
+        raise OptionError(f"--workers: must be 0 (one per usable core) or more, got {requested}")
     if force:  # otherwise more than the usable cores are not run
         bound("--workers", requested, at_most=MAX_WORKERS, why="each worker is a forked process")
     if requested == 0:
@@ -90,17 +92,17 @@ class LocalExecutor(Executor):
     def check(self, job: MosaicJob) -> None:
         workers_for(self.workers, self.force_workers)
         if self.resume and (job.reads_stdin or job.writes_stdout):
-            raise ValueError(
+            raise OptionError(
                 "--resume: a run reading or writing '-' (standard input or output) cannot be "
                 "resumed; name files"
             )
         if job.reads_stdin and self.workers > 1:
-            raise ValueError(
+            raise OptionError(
                 "--workers: INPUT '-' (standard input) is read by one process; leave --workers "
                 "out or give 1"
             )
         if job.writes_stdout and job.dataset_info is not None:
-            raise ValueError("--dataset-info: OUTPUT '-' (standard output) is no file to name")
+            raise OptionError("--dataset-info: OUTPUT '-' (standard output) is no file to name")
 
     def guarded_outputs(self, job: MosaicJob) -> list[Output]:
         if job.writes_stdout:

@@ -37,11 +37,11 @@ from functools import partial
 from pathlib import Path
 from typing import Any, ClassVar
 
-from mosaic_it.engine.parallel import usable_cpus
+from mosaic_it.engine.processes import usable_cpus
 from mosaic_it.engine.summary import RunSummary
+from mosaic_it.errors import EnvironmentFault, InputError, OptionError
 from mosaic_it.executors.job import Executed, Executor, MosaicJob, Note, side_file_outputs
 from mosaic_it.executors.shards import SHARD, SHARD_FORMATS, filesystem, mosaic_shard, read_file
-from mosaic_it.io.errors import InputError
 from mosaic_it.io.jsoncodec import dumps, loads
 from mosaic_it.io.outputs import Output
 from mosaic_it.io.writers import OUTPUT_KINDS, config_path_for
@@ -91,12 +91,12 @@ class RayExecutor(Executor):
     def check(self, job: MosaicJob) -> None:
         refused = [name for name in RAY_REFUSED if getattr(job, name)]
         if job.reads_stdin or job.writes_stdout:
-            raise ValueError(
+            raise OptionError(
                 "--engine ray: '-' (standard input or output) does not apply (the ray engine "
                 "reads files and writes a directory of shards)"
             )
         if refused:
-            raise ValueError(refusal(refused, RAY_REFUSED))
+            raise OptionError(refusal(refused, RAY_REFUSED))
         bound(
             "--shards",
             self.shards,
@@ -106,16 +106,16 @@ class RayExecutor(Executor):
             why="0: two per CPU; each shard is a Ray task and a file of its own",
         )
         if self.shard_format not in SHARD_FORMATS:
-            raise ValueError(f"shard format: jsonl or parquet, got {self.shard_format!r}")
+            raise OptionError(f"shard format: jsonl or parquet, got {self.shard_format!r}")
         if Path(str(job.output)).suffix.lower() in OUTPUT_KINDS:
-            raise ValueError(
+            raise OptionError(
                 f"{job.output}: the ray engine writes a directory of shards; name a "
                 "directory (no file extension)"
             )
         try:
             import ray  # noqa: F401
         except ImportError:
-            raise ValueError("--engine ray needs Ray: pip install 'mosaic-it[ray]'") from None
+            raise EnvironmentFault("--engine ray needs Ray: pip install 'mosaic-it[ray]'") from None
         resolve_inputs(str(job.source))
 
     def guarded_inputs(self, job: MosaicJob) -> dict[str, Any]:
@@ -269,7 +269,7 @@ def run_ray(
     import ray.data
 
     if shards < 1:
-        raise ValueError(f"shards: must be at least 1, got {shards}")
+        raise OptionError(f"shards: must be at least 1, got {shards}")
     context = ray.data.DataContext.get_current()
     # a task's error is reported once, in one line, by the command (see _unwrap): Ray Data's
     # own report of it (tracebacks, colour codes) stays out of the way

@@ -19,9 +19,9 @@ from pathlib import Path
 from typing import Any
 
 from mosaic_it.engine.mosaicker import MosaicConfig, Mosaicker
+from mosaic_it.errors import InputError
 from mosaic_it.executors.job import MosaicJob
 from mosaic_it.io.assemble import RowAssembly
-from mosaic_it.io.errors import InputError
 from mosaic_it.io.jsoncodec import dumps, loads
 from mosaic_it.io.readers import InvalidRecord, records_from_raw
 from mosaic_it.io.writers import write_rows

@@ -16,8 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
+from mosaic_it.errors import InputError, OptionError
 from mosaic_it.io.atomic import atomic_writer
-from mosaic_it.io.errors import InputError
 from mosaic_it.io.formats import conversation_to_row, record_to_row, sample_to_row
 from mosaic_it.io.jsonfiles import read_json_lines, write_json, write_records
 from mosaic_it.io.llamafactory import dataset_info_entry
@@ -178,7 +178,7 @@ def check_dataset_info(outputs: RunOutputs, kind: str) -> dict | None:
         return None
     dataset_info_entry(outputs.output_format, "", set())  # fails for formats LLaMA-Factory lacks
     if kind == "datasets":
-        raise ValueError(
+        raise OptionError(
             "--dataset-info: LLaMA-Factory reads files, not save_to_disk directories; "
             "write .json, .jsonl or .parquet"
         )

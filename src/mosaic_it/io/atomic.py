@@ -15,7 +15,14 @@ from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import TextIO
 
-from mosaic_it.io.outputs import PathError, file_mode_for, mark_dir, os_error_reason
+from mosaic_it.errors import os_error_reason
+from mosaic_it.io.outputs import PathError, file_mode_for, mark_dir
+
+
+def sync_data(fd: int) -> None:
+    """A file's data to the disk: ``fdatasync`` where the platform has it (macOS has not),
+    else ``fsync`` (the same, and the file's times too)."""
+    (os.fdatasync if hasattr(os, "fdatasync") else os.fsync)(fd)
 
 
 def _parent(path: Path) -> Path:
@@ -76,7 +83,7 @@ def atomic_dir(path: str | Path) -> Iterator[Path]:
     parent = _parent(path)
     parent.mkdir(parents=True, exist_ok=True)
     if path.exists() and not path.is_dir():
-        raise ValueError(f"{path}: exists and is not a directory")
+        raise PathError(f"{path}: exists and is not a directory")
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".partial", dir=parent))
     old = None
     try:

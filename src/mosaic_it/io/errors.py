@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from mosaic_it.errors import InputError
 
-class InputError(ValueError):
-    """Bad input; the message names the file, the line or record, and the field."""
+__all__ = ["need", "type_name"]
 
 
 def type_name(value: Any) -> str:

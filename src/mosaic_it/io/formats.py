@@ -31,6 +31,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from mosaic_it.errors import OptionError
 from mosaic_it.io.errors import type_name
 from mosaic_it.records import Record, RecordId, Sample
 
@@ -105,7 +106,7 @@ def _value_parts(messages: Any) -> bool:
 
 def check_format(name: str) -> str:
     if name not in FORMATS:
-        raise ValueError(f"unknown format {name!r}; choose from {', '.join(FORMATS)}")
+        raise OptionError(f"unknown format {name!r}; choose from {', '.join(FORMATS)}")
     return name
 
 
@@ -363,7 +364,7 @@ def _format_turns(
         if len(turns) > 2:
             row["history"] = [[turns[j][1], turns[j + 1][1]] for j in range(0, len(turns) - 2, 2)]
     else:
-        raise ValueError(f"unknown format {fmt!r}")
+        raise OptionError(f"unknown format {fmt!r}")
     row["mosaic"] = mosaic
     return row
 

@@ -12,8 +12,9 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any, cast
 
+from mosaic_it.errors import InputError
 from mosaic_it.io.atomic import atomic_writer
-from mosaic_it.io.errors import InputError, type_name
+from mosaic_it.io.errors import type_name
 from mosaic_it.io.jsoncodec import (
     UnreadableRecord,
     check_text,

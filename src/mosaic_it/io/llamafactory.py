@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from mosaic_it.errors import OptionError
+
 
 def dataset_info_entry(fmt: str, file_name: str, columns: set[str]) -> dict[str, Any]:
     """The LLaMA-Factory ``dataset_info.json`` entry for an output in format ``fmt``.
@@ -46,7 +48,7 @@ def dataset_info_entry(fmt: str, file_name: str, columns: set[str]) -> dict[str,
                 "system_tag": "system",
             },
         }
-    raise ValueError(
+    raise OptionError(
         f"LLaMA-Factory has no formatting for {fmt!r} rows: write --output-format alpaca, "
         "sharegpt or messages for --dataset-info"
     )

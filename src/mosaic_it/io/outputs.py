@@ -31,16 +31,17 @@ takes them, so a later run of this tool recognises them as its own.
 from __future__ import annotations
 
 import errno
-import fcntl
 import hashlib
 import os
 import re
 import stat
+import warnings
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import ExitStack, contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 
+from mosaic_it.errors import OptionError, describe_os_error, os_error_reason
 from mosaic_it.io.nofollow import (
     NotAFile,
     describe_path,
@@ -49,12 +50,13 @@ from mosaic_it.io.nofollow import (
     special_file_type,
     write_new_text,
 )
+from mosaic_it.signals import signals_blocked
 
 MARKER = ".mosaic-it"  # a file inside every directory this tool writes
 LOCK_SUFFIX = ".mosaic-lock"
 
 
-class PathError(ValueError):
+class PathError(OptionError):
     """A path a command must not use (or cannot); the message says what to do."""
 
 
@@ -76,31 +78,6 @@ class Output:
     name: str = "OUTPUT"
     kind: str = "file"  # "file" or "dir"
     markers: tuple[str, ...] = ()  # other file names that show a directory is this tool's
-
-
-def os_error_reason(exc: OSError) -> str:
-    """Why an operation on a path failed, in words."""
-    reasons = {
-        errno.EROFS: "read-only file system",
-        errno.EACCES: "permission denied",
-        errno.EPERM: "permission denied",
-        errno.ENOSPC: "no space left on the device",
-        errno.EDQUOT: "disk quota exceeded",
-        errno.ENOTDIR: "a part of the path is a file",
-    }
-    return reasons.get(exc.errno or 0, exc.strerror or str(exc))
-
-
-def describe_os_error(
-    exc: OSError, doing: str = "", path: str | os.PathLike[str] | None = None
-) -> str:
-    """One line for an environment fault: the path, what was done and why it failed.
-
-    The path is the error's own, else ``path`` (what the caller was working on: some calls,
-    ``flock`` or ``rmtree`` among them, raise errors that name no file)."""
-    where = exc.filename if exc.filename is not None else path
-    prefix = f"{os.fspath(where)}: " if where is not None else ""
-    return f"{prefix}{doing + ': ' if doing else ''}{os_error_reason(exc)}"
 
 
 def check_readable_input(path: str | os.PathLike[str], name: str = "INPUT") -> None:
@@ -266,33 +243,64 @@ def lock_output(path: str | os.PathLike[str], name: str = "OUTPUT") -> Iterator[
         raise PathError(
             f"{name} {path}: " + describe_os_error(exc, "cannot create the directory")
         ) from None
-    while True:
-        fd = _open_lock(lock, name, path)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            holder = os.pread(fd, 64, 0).decode("ascii", "replace").strip()
+    # the ending signals wait from making the lock file until the block that removes it: one
+    # that came between (while filelock is imported, under load) left the lock file behind
+    with ExitStack() as held_back:
+        held_back.enter_context(signals_blocked())
+        while True:
+            fd = _open_lock(lock, name, path)
+            if not _lock_now(fd, lock, name, path):
+                holder = os.pread(fd, 64, 0).decode("ascii", "replace").strip()
+                os.close(fd)
+                pid = int(holder) if holder.isdigit() else None
+                who = f"pid {pid}" if pid and _pid_alive(pid) else "another process"
+                raise PathError(
+                    f"{name} {path}: another mosaic-it run ({who}) is writing it; wait for it "
+                    f"to finish or choose another output (lock: {lock})"
+                ) from None
+            # the file may have been removed by the run that held it just before we locked it
+            if _still_at(fd, lock):
+                break
             os.close(fd)
-            pid = int(holder) if holder.isdigit() else None
-            who = f"pid {pid}" if pid and _pid_alive(pid) else "another process"
-            raise PathError(
-                f"{name} {path}: another mosaic-it run ({who}) is writing it; wait for it to "
-                f"finish or choose another output (lock: {lock})"
-            ) from None
-        # the file may have been removed by the run that held it just before we locked it
-        if _still_at(fd, lock):
-            break
-        os.close(fd)
+        try:
+            held_back.close()  # a signal that waited is raised here, and the lock removed
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+            remove_stale_temporaries(path)
+            yield lock
+        finally:
+            if _still_at(fd, lock):
+                with suppress(OSError):
+                    os.unlink(lock)
+            os.close(fd)  # releases the lock
+
+
+def _lock_now(fd: int, lock: Path, name: str, path: str | os.PathLike[str]) -> bool:
+    """Lock the open lock file ``fd`` at once (``flock``, exclusive); False: another process
+    holds it. The lock goes with the descriptor: closing it (or the process ending) releases it.
+
+    filelock only locks the descriptor (``flock`` on POSIX): the file itself is opened and
+    checked here (:func:`_open_lock`: never through a link, a regular file with one link that
+    holds nothing but a pid, refused by name otherwise), as ``filelock.FileLock``, which opens
+    its file itself, would not (older releases followed a link and truncated its target; a
+    link planted at a lock's place once destroyed an input)."""
+    with warnings.catch_warnings():  # without flock filelock warns, and this says it below
+        warnings.simplefilter("ignore")
+        from filelock import lock_descriptor  # here: only commands that write need it
+
     try:
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
-        remove_stale_temporaries(path)
-        yield lock
-    finally:
-        if _still_at(fd, lock):
-            with suppress(OSError):
+        return lock_descriptor(fd, blocking=False)
+    except OSError as exc:
+        if exc.errno == errno.ENOSYS and _still_at(fd, lock):  # no flock on this platform:
+            with suppress(OSError):  # no run of this tool can hold the lock file either
                 os.unlink(lock)
-        os.close(fd)  # releases the lock
+        os.close(fd)
+        if exc.errno == errno.ENOSYS:
+            raise PathError(
+                f"{name} {path}: outputs are locked with flock, which this platform lacks; "
+                "mosaic-it writes outputs on Linux and other POSIX systems"
+            ) from None
+        raise
 
 
 def _still_at(fd: int, path: Path) -> bool:

@@ -16,7 +16,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from mosaic_it.io.errors import InputError
+from mosaic_it.errors import InputError, OptionError
 from mosaic_it.io.formats import (
     FORMATS,
     REQUIRED_FIELDS,
@@ -180,7 +180,7 @@ def records_from_raw(
     (``columns_checked_in`` names it), missing columns are an error for the whole source.
     """
     if on_error not in ("raise", "skip"):
-        raise ValueError(f"on_error must be 'raise' or 'skip', got {on_error!r}")
+        raise OptionError(f"on_error must be 'raise' or 'skip', got {on_error!r}")
     source = _SourceFormat(input_format, columns_checked_in)
     for index, where, obj in items:
         try:

@@ -12,9 +12,10 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
+from mosaic_it.errors import InputError
 from mosaic_it.hub import hub_unreachable
 from mosaic_it.io.atomic import atomic_dir, atomic_path
-from mosaic_it.io.errors import InputError, need
+from mosaic_it.io.errors import need
 from mosaic_it.io.jsoncodec import dumps
 from mosaic_it.io.outputs import check_readable_input
 

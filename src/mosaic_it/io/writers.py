@@ -14,6 +14,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
+from mosaic_it.errors import OptionError
 from mosaic_it.io.errors import need
 from mosaic_it.io.jsoncodec import dumps, loads
 from mosaic_it.io.jsonfiles import write_records
@@ -35,7 +36,7 @@ def output_kind(path: str | Path) -> str:
         return "datasets"
     kind = OUTPUT_KINDS.get(Path(text).suffix.lower())
     if kind is None:
-        raise ValueError(
+        raise OptionError(
             f"{path}: unknown output type; name it .json, .jsonl or .parquet, or give a directory "
             "(no extension) for a datasets save_to_disk directory"
         )

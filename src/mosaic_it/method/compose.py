@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from mosaic_it.errors import InputError
 from mosaic_it.method.fitting import fit_layout
 from mosaic_it.method.layout import (
     Layout,
@@ -28,7 +29,7 @@ from mosaic_it.records import MosaicSpec, Record, Sample
 from mosaic_it.rng import Rng
 
 
-class LayoutError(ValueError):
+class LayoutError(InputError):
     """No label style or tag pair of the rule pack can be read unambiguously around a group."""
 
 

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import TypeVar
 
+from mosaic_it.errors import InputError
 from mosaic_it.method.metalike import MetaLike, meta_like
 from mosaic_it.method.pack import RulePack
 from mosaic_it.records import Numbering, Tags
@@ -77,7 +78,7 @@ def tag_pairs(pack: RulePack) -> list[tuple[str, str, str, str]]:
             )
         ]
         if not pairs:
-            raise ValueError(f"{pack.source}: every tag holds a string that must be avoided")
+            raise InputError(f"{pack.source}: every tag holds a string that must be avoided")
     return pairs
 
 

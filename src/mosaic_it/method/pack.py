@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from mosaic_it.errors import InputError
 from mosaic_it.io.jsoncodec import dumps_bytes, loads
 
 # a pool of texts in a pack's data, as (JSON path, holder, key): entries holding a string the
@@ -21,7 +22,7 @@ Pool = tuple[str, dict[str, Any], str]
 ListPools = Callable[[dict[str, Any]], list[Pool]]
 
 
-class RulePackError(ValueError):
+class RulePackError(InputError):
     """A rule pack that cannot be used; the message names the file and the field."""
 
 

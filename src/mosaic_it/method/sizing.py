@@ -22,6 +22,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from mosaic_it.errors import OptionError
 from mosaic_it.rng import Rng
 
 UNLIMITED = 1 << 62
@@ -53,6 +54,6 @@ def draw_k(rng: Rng, mode: str, max_instructions: int) -> int:
     try:
         return WRAP_MODES[mode](rng, max_instructions)
     except KeyError:
-        raise ValueError(
+        raise OptionError(
             f"unknown wrap mode {mode!r}; choose from {', '.join(WRAP_MODES)}"
         ) from None

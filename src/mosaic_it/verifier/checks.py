@@ -36,6 +36,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from mosaic_it.errors import OptionError
 from mosaic_it.method.pack import RulePack
 from mosaic_it.method.rulepack import load_rule_pack
 from mosaic_it.method.strategies.base import Check
@@ -141,7 +142,7 @@ def verify(
     check, with the instruction texts when given.
     """
     if mode not in READ_MODES:
-        raise ValueError(f"mode must be one of {', '.join(READ_MODES)}, got {mode!r}")
+        raise OptionError(f"mode must be one of {', '.join(READ_MODES)}, got {mode!r}")
     if not isinstance(response, str):
         raise TypeError(f"a response is a text, got {type(response).__name__}")
     pack = pack or load_rule_pack()
@@ -183,7 +184,7 @@ def _topics(
         return None
     k = spec.instructions
     if len(references) != k:
-        raise ValueError(f"references: {len(references)} given, the sample has {k} instructions")
+        raise OptionError(f"references: {len(references)} given, the sample has {k} instructions")
     texts = list(instructions) if instructions is not None and len(instructions) == k else None
     return Topics(
         [

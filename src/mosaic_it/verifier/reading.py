@@ -13,6 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from itertools import pairwise
 
+from mosaic_it.errors import OptionError
 from mosaic_it.records import MosaicSpec, Numbering, Tags
 from mosaic_it.verifier.patterns import LOOSE, READ_MODES, STRICT, Patterns, compiled_patterns
 
@@ -284,9 +285,9 @@ def read_response(
     instructions best is taken (otherwise the one with the earliest labels).
     """
     if mode not in READ_MODES:
-        raise ValueError(f"mode must be one of {', '.join(READ_MODES)}, got {mode!r}")
+        raise OptionError(f"mode must be one of {', '.join(READ_MODES)}, got {mode!r}")
     if not spec.checkable:
-        raise ValueError("a spec with neither labels nor tags states no layout to read")
+        raise OptionError("a spec with neither labels nor tags states no layout to read")
     p = compiled_patterns(spec.numbering, spec.tags, mode == LOOSE)
     # white space around the whole response is never "extra"; nor are Windows line breaks
     text = response.replace("\r\n", "\n").strip()

@@ -7,6 +7,7 @@ from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 from mosaic_it.apps.prompt_formats import PROMPT_FORMATS
+from mosaic_it.errors import OptionError
 from mosaic_it.limits import MAX_TEMPERATURE, MAX_TRAIN_EPOCHS, bound
 
 CONFIG_FILE = "mosaic_it_train.json"
@@ -93,7 +94,7 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         def bad(what: str) -> None:
-            raise ValueError(what)
+            raise OptionError(what)
 
         if self.threads < 0:
             bad(f"--threads must be 0 (chosen from the idle cores) or more, got {self.threads}")

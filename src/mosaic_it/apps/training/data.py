@@ -14,7 +14,7 @@ from mosaic_it.apps.model_source import ModelError
 from mosaic_it.apps.prompt_formats import PromptFormat
 from mosaic_it.apps.training.config import TrainConfig
 from mosaic_it.apps.training.processes import is_main
-from mosaic_it.io.errors import InputError
+from mosaic_it.errors import InputError
 from mosaic_it.io.readers import InvalidRecord, iter_raw, read_records
 from mosaic_it.records import Record
 

@@ -24,6 +24,7 @@ from mosaic_it.apps.training.data import (
 )
 from mosaic_it.apps.training.processes import is_main, rank, world_size
 from mosaic_it.apps.training.resume import check_resume_config, find_checkpoint
+from mosaic_it.errors import InputError, OptionError
 from mosaic_it.records import Record
 
 
@@ -86,7 +87,7 @@ def prepare_run(
 
     world = world_size()
     if config.batch_size % (config.micro_batch_size * world):
-        raise ValueError(
+        raise OptionError(
             f"--batch-size {config.batch_size} is not a multiple of --micro-batch-size "
             f"{config.micro_batch_size} x {world} processes"
         )
@@ -135,7 +136,7 @@ def check_one_step(config: TrainConfig, rows: int) -> None:
     if config.method == "grpo":
         per_step = config.batch_size // config.num_generations
         if rows < per_step:
-            raise ValueError(
+            raise OptionError(
                 f"{config.data}: {rows} prompt(s) cannot fill one optimizer step: "
                 f"--batch-size {config.batch_size} completions are {per_step} prompts x "
                 f"--num-generations {config.num_generations}, and an epoch's prompts left "
@@ -143,7 +144,7 @@ def check_one_step(config: TrainConfig, rows: int) -> None:
                 f"or a --batch-size of at most {rows * config.num_generations}"
             )
     elif rows < 1:
-        raise ValueError(f"{config.data}: no training rows: no optimizer step to take")
+        raise InputError(f"{config.data}: no training rows: no optimizer step to take")
 
 
 @dataclass
@@ -255,7 +256,7 @@ def _prepare_grpo(
     from mosaic_it.rewards import MosaicReward
 
     if accumulation * config.micro_batch_size * world_size() % config.num_generations:
-        raise ValueError(
+        raise OptionError(
             f"--batch-size {config.batch_size} is not a multiple of "
             f"--num-generations {config.num_generations}"
         )

@@ -14,6 +14,7 @@ from mosaic_it.apps.prompt_sets import BUILTIN_SETS, read_prompt_set
 from mosaic_it.cli.commands.eval import _declare_served
 from mosaic_it.cli.registry import Arguments, Command, declare_prompt_format
 from mosaic_it.cli.served import progress, served_options
+from mosaic_it.errors import OptionError
 from mosaic_it.io.outputs import Output, guard
 
 
@@ -70,7 +71,7 @@ def run(args: argparse.Namespace) -> int:
     # the server's options are checked before any file is read
     served = served_options(args, args.model) if args.backend == "openai" else None
     if args.limit < 0:
-        raise ValueError("--limit must be 0 (all) or more")
+        raise OptionError("--limit must be 0 (all) or more")
     inputs = {} if args.prompts.startswith("builtin:") else {"PROMPTS": args.prompts}
     with guard(
         inputs,

@@ -12,6 +12,7 @@ from mosaic_it.apps.generation import MAX_BATCH, GenerationOptions
 from mosaic_it.apps.prompt_formats import PROMPT_FORMATS
 from mosaic_it.apps.score import plot
 from mosaic_it.cli.registry import Arguments, Command, declare_prompt_format
+from mosaic_it.errors import OptionError
 from mosaic_it.io.jsonfiles import write_json
 from mosaic_it.io.outputs import Output, guard
 
@@ -139,7 +140,7 @@ def _declare_served(s: Arguments) -> None:
 
 def run(args: argparse.Namespace) -> int:
     if args.resume and not args.responses:
-        raise ValueError("--resume needs --responses FILE (the answers to keep)")
+        raise OptionError("--resume needs --responses FILE (the answers to keep)")
     run_file = responses_run_path(args.responses) if args.responses else None
     with guard(
         {"--eval-set": args.eval_set, "--model": args.model, "--tokenizer": args.tokenizer},
@@ -167,7 +168,7 @@ def _eval(args: argparse.Namespace) -> int:
     served = None
     if args.backend == "openai":
         if not args.base_url:
-            raise ValueError("--backend openai needs --base-url (e.g. http://127.0.0.1:8000/v1)")
+            raise OptionError("--backend openai needs --base-url (e.g. http://127.0.0.1:8000/v1)")
         served = ServedOptions(
             args.base_url,
             args.model,
@@ -177,7 +178,7 @@ def _eval(args: argparse.Namespace) -> int:
             args.retries,
         )
     elif args.base_url:
-        raise ValueError("--base-url is for --backend openai")
+        raise OptionError("--base-url is for --backend openai")
 
     def log(text: str) -> None:
         if not args.quiet:

@@ -13,6 +13,7 @@ from mosaic_it.apps.prompt_sets import BUILTIN_SETS
 from mosaic_it.cli.commands.eval import _declare_served
 from mosaic_it.cli.registry import Arguments, Command
 from mosaic_it.cli.served import progress, served_options
+from mosaic_it.errors import OptionError
 from mosaic_it.io.jsonfiles import write_json
 from mosaic_it.io.outputs import Output, guard
 
@@ -77,10 +78,10 @@ def declare(a: Arguments) -> None:
 
 def run(args: argparse.Namespace) -> int:
     if args.resume and not args.judgments:
-        raise ValueError("--resume needs --judgments FILE (the judgments to keep)")
+        raise OptionError("--resume needs --judgments FILE (the judgments to keep)")
     served = served_options(args, args.model)  # before any file is read
     if args.no_cache and args.cache:
-        raise ValueError("--cache and --no-cache: choose one")
+        raise OptionError("--cache and --no-cache: choose one")
     inputs = {"ANSWERS_1": args.answers_1, "ANSWERS_2": args.answers_2}
     if not args.prompts.startswith("builtin:"):
         inputs["PROMPTS"] = args.prompts

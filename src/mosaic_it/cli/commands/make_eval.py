@@ -12,7 +12,7 @@ from mosaic_it.apps.make_eval import check_composition, make_eval
 from mosaic_it.budget.templates import TEMPLATE_NAMES, get_template
 from mosaic_it.budget.tokenizer import load_tokenizer
 from mosaic_it.cli.registry import Arguments, Command
-from mosaic_it.io.errors import InputError
+from mosaic_it.errors import InputError
 from mosaic_it.io.formats import FORMATS
 from mosaic_it.io.jsonfiles import write_json, write_records
 from mosaic_it.io.outputs import Output, guard

@@ -16,6 +16,7 @@ from mosaic_it.budget.templates import TEMPLATE_NAMES
 from mosaic_it.cli.recipe import apply_recipe, effective_config
 from mosaic_it.cli.registry import Arguments, Command
 from mosaic_it.engine.mosaicker import MosaicConfig
+from mosaic_it.errors import OptionError
 from mosaic_it.executors import ray
 from mosaic_it.executors.job import STDIO, Executor, MosaicJob
 from mosaic_it.executors.local import LocalExecutor, workers_for
@@ -242,7 +243,7 @@ def prepare(args: argparse.Namespace, arguments: Arguments, argv: list[str]) -> 
     if args.config:
         apply_recipe(arguments, args, argv, args.config)
     if not args.input or not args.output:
-        raise ValueError("mosaic: give INPUT and OUTPUT, on the command line or in --config")
+        raise OptionError("mosaic: give INPUT and OUTPUT, on the command line or in --config")
     args.effective_config = effective_config(arguments.actions, args, config_path_for(args.output))
 
 
@@ -282,7 +283,7 @@ def executor_of(args: argparse.Namespace) -> Executor:
         return LocalExecutor(args.workers, args.force_workers, args.resume)
     refused = [name for name in RAY_REFUSED if getattr(args, name)]
     if refused:  # the job's own options are the executor's to check
-        raise ValueError(ray.refusal(refused, RAY_REFUSED))
+        raise OptionError(ray.refusal(refused, RAY_REFUSED))
     return ray.RayExecutor(args.shards, args.ray_address, args.shard_format, quiet=args.quiet)
 
 

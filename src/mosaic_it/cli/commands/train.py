@@ -15,6 +15,7 @@ from mosaic_it.apps.train import merge_lora, train
 from mosaic_it.apps.training.config import CONFIG_FILE, METHODS, TrainConfig
 from mosaic_it.apps.training.processes import is_main as _is_main
 from mosaic_it.cli.registry import Arguments, Command, declare_prompt_format
+from mosaic_it.errors import OptionError
 from mosaic_it.io.outputs import Output, RunInterrupted, guard
 from mosaic_it.signals import signal_of
 
@@ -209,7 +210,7 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
     if args.mosaic_rules:
         options["rules"] = args.mosaic_rules
     if options and not args.mosaic_on_the_fly:
-        raise ValueError("--mosaic-* options need --mosaic-on-the-fly")
+        raise OptionError("--mosaic-* options need --mosaic-on-the-fly")
     return TrainConfig(
         data=args.data,
         output_dir=args.output_dir,
