@@ -19,7 +19,7 @@ from typing import NoReturn
 from mosaic_it import __version__
 from mosaic_it.budget.tokenizer import TokenizerError
 from mosaic_it.cli.commands import COMMANDS
-from mosaic_it.cli.registry import Arguments, Command
+from mosaic_it.cli.registry import Arguments, Command, declare_verbosity, run_command
 from mosaic_it.engine.parallel import WorkerDied
 from mosaic_it.io.files import EXAMPLE, InputError, example_path
 from mosaic_it.io.outputs import RunInterrupted, describe_os_error
@@ -69,6 +69,7 @@ def build() -> tuple[argparse.ArgumentParser, dict[str, tuple[Command, Arguments
             )
         )
         command.declare(arguments)
+        declare_verbosity(arguments)  # -q and -v: every command's, declared once here
         commands[command.name] = (command, arguments)
     return parser, commands
 
@@ -81,7 +82,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if command.prepare is not None:
             command.prepare(args, arguments, argv[argv.index(args.command) + 1 :])
-        return command.handler(args)
+        return run_command(command, arguments, args)
     except (InputError, RulePackError, TokenizerError, ValueError) as exc:
         print(f"mosaic-it: error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT

@@ -12,7 +12,10 @@ the command line) and a message that says what to do:
 
 * an output that is the same file as an input or as another output of the run (compared after
   resolving symbolic links, and by inode for hard links);
-* ``-`` as an output (no command writes to standard output);
+* ``-`` (standard input or output) where the command does not stream it: an input is read
+  from standard input only when its name is among ``guard``'s ``stdin`` (as JSONL), an output
+  written to standard output only when it is an ``Output(..., stream=True)``; at most one
+  input may be ``-``;
 * an output whose path runs through a file (``notes.txt/out.jsonl``), or in a place that cannot
   be written (read-only file system, no permission);
 * a file output that is an existing directory; a directory output (``kind="dir"``: a
@@ -50,6 +53,7 @@ from mosaic_it.io.nofollow import (
     write_new_text,
 )
 
+STREAM = "-"  # standard input as an input path, standard output as an output path
 MARKER = ".mosaic-it"  # a file inside every directory this tool writes
 LOCK_SUFFIX = ".mosaic-lock"
 
@@ -76,6 +80,12 @@ class Output:
     name: str = "OUTPUT"
     kind: str = "file"  # "file" or "dir"
     markers: tuple[str, ...] = ()  # other file names that show a directory is this tool's
+    stream: bool = False  # "-" writes standard output (not checked, not locked)
+
+
+def is_stream(path: str | os.PathLike[str] | None) -> bool:
+    """Whether a path given on the command line means standard input or output."""
+    return path is not None and os.fspath(path) == STREAM
 
 
 def os_error_reason(exc: OSError) -> str:
@@ -158,8 +168,15 @@ def check_output(out: Output) -> Path:
     if out.path is None:  # check_paths skips outputs without a path
         raise TypeError(f"{out.name}: no path to check")
     text = os.fspath(out.path)
-    if text == "-":
-        raise PathError(f"{out.name}: '-' (standard output) is not supported; give a file name")
+    if text == STREAM:
+        if out.kind == "dir":
+            raise PathError(
+                f"{out.name}: '-' (standard output) cannot hold a directory of files; give a "
+                "directory path"
+            )
+        raise PathError(
+            f"{out.name}: cannot be written to standard output ('-') here; give a file name"
+        )
     if not text.strip():
         raise PathError(f"{out.name}: empty path")
     path = Path(text.rstrip("/" + os.sep) or text)
@@ -202,20 +219,36 @@ def check_output(out: Output) -> Path:
 
 
 def check_paths(
-    inputs: Mapping[str, str | os.PathLike[str] | None], outputs: Iterable[Output]
+    inputs: Mapping[str, str | os.PathLike[str] | None],
+    outputs: Iterable[Output],
+    stdin: Iterable[str] = (),
 ) -> list[tuple[Output, Path]]:
-    """Every check but the locks: outputs against inputs and against each other."""
+    """Every check but the locks: outputs against inputs and against each other; ``-`` only
+    for the inputs named in ``stdin`` (one at most) and the outputs that stream."""
     checked: list[tuple[Output, Path]] = []
     local_inputs: list[tuple[str, Path]] = []
+    from_stdin: list[str] = []
     for name, value in inputs.items():
         if value is None:
+            continue
+        if is_stream(value):
+            if name not in stdin:
+                raise PathError(
+                    f"{name}: cannot be read from standard input ('-') here; give a file name"
+                )
+            from_stdin.append(name)
+            if len(from_stdin) > 1:
+                raise PathError(
+                    f"{' and '.join(from_stdin)} are both '-': only one input can be read from "
+                    "standard input; give the other as a file"
+                )
             continue
         p = Path(os.fspath(value))
         if p.exists():
             check_readable_input(p, name)
             local_inputs.append((name, p))
     for out in outputs:
-        if out.path is None:
+        if out.path is None or (out.stream and is_stream(out.path)):
             continue
         path = check_output(out)
         for name, p in local_inputs:
@@ -345,12 +378,14 @@ def guard(
     outputs: Iterable[Output] = (),
     *,
     lock: bool = True,
+    stdin: Iterable[str] = (),
 ) -> Iterator[list[Path]]:
     """Check inputs and outputs, then lock every output for the block (see the module doc).
 
-    ``lock=False`` checks only: for the other processes of a run whose main process holds
-    the locks (a multi-GPU training run)."""
-    checked = check_paths(inputs or {}, outputs)
+    ``stdin``: the names of the inputs that may be ``-`` (standard input). ``lock=False``
+    checks only: for the other processes of a run whose main process holds the locks (a
+    multi-GPU training run)."""
+    checked = check_paths(inputs or {}, outputs, tuple(stdin))
     if not lock:
         yield [path for _, path in checked]
         return

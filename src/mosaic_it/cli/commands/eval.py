@@ -4,7 +4,6 @@ them."""
 from __future__ import annotations
 
 import argparse
-import sys
 
 from mosaic_it.apps.backends import ServedOptions
 from mosaic_it.apps.evaluate import (
@@ -17,6 +16,7 @@ from mosaic_it.apps.evaluate import (
 from mosaic_it.apps.models import PROMPT_FORMATS
 from mosaic_it.apps.score import plot
 from mosaic_it.cli.registry import Arguments, Command, declare_prompt_format
+from mosaic_it.cli.served import progress
 from mosaic_it.io.files import write_json
 from mosaic_it.io.outputs import Output, guard
 
@@ -109,7 +109,6 @@ def _declare_outputs(a: Arguments) -> None:
         "by other processes, by load average; answers may differ in rare last-bit "
         "ties across thread counts, so fix it to compare runs exactly)",
     )
-    a.add("-q", "--quiet", action="store_true", help="no progress on stderr")
 
 
 def _declare_served(s: Arguments) -> None:
@@ -184,10 +183,6 @@ def _eval(args: argparse.Namespace) -> int:
     elif args.base_url:
         raise ValueError("--base-url is for --backend openai")
 
-    def log(text: str) -> None:
-        if not args.quiet:
-            print(f"mosaic-it eval: {text}", file=sys.stderr, flush=True)
-
     report, meta = evaluate(
         args.model,
         args.eval_set,
@@ -200,7 +195,7 @@ def _eval(args: argparse.Namespace) -> int:
         dtype=args.dtype,
         backend=args.backend,
         served=served,
-        log=log,
+        log=progress(args),
     )
     print(
         f"model {meta['model']} ({meta['prompt_format']} prompts, "
