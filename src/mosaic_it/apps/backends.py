@@ -30,14 +30,11 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from mosaic_it.apps.http_deadline import fetch_within
-from mosaic_it.apps.local_server import LocalServer
 from mosaic_it.apps.models import ModelError
 from mosaic_it.apps.prompt_formats import chat_messages
 
-# LocalServer lives in apps.local_server; it stays importable from here
 __all__ = [
     "GenerationBackend",
-    "LocalServer",
     "OpenAIBackend",
     "PromptLike",
     "ServedOptions",
