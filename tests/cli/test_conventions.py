@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import io
 import json
+import logging
 import sys
 
 import pytest
@@ -111,6 +112,32 @@ def test_default_level_is_between(tmp_path, capsys):
                  "--held-out", "5"]) == 0  # fmt: skip
     err = capsys.readouterr().err
     assert "wrote 115 training records" in err and "options:" not in err and "done in" not in err
+
+
+@pytest.mark.parametrize(
+    ("level", "shown"),
+    [
+        ([], ["a note", "a warning", "an error"]),
+        (["-q"], ["an error"]),
+        (["-v"], ["a detail", "a note", "a warning", "an error"]),
+    ],  # fmt: skip
+    ids=["default", "quiet", "verbose"],
+)
+def test_the_notes_of_the_layers_below_follow_quiet_and_verbose(level, shown, capsys):
+    """Training and model loading log their notes under mosaic_it; a command prints them on
+    stderr at its level, and leaves the logger as it found it."""
+    from mosaic_it.cli.registry import NOTES, notes_on_stderr
+
+    log = logging.getLogger("mosaic_it.apps.train")
+    args = argparse.Namespace(command="train", quiet="-q" in level, verbose="-v" in level)
+    before = NOTES.level, NOTES.propagate, list(NOTES.handlers)
+    with notes_on_stderr(args):
+        log.debug("a detail")
+        log.info("a note")
+        log.warning("a warning")
+        log.error("an error")
+    assert capsys.readouterr().err.splitlines() == shown
+    assert (NOTES.level, NOTES.propagate, list(NOTES.handlers)) == before
 
 
 # ----------------------------------------------------------------------- '-' streams

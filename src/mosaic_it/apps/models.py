@@ -22,11 +22,12 @@ from __future__ import annotations
 
 import copy
 import json
-import sys
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+NOTES = logging.getLogger(__name__)  # on stderr at the command line, as -q/-v say
 TINY_LLAMA = "builtin:tiny-llama"
 # the prompt formats of apps.prompt_formats, named here because that module builds on this one
 PROMPT_FORMATS = ("vicuna", "chat")
@@ -260,10 +261,9 @@ def load_model(source: ModelSource, *, dtype: Any = None, seed: int = 0) -> Any:
             from mosaic_it.apps.gguf_model import gguf_model_dir  # it imports this module
 
             where: Path | str = gguf_model_dir(source)
-            print(
+            NOTES.info(
                 f"mosaic-it: {source.spec}: GGUF weights de-quantized to float32 in {where} "
-                f"(cached, keyed by the file's SHA-256); loaded as {str(dtype).split('.')[-1]}",
-                file=sys.stderr,
+                f"(cached, keyed by the file's SHA-256); loaded as {str(dtype).split('.')[-1]}"
             )
             return AutoModelForCausalLM.from_pretrained(str(where), dtype=dtype)
         if source.kind == "adapter":

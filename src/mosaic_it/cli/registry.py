@@ -9,9 +9,11 @@ reaching into argparse's internals.
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -98,9 +100,51 @@ def detail(args: argparse.Namespace, text: str) -> None:
         print(f"{_prefix(args)}: {text}", file=sys.stderr, flush=True)
 
 
+# the notes of the layers under the command line (training, model loading) are logged under
+# this name: on stderr while a command runs, at the level -q/-v give
+NOTES = logging.getLogger("mosaic_it")
+
+
+class _Stderr(logging.StreamHandler):
+    """The stderr of the moment (a test may have replaced it since the handler was made)."""
+
+    @property
+    def stream(self) -> Any:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value: Any) -> None:
+        pass
+
+
+@contextmanager
+def notes_on_stderr(args: argparse.Namespace) -> Iterator[None]:
+    """The notes of :data:`NOTES` on stderr for the block: errors alone with ``--quiet``,
+    details too with ``--verbose``, else warnings and notes; as they were after."""
+    quiet, verbose = getattr(args, "quiet", False), getattr(args, "verbose", False)
+    handler = _Stderr()
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    saved = NOTES.level, NOTES.propagate
+    NOTES.setLevel(logging.ERROR if quiet else logging.DEBUG if verbose else logging.INFO)
+    NOTES.propagate = False
+    NOTES.addHandler(handler)
+    try:
+        yield
+    finally:
+        NOTES.removeHandler(handler)
+        NOTES.setLevel(saved[0])
+        NOTES.propagate = saved[1]
+
+
 def run_command(command: Command, arguments: Arguments, args: argparse.Namespace) -> int:
-    """Run a command's handler; with ``--verbose``, say the options in effect first and the
-    time taken last (on every command alike)."""
+    """Run a command's handler, with the notes of the layers under it at the level -q/-v give;
+    with ``--verbose``, say the options in effect first and the time taken last (on every
+    command alike)."""
+    with notes_on_stderr(args):
+        return _run(command, arguments, args)
+
+
+def _run(command: Command, arguments: Arguments, args: argparse.Namespace) -> int:
     if not getattr(args, "verbose", False):
         return command.handler(args)
     shown = {
