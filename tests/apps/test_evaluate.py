@@ -155,7 +155,7 @@ def test_batches_are_sized_by_tokens_unless_a_size_is_given():
 def test_the_resume_record_holds_what_must_match_and_not_how_it_ran(eval_set, tmp_path):
     from mosaic_it.apps.evaluate import make_backend, responses_run
     from mosaic_it.apps.generation import GenerationOptions
-    from mosaic_it.io.outputs import content_digest
+    from mosaic_it.io.fingerprint import content_digest
 
     opt = GenerationOptions(max_new_tokens=32, batch_size=4, threads=1, batch_tokens=999)
     described = {"backend": "openai", "prompt_format": "chat", "device": "x", "served_model": "m"}

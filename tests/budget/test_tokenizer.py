@@ -26,7 +26,8 @@ from mosaic_it.budget.tokenizer import DEFAULT_TOKENIZER, Tokenizer, TokenizerEr
 from ..conftest import REAL_DATA, needs
 from ..hypothesis_or_skip import HealthCheck, given, settings, st
 
-MODEL_FILE = Path(str(resources.files("mosaic_it").joinpath("data/tokenizer/tokenizer.model.v1")))
+# the model the shipped tokenizer.json is converted from: in the repository, not in the wheel
+MODEL_FILE = Path(__file__).resolve().parents[1] / "data" / "tokenizer" / "tokenizer.model.v1"
 ALPACA_DEMO = REAL_DATA  # real data, not part of the repo (tests/data_paths.py)
 
 
@@ -338,7 +339,7 @@ def test_bundled_model_properties(tok, sp):
 def test_shipped_tokenizer_json_is_the_conversion_of_the_model(tok):
     """The package loads data/tokenizer/tokenizer.json; it must be what converting the model
     gives (scripts/build_tokenizer_json.py writes it)."""
-    converted = tokmod.convert_bundled()
+    converted = tokmod.convert_bundled(MODEL_FILE)
     shipped = Path(str(resources.files("mosaic_it").joinpath("data/tokenizer/tokenizer.json")))
     assert json.loads(shipped.read_text(encoding="utf-8")) == json.loads(converted.backend.to_str())
     assert (tok.bos_token, tok.eos_token) == (converted.bos_token, converted.eos_token)
@@ -346,14 +347,20 @@ def test_shipped_tokenizer_json_is_the_conversion_of_the_model(tok):
     assert tok.encode(text) == converted.encode(text)
 
 
-def test_the_model_is_converted_when_the_json_cannot_be_read(monkeypatch, sp):
+def test_a_json_that_cannot_be_read_says_which_tokenizers_to_install(monkeypatch):
     monkeypatch.setattr(tokmod, "_BUNDLED_JSON", "data/tokenizer/missing.json")
     tokmod._load_bundled.cache_clear()
     try:
-        fallback = tokmod._load_bundled()
-        assert fallback.encode("Give three tips.") == sp.encode("Give three tips.")
+        with pytest.raises(TokenizerError, match=r"missing\.json: cannot be read by tokenizers .*"
+                           r"tokenizers>=0\.20: pip install -U tokenizers"):  # fmt: skip
+            tokmod._load_bundled()
     finally:
         tokmod._load_bundled.cache_clear()
+
+
+def test_the_shipped_json_needs_the_tokenizers_pyproject_asks_for():
+    pyproject = (Path(__file__).resolve().parents[2] / "pyproject.toml").read_text()
+    assert f'"tokenizers>={tokmod.TOKENIZERS_FOR_JSON}"' in pyproject
 
 
 def test_bundled_model_settings():

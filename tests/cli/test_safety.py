@@ -19,7 +19,8 @@ from pathlib import Path
 import pytest
 
 from mosaic_it.cli.main import build, main
-from mosaic_it.io.outputs import MARKER, Output, PathError, content_digest, guard, lock_path_for
+from mosaic_it.io.fingerprint import content_digest
+from mosaic_it.io.outputs import MARKER, Output, PathError, guard, lock_path_for
 
 from ..conftest import needs
 
@@ -724,12 +725,12 @@ def test_resume_discards_parts_of_another_run(scratch, capsys):
 
 
 def test_content_digest_samples_huge_files(tmp_path, monkeypatch):
-    from mosaic_it.io import outputs
+    from mosaic_it.io import fingerprint
 
     path = tmp_path / "big.bin"
     path.write_bytes(os.urandom(1 << 16) * 8)
-    monkeypatch.setattr(outputs, "FULL_HASH_LIMIT", 1 << 10)
-    monkeypatch.setattr(outputs, "BLOCK", 1 << 8)
+    monkeypatch.setattr(fingerprint, "FULL_HASH_LIMIT", 1 << 10)
+    monkeypatch.setattr(fingerprint, "BLOCK", 1 << 8)
     sampled = content_digest(path)
     assert sampled.startswith("sampled:") and content_digest(path) == sampled
     with open(path, "r+b") as f:

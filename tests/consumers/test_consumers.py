@@ -146,7 +146,7 @@ def test_fastchat_vicuna_preprocessing_keeps_every_sample_whole(inputs):
     needs("torch")
     transformers = needs("transformers")
     if importlib.util.find_spec("fastchat") is None:
-        pytest.skip("fschat not installed")
+        pytest.skip("needs FastChat: pip install --no-deps fschat==0.2.36")
     from fastchat.train.train import preprocess
 
     # FastChat's trainer reads human/gpt turns only, with its default system message
@@ -166,7 +166,7 @@ def test_fastchat_vicuna_preprocessing_keeps_every_sample_whole(inputs):
 def _import_llamafactory():
     needs("torch")
     if importlib.util.find_spec("llamafactory") is None:
-        pytest.skip("llamafactory not installed")
+        pytest.skip("needs LLaMA-Factory: pip install --no-deps llamafactory==0.9.5")
     if importlib.util.find_spec("torchaudio") is None:
         # its multimodal plugin imports torchaudio at import time; text data never uses it
         stub = types.ModuleType("torchaudio")

@@ -9,9 +9,11 @@ import math
 
 import pytest
 
-pytest.importorskip("torch")
-trl = pytest.importorskip("trl")
-datasets = pytest.importorskip("datasets")
+from ..conftest import needs
+
+needs("torch")
+trl = needs("trl")
+datasets = needs("datasets")
 
 import torch
 

@@ -34,10 +34,10 @@ FENCE = re.compile(
 )
 NEEDS = re.compile(r"<!-- docs needs: (?P<modules>[\w. ]+) -->")
 EXTRA_OF = {  # the extra that installs a module a page needs
-    "torch": "pip install torch, then the train extra",
+    "torch": "pip install torch==2.13.0, then the train extra",
     "trl": "train",
     "peft": "train",
-    "transformers": "hf or train",
+    "transformers": "the hf or train extra",
     "datasets": "hf",
     "matplotlib": "plot",
     "ray": "ray",
@@ -155,7 +155,9 @@ RUNNABLE_PAGES = sorted({b.page for b in ALL if _local(b)})
 def test_the_commands_of_a_page_run(page: Path, tmp_path: Path) -> None:
     for needs in NEEDS.finditer(page.read_text(encoding="utf-8")):
         for module in needs["modules"].split():
-            pytest.importorskip(module, reason=f"needs {module} (the {EXTRA_OF[module]} extra)")
+            how = EXTRA_OF[module]
+            how = how if " " in how else f"the {how} extra"  # a bare name is an extra's
+            pytest.importorskip(module, reason=f"needs {module} ({how})")
     stand_ins(tmp_path)
     env = dict(os.environ)
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"

@@ -43,9 +43,10 @@ from mosaic_it.apps.model_source import ModelError
 from mosaic_it.apps.score import read_eval, score
 from mosaic_it.apps.score_report import EvalItem, ScoreReport
 from mosaic_it.errors import InputError, OptionError
+from mosaic_it.io.fingerprint import content_digest
 from mosaic_it.io.jsonfiles import write_json
 from mosaic_it.io.nofollow import append_text
-from mosaic_it.io.outputs import RunInterrupted, content_digest
+from mosaic_it.io.outputs import RunInterrupted
 from mosaic_it.io.readers import iter_raw
 from mosaic_it.signals import signal_of
 

@@ -10,9 +10,9 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
+import logging
 import os
 import shutil
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +26,7 @@ from mosaic_it.apps.model_source import (
 from mosaic_it.cache import cache_root
 from mosaic_it.io.nofollow import NotAFile, remove_tree
 
+NOTES = logging.getLogger(__name__)  # on stderr at the command line, as -q/-v say
 GGUF_MARKER = "mosaic_it_gguf.json"
 
 
@@ -51,9 +52,8 @@ def gguf_model_dir(source: ModelSource) -> Path:
     target = cache_root() / "gguf" / f"{gguf_path.stem}-{digest[:16]}"
     if (target / GGUF_MARKER).is_file():
         return target
-    print(
-        f"mosaic-it: {source.spec}: de-quantizing the GGUF weights to float32 once, into {target}",
-        file=sys.stderr,
+    NOTES.info(
+        f"mosaic-it: {source.spec}: de-quantizing the GGUF weights to float32 once, into {target}"
     )
     plain, tok = dequantize(source)
     marker = {

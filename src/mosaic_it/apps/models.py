@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import copy
 import json
-import sys
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +25,8 @@ from mosaic_it.apps.model_source import (
     resolve_model,
     short_error,
 )
+
+NOTES = logging.getLogger(__name__)  # on stderr at the command line, as -q/-v say
 
 # Tokenizers may be a little smaller than the embedding matrix (rows padded to a multiple of
 # 64 or 128, reserved ids); a bigger gap means the tokenizer belongs to another model.
@@ -169,10 +171,9 @@ def load_model(source: ModelSource, *, dtype: Any = None, seed: int = 0) -> Any:
     try:
         if source.kind == "gguf":
             where: Path | str = gguf_model_dir(source)
-            print(
+            NOTES.info(
                 f"mosaic-it: {source.spec}: GGUF weights de-quantized to float32 in {where} "
-                f"(cached, keyed by the file's SHA-256); loaded as {str(dtype).split('.')[-1]}",
-                file=sys.stderr,
+                f"(cached, keyed by the file's SHA-256); loaded as {str(dtype).split('.')[-1]}"
             )
             return AutoModelForCausalLM.from_pretrained(str(where), dtype=dtype)
         if source.kind == "adapter":

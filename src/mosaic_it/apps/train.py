@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import json
 import logging
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -50,8 +49,10 @@ from mosaic_it.apps.training.config import (
 from mosaic_it.apps.training.processes import is_main as _is_main
 from mosaic_it.apps.training.trainers import prepare_run
 from mosaic_it.io.atomic import atomic_bytes
+from mosaic_it.io.fingerprint import content_digest
 from mosaic_it.io.jsonfiles import write_json
-from mosaic_it.io.outputs import content_digest
+
+NOTES = logging.getLogger(__name__)  # on stderr at the command line, as -q/-v say
 
 __all__ = ["merge_lora", "out_of_memory_message", "train"]
 
@@ -66,13 +67,13 @@ def train(
         torch.set_num_threads(threads)
         if _is_main():
             how = "--threads" if config.threads else "the usable cores not kept busy (load average)"
-            print(f"mosaic-it train: {threads} torch thread(s) on CPU ({how})", file=sys.stderr)
+            NOTES.info(f"mosaic-it train: {threads} torch thread(s) on CPU ({how})")
     run = prepare_run(config, resume, callbacks)
     out = Path(config.output_dir)
     if run.checkpoint and _is_main():
         note = _changed_steps_note(out / CONFIG_FILE, config.max_steps)
         if note:
-            print(f"mosaic-it train: {note}", file=sys.stderr)
+            NOTES.info(f"mosaic-it train: {note}")
     meta: dict[str, Any] = {
         "config": config.to_dict(),
         "data_content": content_digest(config.data),

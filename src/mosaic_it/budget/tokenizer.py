@@ -6,7 +6,9 @@ token budget?) goes through :class:`Tokenizer`.  It wraps a Hugging Face
 :func:`load_tokenizer`:
 
 * ``load_tokenizer()`` / ``load_tokenizer("default")`` - the bundled Mistral-7B v0.1
-  SentencePiece model (``data/tokenizer/tokenizer.model.v1``, Apache-2.0), usable offline;
+  SentencePiece model (Apache-2.0), usable offline: the package ships it converted
+  (``data/tokenizer/tokenizer.json``); the model file it is converted from
+  (``tokenizer.model.v1``) stays in the repository, under ``tests/data/tokenizer/``;
 * a path to a ``tokenizer.json``;
 * a directory holding ``tokenizer.json`` (or, failing that, ``tokenizer.model``) and
   optionally ``tokenizer_config.json`` (read for ``bos_token``/``eos_token``/``add_bos_token``);
@@ -69,8 +71,9 @@ __all__ = [
 
 DEFAULT_TOKENIZER = "default"
 
-_BUNDLED_RESOURCE = "data/tokenizer/tokenizer.model.v1"
 _BUNDLED_JSON = "data/tokenizer/tokenizer.json"  # the model converted, ready to load
+# the oldest tokenizers that reads it (0.20 reads merges written as pairs), as pyproject.toml
+TOKENIZERS_FOR_JSON = "0.20"
 _BUNDLED_NAME = "mistral-7b-v0.1 (bundled)"
 _BUNDLED_BOS, _BUNDLED_EOS = "<s>", "</s>"  # the model's bos_id and eos_id pieces
 # what a tokenizer's content digest is taken from (see tokenizer_digest)
@@ -198,14 +201,17 @@ def load_tokenizer(spec: str | os.PathLike[str] | None = None) -> Tokenizer:
 
 @functools.lru_cache(maxsize=1)
 def _load_bundled() -> Tokenizer:
-    """The bundled model, read from its ready converted tokenizer.json (a test keeps that file
-    equal to converting the model: reading it takes a quarter of the time); the model file is
-    converted instead when the JSON cannot be read."""
+    """The bundled model, read from its converted tokenizer.json (a test keeps that file equal
+    to converting the model, which takes four times as long and is not shipped)."""
     try:
         text = resources.files("mosaic_it").joinpath(_BUNDLED_JSON).read_text(encoding="utf-8")
         backend = tokenizers.Tokenizer.from_str(text)
-    except Exception:  # noqa: BLE001 - missing, or from a tokenizers it cannot read: convert
-        return convert_bundled()
+    except Exception as exc:  # missing, or from a tokenizers too old to read it
+        raise TokenizerError(
+            f"bundled tokenizer {_BUNDLED_JSON}: cannot be read by tokenizers "
+            f"{tokenizers.__version__} ({' '.join(str(exc).split())[:200]}); mosaic-it needs "
+            f"tokenizers>={TOKENIZERS_FOR_JSON}: pip install -U tokenizers"
+        ) from None
     if hasattr(backend, "encode_special_tokens"):
         backend.encode_special_tokens = True  # a setting of the object, not of the file
     return Tokenizer(
@@ -217,17 +223,18 @@ def _load_bundled() -> Tokenizer:
     )
 
 
-def convert_bundled() -> Tokenizer:
-    """The bundled SentencePiece model converted to ``tokenizers``: what
+def convert_bundled(model_file: str | os.PathLike[str]) -> Tokenizer:
+    """The bundled SentencePiece model (``model_file``: ``tests/data/tokenizer/tokenizer.model.v1``
+    in the repository, not in the wheel) converted to ``tokenizers``: what
     ``data/tokenizer/tokenizer.json`` holds (``scripts/build_tokenizer_json.py`` writes it)."""
-    resource = resources.files("mosaic_it").joinpath(_BUNDLED_RESOURCE)
+    origin = os.fspath(model_file)
     try:
-        data = resource.read_bytes()
+        data = Path(model_file).read_bytes()
     except OSError as exc:
-        raise TokenizerError(f"bundled tokenizer {_BUNDLED_RESOURCE}: cannot read ({exc})") from exc
+        raise TokenizerError(f"{origin}: cannot read ({exc})") from exc
     try:
-        model = parse_sentencepiece_model(data, origin=f"bundled tokenizer {_BUNDLED_RESOURCE}")
-        backend = sentencepiece_bpe_to_tokenizers(model, origin=_BUNDLED_RESOURCE)
+        model = parse_sentencepiece_model(data, origin=origin)
+        backend = sentencepiece_bpe_to_tokenizers(model, origin=origin)
     except SentencePieceError as exc:
         raise TokenizerError(str(exc)) from exc
     return Tokenizer(
@@ -390,7 +397,7 @@ def _from_pretrained(name: str) -> tokenizers.Tokenizer:
 def _hub_config(name: str) -> dict | None:
     """tokenizer_config.json of a Hub repo, if huggingface_hub is installed and it exists."""
     try:
-        from huggingface_hub import hf_hub_download  # optional dependency ("hub" extra)
+        from huggingface_hub import hf_hub_download  # installed with tokenizers, which needs it
     except ImportError:
         return None
     try:

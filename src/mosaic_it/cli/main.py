@@ -21,7 +21,7 @@ from typing import NoReturn
 
 from mosaic_it import __version__
 from mosaic_it.cli.commands import COMMANDS
-from mosaic_it.cli.registry import Arguments, Command
+from mosaic_it.cli.registry import Arguments, Command, declare_verbosity, run_command
 from mosaic_it.errors import MosaicItError, faults_of_the_environment
 from mosaic_it.io.outputs import RunInterrupted
 from mosaic_it.signals import exit_status, hold, raise_on_signals, signal_of
@@ -73,6 +73,7 @@ def build() -> tuple[argparse.ArgumentParser, dict[str, tuple[Command, Arguments
             )
         )
         command.declare(arguments)
+        declare_verbosity(arguments)  # -q and -v: every command's, declared once here
         commands[command.name] = (command, arguments)
     return parser, commands
 
@@ -87,7 +88,7 @@ def main(argv: list[str] | None = None) -> int:
         with faults_of_the_environment(_output_of(args)):  # an OSError: EnvironmentFault
             if command.prepare is not None:
                 command.prepare(args, arguments, argv[argv.index(args.command) + 1 :])
-            return command.handler(args)
+            return run_command(command, arguments, args)
     except MosaicItError as exc:  # the user's to fix: input, options, environment
         _traceback(exc, debug)
         print(f"mosaic-it: error: {exc}", file=sys.stderr)

@@ -9,8 +9,11 @@ reaching into argparse's internals.
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -56,6 +59,104 @@ class Command:
     prepare: Callable[[argparse.Namespace, Arguments, list[str]], None] | None = None
     # keyword arguments of the subparser beyond help and description
     parser_options: dict[str, Any] = field(default_factory=dict)
+
+
+def declare_verbosity(a: Arguments) -> None:
+    """``-q/--quiet`` and ``-v/--verbose``, which every command has, with one meaning each: the
+    command line adds them to every command (:func:`mosaic_it.cli.main.build`); a command does
+    not declare them itself. What a command prints on stdout (its result: a table, a report,
+    rows written to ``-``) is the same at every level; only stderr changes."""
+    level = a.group("how much is said on stderr").exclusive()
+    level.add(
+        "-q",
+        "--quiet",
+        action="store_true",
+        help="print nothing on stderr but errors: no progress, summary, note or warning",
+    )
+    level.add(
+        "-v",
+        "--verbose",
+        action="store_true",
+        help="also print the options in effect at the start, the time taken at the end, and "
+        "what the command can say in detail (ids, paths, per-item progress)",
+    )
+
+
+def _prefix(args: argparse.Namespace) -> str:
+    command = getattr(args, "command", None)
+    return f"mosaic-it {command}" if command else "mosaic-it"
+
+
+def say(args: argparse.Namespace, text: str) -> None:
+    """A progress line, summary, note or warning on stderr (``mosaic-it COMMAND: text``); not
+    printed with ``--quiet``."""
+    if not getattr(args, "quiet", False):
+        print(f"{_prefix(args)}: {text}", file=sys.stderr, flush=True)
+
+
+def detail(args: argparse.Namespace, text: str) -> None:
+    """A line on stderr printed only with ``--verbose``."""
+    if getattr(args, "verbose", False):
+        print(f"{_prefix(args)}: {text}", file=sys.stderr, flush=True)
+
+
+# the notes of the layers under the command line (training, model loading) are logged under
+# this name: on stderr while a command runs, at the level -q/-v give
+NOTES = logging.getLogger("mosaic_it")
+
+
+class _Stderr(logging.StreamHandler):
+    """The stderr of the moment (a test may have replaced it since the handler was made)."""
+
+    @property
+    def stream(self) -> Any:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value: Any) -> None:
+        pass
+
+
+@contextmanager
+def notes_on_stderr(args: argparse.Namespace) -> Iterator[None]:
+    """The notes of :data:`NOTES` on stderr for the block: errors alone with ``--quiet``,
+    details too with ``--verbose``, else warnings and notes; as they were after."""
+    quiet, verbose = getattr(args, "quiet", False), getattr(args, "verbose", False)
+    handler = _Stderr()
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    saved = NOTES.level, NOTES.propagate
+    NOTES.setLevel(logging.ERROR if quiet else logging.DEBUG if verbose else logging.INFO)
+    NOTES.propagate = False
+    NOTES.addHandler(handler)
+    try:
+        yield
+    finally:
+        NOTES.removeHandler(handler)
+        NOTES.setLevel(saved[0])
+        NOTES.propagate = saved[1]
+
+
+def run_command(command: Command, arguments: Arguments, args: argparse.Namespace) -> int:
+    """Run a command's handler, with the notes of the layers under it at the level -q/-v give;
+    with ``--verbose``, say the options in effect first and the time taken last (on every
+    command alike)."""
+    with notes_on_stderr(args):
+        return _run(command, arguments, args)
+
+
+def _run(command: Command, arguments: Arguments, args: argparse.Namespace) -> int:
+    if not getattr(args, "verbose", False):
+        return command.handler(args)
+    shown = {
+        action.dest: getattr(args, action.dest)
+        for action in arguments.actions
+        if action.dest not in ("help", "quiet", "verbose") and hasattr(args, action.dest)
+    }
+    detail(args, "options: " + " ".join(f"{k}={v!r}" for k, v in shown.items()))
+    start = time.perf_counter()
+    code = command.handler(args)
+    detail(args, f"done in {time.perf_counter() - start:.2f} s (exit status {code})")
+    return code
 
 
 class DeprecatedAlias(argparse.Action):

@@ -4,10 +4,10 @@ arguments (declared by ``eval``'s served group) and the progress line on stderr.
 from __future__ import annotations
 
 import argparse
-import sys
 from collections.abc import Callable
 
 from mosaic_it.apps.backends import ServedOptions
+from mosaic_it.cli.registry import say
 from mosaic_it.errors import OptionError
 
 
@@ -23,11 +23,7 @@ def served_options(args: argparse.Namespace, model: str) -> ServedOptions:
     )
 
 
-def progress(command: str, quiet: bool) -> Callable[[str], None]:
-    """A log function printing ``mosaic-it COMMAND: text`` on stderr, or nothing when quiet."""
-
-    def log(text: str) -> None:
-        if not quiet:
-            print(f"mosaic-it {command}: {text}", file=sys.stderr, flush=True)
-
-    return log
+def progress(args: argparse.Namespace) -> Callable[[str], None]:
+    """A log function printing ``mosaic-it COMMAND: text`` on stderr, or nothing with
+    ``--quiet`` (:func:`mosaic_it.cli.registry.say`)."""
+    return lambda text: say(args, text)

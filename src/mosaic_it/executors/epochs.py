@@ -33,6 +33,7 @@ from mosaic_it.engine.store import fewer_collections
 from mosaic_it.engine.summary import RunSummary
 from mosaic_it.errors import describe_os_error
 from mosaic_it.io.atomic import atomic_writer, sync_data
+from mosaic_it.io.fingerprint import content_digest
 from mosaic_it.io.jsoncodec import dumps_bytes
 from mosaic_it.io.jsonfiles import is_jsonl
 from mosaic_it.io.nofollow import (
@@ -42,7 +43,7 @@ from mosaic_it.io.nofollow import (
     open_or_create,
     write_new_text,
 )
-from mosaic_it.io.outputs import PathError, content_digest
+from mosaic_it.io.outputs import PathError
 from mosaic_it.records import MosaicSpec, Sample
 
 SampleToDict = Callable[[Sample], dict[str, Any]]
@@ -102,7 +103,7 @@ def _write_epoch(job: EpochJob, epoch: int) -> EpochResult:
 
 def fingerprint(mosaicker: Mosaicker, source: str | Path | None, extra: dict[str, Any]) -> str:
     """What must match for finished epochs to be reused: the content of the input (see
-    :func:`.outputs.content_digest`), of the rule pack and of the tokenizer, the template,
+    :func:`.fingerprint.content_digest`), of the rule pack and of the tokenizer, the template,
     every option and the package version. A hub input or tokenizer counts by name.
 
     A tokenizer file counts by the digest of what the tokenizer was built from

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import io
 import json
+import os
+import sys
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any, cast
@@ -24,9 +26,10 @@ from mosaic_it.io.jsoncodec import (
     error_text,
     loads,
 )
-from mosaic_it.io.outputs import check_readable_input
+from mosaic_it.io.outputs import check_readable_input, is_stream
 
 JSONL_SUFFIXES = (".jsonl", ".ndjson")
+STDIN_NAME = "<stdin>"  # how messages name standard input
 BOM = b"\xef\xbb\xbf"  # UTF-8 byte order mark, written by some Windows tools
 
 
@@ -71,8 +74,17 @@ def iter_jsonl_stream(
     return _jsonl_records(Path(name), stream, lenient)
 
 
+def iter_jsonl_stdin(lenient: bool = False) -> Iterator[tuple[int, str, Any]]:
+    """The records of standard input (the path ``-``), read as JSONL as they come."""
+    stream = sys.stdin.buffer
+    first = stream.peek(3)[:3] if isinstance(stream, io.BufferedReader) else b""
+    if first == BOM:
+        stream.read(3)
+    yield from _jsonl_records(STDIN_NAME, stream, lenient)
+
+
 def _jsonl_records(
-    path: Path, lines: Iterable[bytes], lenient: bool
+    path: Path | str, lines: Iterable[bytes], lenient: bool
 ) -> Iterator[tuple[int, str, Any]]:
     index = 0
     name = str(path)
@@ -115,8 +127,19 @@ def read_json_lines(path: str | Path) -> Iterator[dict[str, Any]]:
 
 
 def write_records(path: str | Path, records: Iterable[dict[str, Any]]) -> int:
-    """Write dicts as JSONL or as a JSON list (by extension), atomically; returns the count."""
+    """Write dicts as JSONL or as a JSON list (by extension), atomically; returns the count.
+    ``-`` writes JSONL to standard output, each line as it comes."""
     n = 0
+    if is_stream(path):
+        try:
+            for rec in records:
+                sys.stdout.write(dumps(rec))
+                sys.stdout.write("\n")
+                n += 1
+            sys.stdout.flush()
+        except BrokenPipeError:  # the reader stopped (`| head`): nothing more is wanted
+            _stdout_gone()
+        return n
     with atomic_writer(path) as out:
         if is_jsonl(path):
             for rec in records:
@@ -133,8 +156,21 @@ def write_records(path: str | Path, records: Iterable[dict[str, Any]]) -> int:
     return n
 
 
+def _stdout_gone() -> None:
+    """Standard output's reader has gone: what is still buffered goes nowhere, so that the
+    flush at exit raises no second error."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
+
+
 def write_json(path: str | Path, obj: Any) -> None:
-    """One JSON document for people to read (a summary, a report), atomically."""
+    """One JSON document for people to read (a summary, a report), atomically; ``-`` writes
+    it to standard output."""
+    if is_stream(path):
+        sys.stdout.write(dumps_indented(obj) + "\n")
+        sys.stdout.flush()
+        return
     with atomic_writer(path) as out:
         out.write(dumps_indented(obj))
         out.write("\n")

@@ -12,7 +12,10 @@ the command line) and a message that says what to do:
 
 * an output that is the same file as an input or as another output of the run (compared after
   resolving symbolic links, and by inode for hard links);
-* ``-`` as an output (no command writes to standard output);
+* ``-`` (standard input or output) where the command does not stream it: an input is read
+  from standard input only when its name is among ``guard``'s ``stdin`` (as JSONL), an output
+  written to standard output only when it is an ``Output(..., stream=True)``; at most one
+  input may be ``-``;
 * an output whose path runs through a file (``notes.txt/out.jsonl``), or in a place that cannot
   be written (read-only file system, no permission);
 * a file output that is an existing directory; a directory output (``kind="dir"``: a
@@ -31,7 +34,6 @@ takes them, so a later run of this tool recognises them as its own.
 from __future__ import annotations
 
 import errno
-import hashlib
 import os
 import re
 import stat
@@ -52,6 +54,7 @@ from mosaic_it.io.nofollow import (
 )
 from mosaic_it.signals import signals_blocked
 
+STREAM = "-"  # standard input as an input path, standard output as an output path
 MARKER = ".mosaic-it"  # a file inside every directory this tool writes
 LOCK_SUFFIX = ".mosaic-lock"
 
@@ -78,6 +81,12 @@ class Output:
     name: str = "OUTPUT"
     kind: str = "file"  # "file" or "dir"
     markers: tuple[str, ...] = ()  # other file names that show a directory is this tool's
+    stream: bool = False  # "-" writes standard output (not checked, not locked)
+
+
+def is_stream(path: str | os.PathLike[str] | None) -> bool:
+    """Whether a path given on the command line means standard input or output."""
+    return path is not None and os.fspath(path) == STREAM
 
 
 def check_readable_input(path: str | os.PathLike[str], name: str = "INPUT") -> None:
@@ -135,8 +144,15 @@ def check_output(out: Output) -> Path:
     if out.path is None:  # check_paths skips outputs without a path
         raise TypeError(f"{out.name}: no path to check")
     text = os.fspath(out.path)
-    if text == "-":
-        raise PathError(f"{out.name}: '-' (standard output) is not supported; give a file name")
+    if text == STREAM:
+        if out.kind == "dir":
+            raise PathError(
+                f"{out.name}: '-' (standard output) cannot hold a directory of files; give a "
+                "directory path"
+            )
+        raise PathError(
+            f"{out.name}: cannot be written to standard output ('-') here; give a file name"
+        )
     if not text.strip():
         raise PathError(f"{out.name}: empty path")
     path = Path(text.rstrip("/" + os.sep) or text)
@@ -179,20 +195,36 @@ def check_output(out: Output) -> Path:
 
 
 def check_paths(
-    inputs: Mapping[str, str | os.PathLike[str] | None], outputs: Iterable[Output]
+    inputs: Mapping[str, str | os.PathLike[str] | None],
+    outputs: Iterable[Output],
+    stdin: Iterable[str] = (),
 ) -> list[tuple[Output, Path]]:
-    """Every check but the locks: outputs against inputs and against each other."""
+    """Every check but the locks: outputs against inputs and against each other; ``-`` only
+    for the inputs named in ``stdin`` (one at most) and the outputs that stream."""
     checked: list[tuple[Output, Path]] = []
     local_inputs: list[tuple[str, Path]] = []
+    from_stdin: list[str] = []
     for name, value in inputs.items():
         if value is None:
+            continue
+        if is_stream(value):
+            if name not in stdin:
+                raise PathError(
+                    f"{name}: cannot be read from standard input ('-') here; give a file name"
+                )
+            from_stdin.append(name)
+            if len(from_stdin) > 1:
+                raise PathError(
+                    f"{' and '.join(from_stdin)} are both '-': only one input can be read from "
+                    "standard input; give the other as a file"
+                )
             continue
         p = Path(os.fspath(value))
         if p.exists():
             check_readable_input(p, name)
             local_inputs.append((name, p))
     for out in outputs:
-        if out.path is None:
+        if out.path is None or (out.stream and is_stream(out.path)):
             continue
         path = check_output(out)
         for name, p in local_inputs:
@@ -353,12 +385,14 @@ def guard(
     outputs: Iterable[Output] = (),
     *,
     lock: bool = True,
+    stdin: Iterable[str] = (),
 ) -> Iterator[list[Path]]:
     """Check inputs and outputs, then lock every output for the block (see the module doc).
 
-    ``lock=False`` checks only: for the other processes of a run whose main process holds
-    the locks (a multi-GPU training run)."""
-    checked = check_paths(inputs or {}, outputs)
+    ``stdin``: the names of the inputs that may be ``-`` (standard input). ``lock=False``
+    checks only: for the other processes of a run whose main process holds the locks (a
+    multi-GPU training run)."""
+    checked = check_paths(inputs or {}, outputs, tuple(stdin))
     if not lock:
         yield [path for _, path in checked]
         return
@@ -384,39 +418,3 @@ def file_mode_for(path: str | os.PathLike[str]) -> int:
         mask = os.umask(0o022)
         os.umask(mask)
         return 0o666 & ~mask
-
-
-# ---------------------------------------------------------------------- content fingerprints
-
-FULL_HASH_LIMIT = 256 << 20  # bigger files are fingerprinted from sampled blocks
-SAMPLED_BLOCKS = 64
-BLOCK = 1 << 20
-
-
-def content_digest(path: str | os.PathLike[str]) -> str:
-    """A fingerprint of a file's (or a directory's files') content, for resuming.
-
-    Files up to :data:`FULL_HASH_LIMIT` are hashed whole (``sha256:``); a bigger file is
-    fingerprinted from its size, modification time and :data:`SAMPLED_BLOCKS` blocks spread
-    over it (``sampled:``): an edit that keeps the size and the time and misses every block
-    goes unseen. A directory hashes its files' relative names and fingerprints, in order.
-    """
-    p = Path(path)
-    if p.is_dir():
-        h = hashlib.sha256()
-        for child in sorted(p.rglob("*")):
-            if child.is_file() and child.name != MARKER and not child.name.endswith(LOCK_SUFFIX):
-                h.update(f"{child.relative_to(p).as_posix()}\0{content_digest(child)}\n".encode())
-        return "dir:" + h.hexdigest()
-    h = hashlib.sha256()
-    with open(p, "rb") as f:
-        st = os.fstat(f.fileno())
-        if st.st_size <= FULL_HASH_LIMIT:
-            while chunk := f.read(BLOCK):
-                h.update(chunk)
-            return "sha256:" + h.hexdigest()
-        h.update(f"{st.st_size}:{st.st_mtime_ns}".encode())
-        step = (st.st_size - BLOCK) // (SAMPLED_BLOCKS - 1)
-        for i in range(SAMPLED_BLOCKS):
-            h.update(os.pread(f.fileno(), BLOCK, i * step))
-    return "sampled:" + h.hexdigest()

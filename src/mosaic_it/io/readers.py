@@ -28,7 +28,8 @@ from mosaic_it.io.formats import (
     parse_alpaca,
 )
 from mosaic_it.io.jsoncodec import UnreadableRecord
-from mosaic_it.io.jsonfiles import is_jsonl, iter_json_file
+from mosaic_it.io.jsonfiles import is_jsonl, iter_json_file, iter_jsonl_stdin
+from mosaic_it.io.outputs import is_stream
 from mosaic_it.io.tables import iter_dataset, iter_parquet, load_dataset_source
 from mosaic_it.records import Record
 
@@ -78,7 +79,11 @@ def iter_raw(
     path: str | Path, split: str | None = None, *, lenient: bool = False
 ) -> Iterator[tuple[int, str, Any]]:
     """Yield (index, location, object) for every record of the input (see :func:`input_kind`);
-    ``lenient``: an unreadable JSONL line or record comes as an :class:`UnreadableRecord`."""
+    ``lenient``: an unreadable JSONL line or record comes as an :class:`UnreadableRecord`.
+    ``-`` is standard input, read as JSONL."""
+    if is_stream(path):
+        yield from iter_jsonl_stdin(lenient)
+        return
     path = resolve_input(path)
     kind = input_kind(path)
     if kind in ("json", "jsonl"):

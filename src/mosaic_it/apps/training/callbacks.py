@@ -5,12 +5,13 @@ from __future__ import annotations
 import json
 import logging
 import re
-import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from mosaic_it.io.nofollow import append_text
+
+NOTES = logging.getLogger(__name__)  # on stderr at the command line, as -q/-v say
 
 
 class RewardLog:
@@ -93,7 +94,7 @@ class WarmupNote:
     def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
         note = warmup_note(args, state.max_steps)
         if note and state.is_world_process_zero:
-            print(f"mosaic-it train: {note}", file=sys.stderr)
+            NOTES.info(f"mosaic-it train: {note}")
 
 
 class TiedWeightsNote(logging.Filter):

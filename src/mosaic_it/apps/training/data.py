@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import copy
 import json
-import sys
+import logging
 from collections import Counter
 from collections.abc import Iterator
 from typing import Any
@@ -18,6 +18,8 @@ from mosaic_it.errors import InputError
 from mosaic_it.io.readers import InvalidRecord, iter_raw, read_records
 from mosaic_it.records import Record
 
+NOTES = logging.getLogger(__name__)  # on stderr at the command line, as -q/-v say
+
 
 def read_training_records(path: str, on_error: str = "raise") -> list[Record]:
     """Single-pair records of any input format (Alpaca, ShareGPT, messages, prompt-completion),
@@ -27,10 +29,9 @@ def read_training_records(path: str, on_error: str = "raise") -> list[Record]:
     records = list(read_records(path, on_error=on_error, invalid=invalid))
     if invalid and is_main():
         kinds = Counter(i.reason for i in invalid)
-        print(
+        NOTES.warning(
             f"mosaic-it train: warning: {path}: left out "
-            + ", ".join(f"{n} {k} record(s)" for k, n in sorted(kinds.items())),
-            file=sys.stderr,
+            + ", ".join(f"{n} {k} record(s)" for k, n in sorted(kinds.items()))
         )
     if not records:
         raise InputError(f"{path}: no single-turn records to train on")

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from mosaic_it.apps.training.config import CONFIG_FILE, RESUME_KEYS, TrainConfig, saved_config
 from mosaic_it.errors import OptionError
-from mosaic_it.io.outputs import content_digest
+from mosaic_it.io.fingerprint import content_digest
 
 
 def find_checkpoint(output_dir: str, resume: str | bool | None) -> str | None:

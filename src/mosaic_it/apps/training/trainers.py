@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import math
 import sys
 from dataclasses import dataclass, fields
@@ -26,6 +27,8 @@ from mosaic_it.apps.training.processes import is_main, rank, world_size
 from mosaic_it.apps.training.resume import check_resume_config, find_checkpoint
 from mosaic_it.errors import InputError, OptionError
 from mosaic_it.records import Record
+
+NOTES = logging.getLogger(__name__)  # on stderr at the command line, as -q/-v say
 
 
 @dataclass
@@ -99,12 +102,11 @@ def prepare_run(
 
     data = sft_data(config, records, tokenizer, fmt)
     if data.truncated and is_main():
-        print(
+        NOTES.warning(
             f"mosaic-it train: warning: {data.truncated} of {data.rows} sequences are longer "
             f"than --max-length {config.max_length} (longest {data.longest}); they lose their "
             "ends and EOS. Mosaic with this model's tokenizer (--tokenizer) and budget, or raise "
-            "--max-length.",
-            file=sys.stderr,
+            "--max-length."
         )
 
     args = SFTConfig(
@@ -274,10 +276,9 @@ def _prepare_grpo(
         save = {"save_strategy": "steps", "save_steps": config.save_steps}
     curriculum = any("level" in row for row in rows)
     if curriculum and is_main():
-        print(
+        NOTES.info(
             "mosaic-it train: the rows have curriculum levels: trained in the file's order, "
-            "easiest first (not shuffled)",
-            file=sys.stderr,
+            "easiest first (not shuffled)"
         )
     args = GRPOConfig(
         max_steps=config.max_steps,

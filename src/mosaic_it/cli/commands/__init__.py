@@ -16,6 +16,7 @@ from mosaic_it.cli.commands import (
     split,
     stats,
     train,
+    verify,
 )
 from mosaic_it.cli.registry import Command
 
@@ -30,6 +31,7 @@ COMMANDS: tuple[Command, ...] = (
     stats.COMMAND,
     make_eval.COMMAND,
     score.COMMAND,
+    verify.COMMAND,
     rl_prompts.COMMAND,
     split.COMMAND,
 )

@@ -63,7 +63,6 @@ def declare(a: Arguments) -> None:
     a.add("--temperature", type=float, default=d.temperature, help="with --sample")
     a.add("--top-p", type=float, default=d.top_p, help="with --sample")
     a.add("--seed", type=int, default=d.seed, help="with --sample")
-    a.add("-q", "--quiet", action="store_true", help="no progress on stderr")
     _declare_served(a.group("the model's server (--backend openai)"))
 
 
@@ -90,7 +89,7 @@ def run(args: argparse.Namespace) -> int:
             top_p=args.top_p,
             seed=args.seed,
         )
-        log = progress("answer", args.quiet)
+        log = progress(args)
 
         backend = answer_backend(
             args.backend,

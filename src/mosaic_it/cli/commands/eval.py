@@ -4,7 +4,6 @@ them."""
 from __future__ import annotations
 
 import argparse
-import sys
 
 from mosaic_it.apps.backends import ServedOptions
 from mosaic_it.apps.evaluate import BACKENDS, evaluate, responses_run_path
@@ -12,6 +11,7 @@ from mosaic_it.apps.generation import MAX_BATCH, GenerationOptions
 from mosaic_it.apps.prompt_formats import PROMPT_FORMATS
 from mosaic_it.apps.score import plot
 from mosaic_it.cli.registry import Arguments, Command, declare_prompt_format
+from mosaic_it.cli.served import progress
 from mosaic_it.errors import OptionError
 from mosaic_it.io.jsonfiles import write_json
 from mosaic_it.io.outputs import Output, guard
@@ -105,7 +105,6 @@ def _declare_outputs(a: Arguments) -> None:
         "by other processes, by load average; answers may differ in rare last-bit "
         "ties across thread counts, so fix it to compare runs exactly)",
     )
-    a.add("-q", "--quiet", action="store_true", help="no progress on stderr")
 
 
 def _declare_served(s: Arguments) -> None:
@@ -180,10 +179,6 @@ def _eval(args: argparse.Namespace) -> int:
     elif args.base_url:
         raise OptionError("--base-url is for --backend openai")
 
-    def log(text: str) -> None:
-        if not args.quiet:
-            print(f"mosaic-it eval: {text}", file=sys.stderr, flush=True)
-
     report, meta = evaluate(
         args.model,
         args.eval_set,
@@ -196,7 +191,7 @@ def _eval(args: argparse.Namespace) -> int:
         dtype=args.dtype,
         backend=args.backend,
         served=served,
-        log=log,
+        log=progress(args),
     )
     print(
         f"model {meta['model']} ({meta['prompt_format']} prompts, "

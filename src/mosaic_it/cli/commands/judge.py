@@ -72,7 +72,6 @@ def declare(a: Arguments) -> None:
         help="keep the judgments already in --judgments and ask the rest",
     )
     a.add("--out", metavar="FILE", help="write the results as JSON")
-    a.add("-q", "--quiet", action="store_true", help="no progress on stderr")
     _declare_served(a.group("the judge's server"))
 
 
@@ -101,7 +100,7 @@ def run(args: argparse.Namespace) -> int:
             resume=args.resume,
             resamples=args.resamples,
         )
-        log = progress("judge", args.quiet)
+        log = progress(args)
 
         results = compare_files(args.prompts, args.answers_1, args.answers_2, served, options, log)
         print(render(results))

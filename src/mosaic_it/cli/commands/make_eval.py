@@ -11,7 +11,7 @@ from mosaic_it.apps.eval_balance import EvalSet
 from mosaic_it.apps.make_eval import check_composition, make_eval
 from mosaic_it.budget.templates import TEMPLATE_NAMES, get_template
 from mosaic_it.budget.tokenizer import load_tokenizer
-from mosaic_it.cli.registry import Arguments, Command
+from mosaic_it.cli.registry import Arguments, Command, say
 from mosaic_it.errors import InputError
 from mosaic_it.io.formats import FORMATS
 from mosaic_it.io.jsonfiles import write_json, write_records
@@ -69,7 +69,6 @@ def declare_composition(a: Arguments, what: str, template_help: str) -> None:
     a.add("--tokenizer", default=None, help="tokenizer for the budget (default: bundled)")
     a.add("--rules", default=None, help="a rule pack JSON (default: the bundled one)")
     a.add("--balance", metavar="FILE", help="write the balance table here as JSON")
-    a.add("-q", "--quiet", action="store_true", help="no summary on stderr")
 
 
 def composition_options(args: argparse.Namespace) -> dict:
@@ -112,24 +111,22 @@ def _make_eval(args: argparse.Namespace, source: Path) -> int:
     if args.balance:
         write_json(args.balance, evalset.balance())
     if skipped:
-        print(
-            f"mosaic-it: warning: left out {len(skipped)} multi-turn record(s) of {source}",
-            file=sys.stderr,
-        )
+        say(args, f"warning: left out {len(skipped)} multi-turn record(s) of {source}")
     report_composition(
         evalset,
-        args.quiet,
+        args,
         f"wrote {len(evalset.items)} of {evalset.asked} evaluation items to {args.output}",
     )
     return 0
 
 
-def report_composition(evalset: EvalSet, quiet: bool, wrote: str) -> None:
-    """The notes of a composition (always), what was written and the balance table."""
+def report_composition(evalset: EvalSet, args: argparse.Namespace, wrote: str) -> None:
+    """The notes of a composition, what was written and the balance table (not with
+    ``--quiet``)."""
     for note in evalset.notes:
-        print(f"mosaic-it: warning: {note}", file=sys.stderr)
-    if not quiet:
-        print(f"mosaic-it: {wrote}", file=sys.stderr)
+        say(args, f"warning: {note}")
+    say(args, wrote)
+    if not args.quiet:
         print(evalset.render_balance(), file=sys.stderr)
 
 

@@ -234,7 +234,6 @@ def _declare_ray(a: Arguments) -> None:
         action="store_true",
         help="reuse the finished epochs of an interrupted run of the same command",
     )
-    a.add("-q", "--quiet", action="store_true", help="no summary on stderr")
 
 
 def prepare(args: argparse.Namespace, arguments: Arguments, argv: list[str]) -> None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 from mosaic_it.apps.rl_prompts import CURRICULUM, make_curriculum, make_rl_prompts
@@ -12,7 +11,7 @@ from mosaic_it.cli.commands.make_eval import (
     declare_composition,
     report_composition,
 )
-from mosaic_it.cli.registry import Arguments, Command
+from mosaic_it.cli.registry import Arguments, Command, say
 from mosaic_it.io.jsonfiles import write_json, write_records
 from mosaic_it.io.outputs import Output, guard
 from mosaic_it.io.readers import EXAMPLE, example_path, read_records
@@ -59,7 +58,7 @@ def _make_rl_prompts(args: argparse.Namespace, source: Path) -> int:
         write_json(args.balance, {**evalset.balance(), "held_out_left_out": dropped})
     report_composition(
         evalset,
-        args.quiet,
+        args,
         f"wrote {len(rows)} of {evalset.asked} RL prompts to {args.output} from "
         f"{len(records) - dropped} training records ({dropped} left out: their instruction is "
         "held out)",
@@ -76,16 +75,15 @@ def _curriculum(args: argparse.Namespace, records: list, held_out: list) -> int:
     for level, evalset in levels:
         report_composition(
             evalset,
-            args.quiet,
+            args,
             f"level {level.number} ({level.what}): {len(evalset.items)} of {evalset.asked} rows",
         )
-    if not args.quiet:
-        print(
-            f"mosaic-it: wrote {len(rows)} RL prompts in {len(levels)} levels to {args.output} "
-            f"from {len(records) - dropped} training records ({dropped} left out: their "
-            "instruction is held out)",
-            file=sys.stderr,
-        )
+    say(
+        args,
+        f"wrote {len(rows)} RL prompts in {len(levels)} levels to {args.output} "
+        f"from {len(records) - dropped} training records ({dropped} left out: their "
+        "instruction is held out)",
+    )
     return 0
 
 

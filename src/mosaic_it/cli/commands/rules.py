@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from mosaic_it.cli.registry import Arguments, Command
+from mosaic_it.cli.registry import Arguments, Command, detail
 from mosaic_it.method.rulepack import default_rules_path
 
 
@@ -14,6 +14,7 @@ def declare(a: Arguments) -> None:
 
 def run(args: argparse.Namespace) -> int:
     path = default_rules_path()
+    detail(args, f"the bundled rule pack is {path}")
     print(path if args.path else path.read_text(encoding="utf-8"), end="\n" if args.path else "")
     return 0
 

@@ -6,14 +6,17 @@ import argparse
 import sys
 
 from mosaic_it.apps.score import EXIT_BAD_INPUT, plot, read_eval, read_responses, score
-from mosaic_it.cli.registry import Arguments, Command
+from mosaic_it.cli.registry import Arguments, Command, detail
 from mosaic_it.io.jsonfiles import write_json
-from mosaic_it.io.outputs import Output, guard
+from mosaic_it.io.outputs import Output, guard, is_stream
 
 
 def declare(a: Arguments) -> None:
-    a.add("eval", help="the evaluation set (JSONL from make-eval)")
-    a.add("responses", help='model responses: JSONL of {"id": ..., "response": ...}')
+    a.add("eval", help="the evaluation set (JSONL from make-eval; '-': standard input)")
+    a.add(
+        "responses",
+        help='model responses: JSONL of {"id": ..., "response": ...} (\'-\': standard input)',
+    )
     a.add(
         "--mode",
         choices=["strict", "loose"],
@@ -22,7 +25,12 @@ def declare(a: Arguments) -> None:
         "framing first/last line, as a careful grader does; strict: labels and tags "
         "exactly as asked (default %(default)s)",
     )
-    a.add("--out", metavar="FILE", help="write the table (and every listed id) as JSON")
+    a.add(
+        "--out",
+        metavar="FILE",
+        help="write the table (and every listed id) as JSON; '-': to standard output, the "
+        "table then going to stderr",
+    )
     a.add(
         "--plot",
         metavar="FILE.png",
@@ -33,7 +41,8 @@ def declare(a: Arguments) -> None:
 def run(args: argparse.Namespace) -> int:
     with guard(
         {"EVAL": args.eval, "RESPONSES": args.responses},
-        [Output(args.out, "--out"), Output(args.plot, "--plot")],
+        [Output(args.out, "--out", stream=True), Output(args.plot, "--plot")],
+        stdin=("EVAL", "RESPONSES"),
     ):
         return _score(args)
 
@@ -42,7 +51,12 @@ def _score(args: argparse.Namespace) -> int:
     items, invalid = read_eval(args.eval)
     responses = read_responses(args.responses)
     report = score(items, responses, mode=args.mode, invalid=invalid)
-    print(report.render())
+    if is_stream(args.out):  # stdout holds the JSON alone
+        if not args.quiet:
+            print(report.render(), file=sys.stderr)
+    else:
+        print(report.render())
+    detail(args, f"{report.eval_items} evaluation items, {len(responses)} responses")
     if args.out:
         write_json(args.out, report.to_dict())
     if args.plot:

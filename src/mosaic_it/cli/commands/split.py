@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import sys
 
 from mosaic_it.apps.split import split
-from mosaic_it.cli.registry import Arguments, Command
+from mosaic_it.cli.registry import Arguments, Command, detail, say
 from mosaic_it.io.outputs import Output, guard
 
 
@@ -33,11 +32,12 @@ def run(args: argparse.Namespace) -> int:
         n_train, n_held = split(
             args.input, args.train, args.held_out, args.count, args.seed, args.split
         )
-    print(
-        f"mosaic-it: wrote {n_train} training records to {args.train} and {n_held} held-out "
+    say(
+        args,
+        f"wrote {n_train} training records to {args.train} and {n_held} held-out "
         f"records to {args.held_out}",
-        file=sys.stderr,
     )
+    detail(args, f"the held-out records were drawn with --seed {args.seed}")
     return 0
 
 

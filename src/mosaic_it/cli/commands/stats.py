@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import sys
 
 from mosaic_it.apps.stats import collect
 from mosaic_it.apps.stats_report import write_report
 from mosaic_it.budget.templates import TEMPLATE_NAMES
-from mosaic_it.cli.registry import Arguments, Command
+from mosaic_it.cli.registry import Arguments, Command, say
 from mosaic_it.io.outputs import Output, guard
 
 
@@ -52,7 +51,7 @@ def _stats(args: argparse.Namespace) -> int:
     for key, value in stats.overview():
         print(f"{key:{width}}  {value}")
     for path in write_report(stats, args.report, args.png):
-        print(f"mosaic-it stats: wrote {path}", file=sys.stderr)
+        say(args, f"wrote {path}")
     return 0
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import argparse
 import signal
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +13,7 @@ from mosaic_it.apps.prompt_formats import PROMPT_FORMATS
 from mosaic_it.apps.train import merge_lora, train
 from mosaic_it.apps.training.config import CONFIG_FILE, METHODS, TrainConfig
 from mosaic_it.apps.training.processes import is_main as _is_main
-from mosaic_it.cli.registry import Arguments, Command, declare_prompt_format
+from mosaic_it.cli.registry import Arguments, Command, declare_prompt_format, say
 from mosaic_it.errors import OptionError
 from mosaic_it.io.outputs import Output, RunInterrupted, guard
 from mosaic_it.signals import signal_of
@@ -285,10 +284,10 @@ def run(args: argparse.Namespace) -> int:
                     for name in first
                 ),
             )
-        print(
-            f"mosaic-it train: {result.steps} steps over {result.rows} sequences in "
+        say(
+            args,
+            f"{result.steps} steps over {result.rows} sequences in "
             f"{result.seconds:.1f} s{last}; saved to {result.output_dir}",
-            file=sys.stderr,
         )
     return 0
 

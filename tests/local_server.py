@@ -1,5 +1,7 @@
 """A model served on 127.0.0.1 by ``transformers serve`` for as long as a ``with`` block lasts:
-what the served backend of ``mosaic-it eval`` is tested and measured against."""
+what the served backend of ``mosaic-it eval`` is tested and measured against. A helper of the
+tests and the benchmarks (``from tests.local_server import LocalServer``), not of the package:
+it needs the ``serve`` dependency group."""
 
 from __future__ import annotations
 
@@ -16,7 +18,7 @@ CB_BLOCK_SIZE, CB_BLOCKS = 32, 256  # continuous batching: 8,192 tokens of KV ca
 
 class LocalServer:
     """``transformers serve`` serving a model directory on 127.0.0.1, for as long as the
-    ``with`` block lasts (needs mosaic-it[serve]); ``base_url`` is its API root."""
+    ``with`` block lasts (needs the serve dependency group); ``base_url`` is its API root."""
 
     def __init__(
         self,
