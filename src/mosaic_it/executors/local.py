@@ -33,7 +33,7 @@ from mosaic_it.executors.job import (
     side_file_outputs,
 )
 from mosaic_it.io.assemble import Assembly, refuse_empty_run
-from mosaic_it.io.jsonfiles import iter_jsonl_stream
+from mosaic_it.io.jsonfiles import iter_jsonl_stdin
 from mosaic_it.io.outputs import Output, RunInterrupted
 from mosaic_it.io.readers import InvalidRecord, input_kind, read_records, records_from_raw
 from mosaic_it.io.writers import config_path_for, output_kind
@@ -149,7 +149,7 @@ class LocalExecutor(Executor):
 
         def read(invalid: list[InvalidRecord]) -> Iterator[Record]:
             if source == "-":
-                items = iter_jsonl_stream("stdin", sys.stdin.buffer, job.on_error == "skip")
+                items = iter_jsonl_stdin(job.on_error == "skip")
                 return records_from_raw(
                     items,
                     job.on_error,

@@ -67,13 +67,6 @@ def iter_json_file(path: Path, lenient: bool = False) -> Iterator[tuple[int, str
         yield index, where, obj
 
 
-def iter_jsonl_stream(
-    name: str, stream: Iterable[bytes], lenient: bool = False
-) -> Iterator[tuple[int, str, Any]]:
-    """Records of JSONL read from a stream (standard input), named ``name`` in messages."""
-    return _jsonl_records(Path(name), stream, lenient)
-
-
 def iter_jsonl_stdin(lenient: bool = False) -> Iterator[tuple[int, str, Any]]:
     """The records of standard input (the path ``-``), read as JSONL as they come."""
     stream = sys.stdin.buffer
