@@ -134,6 +134,7 @@ class MosaicJob:
         )
         values.update(executor.options())
         values["quiet"] = True  # a job prints nothing; its caller decides what to show
+        values["verbose"] = False
         return values
 
     def options_yaml(self, executor: Executor) -> str:
