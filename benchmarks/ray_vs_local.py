@@ -120,7 +120,11 @@ class Cluster:
 
 
 def run_case(
-    case: str, src: Path, out_dir: Path, env: dict[str, str], args: argparse.Namespace,
+    case: str,
+    src: Path,
+    out_dir: Path,
+    env: dict[str, str],
+    args: argparse.Namespace,
     address: str | None,
 ) -> dict[str, Any]:
     out = out_dir / case if case in ("ray", "cluster") else out_dir / f"{case}.jsonl"
