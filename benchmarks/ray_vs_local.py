@@ -170,6 +170,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--data", type=Path, default=REPO.parent / "shared/data/alpaca_en_demo.json")
     p.add_argument("--workdir", type=Path, default=Path(tempfile.gettempdir()) / "mosaic-ray")
     p.add_argument("--src", type=Path, default=REPO / "src", help="the package's src directory")
+    p.add_argument("--src-commit", default=None, help="the commit --src was taken from")
     p.add_argument("--label", default="run", help="name of the results file")
     p.add_argument("--results", type=Path, default=HERE / "results" / "ray")
     args = p.parse_args(argv)
@@ -212,6 +213,8 @@ def main(argv: list[str] | None = None) -> int:
     meta = {
         "commit": commit,
         "src": str(args.src),
+        # the code run: this checkout's, or --src's (a tree exported from a commit has no git)
+        "src_commit": commit if args.src.resolve() == (REPO / "src") else args.src_commit,
         "epochs": args.epochs,
         "shards": args.shards,
         "cpus": os.cpu_count(),

@@ -284,8 +284,9 @@ def run_ray(
     fs.create_dir(base, recursive=True)
     mosaic = ray.remote(mosaic_parts)
     # one reading task per file; its parts go straight from the object store to their shard
+    by_file: list[list[Any]]  # per file, an object reference per shard
     if shards > 1:
-        read = ray.remote(read_parts).options(num_returns=shards)
+        read: Any = ray.remote(read_parts).options(num_returns=shards)  # a list of references
         by_file = [read.remote(path, shards) for path in inputs]
     else:
         by_file = [[ray.remote(read_whole).remote(path)] for path in inputs]
