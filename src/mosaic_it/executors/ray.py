@@ -1,10 +1,12 @@
 """The Ray executor: the same job on a cluster, sharded (``mosaic-it mosaic --engine ray``).
 
-Ray only schedules. Lines of JSONL (or rows of Parquet) are read with Ray Data from a file,
-a directory or a glob on any filesystem Ray reads, and sent to ``shards`` by a stable key.
-Each input file is read by one task, which
-gives every record its index and line in that file (as the local engine's messages and rejects
-do). Each shard then runs, in one task, the pipeline the local executor runs: the one reader of
+Ray only schedules, with plain tasks. Lines of JSONL (or rows of Parquet) are read from a
+file, a directory or a glob on any filesystem pyarrow reads, and sent to ``shards`` by a
+stable key. Each input file is read by one task, which gives every record its index and line
+in that file (as the local engine's messages and rejects do) and returns one part per shard
+(Ray's object store hands the parts on: no shuffle, no Ray Data plan; this cut a run's fixed
+cost by several seconds, see ``docs/results/performance.md``). Each shard then runs, in one
+task, the pipeline the local executor runs: the one reader of
 every input format (:func:`mosaic_it.io.readers.records_from_raw`), the one engine
 (:class:`mosaic_it.engine.mosaicker.Mosaicker`) and the one row assembly
 (:class:`mosaic_it.io.assemble.RowAssembly`), written by the one row writer
@@ -33,7 +35,6 @@ import re
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
-from functools import partial
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -41,8 +42,14 @@ from mosaic_it.engine.processes import usable_cpus
 from mosaic_it.engine.summary import RunSummary
 from mosaic_it.errors import EnvironmentFault, InputError, OptionError
 from mosaic_it.executors.job import Executed, Executor, MosaicJob, Note, side_file_outputs
-from mosaic_it.executors.shards import SHARD, SHARD_FORMATS, filesystem, mosaic_shard, read_file
-from mosaic_it.io.jsoncodec import dumps, loads
+from mosaic_it.executors.shards import (
+    SHARD_FORMATS,
+    filesystem,
+    mosaic_parts,
+    read_parts,
+    read_whole,
+)
+from mosaic_it.io.jsoncodec import dumps
 from mosaic_it.io.outputs import Output
 from mosaic_it.io.writers import OUTPUT_KINDS, config_path_for
 from mosaic_it.limits import MAX_SHARDS, bound
@@ -66,7 +73,7 @@ def refusal(names: list[str], reasons: Mapping[str, str]) -> str:
 
 @dataclass(frozen=True)
 class RayExecutor(Executor):
-    """Run a job on Ray Data: ``shards`` groups of records mosaicked independently, one task
+    """Run a job on Ray: ``shards`` groups of records mosaicked independently, one task
     each (0: two per CPU of the cluster), on the cluster at ``address`` (None: a local one
     started here, or the one this process already joined); the output is a directory of
     ``shard_format`` files."""
@@ -248,8 +255,8 @@ def start_ray(address: str | None, num_cpus: int | None = None, quiet: bool = Fa
 
 
 def _quiet_ray_logs(level: int = logging.ERROR) -> None:
-    """Ray's and Ray Data's own loggers (set up when they are imported) to ``level``."""
-    import ray.data  # noqa: F401  (its logging is configured on import)
+    """Ray's own loggers (set up when it is imported) to ``level``."""
+    import ray  # noqa: F401  (its logging is configured on import)
 
     for name in ("ray", "ray.data"):
         logging.getLogger(name).setLevel(level)
@@ -265,41 +272,37 @@ def run_ray(
 ) -> tuple[RunSummary, list[dict[str, Any]]]:
     """Run a job's shards on Ray (already started); returns the merged summary and each
     shard's. Each input file is read by one task (its records keep their index and line)."""
-    import pyarrow as pa
-    import ray.data
+    import ray
 
     if shards < 1:
         raise OptionError(f"shards: must be at least 1, got {shards}")
-    context = ray.data.DataContext.get_current()
-    # a task's error is reported once, in one line, by the command (see _unwrap): Ray Data's
-    # own report of it (tracebacks, colour codes) stays out of the way
+    # a task's error is reported once, in one line, by the command (see _unwrap): Ray's own
+    # report of it (tracebacks, colour codes) stays out of the way
     _quiet_ray_logs(logging.CRITICAL)
-    if quiet:
-        context.enable_progress_bars = False
-        if hasattr(context, "print_on_execution_start"):
-            context.print_on_execution_start = False
     output_dir = str(job.output)
     fs, base = filesystem(output_dir)
     fs.create_dir(base, recursive=True)
-
-    def run_group(batch: pa.Table) -> pa.Table:
-        rows = batch.to_pylist()
-        summary = mosaic_shard(rows, rows[0][SHARD], job, output_dir, shard_format)
-        return pa.table({"summary": [dumps(summary)]})
-
-    files = ray.data.from_items(
-        [{"path": path} for path in inputs], override_num_blocks=len(inputs)
-    )
+    mosaic = ray.remote(mosaic_parts)
+    # one reading task per file; its parts go straight from the object store to their shard
+    by_file: list[list[Any]]  # per file, an object reference per shard
+    if shards > 1:
+        read: Any = ray.remote(read_parts).options(num_returns=shards)  # a list of references
+        by_file = [read.remote(path, shards) for path in inputs]
+    else:
+        by_file = [[ray.remote(read_whole).remote(path)] for path in inputs]
     try:
-        out = (
-            files.map_batches(partial(read_file, shards=shards), batch_size=1)
-            .groupby(SHARD, num_partitions=shards)
-            .map_groups(run_group, batch_format="pyarrow")
-            .take_all()
+        job_ref = ray.put(job)
+        out = ray.get(
+            [
+                mosaic.remote(
+                    shard, job_ref, output_dir, shard_format, *[f[shard] for f in by_file]
+                )
+                for shard in range(shards)
+            ]
         )
     except Exception as exc:  # a task's error arrives wrapped by Ray
         raise _unwrap(exc, inputs) from None
-    parts = sorted((loads(r["summary"]) for r in out), key=lambda s: s["shard"])
+    parts = [part for part in out if part is not None]  # shards no record fell in: no file
     summary = RunSummary()
     for part in parts:
         summary.merge(RunSummary.from_dict(part))

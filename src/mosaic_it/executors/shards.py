@@ -2,7 +2,9 @@
 shard and write its file. Pure functions of their arguments: nothing here imports Ray.
 
 A file is read whole by one task, so every record keeps its index and line in its file; each
-record gets a stable key (its id, or a hash of its text) and the shard the key falls in. A
+record gets a stable key (its id, or a hash of its text) and the shard the key falls in, and
+the task returns one list of rows per shard (the key, index, location and JSON text of each:
+parsed once here for the key, once in the shard). A
 shard's records are sorted by key, read by the one reader of every format, mosaicked by the
 one engine with a seed derived from (seed, shard), and assembled into rows by the one
 :class:`~mosaic_it.io.assemble.RowAssembly`.
@@ -15,6 +17,7 @@ import os
 import tempfile
 import time
 from collections.abc import Iterable, Iterator
+from operator import itemgetter
 from pathlib import Path
 from typing import Any
 
@@ -27,13 +30,8 @@ from mosaic_it.io.readers import InvalidRecord, records_from_raw
 from mosaic_it.io.writers import write_rows
 from mosaic_it.rng import derive_seed
 
-SHARD = "__mosaic_shard"
-KEY = "__mosaic_key"
-WHERE = "__mosaic_where"  # the record's file, line and index in it, as messages name it
-INDEX = "__mosaic_index"  # the record's index in its file
-TEXT = "__mosaic_text"  # the record as one JSON text: one column type for any input format
 SHARD_FORMATS = ("jsonl", "parquet")
-READ_BATCH = 8192  # rows a reading task hands on at once
+READ_BATCH = 8192  # rows of a Parquet file read at once
 
 
 def record_key(obj: Any, text: str) -> str:
@@ -98,37 +96,33 @@ def _local_lines(path: str) -> Iterator[bytes]:
             yield line.rstrip(b"\r\n")
 
 
-def read_file(batch: dict[str, Any], *, shards: int) -> Iterator[dict[str, list[Any]]]:
-    """One input file (a batch of one path) as batches of keyed rows."""
-    for path in batch["path"]:
-        rows: dict[str, list[Any]] = {TEXT: [], WHERE: [], INDEX: [], KEY: [], SHARD: []}
-        for index, where, text, obj in _file_texts(str(path)):
-            key = record_key(obj, text)
-            for column, value in (
-                (TEXT, text),
-                (WHERE, where),
-                (INDEX, index),
-                (KEY, key),
-                (SHARD, shard_of(key, shards)),
-            ):
-                rows[column].append(value)
-            if len(rows[TEXT]) >= READ_BATCH:
-                yield rows
-                rows = {column: [] for column in rows}
-        if rows[TEXT]:
-            yield rows
+Row = tuple[str, int, str, str]  # a record's key, index in its file, location and JSON text
+
+
+def read_parts(path: str, shards: int) -> list[list[Row]]:
+    """One input file as the rows of each shard (``shards`` lists, in the file's order): one
+    task reads a file whole and hands each shard task its part, with no shuffle between."""
+    parts: list[list[Row]] = [[] for _ in range(shards)]
+    for index, where, text, obj in _file_texts(path):
+        key = record_key(obj, text)
+        parts[shard_of(key, shards)].append((key, index, where, text))
+    return parts
+
+
+def read_whole(path: str) -> list[Row]:
+    """One input file as the rows of the one shard (a task with one return value)."""
+    return read_parts(path, 1)[0]
 
 
 def _raw_items(
-    rows: list[dict[str, Any]], job: MosaicJob, invalid: list[InvalidRecord], indices: list[int]
+    rows: list[Row], job: MosaicJob, invalid: list[InvalidRecord], indices: list[int]
 ) -> Iterator[tuple[int, str, Any]]:
     """(index, location, object) of a shard's rows, in key order, as the readers yield them;
     the index is the record's index in its file. ``indices`` gets the index of each row as it
     is handed on."""
-    for row in sorted(rows, key=lambda r: r[KEY]):
-        key, index, where = row[KEY], row[INDEX], row[WHERE]
+    for key, index, where, text in sorted(rows, key=itemgetter(0)):
         try:
-            obj = loads(row[TEXT])
+            obj = loads(text)
         except ValueError as exc:
             if job.on_error == "raise":
                 raise InputError(f"{where}: not JSON ({exc})") from None
@@ -140,8 +134,17 @@ def _raw_items(
         yield index, where, obj
 
 
+def mosaic_parts(
+    shard: int, job: MosaicJob, output_dir: str, shard_format: str, *parts: list[Row]
+) -> dict[str, Any] | None:
+    """One shard task: its parts of every input file (in the inputs' order) mosaicked; None
+    for a shard no record falls in (it writes no file)."""
+    rows = [row for part in parts for row in part]
+    return mosaic_shard(rows, shard, job, output_dir, shard_format) if rows else None
+
+
 def mosaic_shard(
-    rows: list[dict[str, Any]], shard: int, job: MosaicJob, output_dir: str, shard_format: str
+    rows: list[Row], shard: int, job: MosaicJob, output_dir: str, shard_format: str
 ) -> dict[str, Any]:
     """Mosaic one shard's raw rows, write its file, return its summary as a dict."""
     invalid: list[InvalidRecord] = []

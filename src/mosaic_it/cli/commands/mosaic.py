@@ -209,7 +209,7 @@ def _declare_ray(a: Arguments) -> None:
         "--engine",
         choices=["local", "ray"],
         default="local",
-        help="local: this machine; ray: Ray Data on a local or remote cluster (extra "
+        help="local: this machine; ray: Ray tasks on a local or remote cluster (extra "
         "mosaic-it[ray]; INPUT: JSONL/Parquet file, directory or glob; OUTPUT: a directory)",
     )
     a.add(
