@@ -97,7 +97,7 @@ def test_the_library_errors_are_the_users_and_still_value_errors():
     from mosaic_it.budget.tokenizer import TokenizerError
     from mosaic_it.cli.recipe import RecipeError
     from mosaic_it.engine.processes import WorkerDied
-    from mosaic_it.io.files import InputError
+    from mosaic_it.errors import InputError
     from mosaic_it.io.outputs import PathError
     from mosaic_it.method.compose import LayoutError
     from mosaic_it.method.pack import RulePackError

@@ -153,22 +153,22 @@ def test_a_worker_that_dies_is_a_clear_error_not_a_hang(tmp_path, monkeypatch, c
 
 
 def _worker_sees(state, item):
-    from mosaic_it.engine import parallel
+    from mosaic_it.engine import processes
 
-    return state["name"], item * state["factor"], os.getpid(), parallel._WORKER_STATE[0] is state
+    return state["name"], item * state["factor"], os.getpid(), processes._WORKER_STATE[0] is state
 
 
 def test_a_fork_pool_hands_its_state_to_each_worker():
-    from mosaic_it.engine import parallel
+    from mosaic_it.engine import processes
 
     state = {"name": "counts", "factor": 3}
-    with parallel.fork_pool(2, "testing", "test", state) as pool:
+    with processes.fork_pool(2, "testing", "test", state) as pool:
         mapped = list(pool.map(_worker_sees, range(6)))
         submitted = pool.submit(_worker_sees, 10).result()
     assert [m[:2] for m in mapped] == [("counts", 3 * i) for i in range(6)]
     assert submitted[:2] == ("counts", 30)
     assert all(m[2] != os.getpid() and m[3] for m in [*mapped, submitted])
-    assert parallel._WORKER_STATE == []  # the parent's own module is never set
+    assert processes._WORKER_STATE == []  # the parent's own module is never set
 
 
 @pytest.mark.parametrize("input_name", ["in.jsonl"])
@@ -260,10 +260,10 @@ def _read_then_die(invalid):
 
 
 def test_a_reader_that_dies_is_a_clear_error_not_a_hang():
-    from mosaic_it.engine import parallel
+    from mosaic_it.engine import parallel, processes
 
     with pytest.raises(
-        parallel.WorkerDied, match=r"process reading the input \(pid \d+\) exited with status 9"
+        processes.WorkerDied, match=r"process reading the input \(pid \d+\) exited with status 9"
     ):
         with parallel.ReadAhead(_read_then_die, []) as records:
             list(records)
