@@ -242,6 +242,9 @@ def test_every_name_is_imported_from_the_module_that_defines_it():
             if not isinstance(node, ast.ImportFrom) or (node.level and not package):
                 continue
             target = from_target(node, package)
+            if target.startswith(PACKAGE + ".") and target not in found:
+                wrong.append(f"{path.relative_to(REPO)}:{node.lineno} imports {target}: no module")
+                continue
             if target not in found or target == PACKAGE:
                 continue  # another package's, or the root's API
             for alias in node.names:
