@@ -4,6 +4,7 @@ logged, and a resumed run. Skipped without the train extra."""
 from __future__ import annotations
 
 import json
+import logging
 
 import pytest
 
@@ -70,7 +71,7 @@ def _logged(out):
     return [json.loads(line) for line in (out / REWARD_LOG).read_text().splitlines()]
 
 
-def test_grpo_grades_every_completion_logs_rewards_and_resumes(rl_rows, tmp_path, capsys):
+def test_grpo_grades_every_completion_logs_rewards_and_resumes(rl_rows, tmp_path, caplog):
     out = tmp_path / "run"
     first = train(_config(rl_rows, out, max_steps=2))
     assert first.steps == 2 and [s for s, _ in first.rewards] == [1, 2]
@@ -93,10 +94,10 @@ def test_grpo_grades_every_completion_logs_rewards_and_resumes(rl_rows, tmp_path
     saved = json.loads((out / "mosaic_it_train.json").read_text())
     assert saved["config"]["method"] == "grpo" and len(saved["result"]["rewards"]) == 2
 
-    capsys.readouterr()
-    second = train(_config(rl_rows, out, max_steps=3), resume=True)
+    with caplog.at_level(logging.INFO, logger="mosaic_it"):  # train's notes, as -v shows them
+        second = train(_config(rl_rows, out, max_steps=3), resume=True)
     assert second.steps == 3
-    assert "--max-steps changed from 2 to 3 on --resume" in capsys.readouterr().err
+    assert "--max-steps changed from 2 to 3 on --resume" in caplog.text
     steps = [d["step"] for d in _logged(out)]
     assert steps.count(3) == 4 and steps.count(1) == 4  # only step 3 was made again
 
