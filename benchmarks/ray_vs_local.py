@@ -212,7 +212,7 @@ def main(argv: list[str] | None = None) -> int:
     out = args.results / f"{args.label}.json"
     meta = {
         "commit": commit,
-        "src": str(args.src),
+        "src": _portable(args.src),
         # the code run: this checkout's, or --src's (a tree exported from a commit has no git)
         "src_commit": commit if args.src.resolve() == (REPO / "src") else args.src_commit,
         "epochs": args.epochs,
@@ -255,6 +255,14 @@ def summarize(lines: list[dict[str, Any]], cases: list[str]) -> list[dict[str, A
         }
         rows.append({"records": n, "same_outputs": same})
     return rows
+
+
+def _portable(path: Path) -> str:
+    """A path as results may hold it: relative to the repository, else its last two parts."""
+    resolved = path.resolve()
+    if resolved.is_relative_to(REPO):
+        return str(resolved.relative_to(REPO))
+    return str(Path(*resolved.parts[-2:]))
 
 
 if __name__ == "__main__":
