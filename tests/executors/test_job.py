@@ -212,3 +212,17 @@ def test_the_ray_executor_runs_the_same_job(tmp_path):
     # of b.jsonl (their index in their file, not in their shard)
     assert sorted(long) == [9, 19, 29]
     assert (tmp_path / "out.config.yaml").read_text().count("engine: ray") == 1
+
+
+def test_a_reader_that_stops_early_ends_the_stream_quietly():
+    """`mosaic-it mosaic IN - | head`: the closed pipe is the reader's choice, not an error."""
+    run = subprocess.run(
+        f"{sys.executable} -m mosaic_it.cli.main mosaic builtin:example - | head -c 10; "
+        'exit "${PIPESTATUS[0]}"',
+        shell=True,
+        executable="/bin/bash",
+        capture_output=True,
+        timeout=300,
+    )
+    assert run.returncode == 0 and len(run.stdout) == 10
+    assert b"error" not in run.stderr

@@ -131,7 +131,7 @@ def write_records(path: str | Path, records: Iterable[dict[str, Any]]) -> int:
                 n += 1
             sys.stdout.flush()
         except BrokenPipeError:  # the reader stopped (`| head`): nothing more is wanted
-            _stdout_gone()
+            stdout_gone()
         return n
     with atomic_writer(path) as out:
         if is_jsonl(path):
@@ -149,7 +149,7 @@ def write_records(path: str | Path, records: Iterable[dict[str, Any]]) -> int:
     return n
 
 
-def _stdout_gone() -> None:
+def stdout_gone() -> None:
     """Standard output's reader has gone: what is still buffered goes nowhere, so that the
     flush at exit raises no second error."""
     devnull = os.open(os.devnull, os.O_WRONLY)
