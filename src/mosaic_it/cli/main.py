@@ -23,7 +23,6 @@ from mosaic_it import __version__
 from mosaic_it.cli.commands import COMMANDS
 from mosaic_it.cli.registry import Arguments, Command, declare_verbosity, run_command
 from mosaic_it.errors import MosaicItError, faults_of_the_environment
-from mosaic_it.io.jsonfiles import stdout_gone
 from mosaic_it.io.outputs import RunInterrupted
 from mosaic_it.signals import exit_status, hold, raise_on_signals, signal_of
 
@@ -91,9 +90,6 @@ def main(argv: list[str] | None = None) -> int:
                 command.prepare(args, arguments, argv[argv.index(args.command) + 1 :])
             return run_command(command, arguments, args)
     except MosaicItError as exc:  # the user's to fix: input, options, environment
-        if isinstance(exc.__cause__, BrokenPipeError) and _output_of(args) == "-":
-            stdout_gone()  # OUTPUT '-' and its reader stopped (`| head`): nothing more wanted
-            return 0
         _traceback(exc, debug)
         print(f"mosaic-it: error: {exc}", file=sys.stderr)
         return exc.exit_status

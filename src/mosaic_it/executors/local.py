@@ -33,7 +33,7 @@ from mosaic_it.executors.job import (
     side_file_outputs,
 )
 from mosaic_it.io.assemble import Assembly, refuse_empty_run
-from mosaic_it.io.jsonfiles import iter_jsonl_stdin
+from mosaic_it.io.jsonfiles import iter_jsonl_stdin, stdout_gone
 from mosaic_it.io.outputs import Output, RunInterrupted
 from mosaic_it.io.readers import InvalidRecord, input_kind, read_records, records_from_raw
 from mosaic_it.io.writers import config_path_for, output_kind
@@ -126,10 +126,13 @@ class LocalExecutor(Executor):
         with tempfile.TemporaryDirectory(prefix="mosaic-it-stdout-") as tmp:
             staged = str(Path(tmp) / "output.jsonl")
             executed = self._run(job, replace(job.outputs, output=staged), "jsonl", workers, note)
-            sys.stdout.flush()
-            with open(staged, "rb") as data:
-                shutil.copyfileobj(data, sys.stdout.buffer)
-            sys.stdout.buffer.flush()
+            try:
+                sys.stdout.flush()
+                with open(staged, "rb") as data:
+                    shutil.copyfileobj(data, sys.stdout.buffer)
+                sys.stdout.buffer.flush()
+            except BrokenPipeError:  # the reader stopped (`| head`): nothing more is wanted
+                stdout_gone()
         executed.output["type"] = "stdout"
         return executed
 
