@@ -58,6 +58,7 @@ EXTRA_OF = {
     "hypothesis": "test",
     "jsonschema": "test",
     "ray": "ray",
+    "llama_cpp": "llamacpp",
 }
 # the dependency groups of pyproject.toml (PEP 735): what the tests and the benchmarks need that
 # no user of the package does

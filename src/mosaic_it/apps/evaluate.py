@@ -14,7 +14,8 @@ Backends (``--backend``): ``transformers`` (the default) loads the model here an
 batches of similar prompt length under ``torch.inference_mode`` with the KV cache;
 ``openai`` asks any OpenAI-compatible server (``--base-url URL --model NAME``: vLLM, SGLang,
 llama.cpp, TGI, ``transformers serve``) with bounded concurrency, timeouts and retries (see
-:mod:`mosaic_it.apps.backends`); ``vllm`` runs vLLM's offline engine here where vLLM is installed.
+:mod:`mosaic_it.apps.backends`); ``vllm`` runs vLLM's offline engine here where vLLM is installed;
+``llamacpp`` runs a ``.gguf`` file with llama.cpp here, on the CPU (:mod:`mosaic_it.apps.llamacpp`).
 Every backend writes answers as they come and is scored the same way.
 """
 
@@ -39,6 +40,7 @@ from mosaic_it.apps.generation import (
     Prompt,
     TransformersBackend,
 )
+from mosaic_it.apps.llamacpp import LlamaCppBackend
 from mosaic_it.apps.model_source import ModelError
 from mosaic_it.apps.score import read_eval, score
 from mosaic_it.apps.score_report import EvalItem, ScoreReport
@@ -60,7 +62,7 @@ __all__ = [
 ]
 
 LISTED = 5
-BACKENDS = ("transformers", "openai", "vllm")
+BACKENDS = ("transformers", "openai", "vllm", "llamacpp")
 
 
 def read_eval_set(path: str) -> tuple[list[EvalItem], list[Prompt]]:
@@ -206,7 +208,10 @@ def evaluate(
             "resumed_answers": len(prompts) - len(todo),
             "tokens_per_second": round(tokens / seconds, 2) if tokens and seconds > 0 else None,
         },
-        "seconds": {"load": round(load_seconds, 1), "generate": round(seconds, 1)},
+        "seconds": {  # llama.cpp loads its model when it knows the context it needs
+            "load": round(getattr(engine, "load_seconds", load_seconds), 1),
+            "generate": round(seconds, 1),
+        },
     }
     return report, meta
 
@@ -237,8 +242,10 @@ def make_backend(
         if served is None:
             raise OptionError("--backend openai needs --base-url")
         return OpenAIBackend(served), 0.0
-    engine: VLLMBackend | TransformersBackend
-    if backend == "vllm":
+    engine: VLLMBackend | TransformersBackend | LlamaCppBackend
+    if backend == "llamacpp":
+        engine = LlamaCppBackend(model_spec, tokenizer, prompt_format)
+    elif backend == "vllm":
         engine = VLLMBackend(model_spec, dtype, tokenizer)
     else:
         engine = TransformersBackend(model_spec, tokenizer, prompt_format, dtype)

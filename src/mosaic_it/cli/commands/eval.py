@@ -37,7 +37,8 @@ def _declare_generation(a: Arguments, d: GenerationOptions) -> None:
         default="transformers",
         help="transformers: load the model here (default); openai: ask an "
         "OpenAI-compatible server at --base-url; vllm: vLLM's offline engine here "
-        "(needs vllm)",
+        "(needs vllm); llamacpp: a .gguf file with llama.cpp here, on the CPU (needs the "
+        "llamacpp extra)",
     )
     a.add("--eval-set", required=True, help="JSONL from mosaic-it make-eval")
     a.add("--tokenizer", help="tokenizer directory or Hub id (default: the model's own)")
