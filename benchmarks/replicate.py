@@ -816,6 +816,10 @@ def progress_callback(stage: str, log: Log, meter: CostMeter | None = None) -> A
             if meter is not None:
                 meter.sample_load()
 
+        def on_save(self, args, state, control, **kw):
+            if meter is not None:
+                meter.save_at(state.global_step)
+
         def on_log(self, args, state, control, logs=None, **kw):
             done = state.global_step - self.first
             elapsed = time.perf_counter() - self.t0
@@ -846,12 +850,48 @@ class CostMeter:
     = attention mask), the CPU seconds (getrusage, children included) and the wall time, and
     the 1-minute load average sampled after every optimizer step."""
 
-    def __init__(self) -> None:
+    COUNTS = ("micro_batches", "sequences", "padded", "real", "loss_bearing")
+
+    def __init__(self, ledger: Path | None = None) -> None:
         self.micro_batches = self.sequences = 0
         self.padded = self.real = self.loss_bearing = 0
         self.loads: list[float] = []
         self.cpu0 = cpu_seconds()
         self.wall0 = time.perf_counter()
+        self.ledger = ledger  # the counts at every checkpoint, so that a resumed run adds up
+        self.first_step = 1  # the first optimizer step counted here
+
+    def state(self) -> dict[str, Any]:
+        return {
+            **{k: getattr(self, k) for k in self.COUNTS},
+            "cpu_seconds": round(cpu_seconds() - self.cpu0, 2),
+            "wall_seconds": round(time.perf_counter() - self.wall0, 2),
+            "loads": list(self.loads),
+        }
+
+    def save_at(self, step: int) -> None:
+        """The counts so far, kept for the checkpoint of ``step`` (see :meth:`resume_at`)."""
+        if self.ledger is None:
+            return
+        kept = json.loads(self.ledger.read_text()) if self.ledger.is_file() else {}
+        kept[str(step)] = self.state()
+        _write_json(self.ledger, kept)
+
+    def resume_at(self, step: int) -> bool:
+        """Continue from the counts kept at checkpoint ``step`` (the work redone after it, by
+        the run that stopped, is not counted twice); False where none were kept, and then the
+        counts start at step + 1."""
+        kept = json.loads(self.ledger.read_text()) if self.ledger and self.ledger.is_file() else {}
+        saved = kept.get(str(step))
+        if saved is None:
+            self.first_step = step + 1
+            return False
+        for k in self.COUNTS:
+            setattr(self, k, saved[k])
+        self.cpu0 -= saved["cpu_seconds"]
+        self.wall0 -= saved["wall_seconds"]
+        self.loads = list(saved["loads"])
+        return True
 
     def watch(self, dataloader: Any) -> None:
         # accelerate wraps the DataLoader (DataLoaderAdapter); its iterator is the wrapped one's
@@ -919,11 +959,13 @@ def stage_train(
         f"{tokens['tokens']:,} real tokens"
         + (f" (resuming {Path(resume).name})" if resume else ""),
     )
-    meter = CostMeter()
+    meter = CostMeter(st.dir / "cost_at_checkpoints.json")
+    if resume and not meter.resume_at(checkpoint_step(resume)):
+        log(f"train {name}", f"no costs kept at {Path(resume).name}: counted from here")
     result = train(
         config, resume=resume, callbacks=(progress_callback(f"train {name}", log, meter),)
     )
-    cost = meter.record()
+    cost = {**meter.record(), "steps_counted": [meter.first_step, result.steps]}
     log(
         f"train {name}",
         f"done: {result.steps} steps in {_dur(result.seconds)}, {cost['cpu_seconds']:.0f} CPU s, "
@@ -965,6 +1007,10 @@ def train_key(
         "data": Path(config.data).name,
         "recipe": recipe,
     }
+
+
+def checkpoint_step(checkpoint: str) -> int:
+    return int(Path(checkpoint).name.rpartition("-")[2])
 
 
 def find_checkpoint_or_none(output_dir: str, find: Callable[..., str | None]) -> str | None:
@@ -1737,30 +1783,47 @@ def cost_table(arms: dict[str, Any]) -> list[str]:
     ]
     if all(t.get("cost") for t in trained.values()):
         cells += [
-            ("loss-bearing tokens", lambda t: f"{t['cost']['loss_bearing_tokens']:,}"),
-            ("padded tokens, real collator", lambda t: f"{t['cost']['padded_tokens']:,}"),
+            ("loss-bearing tokens", lambda t: _whole(t, "loss_bearing_tokens")),
+            ("padded tokens, real collator", lambda t: _whole(t, "padded_tokens")),
             (
                 "padded tokens, pad to maximum (FastChat)",
                 lambda t: f"{t['cost']['pad_to_max_tokens']:,}",
             ),
             (
                 "CPU seconds (getrusage, children incl.)",
-                lambda t: f"{t['cost']['cpu_seconds']:,.0f}",
+                lambda t: f"{t['cost']['cpu_seconds']:,.0f}{_counted(t)}",
             ),
             (
                 "CPU ms per padded token",
                 lambda t: (
                     f"{1000 * t['cost']['cpu_seconds'] / max(1, t['cost']['padded_tokens']):.1f}"
+                    f"{_counted(t)}"
                 ),
             ),
-            ("wall time", lambda t: _dur(t["cost"]["wall_seconds"])),
-            ("load average, mean (min-max)", _load_cell),
+            ("wall time", lambda t: _dur(t["cost"]["wall_seconds"]) + _counted(t)),
+            ("load average, mean (min-max)", lambda t: _load_cell(t) + _counted(t)),
         ]
     else:
         cells.append(("wall time", lambda t: _dur(t["seconds"])))
     lines = ["Training cost:", "", _md_row(["", *trained]), _md_row(["---"] * (1 + len(trained)))]
     lines += [_md_row([label] + [cell(t) for t in trained.values()]) for label, cell in cells]
     return lines
+
+
+def _whole(t: dict[str, Any], key: str) -> str:
+    return f"{t['cost'][key]:,}{_counted(t)}"
+
+
+def _counted(t: dict[str, Any]) -> str:
+    """Where the counts cover only the steps after a resumed checkpoint (a run of before the
+    counts were kept at every checkpoint), which steps; else nothing."""
+    cost = t["cost"]
+    first, last = cost.get("steps_counted") or (
+        (checkpoint_step(cost["resumed_from"]) + 1, t["steps"])
+        if cost.get("resumed_from")
+        else (1, t["steps"])
+    )
+    return "" if first == 1 else f" (steps {first}-{last} only)"
 
 
 def _load_cell(t: dict[str, Any]) -> str:

@@ -207,6 +207,29 @@ def test_other_options_refuse_the_cache(tmp_path, capsys):
         rep.Stage(tmp_path / "s", {"a": 2}).done()
 
 
+def test_training_cost_adds_up_over_a_resumed_run(tmp_path):
+    """The counts kept at a checkpoint are where a resumed run's counting continues (the work
+    redone after that checkpoint is not counted twice); a checkpoint without them starts the
+    counts after it, and the table says which steps its figures cover."""
+    rep = _load()
+    ledger = tmp_path / "cost_at_checkpoints.json"
+    first = rep.CostMeter(ledger)
+    first.micro_batches, first.sequences, first.padded = 8, 32, 4000
+    first.real, first.loss_bearing, first.loads = 3000, 2000, [1.0, 2.0]
+    first.save_at(2)
+    first.padded = 9999  # after the checkpoint: redone by the resumed run, not counted
+    again = rep.CostMeter(ledger)
+    assert again.resume_at(2) and again.first_step == 1
+    assert (again.micro_batches, again.padded, again.loads) == (8, 4000, [1.0, 2.0])
+    assert again.record()["cpu_seconds"] >= json.loads(ledger.read_text())["2"]["cpu_seconds"]
+    fresh = rep.CostMeter(ledger)
+    assert not fresh.resume_at(4) and fresh.first_step == 5
+    arm = {"steps": 13, "cost": {"padded_tokens": 70, "resumed_from": "checkpoint-8"}}
+    assert rep._whole(arm, "padded_tokens") == "70 (steps 9-13 only)"
+    arm["cost"] = {"padded_tokens": 70, "steps_counted": [1, 13]}
+    assert rep._whole(arm, "padded_tokens") == "70"
+
+
 def test_intervals_and_paired_comparison():
     rep = _load()
     assert rep.wilson(0, 10)[0] == 0.0 and rep.wilson(10, 10)[1] == 1.0
