@@ -214,7 +214,10 @@ PROFILES = {
 # of wall (1.4 tokens/s). At such a load the run takes days of wall time, not hours; it
 # continues from the committed results on any machine (see Mirror).
 # The learning rate is 5e-5, not FastChat's 2e-5 (batch 128, 7B models): a 270M model
-# given 13-39 steps at batch 16; every arm has the same one.
+# given 13-39 steps at batch 16; every arm has the same one. A second training seed (43,
+# with its own mosaic, seed 43) is queued after arms 4, 2 and 1 of the first; arm 3 of
+# both seeds comes last (see schedule()). Measured: arms 4 and 2 took 40-50 minutes of
+# training each and about 35 minutes of evaluation each, one thread, at load 1-3.
 PROFILES["base"] = replace(
     PROFILES["cpu"],
     name="base",
@@ -230,6 +233,7 @@ PROFILES["base"] = replace(
     loss_n=100,
     heldout_pack=HELDOUT_PACK,
     threads=1,
+    seeds=(42, 43),
 )
 
 
@@ -632,13 +636,20 @@ def _as_record(row: dict[str, Any]) -> Any:
 # --------------------------------------------------------------------------------------
 
 
-def stage_mosaic(profile: Profile, prep: dict[str, Any], cache: Path, log: Log) -> dict[str, Any]:
+def stage_mosaic(
+    profile: Profile, prep: dict[str, Any], cache: Path, log: Log, seed: int
+) -> dict[str, Any]:
+    """``mosaic-it mosaic --epochs 4`` of the training records for one training seed."""
     from mosaic_it import InputError, MosaicConfig, mosaic_file
 
-    st = Stage(
-        cache / "mosaic",
-        {"stage": "mosaic", "train data": prep["fingerprint"], "template": profile.mosaic_template},
-    )
+    key = {
+        "stage": "mosaic",
+        "train data": prep["fingerprint"],
+        "template": profile.mosaic_template,
+    }
+    if seed != profile.seeds[0]:  # (the first seed's key is as it was when its arms were made)
+        key["seed"] = mosaic_seed(profile, seed)
+    st = Stage(mosaic_dir(profile, seed, cache), key)
     if (saved := st.done()) is not None:
         log("mosaic", "cached")
         return saved
@@ -654,7 +665,7 @@ def stage_mosaic(profile: Profile, prep: dict[str, Any], cache: Path, log: Log) 
         "--template",
         profile.mosaic_template,
         "--seed",
-        str(profile.data_seed),
+        str(mosaic_seed(profile, seed)),
         "--stats",
         str(st.dir / "stats.json"),
         "--progress",
@@ -668,7 +679,7 @@ def stage_mosaic(profile: Profile, prep: dict[str, Any], cache: Path, log: Log) 
         epochs=4,
         max_tokens=profile.max_length,
         template=profile.mosaic_template,
-        seed=profile.data_seed,
+        seed=mosaic_seed(profile, seed),
         tokenizer=tokenizer,
     )
     t0 = time.perf_counter()
@@ -696,6 +707,29 @@ def stage_mosaic(profile: Profile, prep: dict[str, Any], cache: Path, log: Log) 
 
 def arm_key(arm: int, seed: int) -> str:
     return "arm0" if arm == 0 else f"arm{arm}-seed{seed}"
+
+
+def schedule(profile: Profile) -> list[tuple[int, int]]:
+    """(arm, training seed) in the order they run: every arm of the first seed, then of the
+    next, with arm 3 (on-the-fly mosaics, the optional arm) after all the others; arm 0 (the
+    untrained model) once."""
+    main = [(a, s) for s in profile.seeds for a in profile.arms if a != 3]
+    order = [(a, s) for a, s in main if a or s == profile.seeds[0]]
+    return order + [(3, s) for s in profile.seeds if 3 in profile.arms]
+
+
+def seeds_done(arms_out: dict[str, Any], seeds: tuple[int, ...]) -> list[int]:
+    return [s for s in seeds if any(n.endswith(f"-seed{s}") for n in arms_out)] or [seeds[0]]
+
+
+def mosaic_seed(profile: Profile, seed: int) -> int:
+    """The mosaic's seed follows the training seed; the first training seed keeps the
+    profile's data seed, with which its arms were made."""
+    return profile.data_seed if seed == profile.seeds[0] else seed
+
+
+def mosaic_dir(profile: Profile, seed: int, cache: Path) -> Path:
+    return cache / ("mosaic" if seed == profile.seeds[0] else f"mosaic-seed{seed}")
 
 
 RECIPE_FIELDS = (
@@ -738,7 +772,7 @@ def train_config(profile: Profile, arm: int, seed: int, cache: Path, spec: str) 
     data = cache / "data-train" / "train.jsonl"
     epochs, fly = 3.0, False
     if arm == 2:
-        data, epochs = cache / "mosaic" / "mosaic.jsonl", 1.0
+        data, epochs = mosaic_dir(profile, seed, cache) / "mosaic.jsonl", 1.0
     elif arm == 3:
         epochs, fly = 4.0, True
     elif arm == 4:
@@ -755,7 +789,7 @@ def train_config(profile: Profile, arm: int, seed: int, cache: Path, spec: str) 
         max_length=profile.max_length,
         seed=seed,
         mosaic_on_the_fly=fly,
-        mosaic_options={"seed": profile.data_seed} if fly else None,
+        mosaic_options={"seed": mosaic_seed(profile, seed)} if fly else None,
         logging_steps=1,
         save_steps=profile.save_steps,
         save_total_limit=1,
@@ -2075,7 +2109,7 @@ def run(
     mirror.restore(cache / "data-eval")
     evald = stage_eval_data(profile, prep, cache, log)
     mirror.save(cache / "data-eval", EVAL_DATA_FILES)
-    mos = stage_mosaic(profile, prep, cache, log)
+    mos = stage_mosaic(profile, prep, cache, log, profile.seeds[0])
     mirror.save(cache / "mosaic", ("stats.json",))
 
     sets = [w for w in EVAL_SETS if w != "multi-heldout" or profile.heldout_pack]
@@ -2089,56 +2123,57 @@ def run(
     pairs = _read_jsonl(cache / "data-eval" / "loss_pairs.jsonl")
     arms_out: dict[str, Any] = {}
     results: dict[str, Any] = {}
-    for arm in profile.arms:
-        for seed in profile.seeds if arm else (profile.seeds[0],):
-            name = arm_key(arm, seed)
-            judged = [
-                judge_set_name(j) for j in profile.judge_sets if judge is not None and arm in JUDGED
-            ]
-            evals = [cache / "generate" / name / w for w in (*sets, *judged)]
-            evals.append(cache / "loss" / name)
-            tr: dict[str, Any] | None = None
-            if arm:
-                deps = [prep["fingerprint"], prep.get("train_sha256", "")]
-                if arm == 2:
-                    deps.append(mos.get("mosaic_sha256", ""))
-                key = train_key(profile, arm, seed, deps, cache)
-                tdir = cache / "train" / name
-                if all([mirror.restore(d) for d in evals]) and (
-                    tr := _mirrored_train(mirror, tdir, key)
-                ):
-                    log(f"train {name}", "not needed: its answers and losses are in the results")
-                else:
-                    tr = stage_train(profile, arm, seed, deps, cache, log)
-                    mirror.save(tdir)
+    for arm, seed in schedule(profile):  # every arm of a seed, then the next seed
+        name = arm_key(arm, seed)
+        judged = [
+            judge_set_name(j) for j in profile.judge_sets if judge is not None and arm in JUDGED
+        ]
+        evals = [cache / "generate" / name / w for w in (*sets, *judged)]
+        evals.append(cache / "loss" / name)
+        tr: dict[str, Any] | None = None
+        if arm:
+            deps = [prep["fingerprint"], prep.get("train_sha256", "")]
+            if arm == 2:
+                seed_mos = mos
+                if seed != profile.seeds[0]:  # this seed's own mosaic, made when first needed
+                    seed_mos = stage_mosaic(profile, prep, cache, log, seed)
+                    mirror.save(mosaic_dir(profile, seed, cache), ("stats.json",))
+                deps.append(seed_mos.get("mosaic_sha256", ""))
+            key = train_key(profile, arm, seed, deps, cache)
+            tdir = cache / "train" / name
+            if all([mirror.restore(d) for d in evals]) and (
+                tr := _mirrored_train(mirror, tdir, key)
+            ):
+                log(f"train {name}", "not needed: its answers and losses are in the results")
             else:
-                for d in evals:
-                    if not mirror.restore(d):
-                        mirror.restore_partial(d)
-            where = str(cache / "train" / name / "model") if arm else spec
-            deps = [
-                evald["fingerprint"],
-                tr["fingerprint"] if tr else fingerprint(model_record(profile)),
-            ]
-            model = ArmModel(where, profile, seed)
-            gens = {}
-            for what in sets:
-                gdir = cache / "generate" / name / what
-                keep = (lambda d=gdir: mirror.save_partial(d)) if not arm else None
-                gens[what] = stage_generate(
-                    what, prompts[what], model, name, deps, cache, log, on_batch=keep
-                )
-                mirror.save(cache / "generate" / name / what, ("responses.jsonl",))
-            for spec in profile.judge_sets if judged else ():
-                stage_judge_answers(spec, model, name, deps, cache, log)
-                mirror.save(cache / "generate" / name / judge_set_name(spec), ("responses.jsonl",))
-            loss = stage_loss(model, pairs, name, deps, cache, log)
-            mirror.save(cache / "loss" / name, ("pairs.jsonl",))
-            del model
-            arms_out[name] = score_arm(profile, arm, seed, cache, sets, gens, loss, tr)
-            results = tabulate(
-                profile, cache, results_dir, prep, evald, mos, arms_out, t_start, log
+                tr = stage_train(profile, arm, seed, deps, cache, log)
+                mirror.save(tdir)
+        else:
+            for d in evals:
+                if not mirror.restore(d):
+                    mirror.restore_partial(d)
+        where = str(cache / "train" / name / "model") if arm else spec
+        deps = [
+            evald["fingerprint"],
+            tr["fingerprint"] if tr else fingerprint(model_record(profile)),
+        ]
+        model = ArmModel(where, profile, seed)
+        gens = {}
+        for what in sets:
+            gdir = cache / "generate" / name / what
+            keep = (lambda d=gdir: mirror.save_partial(d)) if not arm else None
+            gens[what] = stage_generate(
+                what, prompts[what], model, name, deps, cache, log, on_batch=keep
             )
+            mirror.save(cache / "generate" / name / what, ("responses.jsonl",))
+        for spec in profile.judge_sets if judged else ():
+            stage_judge_answers(spec, model, name, deps, cache, log)
+            mirror.save(cache / "generate" / name / judge_set_name(spec), ("responses.jsonl",))
+        loss = stage_loss(model, pairs, name, deps, cache, log)
+        mirror.save(cache / "loss" / name, ("pairs.jsonl",))
+        del model
+        arms_out[name] = score_arm(profile, arm, seed, cache, sets, gens, loss, tr)
+        results = tabulate(profile, cache, results_dir, prep, evald, mos, arms_out, t_start, log)
     pairwise = {
         str(seed): stage_judge(profile, seed, judge, cache, log)
         for seed in profile.seeds
@@ -2213,16 +2248,47 @@ def score_arm(
     return out
 
 
-def comparisons(arms_out: dict[str, Any], seed: int) -> dict[str, Any]:
+def over_seeds(per_items: list[dict[str, Any]]) -> dict[str, Any]:
+    """Per-item outcomes of one arm over several training seeds, as one: a pooled measure's
+    numerator and denominator summed over the seeds, a share's outcome averaged (so a bootstrap
+    over the items resamples each prompt with all its seeds); one seed is returned as it is."""
+    if len(per_items) == 1:
+        return per_items[0]
+    out: dict[str, Any] = {}
+    for what in per_items[0]:
+        items = [p.get(what, {}) for p in per_items]
+        keys = set.intersection(*(set(i) for i in items))
+        if what == "loss":
+            out[what] = {k: [sum(i[k][j] for i in items) for j in (0, 1)] for k in keys}
+            continue
+        merged: dict[str, Any] = {}
+        for k in keys:
+            fields = items[0][k]
+            merged[k] = {
+                f: (
+                    sum(i[k][f] for i in items) / len(items)
+                    if f.startswith("prompt_") or f.endswith("_sample")
+                    else sum(i[k][f] for i in items)
+                )
+                for f in fields
+                if isinstance(fields[f], (int, float))
+            }
+        out[what] = merged
+    return out
+
+
+def comparisons(arms_out: dict[str, Any], seeds: tuple[int, ...]) -> dict[str, Any]:
     """Every reported comparison (b minus a, same items), each in exactly the table's measure:
     pooled shares (instructions followed / given; loss summed over tokens) bootstrapped over
-    prompts, shares of prompts with McNemar's exact test."""
+    prompts, shares of prompts with McNemar's exact test; over every training seed that has
+    both arms (see :func:`over_seeds`; McNemar's test is for one seed only)."""
     out: dict[str, Any] = {}
     for b, a in COMPARISONS:
-        A, B = arms_out.get(arm_key(a, seed)), arms_out.get(arm_key(b, seed))
-        if not (A and B):
+        both = [s for s in seeds if arm_key(a, s) in arms_out and arm_key(b, s) in arms_out]
+        if not both:
             continue
-        pa, pb = A["_per_item"], B["_per_item"]
+        pa = over_seeds([arms_out[arm_key(a, s)]["_per_item"] for s in both])
+        pb = over_seeds([arms_out[arm_key(b, s)]["_per_item"] for s in both])
         rows: dict[str, Any] = {}
         for m in ("strict", "loose"):
             rows[f"IFEval instruction-level {m} (pooled)"] = paired_pooled(
@@ -2268,7 +2334,6 @@ def tabulate(
 ) -> dict[str, Any]:
     """results.json, table.md, replicate.png and the per-item scores of the arms done so far
     (and the pairwise judge's figures), in the cache and copied to the results folder."""
-    seed = profile.seeds[0]
     out = cache / "results"
     out.mkdir(parents=True, exist_ok=True)
     for name, arm in arms_out.items():
@@ -2284,8 +2349,9 @@ def tabulate(
         },
         "mosaic": {k: mos.get(k) for k in ("command", "samples", "mosaic_sha256")},
         "arms": {n: {k: v for k, v in a.items() if k != "_per_item"} for n, a in arms_out.items()},
-        "paired": comparisons(arms_out, seed),
-        "paired_note": f"b minus a on the same items, seed {seed}; loss: lower is better",
+        "paired": comparisons(arms_out, profile.seeds),
+        "paired_note": "b minus a on the same items, over the training seeds "
+        f"{', '.join(map(str, seeds_done(arms_out, profile.seeds)))}; loss: lower is better",
         **({"pairwise": pairwise} if pairwise else {}),
         "repetition_test": repeats_itself.__doc__.split("The repetition test: ")[1].split(" (")[0],
         "command": "python benchmarks/replicate.py --profile " + profile.name,
@@ -2363,7 +2429,7 @@ def rescore_published(profile: Profile, results_dir: Path, log: Log) -> dict[str
         _write_json(results_dir / f"scores-{name}.json", {"ifeval": ife["per_item"]})
         log("rescore", f"{name}: IFEval re-scored, every published count reproduced")
     seed = results["profile"]["seeds"][0]
-    paired_out = comparisons_ifeval_only(arms_out, seed)
+    paired_out = comparisons_ifeval_only(arms_out, (seed,))
     for pair, metrics in paired_out.items():
         b, a = (results["arms"][_arm_named(results, x)] for x in pair.split(" - "))
         lb, la = b["loss"]["loss_per_token"], a["loss"]["loss_per_token"]
@@ -2394,10 +2460,10 @@ def _arm_named(results: dict[str, Any], short: str) -> str:
     return next(n for n in results["arms"] if n == short or n.startswith(short + "-"))
 
 
-def comparisons_ifeval_only(arms_out: dict[str, Any], seed: int) -> dict[str, Any]:
+def comparisons_ifeval_only(arms_out: dict[str, Any], seeds: tuple[int, ...]) -> dict[str, Any]:
     """The IFEval rows of :func:`comparisons` for arms scored on IFEval alone."""
     full = {n: {"_per_item": {**a["_per_item"], "loss": {}}} for n, a in arms_out.items()}
-    out = comparisons(full, seed)
+    out = comparisons(full, seeds)
     for metrics in out.values():
         metrics.pop("held-out loss per response token (pooled; lower is better)", None)
     return out

@@ -230,6 +230,58 @@ def test_training_cost_adds_up_over_a_resumed_run(tmp_path):
     assert rep._whole(arm, "padded_tokens") == "70"
 
 
+def test_schedule_and_comparisons_over_two_seeds():
+    """Every arm of a seed before the next seed, the optional arm 3 last, arm 0 once; each
+    seed mosaics with its own seed (the first keeps the data seed it was made with); and a
+    comparison over two seeds pools both seeds' instructions on every prompt."""
+    rep = _load()
+    base = rep.PROFILES["base"]
+    assert base.seeds == (42, 43)
+    assert rep.schedule(base) == [
+        (0, 42),
+        (4, 42),
+        (2, 42),
+        (1, 42),
+        (4, 43),
+        (2, 43),
+        (1, 43),
+        (3, 42),
+        (3, 43),
+    ]
+    tiny = rep.PROFILES["tiny"]
+    assert rep.schedule(tiny) == [(a, 42) for a in tiny.arms]
+    assert (rep.mosaic_seed(base, 42), rep.mosaic_seed(base, 43)) == (base.data_seed, 43)
+    assert rep.mosaic_dir(base, 43, Path("c")) == Path("c") / "mosaic-seed43"
+
+    def arm(strict):  # two prompts of two instructions each
+        per = {
+            k: {
+                "prompt_strict": int(v == 2),
+                "strict": v,
+                "loose": v,
+                "instructions": 2,
+                "prompt_loose": int(v == 2),
+            }
+            for k, v in strict.items()
+        }
+        return {"_per_item": {"ifeval": per, "loss": {"p": [1.0, 1.0]}}}
+
+    arms = {
+        "arm1-seed42": arm({"a": 0, "b": 2}),
+        "arm2-seed42": arm({"a": 2, "b": 2}),
+        "arm1-seed43": arm({"a": 0, "b": 0}),
+        "arm2-seed43": arm({"a": 1, "b": 2}),
+    }
+    one = rep.comparisons({k: v for k, v in arms.items() if "42" in k}, (42, 43))
+    both = rep.comparisons(arms, (42, 43))
+    key = "IFEval instruction-level strict (pooled)"
+    assert one["arm2 - arm1"][key]["difference"] == 0.5  # 4/4 - 2/4
+    assert both["arm2 - arm1"][key]["difference"] == round(7 / 8 - 2 / 8, 4)
+    prompt = both["arm2 - arm1"]["IFEval prompt-level strict"]
+    assert prompt["difference"] == 0.5 and "mcnemar_p" not in prompt  # means of two seeds
+    assert rep.seeds_done(arms, (42, 43)) == [42, 43]
+
+
 def test_intervals_and_paired_comparison():
     rep = _load()
     assert rep.wilson(0, 10)[0] == 0.0 and rep.wilson(10, 10)[1] == 1.0
