@@ -132,3 +132,20 @@ def test_llamacpp_refuses_a_model_that_is_not_gguf(tmp_path, eval_set, capsys):
     err = capsys.readouterr().err
     assert "runs a .gguf file" in err and "convert_hf_to_gguf.py" in err
     assert "Traceback" not in err
+
+
+def test_llamacpp_answers_a_second_turn_like_transformers(tiny_gguf, tmp_path):
+    """mosaic-it answer --backend llamacpp: the second turn is asked after the model's own first
+    answer, in the same prompt format, and both turns equal the transformers backend's."""
+    prompts = tmp_path / "two.jsonl"
+    rows = [{"id": f"c{i}", "turns": [f"Say {w}.", "Again, longer."]} for i, w in enumerate("ab")]
+    prompts.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    got = {}
+    for backend in ("llamacpp", "transformers"):
+        out = tmp_path / f"{backend}.jsonl"
+        args = ["answer", str(prompts), "--backend", backend, "--model", str(tiny_gguf)]
+        args += ["--prompt-format", "vicuna", "--max-new-tokens", "12"]
+        assert main([*args, "--responses", str(out), "-q"]) == 0
+        got[backend] = _answers(out)
+    assert set(got["llamacpp"]) == {"c0", "c0#2", "c1", "c1#2"}
+    assert got["llamacpp"] == got["transformers"]

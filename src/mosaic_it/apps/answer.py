@@ -20,6 +20,7 @@ from typing import Any
 from mosaic_it.apps.backends import GenerationBackend, OpenAIBackend, ServedOptions
 from mosaic_it.apps.evaluate import check_responses_run, read_done, responses_run_path
 from mosaic_it.apps.generation import GenerationOptions, TransformersBackend
+from mosaic_it.apps.llamacpp import LlamaCppBackend
 from mosaic_it.apps.prompt_formats import chat_messages
 from mosaic_it.apps.prompt_sets import PromptItem, turn_id
 from mosaic_it.errors import OptionError
@@ -58,14 +59,17 @@ def answer_backend(
     dtype: str = "auto",
 ) -> GenerationBackend:
     """``openai``: the served model (``served``), sent whole conversations; ``transformers``:
-    the model loaded here (its prompt format renders the earlier turns)."""
+    the model loaded here; ``llamacpp``: a ``.gguf`` file run by llama.cpp here (for both, the
+    prompt format renders the earlier turns)."""
     if backend == "openai":
         if served is None:
             raise OptionError("--backend openai needs --base-url")
         return ConversationBackend(served)
     if backend == "transformers":
         return TransformersBackend(model, tokenizer, prompt_format, dtype)
-    raise OptionError(f"--backend: choose from openai, transformers, got {backend!r}")
+    if backend == "llamacpp":
+        return LlamaCppBackend(model, tokenizer, prompt_format)
+    raise OptionError(f"--backend: choose from openai, transformers, llamacpp, got {backend!r}")
 
 
 def answer_prompt_set(

@@ -30,18 +30,21 @@ def declare(a: Arguments) -> None:
     )
     a.add(
         "--backend",
-        choices=("openai", "transformers"),
+        choices=("openai", "transformers", "llamacpp"),
         default="openai",
         help="openai: ask an OpenAI-compatible server at --base-url (default); transformers: "
-        "load the model here",
+        "load the model here; llamacpp: a .gguf file with llama.cpp here (the llamacpp extra)",
     )
-    a.add("--tokenizer", help="with --backend transformers: tokenizer (default: the model's)")
+    a.add(
+        "--tokenizer",
+        help="with --backend transformers or llamacpp: tokenizer (default: the model's)",
+    )
     declare_prompt_format(
         a,
         ("auto", *PROMPT_FORMATS),
         "auto",
-        "with --backend transformers: how a conversation is put to the model (vicuna, chat, "
-        "or auto: as for mosaic-it eval)",
+        "with --backend transformers or llamacpp: how a conversation is put to the model "
+        "(vicuna, chat, or auto: as for mosaic-it eval)",
     )
     a.add(
         "--dtype",
