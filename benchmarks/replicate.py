@@ -2145,6 +2145,7 @@ def run(
                 tr := _mirrored_train(mirror, tdir, key)
             ):
                 log(f"train {name}", "not needed: its answers and losses are in the results")
+                mirror.save(tdir)  # its training record beside them, if only the cache had it
             else:
                 tr = stage_train(profile, arm, seed, deps, cache, log)
                 mirror.save(tdir)
