@@ -846,8 +846,13 @@ def progress_callback(stage: str, log: Log, meter: CostMeter | None = None) -> A
                 f"training: {state.max_steps} optimizer steps (from step {state.global_step})",
             )
 
+        def on_substep_end(self, args, state, control, **kw):
+            if meter is not None:
+                meter.consume()
+
         def on_step_end(self, args, state, control, **kw):
             if meter is not None:
+                meter.consume()
                 meter.sample_load()
 
         def on_save(self, args, state, control, **kw):
@@ -894,10 +899,22 @@ class CostMeter:
         self.wall0 = time.perf_counter()
         self.ledger = ledger  # the counts at every checkpoint, so that a resumed run adds up
         self.first_step = 1  # the first optimizer step counted here
+        # the data loader collates a micro-batch ahead of the one trained on: a checkpoint's
+        # counts are those of the micro-batches trained (consumed), from the running totals
+        # after each one collated (``totals[i]``: after micro-batch ``base + i + 1``)
+        self.consumed = self.base = 0
+        self.totals: list[dict[str, int]] = []
+
+    def consume(self) -> None:
+        """One micro-batch trained (a gradient-accumulation substep or a step's last one)."""
+        self.consumed += 1
 
     def state(self) -> dict[str, Any]:
+        counts = {k: getattr(self, k) for k in self.COUNTS}
+        if self.base < self.consumed < self.micro_batches:
+            counts = self.totals[self.consumed - self.base - 1]
         return {
-            **{k: getattr(self, k) for k in self.COUNTS},
+            **counts,
             "cpu_seconds": round(cpu_seconds() - self.cpu0, 2),
             "wall_seconds": round(time.perf_counter() - self.wall0, 2),
             "loads": list(self.loads),
@@ -922,6 +939,7 @@ class CostMeter:
             return False
         for k in self.COUNTS:
             setattr(self, k, saved[k])
+        self.consumed = self.base = saved["micro_batches"]
         self.cpu0 -= saved["cpu_seconds"]
         self.wall0 -= saved["wall_seconds"]
         self.loads = list(saved["loads"])
@@ -943,6 +961,7 @@ class CostMeter:
             labels = batch.get("labels")
             if labels is not None:
                 self.loss_bearing += int((labels[:, 1:] != -100).sum())
+            self.totals.append({k: getattr(self, k) for k in self.COUNTS})
             return batch
 
         dataloader.collate_fn = counting

@@ -224,6 +224,11 @@ def test_training_cost_adds_up_over_a_resumed_run(tmp_path):
     assert again.record()["cpu_seconds"] >= json.loads(ledger.read_text())["2"]["cpu_seconds"]
     fresh = rep.CostMeter(ledger)
     assert not fresh.resume_at(4) and fresh.first_step == 5
+    # the loader collates a micro-batch ahead: a checkpoint keeps the counts of those trained
+    ahead = rep.CostMeter()
+    ahead.totals = [{k: n for k in rep.CostMeter.COUNTS} for n in (1, 2, 3)]
+    ahead.micro_batches, ahead.padded, ahead.consumed = 3, 3, 2
+    assert ahead.state()["micro_batches"] == 2 and ahead.state()["padded"] == 2
     arm = {"steps": 13, "cost": {"padded_tokens": 70, "resumed_from": "checkpoint-8"}}
     assert rep._whole(arm, "padded_tokens") == "70 (steps 9-13 only)"
     arm["cost"] = {"padded_tokens": 70, "steps_counted": [1, 13]}
