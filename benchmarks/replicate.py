@@ -904,6 +904,7 @@ class CostMeter:
         # after each one collated (``totals[i]``: after micro-batch ``base + i + 1``)
         self.consumed = self.base = 0
         self.totals: list[dict[str, int]] = []
+        self.ahead_counted = False
 
     def consume(self) -> None:
         """One micro-batch trained (a gradient-accumulation substep or a step's last one)."""
@@ -915,6 +916,7 @@ class CostMeter:
             counts = self.totals[self.consumed - self.base - 1]
         return {
             **counts,
+            "trained_only": True,  # (kept by a run that also counted one micro-batch ahead: no)
             "cpu_seconds": round(cpu_seconds() - self.cpu0, 2),
             "wall_seconds": round(time.perf_counter() - self.wall0, 2),
             "loads": list(self.loads),
@@ -940,6 +942,10 @@ class CostMeter:
         for k in self.COUNTS:
             setattr(self, k, saved[k])
         self.consumed = self.base = saved["micro_batches"]
+        # counts kept with the micro-batch collated ahead of the checkpoint: the resumed run
+        # collates that one first, again, and it is not counted a second time
+        self.ahead_counted = not saved.get("trained_only")
+        self.consumed -= self.ahead_counted
         self.cpu0 -= saved["cpu_seconds"]
         self.wall0 -= saved["wall_seconds"]
         self.loads = list(saved["loads"])
@@ -952,6 +958,9 @@ class CostMeter:
 
         def counting(rows: list[Any]) -> Any:
             batch = collate(rows)
+            if self.ahead_counted:
+                self.ahead_counted = False
+                return batch
             ids = batch["input_ids"]
             self.micro_batches += 1
             self.sequences += int(ids.shape[0])

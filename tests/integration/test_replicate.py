@@ -207,6 +207,16 @@ def test_other_options_refuse_the_cache(tmp_path, capsys):
         rep.Stage(tmp_path / "s", {"a": 2}).done()
 
 
+class _Ids:
+    """A stand-in for a batch's input ids: its shape and size (one row of one token each)."""
+
+    def __init__(self, rows):
+        self.shape = (rows, 1)
+
+    def numel(self):
+        return self.shape[0]
+
+
 def test_training_cost_adds_up_over_a_resumed_run(tmp_path):
     """The counts kept at a checkpoint are where a resumed run's counting continues (the work
     redone after that checkpoint is not counted twice); a checkpoint without them starts the
@@ -229,6 +239,34 @@ def test_training_cost_adds_up_over_a_resumed_run(tmp_path):
     ahead.totals = [{k: n for k in rep.CostMeter.COUNTS} for n in (1, 2, 3)]
     ahead.micro_batches, ahead.padded, ahead.consumed = 3, 3, 2
     assert ahead.state()["micro_batches"] == 2 and ahead.state()["padded"] == 2
+    # counts kept by a run that counted one ahead: the resumed run's first micro-batch (that
+    # same one, collated again) is not counted twice, and the next checkpoint is exact
+    legacy = tmp_path / "legacy.json"
+    legacy.write_text(
+        json.dumps(
+            {
+                "8": {
+                    **{k: 33 for k in rep.CostMeter.COUNTS},
+                    "cpu_seconds": 1,
+                    "wall_seconds": 1,
+                    "loads": [],
+                }
+            }
+        )
+    )
+    resumed = rep.CostMeter(legacy)
+    assert resumed.resume_at(8) and resumed.consumed == 32
+
+    class Loader:
+        collate_fn = staticmethod(lambda rows: {"input_ids": _Ids(len(rows))})
+
+    loader = Loader()
+    resumed.watch(loader)
+    for _ in range(5):  # batch 33 again, 34-36 (step 9), and 37 collated ahead
+        loader.collate_fn([1])
+    for _ in range(4):
+        resumed.consume()
+    assert resumed.state()["micro_batches"] == 36 and resumed.micro_batches == 37
     arm = {"steps": 13, "cost": {"padded_tokens": 70, "resumed_from": "checkpoint-8"}}
     assert rep._whole(arm, "padded_tokens") == "70 (steps 9-13 only)"
     arm["cost"] = {"padded_tokens": 70, "steps_counted": [1, 13]}
