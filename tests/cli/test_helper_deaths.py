@@ -119,7 +119,7 @@ def test_a_killed_counting_worker_ends_the_run(big_input, tmp_path):
 
 
 def test_a_killed_epoch_worker_ends_the_run_and_names_resume(big_input, tmp_path):
-    args = [*_args(big_input, tmp_path), "--epochs", "6"]
+    args = [*_args(big_input, tmp_path), "--epochs", "3"]
     parts = tmp_path / ".o.jsonl.mosaic-parts"
     run = _start([*args, "-q"], tmp_path)
     killed = _kill_helper(

@@ -151,13 +151,26 @@ def _abandon(pool: ProcessPoolExecutor) -> None:
     worker killed while sending it cut short, forever while a writing end of the results' pipe
     is open (a run once hung there, a worker blocked on the lock the killed one held): the
     parent's own writing end is closed, so that the pipe ends with the workers, and the thread
-    with it."""
+    with it.
+
+    That thread is then given a few seconds to finish before the run goes on to exit: ending a
+    broken pool, it closes the pipe of the pool's jobs, which the thread feeding that pipe also
+    closes when the exit's handlers stop it; the two at once close one descriptor twice, and
+    the loser printed a traceback (``OSError: [Errno 9] Bad file descriptor``) beside the run's
+    one-line error, in about one run in ten."""
     results = getattr(pool, "_result_queue", None)
+    manager = getattr(pool, "_executor_manager_thread", None)
     _kill_workers(pool)
     writer = getattr(results, "_writer", None)
     if writer is not None:
         writer.close()
     pool.shutdown(wait=False, cancel_futures=True)
+    if manager is not None:
+        manager.join(MANAGER_ENDS_WITHIN)
+
+
+# seconds an abandoned pool's own thread is waited for: it ends at once, its workers killed
+MANAGER_ENDS_WITHIN = 5.0
 
 
 def _kill_workers(pool: ProcessPoolExecutor) -> None:
