@@ -1734,6 +1734,93 @@ def headline(results: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+LOSS = "held-out loss per response token (pooled; lower is better)"
+
+
+def summary(results: dict[str, Any]) -> str:
+    """The headline in two sentences, from the results alone: the two decision rules applied to
+    the primary metric, then the mosaic arm against the untrained model, with the share of its
+    answers cut by the token cap and its held-out loss (what else its score stands beside).
+    Every difference is given with its interval; an interval that holds 0 is read as "not
+    distinguishable", never as a gain or a loss."""
+    arms = results["arms"]
+    paired_out = results.get("paired", {})
+    seeds = sorted({a["seed"] for a in arms.values() if a.get("seed") is not None})
+
+    def of(number: int) -> list[dict[str, Any]]:
+        return [a for a in arms.values() if a.get("arm") == number]
+
+    def points(pair: str) -> tuple[str, float, float] | None:
+        d = paired_out.get(pair, {}).get(PRIMARY)
+        if not d or not d.get("ci95"):
+            return None
+        lo, hi = d["ci95"]
+        text = (
+            f"{100 * d['difference']:+.1f} points (95% interval {100 * lo:+.1f} to {100 * hi:+.1f})"
+        )
+        return text, lo, hi
+
+    def cap(number: int) -> str | None:
+        cells = [a["answers"]["ifeval"]["hit_cap"] for a in of(number) if "answers" in a]
+        n = sum(c["n"] for c in cells)
+        return f"{100 * sum(c['k'] for c in cells) / n:.0f}%" if n else None
+
+    def steps(number: int) -> str:
+        known = {a["train"]["steps"] for a in of(number) if a.get("train")}
+        return f"{known.pop()} " if len(known) == 1 else ""
+
+    if not of(2):
+        return "The mosaic arm (arm 2) is not in yet."
+    where = f"seed{'s' if len(seeds) > 1 else ''} {', '.join(map(str, seeds))}"
+    first = []
+    vs1, vs4 = points("arm2 - arm1"), points("arm2 - arm4")
+    if vs1 is not None:
+        verdict = "it is no worse" if vs1[1] > NO_WORSE_MARGIN else '"no worse" is not shown'
+        first.append(
+            f"is {vs1[0]} against the originals x3, so {verdict} (the rule: lower bound above "
+            "-3 points)"
+        )
+    if vs4 is not None:
+        verdict = "it adds value" if vs4[1] > 0 else "it is not shown to add value"
+        first.append(
+            f"is {vs4[0]} against the originals x1 (the same {steps(4)}optimizer steps), so "
+            f"{verdict} beyond taking fewer steps (the rule: lower bound above 0)"
+        )
+    if vs1 is None:
+        first.append('the originals x3, for the rule "no worse", are not in yet')
+    one = f"On IFEval instruction-level strict (the primary metric; {where}), mosaic x1 "
+    one += "; ".join(first) + "."
+    second = []
+    vs0 = points("arm2 - arm0")
+    if vs0 is not None:
+        _, lo, hi = vs0
+        against = "above" if lo > 0 else "below" if hi < 0 else "not distinguishable from"
+        second.append(f"It is {against} the untrained model, {vs0[0]}")
+    shares = [
+        f"{label} {share}"
+        for number, label in ((1, "originals x3"), (4, "originals x1"), (0, "untrained"))
+        if (share := cap(number)) is not None
+    ]
+    if cap(2) is not None:
+        also = f" ({', '.join(shares)})" if shares else ""
+        second.append(f"{cap(2)} of its IFEval answers reach the token cap{also}")
+    for pair, other in (("arm2 - arm1", "originals x3"), ("arm2 - arm4", "originals x1")):
+        d = paired_out.get(pair, {}).get(LOSS)
+        if d and d.get("ci95"):
+            lo, hi = d["ci95"]
+            second.append(
+                f"its held-out loss per response token is {d['difference']:+.3f} "
+                f"(95% interval {lo:+.3f} to {hi:+.3f}) against the {other}"
+            )
+            break
+    if not second:
+        return one
+    second[0] = second[0][0].upper() + second[0][1:]
+    if len(second) > 1:
+        second[-1] = "and " + second[-1]
+    return one + " " + "; ".join(second) + "."
+
+
 def render_table(results: dict[str, Any]) -> str:
     """Markdown: the decision rules applied, one column per arm (scores with 95% intervals,
     answer shapes), the cost table, make-eval by strategy and k, and the paired comparisons."""
@@ -2498,20 +2585,42 @@ def comparisons_ifeval_only(arms_out: dict[str, Any], seeds: tuple[int, ...]) ->
     return out
 
 
-def update_readme(readme: Path, profile: str, table: str) -> None:
-    """Replace what stands between the profile's two marker lines with the table."""
-    begin, end = f"<!-- replicate-{profile}:begin -->", f"<!-- replicate-{profile}:end -->"
+def update_readme(readme: Path, profile: str, made: Path) -> None:
+    """Put the results in ``made`` (a results folder) into ``readme``: the table between the
+    lines ``<!-- replicate-PROFILE:begin -->`` and ``<!-- replicate-PROFILE:end -->``, the
+    two-sentence headline (:func:`summary`) between ``<!-- replicate-PROFILE-headline:begin -->``
+    and its ``:end`` line; a file holds either or both."""
     try:
         text = readme.read_text(encoding="utf-8")
+        table = (made / "table.md").read_text(encoding="utf-8")
+        results = json.loads((made / "results.json").read_text(encoding="utf-8"))
     except OSError as exc:
-        raise ReplicateError(f"--readme {readme}: {exc.strerror}") from exc
+        raise ReplicateError(f"{exc.filename}: {exc.strerror}") from exc
     lines = text.split("\n")
-    if lines.count(begin) != 1 or lines.count(end) != 1 or lines.index(begin) > lines.index(end):
-        raise ReplicateError(f"--readme {readme}: needs one line {begin} and, after it, one {end}")
-    i, j = lines.index(begin), lines.index(end)
-    new = lines[: i + 1] + ["", table.rstrip("\n"), ""] + lines[j:]
+    found = 0
+    for name, block in ((profile, table), (f"{profile}-headline", summary(results))):
+        begin, end = f"<!-- replicate-{name}:begin -->", f"<!-- replicate-{name}:end -->"
+        if begin not in lines and end not in lines:
+            continue
+        if (
+            lines.count(begin) != 1
+            or lines.count(end) != 1
+            or lines.index(begin) > lines.index(end)
+        ):
+            raise ReplicateError(
+                f"--readme {readme}: needs one line {begin} and, after it, one {end}"
+            )
+        i, j = lines.index(begin), lines.index(end)
+        lines = lines[: i + 1] + ["", block.rstrip("\n"), ""] + lines[j:]
+        found += 1
+    if not found:
+        raise ReplicateError(
+            f"--readme {readme}: needs one line <!-- replicate-{profile}:begin --> and, after it, "
+            f"one <!-- replicate-{profile}:end --> (the table), or the same with "
+            f"replicate-{profile}-headline (the headline)"
+        )
     tmp = readme.with_name(f".{readme.name}.replicate-tmp")
-    tmp.write_text("\n".join(new), encoding="utf-8")
+    tmp.write_text("\n".join(lines), encoding="utf-8")
     os.replace(tmp, readme)
 
 
@@ -2564,8 +2673,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument(
         "--readme",
-        help="also put the table into this file (docs/results/replication.md) between the lines "
-        "'<!-- replicate-PROFILE:begin -->' and '<!-- replicate-PROFILE:end -->'",
+        action="append",
+        default=[],
+        help="also put the results into this file (docs/results/replication.md; may be given "
+        "again, README.md): the table between the lines '<!-- replicate-PROFILE:begin -->' and "
+        "'<!-- replicate-PROFILE:end -->', the two-sentence headline between "
+        "'<!-- replicate-PROFILE-headline:begin -->' and its ':end' line",
     )
     p.add_argument(
         "--rescore-results",
@@ -2576,7 +2689,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "--readme-only",
         action="store_true",
-        help="with --readme: only put the published table (--results/table.md) into it, run "
+        help="with --readme: only put the published results (--results) into it, run "
         "nothing (safe while a run of the profile is going on)",
     )
     judge = p.add_argument_group(
@@ -2623,8 +2736,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.readme_only:
             if not args.readme or results_dir is None:
                 raise ReplicateError("--readme-only needs --readme and a results folder")
-            table = (results_dir / "table.md").read_text(encoding="utf-8")
-            update_readme(Path(args.readme), profile.name, table)
+            for readme in args.readme:
+                update_readme(Path(readme), profile.name, results_dir)
             return 0
         if args.rescore_results:
             if results_dir is None:
@@ -2632,10 +2745,9 @@ def main(argv: list[str] | None = None) -> int:
             rescore_published(profile, results_dir, Log(args.quiet))
         else:
             run(profile, cache, results_dir, train_data, Log(args.quiet), judge_of(args, profile))
-        if args.readme:
-            made = results_dir if args.rescore_results and results_dir else cache / "results"
-            table = (made / "table.md").read_text(encoding="utf-8")
-            update_readme(Path(args.readme), profile.name, table)
+        made = results_dir if args.rescore_results and results_dir else cache / "results"
+        for readme in args.readme:
+            update_readme(Path(readme), profile.name, made)
     except (ReplicateError, ModelError, InputError) as exc:
         print(f"replicate: error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT

@@ -124,7 +124,9 @@ def test_tiny_profile_end_to_end_and_resume(tmp_path, capsys, fake):  # noqa: F8
     readme = tmp_path / "README.md"
     marks = "<!-- replicate-tiny:begin -->\nold\n<!-- replicate-tiny:end -->"
     readme.write_text(f"# x\n{marks}\nafter\n")
-    assert rep.main([*argv, "--readme", str(readme)]) == 0
+    heads = tmp_path / "HEADLINE.md"  # the headline alone, from the same results
+    heads.write_text("<!-- replicate-tiny-headline:begin -->\n<!-- replicate-tiny-headline:end -->")
+    assert rep.main([*argv, "--readme", str(readme), "--readme", str(heads)]) == 0
     second = capsys.readouterr()
     # (a trained arm whose answers and losses are all done needs no model: not even loaded)
     assert second.err.count(": cached") == len(markers) - len(arms[1:])
@@ -134,6 +136,10 @@ def test_tiny_profile_end_to_end_and_resume(tmp_path, capsys, fake):  # noqa: F8
     assert json.loads((cache / "results" / "results.json").read_text())["arms"] == result["arms"]
     text = readme.read_text()
     assert "old" not in text and table.rstrip() in text and text.endswith("end -->\nafter\n")
+    headline = heads.read_text().split("\n")[2]
+    assert headline == rep.summary(result) and headline.count(". ") == 1  # two sentences
+    assert "mosaic x1 is" in headline and "against the originals x3" in headline
+    assert "interval" in headline and "IFEval answers reach the token cap" in headline
     readme.write_text("no markers\n")
     assert rep.main([*argv, "--readme", str(readme)]) == 2
     assert "needs one line <!-- replicate-tiny:begin -->" in capsys.readouterr().err
@@ -438,3 +444,53 @@ def test_mirror_keeps_unfinished_answers_and_finished_stages(tmp_path):
     mirror.save(stage, ("responses.jsonl",))
     assert (there / "stage.json").is_file() and not (there / "partial.json").exists()
     assert fresh.restore(again) and rep.Stage(again, st.key).done()["answers"] == 1
+
+
+def test_the_headline_reads_each_rule_from_its_interval():
+    rep = _load()
+
+    def arm(number, seed, capped):
+        return {
+            "arm": number,
+            "seed": seed,
+            "train": {"steps": 13 if number in (2, 4) else 39},
+            "answers": {"ifeval": {"hit_cap": {"k": capped, "n": 100}}},
+        }
+
+    def row(d, lo, hi):
+        return {rep.PRIMARY: {"difference": d, "ci95": [lo, hi]}}
+
+    results = {
+        "arms": {
+            "arm0": arm(0, None, 90),
+            "arm1-seed42": arm(1, 42, 20),
+            "arm2-seed42": arm(2, 42, 95),
+            "arm4-seed42": arm(4, 42, 30),
+        },
+        "paired": {
+            "arm2 - arm1": row(-0.02, -0.05, 0.01),  # lower bound below -3 points
+            "arm2 - arm4": row(0.03, -0.01, 0.07),  # holds 0
+            "arm2 - arm0": row(-0.06, -0.10, -0.02),
+        },
+    }
+    text = rep.summary(results)
+    assert text.count(". ") == 1 and text.endswith(".")
+    assert (
+        'is -2.0 points (95% interval -5.0 to +1.0) against the originals x3, so "no worse" '
+        "is not shown" in text
+    )
+    assert (
+        "against the originals x1 (the same 13 optimizer steps), so it is not shown to add value"
+        in text
+    )
+    assert "It is below the untrained model, -6.0 points" in text
+    assert (
+        "95% of its IFEval answers reach the token cap "
+        "(originals x3 20%, originals x1 30%, untrained 90%)" in text
+    )
+    results["paired"]["arm2 - arm1"] = row(0.01, -0.02, 0.04)
+    results["paired"]["arm2 - arm0"] = row(0.01, -0.02, 0.04)
+    text = rep.summary(results)
+    assert "so it is no worse" in text and "not distinguishable from the untrained model" in text
+    del results["paired"]["arm2 - arm1"], results["arms"]["arm1-seed42"]
+    assert 'the originals x3, for the rule "no worse", are not in yet' in rep.summary(results)
