@@ -1216,6 +1216,71 @@ def stage_generate(
     )
 
 
+@dataclass(frozen=True)
+class EvalJob:
+    """One evaluation stage of an arm: answering one prompt set (``what``: multi,
+    multi-heldout, ifeval), or the held-out loss (``what == "loss"``, ``items`` the pairs)."""
+
+    what: str
+    items: list[Any]
+    name: str
+    deps: list[str]
+    keep_partial: bool = False  # mirror the answers after every batch (arm 0: no training)
+
+
+def run_eval_job(
+    job: EvalJob, model: ArmModel, cache: Path, mirror: Mirror, log: Log
+) -> dict[str, Any]:
+    """Run one :class:`EvalJob` and mirror what it made into the results folder."""
+    if job.what == "loss":
+        out = stage_loss(model, job.items, job.name, job.deps, cache, log)
+        mirror.save(cache / "loss" / job.name, ("pairs.jsonl",))
+        return out
+    gdir = cache / "generate" / job.name / job.what
+    keep = (lambda: mirror.save_partial(gdir)) if job.keep_partial else None
+    out = stage_generate(job.what, job.items, model, job.name, job.deps, cache, log, on_batch=keep)
+    mirror.save(gdir, ("responses.jsonl",))
+    return out
+
+
+def _eval_worker(job: EvalJob, model: ArmModel, cache: Path, mirror: Mirror, log: Log):
+    """In a worker process: the profile's thread count, then the job, with its own copy of
+    the arm's model (loaded from disk on first use)."""
+    from mosaic_it.apps.model_source import require_torch
+
+    if model.profile.threads:
+        require_torch().set_num_threads(model.profile.threads)
+    return run_eval_job(job, model, cache, mirror, log)
+
+
+def evaluate(
+    jobs: list[EvalJob], model: ArmModel, cache: Path, mirror: Mirror, log: Log, workers: int
+) -> dict[str, dict[str, Any]]:
+    """Every job's result by its ``what``. One worker: in this process, one after another, on
+    one loaded model. More: in that many fresh processes (spawned: a forked copy of a process
+    that has trained shares its thread pools), longest first (IFEval), each process with the
+    profile's thread count and its own copy of the model. The answers are the same either way
+    (greedy, the same batches); only the wall time changes, and each stage records its own
+    seconds and load."""
+    if workers <= 1 or len(jobs) == 1:
+        return {job.what: run_eval_job(job, model, cache, mirror, log) for job in jobs}
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    here = str(Path(__file__).resolve().parent)
+    if here not in sys.path:  # a spawned process imports this module by name from there
+        sys.path.insert(0, here)
+    order = sorted(jobs, key=lambda j: (j.what != "ifeval", j.what == "loss"))
+    fresh = ArmModel(model.spec, model.profile, model.seed)  # unloaded: cheap to send
+    with ProcessPoolExecutor(
+        min(workers, len(jobs)), mp_context=multiprocessing.get_context("spawn")
+    ) as pool:
+        futures = {
+            job.what: pool.submit(_eval_worker, job, fresh, cache, mirror, log) for job in order
+        }
+        return {what: future.result() for what, future in futures.items()}
+
+
 JUDGED = (2, 1)  # the pairwise stage: arm 2's answers against arm 1's, as the paper compares
 
 
@@ -2203,10 +2268,30 @@ def run(
     train_data: str,
     log: Log,
     judge: Any = None,
+    eval_workers: int = 1,
 ) -> dict[str, Any]:
     """Every arm in the profile's order, each one finished (trained, answers, loss, scores)
     and tabulated before the next begins, so that what a stopped run leaves is whole arms;
-    then, with a ``judge`` (ServedOptions), the pairwise stage."""
+    then, with a ``judge`` (ServedOptions), the pairwise stage. ``eval_workers`` processes
+    answer an arm's prompt sets and compute its loss side by side (:func:`evaluate`).
+
+    The cache is locked for the run (``.NAME.mosaic-lock`` beside it, as the tool locks an
+    output): a second run on the same cache is refused rather than mixed into this one."""
+    from mosaic_it.io.outputs import lock_output
+
+    with lock_output(cache, "--cache"):
+        return _run(profile, cache, results_dir, train_data, log, judge, eval_workers)
+
+
+def _run(
+    profile: Profile,
+    cache: Path,
+    results_dir: Path | None,
+    train_data: str,
+    log: Log,
+    judge: Any,
+    eval_workers: int,
+) -> dict[str, Any]:
     from mosaic_it.apps.evaluate import read_eval_set
     from mosaic_it.apps.generation import Prompt
     from mosaic_it.apps.model_source import require_torch
@@ -2274,19 +2359,14 @@ def run(
             tr["fingerprint"] if tr else fingerprint(model_record(profile)),
         ]
         model = ArmModel(where, profile, seed)
-        gens = {}
-        for what in sets:
-            gdir = cache / "generate" / name / what
-            keep = (lambda d=gdir: mirror.save_partial(d)) if not arm else None
-            gens[what] = stage_generate(
-                what, prompts[what], model, name, deps, cache, log, on_batch=keep
-            )
-            mirror.save(cache / "generate" / name / what, ("responses.jsonl",))
+        jobs = [EvalJob(what, prompts[what], name, deps, keep_partial=not arm) for what in sets] + [
+            EvalJob("loss", pairs, name, deps)
+        ]
+        done = evaluate(jobs, model, cache, mirror, log, eval_workers)
+        gens, loss = {what: done[what] for what in sets}, done["loss"]
         for spec in profile.judge_sets if judged else ():
             stage_judge_answers(spec, model, name, deps, cache, log)
             mirror.save(cache / "generate" / name / judge_set_name(spec), ("responses.jsonl",))
-        loss = stage_loss(model, pairs, name, deps, cache, log)
-        mirror.save(cache / "loss" / name, ("pairs.jsonl",))
         del model
         arms_out[name] = score_arm(profile, arm, seed, cache, sets, gens, loss, tr)
         results = tabulate(profile, cache, results_dir, prep, evald, mos, arms_out, t_start, log)
@@ -2707,8 +2787,18 @@ def main(argv: list[str] | None = None) -> int:
     judge.add_argument(
         "--judge-concurrency", type=int, default=8, help="judge requests at once (default 8)"
     )
+    p.add_argument(
+        "--eval-workers",
+        type=int,
+        default=1,
+        help="processes that answer an arm's prompt sets and compute its loss side by side, "
+        "each with the profile's thread count and its own copy of the model (default 1; the "
+        "answers are the same, only the wall time changes)",
+    )
     p.add_argument("-q", "--quiet", action="store_true", help="no progress on stderr")
     args = p.parse_args(argv)
+    if args.eval_workers < 1:
+        p.error("--eval-workers: at least 1")
     profile = PROFILES[args.profile]
     if args.train_records is not None:
         profile = replace(profile, train_records=args.train_records)
@@ -2730,7 +2820,7 @@ def main(argv: list[str] | None = None) -> int:
         else Path(args.results or REPO / "benchmarks" / "results" / f"replicate-{profile.name}")
     )
     from mosaic_it.apps.model_source import ModelError
-    from mosaic_it.errors import InputError
+    from mosaic_it.errors import InputError, OptionError
 
     try:
         if args.readme_only:
@@ -2744,11 +2834,19 @@ def main(argv: list[str] | None = None) -> int:
                 raise ReplicateError("--rescore-results needs a results folder")
             rescore_published(profile, results_dir, Log(args.quiet))
         else:
-            run(profile, cache, results_dir, train_data, Log(args.quiet), judge_of(args, profile))
+            run(
+                profile,
+                cache,
+                results_dir,
+                train_data,
+                Log(args.quiet),
+                judge_of(args, profile),
+                eval_workers=args.eval_workers,
+            )
         made = results_dir if args.rescore_results and results_dir else cache / "results"
         for readme in args.readme:
             update_readme(Path(readme), profile.name, made)
-    except (ReplicateError, ModelError, InputError) as exc:
+    except (ReplicateError, ModelError, InputError, OptionError) as exc:
         print(f"replicate: error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
     return 0

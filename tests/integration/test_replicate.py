@@ -47,12 +47,12 @@ def always_a(n, body):
     return 200, {"choices": [{"index": 0, "message": reply}]}, {}
 
 
-def test_tiny_profile_end_to_end_and_resume(tmp_path, capsys, fake):  # noqa: F811
+def test_tiny_profile_end_to_end_and_resume(tmp_path, capfd, fake):  # noqa: F811  (capfd: workers)
     rep = _load()
     cache, results = tmp_path / "cache", tmp_path / "results"
     argv = ["--profile", "tiny", "--cache", str(cache), "--results", str(results)]
     assert rep.main(argv) == 0
-    first = capsys.readouterr()
+    first = capfd.readouterr()
     arms = ["arm0", "arm4-seed42", "arm2-seed42", "arm1-seed42", "arm3-seed42"]
     markers = [cache / d / "stage.json" for d in ("data-train", "data-eval", "mosaic")]
     markers += [cache / "train" / a / "stage.json" for a in arms[1:]]
@@ -127,7 +127,7 @@ def test_tiny_profile_end_to_end_and_resume(tmp_path, capsys, fake):  # noqa: F8
     heads = tmp_path / "HEADLINE.md"  # the headline alone, from the same results
     heads.write_text("<!-- replicate-tiny-headline:begin -->\n<!-- replicate-tiny-headline:end -->")
     assert rep.main([*argv, "--readme", str(readme), "--readme", str(heads)]) == 0
-    second = capsys.readouterr()
+    second = capfd.readouterr()
     # (a trained arm whose answers and losses are all done needs no model: not even loaded)
     assert second.err.count(": cached") == len(markers) - len(arms[1:])
     assert second.err.count("not needed: its answers and losses are in the results") == 4
@@ -142,19 +142,44 @@ def test_tiny_profile_end_to_end_and_resume(tmp_path, capsys, fake):  # noqa: F8
     assert "interval" in headline and "IFEval answers reach the token cap" in headline
     readme.write_text("no markers\n")
     assert rep.main([*argv, "--readme", str(readme)]) == 2
-    assert "needs one line <!-- replicate-tiny:begin -->" in capsys.readouterr().err
+    assert "needs one line <!-- replicate-tiny:begin -->" in capfd.readouterr().err
 
-    # an interrupted generation keeps the answers it wrote and adds the others
-    shutil.rmtree(results / "stages" / "generate" / "arm1-seed42" / "ifeval")
+    # a second run on the same cache at the same time is refused, not mixed into the first
+    from mosaic_it.io.outputs import lock_output
+
+    with lock_output(cache, "--cache"):
+        assert rep.main(argv) == 2
+    assert "another mosaic-it run" in capfd.readouterr().err
+
+    # an interrupted generation keeps the answers it wrote and adds the others; answered in
+    # two worker processes (with the loss and a whole set beside it), they are the same
+    redo = [("generate", "arm1-seed42", "ifeval"), ("generate", "arm1-seed42", "multi")]
+    redo.append(("loss", "arm1-seed42"))
+    made = {}
+    for parts in redo:
+        shutil.rmtree(results.joinpath("stages", *parts))
+        made[parts] = sorted(
+            line
+            for f in sorted(cache.joinpath(*parts).glob("*.jsonl"))
+            for line in f.read_text().splitlines()
+        )
     gen = cache / "generate" / "arm1-seed42" / "ifeval"
     answers = gen.joinpath("responses.jsonl").read_text().splitlines()
     (gen / "stage.json").unlink()
     gen.joinpath("responses.jsonl").write_text("\n".join(answers[:3]) + "\n")
-    assert rep.main(argv) == 0
-    third = capsys.readouterr()
+    shutil.rmtree(cache / "generate" / "arm1-seed42" / "multi")
+    shutil.rmtree(cache / "loss" / "arm1-seed42")
+    assert rep.main([*argv, "--eval-workers", "2"]) == 0
+    third = capfd.readouterr()
     assert f"{len(answers) - 3} prompts to answer (3 kept)" in third.err
-    again = gen.joinpath("responses.jsonl").read_text().splitlines()
-    assert sorted(again) == sorted(answers)  # greedy: the same answers
+    for parts, lines in made.items():  # greedy: the same answers, the same losses
+        again = cache.joinpath(*parts)
+        assert (
+            sorted(
+                line for f in sorted(again.glob("*.jsonl")) for line in f.read_text().splitlines()
+            )
+            == lines
+        ), parts
 
     # the pairwise stage: arms 2 and 1 answer MT-Bench's two turns, a served judge compares
     # them in both orders (a judge that always picks the first reply: every prompt a tie, never
@@ -162,7 +187,7 @@ def test_tiny_profile_end_to_end_and_resume(tmp_path, capsys, fake):  # noqa: F8
     judge = fake(always_a)
     with_judge = [*argv, "--judge-base-url", judge.url, "--judge-model", "referee"]
     assert rep.main(with_judge) == 0
-    capsys.readouterr()
+    capfd.readouterr()
     items = rep.PROFILES["tiny"].judge_n
     for arm in ("arm1-seed42", "arm2-seed42"):
         got = cache / "generate" / arm / "judge-mt-bench" / "responses.jsonl"
@@ -189,14 +214,14 @@ def test_tiny_profile_end_to_end_and_resume(tmp_path, capsys, fake):  # noqa: F8
     assert (results / "stages" / "judge" / "arm2-seed42-vs-arm1-seed42").is_dir()
     assert rep.main(with_judge) == 0
     assert len(judge.requests) == calls["distinct"]  # every judgment from the cache
-    capsys.readouterr()
+    capfd.readouterr()
     assert rep.main([*argv, "--judge-model", "referee"]) == 2
-    assert "needs both --judge-base-url and --judge-model" in capsys.readouterr().err
+    assert "needs both --judge-base-url and --judge-model" in capfd.readouterr().err
 
     # a fresh machine (no cache) with the committed results redoes nothing but the scores
     fresh = tmp_path / "fresh-cache"
     assert rep.main(["--profile", "tiny", "--cache", str(fresh), "--results", str(results)]) == 0
-    fourth = capsys.readouterr()
+    fourth = capfd.readouterr()
     assert "training:" not in fourth.err and "prompts to answer" not in fourth.err
     assert (
         json.loads((fresh / "results" / "results.json").read_text())["paired"]
