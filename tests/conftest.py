@@ -94,6 +94,12 @@ def needs(module: str):
     return pytest.importorskip(module, reason=f"needs {module}: {how}")
 
 
+def pytest_collection_modifyitems(items):
+    """Tests marked ``long`` first, the others in their order: with ``pytest -n``, a test of
+    minutes started last would keep one worker busy long after the others ended."""
+    items.sort(key=lambda item: item.get_closest_marker("long") is None)
+
+
 @pytest.fixture(scope="session", autouse=True)
 def _own_cache(tmp_path_factory):
     """Every test, and every process a test starts, keeps derived files (converted tokenizers,

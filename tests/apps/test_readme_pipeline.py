@@ -61,6 +61,7 @@ def _pipeline(seed: int) -> list[str]:
     return failures
 
 
+@pytest.mark.long
 @pytest.mark.parametrize("name", [ENGLISH_DEMO, CHINESE_DEMO], ids=["english", "chinese"])
 def test_readme_pipeline_holds_for_fifty_seeds(name):
     path = real_data(name)

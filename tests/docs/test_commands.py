@@ -151,6 +151,7 @@ def _local(b: Block) -> bool:
 RUNNABLE_PAGES = sorted({b.page for b in ALL if _local(b)})
 
 
+@pytest.mark.long
 @pytest.mark.parametrize("page", RUNNABLE_PAGES, ids=lambda p: str(p.relative_to(REPO)))
 def test_the_commands_of_a_page_run(page: Path, tmp_path: Path) -> None:
     for needs in NEEDS.finditer(page.read_text(encoding="utf-8")):

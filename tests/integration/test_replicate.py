@@ -47,6 +47,7 @@ def always_a(n, body):
     return 200, {"choices": [{"index": 0, "message": reply}]}, {}
 
 
+@pytest.mark.long
 def test_tiny_profile_end_to_end_and_resume(tmp_path, capfd, fake):  # noqa: F811  (capfd: workers)
     rep = _load()
     cache, results = tmp_path / "cache", tmp_path / "results"

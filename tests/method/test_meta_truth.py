@@ -19,6 +19,7 @@ from mosaic_it.method.rulepack import default_rules_path
 
 from ..chat_fixtures import llama3_dir, qwen_dir  # noqa: F401 - fixture
 from ..conftest import REAL_DATA, make_records, needs
+from ..data_paths import CHINESE_DEMO, real_data
 from ..independent_checker import check_run, sources_from_alpaca, sources_from_sharegpt
 
 HERE = Path(__file__).resolve().parents[1]
@@ -27,8 +28,8 @@ MULTILINGUAL = HERE / "data" / "multilingual.json"
 # hyphenated compounds, Thai, Lao, Khmer and Myanmar, among ordinary ones (issue 29)
 ADVERSARIAL = HERE / "data" / "adversarial_meta.json"
 # LLaMA-Factory's Chinese demo (pip download --no-deps --no-binary :all: llamafactory==0.9.5,
-# data/alpaca_zh_demo.json): beside the English one, or where MOSAIC_IT_ZH_DATA says
-ZH_DATA = Path(os.environ.get("MOSAIC_IT_ZH_DATA", REAL_DATA.with_name("alpaca_zh_demo.json")))
+# data/alpaca_zh_demo.json): where tests/data_paths.py finds it (MOSAIC_IT_ZH_DATA, when set)
+ZH_DATA = real_data(CHINESE_DEMO)
 RUNS = [(seed, mode) for seed in (1, 2) for mode in ("uniform", "fix_max", "logistic2")]
 
 
