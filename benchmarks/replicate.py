@@ -1841,15 +1841,17 @@ def summary(results: dict[str, Any]) -> str:
     vs1, vs4 = points("arm2 - arm1"), points("arm2 - arm4")
     if vs1 is not None:
         verdict = "it is no worse" if vs1[1] > NO_WORSE_MARGIN else '"no worse" is not shown'
+        above = "; the whole interval is above 0" if vs1[1] > 0 else ""
         first.append(
             f"is {vs1[0]} against the originals x3, so {verdict} (the rule: lower bound above "
-            "-3 points)"
+            f"-3 points{above})"
         )
     if vs4 is not None:
         verdict = "it adds value" if vs4[1] > 0 else "it is not shown to add value"
         first.append(
-            f"is {vs4[0]} against the originals x1 (the same {steps(4)}optimizer steps), so "
-            f"{verdict} beyond taking fewer steps (the rule: lower bound above 0)"
+            f"{'and ' if first else ''}is {vs4[0]} against the originals x1 (the same "
+            f"{steps(4)}optimizer steps), so {verdict} beyond taking fewer steps (the rule: "
+            "lower bound above 0)"
         )
     if vs1 is None:
         first.append('the originals x3, for the rule "no worse", are not in yet')
@@ -1875,7 +1877,7 @@ def summary(results: dict[str, Any]) -> str:
             lo, hi = d["ci95"]
             second.append(
                 f"its held-out loss per response token is {d['difference']:+.3f} "
-                f"(95% interval {lo:+.3f} to {hi:+.3f}) against the {other}"
+                f"(95% interval {lo:+.3f} to {hi:+.3f}) against the {other} (lower is better)"
             )
             break
     if not second:
